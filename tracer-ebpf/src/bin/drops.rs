@@ -1,0 +1,107 @@
+//! Kernel packet drops: tp_btf on `kfree_skb`, counted by (netns, ifindex, reason, protocol).
+//!
+//! Struct offsets come from the running kernel's BTF through `KERNEL_OFFSETS`.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    Global,
+    bindings::BPF_NOEXIST,
+    helpers::bpf_probe_read_kernel,
+    macros::{btf_tracepoint, map},
+    maps::{PerCpuArray, PerCpuHashMap},
+    programs::BtfTracePointContext,
+};
+use aya_log_ebpf::debug;
+use tracer_common::{DropKey, KernelOffsets};
+
+#[unsafe(no_mangle)]
+static KERNEL_OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets {
+    skb_dev: 0,
+    skb_protocol: 0,
+    dev_ifindex: 0,
+    dev_net: 0,
+    net_inum: 0,
+});
+
+#[map]
+static DROP_COUNTERS: PerCpuHashMap<DropKey, u64> = PerCpuHashMap::with_max_entries(4096, 0);
+
+/// Drops that could not be counted (map full, unreadable skb).
+#[map]
+static LOST_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+#[btf_tracepoint(function = "kfree_skb")]
+pub fn tracer_kfree_skb(ctx: BtfTracePointContext) -> i32 {
+    if try_count_drop(&ctx).is_err() {
+        debug!(&ctx, "kfree_skb: drop not counted");
+        if let Some(lost) = LOST_EVENTS.get_ptr_mut(0) {
+            // SAFETY: per-CPU slot, only this CPU writes it.
+            unsafe { *lost += 1 };
+        }
+    }
+    0
+}
+
+#[inline(always)]
+fn read_at<T>(base: *const u8, offset: u32) -> Result<T, i32> {
+    // SAFETY: bpf_probe_read_kernel validates the address.
+    unsafe { bpf_probe_read_kernel(base.wrapping_add(offset as usize).cast::<T>()) }
+}
+
+fn try_count_drop(ctx: &BtfTracePointContext) -> Result<(), i32> {
+    let offsets = KERNEL_OFFSETS.load();
+    // kfree_skb(struct sk_buff *skb, void *location, enum skb_drop_reason reason, struct sock *)
+    let skb: *const u8 = ctx.arg(0);
+    let reason: u32 = ctx.arg(2);
+    let protocol = u16::from_be(read_at::<u16>(skb, offsets.skb_protocol)?);
+    let dev: *const u8 = read_at(skb, offsets.skb_dev)?;
+    let (netns, ifindex) = if dev.is_null() {
+        (0, 0)
+    } else {
+        let ifindex: u32 = read_at(dev, offsets.dev_ifindex)?;
+        let net: *const u8 = read_at(dev, offsets.dev_net)?;
+        let netns = if net.is_null() {
+            0
+        } else {
+            read_at(net, offsets.net_inum)?
+        };
+        (netns, ifindex)
+    };
+    let key = DropKey {
+        netns,
+        ifindex,
+        reason,
+        protocol,
+        _pad: 0,
+    };
+    if increment(&key) {
+        return Ok(());
+    }
+    match DROP_COUNTERS.insert(&key, &1, BPF_NOEXIST.into()) {
+        Ok(()) => Ok(()),
+        // Another CPU inserted the key first.
+        Err(_) if increment(&key) => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+#[inline(always)]
+fn increment(key: &DropKey) -> bool {
+    let Some(count) = DROP_COUNTERS.get_ptr_mut(key) else {
+        return false;
+    };
+    // SAFETY: per-CPU value, only this CPU writes it.
+    unsafe { *count += 1 };
+    true
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,114 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::spec::PortSpec;
+
+pub const DEFAULT_INITIATOR: &str = "cvl_0_1";
+pub const DEFAULT_TARGET: &str = "cvl_0_0_ns_spdk/cvl_0_0";
+pub const DEFAULT_PORT: &str = "4420";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tracer",
+    version,
+    about = "Connectivity tracer for two cabled NIC ports: counts what crosses them and where it dies",
+    long_about = "tracer attaches XDP (ingress) and tc (egress) programs to an initiator port and a \
+target port, counts ARP, ICMP and TCP frames of one port number on each, and follows kernel drops \
+(kfree_skb with its reason).\n\n\
+Ports are given as [NETNS/]IFNAME: a namespace name as in /var/run/netns (`ip netns list`), or \
+none for tracer's own namespace. The defaults are SPDK's NVMe-over-TCP test network: initiator \
+cvl_0_1, target cvl_0_0 in namespace cvl_0_0_ns_spdk, TCP port 4420.\n\n\
+Exit codes: 0 success, 1 internal error, 2 usage or environment error (bad argument, unknown \
+port or namespace, not root, kernel without BTF).",
+    after_help = "Examples:\n  \
+tracer counters --duration 10\n  \
+tracer counters --initiator lab/veth0 --target peer/veth1 --port 8080 --json\n  \
+tracer lab up && tracer counters --initiator cvl_0_1_ns_initiator/cvl_0_1"
+)]
+pub struct Cli {
+    /// More logging, repeatable (-v info, -vv debug, -vvv trace), also from the kernel programs
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Count ARP, ICMP and port traffic on both ports, and kernel drops, until the duration ends
+    /// or Ctrl-C
+    #[command(after_help = "Example:\n  \
+tracer counters --initiator cvl_0_1_ns_initiator/cvl_0_1 --duration 5 --json")]
+    Counters(CountersArgs),
+    /// Build or remove the built-in lab: SPDK's test network on a veth pair, inside namespaces
+    Lab {
+        #[command(subcommand)]
+        action: LabAction,
+    },
+}
+
+/// The two ports and the TCP port number to watch.
+#[derive(Debug, Clone, Args)]
+pub struct PortArgs {
+    /// Initiator port, [NETNS/]IFNAME
+    #[arg(long, value_name = "SPEC", default_value = DEFAULT_INITIATOR)]
+    pub initiator: PortSpec,
+    /// Target port, [NETNS/]IFNAME
+    #[arg(long, value_name = "SPEC", default_value = DEFAULT_TARGET)]
+    pub target: PortSpec,
+    /// TCP port whose segments are counted as tcp_port (SYN, SYN-ACK and RST also apart)
+    #[arg(long, value_name = "N", default_value = DEFAULT_PORT,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct CountersArgs {
+    #[command(flatten)]
+    pub ports: PortArgs,
+    /// Stop after SECS seconds (default: run until Ctrl-C or SIGTERM)
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub duration: Option<u64>,
+    /// Print one JSON object instead of tables
+    #[arg(long)]
+    pub json: bool,
+    /// Create this file once every program is attached (for scripts to wait on)
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabAction {
+    /// Create (or re-create) the lab: a veth pair whose ends live in two namespaces
+    Up(LabArgs),
+    /// Remove the lab's namespaces, and with them everything in them
+    Down(LabArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LabArgs {
+    /// Initiator end, NETNS/IFNAME (the lab never uses tracer's own namespace)
+    #[arg(
+        long,
+        value_name = "SPEC",
+        default_value = "cvl_0_1_ns_initiator/cvl_0_1"
+    )]
+    pub initiator: PortSpec,
+    /// Target end, NETNS/IFNAME
+    #[arg(long, value_name = "SPEC", default_value = DEFAULT_TARGET)]
+    pub target: PortSpec,
+    /// Initiator address with prefix length
+    #[arg(long, value_name = "ADDR/LEN", default_value = "10.0.0.1/24")]
+    pub initiator_ip: String,
+    /// Target address with prefix length
+    #[arg(long, value_name = "ADDR/LEN", default_value = "10.0.0.2/24")]
+    pub target_ip: String,
+    /// TCP port the SPDK-style iptables ACCEPT rule opens on the initiator
+    #[arg(long, value_name = "N", default_value = DEFAULT_PORT,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+}

@@ -1,0 +1,125 @@
+//! Kernel drops: `kfree_skb` with its reason, counted by (netns, ifindex, reason, protocol).
+
+use std::collections::HashMap;
+
+use anyhow::{Context as _, anyhow};
+use aya::{
+    Ebpf,
+    maps::{PerCpuArray, PerCpuHashMap},
+    programs::BtfTracePoint,
+};
+use tracer_common::{DropKey, KernelOffsets};
+
+use crate::{btf::Btf, collect::loader, error::UsageError};
+
+static DROPS_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-drops"));
+
+const DROP_REASON_PREFIX: &str = "SKB_DROP_REASON_";
+
+/// The running kernel's struct layout and drop-reason names, from its BTF.
+pub struct KernelLayout {
+    pub offsets: KernelOffsets,
+    pub reasons: HashMap<u32, String>,
+}
+
+impl KernelLayout {
+    pub fn from_btf(btf: &Btf) -> Result<Self, UsageError> {
+        let offset = |strukt: &str, path: &[&str]| {
+            btf.member_offset(strukt, path)
+                .map_err(|err| UsageError::KernelLayout(err.to_string()))
+        };
+        let offsets = KernelOffsets {
+            skb_dev: offset("sk_buff", &["dev"])?,
+            skb_protocol: offset("sk_buff", &["protocol"])?,
+            dev_ifindex: offset("net_device", &["ifindex"])?,
+            dev_net: offset("net_device", &["nd_net", "net"])?,
+            net_inum: offset("net", &["ns", "inum"])?,
+        };
+        let reasons = btf
+            .enum_variants("skb_drop_reason")
+            .map_err(|err| UsageError::KernelLayout(err.to_string()))?
+            .iter()
+            .map(|(name, value)| {
+                let name = name.strip_prefix(DROP_REASON_PREFIX).unwrap_or(name);
+                (*value as u32, name.to_owned())
+            })
+            .collect();
+        Ok(Self { offsets, reasons })
+    }
+
+    /// The kernel's name for a drop reason, without the SKB_DROP_REASON_ prefix.
+    pub fn reason_name(&self, reason: u32) -> String {
+        self.reasons
+            .get(&reason)
+            .cloned()
+            .unwrap_or_else(|| format!("REASON_{reason}"))
+    }
+}
+
+/// One (netns, ifindex, reason, protocol) drop site and how often it dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawDrop {
+    pub key: DropKey,
+    pub count: u64,
+}
+
+/// The kfree_skb probe, attached. Dropping it detaches.
+pub struct DropProbe {
+    ebpf: Ebpf,
+}
+
+impl DropProbe {
+    pub fn attach(layout: &KernelLayout, log_level: &u8) -> anyhow::Result<Self> {
+        let mut ebpf = loader(log_level)
+            .override_global("KERNEL_OFFSETS", &layout.offsets, true)
+            .load(DROPS_OBJECT)
+            .context("loading the drop probe")?;
+        let kernel_btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF")?;
+        let program: &mut BtfTracePoint = ebpf
+            .program_mut("tracer_kfree_skb")
+            .ok_or_else(|| anyhow!("program tracer_kfree_skb missing from the object"))?
+            .try_into()?;
+        program
+            .load("kfree_skb", &kernel_btf)
+            .context("loading the kfree_skb probe (tp_btf)")?;
+        program
+            .attach()
+            .context("attaching the kfree_skb probe (tp_btf)")?;
+        Ok(Self { ebpf })
+    }
+
+    /// Gives the probe's log ring buffer to the caller, who polls it (absent when the object
+    /// logs nothing).
+    pub fn take_logger(&mut self) -> Option<aya_log::EbpfLogger<&'static dyn log::Log>> {
+        aya_log::EbpfLogger::init(&mut self.ebpf).ok()
+    }
+
+    /// Every drop site counted so far, summed over CPUs.
+    pub fn drops(&self) -> anyhow::Result<Vec<RawDrop>> {
+        let map = self
+            .ebpf
+            .map("DROP_COUNTERS")
+            .ok_or_else(|| anyhow!("DROP_COUNTERS map missing"))?;
+        let counters = PerCpuHashMap::<_, DropKey, u64>::try_from(map)?;
+        let mut drops = Vec::new();
+        for entry in counters.iter() {
+            let (key, per_cpu) = entry.context("reading DROP_COUNTERS")?;
+            drops.push(RawDrop {
+                key,
+                count: per_cpu.iter().sum(),
+            });
+        }
+        drops.sort_by_key(|drop| drop.key);
+        Ok(drops)
+    }
+
+    /// Drops the probe saw but could not count.
+    pub fn lost_events(&self) -> anyhow::Result<u64> {
+        let map = self
+            .ebpf
+            .map("LOST_EVENTS")
+            .ok_or_else(|| anyhow!("LOST_EVENTS map missing"))?;
+        let lost = PerCpuArray::<_, u64>::try_from(map)?;
+        Ok(lost.get(&0, 0)?.iter().sum())
+    }
+}

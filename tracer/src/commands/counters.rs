@@ -1,0 +1,58 @@
+//! `tracer counters`: attach, count until the duration ends or a signal, report.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{cli::CountersArgs, collect::ebpf_log_level, preflight, render, session::Session};
+
+pub fn run(args: &CountersArgs, verbosity: u8) -> anyhow::Result<()> {
+    preflight::check()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let log_level = ebpf_log_level(verbosity);
+    let mut session = Session::attach(
+        &[&args.ports.initiator, &args.ports.target],
+        args.ports.port,
+        &log_level,
+    )?;
+    let logger = session.drops.take_logger();
+
+    runtime.block_on(async {
+        // Signal handlers go in before the ready file: from then on, Ctrl-C means "report".
+        let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+        let mut terminate =
+            signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+        if let Some(path) = &args.ready_file {
+            std::fs::write(path, b"")
+                .with_context(|| format!("writing the ready file {}", path.display()))?;
+        }
+        if let Some(logger) = logger {
+            crate::logging::forward_ebpf_logs(logger)?;
+        }
+        let duration = async {
+            match args.duration {
+                Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = duration => {}
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        anyhow::Ok(())
+    })?;
+
+    let report = session.counters_report()?;
+    drop(session);
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", render::counters::text(&report, args.ports.port));
+    }
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! The built-in lab: SPDK's nvmf_tcp_init topology on a veth pair, with both ends inside
+//! namespaces of their own, so that no test address ever exists in tracer's namespace.
+
+use std::{net::Ipv4Addr, process::Command};
+
+use anyhow::{Context as _, bail};
+
+use crate::{cli::LabArgs, error::UsageError, spec::PortSpec};
+
+fn check_args(args: &LabArgs) -> Result<(), UsageError> {
+    for (role, spec) in [("initiator", &args.initiator), ("target", &args.target)] {
+        if spec.netns.is_empty() {
+            return Err(UsageError::Argument(format!(
+                "lab {role} `{spec}` needs a namespace (NETNS/IFNAME): the lab never touches tracer's own namespace"
+            )));
+        }
+    }
+    if args.initiator.netns == args.target.netns {
+        return Err(UsageError::Argument(
+            "lab initiator and target need different namespaces".to_owned(),
+        ));
+    }
+    for (role, cidr) in [
+        ("--initiator-ip", &args.initiator_ip),
+        ("--target-ip", &args.target_ip),
+    ] {
+        let valid = cidr.split_once('/').is_some_and(|(addr, len)| {
+            addr.parse::<Ipv4Addr>().is_ok() && len.parse::<u8>().is_ok_and(|len| len <= 32)
+        });
+        if !valid {
+            return Err(UsageError::Argument(format!(
+                "{role} `{cidr}` is not an IPv4 address with prefix length, e.g. 10.0.0.1/24"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
+    let output = Command::new(program).args(args).output().with_context(|| {
+        format!("running {program} (is it installed? `cargo xtask setup` installs it)")
+    })?;
+    if !output.status.success() {
+        bail!(
+            "`{program} {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn netns_exists(name: &str) -> bool {
+    crate::netns::netns_path(name).exists()
+}
+
+/// Removes the lab's namespaces; the veth pair and the rules inside go with them.
+pub fn down(args: &LabArgs) -> anyhow::Result<()> {
+    check_args(args)?;
+    for spec in [&args.initiator, &args.target] {
+        if netns_exists(&spec.netns) {
+            run("ip", &["netns", "del", &spec.netns])?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds the lab from scratch (removing an earlier one first), the way nvmf_tcp_init does.
+pub fn up(args: &LabArgs) -> anyhow::Result<()> {
+    down(args)?;
+    let result = build(args);
+    if result.is_err() {
+        // Leave nothing half-made behind.
+        let _ = down(args);
+    }
+    result
+}
+
+fn build(args: &LabArgs) -> anyhow::Result<()> {
+    let LabArgs {
+        initiator,
+        target,
+        initiator_ip,
+        target_ip,
+        port,
+    } = args;
+    let PortSpec {
+        netns: initiator_ns,
+        interface: initiator_if,
+    } = initiator;
+    let PortSpec {
+        netns: target_ns,
+        interface: target_if,
+    } = target;
+    run("ip", &["netns", "add", initiator_ns])?;
+    run("ip", &["netns", "add", target_ns])?;
+    // Both ends are created directly inside their namespaces.
+    run(
+        "ip",
+        &[
+            "link",
+            "add",
+            initiator_if,
+            "netns",
+            initiator_ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            target_if,
+            "netns",
+            target_ns,
+        ],
+    )?;
+    for (ns, interface, address) in [
+        (initiator_ns, initiator_if, initiator_ip),
+        (target_ns, target_if, target_ip),
+    ] {
+        run("ip", &["-n", ns, "addr", "add", address, "dev", interface])?;
+        run("ip", &["-n", ns, "link", "set", interface, "up"])?;
+        run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
+    }
+    let port = port.to_string();
+    let rule = format!("-I INPUT 1 -i {initiator_if} -p tcp --dport {port} -j ACCEPT");
+    let comment = format!("SPDK_NVMF:{rule}");
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            initiator_ns,
+            "iptables",
+            "-I",
+            "INPUT",
+            "1",
+            "-i",
+            initiator_if,
+            "-p",
+            "tcp",
+            "--dport",
+            &port,
+            "-j",
+            "ACCEPT",
+            "-m",
+            "comment",
+            "--comment",
+            &comment,
+        ],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,50 @@
+//! Errors that are the user's to fix (exit code 2), as opposed to tracer's own failures (1).
+
+use thiserror::Error;
+
+use crate::netns::NetnsError;
+
+#[derive(Debug, Error)]
+pub enum UsageError {
+    #[error("interface `{interface}` not found in {place}; `{list}` shows the interfaces there")]
+    UnknownInterface {
+        interface: String,
+        place: String,
+        list: String,
+    },
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error("tracer needs root: missing {missing}; run it with sudo")]
+    Privileges { missing: String },
+    #[error(
+        "this kernel has no BTF ({path} is missing): tracer needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"
+    )]
+    NoBtf { path: String },
+    #[error("this kernel lacks what the drop probe needs: {0}")]
+    KernelLayout(String),
+    #[error("cannot attach XDP to `{port}`: {reason}")]
+    XdpTaken { port: String, reason: String },
+    #[error("{0}")]
+    Argument(String),
+}
+
+impl UsageError {
+    pub fn unknown_interface(interface: &str, netns: &str) -> Self {
+        let (place, list) = if netns.is_empty() {
+            (
+                "tracer's network namespace".to_owned(),
+                "ip link".to_owned(),
+            )
+        } else {
+            (
+                format!("network namespace `{netns}`"),
+                format!("ip -n {netns} link"),
+            )
+        };
+        Self::UnknownInterface {
+            interface: interface.to_owned(),
+            place,
+            list,
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Plain data gathered by the collectors: what the renderers and the classifier work from.
+
+use serde::{Serialize, Serializer, ser::SerializeMap};
+use tracer_common::PacketKind;
+
+/// Frames of each kind seen in one direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KindCounts([u64; PacketKind::COUNT as usize]);
+
+impl KindCounts {
+    pub fn get(&self, kind: PacketKind) -> u64 {
+        self.0[kind as usize]
+    }
+
+    pub fn set(&mut self, kind: PacketKind, count: u64) {
+        self.0[kind as usize] = count;
+    }
+}
+
+impl Serialize for KindCounts {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(PacketKind::ALL.len()))?;
+        for kind in PacketKind::ALL {
+            map.serialize_entry(kind.name(), &self.get(kind))?;
+        }
+        map.end()
+    }
+}
+
+/// Counters of one watched port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InterfaceCounters {
+    /// Namespace name; empty for tracer's own.
+    pub netns: String,
+    pub interface: String,
+    pub ingress: KindCounts,
+    pub egress: KindCounts,
+}
+
+/// Kernel drops at one site, with the reason's name from the running kernel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DropCount {
+    /// Namespace name; empty for tracer's own; `net:[INODE]` for an unnamed one.
+    pub netns: String,
+    /// Interface name; empty when the skb had no device or it is not a watched port.
+    pub interface: String,
+    pub ifindex: u32,
+    pub reason: String,
+    pub protocol: String,
+    pub count: u64,
+}
+
+/// The name of an EtherType, as reported with drops.
+pub fn protocol_name(ethertype: u16) -> String {
+    match ethertype {
+        0x0800 => "ipv4".to_owned(),
+        0x0806 => "arp".to_owned(),
+        0x86dd => "ipv6".to_owned(),
+        0x8100 => "vlan".to_owned(),
+        0 => "none".to_owned(),
+        other => format!("0x{other:04x}"),
+    }
+}
+
+/// What `tracer counters` reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CountersReport {
+    pub interfaces: Vec<InterfaceCounters>,
+    /// Drops on the watched ports.
+    pub drops: Vec<DropCount>,
+    /// Drops anywhere else (other interfaces, other namespaces, no device), kept apart.
+    pub other_drops: Vec<DropCount>,
+    /// Events the kernel programs saw but could not record.
+    pub lost_events: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shape() {
+        let mut ingress = KindCounts::default();
+        ingress.set(PacketKind::IcmpEchoRequest, 5);
+        let report = CountersReport {
+            interfaces: vec![InterfaceCounters {
+                netns: "cvl_0_0_ns_spdk".into(),
+                interface: "cvl_0_0".into(),
+                ingress,
+                egress: KindCounts::default(),
+            }],
+            drops: vec![DropCount {
+                netns: "cvl_0_0_ns_spdk".into(),
+                interface: "cvl_0_0".into(),
+                ifindex: 7,
+                reason: "NETFILTER_DROP".into(),
+                protocol: protocol_name(0x0800),
+                count: 5,
+            }],
+            other_drops: vec![],
+            lost_events: 0,
+        };
+        let json = serde_json::to_value(&report).unwrap();
+        let port = &json["interfaces"][0];
+        assert_eq!(port["netns"], "cvl_0_0_ns_spdk");
+        assert_eq!(port["interface"], "cvl_0_0");
+        assert_eq!(port["ingress"]["icmp_echo_request"], 5);
+        let kinds: Vec<&String> = port["egress"].as_object().unwrap().keys().collect();
+        let expected: Vec<&str> = PacketKind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(kinds, expected);
+        assert_eq!(json["drops"][0]["reason"], "NETFILTER_DROP");
+        assert_eq!(json["drops"][0]["protocol"], "ipv4");
+        assert_eq!(json["drops"][0]["count"], 5);
+        assert_eq!(json["lost_events"], 0);
+    }
+
+    #[test]
+    fn protocol_names() {
+        assert_eq!(protocol_name(0x0806), "arp");
+        assert_eq!(protocol_name(0x88cc), "0x88cc");
+    }
+}

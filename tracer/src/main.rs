@@ -1,0 +1,83 @@
+//! tracer: says where a packet between two cabled NIC ports died.
+
+mod btf;
+mod cli;
+mod collect;
+mod commands;
+mod error;
+mod evidence;
+mod logging;
+mod netns;
+mod preflight;
+mod render;
+mod session;
+mod spec;
+
+use std::{io::Write as _, process::ExitCode};
+
+use clap::{Parser as _, error::ErrorKind};
+
+use crate::{
+    cli::{Cli, Command, LabAction},
+    error::UsageError,
+};
+
+/// Exit code for a usage or environment error: the user can fix it.
+const EXIT_USAGE: u8 = 2;
+/// Exit code for tracer's own failure.
+const EXIT_INTERNAL: u8 = 1;
+
+fn main() -> ExitCode {
+    // A panic is a bug, but it still gets one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("tracer: internal error: {info}");
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return clap_exit(&err),
+    };
+    logging::init(cli.verbose);
+    let result = match &cli.command {
+        Command::Counters(args) => commands::counters::run(args, cli.verbose),
+        Command::Lab { action } => match action {
+            LabAction::Up(args) => commands::lab::up(args),
+            LabAction::Down(args) => commands::lab::down(args),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => match err.downcast_ref::<UsageError>() {
+            Some(usage) => {
+                eprintln!("tracer: {usage}");
+                ExitCode::from(EXIT_USAGE)
+            }
+            None => {
+                eprintln!("tracer: error: {err:#}");
+                ExitCode::from(EXIT_INTERNAL)
+            }
+        },
+    }
+}
+
+/// Help and version go to stdout in full; argument errors become one line on stderr.
+fn clap_exit(err: &clap::Error) -> ExitCode {
+    match err.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = write!(std::io::stdout(), "{}", err.render());
+            if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        _ => {
+            let rendered = err.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("tracer: {first} (see `tracer --help`)");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}

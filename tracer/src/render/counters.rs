@@ -1,0 +1,88 @@
+//! `tracer counters` as text tables.
+
+use std::fmt::Write as _;
+
+use tracer_common::PacketKind;
+
+use crate::{
+    evidence::{CountersReport, DropCount},
+    session::display_netns,
+};
+
+const HEADERS: [&str; PacketKind::COUNT as usize] = [
+    "ARP_REQ", "ARP_REP", "ECHO_REQ", "ECHO_REP", "UNREACH", "TCP_PORT", "SYN", "SYN_ACK", "RST",
+    "OTHER",
+];
+
+pub fn text(report: &CountersReport, watched_port: u16) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Packets (TCP_PORT: segments from or to port {watched_port}; SYN, SYN_ACK, RST among them)"
+    );
+    let _ = write!(out, "{:<20} {:<15} {:<8}", "NETNS", "INTERFACE", "DIR");
+    for header in HEADERS {
+        let _ = write!(out, " {header:>8}");
+    }
+    out.push('\n');
+    for port in &report.interfaces {
+        for (direction, counts) in [("ingress", &port.ingress), ("egress", &port.egress)] {
+            let _ = write!(
+                out,
+                "{:<20} {:<15} {:<8}",
+                display_netns(&port.netns),
+                port.interface,
+                direction
+            );
+            for kind in PacketKind::ALL {
+                let _ = write!(out, " {:>8}", counts.get(kind));
+            }
+            out.push('\n');
+        }
+    }
+    out.push('\n');
+    drop_table(&mut out, "Kernel drops on the watched ports", &report.drops);
+    if !report.other_drops.is_empty() {
+        out.push('\n');
+        drop_table(
+            &mut out,
+            "Kernel drops elsewhere (other interfaces and namespaces, not on the watched ports)",
+            &report.other_drops,
+        );
+    }
+    let _ = writeln!(out, "\nLost events: {}", report.lost_events);
+    out
+}
+
+fn drop_table(out: &mut String, title: &str, drops: &[DropCount]) {
+    let _ = writeln!(out, "{title}:");
+    if drops.is_empty() {
+        let _ = writeln!(out, "  none");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "  {:<20} {:<15} {:<28} {:<8} {:>8}",
+        "NETNS", "INTERFACE", "REASON", "PROTO", "COUNT"
+    );
+    for drop in drops {
+        let interface = if drop.interface.is_empty() {
+            if drop.ifindex == 0 {
+                "(no device)".to_owned()
+            } else {
+                format!("ifindex {}", drop.ifindex)
+            }
+        } else {
+            drop.interface.clone()
+        };
+        let _ = writeln!(
+            out,
+            "  {:<20} {:<15} {:<28} {:<8} {:>8}",
+            display_netns(&drop.netns),
+            interface,
+            drop.reason,
+            drop.protocol,
+            drop.count
+        );
+    }
+}

@@ -1,0 +1,3 @@
+//! Renderers: they only format what the collectors and the classifier produced.
+
+pub mod counters;

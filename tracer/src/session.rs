@@ -1,0 +1,98 @@
+//! All probes of one tracer run, attached together and detached together (on drop).
+
+use anyhow::Context as _;
+
+use crate::{
+    btf::Btf,
+    collect::{
+        drops::{DropProbe, KernelLayout},
+        ports::PortProbe,
+    },
+    error::UsageError,
+    evidence::{CountersReport, DropCount, protocol_name},
+    netns,
+    spec::PortSpec,
+};
+
+pub struct Session {
+    layout: KernelLayout,
+    pub ports: Vec<PortProbe>,
+    pub drops: DropProbe,
+}
+
+impl Session {
+    /// Attaches counters to every port and the drop probe.
+    pub fn attach(specs: &[&PortSpec], watched_port: u16, log_level: &u8) -> anyhow::Result<Self> {
+        for (i, spec) in specs.iter().enumerate() {
+            if specs[..i].contains(spec) {
+                return Err(UsageError::Argument(format!(
+                    "port `{spec}` is given twice: initiator and target must differ"
+                ))
+                .into());
+            }
+        }
+        let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
+        let layout = KernelLayout::from_btf(&btf)?;
+        let ports = specs
+            .iter()
+            .map(|spec| PortProbe::attach(spec, watched_port, log_level))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let drops = DropProbe::attach(&layout, log_level)?;
+        Ok(Self {
+            layout,
+            ports,
+            drops,
+        })
+    }
+
+    pub fn counters_report(&self) -> anyhow::Result<CountersReport> {
+        let interfaces = self
+            .ports
+            .iter()
+            .map(PortProbe::counters)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let names = netns::netns_names();
+        let mut drops = Vec::new();
+        let mut other_drops = Vec::new();
+        for raw in self.drops.drops()? {
+            let port = self
+                .ports
+                .iter()
+                .find(|port| port.netns_inode == raw.key.netns && port.ifindex == raw.key.ifindex);
+            let netns = match (port, raw.key.netns) {
+                (Some(port), _) => port.spec.netns.clone(),
+                (None, 0) => String::new(),
+                (None, inode) => names
+                    .get(&inode)
+                    .cloned()
+                    .unwrap_or_else(|| format!("net:[{inode}]")),
+            };
+            let drop = DropCount {
+                netns,
+                interface: port.map(|p| p.spec.interface.clone()).unwrap_or_default(),
+                ifindex: raw.key.ifindex,
+                reason: self.layout.reason_name(raw.key.reason),
+                protocol: protocol_name(raw.key.protocol),
+                count: raw.count,
+            };
+            if port.is_some() {
+                drops.push(drop);
+            } else {
+                other_drops.push(drop);
+            }
+        }
+        drops.sort_by_key(|drop| std::cmp::Reverse(drop.count));
+        other_drops.sort_by_key(|drop| std::cmp::Reverse(drop.count));
+        Ok(CountersReport {
+            interfaces,
+            drops,
+            other_drops,
+            lost_events: self.drops.lost_events()?,
+        })
+    }
+}
+
+/// Namespace name for display: tracer's own is shown as `(own)`.
+pub fn display_netns(netns: &str) -> &str {
+    if netns.is_empty() { "(own)" } else { netns }
+}
