@@ -1,0 +1,107 @@
+//! `cargo xtask demo`: tracer at work on the built-in lab.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::util::{describe, run_checked, tracer_binary};
+
+const INITIATOR: &str = "cvl_0_1_ns_initiator/cvl_0_1";
+const INITIATOR_NS: &str = "cvl_0_1_ns_initiator";
+const TARGET_NS: &str = "cvl_0_0_ns_spdk";
+const TARGET_IP: &str = "10.0.0.2";
+
+/// Takes the lab down when dropped, on failure too.
+struct Lab;
+
+impl Lab {
+    fn up() -> anyhow::Result<Self> {
+        run_checked(Command::new(tracer_binary()).args(["lab", "up"]))?;
+        Ok(Self)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Err(err) = run_checked(Command::new(tracer_binary()).args(["lab", "down"])) {
+            eprintln!("demo: taking the lab down failed: {err:#}");
+        }
+    }
+}
+
+fn ready_file() -> PathBuf {
+    std::env::temp_dir().join(format!("tracer-demo-{}.ready", std::process::id()))
+}
+
+fn wait_ready(child: &mut Child, ready: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready.exists() {
+        if let Some(status) = child.try_wait()? {
+            bail!("tracer exited before it was ready ({status})");
+        }
+        if Instant::now() > deadline {
+            bail!("tracer was not ready within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Runs `tracer counters` around a ping from the initiator namespace and shows both.
+fn counters_around_ping(title: &str) -> anyhow::Result<()> {
+    println!("\n=== {title}");
+    let ready = ready_file();
+    let _ = std::fs::remove_file(&ready);
+    let mut counters = Command::new(tracer_binary());
+    counters
+        .args(["counters", "--initiator", INITIATOR, "--ready-file"])
+        .arg(&ready)
+        .stdout(Stdio::inherit());
+    eprintln!("+ {}", describe(&counters));
+    let mut child = counters.spawn().context("starting tracer counters")?;
+    let result = wait_ready(&mut child, &ready).and_then(|()| {
+        let mut ping = Command::new("ip");
+        ping.args([
+            "netns",
+            "exec",
+            INITIATOR_NS,
+            "ping",
+            "-c",
+            "5",
+            "-i",
+            "0.2",
+            "-W",
+            "1",
+        ])
+        .arg(TARGET_IP);
+        eprintln!("+ {}", describe(&ping));
+        // A failing ping is part of the show, not a demo failure.
+        ping.status().context("running ping")?;
+        Ok(())
+    });
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait()?;
+    let _ = std::fs::remove_file(&ready);
+    result?;
+    if !status.success() {
+        bail!("tracer counters failed ({status})");
+    }
+    Ok(())
+}
+
+pub fn run() -> anyhow::Result<()> {
+    let _lab = Lab::up()?;
+    counters_around_ping("A healthy loop: 5 pings from 10.0.0.1 to 10.0.0.2")?;
+    run_checked(Command::new("ip").args([
+        "netns", "exec", TARGET_NS, "iptables", "-I", "INPUT", "1", "-p", "icmp", "-j", "DROP",
+    ]))?;
+    counters_around_ping(
+        "ICMP dropped on the target's INPUT chain: the requests arrive, the kernel drops them",
+    )?;
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! `cargo xtask setup`: installs what is missing, idempotently, saying what it does.
+
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+
+use crate::util::{is_root, run_checked};
+
+/// Pinned: bpf-linker must share its LLVM major with this nightly's LLVM (22).
+pub const EBPF_TOOLCHAIN: &str = "nightly-2026-05-20";
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+
+/// Debian packages: LLVM for bpf-linker; the tools the lab and the tests drive.
+const PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "iproute2",
+    "iptables",
+    "arptables",
+    "nftables",
+    "iputils-ping",
+    "tcpdump",
+];
+
+pub fn run() -> anyhow::Result<()> {
+    install_packages()?;
+    install_ebpf_toolchain()?;
+    install_bpf_linker()?;
+    eprintln!("setup: everything is in place");
+    Ok(())
+}
+
+fn package_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("install ok installed"))
+}
+
+fn install_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .copied()
+        .filter(|package| !package_installed(package))
+        .collect();
+    if missing.is_empty() {
+        eprintln!("setup: Debian packages present ({})", PACKAGES.join(" "));
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "missing Debian packages {}: installing them needs root; run `sudo -E cargo xtask setup`",
+            missing.join(" ")
+        );
+    }
+    eprintln!("setup: installing Debian packages {}", missing.join(" "));
+    run_checked(
+        Command::new("apt-get")
+            .args(["update", "-q"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    run_checked(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+    .with_context(|| {
+        format!(
+            "installing {} (are Debian's repositories reachable?)",
+            missing.join(" ")
+        )
+    })
+}
+
+fn install_ebpf_toolchain() -> anyhow::Result<()> {
+    let installed = Command::new("rustup")
+        .args([
+            "component",
+            "list",
+            "--installed",
+            "--toolchain",
+            EBPF_TOOLCHAIN,
+        ])
+        .output()
+        .context("running rustup (is it installed?)")?;
+    let components = String::from_utf8_lossy(&installed.stdout);
+    if installed.status.success() && components.lines().any(|c| c.starts_with("rust-src")) {
+        eprintln!("setup: toolchain {EBPF_TOOLCHAIN} with rust-src present");
+        return Ok(());
+    }
+    eprintln!("setup: installing toolchain {EBPF_TOOLCHAIN} with rust-src");
+    run_checked(Command::new("rustup").args([
+        "toolchain",
+        "install",
+        EBPF_TOOLCHAIN,
+        "--profile",
+        "minimal",
+        "--component",
+        "rust-src",
+    ]))
+}
+
+fn install_bpf_linker() -> anyhow::Result<()> {
+    let version = Command::new("bpf-linker").arg("--version").output();
+    if version.is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(BPF_LINKER_VERSION)) {
+        eprintln!("setup: bpf-linker {BPF_LINKER_VERSION} present");
+        return Ok(());
+    }
+    eprintln!("setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about a minute)");
+    run_checked(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "install",
+                &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+                "--locked",
+            ])
+            .env("LLVM_PREFIX", LLVM_PREFIX),
+    )
+}

@@ -1,0 +1,79 @@
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives inside the workspace")
+        .to_path_buf()
+}
+
+pub fn tracer_binary() -> PathBuf {
+    workspace_root().join("target/release/tracer")
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+pub fn require_root(task: &str) -> anyhow::Result<()> {
+    if !is_root() {
+        bail!(
+            "{task} needs root (it loads eBPF programs and builds network namespaces): run `sudo -E cargo xtask ...`"
+        );
+    }
+    Ok(())
+}
+
+/// Runs a command, echoing it, and fails unless it succeeds.
+pub fn run_checked(command: &mut Command) -> anyhow::Result<()> {
+    eprintln!("+ {}", describe(command));
+    let status = command
+        .status()
+        .with_context(|| format!("starting `{}`", describe(command)))?;
+    if !status.success() {
+        bail!("`{}` failed ({status})", describe(command));
+    }
+    Ok(())
+}
+
+pub fn describe(command: &Command) -> String {
+    std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(workspace_root());
+    command
+}
+
+/// Everything is built once, in release: the binary the integration tests run is the one users
+/// get, and unit tests share its dependency builds.
+pub fn build_tracer() -> anyhow::Result<()> {
+    run_checked(cargo().args(["build", "--release", "--package", "tracer"]))
+}
+
+pub fn run_tests(harness_args: &[String]) -> anyhow::Result<()> {
+    run_checked(
+        cargo()
+            .args([
+                "test",
+                "--release",
+                "--workspace",
+                "--exclude",
+                "tracer-ebpf",
+                "--",
+            ])
+            .args(harness_args)
+            .env("TRACER_BIN", tracer_binary()),
+    )
+}
