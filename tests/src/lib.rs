@@ -1,1 +1,316 @@
+//! Helpers for tracer's integration tests: a lab guard that always removes its namespaces, a
+//! running tracer, and work inside a namespace.
+//!
+//! Test traffic stays between addresses inside namespaces the tests create.
 
+use std::{
+    fs::File,
+    io::Read as _,
+    marker::PhantomData,
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+pub const INITIATOR_IP: &str = "10.0.0.1";
+pub const TARGET_IP: &str = "10.0.0.2";
+
+/// The tracer binary under test: `cargo xtask test` passes the release build.
+pub fn tracer_bin() -> PathBuf {
+    std::env::var_os("TRACER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/tracer"))
+}
+
+pub fn tracer() -> Command {
+    Command::new(tracer_bin())
+}
+
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "integration tests need root: run `cargo xtask test`"
+    );
+}
+
+/// A name unique to this test process and call, short enough for namespace names.
+pub fn unique(tag: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "tt{}{}{}",
+        std::process::id() % 100_000,
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        tag
+    )
+}
+
+/// Runs a command and returns its output, failing the test if it cannot start.
+pub fn output(command: &mut Command) -> Output {
+    command
+        .output()
+        .unwrap_or_else(|err| panic!("running {command:?}: {err}"))
+}
+
+/// Runs a command that must succeed.
+pub fn check(command: &mut Command) -> Output {
+    let out = output(command);
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// One end of the lab.
+#[derive(Debug, Clone)]
+pub struct End {
+    pub netns: String,
+    pub interface: String,
+}
+
+impl End {
+    pub fn spec(&self) -> String {
+        format!("{}/{}", self.netns, self.interface)
+    }
+
+    /// A command run inside this end's namespace.
+    pub fn exec(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.netns, program]);
+        command
+    }
+}
+
+/// The built-in lab (`tracer lab up`) under unique names; removed on drop, on failure too.
+pub struct Lab {
+    pub initiator: End,
+    pub target: End,
+    pub port: u16,
+    // Namespace work is tied to the creating thread's view; keep the guard on it.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Lab {
+    /// A lab with SPDK's interface names and port, in namespaces of its own.
+    pub fn up(tag: &str) -> Self {
+        Self::with_names(tag, "cvl_0_1", "cvl_0_0", 4420)
+    }
+
+    pub fn with_names(tag: &str, initiator_if: &str, target_if: &str, port: u16) -> Self {
+        require_root();
+        let base = unique(tag);
+        let lab = Self {
+            initiator: End {
+                netns: format!("{base}-i"),
+                interface: initiator_if.to_owned(),
+            },
+            target: End {
+                netns: format!("{base}-t"),
+                interface: target_if.to_owned(),
+            },
+            port,
+            _not_send: PhantomData,
+        };
+        check(tracer().arg("lab").arg("up").args(lab.lab_args()));
+        lab
+    }
+
+    fn lab_args(&self) -> Vec<String> {
+        vec![
+            "--initiator".into(),
+            self.initiator.spec(),
+            "--target".into(),
+            self.target.spec(),
+            "--port".into(),
+            self.port.to_string(),
+        ]
+    }
+
+    /// `tracer counters` watching this lab's two ends.
+    pub fn counters(&self) -> TracerRun {
+        TracerRun::start(&[
+            "counters",
+            "--initiator",
+            &self.initiator.spec(),
+            "--target",
+            &self.target.spec(),
+            "--port",
+            &self.port.to_string(),
+            "--json",
+        ])
+    }
+
+    /// Pings the target from the initiator; returns whether every reply came back.
+    pub fn ping(&self, count: u32) -> bool {
+        output(self.initiator.exec("ping").args([
+            "-c",
+            &count.to_string(),
+            "-i",
+            "0.1",
+            "-W",
+            "1",
+            TARGET_IP,
+        ]))
+        .status
+        .success()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Never panic here: this may run while a failed test unwinds.
+        match tracer()
+            .arg("lab")
+            .arg("down")
+            .args(self.lab_args())
+            .output()
+        {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!("lab down failed: {}", String::from_utf8_lossy(&out.stderr)),
+            Err(err) => eprintln!("lab down could not run: {err}"),
+        }
+    }
+}
+
+/// A tracer process started with a ready file; killed on drop if still running.
+pub struct TracerRun {
+    child: Option<Child>,
+    ready: PathBuf,
+}
+
+impl TracerRun {
+    /// Starts tracer with `args` plus `--ready-file`, and waits until it is attached.
+    pub fn start(args: &[&str]) -> Self {
+        let ready = std::env::temp_dir().join(format!("{}.ready", unique("r")));
+        let child = tracer()
+            .args(args)
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting tracer");
+        let mut run = Self {
+            child: Some(child),
+            ready,
+        };
+        run.wait_ready();
+        run
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.ready.exists() {
+            let child = self.child.as_mut().expect("running");
+            if let Some(status) = child.try_wait().expect("polling tracer") {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = child.stderr.take() {
+                    let _ = pipe.read_to_string(&mut stderr);
+                }
+                panic!("tracer exited before it was ready ({status}): {stderr}");
+            }
+            assert!(Instant::now() < deadline, "tracer not ready within 30 s");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// Sends `signal` and waits for tracer to exit.
+    pub fn stop_with(mut self, signal: i32) -> Output {
+        let child = self.child.take().expect("running");
+        // SAFETY: signalling our own child, which has not been reaped yet.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        child.wait_with_output().expect("waiting for tracer")
+    }
+
+    /// Ctrl-C, then tracer's JSON report.
+    pub fn finish(self) -> Value {
+        let out = self.stop_with(libc::SIGINT);
+        assert!(
+            out.status.success(),
+            "tracer failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
+            panic!(
+                "tracer's output is not JSON ({err}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+}
+
+impl Drop for TracerRun {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_file(&self.ready);
+    }
+}
+
+/// A packet counter from a counters report.
+pub fn count(report: &Value, end: &End, direction: &str, kind: &str) -> u64 {
+    let port = report["interfaces"]
+        .as_array()
+        .expect("interfaces array")
+        .iter()
+        .find(|port| {
+            port["netns"] == end.netns.as_str() && port["interface"] == end.interface.as_str()
+        })
+        .unwrap_or_else(|| panic!("no row for {} in {report}", end.spec()));
+    port[direction][kind]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {direction}.{kind} for {}", end.spec()))
+}
+
+/// Drops with `reason` and `protocol` in the report's `section` ("drops" or "other_drops")
+/// whose namespace is `netns` (and interface `interface`, when given).
+pub fn drops(
+    report: &Value,
+    section: &str,
+    netns: &str,
+    interface: Option<&str>,
+    reason: &str,
+    protocol: &str,
+) -> u64 {
+    report[section]
+        .as_array()
+        .expect("drops array")
+        .iter()
+        .filter(|drop| {
+            drop["netns"] == netns
+                && interface.is_none_or(|name| drop["interface"] == name)
+                && drop["reason"] == reason
+                && drop["protocol"] == protocol
+        })
+        .map(|drop| drop["count"].as_u64().expect("count"))
+        .sum()
+}
+
+/// Runs `work` on a thread that has entered namespace `netns`.
+pub fn in_netns<T: Send + 'static>(
+    netns: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let path = Path::new("/var/run/netns").join(netns);
+    std::thread::spawn(move || {
+        let file = File::open(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        // SAFETY: setns on a namespace fd; affects only this new thread.
+        let entered = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(entered, 0, "setns {}", path.display());
+        work()
+    })
+}

@@ -1,0 +1,181 @@
+//! `tracer counters` on the lab: exact counts on real veth pairs in real namespaces.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream},
+    time::Duration,
+};
+
+use tracer_tests::{INITIATOR_IP, Lab, TARGET_IP, check, count, drops, in_netns};
+
+#[test]
+fn five_pings_counted_exactly_on_both_ports() {
+    let lab = Lab::up("png");
+    let run = lab.counters();
+    assert!(lab.ping(5), "ping across a healthy lab failed");
+    let report = run.finish();
+
+    let (initiator, target) = (&lab.initiator, &lab.target);
+    assert_eq!(count(&report, initiator, "egress", "icmp_echo_request"), 5);
+    assert_eq!(count(&report, target, "ingress", "icmp_echo_request"), 5);
+    assert_eq!(count(&report, target, "egress", "icmp_echo_reply"), 5);
+    assert_eq!(count(&report, initiator, "ingress", "icmp_echo_reply"), 5);
+    // The requests never come back the wrong way.
+    assert_eq!(count(&report, initiator, "ingress", "icmp_echo_request"), 0);
+    assert_eq!(count(&report, target, "egress", "icmp_echo_request"), 0);
+    // First contact: one ARP request out, one reply back.
+    assert_eq!(count(&report, initiator, "egress", "arp_request"), 1);
+    assert_eq!(count(&report, target, "ingress", "arp_request"), 1);
+    assert_eq!(count(&report, target, "egress", "arp_reply"), 1);
+    assert_eq!(count(&report, initiator, "ingress", "arp_reply"), 1);
+    assert_eq!(report["lost_events"], 0);
+}
+
+#[test]
+fn netfilter_drop_counted_on_the_target_port() {
+    let lab = Lab::up("nfd");
+    check(
+        lab.target
+            .exec("iptables")
+            .args(["-A", "INPUT", "-p", "icmp", "-j", "DROP"]),
+    );
+    let run = lab.counters();
+    assert!(!lab.ping(5), "ping succeeded through an ICMP DROP rule");
+    let report = run.finish();
+
+    let target = &lab.target;
+    assert_eq!(
+        drops(
+            &report,
+            "drops",
+            &target.netns,
+            Some(&target.interface),
+            "NETFILTER_DROP",
+            "ipv4"
+        ),
+        5,
+        "{report}"
+    );
+    assert_eq!(count(&report, target, "ingress", "icmp_echo_request"), 5);
+    assert_eq!(count(&report, target, "egress", "icmp_echo_reply"), 0);
+    // Nothing of it shows up as a drop on the initiator.
+    assert_eq!(
+        drops(
+            &report,
+            "drops",
+            &lab.initiator.netns,
+            None,
+            "NETFILTER_DROP",
+            "ipv4"
+        ),
+        0
+    );
+}
+
+/// Non-default interface names and port number: the defaults are not assumptions.
+#[test]
+fn tcp_connect_counted_on_both_ports_both_ways() {
+    let port = 8009;
+    let lab = Lab::with_names("tcp", "ini0", "tgt0", port);
+    let target_addr: SocketAddr = format!("{TARGET_IP}:{port}").parse().unwrap();
+    // A socket belongs to the namespace it was created in, whichever thread uses it later.
+    let listener = in_netns(&lab.target.netns, move || {
+        TcpListener::bind(target_addr).expect("bind in the target namespace")
+    })
+    .join()
+    .expect("listener thread");
+    let run = lab.counters();
+
+    let server = std::thread::spawn(move || {
+        let (mut stream, peer) = listener.accept().expect("accept");
+        let mut received = Vec::new();
+        stream.read_to_end(&mut received).expect("read");
+        (peer, received)
+    });
+    in_netns(&lab.initiator.netns, move || {
+        let mut stream =
+            TcpStream::connect_timeout(&target_addr, Duration::from_secs(5)).expect("connect");
+        stream.write_all(b"hello").expect("write");
+        stream
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shutdown");
+        // The server closes after reading EOF: wait for its FIN so the exchange is complete.
+        let mut rest = Vec::new();
+        stream.read_to_end(&mut rest).expect("read");
+    })
+    .join()
+    .expect("client thread");
+    let (peer, received) = server.join().expect("server thread");
+    assert_eq!(peer.ip().to_string(), INITIATOR_IP);
+    assert_eq!(received, b"hello");
+    let report = run.finish();
+
+    let (initiator, target) = (&lab.initiator, &lab.target);
+    assert_eq!(count(&report, initiator, "egress", "tcp_syn"), 1);
+    assert_eq!(count(&report, target, "ingress", "tcp_syn"), 1);
+    assert_eq!(count(&report, target, "egress", "tcp_syn_ack"), 1);
+    assert_eq!(count(&report, initiator, "ingress", "tcp_syn_ack"), 1);
+    assert_eq!(count(&report, initiator, "egress", "tcp_rst"), 0);
+    let forward = count(&report, initiator, "egress", "tcp_port");
+    let back = count(&report, target, "egress", "tcp_port");
+    // SYN, ACK, data, FIN, final ACK one way; SYN-ACK, ACK(s), FIN the other.
+    assert!(forward >= 4, "{forward} segments initiator -> target");
+    assert!(back >= 3, "{back} segments target -> initiator");
+    assert_eq!(count(&report, target, "ingress", "tcp_port"), forward);
+    assert_eq!(count(&report, initiator, "ingress", "tcp_port"), back);
+}
+
+/// Another pair of namespaces with the same addresses carries traffic and drops at the same
+/// time: none of it is counted on the watched ports, and its drops are reported apart.
+#[test]
+fn unrelated_namespace_traffic_is_kept_apart() {
+    let lab = Lab::up("own");
+    let noise = Lab::up("nse");
+    check(
+        noise
+            .target
+            .exec("iptables")
+            .args(["-A", "INPUT", "-p", "icmp", "-j", "DROP"]),
+    );
+    let run = lab.counters();
+
+    let mut flood = noise.initiator.exec("ping");
+    flood.args(["-c", "100", "-i", "0.01", "-W", "1", TARGET_IP]);
+    let flood = std::thread::spawn(move || flood.output().expect("noise ping"));
+    assert!(lab.ping(5));
+    let flooded = flood.join().expect("noise thread");
+    assert!(
+        !flooded.status.success(),
+        "noise pings went through an ICMP DROP"
+    );
+    let report = run.finish();
+
+    let (initiator, target) = (&lab.initiator, &lab.target);
+    assert_eq!(count(&report, initiator, "egress", "icmp_echo_request"), 5);
+    assert_eq!(count(&report, target, "ingress", "icmp_echo_request"), 5);
+    assert_eq!(count(&report, target, "egress", "icmp_echo_reply"), 5);
+    assert_eq!(count(&report, initiator, "ingress", "icmp_echo_reply"), 5);
+    assert_eq!(
+        drops(
+            &report,
+            "drops",
+            &target.netns,
+            None,
+            "NETFILTER_DROP",
+            "ipv4"
+        ),
+        0
+    );
+    assert_eq!(
+        drops(
+            &report,
+            "other_drops",
+            &noise.target.netns,
+            None,
+            "NETFILTER_DROP",
+            "ipv4"
+        ),
+        100,
+        "{report}"
+    );
+}
