@@ -147,6 +147,23 @@ impl Lab {
         ])
     }
 
+    /// Arguments naming this lab's ports and port number, for tracer's commands.
+    pub fn port_args(&self) -> Vec<String> {
+        vec![
+            "--initiator".into(),
+            self.initiator.spec(),
+            "--target".into(),
+            self.target.spec(),
+            "--port".into(),
+            self.port.to_string(),
+        ]
+    }
+
+    /// `tracer diagnose --json` on this lab, plus `extra` arguments: (exit code, report).
+    pub fn diagnose(&self, extra: &[&str]) -> (i32, Value) {
+        diagnose(&self.port_args(), extra)
+    }
+
     /// Pings the target from the initiator; returns whether every reply came back.
     pub fn ping(&self, count: u32) -> bool {
         output(self.initiator.exec("ping").args([
@@ -175,6 +192,57 @@ impl Drop for Lab {
             Ok(out) if out.status.success() => {}
             Ok(out) => eprintln!("lab down failed: {}", String::from_utf8_lossy(&out.stderr)),
             Err(err) => eprintln!("lab down could not run: {err}"),
+        }
+    }
+}
+
+/// `tracer diagnose --json` with `ports` and `extra` arguments: (exit code, report).
+pub fn diagnose(ports: &[String], extra: &[&str]) -> (i32, Value) {
+    let out = output(
+        tracer()
+            .arg("diagnose")
+            .arg("--json")
+            .args(ports)
+            .args(extra),
+    );
+    let code = out.status.code().expect("tracer exited by a signal");
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
+        panic!(
+            "diagnose printed no JSON ({err}); exit {code}; stdout: {}; stderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (code, report)
+}
+
+/// Namespaces a test makes by hand; deleted on drop, on failure too.
+pub struct Namespaces {
+    names: Vec<String>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Namespaces {
+    pub fn create(names: &[&str]) -> Self {
+        require_root();
+        let namespaces = Self {
+            names: names.iter().map(|name| (*name).to_owned()).collect(),
+            _not_send: PhantomData,
+        };
+        for name in names {
+            check(Command::new("ip").args(["netns", "add", name]));
+        }
+        namespaces
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for name in &self.names {
+            // Never panic here: this may run while a failed test unwinds.
+            if let Err(err) = Command::new("ip").args(["netns", "del", name]).output() {
+                eprintln!("ip netns del {name}: {err}");
+            }
         }
     }
 }

@@ -78,7 +78,7 @@ pub const PACKET_COUNTER_ENTRIES: u32 = Direction::COUNT * PacketKind::COUNT;
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DropKey {
-    /// Inode number of the device's network namespace (0: the skb had no device).
+    /// Inode number of the device's network namespace, else of the socket's (0: neither).
     pub netns: u32,
     /// Interface index inside that namespace (0: the skb had no device).
     pub ifindex: u32,
@@ -105,11 +105,16 @@ pub struct KernelOffsets {
     pub dev_net: u32,
     /// `net.ns.inum`
     pub net_inum: u32,
+    /// `sk_buff.sk`: locally sent packets may have no device yet, but a socket.
+    pub skb_sk: u32,
+    /// `sock.__sk_common.skc_net.net`
+    pub sock_net: u32,
 }
-const _: () = assert!(size_of::<KernelOffsets>() == 20);
+const _: () = assert!(size_of::<KernelOffsets>() == 28);
 
 #[cfg(feature = "user")]
 mod user {
+
     // SAFETY: plain `#[repr(C)]` integers without padding.
     unsafe impl aya::Pod for super::DropKey {}
     // SAFETY: plain `#[repr(C)]` integers without padding.

@@ -1,6 +1,6 @@
 //! Command-line interface.
 
-use std::path::PathBuf;
+use std::{net::Ipv4Addr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -44,6 +44,27 @@ pub enum Command {
     #[command(after_help = "Example:\n  \
 tracer counters --initiator cvl_0_1_ns_initiator/cvl_0_1 --duration 5 --json")]
     Counters(CountersArgs),
+    /// Probe the path from initiator to target and say exactly where packets die
+    #[command(
+        long_about = "Probe the path from initiator to target and say exactly where packets die.\n\n\
+tracer attaches to both ports, checks that they exist, are up and routed, then sends its own \
+probes from the initiator's namespace: ARP requests for the target address, ICMP echo both ways \
+and TCP connects to the port (a SYN-ACK or a RST both mean the path is open). It watches both \
+ports, kernel drops, neighbour state, carrier and netfilter verdicts meanwhile, and prints one \
+verdict with its evidence. It never changes the firewall, and reads rule counters only.",
+        after_help = "Verdicts and exit codes (fixed; scripts may depend on them):\n  \
+ok         0   ARP, ICMP both ways and the port's path work\n  \
+cable      10  frames leave one port and never reach its peer (no carrier, or cabled elsewhere)\n  \
+neighbour  11  ARP crosses the wire but the target never answers, or its answer is lost\n  \
+netfilter  12  a netfilter hook dropped the probes (namespace, table, chain and rule named)\n  \
+route      13  no route from one side to the other's address\n  \
+interface  14  a port is missing, administratively down, or in another namespace\n  \
+unknown    15  a drop no class fits: its kernel drop reason and place are named\n  \
+2 stays a usage or environment error (bad argument, not root).\n\n\
+Example:\n  \
+tracer diagnose --initiator cvl_0_1_ns_initiator/cvl_0_1 --report /tmp/tracer-report"
+    )]
+    Diagnose(DiagnoseArgs),
     /// Build or remove the built-in lab: SPDK's test network on a veth pair, inside namespaces
     Lab {
         #[command(subcommand)]
@@ -77,6 +98,27 @@ pub struct CountersArgs {
     #[arg(long)]
     pub json: bool,
     /// Create this file once every program is attached (for scripts to wait on)
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiagnoseArgs {
+    #[command(flatten)]
+    pub ports: PortArgs,
+    /// The initiator's address: source of the ARP probes, destination of the reverse pings
+    #[arg(long, value_name = "IP", default_value = "10.0.0.1")]
+    pub initiator_ip: Ipv4Addr,
+    /// The target's address
+    #[arg(long, value_name = "IP", default_value = "10.0.0.2")]
+    pub target_ip: Ipv4Addr,
+    /// Print one JSON object instead of the report
+    #[arg(long)]
+    pub json: bool,
+    /// Also write DIR/report.md and DIR/report.json (DIR is created)
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+    /// Create this file once every program is attached
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
 }

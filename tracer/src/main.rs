@@ -4,11 +4,15 @@ mod btf;
 mod cli;
 mod collect;
 mod commands;
+mod diagnose;
 mod error;
 mod evidence;
 mod logging;
+mod netfilter;
+mod netlink;
 mod netns;
 mod preflight;
+mod probes;
 mod render;
 mod session;
 mod spec;
@@ -38,14 +42,15 @@ fn main() -> ExitCode {
     };
     logging::init(cli.verbose);
     let result = match &cli.command {
-        Command::Counters(args) => commands::counters::run(args, cli.verbose),
+        Command::Counters(args) => commands::counters::run(args, cli.verbose).map(|()| 0),
+        Command::Diagnose(args) => commands::diagnose::run(args, cli.verbose),
         Command::Lab { action } => match action {
-            LabAction::Up(args) => commands::lab::up(args),
-            LabAction::Down(args) => commands::lab::down(args),
+            LabAction::Up(args) => commands::lab::up(args).map(|()| 0),
+            LabAction::Down(args) => commands::lab::down(args).map(|()| 0),
         },
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(err) => match err.downcast_ref::<UsageError>() {
             Some(usage) => {
                 eprintln!("tracer: {usage}");

@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use crate::{
     btf::Btf,
     collect::{
-        drops::{DropProbe, KernelLayout},
+        drops::{DropProbe, KernelLayout, RawDrop},
         ports::PortProbe,
     },
     error::UsageError,
@@ -21,7 +21,7 @@ pub struct Session {
 }
 
 impl Session {
-    /// Attaches counters to every port and the drop probe.
+    /// Attaches counters to every port, and the drop probe.
     pub fn attach(specs: &[&PortSpec], watched_port: u16, log_level: &u8) -> anyhow::Result<Self> {
         for (i, spec) in specs.iter().enumerate() {
             if specs[..i].contains(spec) {
@@ -37,12 +37,45 @@ impl Session {
             .iter()
             .map(|spec| PortProbe::attach(spec, watched_port, log_level))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let drops = DropProbe::attach(&layout, log_level)?;
+        let kernel_btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF")?;
+        let drops = DropProbe::attach(&layout, &kernel_btf, log_level)?;
         Ok(Self {
             layout,
             ports,
             drops,
         })
+    }
+
+    /// The watched port with this namespace inode and interface index.
+    pub fn port_at(&self, netns: u32, ifindex: u32) -> Option<&PortProbe> {
+        self.ports
+            .iter()
+            .find(|port| port.netns_inode == netns && port.ifindex == ifindex)
+    }
+
+    /// A raw drop with names: the namespace's, the interface's when it is a watched port.
+    pub fn name_drop(
+        &self,
+        raw: &RawDrop,
+        names: &std::collections::HashMap<u32, String>,
+    ) -> DropCount {
+        let port = self.port_at(raw.key.netns, raw.key.ifindex);
+        let netns = match (port, raw.key.netns) {
+            (Some(port), _) => port.spec.netns.clone(),
+            (None, 0) => String::new(),
+            (None, inode) => names
+                .get(&inode)
+                .cloned()
+                .unwrap_or_else(|| format!("net:[{inode}]")),
+        };
+        DropCount {
+            netns,
+            interface: port.map(|p| p.spec.interface.clone()).unwrap_or_default(),
+            ifindex: raw.key.ifindex,
+            reason: self.layout.reason_name(raw.key.reason),
+            protocol: protocol_name(raw.key.protocol),
+            count: raw.count,
+        }
     }
 
     pub fn counters_report(&self) -> anyhow::Result<CountersReport> {
@@ -55,27 +88,8 @@ impl Session {
         let mut drops = Vec::new();
         let mut other_drops = Vec::new();
         for raw in self.drops.drops()? {
-            let port = self
-                .ports
-                .iter()
-                .find(|port| port.netns_inode == raw.key.netns && port.ifindex == raw.key.ifindex);
-            let netns = match (port, raw.key.netns) {
-                (Some(port), _) => port.spec.netns.clone(),
-                (None, 0) => String::new(),
-                (None, inode) => names
-                    .get(&inode)
-                    .cloned()
-                    .unwrap_or_else(|| format!("net:[{inode}]")),
-            };
-            let drop = DropCount {
-                netns,
-                interface: port.map(|p| p.spec.interface.clone()).unwrap_or_default(),
-                ifindex: raw.key.ifindex,
-                reason: self.layout.reason_name(raw.key.reason),
-                protocol: protocol_name(raw.key.protocol),
-                count: raw.count,
-            };
-            if port.is_some() {
+            let drop = self.name_drop(&raw, &names);
+            if self.port_at(raw.key.netns, raw.key.ifindex).is_some() {
                 drops.push(drop);
             } else {
                 other_drops.push(drop);

@@ -22,6 +22,8 @@ static KERNEL_OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets {
     dev_ifindex: 0,
     dev_net: 0,
     net_inum: 0,
+    skb_sk: 0,
+    sock_net: 0,
 });
 
 #[map]
@@ -57,16 +59,12 @@ fn try_count_drop(ctx: &BtfTracePointContext) -> Result<(), i32> {
     let protocol = u16::from_be(read_at::<u16>(skb, offsets.skb_protocol)?);
     let dev: *const u8 = read_at(skb, offsets.skb_dev)?;
     let (netns, ifindex) = if dev.is_null() {
-        (0, 0)
+        // No device yet (e.g. dropped on a local OUTPUT hook): the socket tells the namespace.
+        let sk: *const u8 = read_at(skb, offsets.skb_sk)?;
+        (netns_of(sk, offsets.sock_net, offsets.net_inum)?, 0)
     } else {
         let ifindex: u32 = read_at(dev, offsets.dev_ifindex)?;
-        let net: *const u8 = read_at(dev, offsets.dev_net)?;
-        let netns = if net.is_null() {
-            0
-        } else {
-            read_at(net, offsets.net_inum)?
-        };
-        (netns, ifindex)
+        (netns_of(dev, offsets.dev_net, offsets.net_inum)?, ifindex)
     };
     let key = DropKey {
         netns,
@@ -84,6 +82,19 @@ fn try_count_drop(ctx: &BtfTracePointContext) -> Result<(), i32> {
         Err(_) if increment(&key) => Ok(()),
         Err(err) => Err(err),
     }
+}
+
+/// The namespace inode of the object at `owner` whose `struct net *` is at `net_offset`.
+#[inline(always)]
+fn netns_of(owner: *const u8, net_offset: u32, inum_offset: u32) -> Result<u32, i32> {
+    if owner.is_null() {
+        return Ok(0);
+    }
+    let net: *const u8 = read_at(owner, net_offset)?;
+    if net.is_null() {
+        return Ok(0);
+    }
+    read_at(net, inum_offset)
 }
 
 #[inline(always)]

@@ -34,6 +34,8 @@ impl KernelLayout {
             dev_ifindex: offset("net_device", &["ifindex"])?,
             dev_net: offset("net_device", &["nd_net", "net"])?,
             net_inum: offset("net", &["ns", "inum"])?,
+            skb_sk: offset("sk_buff", &["sk"])?,
+            sock_net: offset("sock", &["__sk_common", "skc_net", "net"])?,
         };
         let reasons = btf
             .enum_variants("skb_drop_reason")
@@ -69,18 +71,21 @@ pub struct DropProbe {
 }
 
 impl DropProbe {
-    pub fn attach(layout: &KernelLayout, log_level: &u8) -> anyhow::Result<Self> {
+    pub fn attach(
+        layout: &KernelLayout,
+        kernel_btf: &aya::Btf,
+        log_level: &u8,
+    ) -> anyhow::Result<Self> {
         let mut ebpf = loader(log_level)
             .override_global("KERNEL_OFFSETS", &layout.offsets, true)
             .load(DROPS_OBJECT)
             .context("loading the drop probe")?;
-        let kernel_btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF")?;
         let program: &mut BtfTracePoint = ebpf
             .program_mut("tracer_kfree_skb")
             .ok_or_else(|| anyhow!("program tracer_kfree_skb missing from the object"))?
             .try_into()?;
         program
-            .load("kfree_skb", &kernel_btf)
+            .load("kfree_skb", kernel_btf)
             .context("loading the kfree_skb probe (tp_btf)")?;
         program
             .attach()

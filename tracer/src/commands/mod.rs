@@ -1,2 +1,3 @@
 pub mod counters;
+pub mod diagnose;
 pub mod lab;

@@ -1,3 +1,4 @@
 //! Renderers: they only format what the collectors and the classifier produced.
 
 pub mod counters;
+pub mod diagnose;

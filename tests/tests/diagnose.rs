@@ -1,0 +1,330 @@
+//! `tracer diagnose` on the lab, one fault at a time: the verdict class, its exit code, and
+//! what the report says about where.
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    process::Command,
+};
+
+use serde_json::Value;
+use tracer_tests::{End, Lab, Namespaces, TARGET_IP, check, diagnose, in_netns, unique};
+
+fn class(report: &Value) -> &str {
+    report["verdict"]["class"].as_str().expect("verdict.class")
+}
+
+fn assert_verdict(code: i32, report: &Value, expected: &str, expected_code: i32) {
+    assert_eq!(class(report), expected, "report: {report:#}");
+    assert_eq!(code, expected_code, "exit code for {expected}");
+}
+
+#[test]
+fn healthy_lab_is_ok_every_time() {
+    let lab = Lab::up("ok");
+    for _ in 0..5 {
+        let (code, report) = lab.diagnose(&[]);
+        assert_verdict(code, &report, "ok", 0);
+        assert!(
+            report["verdict"]["summary"]
+                .as_str()
+                .unwrap()
+                .contains("nothing listens"),
+            "{report:#}"
+        );
+        let probes = report["probes"].as_array().unwrap();
+        assert_eq!(probes.len(), 4);
+        for probe in probes {
+            assert!(probe["outcome"]["sent"].as_u64().unwrap() > 0, "{probe}");
+        }
+    }
+}
+
+#[test]
+fn listener_on_the_port_is_ok_and_reported() {
+    let lab = Lab::up("lst");
+    let address: SocketAddr = format!("{TARGET_IP}:{}", lab.port).parse().unwrap();
+    let listener = in_netns(&lab.target.netns, move || {
+        TcpListener::bind(address).unwrap()
+    })
+    .join()
+    .unwrap();
+    let (code, report) = lab.diagnose(&[]);
+    drop(listener);
+    assert_verdict(code, &report, "ok", 0);
+    assert!(
+        report["verdict"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("listener accepts"),
+        "{report:#}"
+    );
+}
+
+/// Two ports whose veth peers live in a third namespace: up (cabled elsewhere, carrier on) or
+/// down (unplugged: no carrier).
+fn miscabled(tag: &str, peers_up: bool) -> (Namespaces, Vec<String>) {
+    let base = unique(tag);
+    let (initiator_ns, target_ns, elsewhere) = (
+        format!("{base}-i"),
+        format!("{base}-t"),
+        format!("{base}-x"),
+    );
+    let namespaces = Namespaces::create(&[&initiator_ns, &target_ns, &elsewhere]);
+    for (ns, port, peer, address) in [
+        (&initiator_ns, "cvl_0_1", "peer1", "10.0.0.1/24"),
+        (&target_ns, "cvl_0_0", "peer0", "10.0.0.2/24"),
+    ] {
+        check(Command::new("ip").args([
+            "link", "add", port, "netns", ns, "type", "veth", "peer", "name", peer, "netns",
+            &elsewhere,
+        ]));
+        check(Command::new("ip").args(["-n", ns, "addr", "add", address, "dev", port]));
+        check(Command::new("ip").args(["-n", ns, "link", "set", port, "up"]));
+        if peers_up {
+            check(Command::new("ip").args(["-n", &elsewhere, "link", "set", peer, "up"]));
+        }
+    }
+    let ports = vec![
+        "--initiator".to_owned(),
+        format!("{initiator_ns}/cvl_0_1"),
+        "--target".to_owned(),
+        format!("{target_ns}/cvl_0_0"),
+    ];
+    (namespaces, ports)
+}
+
+#[test]
+fn unplugged_ports_are_cable() {
+    let (_namespaces, ports) = miscabled("unp", false);
+    let (code, report) = diagnose(&ports, &[]);
+    assert_verdict(code, &report, "cable", 10);
+    assert!(
+        report["verdict"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("No carrier"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn ports_cabled_elsewhere_are_cable() {
+    let (_namespaces, ports) = miscabled("mis", true);
+    let (code, report) = diagnose(&ports, &[]);
+    assert_verdict(code, &report, "cable", 10);
+    assert_eq!(report["verdict"]["side"], "wire");
+    let arp = &report["probes"][0];
+    assert_eq!(arp["kind"], "arp");
+    assert!(arp["left_origin"].as_u64().unwrap() > 0, "{arp}");
+    assert_eq!(arp["reached_peer"], 0, "{arp}");
+}
+
+#[test]
+fn target_port_down_is_interface() {
+    let lab = Lab::up("dwn");
+    check(
+        lab.target
+            .exec("ip")
+            .args(["link", "set", &lab.target.interface, "down"]),
+    );
+    let (code, report) = lab.diagnose(&[]);
+    assert_verdict(code, &report, "interface", 14);
+    assert_eq!(report["verdict"]["side"], "target");
+    assert!(
+        report["verdict"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("administratively down"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn port_in_another_namespace_is_interface_and_located() {
+    let lab = Lab::up("mov");
+    // The target is looked for in the initiator's namespace: it is not there.
+    let wrong = End {
+        netns: lab.initiator.netns.clone(),
+        interface: lab.target.interface.clone(),
+    };
+    let ports = vec![
+        "--initiator".to_owned(),
+        lab.initiator.spec(),
+        "--target".to_owned(),
+        wrong.spec(),
+    ];
+    let (code, report) = diagnose(&ports, &[]);
+    assert_verdict(code, &report, "interface", 14);
+    let summary = report["verdict"]["summary"].as_str().unwrap();
+    assert!(summary.contains(&lab.target.netns), "{summary}");
+}
+
+#[test]
+fn missing_namespace_is_interface() {
+    let lab = Lab::up("nns");
+    let ports = vec![
+        "--initiator".to_owned(),
+        lab.initiator.spec(),
+        "--target".to_owned(),
+        "tracer_no_such_namespace/cvl_0_0".to_owned(),
+    ];
+    let (code, report) = diagnose(&ports, &[]);
+    assert_verdict(code, &report, "interface", 14);
+}
+
+fn assert_netfilter(report: &Value, netns: &str, family: &str, table: &str, chain: &str) -> String {
+    let location = &report["verdict"]["netfilter"];
+    assert_eq!(location["netns"], netns, "{report:#}");
+    assert_eq!(location["family"], family, "{report:#}");
+    assert_eq!(location["table"], table, "{report:#}");
+    assert_eq!(location["chain"], chain, "{report:#}");
+    location["rule"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn icmp_dropped_on_target_input_is_netfilter() {
+    let lab = Lab::up("nfi");
+    check(
+        lab.target
+            .exec("iptables")
+            .args(["-A", "INPUT", "-p", "icmp", "-j", "DROP"]),
+    );
+    let before = check(&mut lab.target.exec("iptables-save"));
+    let (code, report) = lab.diagnose(&[]);
+    assert_verdict(code, &report, "netfilter", 12);
+    assert_eq!(report["verdict"]["side"], "target");
+    let rule = assert_netfilter(&report, &lab.target.netns, "ip", "filter", "INPUT");
+    assert_eq!(rule, "-A INPUT -p icmp -j DROP");
+    // The user's firewall is exactly as it was.
+    let after = check(&mut lab.target.exec("iptables-save"));
+    assert_eq!(
+        strip_save_comments(&before.stdout),
+        strip_save_comments(&after.stdout)
+    );
+}
+
+/// iptables-save output without its timestamp comment lines.
+fn strip_save_comments(out: &[u8]) -> String {
+    String::from_utf8_lossy(out)
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn tcp_port_dropped_on_target_is_netfilter() {
+    let lab = Lab::up("nft");
+    check(
+        lab.target
+            .exec("iptables")
+            .args(["-A", "INPUT", "-p", "tcp", "--dport", "4420", "-j", "DROP"]),
+    );
+    let (code, report) = lab.diagnose(&[]);
+    assert_verdict(code, &report, "netfilter", 12);
+    let rule = assert_netfilter(&report, &lab.target.netns, "ip", "filter", "INPUT");
+    assert!(
+        rule.contains("--dport 4420") && rule.contains("DROP"),
+        "{rule}"
+    );
+}
+
+#[test]
+fn arp_dropped_by_arptables_is_netfilter() {
+    let lab = Lab::up("arp");
+    check(
+        lab.target
+            .exec("arptables")
+            .args(["-A", "INPUT", "-j", "DROP"]),
+    );
+    let (code, report) = lab.diagnose(&[]);
+    assert_verdict(code, &report, "netfilter", 12);
+    assert_eq!(report["verdict"]["side"], "target");
+    let rule = assert_netfilter(&report, &lab.target.netns, "arp", "filter", "INPUT");
+    assert!(rule.contains("DROP"), "{rule}");
+}
+
+#[test]
+fn native_nft_drop_on_initiator_output_is_netfilter() {
+    let lab = Lab::up("nat");
+    check(
+        lab.initiator
+            .exec("nft")
+            .args(["add", "table", "inet", "guard"]),
+    );
+    check(lab.initiator.exec("nft").args([
+        "add",
+        "chain",
+        "inet",
+        "guard",
+        "out",
+        "{ type filter hook output priority 0; policy accept; }",
+    ]));
+    check(lab.initiator.exec("nft").args([
+        "add", "rule", "inet", "guard", "out", "tcp", "dport", "4420", "drop",
+    ]));
+    let (code, report) = lab.diagnose(&[]);
+    assert_verdict(code, &report, "netfilter", 12);
+    assert_eq!(report["verdict"]["side"], "initiator");
+    let rule = assert_netfilter(&report, &lab.initiator.netns, "inet", "guard", "out");
+    assert_eq!(rule, "tcp dport 4420 drop");
+}
+
+#[test]
+fn address_nobody_owns_is_neighbour() {
+    let lab = Lab::up("nob");
+    let (code, report) = lab.diagnose(&["--target-ip", "10.0.0.3"]);
+    assert_verdict(code, &report, "neighbour", 11);
+    assert_eq!(report["verdict"]["side"], "target");
+}
+
+#[test]
+fn absent_target_host_is_neighbour() {
+    let lab = Lab::up("abs");
+    check(
+        lab.target
+            .exec("ip")
+            .args(["addr", "del", "10.0.0.2/24", "dev", &lab.target.interface]),
+    );
+    let (code, report) = lab.diagnose(&[]);
+    assert_verdict(code, &report, "neighbour", 11);
+    assert_eq!(report["verdict"]["side"], "target");
+}
+
+#[test]
+fn no_route_on_initiator_is_route() {
+    let lab = Lab::up("rte");
+    check(lab.initiator.exec("ip").args([
+        "route",
+        "del",
+        "10.0.0.0/24",
+        "dev",
+        &lab.initiator.interface,
+    ]));
+    let (code, report) = lab.diagnose(&[]);
+    assert_verdict(code, &report, "route", 13);
+    assert_eq!(report["verdict"]["side"], "initiator");
+}
+
+#[test]
+fn report_directory_holds_markdown_and_json() {
+    let lab = Lab::up("rep");
+    check(
+        lab.target
+            .exec("iptables")
+            .args(["-A", "INPUT", "-p", "icmp", "-j", "DROP"]),
+    );
+    let dir = std::env::temp_dir().join(unique("report"));
+    let (code, report) = lab.diagnose(&["--report", dir.to_str().unwrap()]);
+    assert_verdict(code, &report, "netfilter", 12);
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["verdict"]["class"], "netfilter");
+    let markdown = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        markdown.starts_with("# tracer diagnose: netfilter"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("-A INPUT -p icmp -j DROP"), "{markdown}");
+    let _ = std::fs::remove_dir_all(dir);
+}

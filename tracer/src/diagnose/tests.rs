@@ -1,0 +1,427 @@
+//! The classifier on evidence fixtures: one healthy lab, and one fault at a time on top of it.
+
+use super::*;
+use crate::{evidence::DropCount, netlink::Link, probes::ProbeOutcome};
+
+fn link(name: &str, ifindex: u32) -> Link {
+    Link {
+        ifindex,
+        name: name.to_owned(),
+        admin_up: true,
+        carrier: true,
+        operstate: "up".to_owned(),
+        mac: Some([2, 0, 0, 0, 0, ifindex as u8]),
+        kind: Some("veth".to_owned()),
+    }
+}
+
+fn port(side: Side, netns: &str, interface: &str, address: &str) -> PortEvidence {
+    PortEvidence {
+        side,
+        netns: netns.to_owned(),
+        interface: interface.to_owned(),
+        netns_exists: true,
+        link: Some(link(interface, 2)),
+        found_elsewhere: Vec::new(),
+        addresses: vec![address.to_owned()],
+    }
+}
+
+fn answered(kind: ProbeKind, from: Side, sent: u32) -> ProbeEvidence {
+    let count = u64::from(sent);
+    ProbeEvidence {
+        kind,
+        from,
+        outcome: ProbeOutcome {
+            sent,
+            answered: sent,
+            ..ProbeOutcome::default()
+        },
+        skipped: None,
+        left_origin: count,
+        reached_peer: count,
+        answer_left_peer: count,
+        answer_reached_origin: count,
+    }
+}
+
+fn route(from: Side, destination: [u8; 4]) -> RouteEvidence {
+    RouteEvidence {
+        from,
+        destination: destination.into(),
+        lookup: RouteLookup::Via {
+            oif: 2,
+            gateway: None,
+            source: None,
+        },
+        via_interface: Some("port".to_owned()),
+        via_port: true,
+    }
+}
+
+fn healthy() -> Evidence {
+    Evidence {
+        initiator: port(Side::Initiator, "", "cvl_0_1", "10.0.0.1/24"),
+        target: port(Side::Target, "cvl_0_0_ns_spdk", "cvl_0_0", "10.0.0.2/24"),
+        routes: vec![
+            route(Side::Initiator, [10, 0, 0, 2]),
+            route(Side::Target, [10, 0, 0, 1]),
+        ],
+        probes: vec![
+            answered(ProbeKind::Arp, Side::Initiator, 3),
+            answered(ProbeKind::IcmpForward, Side::Initiator, 5),
+            answered(ProbeKind::IcmpReverse, Side::Target, 5),
+            answered(ProbeKind::Tcp, Side::Initiator, 3),
+        ],
+        drops: vec![DropEvidence {
+            side: Side::Initiator,
+            drop: drop("", "cvl_0_1", "NO_SOCKET", "ipv4", 5),
+        }],
+        netfilter: Vec::new(),
+        neighbours: Vec::new(),
+        counters: None,
+        environment: Environment {
+            initiator_ip: "10.0.0.1".to_owned(),
+            target_ip: "10.0.0.2".to_owned(),
+            port: 4420,
+            ..Environment::default()
+        },
+    }
+}
+
+fn drop(netns: &str, interface: &str, reason: &str, protocol: &str, count: u64) -> DropCount {
+    DropCount {
+        netns: netns.to_owned(),
+        interface: interface.to_owned(),
+        ifindex: 2,
+        reason: reason.to_owned(),
+        protocol: protocol.to_owned(),
+        count,
+    }
+}
+
+fn probe_mut(evidence: &mut Evidence, kind: ProbeKind) -> &mut ProbeEvidence {
+    evidence
+        .probes
+        .iter_mut()
+        .find(|probe| probe.kind == kind)
+        .expect("fixture has every probe")
+}
+
+/// Probes after `kind` were skipped because `kind` failed (as diagnose does after ARP fails).
+fn skip_after_arp(evidence: &mut Evidence) {
+    for probe in evidence.probes.iter_mut().skip(1) {
+        probe.skipped = Some("ARP unresolved".to_owned());
+        probe.outcome = ProbeOutcome::default();
+        probe.left_origin = 0;
+        probe.reached_peer = 0;
+        probe.answer_left_peer = 0;
+        probe.answer_reached_origin = 0;
+    }
+}
+
+#[test]
+fn healthy_is_ok() {
+    let verdict = diagnose(&healthy());
+    assert_eq!(verdict.class, VerdictClass::Ok, "{verdict:?}");
+    assert_eq!(verdict.class.exit_code(), 0);
+    assert!(verdict.summary.contains("a listener accepts"));
+}
+
+#[test]
+fn nothing_listening_is_still_ok() {
+    let mut evidence = healthy();
+    let tcp = probe_mut(&mut evidence, ProbeKind::Tcp);
+    tcp.outcome.answered = 0;
+    tcp.outcome.refused = 3;
+    let verdict = diagnose(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Ok);
+    assert!(
+        verdict.summary.contains("nothing listens"),
+        "{}",
+        verdict.summary
+    );
+}
+
+#[test]
+fn missing_target_port_says_where_it_is() {
+    let mut evidence = healthy();
+    evidence.target.link = None;
+    evidence.target.found_elsewhere = vec![String::new()];
+    let verdict = diagnose(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Interface);
+    assert_eq!(verdict.side, Side::Target);
+    assert!(
+        verdict.summary.contains("tracer's own namespace"),
+        "{}",
+        verdict.summary
+    );
+    assert_eq!(verdict.class.exit_code(), 14);
+}
+
+#[test]
+fn missing_namespace_is_interface() {
+    let mut evidence = healthy();
+    evidence.target.netns_exists = false;
+    evidence.target.link = None;
+    let verdict = diagnose(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Interface);
+    assert!(verdict.summary.contains("does not exist"));
+}
+
+#[test]
+fn admin_down_target_is_interface_not_cable() {
+    let mut evidence = healthy();
+    // A veth whose peer is down loses carrier too: the admin state must win.
+    evidence.target.link.as_mut().unwrap().admin_up = false;
+    evidence.initiator.link.as_mut().unwrap().carrier = false;
+    let verdict = diagnose(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Interface);
+    assert_eq!(verdict.side, Side::Target);
+    assert!(verdict.summary.contains("administratively down"));
+}
+
+#[test]
+fn no_route_on_initiator() {
+    let mut evidence = healthy();
+    evidence.routes[0].lookup = RouteLookup::Unreachable {
+        errno: 101,
+        message: "Network is unreachable".to_owned(),
+    };
+    let verdict = diagnose(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Route);
+    assert_eq!(verdict.side, Side::Initiator);
+    assert_eq!(verdict.class.exit_code(), 13);
+}
+
+#[test]
+fn missing_route_back_from_the_target() {
+    let mut evidence = healthy();
+    evidence.routes[1].lookup = RouteLookup::Unreachable {
+        errno: 101,
+        message: "Network is unreachable".to_owned(),
+    };
+    for kind in [ProbeKind::IcmpForward, ProbeKind::IcmpReverse] {
+        let icmp = probe_mut(&mut evidence, kind);
+        icmp.outcome.answered = 0;
+        icmp.answer_left_peer = 0;
+        icmp.answer_reached_origin = 0;
+    }
+    let verdict = diagnose(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Route);
+    assert_eq!(verdict.side, Side::Target);
+}
+
+#[test]
+fn route_through_another_interface() {
+    let mut evidence = healthy();
+    evidence.routes[0].via_port = false;
+    evidence.routes[0].via_interface = Some("eth0".to_owned());
+    let verdict = diagnose(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Route);
+    assert!(verdict.summary.contains("eth0"));
+}
+
+#[test]
+fn no_carrier_on_both_ports_is_cable() {
+    let mut evidence = healthy();
+    evidence.initiator.link.as_mut().unwrap().carrier = false;
+    evidence.target.link.as_mut().unwrap().carrier = false;
+    let arp = probe_mut(&mut evidence, ProbeKind::Arp);
+    arp.outcome.answered = 0;
+    arp.reached_peer = 0;
+    arp.answer_left_peer = 0;
+    arp.answer_reached_origin = 0;
+    skip_after_arp(&mut evidence);
+    let verdict = diagnose(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Cable);
+    assert_eq!(verdict.side, Side::Wire);
+    assert!(verdict.summary.contains("No carrier"));
+}
+
+#[test]
+fn miswired_ports_are_cable() {
+    let mut evidence = healthy();
+    let arp = probe_mut(&mut evidence, ProbeKind::Arp);
+    arp.outcome.answered = 0;
+    arp.reached_peer = 0;
+    arp.answer_left_peer = 0;
+    arp.answer_reached_origin = 0;
+    skip_after_arp(&mut evidence);
+    evidence.drops.clear();
+    let verdict = diagnose(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Cable);
+    assert_eq!(verdict.side, Side::Wire);
+    assert!(
+        verdict.summary.contains("not cabled to each other"),
+        "{}",
+        verdict.summary
+    );
+    assert_eq!(verdict.class.exit_code(), 10);
+}
+
+#[test]
+fn partial_loss_on_the_wire_is_cable() {
+    let mut evidence = healthy();
+    let icmp = probe_mut(&mut evidence, ProbeKind::IcmpForward);
+    icmp.outcome.answered = 3;
+    icmp.reached_peer = 3;
+    icmp.answer_left_peer = 3;
+    icmp.answer_reached_origin = 3;
+    let verdict = diagnose(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Cable);
+    assert!(verdict.summary.contains("part of the time"));
+}
+
+#[test]
+fn absent_target_host_is_neighbour() {
+    let mut evidence = healthy();
+    evidence.target.addresses.clear();
+    let arp = probe_mut(&mut evidence, ProbeKind::Arp);
+    arp.outcome.answered = 0;
+    arp.answer_left_peer = 0;
+    arp.answer_reached_origin = 0;
+    skip_after_arp(&mut evidence);
+    let verdict = diagnose(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Neighbour);
+    assert_eq!(verdict.side, Side::Target);
+    assert!(
+        verdict.summary.contains("does not own"),
+        "{}",
+        verdict.summary
+    );
+    assert_eq!(verdict.class.exit_code(), 11);
+}
+
+fn hit(
+    side: Side,
+    netns: &str,
+    family: &str,
+    table: &str,
+    chain: &str,
+    rule: &str,
+) -> NetfilterEvidence {
+    NetfilterEvidence {
+        side,
+        backend: "iptables-nft".to_owned(),
+        location: NetfilterLocation {
+            netns: netns.to_owned(),
+            family: family.to_owned(),
+            table: table.to_owned(),
+            chain: chain.to_owned(),
+            rule: rule.to_owned(),
+        },
+        packets: 5,
+        rule_found_by: "counter".to_owned(),
+    }
+}
+
+#[test]
+fn icmp_dropped_on_target_input_is_netfilter_with_the_rule() {
+    let mut evidence = healthy();
+    let icmp = probe_mut(&mut evidence, ProbeKind::IcmpForward);
+    icmp.outcome.answered = 0;
+    icmp.answer_left_peer = 0;
+    icmp.answer_reached_origin = 0;
+    evidence.drops.push(DropEvidence {
+        side: Side::Target,
+        drop: drop("cvl_0_0_ns_spdk", "cvl_0_0", "NETFILTER_DROP", "ipv4", 5),
+    });
+    evidence.netfilter.push(hit(
+        Side::Target,
+        "cvl_0_0_ns_spdk",
+        "ip",
+        "filter",
+        "INPUT",
+        "-A INPUT -p icmp -j DROP",
+    ));
+    let verdict = diagnose(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Netfilter);
+    assert_eq!(verdict.side, Side::Target);
+    let location = verdict.netfilter.expect("netfilter location");
+    assert_eq!(location.netns, "cvl_0_0_ns_spdk");
+    assert_eq!(location.table, "filter");
+    assert_eq!(location.chain, "INPUT");
+    assert_eq!(location.rule, "-A INPUT -p icmp -j DROP");
+    assert_eq!(VerdictClass::Netfilter.exit_code(), 12);
+}
+
+#[test]
+fn arp_dropped_by_arptables_is_netfilter_not_neighbour() {
+    let mut evidence = healthy();
+    let arp = probe_mut(&mut evidence, ProbeKind::Arp);
+    arp.outcome.answered = 0;
+    arp.answer_left_peer = 0;
+    arp.answer_reached_origin = 0;
+    skip_after_arp(&mut evidence);
+    evidence.drops.push(DropEvidence {
+        side: Side::Target,
+        drop: drop("cvl_0_0_ns_spdk", "cvl_0_0", "NETFILTER_DROP", "arp", 3),
+    });
+    let verdict = diagnose(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Netfilter);
+    assert_eq!(verdict.side, Side::Target);
+}
+
+#[test]
+fn ipv6_noise_in_an_inet_table_does_not_make_a_netfilter_verdict() {
+    let mut evidence = healthy();
+    let arp = probe_mut(&mut evidence, ProbeKind::Arp);
+    arp.outcome.answered = 0;
+    arp.reached_peer = 0;
+    arp.answer_left_peer = 0;
+    arp.answer_reached_origin = 0;
+    skip_after_arp(&mut evidence);
+    evidence.netfilter.push(hit(
+        Side::Target,
+        "cvl_0_0_ns_spdk",
+        "inet",
+        "guard",
+        "in",
+        "",
+    ));
+    assert_eq!(diagnose(&evidence).class, VerdictClass::Cable);
+}
+
+#[test]
+fn healthy_probes_ignore_unrelated_netfilter_drops() {
+    let mut evidence = healthy();
+    evidence.drops.push(DropEvidence {
+        side: Side::Target,
+        drop: drop("cvl_0_0_ns_spdk", "cvl_0_0", "NETFILTER_DROP", "ipv4", 1),
+    });
+    assert_eq!(diagnose(&evidence).class, VerdictClass::Ok);
+}
+
+#[test]
+fn unexplained_drop_is_unknown_with_its_reason() {
+    let mut evidence = healthy();
+    let icmp = probe_mut(&mut evidence, ProbeKind::IcmpForward);
+    icmp.outcome.answered = 0;
+    icmp.answer_left_peer = 0;
+    icmp.answer_reached_origin = 0;
+    evidence.drops.push(DropEvidence {
+        side: Side::Target,
+        drop: drop("cvl_0_0_ns_spdk", "cvl_0_0", "IP_RPFILTER", "ipv4", 5),
+    });
+    let verdict = diagnose(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Unknown);
+    assert!(verdict.summary.contains("IP_RPFILTER"));
+    assert_eq!(verdict.class.exit_code(), 15);
+}
+
+#[test]
+fn signature_is_stable_and_names_the_place() {
+    let mut evidence = healthy();
+    let arp = probe_mut(&mut evidence, ProbeKind::Arp);
+    arp.outcome.answered = 0;
+    arp.reached_peer = 0;
+    arp.answer_left_peer = 0;
+    arp.answer_reached_origin = 0;
+    skip_after_arp(&mut evidence);
+    let verdict = diagnose(&evidence);
+    assert_eq!(
+        verdict.signature(&evidence),
+        "tracer:cable:cvl_0_1_<->_cvl_0_0"
+    );
+}

@@ -1,0 +1,430 @@
+//! `tracer diagnose` as a terminal report, Markdown, and JSON (the `Report` itself).
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::{
+    diagnose::{
+        DropEvidence, Environment, Evidence, NeighbourEvidence, NetfilterEvidence, PortEvidence,
+        ProbeEvidence, RouteEvidence, Side, Verdict, VerdictClass,
+    },
+    evidence::CountersReport,
+    netlink::RouteLookup,
+};
+
+/// The verdict with its signature, as JSON shows it.
+#[derive(Debug, Serialize)]
+pub struct VerdictReport<'a> {
+    #[serde(flatten)]
+    pub verdict: &'a Verdict,
+    pub signature: String,
+    pub exit_code: u8,
+}
+
+/// Everything diagnose reports; its JSON form is the `--json` output and report.json.
+#[derive(Debug, Serialize)]
+pub struct Report<'a> {
+    pub verdict: VerdictReport<'a>,
+    pub probes: &'a [ProbeEvidence],
+    pub counters: &'a Option<CountersReport>,
+    pub drops: &'a [DropEvidence],
+    pub netfilter: &'a [NetfilterEvidence],
+    pub neighbours: &'a [NeighbourEvidence],
+    pub links: [&'a PortEvidence; 2],
+    pub routes: &'a [RouteEvidence],
+    pub environment: &'a Environment,
+}
+
+impl<'a> Report<'a> {
+    pub fn new(verdict: &'a Verdict, evidence: &'a Evidence) -> Self {
+        Self {
+            verdict: VerdictReport {
+                verdict,
+                signature: verdict.signature(evidence),
+                exit_code: verdict.class.exit_code(),
+            },
+            probes: &evidence.probes,
+            counters: &evidence.counters,
+            drops: &evidence.drops,
+            netfilter: &evidence.netfilter,
+            neighbours: &evidence.neighbours,
+            links: [&evidence.initiator, &evidence.target],
+            routes: &evidence.routes,
+            environment: &evidence.environment,
+        }
+    }
+
+    fn port(&self, side: Side) -> &PortEvidence {
+        if side == Side::Target {
+            self.links[1]
+        } else {
+            self.links[0]
+        }
+    }
+
+    fn peer(&self, side: Side) -> &PortEvidence {
+        if side == Side::Target {
+            self.links[0]
+        } else {
+            self.links[1]
+        }
+    }
+}
+
+fn netns_name(netns: &str) -> &str {
+    if netns.is_empty() { "(own)" } else { netns }
+}
+
+/// The four points of a probe's path, each with its count, and the first one that fell short.
+fn ladder_points(report: &Report<'_>, probe: &ProbeEvidence) -> Vec<(String, u64, bool)> {
+    let origin = &report.port(probe.from).interface;
+    let peer = &report.peer(probe.from).interface;
+    let points = [
+        (format!("left {origin}"), probe.left_origin),
+        (format!("reached {peer}"), probe.reached_peer),
+        (format!("answer left {peer}"), probe.answer_left_peer),
+        (
+            format!("answer reached {origin}"),
+            probe.answer_reached_origin,
+        ),
+    ];
+    let expected = u64::from(probe.outcome.sent);
+    let first_short = points.iter().position(|(_, count)| *count < expected);
+    points
+        .into_iter()
+        .enumerate()
+        .map(|(i, (label, count))| (label, count, Some(i) == first_short))
+        .collect()
+}
+
+fn probe_line(probe: &ProbeEvidence) -> String {
+    if let Some(why) = &probe.skipped {
+        return format!("{}: not sent ({why})", probe.kind.describe());
+    }
+    let outcome = &probe.outcome;
+    let mut line = format!(
+        "{}: {} sent, {} answered",
+        probe.kind.describe(),
+        outcome.sent,
+        outcome.answered
+    );
+    if outcome.refused > 0 {
+        let _ = write!(line, ", {} refused (RST: nothing listens)", outcome.refused);
+    }
+    if outcome.unreachable > 0 {
+        let _ = write!(line, ", {} ICMP unreachable", outcome.unreachable);
+    }
+    if let Some(error) = &outcome.error {
+        let _ = write!(line, ", error: {error}");
+    }
+    line
+}
+
+fn link_line(port: &PortEvidence) -> String {
+    let role = if port.side == Side::Target {
+        "target"
+    } else {
+        "initiator"
+    };
+    let place = format!("{role} {} in {}", port.interface, netns_name(&port.netns));
+    match &port.link {
+        Some(link) => format!(
+            "{place}: {}, carrier {}, operstate {}, addresses {}",
+            if link.admin_up { "up" } else { "DOWN" },
+            u8::from(link.carrier),
+            link.operstate,
+            if port.addresses.is_empty() {
+                "none".to_owned()
+            } else {
+                port.addresses.join(" ")
+            }
+        ),
+        None if !port.netns_exists => format!("{place}: namespace missing"),
+        None => format!("{place}: interface missing"),
+    }
+}
+
+fn route_line(route: &RouteEvidence) -> String {
+    let from = if route.from == Side::Target {
+        "target"
+    } else {
+        "initiator"
+    };
+    match &route.lookup {
+        RouteLookup::Via { gateway, .. } => format!(
+            "{from} -> {}: dev {}{}",
+            route.destination,
+            route.via_interface.as_deref().unwrap_or("?"),
+            gateway.map(|gw| format!(" via {gw}")).unwrap_or_default()
+        ),
+        RouteLookup::Unreachable { message, .. } => {
+            format!("{from} -> {}: {message}", route.destination)
+        }
+    }
+}
+
+fn drop_line(drop: &DropEvidence) -> String {
+    let place = if drop.drop.interface.is_empty() {
+        if drop.drop.ifindex == 0 {
+            "no device".to_owned()
+        } else {
+            format!("ifindex {}", drop.drop.ifindex)
+        }
+    } else {
+        drop.drop.interface.clone()
+    };
+    format!(
+        "{} x {} ({}) on {place} in {}",
+        drop.drop.count,
+        drop.drop.reason,
+        drop.drop.protocol,
+        netns_name(&drop.drop.netns)
+    )
+}
+
+fn netfilter_line(hit: &NetfilterEvidence) -> String {
+    format!(
+        "{} in {}: {} table {} chain {}{} [{}{}]",
+        hit.backend,
+        netns_name(&hit.location.netns),
+        hit.location.family,
+        hit.location.table,
+        hit.location.chain,
+        if hit.location.rule.is_empty() {
+            String::new()
+        } else {
+            format!(", rule `{}`", hit.location.rule)
+        },
+        hit.rule_found_by,
+        if hit.packets > 0 {
+            format!(", {} packets", hit.packets)
+        } else {
+            String::new()
+        }
+    )
+}
+
+fn neighbour_line(neighbour: &NeighbourEvidence) -> String {
+    format!(
+        "{} in {}: {} -> {}",
+        neighbour.address,
+        netns_name(&neighbour.netns),
+        neighbour.before.as_deref().unwrap_or("none"),
+        neighbour.after.as_deref().unwrap_or("none")
+    )
+}
+
+fn colour(class: VerdictClass) -> &'static str {
+    match class {
+        VerdictClass::Ok => "\x1b[32m",
+        VerdictClass::Unknown => "\x1b[33m",
+        _ => "\x1b[31m",
+    }
+}
+
+/// The human report: the verdict first, then a ladder per probe, then the details.
+pub fn text(report: &Report<'_>, terminal: bool) -> String {
+    let verdict = report.verdict.verdict;
+    let (on, bold, off) = if terminal {
+        (colour(verdict.class), "\x1b[1m", "\x1b[0m")
+    } else {
+        ("", "", "")
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{bold}{on}VERDICT: {}{off}{bold} ({}){off}  {}",
+        verdict.class.name(),
+        side_label(verdict.side),
+        verdict.summary
+    );
+    if let Some(nf) = &verdict.netfilter {
+        let _ = writeln!(
+            out,
+            "  netfilter: namespace {}, family {}, table {}, chain {}, rule {}",
+            netns_name(&nf.netns),
+            nf.family,
+            nf.table,
+            nf.chain,
+            if nf.rule.is_empty() {
+                "(not identified)"
+            } else {
+                &nf.rule
+            }
+        );
+    }
+    for fact in &verdict.evidence {
+        let _ = writeln!(out, "  - {fact}");
+    }
+    if !verdict.advice.is_empty() {
+        let _ = writeln!(out, "  what to do: {}", verdict.advice);
+    }
+    let _ = writeln!(out, "  signature: {}", report.verdict.signature);
+
+    if !report.probes.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nProbes (first point where an expected packet was missing marked <-):"
+        );
+        for probe in report.probes {
+            let _ = writeln!(out, "  {}", probe_line(probe));
+            if probe.skipped.is_none() {
+                for (label, count, first_short) in ladder_points(report, probe) {
+                    let mark = if first_short { "  <- missing" } else { "" };
+                    let _ = writeln!(out, "      {label:<28} {count:>4}{mark}");
+                }
+            }
+        }
+    }
+    let _ = writeln!(out, "\nLinks:");
+    for port in report.links {
+        let _ = writeln!(out, "  {}", link_line(port));
+    }
+    if !report.routes.is_empty() {
+        let _ = writeln!(out, "Routes:");
+        for route in report.routes {
+            let _ = writeln!(out, "  {}", route_line(route));
+        }
+    }
+    if !report.neighbours.is_empty() {
+        let _ = writeln!(out, "Neighbours (before -> after):");
+        for neighbour in report.neighbours {
+            let _ = writeln!(out, "  {}", neighbour_line(neighbour));
+        }
+    }
+    if !report.drops.is_empty() {
+        let _ = writeln!(out, "Kernel drops in the two namespaces while probing:");
+        for drop in report.drops {
+            let _ = writeln!(out, "  {}", drop_line(drop));
+        }
+    }
+    if !report.netfilter.is_empty() {
+        let _ = writeln!(out, "Netfilter rules that dropped while probing:");
+        for hit in report.netfilter {
+            let _ = writeln!(out, "  {}", netfilter_line(hit));
+        }
+    }
+    for limitation in &report.environment.limitations {
+        let _ = writeln!(out, "note: {limitation}");
+    }
+    out
+}
+
+fn side_label(side: Side) -> &'static str {
+    match side {
+        Side::Initiator => "initiator side",
+        Side::Target => "target side",
+        Side::Wire => "between the ports",
+        Side::None => "no fault",
+    }
+}
+
+/// report.md: the verdict and its evidence on the first screen, details below.
+pub fn markdown(report: &Report<'_>) -> String {
+    let verdict = report.verdict.verdict;
+    let mut out = String::new();
+    let _ = writeln!(out, "# tracer diagnose: {}\n", verdict.class.name());
+    let _ = writeln!(out, "**{}**\n", verdict.summary);
+    let _ = writeln!(
+        out,
+        "- class: `{}` (exit code {})",
+        verdict.class.name(),
+        report.verdict.exit_code
+    );
+    let _ = writeln!(out, "- where: {}", side_label(verdict.side));
+    let _ = writeln!(out, "- signature: `{}`", report.verdict.signature);
+    if let Some(nf) = &verdict.netfilter {
+        let _ = writeln!(
+            out,
+            "- netfilter: namespace `{}`, family `{}`, table `{}`, chain `{}`, rule `{}`",
+            netns_name(&nf.netns),
+            nf.family,
+            nf.table,
+            nf.chain,
+            nf.rule
+        );
+    }
+    if !verdict.advice.is_empty() {
+        let _ = writeln!(out, "- what to do: {}", verdict.advice);
+    }
+    let _ = writeln!(out, "\n## Evidence\n");
+    for fact in &verdict.evidence {
+        let _ = writeln!(out, "- {fact}");
+    }
+    if !report.probes.is_empty() {
+        let _ = writeln!(out, "\n## Probes\n");
+        let _ = writeln!(
+            out,
+            "| probe | sent | answered | left origin | reached peer | answer left peer | answer reached origin |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+        for probe in report.probes {
+            match &probe.skipped {
+                Some(why) => {
+                    let _ = writeln!(
+                        out,
+                        "| {} | not sent: {why} | | | | | |",
+                        probe.kind.describe()
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "| {} | {} | {} | {} | {} | {} | {} |",
+                        probe.kind.describe(),
+                        probe.outcome.sent,
+                        probe.outcome.answered + probe.outcome.refused,
+                        probe.left_origin,
+                        probe.reached_peer,
+                        probe.answer_left_peer,
+                        probe.answer_reached_origin
+                    );
+                }
+            }
+        }
+    }
+    let sections: [(&str, Vec<String>); 5] = [
+        (
+            "Links",
+            report.links.iter().map(|port| link_line(port)).collect(),
+        ),
+        ("Routes", report.routes.iter().map(route_line).collect()),
+        (
+            "Neighbours (before -> after)",
+            report.neighbours.iter().map(neighbour_line).collect(),
+        ),
+        (
+            "Kernel drops while probing",
+            report.drops.iter().map(drop_line).collect(),
+        ),
+        (
+            "Netfilter drop verdicts",
+            report.netfilter.iter().map(netfilter_line).collect(),
+        ),
+    ];
+    for (title, lines) in sections {
+        if lines.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "\n## {title}\n");
+        for line in lines {
+            let _ = writeln!(out, "- {line}");
+        }
+    }
+    let environment = report.environment;
+    let _ = writeln!(out, "\n## Environment\n");
+    let _ = writeln!(
+        out,
+        "- tracer {}, kernel {}\n- initiator {}, target {}, port {}",
+        environment.tracer_version,
+        environment.kernel,
+        environment.initiator_ip,
+        environment.target_ip,
+        environment.port
+    );
+    for limitation in &environment.limitations {
+        let _ = writeln!(out, "- note: {limitation}");
+    }
+    out
+}
