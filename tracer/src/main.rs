@@ -1,29 +1,14 @@
-//! tracer: says where a packet between two cabled NIC ports died.
-
-mod btf;
-mod cli;
-mod collect;
-mod commands;
-mod diagnose;
-mod error;
-mod evidence;
-mod logging;
-mod netfilter;
-mod netlink;
-mod netns;
-mod preflight;
-mod probes;
-mod render;
-mod session;
-mod spec;
+//! The tracer command line: parse, dispatch, map errors to exit codes.
 
 use std::{io::Write as _, process::ExitCode};
 
 use clap::{Parser as _, error::ErrorKind};
 
-use crate::{
+use tracer::{
     cli::{Cli, Command, LabAction},
+    commands,
     error::UsageError,
+    logging,
 };
 
 /// Exit code for a usage or environment error: the user can fix it.

@@ -1,0 +1,21 @@
+//! tracer: says where a packet between two cabled NIC ports died.
+//!
+//! The binary (`main.rs`) is a thin CLI over this library; the library is also what the fuzz
+//! targets and benchmarks drive.
+
+pub mod btf;
+pub mod cli;
+pub mod collect;
+pub mod commands;
+pub mod diagnose;
+pub mod error;
+pub mod evidence;
+pub mod logging;
+pub mod netfilter;
+pub mod netlink;
+pub mod netns;
+pub mod preflight;
+pub mod probes;
+pub mod render;
+pub mod session;
+pub mod spec;
