@@ -74,6 +74,28 @@ pub const fn counter_index(direction: Direction, kind: PacketKind) -> u32 {
 /// Number of entries in a port's `PACKET_COUNTERS` array.
 pub const PACKET_COUNTER_ENTRIES: u32 = Direction::COUNT * PacketKind::COUNT;
 
+/// Bytes of each frame kept by the capture: enough for every header tracer classifies.
+pub const CAPTURE_SNAPLEN: usize = 256;
+
+/// A frame copied to user space when capture is on (only ARP, ICMP and port traffic).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CapturedFrame {
+    /// CLOCK_MONOTONIC (bpf_ktime_get_ns).
+    pub timestamp_ns: u64,
+    /// The frame's length on the wire.
+    pub frame_len: u32,
+    /// How many bytes of `data` are valid.
+    pub captured_len: u32,
+    /// A `Direction`.
+    pub direction: u8,
+    /// A `PacketKind`.
+    pub kind: u8,
+    pub _pad: [u8; 6],
+    pub data: [u8; CAPTURE_SNAPLEN],
+}
+const _: () = assert!(size_of::<CapturedFrame>() == 24 + CAPTURE_SNAPLEN);
+
 /// Key of the `DROP_COUNTERS` map: one kernel drop site as seen by `kfree_skb`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -114,9 +136,10 @@ const _: () = assert!(size_of::<KernelOffsets>() == 28);
 
 #[cfg(feature = "user")]
 mod user {
-
     // SAFETY: plain `#[repr(C)]` integers without padding.
     unsafe impl aya::Pod for super::DropKey {}
+    // SAFETY: plain `#[repr(C)]` integers and bytes without implicit padding.
+    unsafe impl aya::Pod for super::CapturedFrame {}
     // SAFETY: plain `#[repr(C)]` integers without padding.
     unsafe impl aya::Pod for super::KernelOffsets {}
 }

@@ -22,8 +22,6 @@ pub enum UsageError {
     NoBtf { path: String },
     #[error("this kernel lacks what the drop probe needs: {0}")]
     KernelLayout(String),
-    #[error("cannot attach XDP to `{port}`: {reason}")]
-    XdpTaken { port: String, reason: String },
     #[error("{0}")]
     Argument(String),
 }

@@ -6,7 +6,7 @@ use crate::{
     btf::Btf,
     collect::{
         drops::{DropProbe, KernelLayout, RawDrop},
-        ports::PortProbe,
+        ports::{PortOptions, PortProbe},
     },
     error::UsageError,
     evidence::{CountersReport, DropCount, protocol_name},
@@ -22,7 +22,7 @@ pub struct Session {
 
 impl Session {
     /// Attaches counters to every port, and the drop probe.
-    pub fn attach(specs: &[&PortSpec], watched_port: u16, log_level: &u8) -> anyhow::Result<Self> {
+    pub fn attach(specs: &[&PortSpec], options: &PortOptions) -> anyhow::Result<Self> {
         for (i, spec) in specs.iter().enumerate() {
             if specs[..i].contains(spec) {
                 return Err(UsageError::Argument(format!(
@@ -35,10 +35,10 @@ impl Session {
         let layout = KernelLayout::from_btf(&btf)?;
         let ports = specs
             .iter()
-            .map(|spec| PortProbe::attach(spec, watched_port, log_level))
+            .map(|spec| PortProbe::attach(spec, options))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let kernel_btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF")?;
-        let drops = DropProbe::attach(&layout, &kernel_btf, log_level)?;
+        let drops = DropProbe::attach(&layout, &kernel_btf, &options.log_level)?;
         Ok(Self {
             layout,
             ports,
@@ -101,8 +101,17 @@ impl Session {
             interfaces,
             drops,
             other_drops,
-            lost_events: self.drops.lost_events()?,
+            lost_events: self.lost_events()?,
         })
+    }
+
+    /// Everything the kernel programs saw but could not record.
+    pub fn lost_events(&self) -> anyhow::Result<u64> {
+        let mut lost = self.drops.lost_events()?;
+        for port in &self.ports {
+            lost += port.capture_lost()?;
+        }
+        Ok(lost)
     }
 }
 

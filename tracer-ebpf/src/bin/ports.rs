@@ -1,26 +1,45 @@
-//! Packet counters for one watched port: XDP on ingress, tc (tcx) on egress.
+//! Packet counters for one watched port: XDP on ingress, tc (tcx) on egress, and a tc ingress
+//! program for when another tool holds the port's XDP hook.
 //!
-//! The loader loads this object once per port, so the counters need no interface key. Both
-//! programs only read: every path returns pass.
+//! The loader loads this object once per port, so the counters need no interface key. Every
+//! program only reads: every path returns pass. With `CAPTURE` set, ARP, ICMP and port frames
+//! are also copied to `CAPTURED_FRAMES` for the pcapng capture.
 #![no_std]
 #![no_main]
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
     Global,
-    bindings::{TC_ACT_PIPE, xdp_action},
+    bindings::{TC_ACT_UNSPEC, xdp_action},
+    helpers::{bpf_ktime_get_ns, generated::bpf_xdp_load_bytes},
     macros::{classifier, map, xdp},
-    maps::PerCpuArray,
+    maps::{PerCpuArray, RingBuf},
     programs::{TcContext, XdpContext},
 };
-use tracer_common::{Direction, PACKET_COUNTER_ENTRIES, PacketKind, counter_index};
+use tracer_common::{
+    CAPTURE_SNAPLEN, CapturedFrame, Direction, PACKET_COUNTER_ENTRIES, PacketKind, counter_index,
+};
 use tracer_ebpf::classify::{Frame, classify, fits};
 
 /// The TCP port whose segments are counted as `tcp_port` (host byte order).
 #[unsafe(no_mangle)]
 static WATCHED_PORT: Global<u16> = Global::new(4420);
 
+/// Nonzero: copy ARP, ICMP and port frames to `CAPTURED_FRAMES`.
+#[unsafe(no_mangle)]
+static CAPTURE: Global<u8> = Global::new(0);
+
 #[map]
-static PACKET_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(PACKET_COUNTER_ENTRIES, 0);
+static PACKET_COUNTERS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(PACKET_COUNTER_ENTRIES, 0);
+
+#[map]
+static CAPTURED_FRAMES: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+/// Frames that could not be captured because the ring buffer was full.
+#[map]
+static CAPTURE_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 struct XdpFrame {
     data: usize,
@@ -56,12 +75,51 @@ fn increment(direction: Direction, kind: PacketKind) {
     }
 }
 
+/// Counts the frame and returns its kind.
 #[inline(always)]
-fn count<F: Frame>(frame: &F, direction: Direction) {
+fn count<F: Frame>(frame: &F, direction: Direction) -> PacketKind {
     let classified = classify(frame, WATCHED_PORT.load());
     increment(direction, classified.kind);
     if let Some(kind) = classified.tcp_flags_kind {
         increment(direction, kind);
+    }
+    classified.kind
+}
+
+/// Copies up to CAPTURE_SNAPLEN bytes of a frame with `copy(dst, len)` into the ring buffer.
+#[inline(always)]
+fn capture(
+    direction: Direction,
+    kind: PacketKind,
+    frame_len: u32,
+    copy: impl FnOnce(*mut u8, u32) -> bool,
+) {
+    if CAPTURE.load() == 0 || kind == PacketKind::Other {
+        return;
+    }
+    let Some(mut entry) = CAPTURED_FRAMES.reserve::<CapturedFrame>(0) else {
+        if let Some(lost) = CAPTURE_LOST.get_ptr_mut(0) {
+            // SAFETY: per-CPU slot, only this CPU writes it.
+            unsafe { *lost += 1 };
+        }
+        return;
+    };
+    let captured_len = frame_len.min(CAPTURE_SNAPLEN as u32);
+    let record = entry.as_mut_ptr();
+    // SAFETY: `record` points at reserved ring buffer memory of CapturedFrame's size.
+    let copied = unsafe {
+        (*record).timestamp_ns = bpf_ktime_get_ns();
+        (*record).frame_len = frame_len;
+        (*record).captured_len = captured_len;
+        (*record).direction = direction as u8;
+        (*record).kind = kind as u8;
+        (*record)._pad = [0; 6];
+        captured_len > 0 && copy((*record).data.as_mut_ptr(), captured_len)
+    };
+    if copied {
+        entry.submit(0);
+    } else {
+        entry.discard(0);
     }
 }
 
@@ -71,14 +129,41 @@ pub fn tracer_ingress(ctx: XdpContext) -> u32 {
         data: ctx.data(),
         end: ctx.data_end(),
     };
-    count(&frame, Direction::Ingress);
+    let kind = count(&frame, Direction::Ingress);
+    let frame_len = (frame.end - frame.data) as u32;
+    capture(Direction::Ingress, kind, frame_len, |dst, len| {
+        // Bounded for the verifier: 1..=CAPTURE_SNAPLEN.
+        if len == 0 || len > CAPTURE_SNAPLEN as u32 {
+            return false;
+        }
+        // SAFETY: dst has CAPTURE_SNAPLEN bytes; the helper checks the packet bounds.
+        unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, dst.cast::<c_void>(), len) == 0 }
+    });
     xdp_action::XDP_PASS
+}
+
+#[inline(always)]
+fn tc(ctx: &TcContext, direction: Direction) -> i32 {
+    let kind = count(&SkbFrame(ctx), direction);
+    capture(direction, kind, ctx.len(), |dst, len| {
+        // SAFETY: dst has CAPTURE_SNAPLEN bytes and len is at most that.
+        let dst = unsafe { core::slice::from_raw_parts_mut(dst, len as usize) };
+        ctx.load_bytes(0, dst).is_ok()
+    });
+    // TC_ACT_UNSPEC is tcx's TCX_NEXT: the programs attached after ours still run (any other
+    // code, TC_ACT_PIPE included, ends the tcx chain).
+    TC_ACT_UNSPEC
 }
 
 #[classifier]
 pub fn tracer_egress(ctx: TcContext) -> i32 {
-    count(&SkbFrame(&ctx), Direction::Egress);
-    TC_ACT_PIPE as i32
+    tc(&ctx, Direction::Egress)
+}
+
+/// Ingress counting through tc, used when another program holds the port's XDP hook.
+#[classifier]
+pub fn tracer_ingress_tc(ctx: TcContext) -> i32 {
+    tc(&ctx, Direction::Ingress)
 }
 
 #[cfg(not(test))]

@@ -1,11 +1,14 @@
-//! Packet counters on one watched port: XDP on ingress, tcx on egress.
+//! Packet counters on one watched port: XDP on ingress (tc ingress when another program holds
+//! the XDP hook), tcx on egress; optionally a capture of the ARP, ICMP and port frames.
 
 use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf,
-    maps::PerCpuArray,
+    maps::{MapData, PerCpuArray, RingBuf},
     programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode},
 };
+use log::warn;
+use serde::Serialize;
 use tracer_common::{Direction, PacketKind, counter_index};
 
 use crate::{
@@ -18,20 +21,48 @@ use crate::{
 
 static PORTS_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ports"));
 
+/// How a port is watched.
+#[derive(Debug, Clone, Copy)]
+pub struct PortOptions {
+    /// TCP port counted as `tcp_port`.
+    pub watched_port: u16,
+    /// Copy ARP, ICMP and port frames to user space.
+    pub capture: bool,
+    /// aya-log level for the kernel programs.
+    pub log_level: u8,
+}
+
+/// Which hook counts a port's ingress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IngressHook {
+    Xdp,
+    /// Another program holds the port's XDP hook: tc ingress instead (it never replaces it).
+    Tc,
+}
+
 /// One port with its counting programs attached. Dropping it detaches them.
 pub struct PortProbe {
     pub spec: PortSpec,
     pub netns_inode: u32,
     pub ifindex: u32,
+    pub ingress_hook: IngressHook,
     ebpf: Ebpf,
+}
+
+fn xdp_taken(err: &ProgramError) -> bool {
+    matches!(err, ProgramError::SyscallError(syscall)
+        if matches!(syscall.io_error.raw_os_error(), Some(libc::EBUSY | libc::EEXIST)))
 }
 
 impl PortProbe {
     /// Attaches to `spec`, entering its namespace on this thread for the duration.
-    pub fn attach(spec: &PortSpec, watched_port: u16, log_level: &u8) -> anyhow::Result<Self> {
+    pub fn attach(spec: &PortSpec, options: &PortOptions) -> anyhow::Result<Self> {
         let netns_inode = netns::netns_inode(&spec.netns).map_err(UsageError::from)?;
-        let mut ebpf = loader(log_level)
-            .override_global("WATCHED_PORT", &watched_port, true)
+        let capture = u8::from(options.capture);
+        let mut ebpf = loader(&options.log_level)
+            .override_global("WATCHED_PORT", &options.watched_port, true)
+            .override_global("CAPTURE", &capture, true)
             .load(PORTS_OBJECT)
             .context("loading the port counting programs")?;
 
@@ -39,22 +70,23 @@ impl PortProbe {
         let ifindex = netns::ifindex(&spec.interface)
             .ok_or_else(|| UsageError::unknown_interface(&spec.interface, &spec.netns))?;
 
-        let ingress: &mut Xdp = program(&mut ebpf, "tracer_ingress")?.try_into()?;
-        ingress.load().context("loading the XDP program")?;
-        ingress
-            .attach_to_if_index(ifindex, XdpMode::default())
-            .map_err(|err| match err {
-                ProgramError::SyscallError(ref syscall)
-                    if syscall.io_error.raw_os_error() == Some(libc::EBUSY) =>
-                {
-                    UsageError::XdpTaken {
-                        port: spec.to_string(),
-                        reason: "another XDP program is attached there".to_owned(),
-                    }
-                    .into()
-                }
-                err => anyhow::Error::from(err).context(format!("attaching XDP to {spec}")),
-            })?;
+        let xdp: &mut Xdp = program(&mut ebpf, "tracer_ingress")?.try_into()?;
+        xdp.load().context("loading the XDP program")?;
+        let ingress_hook = match xdp.attach_to_if_index(ifindex, XdpMode::default()) {
+            Ok(_) => IngressHook::Xdp,
+            Err(err) if xdp_taken(&err) => {
+                warn!("XDP on {spec} is held by another program: counting ingress with tc instead");
+                let tc: &mut SchedClassifier =
+                    program(&mut ebpf, "tracer_ingress_tc")?.try_into()?;
+                tc.load().context("loading the tc ingress program")?;
+                tc.attach(&spec.interface, TcAttachType::Ingress)
+                    .with_context(|| format!("attaching tc ingress to {spec}"))?;
+                IngressHook::Tc
+            }
+            Err(err) => {
+                return Err(anyhow::Error::from(err).context(format!("attaching XDP to {spec}")));
+            }
+        };
 
         let egress: &mut SchedClassifier = program(&mut ebpf, "tracer_egress")?.try_into()?;
         egress.load().context("loading the tc program")?;
@@ -66,6 +98,7 @@ impl PortProbe {
             spec: spec.clone(),
             netns_inode,
             ifindex,
+            ingress_hook,
             ebpf,
         })
     }
@@ -91,6 +124,23 @@ impl PortProbe {
             ingress: read(Direction::Ingress)?,
             egress: read(Direction::Egress)?,
         })
+    }
+
+    /// The capture ring buffer, for a reader to own (once).
+    pub fn take_capture(&mut self) -> Option<RingBuf<MapData>> {
+        self.ebpf
+            .take_map("CAPTURED_FRAMES")
+            .and_then(|map| RingBuf::try_from(map).ok())
+    }
+
+    /// Frames not captured because the ring buffer was full.
+    pub fn capture_lost(&self) -> anyhow::Result<u64> {
+        let map = self
+            .ebpf
+            .map("CAPTURE_LOST")
+            .ok_or_else(|| anyhow!("CAPTURE_LOST map missing"))?;
+        let lost = PerCpuArray::<_, u64>::try_from(map)?;
+        Ok(lost.get(&0, 0)?.iter().sum())
     }
 }
 

@@ -5,7 +5,13 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::{cli::CountersArgs, collect::ebpf_log_level, preflight, render, session::Session};
+use crate::{
+    cli::CountersArgs,
+    collect::{ebpf_log_level, ports::PortOptions},
+    error::UsageError,
+    preflight, render,
+    session::Session,
+};
 
 pub fn run(args: &CountersArgs, verbosity: u8) -> anyhow::Result<()> {
     preflight::check()?;
@@ -13,12 +19,12 @@ pub fn run(args: &CountersArgs, verbosity: u8) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let log_level = ebpf_log_level(verbosity);
-    let mut session = Session::attach(
-        &[&args.ports.initiator, &args.ports.target],
-        args.ports.port,
-        &log_level,
-    )?;
+    let options = PortOptions {
+        watched_port: args.ports.port,
+        capture: false,
+        log_level: ebpf_log_level(verbosity),
+    };
+    let mut session = Session::attach(&[&args.ports.initiator, &args.ports.target], &options)?;
     let logger = session.drops.take_logger();
 
     runtime.block_on(async {
@@ -27,8 +33,13 @@ pub fn run(args: &CountersArgs, verbosity: u8) -> anyhow::Result<()> {
         let mut terminate =
             signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
         if let Some(path) = &args.ready_file {
-            std::fs::write(path, b"")
-                .with_context(|| format!("writing the ready file {}", path.display()))?;
+            // The user's path to fix (e.g. an unwritable place): a usage error, not a bug.
+            std::fs::write(path, b"").map_err(|err| {
+                UsageError::Argument(format!(
+                    "cannot create the ready file {}: {err}",
+                    path.display()
+                ))
+            })?;
         }
         if let Some(logger) = logger {
             crate::logging::forward_ebpf_logs(logger)?;

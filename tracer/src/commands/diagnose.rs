@@ -12,7 +12,7 @@ use tracer_common::PacketKind;
 
 use crate::{
     cli::DiagnoseArgs,
-    collect::{drops::RawDrop, ebpf_log_level},
+    collect::{drops::RawDrop, ebpf_log_level, ports::PortOptions},
     diagnose::{
         DropEvidence, Environment, Evidence, NeighbourEvidence, NetfilterEvidence,
         NetfilterLocation, PortEvidence, ProbeEvidence, ProbeKind, RouteEvidence, Side, diagnose,
@@ -324,12 +324,12 @@ fn rulesets(initiator: &str, target: &str) -> (Ruleset, Ruleset) {
 }
 
 fn probe_path(args: &DiagnoseArgs, verbosity: u8, evidence: &mut Evidence) -> anyhow::Result<()> {
-    let log_level = ebpf_log_level(verbosity);
-    let session = Session::attach(
-        &[&args.ports.initiator, &args.ports.target],
-        args.ports.port,
-        &log_level,
-    )?;
+    let options = PortOptions {
+        watched_port: args.ports.port,
+        capture: false,
+        log_level: ebpf_log_level(verbosity),
+    };
+    let session = Session::attach(&[&args.ports.initiator, &args.ports.target], &options)?;
     if let Some(path) = &args.ready_file {
         std::fs::write(path, b"")
             .with_context(|| format!("writing the ready file {}", path.display()))?;
