@@ -10,6 +10,7 @@ pub mod commands;
 pub mod diagnose;
 pub mod error;
 pub mod evidence;
+pub mod locate;
 pub mod logging;
 pub mod netfilter;
 pub mod netlink;
