@@ -236,9 +236,20 @@ impl Namespaces {
     }
 }
 
+impl Namespaces {
+    /// Also removes `name` on drop: a namespace the code under test will create.
+    pub fn adopt(mut self, name: &str) -> Self {
+        self.names.push(name.to_owned());
+        self
+    }
+}
+
 impl Drop for Namespaces {
     fn drop(&mut self) {
         for name in &self.names {
+            if !Path::new("/var/run/netns").join(name).exists() {
+                continue;
+            }
             // Never panic here: this may run while a failed test unwinds.
             if let Err(err) = Command::new("ip").args(["netns", "del", name]).output() {
                 eprintln!("ip netns del {name}: {err}");

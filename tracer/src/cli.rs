@@ -1,6 +1,9 @@
 //! Command-line interface.
 
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -65,6 +68,22 @@ Example:\n  \
 tracer diagnose --initiator cvl_0_1_ns_initiator/cvl_0_1 --report /tmp/tracer-report"
     )]
     Diagnose(DiagnoseArgs),
+    /// Watch both ports while a command runs; on failure, write the root-cause bundle
+    #[command(
+        long_about = "Watch both ports while a command runs; on failure, write the root-cause bundle.\n\n\
+tracer attaches to the ports wherever they are (they need not be where their specs say yet: a test \
+script may create the target namespace and move the port into it after tracer started), runs CMD \
+with its standard input and output, passes signals on to it, follows the ports as they move, \
+disappear and come back, and exits with CMD's exit code.\n\n\
+When CMD fails (or always, with --always), DIR holds report.md (verdict and evidence first, a \
+one-line signature for bots, the timeline), report.json (diagnose's schema plus timeline), \
+capture.pcapng (the last N ARP, ICMP and port frames of both ports, with interface and direction) \
+and snapshot/ (addresses, routes, neighbours and netfilter rules of each namespace at the end). \
+By default the test's own traffic is the evidence; --probe also runs diagnose's probes at the end.",
+        after_help = "Example:\n  \
+tracer watch --report /tmp/bundle -- ./test/nvmf/target/some_test.sh --transport=tcp"
+    )]
+    Watch(WatchArgs),
     /// Build or remove the built-in lab: SPDK's test network on a veth pair, inside namespaces
     Lab {
         #[command(subcommand)]
@@ -98,7 +117,7 @@ pub struct CountersArgs {
     #[arg(long)]
     pub json: bool,
     /// Create this file once every program is attached (for scripts to wait on)
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_parser = ready_file_path)]
     pub ready_file: Option<PathBuf>,
 }
 
@@ -119,8 +138,58 @@ pub struct DiagnoseArgs {
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
     /// Create this file once every program is attached
+    #[arg(long, value_name = "PATH", value_parser = ready_file_path)]
+    pub ready_file: Option<PathBuf>,
+}
+
+/// A ready-file path whose directory exists: refused at parse time, so that a typo fails before
+/// anything is attached rather than after.
+fn ready_file_path(value: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(value);
+    if path.is_dir() {
+        return Err(format!("`{value}` is a directory"));
+    }
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if !directory.is_dir() {
+        return Err(format!(
+            "directory `{}` does not exist",
+            directory.display()
+        ));
+    }
+    Ok(path)
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub ports: PortArgs,
+    /// The initiator's address (for routes and --probe)
+    #[arg(long, value_name = "IP", default_value = "10.0.0.1")]
+    pub initiator_ip: Ipv4Addr,
+    /// The target's address (for routes and --probe)
+    #[arg(long, value_name = "IP", default_value = "10.0.0.2")]
+    pub target_ip: Ipv4Addr,
+    /// Directory for the bundle (created)
+    #[arg(long, value_name = "DIR", default_value = "tracer-report")]
+    pub report: PathBuf,
+    /// Create this file once tracer watches (before CMD starts)
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
+    /// Write the bundle even when CMD succeeds
+    #[arg(long)]
+    pub always: bool,
+    /// After CMD, run diagnose's active probes as well
+    #[arg(long)]
+    pub probe: bool,
+    /// Frames kept per port in the capture (the last N; memory stays bounded)
+    #[arg(long, value_name = "N", default_value = "2000")]
+    pub capture_frames: usize,
+    /// The command to run, after `--`
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

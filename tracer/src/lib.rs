@@ -4,6 +4,7 @@
 //! targets and benchmarks drive.
 
 pub mod btf;
+pub mod capture;
 pub mod cli;
 pub mod collect;
 pub mod commands;

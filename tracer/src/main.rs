@@ -29,6 +29,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Counters(args) => commands::counters::run(args, cli.verbose).map(|()| 0),
         Command::Diagnose(args) => commands::diagnose::run(args, cli.verbose),
+        Command::Watch(args) => commands::watch::run(args, cli.verbose),
         Command::Lab { action } => match action {
             LabAction::Up(args) => commands::lab::up(args).map(|()| 0),
             LabAction::Down(args) => commands::lab::down(args).map(|()| 0),

@@ -12,7 +12,10 @@ use core::ffi::c_void;
 use aya_ebpf::{
     Global,
     bindings::{TC_ACT_UNSPEC, xdp_action},
-    helpers::{bpf_ktime_get_ns, generated::bpf_xdp_load_bytes},
+    helpers::{
+        bpf_ktime_get_ns,
+        generated::{bpf_skb_load_bytes, bpf_xdp_load_bytes},
+    },
     macros::{classifier, map, xdp},
     maps::{PerCpuArray, RingBuf},
     programs::{TcContext, XdpContext},
@@ -123,6 +126,15 @@ fn capture(
     }
 }
 
+/// Hides `len` from LLVM so that the bounds checks that follow stay on the very register the
+/// helper receives: otherwise LLVM proves them from other values and the verifier, which
+/// cannot, rejects a possibly zero-sized copy.
+#[inline(always)]
+fn verifier_bounded(len: u32) -> u32 {
+    // SAFETY: a volatile read of a local.
+    unsafe { core::ptr::read_volatile(&len) }
+}
+
 #[xdp]
 pub fn tracer_ingress(ctx: XdpContext) -> u32 {
     let frame = XdpFrame {
@@ -132,7 +144,7 @@ pub fn tracer_ingress(ctx: XdpContext) -> u32 {
     let kind = count(&frame, Direction::Ingress);
     let frame_len = (frame.end - frame.data) as u32;
     capture(Direction::Ingress, kind, frame_len, |dst, len| {
-        // Bounded for the verifier: 1..=CAPTURE_SNAPLEN.
+        let len = verifier_bounded(len);
         if len == 0 || len > CAPTURE_SNAPLEN as u32 {
             return false;
         }
@@ -146,9 +158,12 @@ pub fn tracer_ingress(ctx: XdpContext) -> u32 {
 fn tc(ctx: &TcContext, direction: Direction) -> i32 {
     let kind = count(&SkbFrame(ctx), direction);
     capture(direction, kind, ctx.len(), |dst, len| {
-        // SAFETY: dst has CAPTURE_SNAPLEN bytes and len is at most that.
-        let dst = unsafe { core::slice::from_raw_parts_mut(dst, len as usize) };
-        ctx.load_bytes(0, dst).is_ok()
+        let len = verifier_bounded(len);
+        if len == 0 || len > CAPTURE_SNAPLEN as u32 {
+            return false;
+        }
+        // SAFETY: dst has CAPTURE_SNAPLEN bytes; the helper checks the packet bounds.
+        unsafe { bpf_skb_load_bytes(ctx.skb.skb.cast(), 0, dst.cast::<c_void>(), len) == 0 }
     });
     // TC_ACT_UNSPEC is tcx's TCX_NEXT: the programs attached after ours still run (any other
     // code, TC_ACT_PIPE included, ends the tcx chain).

@@ -38,44 +38,7 @@ pub fn run(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<u8> {
     if let Some(dir) = &args.report {
         prepare_report_dir(dir)?;
     }
-    let initiator = inspect_port(&args.ports.initiator, Side::Initiator);
-    let target = inspect_port(&args.ports.target, Side::Target);
-    let mut evidence = Evidence {
-        initiator,
-        target,
-        routes: Vec::new(),
-        probes: Vec::new(),
-        drops: Vec::new(),
-        netfilter: Vec::new(),
-        neighbours: Vec::new(),
-        counters: None,
-        environment: Environment {
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .map(|release| release.trim().to_owned())
-                .unwrap_or_default(),
-            tracer_version: env!("CARGO_PKG_VERSION").to_owned(),
-            initiator_ip: args.initiator_ip.to_string(),
-            target_ip: args.target_ip.to_string(),
-            port: args.ports.port,
-            limitations: Vec::new(),
-        },
-    };
-    // Probing a missing port or an unroutable address says nothing more: classify now.
-    let usable = |port: &PortEvidence| port.link.as_ref().is_some_and(|link| link.admin_up);
-    if usable(&evidence.initiator) && usable(&evidence.target) {
-        evidence.routes = vec![
-            route_evidence(&evidence.initiator, args.target_ip),
-            route_evidence(&evidence.target, args.initiator_ip),
-        ];
-        let initiator_routed = evidence.routes.iter().any(|route| {
-            route.from == Side::Initiator
-                && matches!(route.lookup, RouteLookup::Via { .. })
-                && route.via_port
-        });
-        if initiator_routed {
-            probe_path(args, verbosity, &mut evidence)?;
-        }
-    }
+    let evidence = gather(args, verbosity)?;
     if let Some(path) = &args.ready_file
         && !path.exists()
     {
@@ -109,8 +72,54 @@ pub fn run(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<u8> {
     Ok(verdict.class.exit_code())
 }
 
+/// The environment part of the evidence.
+pub fn environment(initiator_ip: Ipv4Addr, target_ip: Ipv4Addr, port: u16) -> Environment {
+    Environment {
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|release| release.trim().to_owned())
+            .unwrap_or_default(),
+        tracer_version: env!("CARGO_PKG_VERSION").to_owned(),
+        initiator_ip: initiator_ip.to_string(),
+        target_ip: target_ip.to_string(),
+        port,
+        limitations: Vec::new(),
+    }
+}
+
+/// Inspects both ports and, when they are usable and routed, probes the path.
+pub fn gather(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<Evidence> {
+    let mut evidence = Evidence {
+        initiator: inspect_port(&args.ports.initiator, Side::Initiator),
+        target: inspect_port(&args.ports.target, Side::Target),
+        routes: Vec::new(),
+        probes: Vec::new(),
+        drops: Vec::new(),
+        netfilter: Vec::new(),
+        neighbours: Vec::new(),
+        counters: None,
+        environment: environment(args.initiator_ip, args.target_ip, args.ports.port),
+    };
+    // Probing a missing port or an unroutable address says nothing more: classify now.
+    let usable = |port: &PortEvidence| port.link.as_ref().is_some_and(|link| link.admin_up);
+    if usable(&evidence.initiator) && usable(&evidence.target) {
+        evidence.routes = vec![
+            route_evidence(&evidence.initiator, args.target_ip),
+            route_evidence(&evidence.target, args.initiator_ip),
+        ];
+        let initiator_routed = evidence.routes.iter().any(|route| {
+            route.from == Side::Initiator
+                && matches!(route.lookup, RouteLookup::Via { .. })
+                && route.via_port
+        });
+        if initiator_routed {
+            probe_path(args, verbosity, &mut evidence)?;
+        }
+    }
+    Ok(evidence)
+}
+
 /// Creates the report directory up front, so that an unwritable one fails before probing.
-fn prepare_report_dir(dir: &Path) -> Result<(), UsageError> {
+pub fn prepare_report_dir(dir: &Path) -> Result<(), UsageError> {
     let unusable = |err: std::io::Error| {
         UsageError::Argument(format!(
             "report directory {} cannot be written: {err}",
@@ -125,12 +134,12 @@ fn prepare_report_dir(dir: &Path) -> Result<(), UsageError> {
 }
 
 /// Opens a route socket inside `netns`; it stays bound to that namespace.
-fn route_socket(netns: &str) -> anyhow::Result<RouteSocket> {
+pub fn route_socket(netns: &str) -> anyhow::Result<RouteSocket> {
     let _inside = NetnsGuard::enter(netns)?;
     RouteSocket::open().context("opening a netlink socket")
 }
 
-fn inspect_port(spec: &PortSpec, side: Side) -> PortEvidence {
+pub fn inspect_port(spec: &PortSpec, side: Side) -> PortEvidence {
     let mut evidence = PortEvidence {
         side,
         netns: spec.netns.clone(),
@@ -176,7 +185,7 @@ fn namespaces_holding(interface: &str, except: &str) -> Vec<String> {
         .collect()
 }
 
-fn route_evidence(from: &PortEvidence, destination: Ipv4Addr) -> RouteEvidence {
+pub fn route_evidence(from: &PortEvidence, destination: Ipv4Addr) -> RouteEvidence {
     let port_index = from.link.as_ref().map(|link| link.ifindex);
     let lookup_and_links = route_socket(&from.netns).and_then(|socket| {
         let lookup = socket.route_get(destination)?;
@@ -276,7 +285,7 @@ impl Crossings {
     }
 }
 
-fn difference(before: &KindCounts, after: &KindCounts) -> KindCounts {
+pub fn difference(before: &KindCounts, after: &KindCounts) -> KindCounts {
     let mut delta = KindCounts::default();
     for kind in PacketKind::ALL {
         delta.set(kind, after.get(kind).saturating_sub(before.get(kind)));
@@ -448,7 +457,7 @@ fn probe_path(args: &DiagnoseArgs, verbosity: u8, evidence: &mut Evidence) -> an
             .iter()
             .filter(|drop| drop.side == side && drop.drop.reason == "NETFILTER_DROP")
             .collect();
-        netfilter_evidence(side, netns, &dropped, before, after)
+        netfilter_evidence(side, netns, &dropped, before.drop_hits(after), after)
     })
     .collect();
     for ruleset in [&rulesets_before.0, &rulesets_before.1] {
@@ -495,13 +504,13 @@ fn drops_between(before: &[RawDrop], after: &[RawDrop]) -> Vec<RawDrop> {
 }
 
 /// The rules behind netfilter drops in one namespace, found by reading rule counters only:
-/// rules (or drop policies) whose counters grew while probing; failing that, the dropping rules
-/// without counters in chains that could have seen the dropped packets.
-fn netfilter_evidence(
+/// `counted`, the rules (or drop policies) whose counters grew; failing that, the dropping
+/// rules without counters in chains that could have seen the dropped packets.
+pub fn netfilter_evidence(
     side: Side,
     netns: &str,
     dropped: &[&DropEvidence],
-    before: &Ruleset,
+    counted: Vec<netfilter::DropHit>,
     after: &Ruleset,
 ) -> Vec<NetfilterEvidence> {
     let evidence = |hit: netfilter::DropHit, found_by: &str| {
@@ -525,7 +534,6 @@ fn netfilter_evidence(
             rule_found_by: found_by.to_owned(),
         }
     };
-    let counted = before.drop_hits(after);
     if !counted.is_empty() {
         return counted
             .into_iter()

@@ -1,3 +1,4 @@
 pub mod counters;
 pub mod diagnose;
 pub mod lab;
+pub mod watch;

@@ -1,0 +1,232 @@
+//! `tracer watch -- CMD` around SPDK's nvmf_tcp_init steps: the two ports start together in a
+//! "host" namespace and the script moves the target port into a namespace it creates.
+
+use std::{path::PathBuf, process::Command};
+
+use serde_json::Value;
+use tracer_tests::{Namespaces, check, output, tracer, unique};
+
+/// A host namespace holding the two ports, and the names the script will use.
+struct SpdkHost {
+    host: String,
+    target_ns: String,
+    initiator: String,
+    target: String,
+    /// Holds the host namespace, the target namespace the script makes, and a third one for
+    /// miscabled peers; all are removed on drop.
+    _namespaces: Namespaces,
+    report: PathBuf,
+}
+
+impl SpdkHost {
+    /// `cabled`: the two ports are a veth pair. Otherwise each is cabled to a peer in a third
+    /// namespace (carrier up on both): the incident the project was born from.
+    fn new(tag: &str, cabled: bool) -> Self {
+        let base = unique(tag);
+        let (host, target_ns, elsewhere) = (
+            format!("{base}-h"),
+            format!("{base}-t"),
+            format!("{base}-x"),
+        );
+        // Interface names unique to this test: tracer looks for ports in every namespace.
+        let suffix: String = base.chars().rev().take(8).collect();
+        let (initiator, target) = (format!("i{suffix}"), format!("t{suffix}"));
+        let namespaces = Namespaces::create(&[&host, &elsewhere]);
+        let namespaces = Namespaces::adopt(namespaces, &target_ns);
+        if cabled {
+            check(Command::new("ip").args([
+                "-n", &host, "link", "add", &initiator, "type", "veth", "peer", "name", &target,
+            ]));
+        } else {
+            for (port, peer) in [(&initiator, "peer_i"), (&target, "peer_t")] {
+                check(Command::new("ip").args([
+                    "link", "add", port, "netns", &host, "type", "veth", "peer", "name", peer,
+                    "netns", &elsewhere,
+                ]));
+                check(Command::new("ip").args(["-n", &elsewhere, "link", "set", peer, "up"]));
+            }
+        }
+        let report = std::env::temp_dir().join(format!("{base}-report"));
+        Self {
+            host,
+            target_ns,
+            initiator,
+            target,
+            _namespaces: namespaces,
+            report,
+        }
+    }
+
+    /// nvmf_tcp_init's steps, plus `extra` shell lines before the pings.
+    fn script(&self, extra: &str) -> String {
+        let Self {
+            host,
+            target_ns,
+            initiator,
+            target,
+            ..
+        } = self;
+        format!(
+            "set -e
+ip -n {host} -4 addr flush {initiator}
+ip -n {host} -4 addr flush {target}
+ip netns add {target_ns}
+ip -n {host} link set {target} netns {target_ns}
+ip -n {host} addr add 10.0.0.1/24 dev {initiator}
+ip -n {target_ns} addr add 10.0.0.2/24 dev {target}
+ip -n {host} link set {initiator} up
+ip -n {target_ns} link set {target} up
+ip -n {target_ns} link set lo up
+ip netns exec {host} iptables -I INPUT 1 -i {initiator} -p tcp --dport 4420 -j ACCEPT -m comment --comment SPDK_NVMF:test
+{extra}
+ip netns exec {host} ping -c 1 -W 2 10.0.0.2
+ip netns exec {target_ns} ping -c 1 -W 2 10.0.0.1
+"
+        )
+    }
+
+    /// Runs `tracer watch --always` around the script: (exit code, report.json).
+    fn watch(&self, script: &str) -> (i32, Value) {
+        let out = output(
+            tracer()
+                .arg("watch")
+                .args(["--initiator", &format!("{}/{}", self.host, self.initiator)])
+                .args(["--target", &format!("{}/{}", self.target_ns, self.target)])
+                .arg("--report")
+                .arg(&self.report)
+                .arg("--always")
+                .args(["--", "sh", "-c", script]),
+        );
+        let code = out.status.code().expect("tracer exited by a signal");
+        let json = std::fs::read_to_string(self.report.join("report.json")).unwrap_or_else(|err| {
+            panic!(
+                "no report.json ({err}); exit {code}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (
+            code,
+            serde_json::from_str(&json).expect("report.json is JSON"),
+        )
+    }
+}
+
+impl Drop for SpdkHost {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.report);
+    }
+}
+
+fn events(report: &Value, kind: &str) -> Vec<String> {
+    report["timeline"]["events"]
+        .as_array()
+        .expect("timeline events")
+        .iter()
+        .filter(|event| event["kind"] == kind)
+        .map(|event| event["message"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn healthy_setup_is_ok_and_follows_the_moved_port() {
+    let host = SpdkHost::new("wok", true);
+    let (code, report) = host.watch(&host.script(""));
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["verdict"]["class"], "ok", "{report:#}");
+    assert_eq!(report["command"]["exit_code"], 0);
+    let moves = events(&report, "move");
+    assert!(
+        moves
+            .iter()
+            .any(|m| m.contains(&host.target) && m.contains(&format!("to {}", host.target_ns))),
+        "no move of the target port in {moves:?}"
+    );
+    // The pings were counted on the moved port: requests out of one, into the other.
+    let arp = &report["probes"][0];
+    assert_eq!(arp["kind"], "arp");
+    assert_eq!(arp["reached_peer"], arp["left_origin"], "{arp}");
+
+    // The capture opens in tcpdump and holds both pings' ARP and ICMP.
+    let dump = check(
+        Command::new("tcpdump")
+            .arg("-nr")
+            .arg(host.report.join("capture.pcapng")),
+    );
+    let text = String::from_utf8_lossy(&dump.stdout);
+    assert!(text.contains("ARP, Request who-has 10.0.0.2"), "{text}");
+    assert!(text.contains("ICMP echo request"), "{text}");
+    assert!(text.contains("ICMP echo reply"), "{text}");
+    let snapshot = std::fs::read_to_string(
+        host.report
+            .join("snapshot")
+            .join(format!("{}.txt", host.target_ns)),
+    )
+    .expect("target namespace snapshot");
+    assert!(snapshot.contains("10.0.0.2/24"), "{snapshot}");
+    let markdown = std::fs::read_to_string(host.report.join("report.md")).unwrap();
+    assert!(markdown.contains("signature: `tracer:ok:"), "{markdown}");
+}
+
+#[test]
+fn ports_cabled_elsewhere_are_cable_and_the_exit_code_passes_through() {
+    let host = SpdkHost::new("wcb", false);
+    let (code, report) = host.watch(&host.script(""));
+    assert_eq!(code, 1, "ping's failure is the script's exit code");
+    assert_eq!(report["command"]["exit_code"], 1);
+    assert_eq!(report["verdict"]["class"], "cable", "{report:#}");
+    assert_eq!(report["verdict"]["side"], "wire");
+    let neighbours = events(&report, "neighbour");
+    assert!(
+        neighbours
+            .iter()
+            .any(|n| n.contains("10.0.0.2") && n.contains("INCOMPLETE")),
+        "{neighbours:?}"
+    );
+    let markdown = std::fs::read_to_string(host.report.join("report.md")).unwrap();
+    assert!(markdown.contains("signature: `tracer:cable:"), "{markdown}");
+}
+
+#[test]
+fn icmp_dropped_on_the_target_is_netfilter() {
+    let host = SpdkHost::new("wnf", true);
+    let rule = format!(
+        "ip netns exec {} iptables -A INPUT -p icmp -j DROP",
+        host.target_ns
+    );
+    let (code, report) = host.watch(&host.script(&rule));
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["verdict"]["class"], "netfilter", "{report:#}");
+    let location = &report["verdict"]["netfilter"];
+    assert_eq!(location["netns"], host.target_ns.as_str(), "{report:#}");
+    assert_eq!(location["table"], "filter");
+    assert_eq!(location["chain"], "INPUT");
+    assert_eq!(location["rule"], "-A INPUT -p icmp -j DROP");
+    assert!(
+        events(&report, "drop")
+            .iter()
+            .any(|d| d.contains("NETFILTER_DROP")),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn exit_code_of_the_command_is_tracers() {
+    let report = std::env::temp_dir().join(unique("wexit"));
+    let out = output(
+        tracer()
+            .args([
+                "watch",
+                "--initiator",
+                "no_such_ns_w/nope0",
+                "--target",
+                "no_such_ns_w/nope1",
+            ])
+            .arg("--report")
+            .arg(&report)
+            .args(["--", "sh", "-c", "exit 7"]),
+    );
+    assert_eq!(out.status.code(), Some(7));
+    // A failed command always leaves a bundle.
+    assert!(report.join("report.md").exists());
+    let _ = std::fs::remove_dir_all(report);
+}

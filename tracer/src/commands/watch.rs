@@ -1,0 +1,1048 @@
+//! `tracer watch -- CMD`: watch both ports while a test runs, follow them wherever the test
+//! moves them, and write the root-cause bundle when the test fails.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::Ipv4Addr,
+    path::Path,
+    process::ExitStatus,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use serde::Serialize;
+use tokio::signal::unix::{SignalKind, signal};
+use tracer_common::PacketKind;
+
+use crate::{
+    btf::Btf,
+    capture::{self, FlightRecorder},
+    cli::{DiagnoseArgs, PortArgs, WatchArgs},
+    collect::{
+        drops::{DropProbe, KernelLayout, RawDrop},
+        ebpf_log_level,
+        ports::{PortOptions, PortProbe},
+    },
+    commands::diagnose::{
+        self as diagnose_command, difference, environment, inspect_port, netfilter_evidence,
+        prepare_report_dir, route_evidence, route_socket,
+    },
+    diagnose::{
+        DropEvidence, Evidence, NeighbourEvidence, PortEvidence, ProbeEvidence, ProbeKind, Side,
+        diagnose,
+    },
+    evidence::{DropCount, KindCounts, protocol_name},
+    locate::{self, Location},
+    netfilter::{self, DropHit, Ruleset},
+    netlink::Link,
+    netns, preflight, render,
+    spec::PortSpec,
+};
+
+/// How often the ports, links, neighbours, counters and drops are looked at.
+const TICK: Duration = Duration::from_millis(50);
+/// The timeline keeps this many events; later ones are counted, not kept.
+const TIMELINE_LIMIT: usize = 10_000;
+/// Signals passed on to the command.
+const FORWARDED_SIGNALS: [i32; 6] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+/// One thing that happened, at `seconds` after tracer started watching.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimelineEvent {
+    pub seconds: f64,
+    /// attach, move, link, neighbour, drop, packets, command.
+    pub kind: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Timeline {
+    pub events: Vec<TimelineEvent>,
+    /// Events not kept because the timeline was full.
+    pub truncated: u64,
+}
+
+impl Timeline {
+    fn push(&mut self, seconds: f64, kind: &'static str, message: String) {
+        if self.events.len() >= TIMELINE_LIMIT {
+            self.truncated += 1;
+            return;
+        }
+        log::info!("+{seconds:.3}s {kind}: {message}");
+        self.events.push(TimelineEvent {
+            seconds,
+            kind,
+            message,
+        });
+    }
+
+    fn sorted(mut self) -> Self {
+        self.events.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+        self
+    }
+}
+
+/// First and last time frames of one kind crossed a port in one direction.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    first: f64,
+    last: f64,
+}
+
+/// A configured port and everything watch has learned about it.
+struct WatchedPort {
+    side: Side,
+    spec: PortSpec,
+    probe: Option<PortProbe>,
+    location: Option<Location>,
+    /// Every namespace inode and ifindex the port has had: drops there are this port's.
+    history: Vec<Location>,
+    link: Option<Link>,
+    neighbours: HashMap<Ipv4Addr, String>,
+    /// First state seen of each neighbour entry, for the before -> after evidence.
+    first_neighbours: HashMap<Ipv4Addr, String>,
+    /// Counts of earlier attachments (a port deleted and recreated gets new counters).
+    carried: (KindCounts, KindCounts),
+    last: (KindCounts, KindCounts),
+    seen: BTreeMap<(&'static str, &'static str), Seen>,
+    recorder: FlightRecorder,
+}
+
+impl WatchedPort {
+    fn new(side: Side, spec: &PortSpec, capture_frames: usize) -> Self {
+        Self {
+            side,
+            spec: spec.clone(),
+            probe: None,
+            location: None,
+            history: Vec::new(),
+            link: None,
+            neighbours: HashMap::new(),
+            first_neighbours: HashMap::new(),
+            carried: Default::default(),
+            last: Default::default(),
+            seen: BTreeMap::new(),
+            recorder: FlightRecorder::new(&spec.interface, capture_frames),
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.spec.interface
+    }
+
+    /// The port as found now, as a spec.
+    fn current_spec(&self) -> PortSpec {
+        PortSpec {
+            netns: self
+                .location
+                .as_ref()
+                .map_or_else(|| self.spec.netns.clone(), |l| l.netns.clone()),
+            interface: self.spec.interface.clone(),
+        }
+    }
+
+    fn totals(&self) -> (KindCounts, KindCounts) {
+        self.last
+    }
+}
+
+fn add(a: &KindCounts, b: &KindCounts) -> KindCounts {
+    let mut sum = KindCounts::default();
+    for kind in PacketKind::ALL {
+        sum.set(kind, a.get(kind) + b.get(kind));
+    }
+    sum
+}
+
+fn netns_label(netns: &str) -> &str {
+    if netns.is_empty() { "(own)" } else { netns }
+}
+
+/// All the watching state.
+struct Watch {
+    started: Instant,
+    options: PortOptions,
+    ports: [WatchedPort; 2],
+    drops: DropProbe,
+    layout: KernelLayout,
+    last_drops: HashMap<tracer_common::DropKey, u64>,
+    all_drops: HashMap<tracer_common::DropKey, u64>,
+    timeline: Timeline,
+    clock_offset: i128,
+    /// Rulesets of namespaces as they were when first seen, by name.
+    first_rulesets: HashMap<String, Ruleset>,
+}
+
+impl Watch {
+    fn seconds(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// Finds each port, attaching or following it; then reads everything once.
+    fn tick(&mut self) {
+        for index in 0..self.ports.len() {
+            self.follow(index);
+            self.observe_link(index);
+        }
+        self.observe_counters();
+        self.observe_drops();
+        for port in &mut self.ports {
+            port.recorder.drain(self.clock_offset);
+        }
+    }
+
+    fn follow(&mut self, index: usize) {
+        let now = self.seconds();
+        let peer_netns = self.ports[1 - index]
+            .location
+            .as_ref()
+            .map(|location| location.netns.clone());
+        let port = &mut self.ports[index];
+        let interface = port.spec.interface.clone();
+        // Still where it was last time?
+        if let Some(location) = &port.location
+            && locate::ifindex_in(&location.netns, &interface) == Some(location.ifindex)
+        {
+            return;
+        }
+        // Where it should be, then beside its peer (before the move, SPDK's two ports share a
+        // namespace), then anywhere.
+        let found = [Some(port.spec.netns.clone()), peer_netns]
+            .into_iter()
+            .flatten()
+            .find_map(|netns| {
+                let ifindex = locate::ifindex_in(&netns, &interface)?;
+                let netns_inode = netns::netns_inode(&netns).ok()?;
+                Some(Location {
+                    netns,
+                    netns_inode,
+                    ifindex,
+                })
+            })
+            .or_else(|| locate::find(&interface, &port.spec.netns));
+        let previous = port.location.take();
+        match (previous, found) {
+            (Some(previous), None) => {
+                self.timeline.push(
+                    now,
+                    "move",
+                    format!(
+                        "{interface} disappeared from {}",
+                        netns_label(&previous.netns)
+                    ),
+                );
+                // The device is gone and its attachments with it.
+                if let Some(probe) = port.probe.take() {
+                    if let Ok(counters) = probe.counters() {
+                        port.carried = (
+                            add(&port.carried.0, &counters.ingress),
+                            add(&port.carried.1, &counters.egress),
+                        );
+                    }
+                }
+                port.link = None;
+            }
+            (Some(previous), Some(found)) => {
+                self.timeline.push(
+                    now,
+                    "move",
+                    format!(
+                        "{interface} moved from {} to {} (ifindex {} -> {}); its programs moved with it",
+                        netns_label(&previous.netns),
+                        netns_label(&found.netns),
+                        previous.ifindex,
+                        found.ifindex
+                    ),
+                );
+                port.history.push(found.clone());
+                port.location = Some(found);
+                self.snapshot_ruleset_once(index);
+            }
+            (None, Some(found)) => {
+                port.history.push(found.clone());
+                port.location = Some(found.clone());
+                let spec = port.current_spec();
+                match PortProbe::attach(&spec, &self.options) {
+                    Ok(mut probe) => {
+                        port.recorder.attach(probe.take_capture());
+                        self.timeline.push(
+                            now,
+                            "attach",
+                            format!(
+                                "{interface} found in {} (ifindex {}): counting ({} ingress, tc egress)",
+                                netns_label(&found.netns),
+                                found.ifindex,
+                                match probe.ingress_hook {
+                                    crate::collect::ports::IngressHook::Xdp => "XDP",
+                                    crate::collect::ports::IngressHook::Tc => "tc",
+                                }
+                            ),
+                        );
+                        port.probe = Some(probe);
+                    }
+                    Err(err) => {
+                        port.location = None;
+                        log::debug!("attaching to {interface}: {err:?}");
+                        // A verifier log is long: its first line says what failed.
+                        let reason = format!("{err:#}");
+                        let reason = reason.lines().next().unwrap_or_default().to_owned();
+                        self.timeline.push(
+                            now,
+                            "attach",
+                            format!("{interface}: attaching failed: {reason}"),
+                        );
+                    }
+                }
+                self.snapshot_ruleset_once(index);
+            }
+            (None, None) => {}
+        }
+    }
+
+    fn snapshot_ruleset_once(&mut self, index: usize) {
+        let Some(location) = &self.ports[index].location else {
+            return;
+        };
+        if !self.first_rulesets.contains_key(&location.netns) {
+            let ruleset = netfilter::snapshot(&location.netns);
+            self.first_rulesets.insert(location.netns.clone(), ruleset);
+        }
+    }
+
+    fn observe_link(&mut self, index: usize) {
+        let now = self.seconds();
+        let port = &mut self.ports[index];
+        let Some(location) = &port.location else {
+            return;
+        };
+        let Ok(socket) = route_socket(&location.netns) else {
+            return;
+        };
+        let link = socket.link(&port.spec.interface).ok().flatten();
+        if let Some(link) = &link {
+            let describe = |link: &Link| {
+                format!(
+                    "{}, carrier {}, operstate {}",
+                    if link.admin_up { "up" } else { "down" },
+                    u8::from(link.carrier),
+                    link.operstate
+                )
+            };
+            let changed = port.link.as_ref().is_none_or(|old| {
+                old.admin_up != link.admin_up
+                    || old.carrier != link.carrier
+                    || old.operstate != link.operstate
+            });
+            if changed {
+                let message = match &port.link {
+                    Some(old) => format!(
+                        "{}: {} -> {}",
+                        port.spec.interface,
+                        describe(old),
+                        describe(link)
+                    ),
+                    None => format!("{}: {}", port.spec.interface, describe(link)),
+                };
+                self.timeline.push(now, "link", message);
+            }
+            let ifindex = link.ifindex;
+            let current: HashMap<Ipv4Addr, String> = socket
+                .neighbours()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|neighbour| neighbour.ifindex == ifindex)
+                .map(|neighbour| (neighbour.address, neighbour.state))
+                .collect();
+            let mut addresses: Vec<&Ipv4Addr> =
+                current.keys().chain(port.neighbours.keys()).collect();
+            addresses.sort();
+            addresses.dedup();
+            for address in addresses {
+                let (old, new) = (port.neighbours.get(address), current.get(address));
+                if old != new {
+                    self.timeline.push(
+                        now,
+                        "neighbour",
+                        format!(
+                            "{address} on {}: {} -> {}",
+                            port.spec.interface,
+                            old.map_or("none", String::as_str),
+                            new.map_or("none", String::as_str)
+                        ),
+                    );
+                }
+            }
+            // The state each entry had when first seen ("none" if it appeared while watching).
+            let watched_before = port.link.is_some();
+            for (address, state) in &current {
+                port.first_neighbours.entry(*address).or_insert_with(|| {
+                    if watched_before {
+                        "none".to_owned()
+                    } else {
+                        state.clone()
+                    }
+                });
+            }
+            port.neighbours = current;
+        }
+        port.link = link;
+    }
+
+    fn observe_counters(&mut self) {
+        let now = self.seconds();
+        for port in &mut self.ports {
+            let Some(probe) = &port.probe else {
+                continue;
+            };
+            let Ok(counters) = probe.counters() else {
+                continue;
+            };
+            let totals = (
+                add(&port.carried.0, &counters.ingress),
+                add(&port.carried.1, &counters.egress),
+            );
+            for (direction, before, after) in [
+                ("ingress", &port.last.0, &totals.0),
+                ("egress", &port.last.1, &totals.1),
+            ] {
+                let delta = difference(before, after);
+                for kind in PacketKind::ALL {
+                    if kind == PacketKind::Other || delta.get(kind) == 0 {
+                        continue;
+                    }
+                    let seen = port.seen.entry((kind.name(), direction)).or_insert(Seen {
+                        first: now,
+                        last: now,
+                    });
+                    seen.last = now;
+                }
+            }
+            port.last = totals;
+        }
+    }
+
+    /// Which port a drop belongs to, by every place the ports have been.
+    fn side_of(&self, key: &tracer_common::DropKey) -> Option<(Side, &WatchedPort)> {
+        self.ports.iter().find_map(|port| {
+            port.history
+                .iter()
+                .any(|place| {
+                    place.netns_inode == key.netns
+                        && (key.ifindex == place.ifindex || key.ifindex == 0)
+                })
+                .then_some((port.side, port))
+        })
+    }
+
+    fn observe_drops(&mut self) {
+        let now = self.seconds();
+        let Ok(drops) = self.drops.drops() else {
+            return;
+        };
+        let mut messages = Vec::new();
+        for RawDrop { key, count } in drops {
+            let previous = self.last_drops.insert(key, count).unwrap_or(0);
+            let delta = count.saturating_sub(previous);
+            if delta == 0 {
+                continue;
+            }
+            let Some(port_name) = self.side_of(&key).map(|(_, port)| port.name().to_owned()) else {
+                continue;
+            };
+            *self.all_drops.entry(key).or_default() += delta;
+            let reason = self.layout.reason_name(key.reason);
+            let protocol = protocol_name(key.protocol);
+            // IPv6 neighbour discovery on fresh interfaces and socket teardown are noise.
+            if matches!(protocol.as_str(), "ipv6" | "none") || reason == "QUEUE_PURGE" {
+                continue;
+            }
+            let place = if key.ifindex == 0 {
+                format!("a local socket beside {port_name}")
+            } else {
+                port_name
+            };
+            messages.push(format!("{delta} x {reason} ({protocol}) on {place}"));
+        }
+        for message in messages {
+            self.timeline.push(now, "drop", message);
+        }
+    }
+
+    fn drop_evidence(&self) -> Vec<DropEvidence> {
+        let names = netns::netns_names();
+        let mut evidence: Vec<DropEvidence> = self
+            .all_drops
+            .iter()
+            .filter_map(|(key, count)| {
+                let (side, port) = self.side_of(key)?;
+                let place = port
+                    .history
+                    .iter()
+                    .find(|place| place.netns_inode == key.netns)?;
+                Some(DropEvidence {
+                    side,
+                    drop: DropCount {
+                        netns: names
+                            .get(&key.netns)
+                            .cloned()
+                            .unwrap_or_else(|| place.netns.clone()),
+                        interface: if key.ifindex == 0 {
+                            String::new()
+                        } else {
+                            port.spec.interface.clone()
+                        },
+                        ifindex: key.ifindex,
+                        reason: self.layout.reason_name(key.reason),
+                        protocol: protocol_name(key.protocol),
+                        count: *count,
+                    },
+                })
+            })
+            .collect();
+        evidence.sort_by_key(|drop| std::cmp::Reverse(drop.drop.count));
+        evidence
+    }
+}
+
+/// The test's own traffic as probe ladders: what left one port, reached the other, and came
+/// back, for each kind of exchange that happened at all.
+fn passive_probes(initiator: &WatchedPort, target: &WatchedPort) -> Vec<ProbeEvidence> {
+    let exchanges: [(ProbeKind, Side, &[PacketKind], &[PacketKind]); 5] = [
+        (
+            ProbeKind::Arp,
+            Side::Initiator,
+            &[PacketKind::ArpRequest],
+            &[PacketKind::ArpReply],
+        ),
+        (
+            ProbeKind::Arp,
+            Side::Target,
+            &[PacketKind::ArpRequest],
+            &[PacketKind::ArpReply],
+        ),
+        (
+            ProbeKind::IcmpForward,
+            Side::Initiator,
+            &[PacketKind::IcmpEchoRequest],
+            &[PacketKind::IcmpEchoReply],
+        ),
+        (
+            ProbeKind::IcmpReverse,
+            Side::Target,
+            &[PacketKind::IcmpEchoRequest],
+            &[PacketKind::IcmpEchoReply],
+        ),
+        (
+            ProbeKind::Tcp,
+            Side::Initiator,
+            &[PacketKind::TcpSyn],
+            &[PacketKind::TcpSynAck, PacketKind::TcpRst],
+        ),
+    ];
+    let sum = |counts: &KindCounts, kinds: &[PacketKind]| -> u64 {
+        kinds.iter().map(|kind| counts.get(*kind)).sum()
+    };
+    exchanges
+        .into_iter()
+        .filter_map(|(kind, from, requests, answers)| {
+            let (origin, peer) = if from == Side::Target {
+                (target.totals(), initiator.totals())
+            } else {
+                (initiator.totals(), target.totals())
+            };
+            let left_origin = sum(&origin.1, requests);
+            if left_origin == 0 {
+                return None;
+            }
+            let answer_reached_origin = sum(&origin.0, answers);
+            Some(ProbeEvidence {
+                kind,
+                from,
+                outcome: crate::probes::ProbeOutcome {
+                    sent: left_origin.min(u64::from(u32::MAX)) as u32,
+                    answered: answer_reached_origin.min(left_origin) as u32,
+                    ..Default::default()
+                },
+                skipped: None,
+                left_origin,
+                reached_peer: sum(&peer.0, requests),
+                answer_left_peer: sum(&peer.1, answers),
+                answer_reached_origin,
+            })
+        })
+        .collect()
+}
+
+/// Dropping rules whose counters grew since `before`, counting in full the rules of chains
+/// `before` did not have (a namespace or table made while watching).
+fn counted_drops(before: Option<&Ruleset>, after: &Ruleset) -> Vec<DropHit> {
+    let empty = Ruleset::default();
+    let before = before.unwrap_or(&empty);
+    let mut hits = before.drop_hits(after);
+    let known = |backend, family: &str, table: &str, chain: &str| {
+        before.chains.iter().any(|known| {
+            known.backend == backend
+                && known.family == family
+                && known.table == table
+                && known.name == chain
+        })
+    };
+    let new_rules = after
+        .rules
+        .iter()
+        .filter(|rule| rule.drops && rule.packets.unwrap_or(0) > 0)
+        .filter(|rule| !known(rule.backend, &rule.family, &rule.table, &rule.chain))
+        .map(|rule| DropHit {
+            backend: rule.backend,
+            family: rule.family.clone(),
+            table: rule.table.clone(),
+            chain: rule.chain.clone(),
+            rule: Some(rule.text.clone()),
+            packets: rule.packets.unwrap_or(0),
+        });
+    let new_policies = after
+        .chains
+        .iter()
+        .filter(|chain| chain.policy_drop && chain.policy_packets.unwrap_or(0) > 0)
+        .filter(|chain| !known(chain.backend, &chain.family, &chain.table, &chain.name))
+        .map(|chain| DropHit {
+            backend: chain.backend,
+            family: chain.family.clone(),
+            table: chain.table.clone(),
+            chain: chain.name.clone(),
+            rule: None,
+            packets: chain.policy_packets.unwrap_or(0),
+        });
+    for hit in new_rules.chain(new_policies) {
+        if !hits.contains(&hit) {
+            hits.push(hit);
+        }
+    }
+    hits
+}
+
+#[derive(Debug, Serialize)]
+struct CommandReport {
+    argv: Vec<String>,
+    exit_code: i32,
+}
+
+#[derive(Debug, Serialize)]
+struct CaptureReport {
+    file: &'static str,
+    frames: usize,
+    /// Frames pushed out of the flight recorder (it keeps the last N per port).
+    evicted: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct WatchReport<'a> {
+    #[serde(flatten)]
+    diagnosis: render::diagnose::Report<'a>,
+    timeline: &'a Timeline,
+    command: CommandReport,
+    capture: CaptureReport,
+}
+
+fn exit_code(status: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt as _;
+    status
+        .code()
+        .or_else(|| status.signal().map(|signal| 128 + signal))
+        .unwrap_or(1)
+}
+
+pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
+    preflight::check()?;
+    prepare_report_dir(&args.report)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let options = PortOptions {
+        watched_port: args.ports.port,
+        capture: true,
+        log_level: ebpf_log_level(verbosity),
+    };
+    let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
+    let layout = KernelLayout::from_btf(&btf)?;
+    let kernel_btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF")?;
+    let drops = DropProbe::attach(&layout, &kernel_btf, &options.log_level)?;
+    let mut watch = Watch {
+        started: Instant::now(),
+        options,
+        ports: [
+            WatchedPort::new(Side::Initiator, &args.ports.initiator, args.capture_frames),
+            WatchedPort::new(Side::Target, &args.ports.target, args.capture_frames),
+        ],
+        drops,
+        layout,
+        last_drops: HashMap::new(),
+        all_drops: HashMap::new(),
+        timeline: Timeline::default(),
+        clock_offset: capture::monotonic_to_unix_ns(),
+        first_rulesets: HashMap::new(),
+    };
+    // Drops counted before the command starts are not the command's.
+    watch.last_drops = watch
+        .drops
+        .drops()?
+        .into_iter()
+        .map(|drop| (drop.key, drop.count))
+        .collect();
+    watch.tick();
+    for port in &watch.ports {
+        if port.probe.is_none() {
+            log::warn!(
+                "{} not found yet: waiting for it to appear (in any namespace)",
+                port.spec
+            );
+        }
+    }
+
+    let status = runtime.block_on(async {
+        let mut signals = FORWARDED_SIGNALS
+            .iter()
+            .map(|&number| Ok((number, signal(SignalKind::from_raw(number))?)))
+            .collect::<std::io::Result<Vec<_>>>()
+            .context("installing signal handlers")?;
+        if let Some(path) = &args.ready_file {
+            std::fs::write(path, b"")
+                .with_context(|| format!("writing the ready file {}", path.display()))?;
+        }
+        let mut child = tokio::process::Command::new(&args.command[0])
+            .args(&args.command[1..])
+            .spawn()
+            .map_err(|err| {
+                crate::error::UsageError::Argument(format!(
+                    "cannot run `{}`: {err}",
+                    args.command[0]
+                ))
+            })?;
+        let started = watch.seconds();
+        watch.timeline.push(
+            started,
+            "command",
+            format!("started: {}", args.command.join(" ")),
+        );
+        let mut ticks = tokio::time::interval(TICK);
+        loop {
+            let forwarded = futures_signal(&mut signals);
+            tokio::select! {
+                status = child.wait() => break status.context("waiting for the command"),
+                _ = ticks.tick() => watch.tick(),
+                number = forwarded => {
+                    if let Some(pid) = child.id() {
+                        // SAFETY: signalling our own child process.
+                        unsafe { libc::kill(pid as i32, number) };
+                    }
+                }
+            }
+        }
+    })?;
+    // Catch what the last moments of the command did.
+    watch.tick();
+    let code = exit_code(status);
+    watch
+        .timeline
+        .push(watch.seconds(), "command", format!("exited with {code}"));
+
+    let failed = code != 0;
+    let evidence = if args.probe {
+        let probe_args = DiagnoseArgs {
+            ports: PortArgs {
+                initiator: watch.ports[0].current_spec(),
+                target: watch.ports[1].current_spec(),
+                port: args.ports.port,
+            },
+            initiator_ip: args.initiator_ip,
+            target_ip: args.target_ip,
+            json: false,
+            report: None,
+            ready_file: None,
+        };
+        let mut evidence = diagnose_command::gather(&probe_args, verbosity)?;
+        evidence.drops.extend(watch.drop_evidence());
+        evidence
+    } else {
+        passive_evidence(&watch, args)
+    };
+    let verdict = diagnose(&evidence);
+    for port in &watch.ports {
+        for ((kind, direction), seen) in &port.seen {
+            watch.timeline.push(
+                seen.first,
+                "packets",
+                format!("first {kind} {direction} on {}", port.name()),
+            );
+            if seen.last > seen.first {
+                watch.timeline.push(
+                    seen.last,
+                    "packets",
+                    format!("last {kind} {direction} on {}", port.name()),
+                );
+            }
+        }
+    }
+    let timeline = std::mem::take(&mut watch.timeline).sorted();
+    let signature = verdict.signature(&evidence);
+    eprintln!(
+        "tracer: verdict {} ({signature}): {}",
+        verdict.class.name(),
+        verdict.summary
+    );
+    if failed || args.always {
+        let recorders = [&watch.ports[0].recorder, &watch.ports[1].recorder];
+        write_bundle(
+            &args.report,
+            &verdict,
+            &evidence,
+            &timeline,
+            &recorders,
+            CommandReport {
+                argv: args.command.clone(),
+                exit_code: code,
+            },
+            &watch,
+        )?;
+        eprintln!("tracer: report in {}", args.report.display());
+    }
+    drop(watch);
+    Ok(u8::try_from(code).unwrap_or(1))
+}
+
+/// Resolves when any forwarded signal arrives, with its number.
+async fn futures_signal(signals: &mut [(i32, tokio::signal::unix::Signal)]) -> i32 {
+    std::future::poll_fn(|cx| {
+        for (number, signal) in signals.iter_mut() {
+            if signal.poll_recv(cx).is_ready() {
+                return std::task::Poll::Ready(*number);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+fn port_evidence(port: &WatchedPort) -> PortEvidence {
+    inspect_port(&port.current_spec(), port.side)
+}
+
+fn passive_evidence(watch: &Watch, args: &WatchArgs) -> Evidence {
+    let [initiator, target] = &watch.ports;
+    let initiator_evidence = port_evidence(initiator);
+    let target_evidence = port_evidence(target);
+    let routes = if initiator_evidence.link.is_some() && target_evidence.link.is_some() {
+        vec![
+            route_evidence(&initiator_evidence, args.target_ip),
+            route_evidence(&target_evidence, args.initiator_ip),
+        ]
+    } else {
+        Vec::new()
+    };
+    let drops = watch.drop_evidence();
+    let netfilter = watch
+        .ports
+        .iter()
+        .filter_map(|port| {
+            let location = port.location.as_ref()?;
+            let after = netfilter::snapshot(&location.netns);
+            let counted = counted_drops(watch.first_rulesets.get(&location.netns), &after);
+            let dropped: Vec<&DropEvidence> = drops
+                .iter()
+                .filter(|drop| drop.side == port.side && drop.drop.reason == "NETFILTER_DROP")
+                .collect();
+            Some(netfilter_evidence(
+                port.side,
+                &location.netns,
+                &dropped,
+                counted,
+                &after,
+            ))
+        })
+        .flatten()
+        .collect();
+    let neighbours = watch
+        .ports
+        .iter()
+        .flat_map(|port| {
+            let netns = port
+                .location
+                .as_ref()
+                .map(|location| location.netns.clone())
+                .unwrap_or_default();
+            let mut addresses: Vec<&Ipv4Addr> = port
+                .first_neighbours
+                .keys()
+                .chain(port.neighbours.keys())
+                .collect();
+            addresses.sort();
+            addresses.dedup();
+            addresses
+                .into_iter()
+                .map(|address| NeighbourEvidence {
+                    side: port.side,
+                    netns: netns.clone(),
+                    address: *address,
+                    before: port.first_neighbours.get(address).cloned(),
+                    after: port.neighbours.get(address).cloned(),
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut environment = environment(args.initiator_ip, args.target_ip, args.ports.port);
+    if watch.ports.iter().all(|port| port.seen.is_empty()) {
+        environment
+            .limitations
+            .push("no ARP, ICMP or port traffic crossed the ports: pass --probe to probe".into());
+    }
+    Evidence {
+        initiator: initiator_evidence,
+        target: target_evidence,
+        routes,
+        probes: passive_probes(initiator, target),
+        drops,
+        netfilter,
+        neighbours,
+        counters: None,
+        environment,
+    }
+}
+
+/// report.md, report.json, capture.pcapng and a snapshot of each namespace.
+fn write_bundle(
+    dir: &Path,
+    verdict: &crate::diagnose::Verdict,
+    evidence: &Evidence,
+    timeline: &Timeline,
+    recorders: &[&FlightRecorder],
+    command: CommandReport,
+    watch: &Watch,
+) -> anyhow::Result<()> {
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
+    };
+    let frames = recorders.iter().map(|r| r.frames().count()).sum();
+    let evicted = recorders.iter().map(|r| r.evicted).sum();
+    let report = WatchReport {
+        diagnosis: render::diagnose::Report::new(verdict, evidence),
+        timeline,
+        command,
+        capture: CaptureReport {
+            file: "capture.pcapng",
+            frames,
+            evicted,
+        },
+    };
+    let mut markdown = render::diagnose::markdown(&report.diagnosis);
+    markdown.push_str(&format!(
+        "\n## Command\n\n- `{}` exited with {}\n",
+        report.command.argv.join(" "),
+        report.command.exit_code
+    ));
+    markdown.push_str("\n## Timeline\n\n| time | what | event |\n|---|---|---|\n");
+    for event in &timeline.events {
+        markdown.push_str(&format!(
+            "| +{:.3}s | {} | {} |\n",
+            event.seconds,
+            event.kind,
+            event.message.replace('|', "\\|")
+        ));
+    }
+    if timeline.truncated > 0 {
+        markdown.push_str(&format!(
+            "\n{} later events not kept.\n",
+            timeline.truncated
+        ));
+    }
+    markdown.push_str(&format!(
+        "\n## Capture\n\n`capture.pcapng`: the last {frames} ARP, ICMP and port frames of both ports ({evicted} older ones not kept); `tcpdump -r capture.pcapng` or Wireshark.\n"
+    ));
+    write("report.md", markdown.as_bytes())?;
+    write(
+        "report.json",
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
+    write("capture.pcapng", &capture::pcapng(recorders))?;
+
+    let snapshots = dir.join("snapshot");
+    std::fs::create_dir_all(&snapshots)
+        .with_context(|| format!("creating {}", snapshots.display()))?;
+    let mut namespaces: Vec<String> = watch
+        .ports
+        .iter()
+        .filter_map(|port| port.location.as_ref().map(|l| l.netns.clone()))
+        .collect();
+    namespaces.dedup();
+    for netns in namespaces {
+        let file = if netns.is_empty() {
+            "own-namespace.txt".to_owned()
+        } else {
+            format!("{netns}.txt")
+        };
+        std::fs::write(snapshots.join(&file), namespace_snapshot(&netns))
+            .with_context(|| format!("writing snapshot {file}"))?;
+    }
+    Ok(())
+}
+
+/// Addresses, routes, neighbours and the netfilter ruleset of one namespace, as text.
+fn namespace_snapshot(netns: &str) -> String {
+    let mut out = format!("# namespace {}\n", netns_label(netns));
+    for (title, args) in [
+        ("addresses", &["addr", "show"][..]),
+        ("routes", &["route", "show", "table", "all"][..]),
+        ("neighbours", &["neigh", "show"][..]),
+    ] {
+        let mut command = std::process::Command::new("ip");
+        if !netns.is_empty() {
+            command.args(["-n", netns]);
+        }
+        let output = command.args(args).output();
+        out.push_str(&format!("\n## {title} (ip {})\n", args.join(" ")));
+        match output {
+            Ok(output) => out.push_str(&String::from_utf8_lossy(&output.stdout)),
+            Err(err) => out.push_str(&format!("(ip failed: {err})\n")),
+        }
+    }
+    let ruleset = netfilter::snapshot(netns);
+    out.push_str("\n## netfilter rules (backend family table chain: rule [packets])\n");
+    for chain in &ruleset.chains {
+        if chain.policy_drop {
+            out.push_str(&format!(
+                "{:?} {} {} {}: policy drop [{}]\n",
+                chain.backend,
+                chain.family,
+                chain.table,
+                chain.name,
+                chain
+                    .policy_packets
+                    .map_or_else(|| "-".to_owned(), |p| p.to_string())
+            ));
+        }
+    }
+    for rule in &ruleset.rules {
+        out.push_str(&format!(
+            "{:?} {} {} {}: {} [{}]\n",
+            rule.backend,
+            rule.family,
+            rule.table,
+            rule.chain,
+            rule.text,
+            rule.packets
+                .map_or_else(|| "-".to_owned(), |p| p.to_string())
+        ));
+    }
+    for error in &ruleset.errors {
+        out.push_str(&format!("note: {error}\n"));
+    }
+    out
+}
