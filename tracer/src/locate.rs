@@ -28,7 +28,12 @@ pub fn find(interface: &str, preferred: &str) -> Option<Location> {
     }
     let mut others: Vec<&String> = names.values().filter(|name| !name.is_empty()).collect();
     others.sort();
-    candidates.extend(others.into_iter().filter(|name| *name != preferred).cloned());
+    candidates.extend(
+        others
+            .into_iter()
+            .filter(|name| *name != preferred)
+            .cloned(),
+    );
     candidates.into_iter().find_map(|netns| {
         let ifindex = ifindex_in(&netns, interface)?;
         let netns_inode = netns::netns_inode(&netns).ok()?;
