@@ -21,9 +21,20 @@ fn assert_verdict(code: i32, report: &Value, expected: &str, expected_code: i32)
 #[test]
 fn healthy_lab_is_ok_every_time() {
     let lab = Lab::up("ok");
+    let neighbours = |end: &End| {
+        String::from_utf8_lossy(&check(&mut end.exec("ip").args(["neigh", "show"])).stdout)
+            .into_owned()
+    };
     for _ in 0..5 {
         let (code, report) = lab.diagnose(&[]);
         assert_verdict(code, &report, "ok", 0);
+        // The probes' neighbour entries are removed again: the tables are as they were.
+        assert_eq!(
+            neighbours(&lab.initiator),
+            "",
+            "initiator neighbours left behind"
+        );
+        assert_eq!(neighbours(&lab.target), "", "target neighbours left behind");
         assert!(
             report["verdict"]["summary"]
                 .as_str()

@@ -94,14 +94,52 @@ fn counters_around_ping(title: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `tracer diagnose` on the lab and shows its report; a fault verdict is the point here.
+fn diagnose(title: &str) -> anyhow::Result<()> {
+    println!("\n=== {title}");
+    let mut diagnose = Command::new(tracer_binary());
+    diagnose.args(["diagnose", "--initiator", INITIATOR]);
+    eprintln!("+ {}", describe(&diagnose));
+    let status = diagnose.status().context("running tracer diagnose")?;
+    println!("(exit code {})", status.code().unwrap_or(-1));
+    Ok(())
+}
+
+fn in_netns(netns: &str, command: &[&str]) -> anyhow::Result<()> {
+    run_checked(
+        Command::new("ip")
+            .args(["netns", "exec", netns])
+            .args(command),
+    )
+}
+
 pub fn run() -> anyhow::Result<()> {
     let _lab = Lab::up()?;
     counters_around_ping("A healthy loop: 5 pings from 10.0.0.1 to 10.0.0.2")?;
-    run_checked(Command::new("ip").args([
-        "netns", "exec", TARGET_NS, "iptables", "-I", "INPUT", "1", "-p", "icmp", "-j", "DROP",
-    ]))?;
+    diagnose("tracer diagnose on the healthy loop: verdict ok")?;
+
+    let icmp_drop = ["iptables", "-I", "INPUT", "1", "-p", "icmp", "-j", "DROP"];
+    in_netns(TARGET_NS, &icmp_drop)?;
     counters_around_ping(
         "ICMP dropped on the target's INPUT chain: the requests arrive, the kernel drops them",
     )?;
+    diagnose("tracer diagnose names the namespace, table, chain and rule")?;
+    in_netns(
+        TARGET_NS,
+        &["iptables", "-D", "INPUT", "-p", "icmp", "-j", "DROP"],
+    )?;
+
+    in_netns(
+        TARGET_NS,
+        &["ip", "addr", "del", "10.0.0.2/24", "dev", "cvl_0_0"],
+    )?;
+    diagnose("The target does not own 10.0.0.2 any more: ARP goes unanswered")?;
+    in_netns(
+        TARGET_NS,
+        &["ip", "addr", "add", "10.0.0.2/24", "dev", "cvl_0_0"],
+    )?;
+
+    in_netns(TARGET_NS, &["ip", "link", "set", "cvl_0_0", "down"])?;
+    diagnose("The target port is administratively down")?;
     Ok(())
 }

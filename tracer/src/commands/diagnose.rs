@@ -323,6 +323,26 @@ fn neighbour_state(netns: &str, ifindex: u32, address: Ipv4Addr) -> Option<Strin
         .map(|neighbour| neighbour.state)
 }
 
+/// Removes a neighbour entry the probes created, so the table is left as it was found.
+fn forget_neighbour(netns: &str, interface: &str, address: Ipv4Addr) {
+    let mut command = std::process::Command::new("ip");
+    if !netns.is_empty() {
+        command.args(["-n", netns]);
+    }
+    let address = address.to_string();
+    match command
+        .args(["neigh", "del", &address, "dev", interface])
+        .output()
+    {
+        Ok(output) if output.status.success() => {}
+        Ok(output) => log::warn!(
+            "could not remove the neighbour entry {address} the probes created on {interface}: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+        Err(err) => log::warn!("could not run ip to remove neighbour {address}: {err}"),
+    }
+}
+
 /// Rulesets of both namespaces, read in parallel.
 fn rulesets(initiator: &str, target: &str) -> (Ruleset, Ruleset) {
     let (initiator, target) = (initiator.to_owned(), target.to_owned());
@@ -482,6 +502,16 @@ fn probe_path(args: &DiagnoseArgs, verbosity: u8, evidence: &mut Evidence) -> an
             after: neighbour_state(&target.netns, target_index, args.initiator_ip),
         },
     ];
+    for neighbour in &evidence.neighbours {
+        if neighbour.before.is_none() && neighbour.after.is_some() {
+            let interface = if neighbour.side == Side::Target {
+                &target.interface
+            } else {
+                &initiator.interface
+            };
+            forget_neighbour(&neighbour.netns, interface, neighbour.address);
+        }
+    }
     // Carrier may have changed while probing; what it is now is what the verdict needs.
     evidence.initiator = inspect_port(initiator, Side::Initiator);
     evidence.target = inspect_port(target, Side::Target);
