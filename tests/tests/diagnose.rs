@@ -339,3 +339,62 @@ fn report_directory_holds_markdown_and_json() {
     assert!(markdown.contains("-A INPUT -p icmp -j DROP"), "{markdown}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn drop_on_the_initiator_output_is_netfilter_on_the_initiator() {
+    let lab = Lab::up("out");
+    check(
+        lab.initiator
+            .exec("iptables")
+            .args(["-A", "OUTPUT", "-p", "icmp", "-j", "DROP"]),
+    );
+    let (code, report) = lab.diagnose(&[]);
+    assert_verdict(code, &report, "netfilter", 12);
+    assert_eq!(report["verdict"]["side"], "initiator");
+    let rule = assert_netfilter(&report, &lab.initiator.netns, "ip", "filter", "OUTPUT");
+    assert_eq!(rule, "-A OUTPUT -p icmp -j DROP");
+}
+
+#[test]
+fn intermittent_netfilter_drop_is_netfilter() {
+    let lab = Lab::up("int");
+    check(lab.target.exec("iptables").args([
+        "-A",
+        "INPUT",
+        "-p",
+        "icmp",
+        "-m",
+        "statistic",
+        "--mode",
+        "nth",
+        "--every",
+        "2",
+        "--packet",
+        "0",
+        "-j",
+        "DROP",
+    ]));
+    let (code, report) = lab.diagnose(&[]);
+    assert_verdict(code, &report, "netfilter", 12);
+    let rule = assert_netfilter(&report, &lab.target.netns, "ip", "filter", "INPUT");
+    assert!(rule.contains("--every 2"), "{rule}");
+}
+
+#[test]
+fn drop_policy_of_a_native_nft_chain_is_netfilter() {
+    let lab = Lab::up("pol");
+    check(lab.target.exec("nft").args(["add", "table", "ip", "wall"]));
+    check(lab.target.exec("nft").args([
+        "add",
+        "chain",
+        "ip",
+        "wall",
+        "in",
+        "{ type filter hook input priority 0; policy drop; }",
+    ]));
+    let (code, report) = lab.diagnose(&[]);
+    assert_verdict(code, &report, "netfilter", 12);
+    assert_eq!(report["verdict"]["side"], "target");
+    let rule = assert_netfilter(&report, &lab.target.netns, "ip", "wall", "in");
+    assert!(rule.contains("policy drop"), "{rule}");
+}

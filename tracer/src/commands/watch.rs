@@ -475,6 +475,17 @@ impl Watch {
         }
     }
 
+    /// What the kernel programs could not record: drops (map full) and frames (ring full).
+    fn lost_events(&self) -> u64 {
+        let drops = self.drops.lost_events().unwrap_or(0);
+        let frames: u64 = self
+            .ports
+            .iter()
+            .filter_map(|port| port.probe.as_ref()?.capture_lost().ok())
+            .sum();
+        drops + frames
+    }
+
     fn drop_evidence(&self) -> Vec<DropEvidence> {
         let names = netns::netns_names();
         let mut evidence: Vec<DropEvidence> = self
@@ -640,6 +651,9 @@ struct CaptureReport {
     frames: usize,
     /// Frames pushed out of the flight recorder (it keeps the last N per port).
     evicted: u64,
+    /// Frames and drops the kernel programs saw but could not record (ring buffer or map
+    /// full).
+    lost_events: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -940,6 +954,7 @@ fn write_bundle(
             file: "capture.pcapng",
             frames,
             evicted,
+            lost_events: watch.lost_events(),
         },
     };
     let mut markdown = render::diagnose::markdown(&report.diagnosis);
@@ -964,7 +979,8 @@ fn write_bundle(
         ));
     }
     markdown.push_str(&format!(
-        "\n## Capture\n\n`capture.pcapng`: the last {frames} ARP, ICMP and port frames of both ports ({evicted} older ones not kept); `tcpdump -r capture.pcapng` or Wireshark.\n"
+        "\n## Capture\n\n`capture.pcapng`: the last {frames} ARP, ICMP and port frames of both ports ({evicted} older ones not kept); `tcpdump -r capture.pcapng` or Wireshark. Events lost in the kernel programs: {}.\n",
+        report.capture.lost_events
     ));
     write("report.md", markdown.as_bytes())?;
     write(
