@@ -114,7 +114,7 @@ const EPB_INBOUND: u32 = 1;
 const EPB_OUTBOUND: u32 = 2;
 
 fn pad4(bytes: &mut Vec<u8>) {
-    while bytes.len() % 4 != 0 {
+    while !bytes.len().is_multiple_of(4) {
         bytes.push(0);
     }
 }

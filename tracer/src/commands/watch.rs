@@ -41,6 +41,8 @@ use crate::{
 
 /// How often the ports, links, neighbours, counters and drops are looked at.
 const TICK: Duration = Duration::from_millis(50);
+/// How long after the command exits tracer keeps counting.
+const SETTLE: Duration = Duration::from_millis(200);
 /// The timeline keeps this many events; later ones are counted, not kept.
 const TIMELINE_LIMIT: usize = 10_000;
 /// Signals passed on to the command.
@@ -239,13 +241,13 @@ impl Watch {
                     ),
                 );
                 // The device is gone and its attachments with it.
-                if let Some(probe) = port.probe.take() {
-                    if let Ok(counters) = probe.counters() {
-                        port.carried = (
-                            add(&port.carried.0, &counters.ingress),
-                            add(&port.carried.1, &counters.egress),
-                        );
-                    }
+                if let Some(probe) = port.probe.take()
+                    && let Ok(counters) = probe.counters()
+                {
+                    port.carried = (
+                        add(&port.carried.0, &counters.ingress),
+                        add(&port.carried.1, &counters.egress),
+                    );
                 }
                 port.link = None;
             }
@@ -761,7 +763,9 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
             }
         }
     })?;
-    // Catch what the last moments of the command did.
+    // Answers to the command's last requests may still be in flight: let them land before
+    // the last look, or a healthy run would show an unanswered request.
+    std::thread::sleep(SETTLE);
     watch.tick();
     let code = exit_code(status);
     watch
