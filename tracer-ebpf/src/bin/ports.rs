@@ -44,12 +44,13 @@ static CAPTURED_FRAMES: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 #[map]
 static CAPTURE_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-struct XdpFrame {
+/// A frame read straight from packet memory (XDP's frame, or an skb's linear part).
+struct LinearFrame {
     data: usize,
     end: usize,
 }
 
-impl Frame for XdpFrame {
+impl Frame for LinearFrame {
     #[inline(always)]
     fn read<T: Copy>(&self, base: usize, offset: usize) -> Option<T> {
         let start = self.data + base;
@@ -61,12 +62,19 @@ impl Frame for XdpFrame {
     }
 }
 
-struct SkbFrame<'a>(&'a TcContext);
+/// An skb: its linear part directly (no helper call on the hot path), the rest through
+/// bpf_skb_load_bytes for the rare header that is not in the linear part.
+struct SkbFrame<'a> {
+    linear: LinearFrame,
+    ctx: &'a TcContext,
+}
 
 impl Frame for SkbFrame<'_> {
     #[inline(always)]
     fn read<T: Copy>(&self, base: usize, offset: usize) -> Option<T> {
-        self.0.load(base + offset).ok()
+        self.linear
+            .read(base, offset)
+            .or_else(|| self.ctx.load(base + offset).ok())
     }
 }
 
@@ -137,7 +145,7 @@ fn verifier_bounded(len: u32) -> u32 {
 
 #[xdp]
 pub fn tracer_ingress(ctx: XdpContext) -> u32 {
-    let frame = XdpFrame {
+    let frame = LinearFrame {
         data: ctx.data(),
         end: ctx.data_end(),
     };
@@ -156,7 +164,14 @@ pub fn tracer_ingress(ctx: XdpContext) -> u32 {
 
 #[inline(always)]
 fn tc(ctx: &TcContext, direction: Direction) -> i32 {
-    let kind = count(&SkbFrame(ctx), direction);
+    let frame = SkbFrame {
+        linear: LinearFrame {
+            data: ctx.data(),
+            end: ctx.data_end(),
+        },
+        ctx,
+    };
+    let kind = count(&frame, direction);
     capture(direction, kind, ctx.len(), |dst, len| {
         let len = verifier_bounded(len);
         if len == 0 || len > CAPTURE_SNAPLEN as u32 {
