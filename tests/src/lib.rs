@@ -393,3 +393,273 @@ pub fn in_netns<T: Send + 'static>(
         work()
     })
 }
+
+/// A free TCP port on 127.0.0.1 (free when asked; nothing holds it afterwards).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("binding 127.0.0.1:0")
+}
+
+/// An HTTP/1.1 response: status, header block, body.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: String,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// A header's value (name matched case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.trim()
+                .eq_ignore_ascii_case(name)
+                .then_some(value.trim())
+        })
+    }
+}
+
+/// One HTTP request to `address` ("IP:PORT"), read to the end (the connection is closed).
+pub fn http(
+    method: &str,
+    address: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<HttpResponse> {
+    use std::io::Write as _;
+    let mut stream = std::net::TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no end of headers"))?;
+    let headers = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = headers
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line in {headers}")))?;
+    Ok(HttpResponse {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    })
+}
+
+/// `tracer monitor`'s metrics, in the Prometheus text format.
+pub fn scrape(address: &str) -> String {
+    let response = http("GET", address, "/metrics", &[])
+        .unwrap_or_else(|err| panic!("scraping {address}: {err}"));
+    assert_eq!(response.status, 200, "{}", response.text());
+    response.text()
+}
+
+/// The value of the sample `name` whose labels include `labels`, in a text exposition.
+pub fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let (label_block, value) = match rest.strip_prefix('{') {
+            Some(rest) => rest.rsplit_once("} ")?,
+            None => ("", rest.strip_prefix(' ')?),
+        };
+        let pairs: Vec<&str> = label_block.split("\",").collect();
+        let matches = labels.iter().all(|(key, expected)| {
+            pairs.iter().any(|pair| {
+                pair.strip_prefix(key)
+                    .and_then(|rest| rest.strip_prefix("=\""))
+                    .map(|rest| rest.strip_suffix('"').unwrap_or(rest))
+                    == Some(*expected)
+            })
+        });
+        matches.then(|| value.trim().parse().ok()).flatten()
+    })
+}
+
+/// A directory for `tracer monitor --pin-dir` of one test, on bpffs; everything tracer pinned
+/// in it is removed on drop (`tracer monitor --unpin`), on failure too.
+pub struct PinDir {
+    pub path: PathBuf,
+}
+
+impl PinDir {
+    pub fn new() -> Self {
+        Self {
+            path: Path::new("/sys/fs/bpf/tracer-tests").join(unique("pin")),
+        }
+    }
+
+    pub fn arg(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+impl Default for PinDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        // Never panic here: this may run while a failed test unwinds.
+        match tracer()
+            .args(["monitor", "--unpin", "--pin-dir"])
+            .arg(&self.path)
+            .output()
+        {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!("unpin failed: {}", String::from_utf8_lossy(&out.stderr)),
+            Err(err) => eprintln!("unpin could not run: {err}"),
+        }
+        // Shared by the tests: removed once the last one is done.
+        let _ = std::fs::remove_dir(Path::new("/sys/fs/bpf/tracer-tests"));
+    }
+}
+
+/// A Prometheus server (Debian's `prometheus`) on 127.0.0.1, scraping `targets` every second,
+/// with its data in a directory of its own; killed and removed on drop.
+pub struct Prometheus {
+    child: Child,
+    directory: PathBuf,
+    pub address: String,
+}
+
+impl Prometheus {
+    pub fn start(targets: &[&str]) -> Self {
+        let directory = std::env::temp_dir().join(unique("prom"));
+        std::fs::create_dir_all(&directory).expect("creating Prometheus's directory");
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+             scrape_configs:\n  - job_name: tracer\n    static_configs:\n      - targets: [{}]\n",
+            targets
+                .iter()
+                .map(|target| format!("'{target}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let config_path = directory.join("prometheus.yml");
+        std::fs::write(&config_path, config).expect("writing prometheus.yml");
+        let log = File::create(directory.join("prometheus.log")).expect("creating the log");
+        let address = format!("127.0.0.1:{}", free_port());
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                directory.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={address}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting prometheus (Debian package `prometheus`; `cargo xtask setup`)");
+        let mut server = Self {
+            child,
+            directory,
+            address,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.directory.join("prometheus.log")).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(response) = http("GET", &self.address, "/-/ready", &[])
+                && response.status == 200
+            {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().expect("polling prometheus") {
+                panic!("prometheus exited ({status}): {}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "prometheus not ready within 60 s: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// An instant query: each result's labels and value.
+    pub fn query(&self, expression: &str) -> Vec<(Value, f64)> {
+        let path = format!("/api/v1/query?query={}", percent_encode(expression));
+        let Ok(response) = http("GET", &self.address, &path, &[]) else {
+            return Vec::new();
+        };
+        let Ok(answer) = serde_json::from_slice::<Value>(&response.body) else {
+            return Vec::new();
+        };
+        answer["data"]["result"]
+            .as_array()
+            .map(|results| {
+                results
+                    .iter()
+                    .filter_map(|result| {
+                        let value = result["value"][1].as_str()?.parse().ok()?;
+                        Some((result["metric"].clone(), value))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Polls `expression` until it has exactly one result of value `expected`.
+    pub fn wait_for(&self, expression: &str, expected: f64) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let results = self.query(expression);
+            if let [(_, value)] = results.as_slice()
+                && *value == expected
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`{expression}` never became {expected} within 30 s; last: {results:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        // Never panic here: this may run while a failed test unwinds.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.directory);
+    }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters, for a query string.
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (byte as char).to_string()
+            }
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
+}

@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output};
 
-use tracer_tests::{Lab, output, require_root, tracer, tracer_bin};
+use tracer_tests::{Lab, output, require_root, tracer, tracer_bin, unique};
 
 fn assert_usage_error(out: &Output, mentions: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -93,4 +93,116 @@ fn same_port_twice() {
         "1",
     ]));
     assert_usage_error(&out, "given twice");
+}
+
+#[test]
+fn bad_diagnose_arguments() {
+    require_root();
+    // Ports in a namespace that does not exist: were an argument let through, diagnose would
+    // stop at an `interface` verdict (exit 14) without touching anything.
+    let nowhere = [
+        "--initiator",
+        "tracer_no_such_netns/cvl_0_1",
+        "--target",
+        "tracer_no_such_netns/cvl_0_0",
+    ];
+    let file = std::env::temp_dir().join(unique("regular-file"));
+    std::fs::write(&file, b"").unwrap();
+    let under_file = file.join("report");
+    let under_file = under_file.to_str().unwrap();
+    for (args, mentions) in [
+        (&["--initiator-ip", "10.0.0"][..], "--initiator-ip"),
+        (&["--initiator-ip", "10.0.0.1/24"][..], "--initiator-ip"),
+        (&["--initiator-ip", "::1"][..], "--initiator-ip"),
+        (&["--target-ip", "10.0.0.256"][..], "--target-ip"),
+        (&["--target-ip", ""][..], "--target-ip"),
+        (&["--port", "0"][..], "--port"),
+        (&["--port", "65536"][..], "--port"),
+        (&["--port", "http"][..], "--port"),
+        (&["--initiator", "a/b/c"][..], "a/b/c"),
+        (&["--target", "ns/"][..], "ns/"),
+        (&["--report", under_file][..], under_file),
+        (
+            &["--report", file.to_str().unwrap()][..],
+            "report directory",
+        ),
+        (
+            &["--report", "/proc/tracer-report"][..],
+            "/proc/tracer-report",
+        ),
+        (
+            &["--ready-file", "/tracer_no_such_dir/ready"][..],
+            "/tracer_no_such_dir",
+        ),
+    ] {
+        let names_ports = args.contains(&"--initiator") || args.contains(&"--target");
+        let ports = if names_ports { &[][..] } else { &nowhere[..] };
+        let out = output(tracer().arg("diagnose").args(ports).args(args));
+        assert_usage_error(&out, mentions);
+    }
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn ready_file_that_cannot_be_created() {
+    // Refused before anything is attached.
+    for path in ["/tracer_no_such_dir/ready", "/tmp"] {
+        let out = output(tracer().args(["counters", "--duration", "1", "--ready-file", path]));
+        assert_usage_error(&out, path);
+    }
+    // A directory that exists but takes no files: found out only when the file is written.
+    let lab = Lab::up("rdy");
+    let out = output(tracer().args([
+        "counters",
+        "--initiator",
+        &lab.initiator.spec(),
+        "--target",
+        &lab.target.spec(),
+        "--duration",
+        "5",
+        "--ready-file",
+        "/proc/tracer-ready",
+    ]));
+    assert_usage_error(&out, "ready file /proc/tracer-ready");
+}
+
+#[test]
+fn bad_lab_arguments_change_nothing() {
+    require_root();
+    let (initiator_ns, target_ns) = (unique("badi"), unique("badt"));
+    let ends = [
+        "--initiator".to_owned(),
+        format!("{initiator_ns}/cvl_0_1"),
+        "--target".to_owned(),
+        format!("{target_ns}/cvl_0_0"),
+    ];
+    for action in ["up", "down"] {
+        for (args, mentions) in [
+            (&["--initiator-ip", "10.0.0.1"][..], "--initiator-ip"),
+            (&["--initiator-ip", "10.0.0.300/24"][..], "--initiator-ip"),
+            (&["--initiator-ip", "10.0.0.1/33"][..], "--initiator-ip"),
+            (&["--initiator-ip", "10.0.0.1/"][..], "--initiator-ip"),
+            (&["--target-ip", "fe80::2/64"][..], "--target-ip"),
+            (&["--target-ip", "target/24"][..], "--target-ip"),
+            (&["--port", "0"][..], "--port"),
+        ] {
+            let out = output(tracer().args(["lab", action]).args(&ends).args(args));
+            assert_usage_error(&out, mentions);
+        }
+    }
+    let same_namespace = output(tracer().args([
+        "lab",
+        "up",
+        "--initiator",
+        &format!("{initiator_ns}/cvl_0_1"),
+        "--target",
+        &format!("{initiator_ns}/cvl_0_0"),
+    ]));
+    assert_usage_error(&same_namespace, "different namespaces");
+    for netns in [initiator_ns, target_ns] {
+        assert!(
+            !std::path::Path::new("/var/run/netns").join(&netns).exists(),
+            "a refused `lab` command created namespace {netns}"
+        );
+    }
 }

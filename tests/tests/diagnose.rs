@@ -22,8 +22,7 @@ fn assert_verdict(code: i32, report: &Value, expected: &str, expected_code: i32)
 fn healthy_lab_is_ok_every_time() {
     let lab = Lab::up("ok");
     let neighbours = |end: &End| {
-        String::from_utf8_lossy(&check(end.exec("ip").args(["neigh", "show"])).stdout)
-            .into_owned()
+        String::from_utf8_lossy(&check(end.exec("ip").args(["neigh", "show"])).stdout).into_owned()
     };
     for _ in 0..5 {
         let (code, report) = lab.diagnose(&[]);

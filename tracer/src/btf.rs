@@ -24,6 +24,10 @@ pub enum BtfError {
 
 const MAGIC: u16 = 0xeb9f;
 const HEADER_MIN_LEN: usize = 24;
+/// Anonymous structs and unions one member lookup may look into. The kernel's structs need far
+/// fewer; the bound keeps a malformed BTF (an anonymous member of its own type, or nesting
+/// without end) from recursing until the stack overflows.
+const ANONYMOUS_MEMBERS_MAX: usize = 256;
 
 // BTF kinds, from include/uapi/linux/btf.h.
 const KIND_INT: u32 = 1;
@@ -298,7 +302,9 @@ impl Btf {
                         strukt: strukt.to_owned(),
                         member: path.join("."),
                     })?;
-            bits += member_bits;
+            bits = member_bits
+                .checked_add(bits)
+                .ok_or(BtfError::Malformed("member offset overflows"))?;
             type_id = member_type;
         }
         if bits % 8 != 0 {
@@ -308,15 +314,26 @@ impl Btf {
     }
 
     fn find_member(&self, composite: u32, name: &str) -> Option<(u32, u32)> {
+        let mut anonymous_left = ANONYMOUS_MEMBERS_MAX;
+        self.find_member_within(composite, name, &mut anonymous_left)
+    }
+
+    fn find_member_within(
+        &self,
+        composite: u32,
+        name: &str,
+        anonymous_left: &mut usize,
+    ) -> Option<(u32, u32)> {
         let Some(Type::Composite { members }) = self.resolve(composite) else {
             return None;
         };
         members.iter().find_map(|member| {
             if member.name == name {
                 Some((member.type_id, member.bit_offset))
-            } else if member.name.is_empty() {
-                self.find_member(member.type_id, name)
-                    .map(|(ty, bits)| (ty, member.bit_offset + bits))
+            } else if member.name.is_empty() && *anonymous_left > 0 {
+                *anonymous_left -= 1;
+                let (ty, bits) = self.find_member_within(member.type_id, name, anonymous_left)?;
+                Some((ty, member.bit_offset.checked_add(bits)?))
             } else {
                 None
             }
@@ -480,6 +497,31 @@ pub(crate) mod tests {
         let mut truncated = fixture_bytes();
         truncated.truncate(truncated.len() - 10);
         assert!(Btf::parse(&truncated).is_err());
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/btf.rs): malformed BTF is an error, never a panic
+    /// or a stack overflow.
+    #[test]
+    fn malformed_layouts_are_errors() {
+        let mut b = BtfBuilder::new();
+        b.int("int", 4); // 1
+        b.composite(false, "loop", &[("", 2, 0)]); // 2: an anonymous member of its own type
+        b.composite(false, "far", &[("inner", 4, u32::MAX)]); // 3
+        b.composite(false, "", &[("x", 1, 64)]); // 4
+        b.composite(false, "outer", &[("", 3, 8)]); // 5
+        let btf = Btf::parse(&b.build()).expect("well-formed enough to parse");
+        assert!(matches!(
+            btf.member_offset("loop", &["x"]),
+            Err(BtfError::NoMember { .. })
+        ));
+        assert!(matches!(
+            btf.member_offset("far", &["inner", "x"]),
+            Err(BtfError::Malformed(_))
+        ));
+        assert!(matches!(
+            btf.member_offset("outer", &["inner"]),
+            Err(BtfError::NoMember { .. })
+        ));
     }
 
     fn fixture_bytes() -> Vec<u8> {

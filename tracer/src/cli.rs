@@ -1,13 +1,13 @@
 //! Command-line interface.
 
 use std::{
-    net::Ipv4Addr,
+    net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
 };
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::spec::PortSpec;
+use crate::{collect::ports::IngressHook, pins::DEFAULT_PIN_ROOT, spec::PortSpec};
 
 pub const DEFAULT_INITIATOR: &str = "cvl_0_1";
 pub const DEFAULT_TARGET: &str = "cvl_0_0_ns_spdk/cvl_0_0";
@@ -84,6 +84,43 @@ By default the test's own traffic is the evidence; --probe also runs diagnose's 
 tracer watch --report /tmp/bundle -- ./test/nvmf/target/some_test.sh --transport=tcp"
     )]
     Watch(WatchArgs),
+    /// Count on both ports for as long as tracer runs, and serve the counts to Prometheus
+    #[command(
+        long_about = "Count on both ports for as long as tracer runs, and serve the counts to \
+Prometheus at http://ADDR:PORT/metrics (the Prometheus text format, or OpenMetrics when the scraper \
+asks for it). Metrics:\n\n  \
+tracer_packets_total{netns,interface,direction,kind}   frames per port, direction and kind\n  \
+tracer_drops_total{netns,interface,reason}             kernel drops (kfree_skb) on a port\n  \
+tracer_neighbour_failures_total{netns,interface}       frames dropped on a port because its \
+neighbour (ARP) entry failed: exactly the kfree_skb drops with reason NEIGH_FAILED\n  \
+tracer_link_carrier{netns,interface}                   1 with carrier, 0 without\n  \
+tracer_port_ingress_hook{netns,interface,hook}         xdp, or tc when another program holds XDP\n  \
+tracer_port_attached{role,spec}                        1 when counted, 0 while waited for\n  \
+tracer_port_info{role,spec,netns,interface}            1: which port is where, for joins\n  \
+tracer_lost_events_total                               what the kernel programs could not count\n  \
+tracer_build_info{version,kernel}                      1\n\n\
+netns is where the port is now: ports are followed across namespace moves, waited for while they \
+do not exist, and attached again when they are deleted and created anew. Where several namespaces \
+hold an interface of the port's name, tracer never guesses: the device running its programs, else \
+the one in the spec's namespace, else in tracer's own, else the only one. The kernel keys drops by \
+namespace and interface index, so tracer keeps a port's drops while it stays in one namespace: \
+its drops series starts from zero in each namespace it moves to (or comes back to). Drops on other \
+interfaces are neither exported nor kept (kfree_skb sees the whole machine: the series would be \
+unbounded; `tracer counters` shows them).\n\n\
+The counters are pinned on bpffs under --pin-dir (bpffs is mounted at /sys/fs/bpf when it is not), \
+one directory per port named by its spec, so counts survive a restart or an upgrade of tracer and \
+follow a port wherever it moves; --reset starts from zero, --unpin removes them. Only maps are \
+pinned: nothing stays attached after tracer exits. One monitor per pin directory. Where another \
+program (another tracer included) holds a port's XDP hook, tracer counts ingress with tc instead \
+and never replaces it.\n\n\
+Exit codes: 0 after Ctrl-C or SIGTERM, 2 usage or environment error (a metrics address that is \
+malformed, in use or not bindable; another monitor on the pin directory; not root).",
+        after_help = "Examples:\n  \
+tracer monitor --metrics-addr 127.0.0.1:9464\n  \
+tracer monitor --initiator cvl_0_1_ns_initiator/cvl_0_1 --reset\n  \
+tracer monitor --unpin"
+    )]
+    Monitor(MonitorArgs),
     /// Build or remove the built-in lab: SPDK's test network on a veth pair, inside namespaces
     Lab {
         #[command(subcommand)]
@@ -190,6 +227,32 @@ pub struct WatchArgs {
     /// The command to run, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    #[command(flatten)]
+    pub ports: PortArgs,
+    /// Serve the metrics at http://ADDR:PORT/metrics
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: SocketAddr,
+    /// Keep the counters pinned in DIR, on bpffs
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_ROOT)]
+    pub pin_dir: PathBuf,
+    /// Start from zero: remove the pinned counters first
+    #[arg(long)]
+    pub reset: bool,
+    /// Remove every counter tracer pinned in --pin-dir, then exit (attaches nothing)
+    #[arg(long, conflicts_with = "reset")]
+    pub unpin: bool,
+    /// Create this file once the metrics are served and every port present is counted
+    #[arg(long, value_name = "PATH", value_parser = ready_file_path)]
+    pub ready_file: Option<PathBuf>,
+    /// Ingress hook: tc leaves offloads alone (on a veth pair, native XDP turns off the
+    /// peer's segmentation offload and costs bulk throughput) and leaves XDP free for
+    /// diagnose and watch; xdp counts frames before GRO
+    #[arg(long, value_enum, value_name = "HOOK", default_value = "tc")]
+    pub ingress_hook: IngressHook,
 }
 
 #[derive(Debug, Subcommand)]

@@ -74,6 +74,43 @@ pub struct CountersReport {
     pub lost_events: u64,
 }
 
+/// One watched port as `tracer monitor` exports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitoredPort {
+    /// "initiator" or "target".
+    pub role: String,
+    /// The port as configured, `[NETNS/]IFNAME`.
+    pub spec: String,
+    /// What it counted and its state, where it is now; `None` while tracer waits for it.
+    pub attached: Option<AttachedPort>,
+}
+
+/// A monitored port that is present and counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachedPort {
+    /// Its counters since they were first pinned; `netns` is where the port is now.
+    pub counters: InterfaceCounters,
+    /// "xdp", or "tc" when another program holds the port's XDP hook.
+    pub ingress_hook: String,
+    /// `None` when the link could not be read.
+    pub carrier: Option<bool>,
+    /// Kernel drops on the port in its current namespace, by reason name.
+    pub drops: std::collections::BTreeMap<String, u64>,
+    /// The NEIGH_FAILED drops among them.
+    pub neighbour_failures: u64,
+}
+
+/// Everything one `tracer monitor` scrape exports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorSnapshot {
+    pub ports: Vec<MonitoredPort>,
+    /// Events the kernel programs saw but could not count.
+    pub lost_events: u64,
+    pub version: String,
+    /// The running kernel's release (`uname -r`).
+    pub kernel: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         Command::Counters(args) => commands::counters::run(args, cli.verbose).map(|()| 0),
         Command::Diagnose(args) => commands::diagnose::run(args, cli.verbose),
         Command::Watch(args) => commands::watch::run(args, cli.verbose),
+        Command::Monitor(args) => commands::monitor::run(args, cli.verbose).map(|()| 0),
         Command::Lab { action } => match action {
             LabAction::Up(args) => commands::lab::up(args).map(|()| 0),
             LabAction::Down(args) => commands::lab::down(args).map(|()| 0),

@@ -588,6 +588,34 @@ struct Message<'a> {
     payload: &'a [u8],
 }
 
+/// Runs every parser of this module over one raw datagram, as if the kernel had sent it: the
+/// message splitter, each message's payload through the link, address, neighbour and route
+/// parsers, and the whole datagram through the reply collector as the answer to its first
+/// message's sequence number. Returns how many payloads a parser accepted.
+///
+/// For the fuzz targets (`fuzz/`), which need the private parsers to be reachable: whatever the
+/// bytes, this must return, never panic.
+pub fn parse_datagram_for_fuzzing(datagram: &[u8]) -> usize {
+    let Ok(messages) = parse_messages(datagram) else {
+        return 0;
+    };
+    let mut accepted = 0;
+    for message in &messages {
+        let payload = message.payload;
+        accepted += usize::from(parse_link(payload).is_ok())
+            + usize::from(matches!(parse_address(payload), Ok(Some(_))))
+            + usize::from(matches!(parse_neighbour(payload), Ok(Some(_))))
+            + usize::from(parse_route(payload).is_ok());
+    }
+    if let Some(first) = messages.first() {
+        let mut collector = ReplyCollector::new(first.sequence, first.message_type);
+        if let Ok(Some(answer)) = collector.absorb(datagram) {
+            accepted += usize::from(route_lookup_from(answer).is_ok());
+        }
+    }
+    accepted
+}
+
 /// Splits a datagram into its messages.
 fn parse_messages(datagram: &[u8]) -> io::Result<Vec<Message<'_>>> {
     let mut messages = Vec::new();

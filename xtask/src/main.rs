@@ -1,10 +1,13 @@
-//! Developer tasks: `cargo xtask setup | build | test | demo`.
+//! Developer tasks: `cargo xtask setup | build | test | demo | fuzz | soak | bench`.
 
+mod bench;
 mod demo;
+mod fuzz;
 mod setup;
+mod soak;
 mod util;
 
-use std::process::ExitCode;
+use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
@@ -22,7 +25,8 @@ enum Task {
     Setup,
     /// Set up, then build tracer (release)
     Build,
-    /// Set up, build, run the unit tests and the root-only integration tests
+    /// Set up, build, run the unit tests and the root-only integration tests, then every fuzz
+    /// target briefly (not when a test filter is given)
     Test {
         /// Extra arguments for the test harness, e.g. a test name filter
         #[arg(last = true)]
@@ -30,7 +34,37 @@ enum Task {
     },
     /// Set up, build, bring up the built-in lab, show tracer at work on it, take the lab down
     Demo,
+    /// Set up, then run every fuzz target in fuzz/ for a while, with the pinned nightly
+    Fuzz {
+        /// Seconds per target
+        #[arg(long, value_name = "SECS", default_value_t = 60,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        seconds: u64,
+    },
+    /// Set up, build, keep tracer attached to a lab under flood ping and iperf3; check that its
+    /// memory stays flat and its counts match the kernel's interface statistics
+    Soak {
+        /// How long the traffic runs
+        #[arg(long, value_name = "N", default_value_t = 10,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        minutes: u64,
+    },
+    /// Set up, build, measure what tracer costs (per packet, attach time, throughput, diagnose
+    /// time, memory) on a lab of its own, print a table; see docs/PERFORMANCE.md
+    Bench {
+        /// Also write the numbers to FILE as JSON
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Seconds of traffic before the attached tracer's memory is read
+        #[arg(long, value_name = "SECS", default_value_t = 60,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        rss_seconds: u64,
+    },
 }
+
+/// Fuzzing time per target in `cargo xtask test`: enough to catch shallow crashes, short
+/// enough for CI.
+const FUZZ_SECONDS_IN_TEST: u64 = 15;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -40,11 +74,28 @@ fn main() -> ExitCode {
         Task::Test { harness_args } => setup::run()
             .and_then(|()| util::require_root("cargo xtask test"))
             .and_then(|()| util::build_tracer())
-            .and_then(|()| util::run_tests(&harness_args)),
+            .and_then(|()| util::run_tests(&harness_args))
+            // A filter asks for some tests only: the fuzzers are not among them.
+            .and_then(|()| {
+                if harness_args.is_empty() {
+                    fuzz::run(FUZZ_SECONDS_IN_TEST)
+                } else {
+                    Ok(())
+                }
+            }),
         Task::Demo => setup::run()
             .and_then(|()| util::require_root("cargo xtask demo"))
             .and_then(|()| util::build_tracer())
             .and_then(|()| demo::run()),
+        Task::Fuzz { seconds } => setup::run().and_then(|()| fuzz::run(seconds)),
+        Task::Soak { minutes } => setup::run()
+            .and_then(|()| util::require_root("cargo xtask soak"))
+            .and_then(|()| util::build_tracer())
+            .and_then(|()| soak::run(minutes)),
+        Task::Bench { json, rss_seconds } => setup::run()
+            .and_then(|()| util::require_root("cargo xtask bench"))
+            .and_then(|()| util::build_tracer_bins())
+            .and_then(|()| bench::run(json.as_deref(), rss_seconds)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

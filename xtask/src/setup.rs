@@ -10,6 +10,9 @@ use crate::util::{is_root, run_checked};
 pub const EBPF_TOOLCHAIN: &str = "nightly-2026-05-20";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+/// cargo-fuzz runs the targets in fuzz/ (on the pinned nightly); any version will do, this one
+/// is what a fresh machine gets.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 /// Debian packages: LLVM for bpf-linker; the tools the lab and the tests drive.
 const PACKAGES: &[&str] = &[
@@ -20,12 +23,17 @@ const PACKAGES: &[&str] = &[
     "nftables",
     "iputils-ping",
     "tcpdump",
+    // A real Prometheus server and promtool for `tracer monitor`'s tests.
+    "prometheus",
+    // Throughput for `cargo xtask bench`.
+    "iperf3",
 ];
 
 pub fn run() -> anyhow::Result<()> {
     install_packages()?;
     install_ebpf_toolchain()?;
     install_bpf_linker()?;
+    install_cargo_fuzz()?;
     eprintln!("setup: everything is in place");
     Ok(())
 }
@@ -120,4 +128,22 @@ fn install_bpf_linker() -> anyhow::Result<()> {
             ])
             .env("LLVM_PREFIX", LLVM_PREFIX),
     )
+}
+
+fn install_cargo_fuzz() -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let version = Command::new(&cargo).args(["fuzz", "--version"]).output();
+    if let Ok(out) = version
+        && out.status.success()
+    {
+        let version = String::from_utf8_lossy(&out.stdout);
+        eprintln!("setup: {} present", version.trim());
+        return Ok(());
+    }
+    eprintln!("setup: building cargo-fuzz {CARGO_FUZZ_VERSION} (about a minute)");
+    run_checked(Command::new(cargo).args([
+        "install",
+        &format!("cargo-fuzz@{CARGO_FUZZ_VERSION}"),
+        "--locked",
+    ]))
 }

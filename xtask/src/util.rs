@@ -62,6 +62,11 @@ pub fn build_tracer() -> anyhow::Result<()> {
     run_checked(cargo().args(["build", "--release", "--package", "tracer"]))
 }
 
+/// tracer with its helper binaries (`tracer-bench`), for `cargo xtask bench`.
+pub fn build_tracer_bins() -> anyhow::Result<()> {
+    run_checked(cargo().args(["build", "--release", "--package", "tracer", "--bins"]))
+}
+
 pub fn run_tests(harness_args: &[String]) -> anyhow::Result<()> {
     run_checked(
         cargo()

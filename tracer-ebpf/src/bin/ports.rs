@@ -34,8 +34,7 @@ static WATCHED_PORT: Global<u16> = Global::new(4420);
 static CAPTURE: Global<u8> = Global::new(0);
 
 #[map]
-static PACKET_COUNTERS: PerCpuArray<u64> =
-    PerCpuArray::with_max_entries(PACKET_COUNTER_ENTRIES, 0);
+static PACKET_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(PACKET_COUNTER_ENTRIES, 0);
 
 #[map]
 static CAPTURED_FRAMES: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
@@ -79,20 +78,21 @@ impl Frame for SkbFrame<'_> {
 }
 
 #[inline(always)]
-fn increment(direction: Direction, kind: PacketKind) {
+fn increment(direction: Direction, kind: PacketKind, frames: u64) {
     if let Some(counter) = PACKET_COUNTERS.get_ptr_mut(counter_index(direction, kind)) {
         // SAFETY: per-CPU slot, only this CPU writes it.
-        unsafe { *counter += 1 };
+        unsafe { *counter += frames };
     }
 }
 
-/// Counts the frame and returns its kind.
+/// Counts a packet that stands for `frames` wire frames and returns its kind. Handshake flags
+/// are counted once: a segmentation offload never splits a SYN or a RST.
 #[inline(always)]
-fn count<F: Frame>(frame: &F, direction: Direction) -> PacketKind {
+fn count<F: Frame>(frame: &F, direction: Direction, frames: u64) -> PacketKind {
     let classified = classify(frame, WATCHED_PORT.load());
-    increment(direction, classified.kind);
+    increment(direction, classified.kind, frames);
     if let Some(kind) = classified.tcp_flags_kind {
-        increment(direction, kind);
+        increment(direction, kind, 1);
     }
     classified.kind
 }
@@ -149,7 +149,7 @@ pub fn tracer_ingress(ctx: XdpContext) -> u32 {
         data: ctx.data(),
         end: ctx.data_end(),
     };
-    let kind = count(&frame, Direction::Ingress);
+    let kind = count(&frame, Direction::Ingress, 1);
     let frame_len = (frame.end - frame.data) as u32;
     capture(Direction::Ingress, kind, frame_len, |dst, len| {
         let len = verifier_bounded(len);
@@ -171,7 +171,11 @@ fn tc(ctx: &TcContext, direction: Direction) -> i32 {
         },
         ctx,
     };
-    let kind = count(&frame, direction);
+    // tc sees a GSO packet before the device splits it (egress) or after GRO merged it
+    // (ingress): count the wire frames it stands for, as XDP on the other end does.
+    // SAFETY: ctx.skb.skb is the program's valid __sk_buff context.
+    let segments = unsafe { (*ctx.skb.skb).gso_segs };
+    let kind = count(&frame, direction, u64::from(segments.max(1)));
     capture(direction, kind, ctx.len(), |dst, len| {
         let len = verifier_bounded(len);
         if len == 0 || len > CAPTURE_SNAPLEN as u32 {

@@ -1,11 +1,11 @@
 //! Kernel drops: `kfree_skb` with its reason, counted by (netns, ifindex, reason, protocol).
 
-use std::collections::HashMap;
+use std::{collections::HashMap, path::Path};
 
 use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf,
-    maps::{PerCpuArray, PerCpuHashMap},
+    maps::{MapError, PerCpuArray, PerCpuHashMap},
     programs::BtfTracePoint,
 };
 use tracer_common::{DropKey, KernelOffsets};
@@ -15,6 +15,9 @@ use crate::{btf::Btf, collect::loader, error::UsageError};
 static DROPS_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-drops"));
 
 const DROP_REASON_PREFIX: &str = "SKB_DROP_REASON_";
+
+/// The maps kept on bpffs when a pin directory is given: the counts, nothing else.
+pub const PINNED_MAPS: [&str; 2] = ["DROP_COUNTERS", "LOST_EVENTS"];
 
 /// The running kernel's struct layout and drop-reason names, from its BTF.
 pub struct KernelLayout {
@@ -76,8 +79,25 @@ impl DropProbe {
         kernel_btf: &aya::Btf,
         log_level: &u8,
     ) -> anyhow::Result<Self> {
-        let mut ebpf = loader(log_level)
-            .override_global("KERNEL_OFFSETS", &layout.offsets, true)
+        Self::attach_pinned(layout, kernel_btf, log_level, None)
+    }
+
+    /// [`Self::attach`], with the counters pinned in `pin_directory` (which must exist on
+    /// bpffs): maps already pinned there are reused, so that counts continue across runs.
+    pub fn attach_pinned(
+        layout: &KernelLayout,
+        kernel_btf: &aya::Btf,
+        log_level: &u8,
+        pin_directory: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        let mut loader = loader(log_level);
+        loader.override_global("KERNEL_OFFSETS", &layout.offsets, true);
+        if let Some(directory) = pin_directory {
+            for name in PINNED_MAPS {
+                loader.map_pin_path(name, directory.join(name));
+            }
+        }
+        let mut ebpf = loader
             .load(DROPS_OBJECT)
             .context("loading the drop probe")?;
         let program: &mut BtfTracePoint = ebpf
@@ -116,6 +136,26 @@ impl DropProbe {
         }
         drops.sort_by_key(|drop| drop.key);
         Ok(drops)
+    }
+
+    /// Deletes these drop sites from the counters: a long-running reader forgets the sites it
+    /// does not report, so that the map never fills with them.
+    pub fn forget(&mut self, keys: &[DropKey]) -> anyhow::Result<()> {
+        let map = self
+            .ebpf
+            .map_mut("DROP_COUNTERS")
+            .ok_or_else(|| anyhow!("DROP_COUNTERS map missing"))?;
+        let mut counters = PerCpuHashMap::<_, DropKey, u64>::try_from(map)?;
+        for key in keys {
+            match counters.remove(key) {
+                Ok(()) => {}
+                // Gone already: nothing to forget.
+                Err(MapError::SyscallError(syscall))
+                    if syscall.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(err) => return Err(err).context("deleting from DROP_COUNTERS"),
+            }
+        }
+        Ok(())
     }
 
     /// Drops the probe saw but could not count.

@@ -1,6 +1,8 @@
 //! Packet counters on one watched port: XDP on ingress (tc ingress when another program holds
 //! the XDP hook), tcx on egress; optionally a capture of the ARP, ICMP and port frames.
 
+use std::path::Path;
+
 use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf,
@@ -21,6 +23,9 @@ use crate::{
 
 static PORTS_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ports"));
 
+/// The maps kept on bpffs when a pin directory is given: the counts, nothing else.
+pub const PINNED_MAPS: [&str; 1] = ["PACKET_COUNTERS"];
+
 /// How a port is watched.
 #[derive(Debug, Clone, Copy)]
 pub struct PortOptions {
@@ -30,14 +35,19 @@ pub struct PortOptions {
     pub capture: bool,
     /// aya-log level for the kernel programs.
     pub log_level: u8,
+    /// The ingress hook to use. XDP falls back to tc when another program holds it.
+    pub ingress: IngressHook,
 }
 
 /// Which hook counts a port's ingress.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum IngressHook {
+    /// XDP: every frame as it arrives, before GRO. On a veth pair, native XDP turns off the
+    /// peer's segmentation offload, which costs bulk throughput.
     Xdp,
-    /// Another program holds the port's XDP hook: tc ingress instead (it never replaces it).
+    /// tc (tcx) ingress: after GRO, no effect on offloads. Also where XDP is held by another
+    /// program (tracer never replaces it).
     Tc,
 }
 
@@ -58,11 +68,28 @@ fn xdp_taken(err: &ProgramError) -> bool {
 impl PortProbe {
     /// Attaches to `spec`, entering its namespace on this thread for the duration.
     pub fn attach(spec: &PortSpec, options: &PortOptions) -> anyhow::Result<Self> {
+        Self::attach_pinned(spec, options, None)
+    }
+
+    /// [`Self::attach`], with the counters pinned in `pin_directory` (which must exist on
+    /// bpffs): a map already pinned there is reused, so that counts continue across runs.
+    pub fn attach_pinned(
+        spec: &PortSpec,
+        options: &PortOptions,
+        pin_directory: Option<&Path>,
+    ) -> anyhow::Result<Self> {
         let netns_inode = netns::netns_inode(&spec.netns).map_err(UsageError::from)?;
         let capture = u8::from(options.capture);
-        let mut ebpf = loader(&options.log_level)
+        let mut loader = loader(&options.log_level);
+        loader
             .override_global("WATCHED_PORT", &options.watched_port, true)
-            .override_global("CAPTURE", &capture, true)
+            .override_global("CAPTURE", &capture, true);
+        if let Some(directory) = pin_directory {
+            for name in PINNED_MAPS {
+                loader.map_pin_path(name, directory.join(name));
+            }
+        }
+        let mut ebpf = loader
             .load(PORTS_OBJECT)
             .context("loading the port counting programs")?;
 
@@ -70,23 +97,33 @@ impl PortProbe {
         let ifindex = netns::ifindex(&spec.interface)
             .ok_or_else(|| UsageError::unknown_interface(&spec.interface, &spec.netns))?;
 
-        let xdp: &mut Xdp = program(&mut ebpf, "tracer_ingress")?.try_into()?;
-        xdp.load().context("loading the XDP program")?;
-        let ingress_hook = match xdp.attach_to_if_index(ifindex, XdpMode::default()) {
-            Ok(_) => IngressHook::Xdp,
-            Err(err) if xdp_taken(&err) => {
-                warn!("XDP on {spec} is held by another program: counting ingress with tc instead");
-                let tc: &mut SchedClassifier =
-                    program(&mut ebpf, "tracer_ingress_tc")?.try_into()?;
-                tc.load().context("loading the tc ingress program")?;
-                tc.attach(&spec.interface, TcAttachType::Ingress)
-                    .with_context(|| format!("attaching tc ingress to {spec}"))?;
-                IngressHook::Tc
+        let ingress_hook = match options.ingress {
+            IngressHook::Xdp => {
+                let xdp: &mut Xdp = program(&mut ebpf, "tracer_ingress")?.try_into()?;
+                xdp.load().context("loading the XDP program")?;
+                match xdp.attach_to_if_index(ifindex, XdpMode::default()) {
+                    Ok(_) => IngressHook::Xdp,
+                    Err(err) if xdp_taken(&err) => {
+                        warn!(
+                            "XDP on {spec} is held by another program: counting ingress with tc instead"
+                        );
+                        IngressHook::Tc
+                    }
+                    Err(err) => {
+                        return Err(
+                            anyhow::Error::from(err).context(format!("attaching XDP to {spec}"))
+                        );
+                    }
+                }
             }
-            Err(err) => {
-                return Err(anyhow::Error::from(err).context(format!("attaching XDP to {spec}")));
-            }
+            IngressHook::Tc => IngressHook::Tc,
         };
+        if ingress_hook == IngressHook::Tc {
+            let tc: &mut SchedClassifier = program(&mut ebpf, "tracer_ingress_tc")?.try_into()?;
+            tc.load().context("loading the tc ingress program")?;
+            tc.attach(&spec.interface, TcAttachType::Ingress)
+                .with_context(|| format!("attaching tc ingress to {spec}"))?;
+        }
 
         let egress: &mut SchedClassifier = program(&mut ebpf, "tracer_egress")?.try_into()?;
         egress.load().context("loading the tc program")?;
@@ -124,6 +161,16 @@ impl PortProbe {
             ingress: read(Direction::Ingress)?,
             egress: read(Direction::Egress)?,
         })
+    }
+
+    /// The kernel's id of the egress program: a device that no longer lists it among its tcx
+    /// egress programs is not the one this probe was attached to.
+    pub fn egress_program_id(&self) -> anyhow::Result<u32> {
+        let program = self
+            .ebpf
+            .program("tracer_egress")
+            .ok_or_else(|| anyhow!("program tracer_egress missing from the object"))?;
+        Ok(program.info()?.id())
     }
 
     /// The capture ring buffer, for a reader to own (once).

@@ -7,8 +7,10 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     cli::CountersArgs,
-    collect::{ebpf_log_level, ports::PortOptions},
-    error::UsageError,
+    collect::{
+        ebpf_log_level,
+        ports::{IngressHook, PortOptions},
+    },
     preflight, render,
     session::Session,
 };
@@ -23,6 +25,7 @@ pub fn run(args: &CountersArgs, verbosity: u8) -> anyhow::Result<()> {
         watched_port: args.ports.port,
         capture: false,
         log_level: ebpf_log_level(verbosity),
+        ingress: IngressHook::Xdp,
     };
     let mut session = Session::attach(&[&args.ports.initiator, &args.ports.target], &options)?;
     let logger = session.drops.take_logger();
@@ -33,13 +36,7 @@ pub fn run(args: &CountersArgs, verbosity: u8) -> anyhow::Result<()> {
         let mut terminate =
             signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
         if let Some(path) = &args.ready_file {
-            // The user's path to fix (e.g. an unwritable place): a usage error, not a bug.
-            std::fs::write(path, b"").map_err(|err| {
-                UsageError::Argument(format!(
-                    "cannot create the ready file {}: {err}",
-                    path.display()
-                ))
-            })?;
+            super::write_ready_file(path)?;
         }
         if let Some(logger) = logger {
             crate::logging::forward_ebpf_logs(logger)?;

@@ -12,7 +12,11 @@ use tracer_common::PacketKind;
 
 use crate::{
     cli::DiagnoseArgs,
-    collect::{drops::RawDrop, ebpf_log_level, ports::PortOptions},
+    collect::{
+        drops::RawDrop,
+        ebpf_log_level,
+        ports::{IngressHook, PortOptions},
+    },
     diagnose::{
         DropEvidence, Environment, Evidence, NeighbourEvidence, NetfilterEvidence,
         NetfilterLocation, PortEvidence, ProbeEvidence, ProbeKind, RouteEvidence, Side, diagnose,
@@ -43,8 +47,7 @@ pub fn run(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<u8> {
         && !path.exists()
     {
         // Nothing was attached (the ports were unusable): ready all the same, for scripts.
-        std::fs::write(path, b"")
-            .with_context(|| format!("writing the ready file {}", path.display()))?;
+        super::write_ready_file(path)?;
     }
 
     let verdict = diagnose(&evidence);
@@ -357,11 +360,11 @@ fn probe_path(args: &DiagnoseArgs, verbosity: u8, evidence: &mut Evidence) -> an
         watched_port: args.ports.port,
         capture: false,
         log_level: ebpf_log_level(verbosity),
+        ingress: IngressHook::Xdp,
     };
     let session = Session::attach(&[&args.ports.initiator, &args.ports.target], &options)?;
     if let Some(path) = &args.ready_file {
-        std::fs::write(path, b"")
-            .with_context(|| format!("writing the ready file {}", path.display()))?;
+        super::write_ready_file(path)?;
     }
     let (initiator, target) = (&args.ports.initiator, &args.ports.target);
     let initiator_index = session.ports[0].ifindex;

@@ -21,7 +21,7 @@ use crate::{
     collect::{
         drops::{DropProbe, KernelLayout, RawDrop},
         ebpf_log_level,
-        ports::{PortOptions, PortProbe},
+        ports::{IngressHook, PortOptions, PortProbe},
     },
     commands::diagnose::{
         self as diagnose_command, difference, environment, inspect_port, netfilter_evidence,
@@ -282,8 +282,8 @@ impl Watch {
                                 netns_label(&found.netns),
                                 found.ifindex,
                                 match probe.ingress_hook {
-                                    crate::collect::ports::IngressHook::Xdp => "XDP",
-                                    crate::collect::ports::IngressHook::Tc => "tc",
+                                    IngressHook::Xdp => "XDP",
+                                    IngressHook::Tc => "tc",
                                 }
                             ),
                         );
@@ -686,6 +686,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         watched_port: args.ports.port,
         capture: true,
         log_level: ebpf_log_level(verbosity),
+        ingress: IngressHook::Xdp,
     };
     let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
     let layout = KernelLayout::from_btf(&btf)?;
@@ -730,8 +731,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
             .collect::<std::io::Result<Vec<_>>>()
             .context("installing signal handlers")?;
         if let Some(path) = &args.ready_file {
-            std::fs::write(path, b"")
-                .with_context(|| format!("writing the ready file {}", path.display()))?;
+            super::write_ready_file(path)?;
         }
         let mut child = tokio::process::Command::new(&args.command[0])
             .args(&args.command[1..])

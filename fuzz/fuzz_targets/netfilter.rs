@@ -1,0 +1,43 @@
+//! Firewall listings (`iptables-save -c` of every xtables backend, `nft -a list ruleset`): any
+//! text parses to some rules, and comparing two such rulesets for drops never panics.
+//!
+//! A NUL byte splits the input into the "before" and "after" listings of one diagnosis.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tracer::netfilter::{Backend, Ruleset, parse_nft_list, parse_xtables_save};
+
+const XTABLES: [Backend; 6] = [
+    Backend::IptablesNft,
+    Backend::Ip6tablesNft,
+    Backend::ArptablesNft,
+    Backend::IptablesLegacy,
+    Backend::Ip6tablesLegacy,
+    Backend::ArptablesLegacy,
+];
+
+fn ruleset(text: &str) -> Ruleset {
+    let mut ruleset = Ruleset::default();
+    let parsed = XTABLES
+        .iter()
+        .map(|backend| parse_xtables_save(text, *backend))
+        .chain(std::iter::once(parse_nft_list(text)));
+    for (rules, chains) in parsed {
+        for rule in &rules {
+            assert!(rule.position >= 1, "{rule:?}");
+        }
+        ruleset.rules.extend(rules);
+        ruleset.chains.extend(chains);
+    }
+    ruleset
+}
+
+fuzz_target!(|text: &str| {
+    let (before, after) = text.split_once('\0').unwrap_or((text, text));
+    let (before, after) = (ruleset(before), ruleset(after));
+    for hit in before.drop_hits(&after) {
+        assert!(hit.packets > 0, "{hit:?}");
+    }
+    let _ = after.uncounted_drop_candidates(Some("ip"), None, Some("INPUT"));
+    let _ = after.uncounted_drop_candidates(None, None, None);
+});

@@ -1,0 +1,241 @@
+//! A port followed wherever it goes while tracer runs: attached when it appears, attached again
+//! when it is deleted and created anew, and found again when it moves to another namespace (its
+//! XDP and tcx attachments move with the device: only the place changes).
+
+use std::path::PathBuf;
+
+use aya::programs::{SchedClassifier, TcAttachType};
+use log::{debug, info, warn};
+
+use crate::{
+    collect::ports::{IngressHook, PortOptions, PortProbe},
+    locate::{self, Location},
+    netlink::RouteSocket,
+    netns::{self, NetnsGuard},
+    session::display_netns,
+    spec::PortSpec,
+};
+
+pub struct FollowedPort {
+    /// "initiator" or "target".
+    pub role: &'static str,
+    /// Where the port is expected, as configured: it names the pinned counters.
+    pub spec: PortSpec,
+    options: PortOptions,
+    pin_directory: Option<PathBuf>,
+    probe: Option<PortProbe>,
+    /// Where the port is now; `None` while it is not found.
+    location: Option<Location>,
+    /// The last warning about this port, logged once rather than at every retry.
+    last_warning: Option<String>,
+}
+
+impl FollowedPort {
+    pub fn new(
+        role: &'static str,
+        spec: PortSpec,
+        options: PortOptions,
+        pin_directory: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            role,
+            spec,
+            options,
+            pin_directory,
+            probe: None,
+            location: None,
+            last_warning: None,
+        }
+    }
+
+    /// Where the port is now and its attached probe; `None` while it is missing or could not
+    /// be attached yet.
+    pub fn attached(&self) -> Option<(&Location, &PortProbe)> {
+        Some((self.location.as_ref()?, self.probe.as_ref()?))
+    }
+
+    /// Where the port is now, attached or not.
+    pub fn location(&self) -> Option<&Location> {
+        self.location.as_ref()
+    }
+
+    /// Looks for the port and attaches where needed. Never fails: a port that is missing or
+    /// cannot be attached is tried again at the next refresh.
+    pub fn refresh(&mut self) {
+        let last = self.location.take();
+        let found = last
+            .clone()
+            .filter(|last| still_there(last, &self.spec.interface))
+            .or_else(|| self.search());
+        log_move(&self.spec, last.as_ref(), found.as_ref());
+        if let Some(location) = &found {
+            // When the kernel cannot say, the probe is kept rather than churned.
+            let still_ours = self.probe.as_ref().is_some_and(|probe| {
+                runs_probe(probe, location, &self.spec.interface) != Some(false)
+            });
+            if !still_ours {
+                if self.probe.take().is_some() {
+                    info!(
+                        "{}: the device in {} is a new one: attaching again",
+                        self.spec,
+                        display_netns(&location.netns)
+                    );
+                }
+                self.attach(location);
+            }
+        }
+        self.location = found;
+    }
+
+    /// Where the port went. Several namespaces may hold an interface of that name (labs, other
+    /// test runs), so tracer never guesses: the device that still runs this probe is the port,
+    /// wherever it is; else the one in the spec's namespace, then in tracer's own (where a
+    /// physical port returns when its namespace is deleted); else the only one there is.
+    fn search(&mut self) -> Option<Location> {
+        let interface = &self.spec.interface;
+        let candidates = everywhere(interface);
+        if let Some(probe) = &self.probe
+            && let Some(ours) = candidates
+                .iter()
+                .find(|candidate| runs_probe(probe, candidate, interface) == Some(true))
+        {
+            return Some(ours.clone());
+        }
+        let preferred = [self.spec.netns.as_str(), ""]
+            .into_iter()
+            .find_map(|netns| candidates.iter().find(|candidate| candidate.netns == netns));
+        match (preferred, candidates.as_slice()) {
+            (Some(found), _) => Some(found.clone()),
+            (None, [only]) => Some(only.clone()),
+            (None, []) => None,
+            (None, several) => {
+                let places: Vec<&str> = several.iter().map(|c| display_netns(&c.netns)).collect();
+                let note = format!(
+                    "{} is in several namespaces ({}): waiting for it in {}",
+                    self.spec,
+                    places.join(", "),
+                    display_netns(&self.spec.netns)
+                );
+                if self.last_warning.as_ref() != Some(&note) {
+                    warn!("{note}");
+                }
+                self.last_warning = Some(note);
+                None
+            }
+        }
+    }
+
+    fn attach(&mut self, location: &Location) {
+        let here = PortSpec {
+            netns: location.netns.clone(),
+            interface: self.spec.interface.clone(),
+        };
+        match PortProbe::attach_pinned(&here, &self.options, self.pin_directory.as_deref()) {
+            Ok(probe) => {
+                info!(
+                    "{}: counting on {here} ({} ingress, tc egress)",
+                    self.spec,
+                    hook_name(probe.ingress_hook)
+                );
+                self.probe = Some(probe);
+                self.last_warning = None;
+            }
+            Err(err) => {
+                let failure = format!("{err:#}");
+                if self.last_warning.as_ref() != Some(&failure) {
+                    warn!("{}: cannot attach yet, will retry: {failure}", self.spec);
+                }
+                self.last_warning = Some(failure);
+            }
+        }
+    }
+
+    /// Whether the port has carrier, read in its current namespace; `None` while it is missing
+    /// or unreadable.
+    pub fn carrier(&self) -> Option<bool> {
+        let location = self.location.as_ref()?;
+        let socket = {
+            let _inside = NetnsGuard::enter(&location.netns).ok()?;
+            RouteSocket::open().ok()?
+        };
+        match socket.link(&self.spec.interface) {
+            Ok(link) => link.map(|link| link.carrier),
+            Err(err) => {
+                debug!("{}: reading carrier: {err}", self.spec);
+                None
+            }
+        }
+    }
+}
+
+fn log_move(spec: &PortSpec, before: Option<&Location>, now: Option<&Location>) {
+    match (before, now) {
+        (None, Some(now)) => info!("{spec}: found in {}", display_netns(&now.netns)),
+        (Some(before), Some(now)) if before.netns == now.netns && before != now => info!(
+            "{spec}: found again in {} (ifindex {}), re-created",
+            display_netns(&now.netns),
+            now.ifindex
+        ),
+        (Some(before), Some(now)) if before != now => info!(
+            "{spec}: moved from {} (ifindex {}) to {} (ifindex {})",
+            display_netns(&before.netns),
+            before.ifindex,
+            display_netns(&now.netns),
+            now.ifindex
+        ),
+        (Some(before), None) => warn!(
+            "{spec}: gone from {}; waiting for it to come back",
+            display_netns(&before.netns)
+        ),
+        _ => {}
+    }
+}
+
+/// Every namespace holding an interface called `interface`: tracer's own first, then the named
+/// ones by name.
+fn everywhere(interface: &str) -> Vec<Location> {
+    let mut names: Vec<String> = netns::netns_names().into_values().collect();
+    names.sort();
+    names
+        .into_iter()
+        .filter_map(|netns| {
+            let ifindex = locate::ifindex_in(&netns, interface)?;
+            let netns_inode = netns::netns_inode(&netns).ok()?;
+            Some(Location {
+                netns,
+                netns_inode,
+                ifindex,
+            })
+        })
+        .collect()
+}
+
+/// The hook's name in logs and metrics.
+pub fn hook_name(hook: IngressHook) -> &'static str {
+    match hook {
+        IngressHook::Xdp => "xdp",
+        IngressHook::Tc => "tc",
+    }
+}
+
+/// Whether `interface` is still at `last`: the cheap check before searching every namespace. A
+/// namespace deleted and created again under its name has another inode: not the same place.
+fn still_there(last: &Location, interface: &str) -> bool {
+    locate::ifindex_in(&last.netns, interface) == Some(last.ifindex)
+        && netns::netns_inode(&last.netns).is_ok_and(|inode| inode == last.netns_inode)
+}
+
+/// Whether the device at `location` runs `probe`'s egress program: a device that only moved
+/// does, one deleted and created again under the same name does not. `None`: the kernel could
+/// not say.
+fn runs_probe(probe: &PortProbe, location: &Location, interface: &str) -> Option<bool> {
+    let ours = probe.egress_program_id().ok()?;
+    let _inside = NetnsGuard::enter(&location.netns).ok()?;
+    match SchedClassifier::query_tcx(interface, TcAttachType::Egress) {
+        Ok((_, programs)) => Some(programs.iter().any(|program| program.id() == ours)),
+        Err(err) => {
+            debug!("querying tcx egress programs on {interface}: {err}");
+            None
+        }
+    }
+}

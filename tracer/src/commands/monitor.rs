@@ -1,0 +1,333 @@
+//! `tracer monitor`: counts on both ports for as long as it runs, follows them wherever they go,
+//! and serves the counts to Prometheus. The counters are pinned on bpffs, so that they outlive
+//! a restart.
+
+use std::{
+    cell::RefCell,
+    collections::{BTreeMap, HashSet},
+    path::Path,
+    rc::Rc,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use log::{debug, info, warn};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    signal::unix::{SignalKind, signal},
+};
+use tracer_common::DropKey;
+
+use crate::{
+    btf::Btf,
+    cli::MonitorArgs,
+    collect::{
+        drops::{self, DropProbe, KernelLayout, RawDrop},
+        ebpf_log_level,
+        follow::{FollowedPort, hook_name},
+        ports::{self, PortOptions},
+    },
+    error::UsageError,
+    evidence::{AttachedPort, MonitorSnapshot, MonitoredPort},
+    http::{self, Request, Response},
+    pins::{self, PinLock},
+    preflight,
+    render::metrics::{self, Format},
+};
+
+/// How often the ports are looked for between scrapes.
+const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+const NEIGH_FAILED: &str = "NEIGH_FAILED";
+
+pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
+    preflight::check()?;
+    if args.unpin {
+        return unpin(&args.pin_dir);
+    }
+    if args.ports.initiator == args.ports.target {
+        return Err(UsageError::Argument(format!(
+            "port `{}` is given twice: initiator and target must differ",
+            args.ports.target
+        ))
+        .into());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    // The address is the user's to fix, and refused before anything is attached.
+    let listener = runtime
+        .block_on(TcpListener::bind(args.metrics_addr))
+        .map_err(|err| {
+            UsageError::Argument(format!(
+                "cannot serve metrics on {}: {err}; choose another --metrics-addr",
+                args.metrics_addr
+            ))
+        })?;
+
+    pins::prepare_root(&args.pin_dir)?;
+    let _lock = PinLock::acquire(&args.pin_dir)?;
+    if args.reset {
+        let removed = pins::remove_all(&args.pin_dir)?;
+        info!(
+            "--reset: removed {} pinned maps from {}",
+            removed.len(),
+            args.pin_dir.display()
+        );
+    }
+    let mut monitor = Monitor::start(args, verbosity)?;
+    monitor.refresh();
+    for port in &monitor.ports {
+        if port.location().is_none() {
+            warn!("{}: not found yet; counting once it appears", port.spec);
+        }
+    }
+    let logger = monitor.drops.take_logger();
+
+    let local = tokio::task::LocalSet::new();
+    runtime.block_on(local.run_until(async move {
+        // Signal handlers go in before the ready file: from then on, Ctrl-C means "stop".
+        let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+        let mut terminate =
+            signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+        if let Some(logger) = logger {
+            crate::logging::forward_ebpf_logs(logger)?;
+        }
+        if let Some(path) = &args.ready_file {
+            super::write_ready_file(path)?;
+        }
+        info!("serving metrics at http://{}/metrics", args.metrics_addr);
+        let monitor = Rc::new(RefCell::new(monitor));
+        let mut refresh = tokio::time::interval(REFRESH_INTERVAL);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = refresh.tick() => monitor.borrow_mut().refresh(),
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        tokio::task::spawn_local(serve(stream, Rc::clone(&monitor)));
+                    }
+                    Err(err) => {
+                        // Out of descriptors, say: pause rather than spin.
+                        warn!("accepting a metrics connection: {err}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                _ = interrupt.recv() => break,
+                _ = terminate.recv() => break,
+            }
+        }
+        anyhow::Ok(())
+    }))?;
+    // Dropping the runtime's tasks drops the monitor: every link goes, the pinned maps stay.
+    drop(local);
+    info!(
+        "stopped; the counts stay pinned in {}",
+        args.pin_dir.display()
+    );
+    Ok(())
+}
+
+fn unpin(root: &Path) -> anyhow::Result<()> {
+    let removed = pins::unpin(root)?;
+    if removed.is_empty() {
+        println!("nothing pinned in {}", root.display());
+    }
+    for path in removed {
+        println!("unpinned {}", path.display());
+    }
+    Ok(())
+}
+
+struct Monitor {
+    ports: Vec<FollowedPort>,
+    drops: DropProbe,
+    layout: KernelLayout,
+    kernel: String,
+}
+
+impl Monitor {
+    fn start(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<Self> {
+        let root = &args.pin_dir;
+        let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
+        let layout = KernelLayout::from_btf(&btf)?;
+        let kernel_btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF")?;
+        let log_level = ebpf_log_level(verbosity);
+        let drops_directory = pins::drops_directory(root);
+        pins::prepare_directory(&drops_directory, &drops::PINNED_MAPS)?;
+        let drops =
+            DropProbe::attach_pinned(&layout, &kernel_btf, &log_level, Some(&drops_directory))?;
+
+        let options = PortOptions {
+            watched_port: args.ports.port,
+            capture: false,
+            log_level,
+            ingress: args.ingress_hook,
+        };
+        let mut followed = Vec::new();
+        for (role, spec) in [
+            ("initiator", &args.ports.initiator),
+            ("target", &args.ports.target),
+        ] {
+            let directory = pins::port_directory(root, spec)?;
+            pins::prepare_directory(&directory, &ports::PINNED_MAPS)?;
+            followed.push(FollowedPort::new(
+                role,
+                spec.clone(),
+                options,
+                Some(directory),
+            ));
+        }
+        Ok(Self {
+            ports: followed,
+            drops,
+            layout,
+            kernel: kernel_release(),
+        })
+    }
+
+    /// Finds the ports, attaching where needed, then forgets the drop sites that are not where
+    /// a port is now.
+    fn refresh(&mut self) {
+        for port in &mut self.ports {
+            port.refresh();
+        }
+        if let Err(err) = self.forget_unexported_drops() {
+            warn!("sweeping the drop counters: {err:#}");
+        }
+    }
+
+    /// kfree_skb sees the whole machine, and drops are keyed by (namespace inode, interface
+    /// index): both are reused once freed. Keeping only the sites where a port is now, every
+    /// second, stops the pinned map from filling up with the rest of the machine, and a port
+    /// arriving somewhere from inheriting the counts of a namespace that died there before.
+    fn forget_unexported_drops(&mut self) -> anyhow::Result<()> {
+        let places: HashSet<(u32, u32)> = self
+            .ports
+            .iter()
+            .filter_map(FollowedPort::location)
+            .map(|location| (location.netns_inode, location.ifindex))
+            .collect();
+        let unexported: Vec<DropKey> = self
+            .drops
+            .drops()?
+            .iter()
+            .map(|site| site.key)
+            .filter(|key| !places.contains(&(key.netns, key.ifindex)))
+            .collect();
+        if !unexported.is_empty() {
+            debug!(
+                "forgetting {} drop sites away from the ports",
+                unexported.len()
+            );
+            self.drops.forget(&unexported)?;
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self) -> anyhow::Result<MonitorSnapshot> {
+        let sites = self.drops.drops()?;
+        let ports = self
+            .ports
+            .iter()
+            .map(|port| {
+                Ok(MonitoredPort {
+                    role: port.role.to_owned(),
+                    spec: port.spec.to_string(),
+                    attached: self.attached_port(port, &sites)?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(MonitorSnapshot {
+            ports,
+            // The ports' capture is off: its loss counter stays zero.
+            lost_events: self.drops.lost_events()?,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            kernel: self.kernel.clone(),
+        })
+    }
+
+    fn attached_port(
+        &self,
+        port: &FollowedPort,
+        sites: &[RawDrop],
+    ) -> anyhow::Result<Option<AttachedPort>> {
+        let Some((location, probe)) = port.attached() else {
+            return Ok(None);
+        };
+        let mut counters = probe.counters()?;
+        // The probe was attached where the port was then; the labels say where it is now.
+        counters.netns = location.netns.clone();
+        let mut drops = BTreeMap::<String, u64>::new();
+        for site in sites.iter().filter(|site| {
+            site.key.netns == location.netns_inode && site.key.ifindex == location.ifindex
+        }) {
+            *drops
+                .entry(self.layout.reason_name(site.key.reason))
+                .or_default() += site.count;
+        }
+        let neighbour_failures = drops.get(NEIGH_FAILED).copied().unwrap_or(0);
+        Ok(Some(AttachedPort {
+            counters,
+            ingress_hook: hook_name(probe.ingress_hook).to_owned(),
+            carrier: port.carrier(),
+            drops,
+            neighbour_failures,
+        }))
+    }
+}
+
+/// `uname -r`.
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|release| release.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// One connection: one request, one response, closed.
+async fn serve(stream: TcpStream, monitor: Rc<RefCell<Monitor>>) {
+    let head = match http::read_head(&stream).await {
+        Ok(Some(head)) => head,
+        Ok(None) => return,
+        Err(err) => {
+            log::debug!("reading a metrics request: {err}");
+            return;
+        }
+    };
+    let request = http::parse_request(&head);
+    let head_only = request.as_ref().is_some_and(|r| r.method == "HEAD");
+    // Answered at once: the borrow never spans an await.
+    let response = respond(&monitor, request.as_ref());
+    if let Err(err) = http::write_all(&stream, &response.encode(head_only)).await {
+        log::debug!("answering a metrics request: {err}");
+    }
+}
+
+fn respond(monitor: &RefCell<Monitor>, request: Option<&Request>) -> Response {
+    let Some(request) = request else {
+        return Response::text(400, "malformed request\n");
+    };
+    if request.method != "GET" && request.method != "HEAD" {
+        return Response::text(405, "only GET and HEAD\n");
+    }
+    if request.path != "/metrics" {
+        return Response::text(404, "tracer monitor serves /metrics only\n");
+    }
+    let mut monitor = monitor.borrow_mut();
+    // Where the ports are right now, not up to a second ago.
+    monitor.refresh();
+    match monitor.snapshot() {
+        Ok(snapshot) => {
+            let format = Format::negotiate(request.accept.as_deref());
+            Response {
+                status: 200,
+                content_type: format.content_type(),
+                body: metrics::exposition(&snapshot, format).into_bytes(),
+            }
+        }
+        Err(err) => {
+            warn!("reading the counters for a scrape: {err:#}");
+            Response::text(500, "reading the counters failed; see tracer's log\n")
+        }
+    }
+}

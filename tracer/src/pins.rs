@@ -1,0 +1,359 @@
+//! Counters pinned on the BPF filesystem, so that `tracer monitor`'s counts outlive the process
+//! (a restart, an upgrade), and the command that removes them again.
+//!
+//! Under the pin root (default /sys/fs/bpf/tracer):
+//!
+//! ```text
+//! ports/NETNS:IFNAME/PACKET_COUNTERS    one port's counters, named by its configured spec
+//! ports/IFNAME/PACKET_COUNTERS          (a port in tracer's own namespace)
+//! drops/DROP_COUNTERS, drops/LOST_EVENTS
+//! ```
+//!
+//! Only maps are pinned, never programs or links: nothing stays attached after tracer exits.
+
+use std::{
+    ffi::CString,
+    fs::File,
+    io,
+    os::{fd::AsRawFd, unix::ffi::OsStrExt as _},
+    path::{Path, PathBuf},
+};
+
+use anyhow::Context as _;
+use aya::maps::{MapInfo, MapType};
+use log::{info, warn};
+use tracer_common::{DropKey, PACKET_COUNTER_ENTRIES};
+
+use crate::{
+    collect::{drops, ports},
+    error::UsageError,
+    spec::PortSpec,
+};
+
+pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/tracer";
+/// Where systemd mounts bpffs at boot; minimal VMs and containers leave it unmounted.
+const BPF_FS_MOUNT_POINT: &str = "/sys/fs/bpf";
+/// `statfs.f_type` of a BPF filesystem.
+const BPF_FS_MAGIC: u64 = 0xcafe_4a11;
+/// Longest file name bpffs (and Linux) accepts.
+const NAME_MAX: usize = 255;
+
+fn on_bpffs(path: &Path) -> bool {
+    let Ok(path) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs writes into the zeroed struct it is given; `path` is NUL-terminated.
+    unsafe {
+        let mut stats: libc::statfs = std::mem::zeroed();
+        libc::statfs(path.as_ptr(), &mut stats) == 0 && stats.f_type as u64 == BPF_FS_MAGIC
+    }
+}
+
+fn mount_bpffs() -> io::Result<()> {
+    let target = c"/sys/fs/bpf";
+    let source = c"bpf";
+    // SAFETY: every pointer is a NUL-terminated string that outlives the call.
+    let status = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            source.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if status != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes `root` a directory on a BPF filesystem, mounting bpffs at /sys/fs/bpf first when
+/// `root` lies beneath it and nothing is mounted there yet.
+pub fn prepare_root(root: &Path) -> anyhow::Result<()> {
+    let mount_point = Path::new(BPF_FS_MOUNT_POINT);
+    if root.starts_with(mount_point) && !on_bpffs(mount_point) {
+        mount_bpffs().map_err(|err| {
+            UsageError::Argument(format!(
+                "cannot mount a BPF filesystem at {BPF_FS_MOUNT_POINT} for the pinned counters: \
+                 {err}; mount it yourself (`mount -t bpf bpf {BPF_FS_MOUNT_POINT}`)"
+            ))
+        })?;
+        info!("mounted a BPF filesystem at {BPF_FS_MOUNT_POINT}");
+    }
+    std::fs::create_dir_all(root).map_err(|err| {
+        UsageError::Argument(format!(
+            "cannot create the pin directory {}: {err}",
+            root.display()
+        ))
+    })?;
+    if !on_bpffs(root) {
+        return Err(UsageError::Argument(format!(
+            "pin directory {} is not on a BPF filesystem: use one under {BPF_FS_MOUNT_POINT}",
+            root.display()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Held while a monitor uses a pin root: two monitors sharing counters would count every frame
+/// twice. The kernel releases it when the process ends, however it ends.
+pub struct PinLock {
+    _directory: File,
+}
+
+impl PinLock {
+    pub fn acquire(root: &Path) -> anyhow::Result<Self> {
+        let directory = File::open(root)
+            .with_context(|| format!("opening the pin directory {}", root.display()))?;
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(directory.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                return Err(UsageError::Argument(format!(
+                    "another tracer monitor uses the counters pinned in {}: stop it first, or \
+                     give this one its own --pin-dir",
+                    root.display()
+                ))
+                .into());
+            }
+            return Err(err).with_context(|| format!("locking {}", root.display()));
+        }
+        Ok(Self {
+            _directory: directory,
+        })
+    }
+}
+
+/// A spec as one file name, `NETNS:IFNAME` or `IFNAME`: interface names hold neither ':' nor
+/// '/' and namespace names no '/', so two specs never share a name.
+pub fn pin_name(spec: &PortSpec) -> String {
+    if spec.netns.is_empty() {
+        spec.interface.clone()
+    } else {
+        format!("{}:{}", spec.netns, spec.interface)
+    }
+}
+
+/// Where the counters of the port configured as `spec` are pinned.
+pub fn port_directory(root: &Path, spec: &PortSpec) -> Result<PathBuf, UsageError> {
+    let name = pin_name(spec);
+    if name.len() > NAME_MAX {
+        return Err(UsageError::Argument(format!(
+            "port spec `{spec}` is too long to name its pinned counters (at most {NAME_MAX} \
+             bytes as NETNS:IFNAME)"
+        )));
+    }
+    Ok(root.join("ports").join(name))
+}
+
+/// Where the drop probe's counters are pinned.
+pub fn drops_directory(root: &Path) -> PathBuf {
+    root.join("drops")
+}
+
+/// What a pinned map must look like to be reused: a tracer of another version may have pinned
+/// another layout, and a program given the wrong map would count wrongly or not at all.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct MapShape {
+    map_type: MapType,
+    key_size: u32,
+    value_size: u32,
+    max_entries: Option<u32>,
+}
+
+impl MapShape {
+    fn of(info: &MapInfo) -> Option<Self> {
+        Some(Self {
+            map_type: info.map_type().ok()?,
+            key_size: info.key_size(),
+            value_size: info.value_size(),
+            max_entries: Some(info.max_entries()),
+        })
+    }
+
+    fn accepts(&self, pinned: &Self) -> bool {
+        self.map_type == pinned.map_type
+            && self.key_size == pinned.key_size
+            && self.value_size == pinned.value_size
+            && self
+                .max_entries
+                .is_none_or(|max| Some(max) == pinned.max_entries)
+    }
+}
+
+const COUNTER_SIZE: u32 = size_of::<u64>() as u32;
+const INDEX_SIZE: u32 = size_of::<u32>() as u32;
+
+fn expected_shape(name: &str) -> Option<MapShape> {
+    let shape = match name {
+        "PACKET_COUNTERS" => MapShape {
+            map_type: MapType::PerCpuArray,
+            key_size: INDEX_SIZE,
+            value_size: COUNTER_SIZE,
+            max_entries: Some(PACKET_COUNTER_ENTRIES),
+        },
+        // Its capacity may grow between versions without harm: not compared.
+        "DROP_COUNTERS" => MapShape {
+            map_type: MapType::PerCpuHash,
+            key_size: size_of::<DropKey>() as u32,
+            value_size: COUNTER_SIZE,
+            max_entries: None,
+        },
+        "LOST_EVENTS" => MapShape {
+            map_type: MapType::PerCpuArray,
+            key_size: INDEX_SIZE,
+            value_size: COUNTER_SIZE,
+            max_entries: Some(1),
+        },
+        _ => return None,
+    };
+    Some(shape)
+}
+
+/// Creates `directory` for the maps `names`, and removes any of them pinned there with another
+/// layout (their counts restart from zero, and say so).
+pub fn prepare_directory(directory: &Path, names: &[&str]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(directory)
+        .with_context(|| format!("creating the pin directory {}", directory.display()))?;
+    for name in names {
+        let path = directory.join(name);
+        if std::fs::symlink_metadata(&path).is_err() {
+            continue;
+        }
+        let pinned = MapInfo::from_pin(&path).ok();
+        let reusable = match (expected_shape(name), pinned.as_ref().and_then(MapShape::of)) {
+            (Some(expected), Some(pinned)) => expected.accepts(&pinned),
+            (None, Some(_)) => true,
+            (_, None) => false,
+        };
+        if !reusable {
+            warn!(
+                "{} was pinned with another layout (an older tracer?): replacing it, its counts \
+                 start from zero",
+                path.display()
+            );
+            std::fs::remove_file(&path)
+                .with_context(|| format!("removing the stale pin {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_if_present(path: &Path, removed: &mut Vec<PathBuf>) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            removed.push(path.to_owned());
+            Ok(())
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+fn remove_dir_if_empty(path: &Path) -> io::Result<()> {
+    match std::fs::remove_dir(path) {
+        Err(err)
+            if !matches!(
+                err.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::DirectoryNotEmpty
+            ) =>
+        {
+            Err(err)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Removes every map tracer pins under `root` and the directories it made for them once empty;
+/// anything else found there is left alone. Returns the removed pins.
+pub fn remove_all(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    let ports_root = root.join("ports");
+    if let Ok(entries) = std::fs::read_dir(&ports_root) {
+        for entry in entries.flatten() {
+            let directory = entry.path();
+            for name in ports::PINNED_MAPS {
+                remove_if_present(&directory.join(name), &mut removed)
+                    .with_context(|| format!("unpinning {}", directory.display()))?;
+            }
+            remove_dir_if_empty(&directory)
+                .with_context(|| format!("removing {}", directory.display()))?;
+        }
+    }
+    remove_dir_if_empty(&ports_root)
+        .with_context(|| format!("removing {}", ports_root.display()))?;
+    let drops_root = drops_directory(root);
+    for name in drops::PINNED_MAPS {
+        remove_if_present(&drops_root.join(name), &mut removed)
+            .with_context(|| format!("unpinning {}", drops_root.display()))?;
+    }
+    remove_dir_if_empty(&drops_root)
+        .with_context(|| format!("removing {}", drops_root.display()))?;
+    Ok(removed)
+}
+
+/// `tracer monitor --unpin`: removes what tracer pinned under `root`, and `root` once empty.
+/// Refused while a monitor uses it.
+pub fn unpin(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if !root.is_dir() {
+        return Ok(Vec::new());
+    }
+    let lock = PinLock::acquire(root)?;
+    let removed = remove_all(root)?;
+    drop(lock);
+    remove_dir_if_empty(root).with_context(|| format!("removing {}", root.display()))?;
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(text: &str) -> PortSpec {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn pin_names_keep_specs_apart() {
+        assert_eq!(pin_name(&spec("cvl_0_1")), "cvl_0_1");
+        assert_eq!(
+            pin_name(&spec("cvl_0_0_ns_spdk/cvl_0_0")),
+            "cvl_0_0_ns_spdk:cvl_0_0"
+        );
+        // A ':' inside a namespace name is no ambiguity: the interface is after the last one.
+        assert_eq!(pin_name(&spec("a:b/c")), "a:b:c");
+        assert!("a/b:c".parse::<PortSpec>().is_err());
+    }
+
+    #[test]
+    fn overlong_specs_are_refused() {
+        let netns = "n".repeat(250);
+        let long = spec(&format!("{netns}/abcdefghij"));
+        assert!(port_directory(Path::new(DEFAULT_PIN_ROOT), &long).is_err());
+        let path = port_directory(Path::new(DEFAULT_PIN_ROOT), &spec("ns/eth0")).unwrap();
+        assert_eq!(path, Path::new("/sys/fs/bpf/tracer/ports/ns:eth0"));
+    }
+
+    #[test]
+    fn shapes_compare_capacity_only_when_it_matters() {
+        let drops = expected_shape("DROP_COUNTERS").unwrap();
+        let bigger = MapShape {
+            max_entries: Some(8192),
+            ..drops
+        };
+        assert!(drops.accepts(&bigger));
+        let packets = expected_shape("PACKET_COUNTERS").unwrap();
+        let older = MapShape {
+            max_entries: Some(PACKET_COUNTER_ENTRIES - 2),
+            ..packets
+        };
+        assert!(!packets.accepts(&older));
+        let wrong_type = MapShape {
+            map_type: MapType::Array,
+            ..packets
+        };
+        assert!(!packets.accepts(&wrong_type));
+    }
+}

@@ -1,0 +1,380 @@
+//! `tracer monitor`'s metrics in the Prometheus text format (0.0.4) or, when the scraper asks
+//! for it, OpenMetrics 1.0.
+
+use std::fmt::Write as _;
+
+use tracer_common::PacketKind;
+
+use crate::evidence::{AttachedPort, MonitorSnapshot};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `text/plain; version=0.0.4`: what every Prometheus and `promtool check metrics` read.
+    Prometheus,
+    /// `application/openmetrics-text; version=1.0.0`: what Prometheus asks for first.
+    OpenMetrics,
+}
+
+impl Format {
+    /// The format an HTTP `Accept` header asks for: OpenMetrics when it is named and not
+    /// refused (q=0), the Prometheus text format otherwise.
+    pub fn negotiate(accept: Option<&str>) -> Self {
+        let wants_openmetrics = accept.is_some_and(|accept| {
+            accept.split(',').any(|range| {
+                let mut parts = range.split(';').map(str::trim);
+                let media_type = parts.next().unwrap_or_default();
+                let refused = parts.any(|parameter| {
+                    parameter
+                        .strip_prefix("q=")
+                        .and_then(|q| q.parse::<f32>().ok())
+                        .is_some_and(|q| q <= 0.0)
+                });
+                media_type.eq_ignore_ascii_case("application/openmetrics-text") && !refused
+            })
+        });
+        if wants_openmetrics {
+            Self::OpenMetrics
+        } else {
+            Self::Prometheus
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+            Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Type {
+    Counter,
+    Gauge,
+    /// A constant 1 whose labels carry the information.
+    Info,
+}
+
+/// One metric family: its samples are named `name` plus the type's suffix.
+struct Family<'a> {
+    name: &'a str,
+    kind: Type,
+    help: &'a str,
+}
+
+type Labels<'a> = Vec<(&'a str, &'a str)>;
+
+impl Family<'_> {
+    fn sample_name(&self) -> String {
+        match self.kind {
+            Type::Counter => format!("{}_total", self.name),
+            Type::Info => format!("{}_info", self.name),
+            Type::Gauge => self.name.to_owned(),
+        }
+    }
+
+    fn write(&self, out: &mut String, format: Format, samples: &[(Labels<'_>, u64)]) {
+        let sample_name = self.sample_name();
+        // OpenMetrics names the family without the suffix; the Prometheus text format names it
+        // as its samples, and has no info type.
+        let (family_name, type_name) = match (format, self.kind) {
+            (Format::OpenMetrics, Type::Counter) => (self.name, "counter"),
+            (Format::OpenMetrics, Type::Info) => (self.name, "info"),
+            (_, Type::Gauge) => (sample_name.as_str(), "gauge"),
+            (Format::Prometheus, Type::Counter) => (sample_name.as_str(), "counter"),
+            (Format::Prometheus, Type::Info) => (sample_name.as_str(), "gauge"),
+        };
+        let _ = writeln!(out, "# HELP {family_name} {}", self.help);
+        let _ = writeln!(out, "# TYPE {family_name} {type_name}");
+        for (labels, value) in samples {
+            out.push_str(&sample_name);
+            if !labels.is_empty() {
+                out.push('{');
+                for (i, (name, value)) in labels.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    let _ = write!(out, "{name}=\"{}\"", escape_label_value(value));
+                }
+                out.push('}');
+            }
+            let _ = writeln!(out, " {value}");
+        }
+    }
+}
+
+/// Label values may hold any UTF-8: both formats escape backslash, double quote and newline.
+fn escape_label_value(value: &str) -> String {
+    let mut escaped = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            '"' => escaped.push_str("\\\""),
+            '\n' => escaped.push_str("\\n"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+const BUILD: Family = Family {
+    name: "tracer_build",
+    kind: Type::Info,
+    help: "tracer's version and the running kernel's release.",
+};
+const PORT_ATTACHED: Family = Family {
+    name: "tracer_port_attached",
+    kind: Type::Gauge,
+    help: "1 when the configured port is found and counted, 0 while tracer waits for it.",
+};
+const PORT: Family = Family {
+    name: "tracer_port",
+    kind: Type::Info,
+    help: "Which configured port (role, spec) is where (netns, interface): join on netns and \
+           interface to tell the initiator's series from the target's.",
+};
+const PACKETS: Family = Family {
+    name: "tracer_packets",
+    kind: Type::Counter,
+    help: "Frames that crossed a watched port, by direction and kind (tcp_syn, tcp_syn_ack and \
+           tcp_rst are also in tcp_port). netns is where the port is now.",
+};
+const DROPS: Family = Family {
+    name: "tracer_drops",
+    kind: Type::Counter,
+    help: "Kernel drops (kfree_skb) of frames on a watched port while it was in namespace \
+           netns, by the kernel's drop reason.",
+};
+const NEIGHBOUR_FAILURES: Family = Family {
+    name: "tracer_neighbour_failures",
+    kind: Type::Counter,
+    help: "Frames dropped on a watched port because its neighbour (ARP) entry failed: kfree_skb \
+           drops with reason NEIGH_FAILED.",
+};
+const CARRIER: Family = Family {
+    name: "tracer_link_carrier",
+    kind: Type::Gauge,
+    help: "1 when the watched port has carrier, 0 when it has none.",
+};
+const INGRESS_HOOK: Family = Family {
+    name: "tracer_port_ingress_hook",
+    kind: Type::Gauge,
+    help: "The hook counting a port's ingress: xdp, or tc when another program holds its XDP \
+           hook.",
+};
+const LOST_EVENTS: Family = Family {
+    name: "tracer_lost_events",
+    kind: Type::Counter,
+    help: "Events the kernel programs saw but could not count.",
+};
+
+fn location_labels(port: &AttachedPort) -> Labels<'_> {
+    vec![
+        ("netns", port.counters.netns.as_str()),
+        ("interface", port.counters.interface.as_str()),
+    ]
+}
+
+/// The exposition of one snapshot. Only formatting: every number comes from the snapshot.
+pub fn exposition(snapshot: &MonitorSnapshot, format: Format) -> String {
+    let mut out = String::new();
+    BUILD.write(
+        &mut out,
+        format,
+        &[(
+            vec![
+                ("version", snapshot.version.as_str()),
+                ("kernel", snapshot.kernel.as_str()),
+            ],
+            1,
+        )],
+    );
+
+    let attached_samples: Vec<_> = snapshot
+        .ports
+        .iter()
+        .map(|port| {
+            (
+                vec![("role", port.role.as_str()), ("spec", port.spec.as_str())],
+                u64::from(port.attached.is_some()),
+            )
+        })
+        .collect();
+    PORT_ATTACHED.write(&mut out, format, &attached_samples);
+
+    let port_samples: Vec<_> = snapshot
+        .ports
+        .iter()
+        .filter_map(|port| {
+            let attached = port.attached.as_ref()?;
+            let mut labels = vec![("role", port.role.as_str()), ("spec", port.spec.as_str())];
+            labels.extend(location_labels(attached));
+            Some((labels, 1))
+        })
+        .collect();
+    PORT.write(&mut out, format, &port_samples);
+
+    let attached: Vec<&AttachedPort> = snapshot
+        .ports
+        .iter()
+        .filter_map(|port| port.attached.as_ref())
+        .collect();
+
+    let mut packets = Vec::new();
+    for port in &attached {
+        for (direction, counts) in [
+            ("ingress", &port.counters.ingress),
+            ("egress", &port.counters.egress),
+        ] {
+            for kind in PacketKind::ALL {
+                let mut labels = location_labels(port);
+                labels.extend([("direction", direction), ("kind", kind.name())]);
+                packets.push((labels, counts.get(kind)));
+            }
+        }
+    }
+    PACKETS.write(&mut out, format, &packets);
+
+    let mut drops = Vec::new();
+    for port in &attached {
+        for (reason, count) in &port.drops {
+            let mut labels = location_labels(port);
+            labels.push(("reason", reason.as_str()));
+            drops.push((labels, *count));
+        }
+    }
+    DROPS.write(&mut out, format, &drops);
+
+    let neighbour_failures: Vec<_> = attached
+        .iter()
+        .map(|port| (location_labels(port), port.neighbour_failures))
+        .collect();
+    NEIGHBOUR_FAILURES.write(&mut out, format, &neighbour_failures);
+
+    let carrier: Vec<_> = attached
+        .iter()
+        .filter_map(|port| Some((location_labels(port), u64::from(port.carrier?))))
+        .collect();
+    CARRIER.write(&mut out, format, &carrier);
+
+    let hooks: Vec<_> = attached
+        .iter()
+        .map(|port| {
+            let mut labels = location_labels(port);
+            labels.push(("hook", port.ingress_hook.as_str()));
+            (labels, 1)
+        })
+        .collect();
+    INGRESS_HOOK.write(&mut out, format, &hooks);
+
+    LOST_EVENTS.write(&mut out, format, &[(vec![], snapshot.lost_events)]);
+    if format == Format::OpenMetrics {
+        out.push_str("# EOF\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::evidence::{InterfaceCounters, KindCounts, MonitoredPort};
+
+    fn snapshot() -> MonitorSnapshot {
+        let mut egress = KindCounts::default();
+        egress.set(PacketKind::IcmpEchoRequest, 5);
+        MonitorSnapshot {
+            ports: vec![
+                MonitoredPort {
+                    role: "initiator".into(),
+                    spec: "cvl_0_1".into(),
+                    attached: Some(AttachedPort {
+                        counters: InterfaceCounters {
+                            netns: String::new(),
+                            interface: "cvl_0_1".into(),
+                            ingress: KindCounts::default(),
+                            egress,
+                        },
+                        ingress_hook: "xdp".into(),
+                        carrier: Some(true),
+                        drops: BTreeMap::from([("NEIGH_FAILED".to_owned(), 3)]),
+                        neighbour_failures: 3,
+                    }),
+                },
+                MonitoredPort {
+                    role: "target".into(),
+                    spec: "ns\"x/cvl_0_0".into(),
+                    attached: None,
+                },
+            ],
+            lost_events: 0,
+            version: "0.1.0".into(),
+            kernel: "6.18.0".into(),
+        }
+    }
+
+    #[test]
+    fn prometheus_text() {
+        let text = exposition(&snapshot(), Format::Prometheus);
+        assert!(text.contains("# TYPE tracer_packets_total counter\n"));
+        assert!(text.contains(
+            "tracer_packets_total{netns=\"\",interface=\"cvl_0_1\",direction=\"egress\",kind=\"icmp_echo_request\"} 5\n"
+        ));
+        assert!(text.contains("# TYPE tracer_build_info gauge\n"));
+        assert!(text.contains("tracer_build_info{version=\"0.1.0\",kernel=\"6.18.0\"} 1\n"));
+        assert!(text.contains(
+            "tracer_drops_total{netns=\"\",interface=\"cvl_0_1\",reason=\"NEIGH_FAILED\"} 3\n"
+        ));
+        assert!(
+            text.contains("tracer_neighbour_failures_total{netns=\"\",interface=\"cvl_0_1\"} 3\n")
+        );
+        assert!(text.contains("tracer_link_carrier{netns=\"\",interface=\"cvl_0_1\"} 1\n"));
+        assert!(text.contains(
+            "tracer_port_ingress_hook{netns=\"\",interface=\"cvl_0_1\",hook=\"xdp\"} 1\n"
+        ));
+        assert!(
+            text.contains("tracer_port_attached{role=\"target\",spec=\"ns\\\"x/cvl_0_0\"} 0\n")
+        );
+        assert!(text.contains(
+            "tracer_port_info{role=\"initiator\",spec=\"cvl_0_1\",netns=\"\",interface=\"cvl_0_1\"} 1\n"
+        ));
+        // A port waited for has no location: no info sample.
+        assert!(!text.contains("tracer_port_info{role=\"target\""));
+        assert!(text.ends_with("tracer_lost_events_total 0\n"));
+        // Both directions times every kind, for the one attached port.
+        let packet_lines = text
+            .lines()
+            .filter(|line| line.starts_with("tracer_packets_total{"));
+        assert_eq!(packet_lines.count(), 2 * PacketKind::ALL.len());
+    }
+
+    #[test]
+    fn openmetrics_text() {
+        let text = exposition(&snapshot(), Format::OpenMetrics);
+        assert!(text.contains("# TYPE tracer_packets counter\n"));
+        assert!(text.contains("# TYPE tracer_build info\n"));
+        assert!(text.contains("tracer_build_info{version=\"0.1.0\",kernel=\"6.18.0\"} 1\n"));
+        assert!(text.contains("# TYPE tracer_link_carrier gauge\n"));
+        assert!(text.ends_with("tracer_lost_events_total 0\n# EOF\n"));
+    }
+
+    #[test]
+    fn negotiation() {
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+                          version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+        assert_eq!(Format::negotiate(Some("text/plain")), Format::Prometheus);
+        assert_eq!(Format::negotiate(Some("*/*")), Format::Prometheus);
+        assert_eq!(Format::negotiate(None), Format::Prometheus);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text; q=0")),
+            Format::Prometheus
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label_value("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
+    }
+}
