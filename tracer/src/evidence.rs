@@ -50,6 +50,17 @@ pub struct DropCount {
     pub count: u64,
 }
 
+impl DropCount {
+    /// Where the drop happened, for people: the interface, else what the skb had instead.
+    pub fn place(&self) -> String {
+        match (self.interface.is_empty(), self.ifindex) {
+            (false, _) => self.interface.clone(),
+            (true, 0) => "no device (a local socket)".to_owned(),
+            (true, ifindex) => format!("ifindex {ifindex}"),
+        }
+    }
+}
+
 /// The name of an EtherType, as reported with drops.
 pub fn protocol_name(ethertype: u16) -> String {
     match ethertype {

@@ -823,11 +823,35 @@ impl Rule {
     fn chain_key(&self) -> ChainKey<'_> {
         (self.backend, &self.family, &self.table, &self.chain)
     }
+
+    /// This rule as the one that dropped `packets`.
+    pub fn hit(&self, packets: u64) -> DropHit {
+        DropHit {
+            backend: self.backend,
+            family: self.family.clone(),
+            table: self.table.clone(),
+            chain: self.chain.clone(),
+            rule: Some(self.text.clone()),
+            packets,
+        }
+    }
 }
 
 impl Chain {
     fn key(&self) -> ChainKey<'_> {
         (self.backend, &self.family, &self.table, &self.name)
+    }
+
+    /// This chain's drop policy as what dropped `packets`.
+    pub fn policy_hit(&self, packets: u64) -> DropHit {
+        DropHit {
+            backend: self.backend,
+            family: self.family.clone(),
+            table: self.table.clone(),
+            chain: self.name.clone(),
+            rule: None,
+            packets,
+        }
     }
 }
 
@@ -893,14 +917,7 @@ impl Ruleset {
                 None => continue,
             };
             if counted > 0 {
-                hits.push(DropHit {
-                    backend: rule.backend,
-                    family: rule.family.clone(),
-                    table: rule.table.clone(),
-                    chain: rule.chain.clone(),
-                    rule: Some(rule.text.clone()),
-                    packets: counted,
-                });
+                hits.push(rule.hit(counted));
             }
         }
         for chain in after.chains.iter().filter(|chain| chain.policy_drop) {
@@ -911,14 +928,7 @@ impl Ruleset {
             };
             let counted = counted_since(*then, now);
             if counted > 0 {
-                hits.push(DropHit {
-                    backend: chain.backend,
-                    family: chain.family.clone(),
-                    table: chain.table.clone(),
-                    chain: chain.name.clone(),
-                    rule: None,
-                    packets: counted,
-                });
+                hits.push(chain.policy_hit(counted));
             }
         }
         hits
@@ -944,27 +954,13 @@ impl Ruleset {
             .iter()
             .filter(|rule| rule.drops && rule.packets.is_none())
             .filter(|rule| matches(&rule.family, &rule.table, &rule.chain))
-            .map(|rule| DropHit {
-                backend: rule.backend,
-                family: rule.family.clone(),
-                table: rule.table.clone(),
-                chain: rule.chain.clone(),
-                rule: Some(rule.text.clone()),
-                packets: 0,
-            });
+            .map(|rule| rule.hit(0));
         let policies = self
             .chains
             .iter()
             .filter(|chain| chain.policy_drop && chain.policy_packets.is_none())
             .filter(|chain| matches(&chain.family, &chain.table, &chain.name))
-            .map(|chain| DropHit {
-                backend: chain.backend,
-                family: chain.family.clone(),
-                table: chain.table.clone(),
-                chain: chain.name.clone(),
-                rule: None,
-                packets: 0,
-            });
+            .map(|chain| chain.policy_hit(0));
         rules.chain(policies).collect()
     }
 }

@@ -612,27 +612,13 @@ fn counted_drops(before: Option<&Ruleset>, after: &Ruleset) -> Vec<DropHit> {
         .iter()
         .filter(|rule| rule.drops && rule.packets.unwrap_or(0) > 0)
         .filter(|rule| !known(rule.backend, &rule.family, &rule.table, &rule.chain))
-        .map(|rule| DropHit {
-            backend: rule.backend,
-            family: rule.family.clone(),
-            table: rule.table.clone(),
-            chain: rule.chain.clone(),
-            rule: Some(rule.text.clone()),
-            packets: rule.packets.unwrap_or(0),
-        });
+        .map(|rule| rule.hit(rule.packets.unwrap_or(0)));
     let new_policies = after
         .chains
         .iter()
         .filter(|chain| chain.policy_drop && chain.policy_packets.unwrap_or(0) > 0)
         .filter(|chain| !known(chain.backend, &chain.family, &chain.table, &chain.name))
-        .map(|chain| DropHit {
-            backend: chain.backend,
-            family: chain.family.clone(),
-            table: chain.table.clone(),
-            chain: chain.name.clone(),
-            rule: None,
-            packets: chain.policy_packets.unwrap_or(0),
-        });
+        .map(|chain| chain.policy_hit(chain.policy_packets.unwrap_or(0)));
     for hit in new_rules.chain(new_policies) {
         if !hits.contains(&hit) {
             hits.push(hit);

@@ -144,6 +144,32 @@ pub struct NetfilterEvidence {
     pub rule_found_by: String,
 }
 
+impl NetfilterEvidence {
+    /// One line for people: who, where, which rule, how it was found.
+    pub fn describe(&self) -> String {
+        let location = &self.location;
+        let netns = if location.netns.is_empty() {
+            "(own)"
+        } else {
+            &location.netns
+        };
+        let rule = if location.rule.is_empty() {
+            String::new()
+        } else {
+            format!(", rule `{}`", location.rule)
+        };
+        let packets = if self.packets > 0 {
+            format!(", {} packets", self.packets)
+        } else {
+            String::new()
+        };
+        format!(
+            "{} in {netns}: {} table {} chain {}{rule} [{}{packets}]",
+            self.backend, location.family, location.table, location.chain, self.rule_found_by
+        )
+    }
+}
+
 /// A neighbour entry for the peer's address, before and after the probes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NeighbourEvidence {

@@ -389,34 +389,12 @@ fn netfilter_fault(evidence: &Evidence) -> Option<Verdict> {
             "kernel dropped {} {} packet(s) with NETFILTER_DROP on {} in {}",
             drop.drop.count,
             drop.drop.protocol,
-            if drop.drop.interface.is_empty() {
-                "a local socket".to_owned()
-            } else {
-                drop.drop.interface.clone()
-            },
+            drop.drop.place(),
             namespace_phrase(&drop.drop.netns)
         ));
     }
     for hit in &evidence.netfilter {
-        verdict = verdict.because(format!(
-            "{} in {}: table {} {} chain {}{} ({}{})",
-            hit.backend,
-            namespace_phrase(&hit.location.netns),
-            hit.location.family,
-            hit.location.table,
-            hit.location.chain,
-            if hit.location.rule.is_empty() {
-                String::new()
-            } else {
-                format!(", rule `{}`", hit.location.rule)
-            },
-            hit.rule_found_by,
-            if hit.packets > 0 {
-                format!(": {} packets", hit.packets)
-            } else {
-                String::new()
-            }
-        ));
+        verdict = verdict.because(hit.describe());
     }
     for probe in evidence.probes.iter().filter(|p| !p.fully_answered()) {
         verdict = verdict.because(ladder(probe));
@@ -616,11 +594,7 @@ fn unexplained(evidence: &Evidence, failed: &[&ProbeEvidence]) -> Verdict {
             format!(
                 "The kernel drops the probes with reason {} on {} in {}, which no class explains.",
                 drop.drop.reason,
-                if drop.drop.interface.is_empty() {
-                    "a local socket".to_owned()
-                } else {
-                    drop.drop.interface.clone()
-                },
+                drop.drop.place(),
                 namespace_phrase(&drop.drop.netns)
             ),
         ),
@@ -636,11 +610,7 @@ fn unexplained(evidence: &Evidence, failed: &[&ProbeEvidence]) -> Verdict {
             drop.drop.count,
             drop.drop.reason,
             drop.drop.protocol,
-            if drop.drop.interface.is_empty() {
-                format!("ifindex {}", drop.drop.ifindex)
-            } else {
-                drop.drop.interface.clone()
-            },
+            drop.drop.place(),
             namespace_phrase(&drop.drop.netns)
         ))
     });

@@ -108,8 +108,23 @@ fn probe_mut(evidence: &mut Evidence, kind: ProbeKind) -> &mut ProbeEvidence {
         .expect("fixture has every probe")
 }
 
-/// Probes after `kind` were skipped because `kind` failed (as diagnose does after ARP fails).
-fn skip_after_arp(evidence: &mut Evidence) {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ArpLost {
+    /// The requests never reached the target port.
+    OnTheWire,
+    /// They reached it and nothing answered.
+    Unanswered,
+}
+
+/// ARP fails; the probes after it are skipped, as diagnose does when ARP goes unanswered.
+fn arp_fails(evidence: &mut Evidence, lost: ArpLost) {
+    let arp = probe_mut(evidence, ProbeKind::Arp);
+    arp.outcome.answered = 0;
+    if lost == ArpLost::OnTheWire {
+        arp.reached_peer = 0;
+    }
+    arp.answer_left_peer = 0;
+    arp.answer_reached_origin = 0;
     for probe in evidence.probes.iter_mut().skip(1) {
         probe.skipped = Some("ARP unresolved".to_owned());
         probe.outcome = ProbeOutcome::default();
@@ -227,12 +242,7 @@ fn no_carrier_on_both_ports_is_cable() {
     let mut evidence = healthy();
     evidence.initiator.link.as_mut().unwrap().carrier = false;
     evidence.target.link.as_mut().unwrap().carrier = false;
-    let arp = probe_mut(&mut evidence, ProbeKind::Arp);
-    arp.outcome.answered = 0;
-    arp.reached_peer = 0;
-    arp.answer_left_peer = 0;
-    arp.answer_reached_origin = 0;
-    skip_after_arp(&mut evidence);
+    arp_fails(&mut evidence, ArpLost::OnTheWire);
     let verdict = diagnose(&evidence);
     assert_eq!(verdict.class, VerdictClass::Cable);
     assert_eq!(verdict.side, Side::Wire);
@@ -242,12 +252,7 @@ fn no_carrier_on_both_ports_is_cable() {
 #[test]
 fn miswired_ports_are_cable() {
     let mut evidence = healthy();
-    let arp = probe_mut(&mut evidence, ProbeKind::Arp);
-    arp.outcome.answered = 0;
-    arp.reached_peer = 0;
-    arp.answer_left_peer = 0;
-    arp.answer_reached_origin = 0;
-    skip_after_arp(&mut evidence);
+    arp_fails(&mut evidence, ArpLost::OnTheWire);
     evidence.drops.clear();
     let verdict = diagnose(&evidence);
     assert_eq!(verdict.class, VerdictClass::Cable);
@@ -277,11 +282,7 @@ fn partial_loss_on_the_wire_is_cable() {
 fn absent_target_host_is_neighbour() {
     let mut evidence = healthy();
     evidence.target.addresses.clear();
-    let arp = probe_mut(&mut evidence, ProbeKind::Arp);
-    arp.outcome.answered = 0;
-    arp.answer_left_peer = 0;
-    arp.answer_reached_origin = 0;
-    skip_after_arp(&mut evidence);
+    arp_fails(&mut evidence, ArpLost::Unanswered);
     let verdict = diagnose(&evidence);
     assert_eq!(verdict.class, VerdictClass::Neighbour);
     assert_eq!(verdict.side, Side::Target);
@@ -349,11 +350,7 @@ fn icmp_dropped_on_target_input_is_netfilter_with_the_rule() {
 #[test]
 fn arp_dropped_by_arptables_is_netfilter_not_neighbour() {
     let mut evidence = healthy();
-    let arp = probe_mut(&mut evidence, ProbeKind::Arp);
-    arp.outcome.answered = 0;
-    arp.answer_left_peer = 0;
-    arp.answer_reached_origin = 0;
-    skip_after_arp(&mut evidence);
+    arp_fails(&mut evidence, ArpLost::Unanswered);
     evidence.drops.push(DropEvidence {
         side: Side::Target,
         drop: drop("cvl_0_0_ns_spdk", "cvl_0_0", "NETFILTER_DROP", "arp", 3),
@@ -366,12 +363,7 @@ fn arp_dropped_by_arptables_is_netfilter_not_neighbour() {
 #[test]
 fn ipv6_noise_in_an_inet_table_does_not_make_a_netfilter_verdict() {
     let mut evidence = healthy();
-    let arp = probe_mut(&mut evidence, ProbeKind::Arp);
-    arp.outcome.answered = 0;
-    arp.reached_peer = 0;
-    arp.answer_left_peer = 0;
-    arp.answer_reached_origin = 0;
-    skip_after_arp(&mut evidence);
+    arp_fails(&mut evidence, ArpLost::OnTheWire);
     evidence.netfilter.push(hit(
         Side::Target,
         "cvl_0_0_ns_spdk",
@@ -413,12 +405,7 @@ fn unexplained_drop_is_unknown_with_its_reason() {
 #[test]
 fn signature_is_stable_and_names_the_place() {
     let mut evidence = healthy();
-    let arp = probe_mut(&mut evidence, ProbeKind::Arp);
-    arp.outcome.answered = 0;
-    arp.reached_peer = 0;
-    arp.answer_left_peer = 0;
-    arp.answer_reached_origin = 0;
-    skip_after_arp(&mut evidence);
+    arp_fails(&mut evidence, ArpLost::OnTheWire);
     let verdict = diagnose(&evidence);
     assert_eq!(
         verdict.signature(&evidence),

@@ -66,20 +66,11 @@ fn drop_table(out: &mut String, title: &str, drops: &[DropCount]) {
         "NETNS", "INTERFACE", "REASON", "PROTO", "COUNT"
     );
     for drop in drops {
-        let interface = if drop.interface.is_empty() {
-            if drop.ifindex == 0 {
-                "(no device)".to_owned()
-            } else {
-                format!("ifindex {}", drop.ifindex)
-            }
-        } else {
-            drop.interface.clone()
-        };
         let _ = writeln!(
             out,
             "  {:<20} {:<15} {:<28} {:<8} {:>8}",
             display_netns(&drop.netns),
-            interface,
+            drop.place(),
             drop.reason,
             drop.protocol,
             drop.count

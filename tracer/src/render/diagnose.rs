@@ -165,44 +165,18 @@ fn route_line(route: &RouteEvidence) -> String {
 }
 
 fn drop_line(drop: &DropEvidence) -> String {
-    let place = if drop.drop.interface.is_empty() {
-        if drop.drop.ifindex == 0 {
-            "no device".to_owned()
-        } else {
-            format!("ifindex {}", drop.drop.ifindex)
-        }
-    } else {
-        drop.drop.interface.clone()
-    };
     format!(
-        "{} x {} ({}) on {place} in {}",
+        "{} x {} ({}) on {} in {}",
         drop.drop.count,
         drop.drop.reason,
         drop.drop.protocol,
+        drop.drop.place(),
         netns_name(&drop.drop.netns)
     )
 }
 
 fn netfilter_line(hit: &NetfilterEvidence) -> String {
-    format!(
-        "{} in {}: {} table {} chain {}{} [{}{}]",
-        hit.backend,
-        netns_name(&hit.location.netns),
-        hit.location.family,
-        hit.location.table,
-        hit.location.chain,
-        if hit.location.rule.is_empty() {
-            String::new()
-        } else {
-            format!(", rule `{}`", hit.location.rule)
-        },
-        hit.rule_found_by,
-        if hit.packets > 0 {
-            format!(", {} packets", hit.packets)
-        } else {
-            String::new()
-        }
-    )
+    hit.describe()
 }
 
 fn neighbour_line(neighbour: &NeighbourEvidence) -> String {
