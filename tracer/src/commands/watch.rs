@@ -178,7 +178,7 @@ struct Watch {
     all_drops: HashMap<tracer_common::DropKey, u64>,
     timeline: Timeline,
     clock_offset: i128,
-    /// Rulesets of namespaces as they were when first seen, by name.
+    /// Rulesets of the ports' namespaces before the command started, by name.
     first_rulesets: HashMap<String, Ruleset>,
 }
 
@@ -265,7 +265,6 @@ impl Watch {
                 );
                 port.history.push(found.clone());
                 port.location = Some(found);
-                self.snapshot_ruleset_once(index);
             }
             (None, Some(found)) => {
                 port.history.push(found.clone());
@@ -302,19 +301,22 @@ impl Watch {
                         );
                     }
                 }
-                self.snapshot_ruleset_once(index);
             }
             (None, None) => {}
         }
     }
 
-    fn snapshot_ruleset_once(&mut self, index: usize) {
-        let Some(location) = &self.ports[index].location else {
-            return;
-        };
-        if !self.first_rulesets.contains_key(&location.netns) {
-            let ruleset = netfilter::snapshot(&location.netns);
-            self.first_rulesets.insert(location.netns.clone(), ruleset);
+    /// Rulesets of the namespaces the ports are in before the command starts: what their
+    /// counters held before the run. A namespace that appears later is the run's own, and all
+    /// its counts are the run's (a snapshot taken while the run goes on would race with it).
+    fn snapshot_rulesets(&mut self) {
+        for port in &self.ports {
+            if let Some(location) = &port.location
+                && !self.first_rulesets.contains_key(&location.netns)
+            {
+                let ruleset = netfilter::snapshot(&location.netns);
+                self.first_rulesets.insert(location.netns.clone(), ruleset);
+            }
         }
     }
 
@@ -594,7 +596,7 @@ fn passive_probes(initiator: &WatchedPort, target: &WatchedPort) -> Vec<ProbeEvi
 }
 
 /// Dropping rules whose counters grew since `before`, counting in full the rules of chains
-/// `before` did not have (a namespace or table made while watching).
+/// `before` did not have (a namespace or table made while watching, or no `before` at all).
 fn counted_drops(before: Option<&Ruleset>, after: &Ruleset) -> Vec<DropHit> {
     let empty = Ruleset::default();
     let before = before.unwrap_or(&empty);
@@ -701,6 +703,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         .map(|drop| (drop.key, drop.count))
         .collect();
     watch.tick();
+    watch.snapshot_rulesets();
     for port in &watch.ports {
         if port.probe.is_none() {
             log::warn!(

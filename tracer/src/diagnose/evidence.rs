@@ -38,6 +38,15 @@ pub struct PortEvidence {
 }
 
 impl PortEvidence {
+    /// As a port spec: NETNS/IFNAME, or IFNAME in tracer's own namespace.
+    pub fn spec(&self) -> String {
+        if self.netns.is_empty() {
+            self.interface.clone()
+        } else {
+            format!("{}/{}", self.netns, self.interface)
+        }
+    }
+
     pub fn label(&self) -> String {
         if self.netns.is_empty() {
             self.interface.clone()

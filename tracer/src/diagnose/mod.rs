@@ -98,10 +98,10 @@ impl Verdict {
                 nf.chain
             ),
             None => match self.side {
-                Side::Initiator => evidence.initiator.label(),
-                Side::Target => evidence.target.label(),
+                Side::Initiator => evidence.initiator.spec(),
+                Side::Target => evidence.target.spec(),
                 Side::Wire => format!(
-                    "{} <-> {}",
+                    "{}<->{}",
                     evidence.initiator.interface, evidence.target.interface
                 ),
                 Side::None => "-".to_owned(),
@@ -399,10 +399,25 @@ fn netfilter_fault(evidence: &Evidence) -> Option<Verdict> {
     for probe in evidence.probes.iter().filter(|p| !p.fully_answered()) {
         verdict = verdict.because(ladder(probe));
     }
-    verdict.netfilter = best_hit.map(|hit| hit.location.clone());
-    let netns = best_hit
-        .map(|hit| hit.location.netns.clone())
-        .unwrap_or_else(|| port(evidence, side).netns.clone());
+    // Without a rule to name (say, a ruleset tracer could not read), still say where.
+    let location = best_hit.map_or_else(
+        || NetfilterLocation {
+            netns: netfilter_drops.first().map_or_else(
+                || port(evidence, side).netns.clone(),
+                |d| d.drop.netns.clone(),
+            ),
+            family: match netfilter_drops.first().map(|d| d.drop.protocol.as_str()) {
+                Some("arp") => "arp".to_owned(),
+                _ => "ip".to_owned(),
+            },
+            table: String::new(),
+            chain: String::new(),
+            rule: String::new(),
+        },
+        |hit| hit.location.clone(),
+    );
+    let netns = location.netns.clone();
+    verdict.netfilter = Some(location);
     Some(verdict.advise(format!(
         "Inspect the ruleset in {}: {}nft list ruleset (or iptables-save / arptables-save).",
         namespace_phrase(&netns),

@@ -409,6 +409,27 @@ fn signature_is_stable_and_names_the_place() {
     let verdict = diagnose(&evidence);
     assert_eq!(
         verdict.signature(&evidence),
-        "tracer:cable:cvl_0_1_<->_cvl_0_0"
+        "tracer:cable:cvl_0_1<->cvl_0_0"
     );
+}
+
+#[test]
+fn netfilter_without_a_named_rule_still_says_where() {
+    let mut evidence = healthy();
+    let icmp = probe_mut(&mut evidence, ProbeKind::IcmpForward);
+    icmp.outcome.answered = 0;
+    icmp.answer_left_peer = 0;
+    icmp.answer_reached_origin = 0;
+    evidence.drops.push(DropEvidence {
+        side: Side::Target,
+        drop: drop("cvl_0_0_ns_spdk", "cvl_0_0", "NETFILTER_DROP", "ipv4", 5),
+    });
+    let verdict = diagnose(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Netfilter);
+    let location = verdict
+        .netfilter
+        .expect("a netfilter verdict always has its location");
+    assert_eq!(location.netns, "cvl_0_0_ns_spdk");
+    assert_eq!(location.family, "ip");
+    assert_eq!(location.rule, "");
 }
