@@ -35,10 +35,16 @@ const TARGET_IP: &str = "10.0.0.2";
 const UNOWNED_IP: &str = "10.0.0.3";
 const PORT: &str = "4420";
 
-/// The tracer command left attached while traffic flows. `tracer monitor` is the command
-/// meant to stay on; until it exists, `tracer counters` attaches the same programs. Switch by
-/// changing this to "monitor".
-const ATTACHED_COMMAND: &str = "counters";
+/// The tracer command left attached while traffic flows: the one meant to stay on.
+const ATTACHED_COMMAND: &str = "monitor";
+/// Where the attached monitor serves and pins: its own, so a real monitor is not disturbed.
+const MONITOR_ARGS: [&str; 5] = [
+    "--metrics-addr",
+    "127.0.0.1:19463",
+    "--pin-dir",
+    "/sys/fs/bpf/tracer-bench",
+    "--reset",
+];
 
 /// Runs of each timing; medians are reported.
 const ATTACH_RUNS: usize = 7;
@@ -208,8 +214,20 @@ struct Attached {
 /// `tracer ATTACHED_COMMAND` on the lab's ports.
 fn tracer_command() -> Command {
     let mut command = Command::new(tracer_binary());
-    command.arg(ATTACHED_COMMAND).args(port_args());
     command
+        .arg(ATTACHED_COMMAND)
+        .args(port_args())
+        .args(MONITOR_ARGS);
+    command
+}
+
+/// Removes what the attached monitor pinned.
+fn unpin() -> anyhow::Result<()> {
+    run_checked(
+        Command::new(tracer_binary())
+            .args(["monitor", "--unpin"])
+            .args(&MONITOR_ARGS[2..4]),
+    )
 }
 
 /// `tracer-bench hold`: the lab's ports watched through other hooks, for comparison.
@@ -822,6 +840,7 @@ pub fn run(json_path: Option<&Path>, rss_seconds: u64) -> anyhow::Result<()> {
     let throughput = measure_throughput()?;
     let (rss, rss_peak) = measure_rss(rss_seconds)?;
     drop(server);
+    unpin()?;
 
     let verdicts = measure_verdicts(&net)?;
     drop(net);
