@@ -166,18 +166,27 @@ impl Lab {
 
     /// Pings the target from the initiator; returns whether every reply came back.
     pub fn ping(&self, count: u32) -> bool {
-        output(self.initiator.exec("ping").args([
-            "-c",
-            &count.to_string(),
-            "-i",
-            "0.1",
-            "-W",
-            "1",
-            TARGET_IP,
-        ]))
-        .status
-        .success()
+        ping_from(&self.initiator.netns, count)
     }
+}
+
+/// Pings the target address from namespace `netns`; returns whether every reply came back.
+pub fn ping_from(netns: &str, count: u32) -> bool {
+    output(Command::new("ip").args([
+        "netns",
+        "exec",
+        netns,
+        "ping",
+        "-c",
+        &count.to_string(),
+        "-i",
+        "0.1",
+        "-W",
+        "1",
+        TARGET_IP,
+    ]))
+    .status
+    .success()
 }
 
 impl Drop for Lab {

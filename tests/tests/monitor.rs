@@ -9,7 +9,7 @@ use std::{
 };
 
 use tracer_tests::{
-    End, Lab, Namespaces, PinDir, Prometheus, TARGET_IP, TracerRun, check, count, http, output,
+    End, Lab, Namespaces, PinDir, Prometheus, TracerRun, check, count, http, output, ping_from,
     sample, scrape, tracer, unique,
 };
 
@@ -309,6 +309,23 @@ fn restart_keeps_counts_and_reset_starts_from_zero() {
     assert!(!pins.path.exists(), "{} still exists", pins.path.display());
 }
 
+/// Both ports report `hook` as their ingress hook.
+fn assert_ingress_hook(exposition: &str, ends: [&End; 2], hook: &str) {
+    for end in ends {
+        let labels = [
+            ("netns", end.netns.as_str()),
+            ("interface", end.interface.as_str()),
+            ("hook", hook),
+        ];
+        assert_eq!(
+            sample(exposition, "tracer_port_ingress_hook", &labels),
+            Some(1.0),
+            "{} should count ingress with {hook}",
+            end.spec()
+        );
+    }
+}
+
 /// The monitor first, asked for XDP, `tracer counters` during a run (tc ingress): both
 /// count the same five pings exactly.
 #[test]
@@ -331,17 +348,7 @@ fn monitor_and_counters_count_the_same_pings() {
     assert_eq!(count(&report, i, "ingress", "icmp_echo_reply"), 5);
     let exposition = scrape(&address);
     assert_pings(&exposition, &lab, 5.0, Some(1.0));
-    for end in [i, t] {
-        let hook = [
-            ("netns", end.netns.as_str()),
-            ("interface", end.interface.as_str()),
-            ("hook", "xdp"),
-        ];
-        assert_eq!(
-            sample(&exposition, "tracer_port_ingress_hook", &hook),
-            Some(1.0)
-        );
-    }
+    assert_ingress_hook(&exposition, [i, t], "xdp");
 }
 
 /// `tracer counters` first holds XDP: the monitor counts ingress with tc, says so, and never
@@ -364,17 +371,7 @@ fn monitor_falls_back_to_tc_where_xdp_is_taken() {
     assert_pings(&exposition, &lab, 5.0, Some(1.0));
     assert_eq!(count(&report, t, "ingress", "icmp_echo_request"), 5);
     assert_eq!(count(&report, i, "ingress", "icmp_echo_reply"), 5);
-    for end in [i, t] {
-        let hook = [
-            ("netns", end.netns.as_str()),
-            ("interface", end.interface.as_str()),
-            ("hook", "tc"),
-        ];
-        assert_eq!(
-            sample(&exposition, "tracer_port_ingress_hook", &hook),
-            Some(1.0)
-        );
-    }
+    assert_ingress_hook(&exposition, [i, t], "tc");
 }
 
 /// Started before the ports exist, the monitor waits for them; it follows the target into
@@ -427,24 +424,8 @@ fn follows_ports_that_appear_move_and_come_back() {
             .all(|role| sample(exposition, "tracer_port_attached", &[("role", role)]) == Some(1.0))
     };
     scrape_until(&address, "both ports attached", attached);
-    let ping = |count: &str| {
-        output(Command::new("ip").args([
-            "netns",
-            "exec",
-            &initiator_ns,
-            "ping",
-            "-c",
-            count,
-            "-i",
-            "0.1",
-            "-W",
-            "1",
-            TARGET_IP,
-        ]))
-        .status
-        .success()
-    };
-    assert!(ping("5"));
+    let ping = |count: u32| ping_from(&initiator_ns, count);
+    assert!(ping(5));
     let exposition = scrape(&address);
     assert_eq!(
         packets(
@@ -479,7 +460,7 @@ fn follows_ports_that_appear_move_and_come_back() {
         )
         .is_some()
     });
-    assert!(ping("5"));
+    assert!(ping(5));
     let exposition = scrape(&address);
     assert_eq!(
         packets(
@@ -525,7 +506,7 @@ fn follows_ports_that_appear_move_and_come_back() {
         target: target.clone(),
     };
     scrape_until(&address, "both ports attached again", attached);
-    assert!(ping("5"));
+    assert!(ping(5));
     let exposition = scrape(&address);
     assert_eq!(
         packets(
