@@ -1,8 +1,9 @@
-//! Developer tasks: `cargo xtask setup | build | test | demo | fuzz | soak | bench`.
+//! Developer tasks: `cargo xtask setup | build | test | demo | lint | fuzz | soak | bench`.
 
 mod bench;
 mod demo;
 mod fuzz;
+mod lint;
 mod setup;
 mod soak;
 mod util;
@@ -34,6 +35,8 @@ enum Task {
     },
     /// Set up, build, bring up the built-in lab, show tracer at work on it, take the lab down
     Demo,
+    /// rustfmt check, clippy (warnings are errors) on the workspace and on the eBPF crate
+    Lint,
     /// Set up, then run every fuzz target in fuzz/ for a while, with the pinned nightly
     Fuzz {
         /// Seconds per target
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
             .and_then(|()| util::require_root("cargo xtask demo"))
             .and_then(|()| util::build_tracer())
             .and_then(|()| demo::run()),
+        Task::Lint => setup::run().and_then(|()| lint::run()),
         Task::Fuzz { seconds } => setup::run().and_then(|()| fuzz::run(seconds)),
         Task::Soak { minutes } => setup::run()
             .and_then(|()| util::require_root("cargo xtask soak"))

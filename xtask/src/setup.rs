@@ -93,11 +93,13 @@ fn install_ebpf_toolchain() -> anyhow::Result<()> {
         .output()
         .context("running rustup (is it installed?)")?;
     let components = String::from_utf8_lossy(&installed.stdout);
-    if installed.status.success() && components.lines().any(|c| c.starts_with("rust-src")) {
-        eprintln!("setup: toolchain {EBPF_TOOLCHAIN} with rust-src present");
+    // rust-src to build core for the BPF target; clippy to lint the eBPF crate.
+    let present = |name: &str| components.lines().any(|c| c.starts_with(name));
+    if installed.status.success() && present("rust-src") && present("clippy") {
+        eprintln!("setup: toolchain {EBPF_TOOLCHAIN} with rust-src and clippy present");
         return Ok(());
     }
-    eprintln!("setup: installing toolchain {EBPF_TOOLCHAIN} with rust-src");
+    eprintln!("setup: installing toolchain {EBPF_TOOLCHAIN} with rust-src and clippy");
     run_checked(Command::new("rustup").args([
         "toolchain",
         "install",
@@ -106,6 +108,8 @@ fn install_ebpf_toolchain() -> anyhow::Result<()> {
         "minimal",
         "--component",
         "rust-src",
+        "--component",
+        "clippy",
     ]))
 }
 

@@ -76,7 +76,7 @@ fn try_count_drop(ctx: &BtfTracePointContext) -> Result<(), i32> {
     if increment(&key) {
         return Ok(());
     }
-    match DROP_COUNTERS.insert(&key, &1, BPF_NOEXIST.into()) {
+    match DROP_COUNTERS.insert(key, 1, BPF_NOEXIST.into()) {
         Ok(()) => Ok(()),
         // Another CPU inserted the key first.
         Err(_) if increment(&key) => Ok(()),
