@@ -112,7 +112,9 @@ struct WatchedPort {
     first_neighbours: HashMap<Ipv4Addr, String>,
     /// Counts of earlier attachments (a port deleted and recreated gets new counters).
     carried: (KindCounts, KindCounts),
-    last: (KindCounts, KindCounts),
+    /// (ingress, egress) counts of the whole run so far.
+    totals: (KindCounts, KindCounts),
+    /// First and last time each (kind, direction) crossed the port.
     seen: BTreeMap<(&'static str, &'static str), Seen>,
     recorder: FlightRecorder,
 }
@@ -129,7 +131,7 @@ impl WatchedPort {
             neighbours: HashMap::new(),
             first_neighbours: HashMap::new(),
             carried: Default::default(),
-            last: Default::default(),
+            totals: Default::default(),
             seen: BTreeMap::new(),
             recorder: FlightRecorder::new(&spec.interface, capture_frames),
         }
@@ -148,10 +150,6 @@ impl WatchedPort {
                 .map_or_else(|| self.spec.netns.clone(), |l| l.netns.clone()),
             interface: self.spec.interface.clone(),
         }
-    }
-
-    fn totals(&self) -> (KindCounts, KindCounts) {
-        self.last
     }
 }
 
@@ -413,8 +411,8 @@ impl Watch {
                 add(&port.carried.1, &counters.egress),
             );
             for (direction, before, after) in [
-                ("ingress", &port.last.0, &totals.0),
-                ("egress", &port.last.1, &totals.1),
+                ("ingress", &port.totals.0, &totals.0),
+                ("egress", &port.totals.1, &totals.1),
             ] {
                 let delta = difference(before, after);
                 for kind in PacketKind::ALL {
@@ -428,7 +426,7 @@ impl Watch {
                     seen.last = now;
                 }
             }
-            port.last = totals;
+            port.totals = totals;
         }
     }
 
@@ -568,9 +566,9 @@ fn passive_probes(initiator: &WatchedPort, target: &WatchedPort) -> Vec<ProbeEvi
         .into_iter()
         .filter_map(|(kind, from, requests, answers)| {
             let (origin, peer) = if from == Side::Target {
-                (target.totals(), initiator.totals())
+                (target.totals, initiator.totals)
             } else {
-                (initiator.totals(), target.totals())
+                (initiator.totals, target.totals)
             };
             let left_origin = sum(&origin.1, requests);
             if left_origin == 0 {
