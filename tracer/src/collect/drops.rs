@@ -104,9 +104,13 @@ impl DropProbe {
             .program_mut("tracer_kfree_skb")
             .ok_or_else(|| anyhow!("program tracer_kfree_skb missing from the object"))?
             .try_into()?;
-        program
-            .load("kfree_skb", kernel_btf)
-            .context("loading the kfree_skb probe (tp_btf)")?;
+        // The kernel's BTF has no kfree_skb tracepoint, or refuses tp_btf programs: the
+        // machine's to fix, not a tracer bug.
+        program.load("kfree_skb", kernel_btf).map_err(|err| {
+            UsageError::KernelLayout(format!(
+                "cannot load a tp_btf program on the kfree_skb tracepoint ({err}); tracer needs BPF tracing (tp_btf) and the kfree_skb tracepoint"
+            ))
+        })?;
         program
             .attach()
             .context("attaching the kfree_skb probe (tp_btf)")?;
@@ -158,13 +162,19 @@ impl DropProbe {
         Ok(())
     }
 
-    /// Drops the probe saw but could not count.
+    /// Drops the probe saw but could not count, and drops it never saw because the kernel
+    /// skipped a re-entered run (BPF recursion misses).
     pub fn lost_events(&self) -> anyhow::Result<u64> {
         let map = self
             .ebpf
             .map("LOST_EVENTS")
             .ok_or_else(|| anyhow!("LOST_EVENTS map missing"))?;
         let lost = PerCpuArray::<_, u64>::try_from(map)?;
-        Ok(lost.get(&0, 0)?.iter().sum())
+        let uncounted: u64 = lost.get(&0, 0)?.iter().sum();
+        let program = self
+            .ebpf
+            .program("tracer_kfree_skb")
+            .ok_or_else(|| anyhow!("program tracer_kfree_skb missing"))?;
+        Ok(uncounted + super::recursion_misses(program)?)
     }
 }
