@@ -141,5 +141,82 @@ pub fn run() -> anyhow::Result<()> {
 
     in_netns(TARGET_NS, &["ip", "link", "set", "cvl_0_0", "down"])?;
     diagnose("The target port is administratively down")?;
+    drop(_lab);
+    the_incident()
+}
+
+/// Namespaces the incident replay makes; deleted on drop, on failure too.
+struct Namespaces(Vec<&'static str>);
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            if Path::new("/var/run/netns").join(name).exists()
+                && let Err(err) = run_checked(Command::new("ip").args(["netns", "del", name]))
+            {
+                eprintln!("demo: removing namespace {name} failed: {err:#}");
+            }
+        }
+    }
+}
+
+/// The incident tracer was born from: both ports have carrier, but each is cabled to something
+/// else. SPDK's nvmf_tcp_init runs under `tracer watch`, which follows cvl_0_0 into the
+/// namespace the script creates and says why the ping fails.
+fn the_incident() -> anyhow::Result<()> {
+    println!("\n=== The incident: nvmf_tcp_init under `tracer watch`, the ports cabled elsewhere");
+    const HOST: &str = "tracer_demo_host";
+    const ELSEWHERE: &str = "tracer_demo_switch";
+    let _namespaces = Namespaces(vec![HOST, ELSEWHERE, TARGET_NS]);
+    for name in [HOST, ELSEWHERE] {
+        run_checked(Command::new("ip").args(["netns", "add", name]))?;
+    }
+    for (port, peer) in [("cvl_0_1", "sw_p1"), ("cvl_0_0", "sw_p0")] {
+        run_checked(Command::new("ip").args([
+            "link", "add", port, "netns", HOST, "type", "veth", "peer", "name", peer, "netns",
+            ELSEWHERE,
+        ]))?;
+        run_checked(Command::new("ip").args(["-n", ELSEWHERE, "link", "set", peer, "up"]))?;
+    }
+    let script = format!(
+        "set -e
+ip netns add {TARGET_NS}
+ip -n {HOST} link set cvl_0_0 netns {TARGET_NS}
+ip -n {HOST} addr add 10.0.0.1/24 dev cvl_0_1
+ip -n {TARGET_NS} addr add 10.0.0.2/24 dev cvl_0_0
+ip -n {HOST} link set cvl_0_1 up
+ip -n {TARGET_NS} link set cvl_0_0 up
+ip -n {TARGET_NS} link set lo up
+ip netns exec {HOST} iptables -I INPUT 1 -i cvl_0_1 -p tcp --dport 4420 -j ACCEPT -m comment --comment SPDK_NVMF:demo
+ip netns exec {HOST} ping -c 1 {TARGET_IP}
+"
+    );
+    let report = std::env::temp_dir().join(format!("tracer-demo-report-{}", std::process::id()));
+    let mut watch = Command::new(tracer_binary());
+    watch
+        .args([
+            "watch",
+            "--initiator",
+            &format!("{HOST}/cvl_0_1"),
+            "--report",
+        ])
+        .arg(&report)
+        .args(["--", "sh", "-c", &script]);
+    eprintln!("+ {}", describe(&watch));
+    let status = watch.status().context("running tracer watch")?;
+    println!("(exit code {}: the script's)", status.code().unwrap_or(-1));
+    let markdown = std::fs::read_to_string(report.join("report.md"))
+        .with_context(|| format!("reading {}", report.join("report.md").display()))?;
+    // The first screen of the bundle, and its timeline.
+    for line in markdown.lines().take(12) {
+        println!("{line}");
+    }
+    if let Some(timeline) = markdown.split("## Timeline").nth(1) {
+        println!(
+            "## Timeline{}",
+            timeline.split("## Capture").next().unwrap_or_default()
+        );
+    }
+    println!("(the whole bundle: {})", report.display());
     Ok(())
 }

@@ -960,7 +960,8 @@ fn write_bundle(
             "| +{:.3}s | {} | {} |\n",
             event.seconds,
             event.kind,
-            event.message.replace('|', "\\|")
+            // One table row per event, whatever the message holds.
+            event.message.replace('|', "\\|").replace('\n', "; ")
         ));
     }
     if timeline.truncated > 0 {
