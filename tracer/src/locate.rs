@@ -17,30 +17,3 @@ pub fn ifindex_in(netns: &str, interface: &str) -> Option<u32> {
     let _inside = NetnsGuard::enter(netns).ok()?;
     netns::ifindex(interface)
 }
-
-/// Finds `interface`: in `preferred` first, then in tracer's own namespace, then in every named
-/// namespace (by name order, so that the answer is stable).
-pub fn find(interface: &str, preferred: &str) -> Option<Location> {
-    let names = netns::netns_names();
-    let mut candidates = vec![preferred.to_owned()];
-    if !preferred.is_empty() {
-        candidates.push(String::new());
-    }
-    let mut others: Vec<&String> = names.values().filter(|name| !name.is_empty()).collect();
-    others.sort();
-    candidates.extend(
-        others
-            .into_iter()
-            .filter(|name| *name != preferred)
-            .cloned(),
-    );
-    candidates.into_iter().find_map(|netns| {
-        let ifindex = ifindex_in(&netns, interface)?;
-        let netns_inode = netns::netns_inode(&netns).ok()?;
-        Some(Location {
-            netns,
-            netns_inode,
-            ifindex,
-        })
-    })
-}

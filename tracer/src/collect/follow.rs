@@ -16,6 +16,18 @@ use crate::{
     spec::PortSpec,
 };
 
+/// What one refresh found out.
+#[derive(Default)]
+pub struct Refreshed {
+    /// Where the port was, when it moved or went away since the last refresh.
+    pub left: Option<Location>,
+    /// A probe was attached: the port appeared, or came back as a new device.
+    pub attached: bool,
+    /// The probe of a device that is gone, replaced by a new attachment: its counts are the
+    /// caller's to keep (pinned maps keep them by themselves).
+    pub replaced: Option<PortProbe>,
+}
+
 pub struct FollowedPort {
     /// "initiator" or "target".
     pub role: &'static str,
@@ -61,20 +73,25 @@ impl FollowedPort {
 
     /// Looks for the port and attaches where needed. Never fails: a port that is missing or
     /// cannot be attached is tried again at the next refresh.
-    pub fn refresh(&mut self) {
+    pub fn refresh(&mut self) -> Refreshed {
         let last = self.location.take();
         let found = last
             .clone()
             .filter(|last| still_there(last, &self.spec.interface))
             .or_else(|| self.search());
         log_move(&self.spec, last.as_ref(), found.as_ref());
+        let mut refreshed = Refreshed {
+            left: last.filter(|last| found.as_ref() != Some(last)),
+            ..Refreshed::default()
+        };
         if let Some(location) = &found {
             // When the kernel cannot say, the probe is kept rather than churned.
             let still_ours = self.probe.as_ref().is_some_and(|probe| {
                 runs_probe(probe, location, &self.spec.interface) != Some(false)
             });
             if !still_ours {
-                if self.probe.take().is_some() {
+                refreshed.replaced = self.probe.take();
+                if refreshed.replaced.is_some() {
                     info!(
                         "{}: the device in {} is a new one: attaching again",
                         self.spec,
@@ -82,9 +99,16 @@ impl FollowedPort {
                     );
                 }
                 self.attach(location);
+                refreshed.attached = self.probe.is_some();
             }
         }
         self.location = found;
+        refreshed
+    }
+
+    /// The attached probe, for a caller that takes its capture.
+    pub fn probe_mut(&mut self) -> Option<&mut PortProbe> {
+        self.probe.as_mut()
     }
 
     /// Where the port went. Several namespaces may hold an interface of that name (labs, other

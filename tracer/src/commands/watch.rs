@@ -21,6 +21,7 @@ use crate::{
     collect::{
         drops::{DropProbe, KernelLayout, RawDrop},
         ebpf_log_level,
+        follow::FollowedPort,
         ports::{IngressHook, PortOptions, PortProbe},
     },
     commands::diagnose::{
@@ -32,7 +33,7 @@ use crate::{
         diagnose,
     },
     evidence::{DropCount, KindCounts, protocol_name},
-    locate::{self, Location},
+    locate::Location,
     netfilter::{self, DropHit, Ruleset},
     netlink::Link,
     netns, preflight, render,
@@ -102,8 +103,8 @@ struct Seen {
 struct WatchedPort {
     side: Side,
     spec: PortSpec,
-    probe: Option<PortProbe>,
-    location: Option<Location>,
+    /// Finds the port wherever it is and keeps it attached.
+    follower: FollowedPort,
     /// Every namespace inode and ifindex the port has had: drops there are this port's.
     history: Vec<Location>,
     link: Option<Link>,
@@ -120,12 +121,16 @@ struct WatchedPort {
 }
 
 impl WatchedPort {
-    fn new(side: Side, spec: &PortSpec, capture_frames: usize) -> Self {
+    fn new(side: Side, spec: &PortSpec, options: PortOptions, capture_frames: usize) -> Self {
+        let role = if side == Side::Target {
+            "target"
+        } else {
+            "initiator"
+        };
         Self {
             side,
             spec: spec.clone(),
-            probe: None,
-            location: None,
+            follower: FollowedPort::new(role, spec.clone(), options, None),
             history: Vec::new(),
             link: None,
             neighbours: HashMap::new(),
@@ -141,12 +146,19 @@ impl WatchedPort {
         &self.spec.interface
     }
 
+    fn location(&self) -> Option<&Location> {
+        self.follower.location()
+    }
+
+    fn probe(&self) -> Option<&PortProbe> {
+        self.follower.attached().map(|(_, probe)| probe)
+    }
+
     /// The port as found now, as a spec.
     fn current_spec(&self) -> PortSpec {
         PortSpec {
             netns: self
-                .location
-                .as_ref()
+                .location()
                 .map_or_else(|| self.spec.netns.clone(), |l| l.netns.clone()),
             interface: self.spec.interface.clone(),
         }
@@ -168,7 +180,6 @@ fn netns_label(netns: &str) -> &str {
 /// All the watching state.
 struct Watch {
     started: Instant,
-    options: PortOptions,
     ports: [WatchedPort; 2],
     drops: DropProbe,
     layout: KernelLayout,
@@ -200,107 +211,66 @@ impl Watch {
 
     fn follow(&mut self, index: usize) {
         let now = self.seconds();
-        let peer_netns = self.ports[1 - index]
-            .location
-            .as_ref()
-            .map(|location| location.netns.clone());
         let port = &mut self.ports[index];
         let interface = port.spec.interface.clone();
-        // Still where it was last time?
-        if let Some(location) = &port.location
-            && locate::ifindex_in(&location.netns, &interface) == Some(location.ifindex)
+        let refreshed = port.follower.refresh();
+        if let Some(old) = refreshed.replaced
+            && let Ok(counters) = old.counters()
         {
-            return;
+            // A device deleted and created anew has new counters: keep the old ones' counts.
+            port.carried = (
+                add(&port.carried.0, &counters.ingress),
+                add(&port.carried.1, &counters.egress),
+            );
         }
-        // Where it should be, then beside its peer (before the move, SPDK's two ports share a
-        // namespace), then anywhere.
-        let found = [Some(port.spec.netns.clone()), peer_netns]
-            .into_iter()
-            .flatten()
-            .find_map(|netns| {
-                let ifindex = locate::ifindex_in(&netns, &interface)?;
-                let netns_inode = netns::netns_inode(&netns).ok()?;
-                Some(Location {
-                    netns,
-                    netns_inode,
-                    ifindex,
-                })
-            })
-            .or_else(|| locate::find(&interface, &port.spec.netns));
-        let previous = port.location.take();
-        match (previous, found) {
-            (Some(previous), None) => {
+        let location = port.follower.location().cloned();
+        match (&refreshed.left, &location) {
+            (Some(left), Some(location)) if left.netns != location.netns => {
                 self.timeline.push(
                     now,
                     "move",
                     format!(
-                        "{interface} disappeared from {}",
-                        netns_label(&previous.netns)
+                        "{interface} moved from {} to {} (ifindex {} -> {})",
+                        netns_label(&left.netns),
+                        netns_label(&location.netns),
+                        left.ifindex,
+                        location.ifindex
                     ),
                 );
-                // The device is gone and its attachments with it.
-                if let Some(probe) = port.probe.take()
-                    && let Ok(counters) = probe.counters()
-                {
-                    port.carried = (
-                        add(&port.carried.0, &counters.ingress),
-                        add(&port.carried.1, &counters.egress),
-                    );
-                }
+            }
+            (Some(left), None) => {
+                self.timeline.push(
+                    now,
+                    "move",
+                    format!("{interface} disappeared from {}", netns_label(&left.netns)),
+                );
                 port.link = None;
             }
-            (Some(previous), Some(found)) => {
-                self.timeline.push(
-                    now,
-                    "move",
-                    format!(
-                        "{interface} moved from {} to {} (ifindex {} -> {}); its programs moved with it",
-                        netns_label(&previous.netns),
-                        netns_label(&found.netns),
-                        previous.ifindex,
-                        found.ifindex
-                    ),
-                );
-                port.history.push(found.clone());
-                port.location = Some(found);
-            }
-            (None, Some(found)) => {
-                port.history.push(found.clone());
-                port.location = Some(found.clone());
-                let spec = port.current_spec();
-                match PortProbe::attach(&spec, &self.options) {
-                    Ok(mut probe) => {
-                        port.recorder.attach(probe.take_capture());
-                        self.timeline.push(
-                            now,
-                            "attach",
-                            format!(
-                                "{interface} found in {} (ifindex {}): counting ({} ingress, tc egress)",
-                                netns_label(&found.netns),
-                                found.ifindex,
-                                match probe.ingress_hook {
-                                    IngressHook::Xdp => "XDP",
-                                    IngressHook::Tc => "tc",
-                                }
-                            ),
-                        );
-                        port.probe = Some(probe);
-                    }
-                    Err(err) => {
-                        port.location = None;
-                        log::debug!("attaching to {interface}: {err:?}");
-                        // A verifier log is long: its first line says what failed.
-                        let reason = format!("{err:#}");
-                        let reason = reason.lines().next().unwrap_or_default().to_owned();
-                        self.timeline.push(
-                            now,
-                            "attach",
-                            format!("{interface}: attaching failed: {reason}"),
-                        );
-                    }
-                }
-            }
-            (None, None) => {}
+            _ => {}
+        }
+        if let Some(location) = &location
+            && !port.history.contains(location)
+        {
+            port.history.push(location.clone());
+        }
+        if refreshed.attached
+            && let Some(location) = &location
+            && let Some(probe) = port.follower.probe_mut()
+        {
+            let hook = match probe.ingress_hook {
+                IngressHook::Xdp => "XDP",
+                IngressHook::Tc => "tc",
+            };
+            port.recorder.attach(probe.take_capture());
+            self.timeline.push(
+                now,
+                "attach",
+                format!(
+                    "{interface} found in {} (ifindex {}): counting ({hook} ingress, tc egress)",
+                    netns_label(&location.netns),
+                    location.ifindex
+                ),
+            );
         }
     }
 
@@ -309,7 +279,7 @@ impl Watch {
     /// its counts are the run's (a snapshot taken while the run goes on would race with it).
     fn snapshot_rulesets(&mut self) {
         for port in &self.ports {
-            if let Some(location) = &port.location
+            if let Some(location) = port.location()
                 && !self.first_rulesets.contains_key(&location.netns)
             {
                 let ruleset = netfilter::snapshot(&location.netns);
@@ -321,7 +291,7 @@ impl Watch {
     fn observe_link(&mut self, index: usize) {
         let now = self.seconds();
         let port = &mut self.ports[index];
-        let Some(location) = &port.location else {
+        let Some(location) = port.location() else {
             return;
         };
         let Ok(socket) = route_socket(&location.netns) else {
@@ -400,7 +370,7 @@ impl Watch {
     fn observe_counters(&mut self) {
         let now = self.seconds();
         for port in &mut self.ports {
-            let Some(probe) = &port.probe else {
+            let Some(probe) = port.probe() else {
                 continue;
             };
             let Ok(counters) = probe.counters() else {
@@ -483,7 +453,7 @@ impl Watch {
         let frames: u64 = self
             .ports
             .iter()
-            .filter_map(|port| port.probe.as_ref()?.capture_lost().ok())
+            .filter_map(|port| port.probe()?.capture_lost().ok())
             .sum();
         drops + frames
     }
@@ -680,10 +650,19 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
     let drops = DropProbe::attach(&layout, &kernel_btf, &options.log_level)?;
     let mut watch = Watch {
         started: Instant::now(),
-        options,
         ports: [
-            WatchedPort::new(Side::Initiator, &args.ports.initiator, args.capture_frames),
-            WatchedPort::new(Side::Target, &args.ports.target, args.capture_frames),
+            WatchedPort::new(
+                Side::Initiator,
+                &args.ports.initiator,
+                options,
+                args.capture_frames,
+            ),
+            WatchedPort::new(
+                Side::Target,
+                &args.ports.target,
+                options,
+                args.capture_frames,
+            ),
         ],
         drops,
         layout,
@@ -703,7 +682,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
     watch.tick();
     watch.snapshot_rulesets();
     for port in &watch.ports {
-        if port.probe.is_none() {
+        if port.probe().is_none() {
             log::warn!(
                 "{} not found yet: waiting for it to appear (in any namespace)",
                 port.spec
@@ -857,7 +836,7 @@ fn passive_evidence(watch: &Watch, args: &WatchArgs) -> Evidence {
         .ports
         .iter()
         .filter_map(|port| {
-            let location = port.location.as_ref()?;
+            let location = port.location()?;
             let after = netfilter::snapshot(&location.netns);
             let counted = counted_drops(watch.first_rulesets.get(&location.netns), &after);
             let dropped: Vec<&DropEvidence> = drops
@@ -879,8 +858,7 @@ fn passive_evidence(watch: &Watch, args: &WatchArgs) -> Evidence {
         .iter()
         .flat_map(|port| {
             let netns = port
-                .location
-                .as_ref()
+                .location()
                 .map(|location| location.netns.clone())
                 .unwrap_or_default();
             let mut addresses: Vec<&Ipv4Addr> = port
@@ -987,7 +965,7 @@ fn write_bundle(
     let mut namespaces: Vec<String> = watch
         .ports
         .iter()
-        .filter_map(|port| port.location.as_ref().map(|l| l.netns.clone()))
+        .filter_map(|port| port.location().map(|l| l.netns.clone()))
         .collect();
     namespaces.dedup();
     for netns in namespaces {
