@@ -69,6 +69,7 @@ fn bad_arguments() {
         (&["counters", "--target", "/eth0"][..], "/eth0"),
         (&["counters", "--duration", "soon"][..], "--duration"),
         (&["counters", "--no-such-flag"][..], "--no-such-flag"),
+        (&["watch", "--always"][..], "<CMD>"),
         (
             &["lab", "up", "--initiator", "cvl_0_1"][..],
             "needs a namespace",

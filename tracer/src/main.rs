@@ -66,9 +66,18 @@ fn clap_exit(err: &clap::Error) -> ExitCode {
         }
         _ => {
             let rendered = err.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let mut lines = rendered
+                .lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty());
+            let first = lines.next().unwrap_or("invalid arguments");
             let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("tracer: {first} (see `tracer --help`)");
+            // "the following required arguments were not provided:" names them on the next line.
+            let detail = match lines.next() {
+                Some(next) if first.ends_with(':') => format!(" {next}"),
+                _ => String::new(),
+            };
+            eprintln!("tracer: {first}{detail} (see `tracer --help`)");
             ExitCode::from(EXIT_USAGE)
         }
     }
