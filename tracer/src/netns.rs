@@ -33,6 +33,11 @@ pub enum NetnsError {
     },
 }
 
+/// A namespace's name for people: tracer's own (the empty name) is shown as `(own)`.
+pub fn display_name(netns: &str) -> &str {
+    if netns.is_empty() { "(own)" } else { netns }
+}
+
 /// Path of a named namespace; the empty name is tracer's own namespace.
 pub fn netns_path(name: &str) -> PathBuf {
     if name.is_empty() {

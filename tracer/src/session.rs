@@ -114,8 +114,3 @@ impl Session {
         Ok(lost)
     }
 }
-
-/// Namespace name for display: tracer's own is shown as `(own)`.
-pub fn display_netns(netns: &str) -> &str {
-    if netns.is_empty() { "(own)" } else { netns }
-}

@@ -12,7 +12,6 @@ use crate::{
     locate::{self, Location},
     netlink::RouteSocket,
     netns::{self, NetnsGuard},
-    session::display_netns,
     spec::PortSpec,
 };
 
@@ -95,7 +94,7 @@ impl FollowedPort {
                     info!(
                         "{}: the device in {} is a new one: attaching again",
                         self.spec,
-                        display_netns(&location.netns)
+                        netns::display_name(&location.netns)
                     );
                 }
                 self.attach(location);
@@ -133,12 +132,15 @@ impl FollowedPort {
             (None, [only]) => Some(only.clone()),
             (None, []) => None,
             (None, several) => {
-                let places: Vec<&str> = several.iter().map(|c| display_netns(&c.netns)).collect();
+                let places: Vec<&str> = several
+                    .iter()
+                    .map(|c| netns::display_name(&c.netns))
+                    .collect();
                 let note = format!(
                     "{} is in several namespaces ({}): waiting for it in {}",
                     self.spec,
                     places.join(", "),
-                    display_netns(&self.spec.netns)
+                    netns::display_name(&self.spec.netns)
                 );
                 if self.last_warning.as_ref() != Some(&note) {
                     warn!("{note}");
@@ -194,22 +196,22 @@ impl FollowedPort {
 
 fn log_move(spec: &PortSpec, before: Option<&Location>, now: Option<&Location>) {
     match (before, now) {
-        (None, Some(now)) => info!("{spec}: found in {}", display_netns(&now.netns)),
+        (None, Some(now)) => info!("{spec}: found in {}", netns::display_name(&now.netns)),
         (Some(before), Some(now)) if before.netns == now.netns && before != now => info!(
             "{spec}: found again in {} (ifindex {}), re-created",
-            display_netns(&now.netns),
+            netns::display_name(&now.netns),
             now.ifindex
         ),
         (Some(before), Some(now)) if before != now => info!(
             "{spec}: moved from {} (ifindex {}) to {} (ifindex {})",
-            display_netns(&before.netns),
+            netns::display_name(&before.netns),
             before.ifindex,
-            display_netns(&now.netns),
+            netns::display_name(&now.netns),
             now.ifindex
         ),
         (Some(before), None) => warn!(
             "{spec}: gone from {}; waiting for it to come back",
-            display_netns(&before.netns)
+            netns::display_name(&before.netns)
         ),
         _ => {}
     }

@@ -173,10 +173,6 @@ fn add(a: &KindCounts, b: &KindCounts) -> KindCounts {
     sum
 }
 
-fn netns_label(netns: &str) -> &str {
-    if netns.is_empty() { "(own)" } else { netns }
-}
-
 /// All the watching state.
 struct Watch {
     started: Instant,
@@ -231,8 +227,8 @@ impl Watch {
                     "move",
                     format!(
                         "{interface} moved from {} to {} (ifindex {} -> {})",
-                        netns_label(&left.netns),
-                        netns_label(&location.netns),
+                        netns::display_name(&left.netns),
+                        netns::display_name(&location.netns),
                         left.ifindex,
                         location.ifindex
                     ),
@@ -242,7 +238,10 @@ impl Watch {
                 self.timeline.push(
                     now,
                     "move",
-                    format!("{interface} disappeared from {}", netns_label(&left.netns)),
+                    format!(
+                        "{interface} disappeared from {}",
+                        netns::display_name(&left.netns)
+                    ),
                 );
                 port.link = None;
             }
@@ -267,7 +266,7 @@ impl Watch {
                 "attach",
                 format!(
                     "{interface} found in {} (ifindex {}): counting ({hook} ingress, tc egress)",
-                    netns_label(&location.netns),
+                    netns::display_name(&location.netns),
                     location.ifindex
                 ),
             );
@@ -982,7 +981,7 @@ fn write_bundle(
 
 /// Addresses, routes, neighbours and the netfilter ruleset of one namespace, as text.
 fn namespace_snapshot(netns: &str) -> String {
-    let mut out = format!("# namespace {}\n", netns_label(netns));
+    let mut out = format!("# namespace {}\n", netns::display_name(netns));
     for (title, args) in [
         ("addresses", &["addr", "show"][..]),
         ("routes", &["route", "show", "table", "all"][..]),

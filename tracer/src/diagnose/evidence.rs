@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::{
     evidence::{CountersReport, DropCount},
     netlink::{Link, RouteLookup},
+    netns,
     probes::ProbeOutcome,
 };
 
@@ -157,11 +158,7 @@ impl NetfilterEvidence {
     /// One line for people: who, where, which rule, how it was found.
     pub fn describe(&self) -> String {
         let location = &self.location;
-        let netns = if location.netns.is_empty() {
-            "(own)"
-        } else {
-            &location.netns
-        };
+        let netns = netns::display_name(&location.netns);
         let rule = if location.rule.is_empty() {
             String::new()
         } else {

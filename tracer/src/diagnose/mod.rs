@@ -9,7 +9,7 @@ pub mod evidence;
 
 use serde::Serialize;
 
-use crate::netlink::RouteLookup;
+use crate::{netlink::RouteLookup, netns};
 pub use evidence::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -92,7 +92,7 @@ impl Verdict {
         let place = match &self.netfilter {
             Some(nf) => format!(
                 "{}:{}/{}/{}",
-                display_netns(&nf.netns),
+                netns::display_name(&nf.netns),
                 nf.family,
                 nf.table,
                 nf.chain
@@ -109,10 +109,6 @@ impl Verdict {
         };
         format!("tracer:{}:{}", self.class.name(), place.replace(' ', "_"))
     }
-}
-
-fn display_netns(netns: &str) -> &str {
-    if netns.is_empty() { "(own)" } else { netns }
 }
 
 /// Drop reasons that are normal on a healthy path and say nothing about a fault.

@@ -6,7 +6,7 @@ use tracer_common::PacketKind;
 
 use crate::{
     evidence::{CountersReport, DropCount},
-    session::display_netns,
+    netns,
 };
 
 const HEADERS: [&str; PacketKind::COUNT as usize] = [
@@ -30,7 +30,7 @@ pub fn text(report: &CountersReport, watched_port: u16) -> String {
             let _ = write!(
                 out,
                 "{:<20} {:<15} {:<8}",
-                display_netns(&port.netns),
+                netns::display_name(&port.netns),
                 port.interface,
                 direction
             );
@@ -69,7 +69,7 @@ fn drop_table(out: &mut String, title: &str, drops: &[DropCount]) {
         let _ = writeln!(
             out,
             "  {:<20} {:<15} {:<28} {:<8} {:>8}",
-            display_netns(&drop.netns),
+            netns::display_name(&drop.netns),
             drop.place(),
             drop.reason,
             drop.protocol,

@@ -11,6 +11,7 @@ use crate::{
     },
     evidence::CountersReport,
     netlink::RouteLookup,
+    netns,
 };
 
 /// The verdict with its signature, as JSON shows it.
@@ -72,10 +73,6 @@ impl<'a> Report<'a> {
     }
 }
 
-fn netns_name(netns: &str) -> &str {
-    if netns.is_empty() { "(own)" } else { netns }
-}
-
 /// The four points of a probe's path, each with its count, and the first one that fell short.
 fn ladder_points(report: &Report<'_>, probe: &ProbeEvidence) -> Vec<(String, u64, bool)> {
     let origin = &report.port(probe.from).interface;
@@ -127,7 +124,11 @@ fn link_line(port: &PortEvidence) -> String {
     } else {
         "initiator"
     };
-    let place = format!("{role} {} in {}", port.interface, netns_name(&port.netns));
+    let place = format!(
+        "{role} {} in {}",
+        port.interface,
+        netns::display_name(&port.netns)
+    );
     match &port.link {
         Some(link) => format!(
             "{place}: {}, carrier {}, operstate {}, addresses {}",
@@ -171,7 +172,7 @@ fn drop_line(drop: &DropEvidence) -> String {
         drop.drop.reason,
         drop.drop.protocol,
         drop.drop.place(),
-        netns_name(&drop.drop.netns)
+        netns::display_name(&drop.drop.netns)
     )
 }
 
@@ -183,7 +184,7 @@ fn neighbour_line(neighbour: &NeighbourEvidence) -> String {
     format!(
         "{} in {}: {} -> {}",
         neighbour.address,
-        netns_name(&neighbour.netns),
+        netns::display_name(&neighbour.netns),
         neighbour.before.as_deref().unwrap_or("none"),
         neighbour.after.as_deref().unwrap_or("none")
     )
@@ -217,7 +218,7 @@ pub fn text(report: &Report<'_>, terminal: bool) -> String {
         let _ = writeln!(
             out,
             "  netfilter: namespace {}, family {}, table {}, chain {}, rule {}",
-            netns_name(&nf.netns),
+            netns::display_name(&nf.netns),
             nf.family,
             nf.table,
             nf.chain,
@@ -312,7 +313,7 @@ pub fn markdown(report: &Report<'_>) -> String {
         let _ = writeln!(
             out,
             "- netfilter: namespace `{}`, family `{}`, table `{}`, chain `{}`, rule `{}`",
-            netns_name(&nf.netns),
+            netns::display_name(&nf.netns),
             nf.family,
             nf.table,
             nf.chain,
