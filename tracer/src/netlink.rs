@@ -154,6 +154,13 @@ pub struct RouteSocket {
 }
 
 impl RouteSocket {
+    /// Opens a socket inside namespace `netns` ("" for the calling thread's own); it stays
+    /// bound to that namespace whichever thread uses it later.
+    pub fn open_in(netns: &str) -> io::Result<Self> {
+        let _inside = crate::netns::NetnsGuard::enter(netns).map_err(io::Error::other)?;
+        Self::open()
+    }
+
     /// Opens a socket bound to the calling thread's current network namespace.
     pub fn open() -> io::Result<Self> {
         // SAFETY: socket(2) takes no pointers; the result is checked before use.

@@ -180,10 +180,7 @@ impl FollowedPort {
     /// or unreadable.
     pub fn carrier(&self) -> Option<bool> {
         let location = self.location.as_ref()?;
-        let socket = {
-            let _inside = NetnsGuard::enter(&location.netns).ok()?;
-            RouteSocket::open().ok()?
-        };
+        let socket = RouteSocket::open_in(&location.netns).ok()?;
         match socket.link(&self.spec.interface) {
             Ok(link) => link.map(|link| link.carrier),
             Err(err) => {

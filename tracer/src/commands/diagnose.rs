@@ -25,8 +25,7 @@ use crate::{
     evidence::{InterfaceCounters, KindCounts},
     netfilter::{self, Ruleset},
     netlink::{RouteLookup, RouteSocket},
-    netns::{self, NetnsGuard},
-    preflight, probes, render,
+    netns, preflight, probes, render,
     session::Session,
     spec::PortSpec,
 };
@@ -136,12 +135,6 @@ pub fn prepare_report_dir(dir: &Path) -> Result<(), UsageError> {
     Ok(())
 }
 
-/// Opens a route socket inside `netns`; it stays bound to that namespace.
-pub fn route_socket(netns: &str) -> anyhow::Result<RouteSocket> {
-    let _inside = NetnsGuard::enter(netns)?;
-    RouteSocket::open().context("opening a netlink socket")
-}
-
 pub fn inspect_port(spec: &PortSpec, side: Side) -> PortEvidence {
     let mut evidence = PortEvidence {
         side,
@@ -153,7 +146,7 @@ pub fn inspect_port(spec: &PortSpec, side: Side) -> PortEvidence {
         addresses: Vec::new(),
     };
     if evidence.netns_exists
-        && let Ok(socket) = route_socket(&spec.netns)
+        && let Ok(socket) = RouteSocket::open_in(&spec.netns)
     {
         evidence.link = socket.link(&spec.interface).ok().flatten();
         if let Some(link) = &evidence.link {
@@ -180,7 +173,7 @@ fn namespaces_holding(interface: &str, except: &str) -> Vec<String> {
         .into_iter()
         .filter(|name| name != except)
         .filter(|name| {
-            route_socket(name)
+            RouteSocket::open_in(name)
                 .ok()
                 .and_then(|socket| socket.link(interface).ok().flatten())
                 .is_some()
@@ -190,7 +183,7 @@ fn namespaces_holding(interface: &str, except: &str) -> Vec<String> {
 
 pub fn route_evidence(from: &PortEvidence, destination: Ipv4Addr) -> RouteEvidence {
     let port_index = from.link.as_ref().map(|link| link.ifindex);
-    let lookup_and_links = route_socket(&from.netns).and_then(|socket| {
+    let lookup_and_links = RouteSocket::open_in(&from.netns).and_then(|socket| {
         let lookup = socket.route_get(destination)?;
         let links = socket.links()?;
         Ok((lookup, links))
@@ -317,7 +310,7 @@ fn skipped(kind: ProbeKind, from: Side, why: &str) -> ProbeEvidence {
 }
 
 fn neighbour_state(netns: &str, ifindex: u32, address: Ipv4Addr) -> Option<String> {
-    route_socket(netns)
+    RouteSocket::open_in(netns)
         .ok()?
         .neighbours()
         .ok()?

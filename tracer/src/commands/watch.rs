@@ -26,7 +26,7 @@ use crate::{
     },
     commands::diagnose::{
         self as diagnose_command, difference, environment, inspect_port, netfilter_evidence,
-        prepare_report_dir, route_evidence, route_socket,
+        prepare_report_dir, route_evidence,
     },
     diagnose::{
         DropEvidence, Evidence, NeighbourEvidence, PortEvidence, ProbeEvidence, ProbeKind, Side,
@@ -35,7 +35,7 @@ use crate::{
     evidence::{DropCount, KindCounts, protocol_name},
     locate::Location,
     netfilter::{self, DropHit, Ruleset},
-    netlink::Link,
+    netlink::{Link, RouteSocket},
     netns, preflight, render,
     spec::PortSpec,
 };
@@ -293,7 +293,7 @@ impl Watch {
         let Some(location) = port.location() else {
             return;
         };
-        let Ok(socket) = route_socket(&location.netns) else {
+        let Ok(socket) = RouteSocket::open_in(&location.netns) else {
             return;
         };
         let link = socket.link(&port.spec.interface).ok().flatten();
