@@ -15,6 +15,23 @@ impl KindCounts {
     pub fn set(&mut self, kind: PacketKind, count: u64) {
         self.0[kind as usize] = count;
     }
+
+    /// Frames of any of `kinds`.
+    pub fn sum_of(&self, kinds: &[PacketKind]) -> u64 {
+        kinds.iter().map(|kind| self.get(*kind)).sum()
+    }
+
+    /// These counts and `other` together.
+    pub fn plus(&self, other: &Self) -> Self {
+        Self(std::array::from_fn(|i| self.0[i] + other.0[i]))
+    }
+
+    /// What was counted since `before` (never below zero).
+    pub fn since(&self, before: &Self) -> Self {
+        Self(std::array::from_fn(|i| {
+            self.0[i].saturating_sub(before.0[i])
+        }))
+    }
 }
 
 impl Serialize for KindCounts {

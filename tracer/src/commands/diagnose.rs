@@ -247,10 +247,7 @@ impl Crossings {
     fn between(before: &Snapshot, after: &Snapshot) -> Self {
         let delta = |index: usize| {
             let (b, a) = (&before.ports[index], &after.ports[index]);
-            (
-                difference(&b.ingress, &a.ingress),
-                difference(&b.egress, &a.egress),
-            )
+            (a.ingress.since(&b.ingress), a.egress.since(&b.egress))
         };
         Self {
             initiator: delta(0),
@@ -271,22 +268,11 @@ impl Crossings {
     /// out of the peer and back into the origin.
     fn ladder(&self, probe: &mut ProbeEvidence, requests: &[PacketKind], answers: &[PacketKind]) {
         let (origin, peer) = self.ends(probe.from);
-        let sum = |counts: &KindCounts, kinds: &[PacketKind]| -> u64 {
-            kinds.iter().map(|kind| counts.get(*kind)).sum()
-        };
-        probe.left_origin = sum(&origin.1, requests);
-        probe.reached_peer = sum(&peer.0, requests);
-        probe.answer_left_peer = sum(&peer.1, answers);
-        probe.answer_reached_origin = sum(&origin.0, answers);
+        probe.left_origin = origin.1.sum_of(requests);
+        probe.reached_peer = peer.0.sum_of(requests);
+        probe.answer_left_peer = peer.1.sum_of(answers);
+        probe.answer_reached_origin = origin.0.sum_of(answers);
     }
-}
-
-pub fn difference(before: &KindCounts, after: &KindCounts) -> KindCounts {
-    let mut delta = KindCounts::default();
-    for kind in PacketKind::ALL {
-        delta.set(kind, after.get(kind).saturating_sub(before.get(kind)));
-    }
-    delta
 }
 
 fn probe_evidence(kind: ProbeKind, from: Side, outcome: probes::ProbeOutcome) -> ProbeEvidence {

@@ -25,7 +25,7 @@ use crate::{
         ports::{IngressHook, PortOptions, PortProbe},
     },
     commands::diagnose::{
-        self as diagnose_command, difference, environment, inspect_port, netfilter_evidence,
+        self as diagnose_command, environment, inspect_port, netfilter_evidence,
         prepare_report_dir, route_evidence,
     },
     diagnose::{
@@ -165,14 +165,6 @@ impl WatchedPort {
     }
 }
 
-fn add(a: &KindCounts, b: &KindCounts) -> KindCounts {
-    let mut sum = KindCounts::default();
-    for kind in PacketKind::ALL {
-        sum.set(kind, a.get(kind) + b.get(kind));
-    }
-    sum
-}
-
 /// All the watching state.
 struct Watch {
     started: Instant,
@@ -215,8 +207,8 @@ impl Watch {
         {
             // A device deleted and created anew has new counters: keep the old ones' counts.
             port.carried = (
-                add(&port.carried.0, &counters.ingress),
-                add(&port.carried.1, &counters.egress),
+                port.carried.0.plus(&counters.ingress),
+                port.carried.1.plus(&counters.egress),
             );
         }
         let location = port.follower.location().cloned();
@@ -376,14 +368,14 @@ impl Watch {
                 continue;
             };
             let totals = (
-                add(&port.carried.0, &counters.ingress),
-                add(&port.carried.1, &counters.egress),
+                port.carried.0.plus(&counters.ingress),
+                port.carried.1.plus(&counters.egress),
             );
             for (direction, before, after) in [
                 ("ingress", &port.totals.0, &totals.0),
                 ("egress", &port.totals.1, &totals.1),
             ] {
-                let delta = difference(before, after);
+                let delta = after.since(before);
                 for kind in PacketKind::ALL {
                     if kind == PacketKind::Other || delta.get(kind) == 0 {
                         continue;
@@ -528,9 +520,6 @@ fn passive_probes(initiator: &WatchedPort, target: &WatchedPort) -> Vec<ProbeEvi
             &[PacketKind::TcpSynAck, PacketKind::TcpRst],
         ),
     ];
-    let sum = |counts: &KindCounts, kinds: &[PacketKind]| -> u64 {
-        kinds.iter().map(|kind| counts.get(*kind)).sum()
-    };
     exchanges
         .into_iter()
         .filter_map(|(kind, from, requests, answers)| {
@@ -539,11 +528,11 @@ fn passive_probes(initiator: &WatchedPort, target: &WatchedPort) -> Vec<ProbeEvi
             } else {
                 (initiator.totals, target.totals)
             };
-            let left_origin = sum(&origin.1, requests);
+            let left_origin = origin.1.sum_of(requests);
             if left_origin == 0 {
                 return None;
             }
-            let answer_reached_origin = sum(&origin.0, answers);
+            let answer_reached_origin = origin.0.sum_of(answers);
             Some(ProbeEvidence {
                 kind,
                 from,
@@ -554,8 +543,8 @@ fn passive_probes(initiator: &WatchedPort, target: &WatchedPort) -> Vec<ProbeEvi
                 },
                 skipped: None,
                 left_origin,
-                reached_peer: sum(&peer.0, requests),
-                answer_left_peer: sum(&peer.1, answers),
+                reached_peer: peer.0.sum_of(requests),
+                answer_left_peer: peer.1.sum_of(answers),
                 answer_reached_origin,
             })
         })
