@@ -8,7 +8,7 @@ use aya::programs::{SchedClassifier, TcAttachType};
 use log::{debug, info, warn};
 
 use crate::{
-    collect::ports::{IngressHook, PortOptions, PortProbe},
+    collect::ports::{PortOptions, PortProbe},
     locate::{self, Location},
     netlink::RouteSocket,
     netns::{self, NetnsGuard},
@@ -161,7 +161,7 @@ impl FollowedPort {
                 info!(
                     "{}: counting on {here} ({} ingress, tc egress)",
                     self.spec,
-                    hook_name(probe.ingress_hook)
+                    probe.ingress_hook.name()
                 );
                 self.probe = Some(probe);
                 self.last_warning = None;
@@ -231,14 +231,6 @@ fn everywhere(interface: &str) -> Vec<Location> {
             })
         })
         .collect()
-}
-
-/// The hook's name in logs and metrics.
-pub fn hook_name(hook: IngressHook) -> &'static str {
-    match hook {
-        IngressHook::Xdp => "xdp",
-        IngressHook::Tc => "tc",
-    }
 }
 
 /// Whether `interface` is still at `last`: the cheap check before searching every namespace. A

@@ -51,6 +51,16 @@ pub enum IngressHook {
     Tc,
 }
 
+impl IngressHook {
+    /// The hook's name in logs, timelines and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Xdp => "xdp",
+            Self::Tc => "tc",
+        }
+    }
+}
+
 /// One port with its counting programs attached. Dropping it detaches them.
 pub struct PortProbe {
     pub spec: PortSpec,

@@ -24,7 +24,7 @@ use crate::{
     collect::{
         drops::{self, DropProbe, KernelLayout, RawDrop},
         ebpf_log_level,
-        follow::{FollowedPort, hook_name},
+        follow::FollowedPort,
         ports::{self, PortOptions},
     },
     error::UsageError,
@@ -269,7 +269,7 @@ impl Monitor {
         let neighbour_failures = drops.get(NEIGH_FAILED).copied().unwrap_or(0);
         Ok(Some(AttachedPort {
             counters,
-            ingress_hook: hook_name(probe.ingress_hook).to_owned(),
+            ingress_hook: probe.ingress_hook.name().to_owned(),
             carrier: port.carrier(),
             drops,
             neighbour_failures,

@@ -248,10 +248,7 @@ impl Watch {
             && let Some(location) = &location
             && let Some(probe) = port.follower.probe_mut()
         {
-            let hook = match probe.ingress_hook {
-                IngressHook::Xdp => "XDP",
-                IngressHook::Tc => "tc",
-            };
+            let hook = probe.ingress_hook.name();
             port.recorder.attach(probe.take_capture());
             self.timeline.push(
                 now,
