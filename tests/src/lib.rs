@@ -118,33 +118,16 @@ impl Lab {
             port,
             _not_send: PhantomData,
         };
-        check(tracer().arg("lab").arg("up").args(lab.lab_args()));
+        check(tracer().arg("lab").arg("up").args(lab.port_args()));
         lab
-    }
-
-    fn lab_args(&self) -> Vec<String> {
-        vec![
-            "--initiator".into(),
-            self.initiator.spec(),
-            "--target".into(),
-            self.target.spec(),
-            "--port".into(),
-            self.port.to_string(),
-        ]
     }
 
     /// `tracer counters` watching this lab's two ends.
     pub fn counters(&self) -> TracerRun {
-        TracerRun::start(&[
-            "counters",
-            "--initiator",
-            &self.initiator.spec(),
-            "--target",
-            &self.target.spec(),
-            "--port",
-            &self.port.to_string(),
-            "--json",
-        ])
+        let mut args = vec!["counters".to_owned()];
+        args.extend(self.port_args());
+        args.push("--json".to_owned());
+        TracerRun::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     /// Arguments naming this lab's ports and port number, for tracer's commands.
@@ -195,7 +178,7 @@ impl Drop for Lab {
         match tracer()
             .arg("lab")
             .arg("down")
-            .args(self.lab_args())
+            .args(self.port_args())
             .output()
         {
             Ok(out) if out.status.success() => {}

@@ -109,11 +109,16 @@ pub struct ProbeEvidence {
 }
 
 impl ProbeEvidence {
+    /// Probes that got an answer: a reply, or for TCP a RST (the path works either way).
+    pub fn answers(&self) -> u32 {
+        self.outcome.answered + self.outcome.refused
+    }
+
     pub fn fully_answered(&self) -> bool {
         self.skipped.is_none()
             && self.outcome.error.is_none()
             && self.outcome.sent > 0
-            && self.outcome.answered + self.outcome.refused >= self.outcome.sent
+            && self.answers() >= self.outcome.sent
     }
 }
 

@@ -323,7 +323,7 @@ fn ladder(probe: &ProbeEvidence) -> String {
         "{}: {} sent, {} answered; left origin port {}, reached peer port {}, answers left peer {}, answers reached origin {}",
         probe.kind.describe(),
         probe.outcome.sent,
-        probe.outcome.answered + probe.outcome.refused,
+        probe.answers(),
         probe.left_origin,
         probe.reached_peer,
         probe.answer_left_peer,

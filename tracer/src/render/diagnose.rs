@@ -349,7 +349,7 @@ pub fn markdown(report: &Report<'_>) -> String {
                         "| {} | {} | {} | {} | {} | {} | {} |",
                         probe.kind.describe(),
                         probe.outcome.sent,
-                        probe.outcome.answered + probe.outcome.refused,
+                        probe.answers(),
                         probe.left_origin,
                         probe.reached_peer,
                         probe.answer_left_peer,
