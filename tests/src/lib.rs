@@ -347,6 +347,22 @@ pub fn count(report: &Value, end: &End, direction: &str, kind: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {direction}.{kind} for {}", end.spec()))
 }
 
+/// `pings` echo requests crossed from the lab's initiator to its target, and as many replies
+/// came back, according to a counters report.
+pub fn assert_pings_crossed(report: &Value, lab: &Lab, pings: u64) {
+    let (initiator, target) = (&lab.initiator, &lab.target);
+    assert_eq!(
+        count(report, initiator, "egress", "icmp_echo_request"),
+        pings
+    );
+    assert_eq!(count(report, target, "ingress", "icmp_echo_request"), pings);
+    assert_eq!(count(report, target, "egress", "icmp_echo_reply"), pings);
+    assert_eq!(
+        count(report, initiator, "ingress", "icmp_echo_reply"),
+        pings
+    );
+}
+
 /// Drops with `reason` and `protocol` in the report's `section` ("drops" or "other_drops")
 /// whose namespace is `netns` (and interface `interface`, when given).
 pub fn drops(

@@ -6,7 +6,9 @@ use std::{
     time::Duration,
 };
 
-use tracer_tests::{INITIATOR_IP, Lab, TARGET_IP, check, count, drops, in_netns};
+use tracer_tests::{
+    INITIATOR_IP, Lab, TARGET_IP, assert_pings_crossed, check, count, drops, in_netns,
+};
 
 #[test]
 fn five_pings_counted_exactly_on_both_ports() {
@@ -16,10 +18,7 @@ fn five_pings_counted_exactly_on_both_ports() {
     let report = run.finish();
 
     let (initiator, target) = (&lab.initiator, &lab.target);
-    assert_eq!(count(&report, initiator, "egress", "icmp_echo_request"), 5);
-    assert_eq!(count(&report, target, "ingress", "icmp_echo_request"), 5);
-    assert_eq!(count(&report, target, "egress", "icmp_echo_reply"), 5);
-    assert_eq!(count(&report, initiator, "ingress", "icmp_echo_reply"), 5);
+    assert_pings_crossed(&report, &lab, 5);
     // The requests never come back the wrong way.
     assert_eq!(count(&report, initiator, "ingress", "icmp_echo_request"), 0);
     assert_eq!(count(&report, target, "egress", "icmp_echo_request"), 0);
@@ -150,11 +149,8 @@ fn unrelated_namespace_traffic_is_kept_apart() {
     );
     let report = run.finish();
 
-    let (initiator, target) = (&lab.initiator, &lab.target);
-    assert_eq!(count(&report, initiator, "egress", "icmp_echo_request"), 5);
-    assert_eq!(count(&report, target, "ingress", "icmp_echo_request"), 5);
-    assert_eq!(count(&report, target, "egress", "icmp_echo_reply"), 5);
-    assert_eq!(count(&report, initiator, "ingress", "icmp_echo_reply"), 5);
+    let target = &lab.target;
+    assert_pings_crossed(&report, &lab, 5);
     assert_eq!(
         drops(
             &report,
