@@ -1,11 +1,8 @@
 //! All probes of one tracer run, attached together and detached together (on drop).
 
-use anyhow::Context as _;
-
 use crate::{
-    btf::Btf,
     collect::{
-        drops::{DropProbe, KernelLayout, RawDrop},
+        drops::{DropProbe, RawDrop},
         ports::{PortOptions, PortProbe},
     },
     error::UsageError,
@@ -15,7 +12,6 @@ use crate::{
 };
 
 pub struct Session {
-    layout: KernelLayout,
     pub ports: Vec<PortProbe>,
     pub drops: DropProbe,
 }
@@ -31,19 +27,12 @@ impl Session {
                 .into());
             }
         }
-        let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
-        let layout = KernelLayout::from_btf(&btf)?;
         let ports = specs
             .iter()
             .map(|spec| PortProbe::attach(spec, options))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let kernel_btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF")?;
-        let drops = DropProbe::attach(&layout, &kernel_btf, &options.log_level)?;
-        Ok(Self {
-            layout,
-            ports,
-            drops,
-        })
+        let drops = DropProbe::attach(&options.log_level)?;
+        Ok(Self { ports, drops })
     }
 
     /// The watched port with this namespace inode and interface index.
@@ -72,7 +61,7 @@ impl Session {
             netns,
             interface: port.map(|p| p.spec.interface.clone()).unwrap_or_default(),
             ifindex: raw.key.ifindex,
-            reason: self.layout.reason_name(raw.key.reason),
+            reason: self.drops.layout.reason_name(raw.key.reason),
             protocol: protocol_name(raw.key.protocol),
             count: raw.count,
         }

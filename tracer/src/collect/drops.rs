@@ -71,25 +71,22 @@ pub struct RawDrop {
 /// The kfree_skb probe, attached. Dropping it detaches.
 pub struct DropProbe {
     ebpf: Ebpf,
+    /// What the probe was built for: it names the reasons it counts.
+    pub layout: KernelLayout,
 }
 
 impl DropProbe {
-    pub fn attach(
-        layout: &KernelLayout,
-        kernel_btf: &aya::Btf,
-        log_level: &u8,
-    ) -> anyhow::Result<Self> {
-        Self::attach_pinned(layout, kernel_btf, log_level, None)
+    /// Reads the running kernel's layout from its BTF, then attaches.
+    pub fn attach(log_level: &u8) -> anyhow::Result<Self> {
+        Self::attach_pinned(log_level, None)
     }
 
     /// [`Self::attach`], with the counters pinned in `pin_directory` (which must exist on
     /// bpffs): maps already pinned there are reused, so that counts continue across runs.
-    pub fn attach_pinned(
-        layout: &KernelLayout,
-        kernel_btf: &aya::Btf,
-        log_level: &u8,
-        pin_directory: Option<&Path>,
-    ) -> anyhow::Result<Self> {
+    pub fn attach_pinned(log_level: &u8, pin_directory: Option<&Path>) -> anyhow::Result<Self> {
+        let layout =
+            KernelLayout::from_btf(&Btf::from_sys_fs().context("reading the kernel's BTF")?)?;
+        let kernel_btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF")?;
         let mut loader = loader(log_level);
         loader.override_global("KERNEL_OFFSETS", &layout.offsets, true);
         if let Some(directory) = pin_directory {
@@ -106,7 +103,7 @@ impl DropProbe {
             .try_into()?;
         // The kernel's BTF has no kfree_skb tracepoint, or refuses tp_btf programs: the
         // machine's to fix, not a tracer bug.
-        program.load("kfree_skb", kernel_btf).map_err(|err| {
+        program.load("kfree_skb", &kernel_btf).map_err(|err| {
             UsageError::KernelLayout(format!(
                 "cannot load a tp_btf program on the kfree_skb tracepoint ({err}); tracer needs BPF tracing (tp_btf) and the kfree_skb tracepoint"
             ))
@@ -114,7 +111,7 @@ impl DropProbe {
         program
             .attach()
             .context("attaching the kfree_skb probe (tp_btf)")?;
-        Ok(Self { ebpf })
+        Ok(Self { ebpf, layout })
     }
 
     /// Gives the probe's log ring buffer to the caller, who polls it (absent when the object

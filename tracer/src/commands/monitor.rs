@@ -19,10 +19,9 @@ use tokio::{
 use tracer_common::DropKey;
 
 use crate::{
-    btf::Btf,
     cli::MonitorArgs,
     collect::{
-        drops::{self, DropProbe, KernelLayout, RawDrop},
+        drops::{self, DropProbe, RawDrop},
         ebpf_log_level,
         follow::FollowedPort,
         ports::{self, PortOptions},
@@ -142,21 +141,16 @@ fn unpin(root: &Path) -> anyhow::Result<()> {
 struct Monitor {
     ports: Vec<FollowedPort>,
     drops: DropProbe,
-    layout: KernelLayout,
     kernel: String,
 }
 
 impl Monitor {
     fn start(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<Self> {
         let root = &args.pin_dir;
-        let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
-        let layout = KernelLayout::from_btf(&btf)?;
-        let kernel_btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF")?;
         let log_level = ebpf_log_level(verbosity);
         let drops_directory = pins::drops_directory(root);
         pins::prepare_directory(&drops_directory, &drops::PINNED_MAPS)?;
-        let drops =
-            DropProbe::attach_pinned(&layout, &kernel_btf, &log_level, Some(&drops_directory))?;
+        let drops = DropProbe::attach_pinned(&log_level, Some(&drops_directory))?;
 
         let options = PortOptions {
             watched_port: args.ports.port,
@@ -181,7 +175,6 @@ impl Monitor {
         Ok(Self {
             ports: followed,
             drops,
-            layout,
             kernel: kernel_release(),
         })
     }
@@ -263,7 +256,7 @@ impl Monitor {
             site.key.netns == location.netns_inode && site.key.ifindex == location.ifindex
         }) {
             *drops
-                .entry(self.layout.reason_name(site.key.reason))
+                .entry(self.drops.layout.reason_name(site.key.reason))
                 .or_default() += site.count;
         }
         let neighbour_failures = drops.get(NEIGH_FAILED).copied().unwrap_or(0);

@@ -15,11 +15,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracer_common::PacketKind;
 
 use crate::{
-    btf::Btf,
     capture::{self, FlightRecorder},
     cli::{DiagnoseArgs, PortArgs, WatchArgs},
     collect::{
-        drops::{DropProbe, KernelLayout, RawDrop},
+        drops::{DropProbe, RawDrop},
         ebpf_log_level,
         follow::FollowedPort,
         ports::{IngressHook, PortOptions, PortProbe},
@@ -170,7 +169,6 @@ struct Watch {
     started: Instant,
     ports: [WatchedPort; 2],
     drops: DropProbe,
-    layout: KernelLayout,
     last_drops: HashMap<tracer_common::DropKey, u64>,
     all_drops: HashMap<tracer_common::DropKey, u64>,
     timeline: Timeline,
@@ -417,7 +415,7 @@ impl Watch {
                 continue;
             };
             *self.all_drops.entry(key).or_default() += delta;
-            let reason = self.layout.reason_name(key.reason);
+            let reason = self.drops.layout.reason_name(key.reason);
             let protocol = protocol_name(key.protocol);
             // IPv6 neighbour discovery on fresh interfaces and socket teardown are noise.
             if matches!(protocol.as_str(), "ipv6" | "none") || reason == "QUEUE_PURGE" {
@@ -470,7 +468,7 @@ impl Watch {
                             port.spec.interface.clone()
                         },
                         ifindex: key.ifindex,
-                        reason: self.layout.reason_name(key.reason),
+                        reason: self.drops.layout.reason_name(key.reason),
                         protocol: protocol_name(key.protocol),
                         count: *count,
                     },
@@ -629,10 +627,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         log_level: ebpf_log_level(verbosity),
         ingress: IngressHook::Xdp,
     };
-    let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
-    let layout = KernelLayout::from_btf(&btf)?;
-    let kernel_btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF")?;
-    let drops = DropProbe::attach(&layout, &kernel_btf, &options.log_level)?;
+    let drops = DropProbe::attach(&options.log_level)?;
     let mut watch = Watch {
         started: Instant::now(),
         ports: [
@@ -650,7 +645,6 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
             ),
         ],
         drops,
-        layout,
         last_drops: HashMap::new(),
         all_drops: HashMap::new(),
         timeline: Timeline::default(),
