@@ -433,6 +433,19 @@ impl Watch {
         }
     }
 
+    /// The netfilter rulesets of the namespaces the ports are in now, each read once.
+    fn final_rulesets(&self) -> BTreeMap<String, Ruleset> {
+        let mut rulesets = BTreeMap::new();
+        for port in &self.ports {
+            if let Some(location) = port.location() {
+                rulesets
+                    .entry(location.netns.clone())
+                    .or_insert_with(|| netfilter::snapshot(&location.netns));
+            }
+        }
+        rulesets
+    }
+
     /// What the kernel programs could not record: drops (map full) and frames (ring full).
     fn lost_events(&self) -> u64 {
         let drops = self.drops.lost_events().unwrap_or(0);
@@ -718,6 +731,13 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         .push(watch.seconds(), "command", format!("exited with {code}"));
 
     let failed = code != 0;
+    let write_bundle_now = failed || args.always;
+    // Read once, for the passive evidence and for the bundle's snapshots.
+    let final_rulesets = if args.probe && !write_bundle_now {
+        BTreeMap::new()
+    } else {
+        watch.final_rulesets()
+    };
     let evidence = if args.probe {
         let probe_args = DiagnoseArgs {
             ports: PortArgs {
@@ -735,7 +755,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         evidence.drops.extend(watch.drop_evidence());
         evidence
     } else {
-        passive_evidence(&watch, args)
+        passive_evidence(&watch, args, &final_rulesets)
     };
     let verdict = diagnose(&evidence);
     for port in &watch.ports {
@@ -761,19 +781,18 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         verdict.class.name(),
         verdict.summary
     );
-    if failed || args.always {
-        let recorders = [&watch.ports[0].recorder, &watch.ports[1].recorder];
+    if write_bundle_now {
         write_bundle(
             &args.report,
             &verdict,
             &evidence,
             &timeline,
-            &recorders,
             CommandReport {
                 argv: args.command.clone(),
                 exit_code: code,
             },
             &watch,
+            &final_rulesets,
         )?;
         eprintln!("tracer: report in {}", args.report.display());
     }
@@ -798,7 +817,11 @@ fn port_evidence(port: &WatchedPort) -> PortEvidence {
     inspect_port(&port.current_spec(), port.side)
 }
 
-fn passive_evidence(watch: &Watch, args: &WatchArgs) -> Evidence {
+fn passive_evidence(
+    watch: &Watch,
+    args: &WatchArgs,
+    final_rulesets: &BTreeMap<String, Ruleset>,
+) -> Evidence {
     let [initiator, target] = &watch.ports;
     let initiator_evidence = port_evidence(initiator);
     let target_evidence = port_evidence(target);
@@ -816,8 +839,8 @@ fn passive_evidence(watch: &Watch, args: &WatchArgs) -> Evidence {
         .iter()
         .filter_map(|port| {
             let location = port.location()?;
-            let after = netfilter::snapshot(&location.netns);
-            let counted = counted_drops(watch.first_rulesets.get(&location.netns), &after);
+            let after = final_rulesets.get(&location.netns)?;
+            let counted = counted_drops(watch.first_rulesets.get(&location.netns), after);
             let dropped: Vec<&DropEvidence> = drops
                 .iter()
                 .filter(|drop| drop.side == port.side && drop.drop.reason == "NETFILTER_DROP")
@@ -827,7 +850,7 @@ fn passive_evidence(watch: &Watch, args: &WatchArgs) -> Evidence {
                 &location.netns,
                 &dropped,
                 counted,
-                &after,
+                after,
             ))
         })
         .flatten()
@@ -884,14 +907,15 @@ fn write_bundle(
     verdict: &crate::diagnose::Verdict,
     evidence: &Evidence,
     timeline: &Timeline,
-    recorders: &[&FlightRecorder],
     command: CommandReport,
     watch: &Watch,
+    final_rulesets: &BTreeMap<String, Ruleset>,
 ) -> anyhow::Result<()> {
     let write = |name: &str, bytes: &[u8]| {
         let path = dir.join(name);
         std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
     };
+    let recorders = [&watch.ports[0].recorder, &watch.ports[1].recorder];
     let frames = recorders.iter().map(|r| r.frames().count()).sum();
     let evicted = recorders.iter().map(|r| r.evicted).sum();
     let report = WatchReport {
@@ -936,31 +960,25 @@ fn write_bundle(
         "report.json",
         serde_json::to_string_pretty(&report)?.as_bytes(),
     )?;
-    write("capture.pcapng", &capture::pcapng(recorders))?;
+    write("capture.pcapng", &capture::pcapng(&recorders))?;
 
     let snapshots = dir.join("snapshot");
     std::fs::create_dir_all(&snapshots)
         .with_context(|| format!("creating {}", snapshots.display()))?;
-    let mut namespaces: Vec<String> = watch
-        .ports
-        .iter()
-        .filter_map(|port| port.location().map(|l| l.netns.clone()))
-        .collect();
-    namespaces.dedup();
-    for netns in namespaces {
+    for (netns, ruleset) in final_rulesets {
         let file = if netns.is_empty() {
             "own-namespace.txt".to_owned()
         } else {
             format!("{netns}.txt")
         };
-        std::fs::write(snapshots.join(&file), namespace_snapshot(&netns))
+        std::fs::write(snapshots.join(&file), namespace_snapshot(netns, ruleset))
             .with_context(|| format!("writing snapshot {file}"))?;
     }
     Ok(())
 }
 
 /// Addresses, routes, neighbours and the netfilter ruleset of one namespace, as text.
-fn namespace_snapshot(netns: &str) -> String {
+fn namespace_snapshot(netns: &str, ruleset: &Ruleset) -> String {
     let mut out = format!("# namespace {}\n", netns::display_name(netns));
     for (title, args) in [
         ("addresses", &["addr", "show"][..]),
@@ -978,7 +996,6 @@ fn namespace_snapshot(netns: &str) -> String {
             Err(err) => out.push_str(&format!("(ip failed: {err})\n")),
         }
     }
-    let ruleset = netfilter::snapshot(netns);
     out.push_str("\n## netfilter rules (backend family table chain: rule [packets])\n");
     for chain in &ruleset.chains {
         if chain.policy_drop {
