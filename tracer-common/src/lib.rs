@@ -97,20 +97,57 @@ pub struct CapturedFrame {
 const _: () = assert!(size_of::<CapturedFrame>() == 24 + CAPTURE_SNAPLEN);
 
 /// Key of the `DROP_COUNTERS` map: one kernel drop site as seen by `kfree_skb`.
+///
+/// Only drops at a watched place (see [`WatchedPlace`]) keep their namespace and interface;
+/// every other drop is counted under `netns == 0 && ifindex == 0`, so that a busy host cannot
+/// fill the map.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DropKey {
-    /// Inode number of the device's network namespace, else of the socket's (0: neither).
+    /// Inode number of the device's network namespace, else of the socket's (0: neither, or
+    /// not a watched place).
     pub netns: u32,
     /// Interface index inside that namespace (0: the skb had no device).
     pub ifindex: u32,
-    /// The running kernel's `enum skb_drop_reason` value.
+    /// The running kernel's `enum skb_drop_reason` value; 0 on kernels without drop reasons.
     pub reason: u32,
     /// `skb->protocol` in host byte order (an EtherType).
     pub protocol: u16,
     pub _pad: u16,
+    /// The code address that freed the skb, on kernels without drop reasons (0 otherwise): it
+    /// names the dropping function through /proc/kallsyms.
+    pub location: u64,
 }
-const _: () = assert!(size_of::<DropKey>() == 16);
+const _: () = assert!(size_of::<DropKey>() == 24);
+
+/// Key of the drop probe's `WATCHED_PLACES` map: a (namespace, interface) whose drops are
+/// kept apart. `ifindex == 0` stands for the drops in that namespace without a device
+/// (a local socket's packets dropped before they had one).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WatchedPlace {
+    pub netns: u32,
+    pub ifindex: u32,
+}
+const _: () = assert!(size_of::<WatchedPlace>() == 8);
+
+/// Most places the drop probe keeps apart: both ports and their namespaces, with room for
+/// the hops between them.
+pub const WATCHED_PLACES_MAX: u32 = 64;
+
+/// One direction of a TCP connection, for the capture's per-connection budget of data
+/// segments. Addresses and ports as they are on the wire.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowKey {
+    pub addresses: [u8; 8],
+    pub ports: [u8; 4],
+}
+const _: () = assert!(size_of::<FlowKey>() == 12);
+
+/// Data segments (no SYN, FIN or RST) the capture keeps from each direction of a connection:
+/// enough to see it carry data; the bulk is only counted.
+pub const CAPTURED_DATA_SEGMENTS: u32 = 4;
 
 /// Byte offsets of the kernel struct fields the drop probe reads. They differ between kernels,
 /// so the loader reads them from the running kernel's BTF and patches them in.
@@ -142,4 +179,6 @@ mod user {
     unsafe impl aya::Pod for super::CapturedFrame {}
     // SAFETY: plain `#[repr(C)]` integers without padding.
     unsafe impl aya::Pod for super::KernelOffsets {}
+    // SAFETY: plain `#[repr(C)]` integers without padding.
+    unsafe impl aya::Pod for super::WatchedPlace {}
 }

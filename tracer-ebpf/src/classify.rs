@@ -14,10 +14,27 @@ pub trait Frame {
 }
 
 /// One classified frame: its kind, and for TCP to the watched port the handshake kind that is
-/// counted in addition.
+/// counted in addition and what the capture needs to pick segments.
 pub struct Classified {
     pub kind: PacketKind,
     pub tcp_flags_kind: Option<PacketKind>,
+    pub tcp: Option<TcpSegment>,
+}
+
+/// A segment from or to the watched port.
+#[derive(Clone, Copy)]
+pub struct TcpSegment {
+    /// The TCP header's flags byte.
+    pub flags: u8,
+    /// Source and destination port, as on the wire.
+    pub ports: [u8; 4],
+}
+
+impl TcpSegment {
+    /// SYN, FIN or RST: a segment that opens or ends a connection.
+    pub fn opens_or_ends(self) -> bool {
+        self.flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0
+    }
 }
 
 const ETH_HLEN: usize = 14;
@@ -35,6 +52,7 @@ const ICMP_ECHOREPLY: u8 = 0;
 const ICMP_DEST_UNREACH: u8 = 3;
 const ICMP_ECHO: u8 = 8;
 const TCP_FLAGS_OFFSET: usize = 13;
+const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
 const TCP_ACK: u8 = 0x10;
@@ -43,6 +61,7 @@ const fn only(kind: PacketKind) -> Classified {
     Classified {
         kind,
         tcp_flags_kind: None,
+        tcp: None,
     }
 }
 
@@ -131,8 +150,12 @@ fn classify_tcp<F: Frame>(frame: &F, transport: usize, watched_port: u16) -> Cla
     Classified {
         kind: PacketKind::TcpPort,
         tcp_flags_kind,
+        tcp: Some(TcpSegment { flags, ports }),
     }
 }
+
+/// Where an IPv4 header's source and destination addresses are (8 bytes).
+pub const IPV4_ADDRESSES_OFFSET: usize = ETH_HLEN + 12;
 
 /// Size check written as the verifier wants it: the variable part is already in `start`.
 #[inline(always)]

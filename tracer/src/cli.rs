@@ -18,8 +18,8 @@ pub const DEFAULT_PORT: &str = "4420";
     name = "tracer",
     version,
     about = "Connectivity tracer for two cabled NIC ports: counts what crosses them and where it dies",
-    long_about = "tracer attaches XDP (ingress) and tc (egress) programs to an initiator port and a \
-target port, counts ARP, ICMP and TCP frames of one port number on each, and follows kernel drops \
+    long_about = "tracer attaches tc programs (ingress first in the chain, egress last; XDP on ingress \
+with --ingress-hook xdp) to an initiator port and a target port, counts ARP, ICMP and TCP frames of one port number on each, and follows kernel drops \
 (kfree_skb with its reason).\n\n\
 Ports are given as [NETNS/]IFNAME: a namespace name as in /var/run/netns (`ip netns list`), or \
 none for tracer's own namespace. The defaults are SPDK's NVMe-over-TCP test network: initiator \
@@ -94,7 +94,7 @@ tracer_drops_total{netns,interface,reason}             kernel drops (kfree_skb) 
 tracer_neighbour_failures_total{netns,interface}       frames dropped on a port because its \
 neighbour (ARP) entry failed: exactly the kfree_skb drops with reason NEIGH_FAILED\n  \
 tracer_link_carrier{netns,interface}                   1 with carrier, 0 without\n  \
-tracer_port_ingress_hook{netns,interface,hook}         xdp, or tc when another program holds XDP\n  \
+tracer_port_ingress_hook{netns,interface,hook}         tc, or xdp when asked for and attachable\n  \
 tracer_port_attached{role,spec}                        1 when counted, 0 while waited for\n  \
 tracer_port_info{role,spec,netns,interface}            1: which port is where, for joins\n  \
 tracer_lost_events_total                               what the kernel programs could not count\n  \
@@ -110,9 +110,9 @@ unbounded; `tracer counters` shows them).\n\n\
 The counters are pinned on bpffs under --pin-dir (bpffs is mounted at /sys/fs/bpf when it is not), \
 one directory per port named by its spec, so counts survive a restart or an upgrade of tracer and \
 follow a port wherever it moves; --reset starts from zero, --unpin removes them. Only maps are \
-pinned: nothing stays attached after tracer exits. One monitor per pin directory. Where another \
-program (another tracer included) holds a port's XDP hook, tracer counts ingress with tc instead \
-and never replaces it.\n\n\
+pinned: nothing stays attached after tracer exits. One monitor per pin directory. With \
+--ingress-hook xdp, where XDP cannot be attached (another program holds it, the driver or MTU \
+does not allow it), tracer counts ingress with tc instead and never replaces what is there.\n\n\
 Exit codes: 0 after Ctrl-C or SIGTERM, 2 usage or environment error (a metrics address that is \
 malformed, in use or not bindable; another monitor on the pin directory; not root).",
         after_help = "Examples:\n  \
@@ -141,6 +141,12 @@ pub struct PortArgs {
     #[arg(long, value_name = "N", default_value = DEFAULT_PORT,
           value_parser = clap::value_parser!(u16).range(1..))]
     pub port: u16,
+    /// Ingress hook. tc (the default) runs first in the port's tc chain, so frames another
+    /// program consumes are still counted, and leaves MTU, offloads and queues alone. xdp counts
+    /// frames before GRO, but native XDP can change the port (on a veth pair it turns off the
+    /// peer's segmentation offload); where XDP cannot be attached, tracer says so and uses tc
+    #[arg(long, value_enum, value_name = "HOOK", default_value = "tc")]
+    pub ingress_hook: IngressHook,
 }
 
 #[derive(Debug, Args)]
@@ -248,11 +254,6 @@ pub struct MonitorArgs {
     /// Create this file once the metrics are served and every port present is counted
     #[arg(long, value_name = "PATH", value_parser = ready_file_path)]
     pub ready_file: Option<PathBuf>,
-    /// Ingress hook: tc leaves offloads alone (on a veth pair, native XDP turns off the
-    /// peer's segmentation offload and costs bulk throughput) and leaves XDP free for
-    /// diagnose and watch; xdp counts frames before GRO
-    #[arg(long, value_enum, value_name = "HOOK", default_value = "tc")]
-    pub ingress_hook: IngressHook,
 }
 
 #[derive(Debug, Subcommand)]

@@ -50,19 +50,28 @@ pub struct InterfaceCounters {
     /// Namespace name; empty for tracer's own.
     pub netns: String,
     pub interface: String,
+    /// Where ingress was counted: "tc", or "xdp" when asked for and attachable.
+    pub ingress_hook: String,
     pub ingress: KindCounts,
     pub egress: KindCounts,
 }
 
+/// The `netns` of drops away from every watched place, counted together.
+pub const ELSEWHERE: &str = "*";
+
 /// Kernel drops at one site, with the reason's name from the running kernel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DropCount {
-    /// Namespace name; empty for tracer's own; `net:[INODE]` for an unnamed one.
+    /// Namespace name; empty for tracer's own; `net:[INODE]` for an unnamed one; [`ELSEWHERE`]
+    /// for the drops away from the watched places, counted together.
     pub netns: String,
     /// Interface name; empty when the skb had no device or it is not a watched port.
     pub interface: String,
     pub ifindex: u32,
     pub reason: String,
+    /// Where the kernel freed the skb (SYMBOL+0xOFFSET), on kernels without drop reasons.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
     pub protocol: String,
     pub count: u64,
 }
@@ -118,8 +127,6 @@ pub struct MonitoredPort {
 pub struct AttachedPort {
     /// Its counters since they were first pinned; `netns` is where the port is now.
     pub counters: InterfaceCounters,
-    /// "xdp", or "tc" when another program holds the port's XDP hook.
-    pub ingress_hook: String,
     /// `None` when the link could not be read.
     pub carrier: Option<bool>,
     /// Kernel drops on the port in its current namespace, by reason name.
@@ -151,6 +158,7 @@ mod tests {
             interfaces: vec![InterfaceCounters {
                 netns: "cvl_0_0_ns_spdk".into(),
                 interface: "cvl_0_0".into(),
+                ingress_hook: "tc".into(),
                 ingress,
                 egress: KindCounts::default(),
             }],
@@ -159,6 +167,7 @@ mod tests {
                 interface: "cvl_0_0".into(),
                 ifindex: 7,
                 reason: "NETFILTER_DROP".into(),
+                location: None,
                 protocol: protocol_name(0x0800),
                 count: 5,
             }],
@@ -169,6 +178,7 @@ mod tests {
         let port = &json["interfaces"][0];
         assert_eq!(port["netns"], "cvl_0_0_ns_spdk");
         assert_eq!(port["interface"], "cvl_0_0");
+        assert_eq!(port["ingress_hook"], "tc");
         assert_eq!(port["ingress"]["icmp_echo_request"], 5);
         let kinds: Vec<&String> = port["egress"].as_object().unwrap().keys().collect();
         let expected: Vec<&str> = PacketKind::ALL.iter().map(|k| k.name()).collect();

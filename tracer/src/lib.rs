@@ -12,6 +12,7 @@ pub mod diagnose;
 pub mod error;
 pub mod evidence;
 pub mod http;
+pub mod kallsyms;
 pub mod locate;
 pub mod logging;
 pub mod netfilter;

@@ -1,9 +1,11 @@
 //! A minimal rtnetlink (NETLINK_ROUTE) client: reads the links, IPv4 addresses, neighbours and
-//! route decisions of one network namespace, and never changes anything.
+//! route decisions and tc filters of one network namespace, and changes nothing but what tracer
+//! added itself.
 //!
 //! A netlink socket stays bound to the namespace it was created in, so callers open a
 //! [`RouteSocket`] while inside a namespace (with [`crate::netns::NetnsGuard::enter`]) and may
-//! use it afterwards from anywhere. Only GET requests are ever encoded: anything else is refused
+//! use it afterwards from anywhere. Only GET requests are encoded, and one change: deleting a
+//! `clsact` qdisc, which tracer does only for the one it created; anything else is refused
 //! before it reaches the kernel.
 //!
 //! The parsers are pure, bounds-checked functions over `&[u8]`: malformed input becomes an
@@ -36,6 +38,26 @@ pub struct Link {
     pub mac: Option<[u8; 6]>,
     /// `IFLA_LINKINFO` → `IFLA_INFO_KIND`, e.g. "veth"; `None` for physical ports and `lo`.
     pub kind: Option<String>,
+    /// `IFLA_XDP` → `IFLA_XDP_PROG_ID`: the XDP program attached, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xdp_program: Option<u32>,
+}
+
+/// One BPF filter of a `clsact` qdisc (tc's classic attachment, before tcx).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BpfFilter {
+    /// Lower runs first.
+    pub priority: u16,
+    pub program_id: u32,
+    /// The name tc gave the filter (usually the object file and section).
+    pub name: Option<String>,
+}
+
+/// A hook of a `clsact` qdisc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClsactHook {
+    Ingress,
+    Egress,
 }
 
 /// One IPv4 address on an interface.
@@ -113,6 +135,23 @@ const IFADDRMSG_LEN: usize = 8;
 const NDMSG_LEN: usize = 12;
 /// `struct rtmsg`.
 const RTMSG_LEN: usize = 12;
+/// `struct tcmsg`.
+const TCMSG_LEN: usize = 20;
+
+// tc (uapi/linux/pkt_sched.h, rtnetlink.h, pkt_cls.h), which libc lacks.
+const RTM_DELQDISC: u16 = 37;
+const RTM_GETTFILTER: u16 = 46;
+const RTM_NEWTFILTER: u16 = 44;
+const NLM_F_ACK: u16 = libc::NLM_F_ACK as u16;
+const TC_H_CLSACT: u32 = 0xffff_fff1;
+const TC_H_MIN_INGRESS: u32 = 0xfff2;
+const TC_H_MIN_EGRESS: u32 = 0xfff3;
+const TCA_KIND: u16 = 1;
+const TCA_OPTIONS: u16 = 2;
+const TCA_BPF_NAME: u16 = 7;
+const TCA_BPF_ID: u16 = 11;
+const IFLA_XDP: u16 = 43;
+const IFLA_XDP_PROG_ID: u16 = 4;
 
 /// `IF_OPER_*` (uapi/linux/if.h) names, indexed by value, as `ip link` prints them lower-cased.
 const OPERSTATE_NAMES: [&str; 7] = [
@@ -237,6 +276,46 @@ impl RouteSocket {
             neighbours.extend(parse_neighbour(payload)?);
         }
         Ok(neighbours)
+    }
+
+    /// The BPF filters of `ifindex`'s clsact qdisc on `hook`, in the order they run (an
+    /// interface without the qdisc has none).
+    pub fn bpf_filters(&self, ifindex: u32, hook: ClsactHook) -> io::Result<Vec<BpfFilter>> {
+        let minor = match hook {
+            ClsactHook::Ingress => TC_H_MIN_INGRESS,
+            ClsactHook::Egress => TC_H_MIN_EGRESS,
+        };
+        let header = tcmsg(ifindex, 0, (TC_H_CLSACT & 0xffff_0000) | minor);
+        let payloads = match self.dump(RTM_GETTFILTER, &header, RTM_NEWTFILTER) {
+            Ok(payloads) => payloads,
+            // No clsact qdisc: no filters.
+            Err(err) if matches!(err.raw_os_error(), Some(libc::EINVAL | libc::ENOENT)) => {
+                return Ok(Vec::new());
+            }
+            Err(err) => return Err(err),
+        };
+        let mut filters = Vec::new();
+        for payload in &payloads {
+            filters.extend(parse_bpf_filter(payload)?);
+        }
+        filters.sort_by_key(|filter| filter.priority);
+        Ok(filters)
+    }
+
+    /// Deletes `ifindex`'s clsact qdisc, and with it every filter on it: only for the qdisc
+    /// tracer created itself.
+    pub fn delete_clsact(&self, ifindex: u32) -> io::Result<()> {
+        let header = tcmsg(ifindex, TC_H_CLSACT & 0xffff_0000, TC_H_CLSACT);
+        match self.exchange(
+            RTM_DELQDISC,
+            NLM_F_REQUEST | NLM_F_ACK,
+            &header,
+            &[(TCA_KIND, b"clsact\0")],
+            NLMSG_ERROR,
+        )? {
+            Answer::Messages { .. } => Ok(()),
+            Answer::KernelError { errno } => Err(io::Error::from_raw_os_error(errno)),
+        }
     }
 
     /// Asks the kernel where a locally sent packet to `destination` would go, like
@@ -523,7 +602,8 @@ fn describe_errno(errno: i32) -> String {
     }
 }
 
-/// Builds a request message; refuses every type but GET, so this client cannot change state.
+/// Builds a request message; refuses every type but GET and the deletion of a clsact qdisc,
+/// so this client cannot change anything else.
 fn encode_request(
     message_type: u16,
     flags: u16,
@@ -531,7 +611,9 @@ fn encode_request(
     header: &[u8],
     attributes: &[(u16, &[u8])],
 ) -> io::Result<Vec<u8>> {
-    if !is_get_request(message_type) {
+    let clsact_deletion =
+        message_type == RTM_DELQDISC && attributes == [(TCA_KIND, b"clsact\0".as_slice())];
+    if !is_get_request(message_type) && !clsact_deletion {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("netlink message type {message_type} is not a GET request"),
@@ -791,6 +873,37 @@ fn neighbour_state_name(state: u16) -> String {
     names.join(" ")
 }
 
+/// A `struct tcmsg`: family unspecified, the interface, the handle and parent.
+fn tcmsg(ifindex: u32, handle: u32, parent: u32) -> [u8; TCMSG_LEN] {
+    let mut header = [0u8; TCMSG_LEN];
+    header[4..8].copy_from_slice(&ifindex.to_ne_bytes());
+    header[8..12].copy_from_slice(&handle.to_ne_bytes());
+    header[12..16].copy_from_slice(&parent.to_ne_bytes());
+    header
+}
+
+/// Parses an RTM_NEWTFILTER payload; `None` for filters that are not BPF programs.
+fn parse_bpf_filter(payload: &[u8]) -> io::Result<Option<BpfFilter>> {
+    let (header, attributes) = split_family_header::<TCMSG_LEN>(payload, "tcmsg")?;
+    // tcm_info holds the priority in its upper 16 bits and the protocol in the lower.
+    let info = read_u32(header.as_slice(), 16).ok_or_else(|| malformed("tcmsg too short"))?;
+    if find_attribute(&attributes, TCA_KIND).map(attribute_string).as_deref() != Some("bpf") {
+        return Ok(None);
+    }
+    let Some(options) = find_attribute(&attributes, TCA_OPTIONS) else {
+        return Ok(None);
+    };
+    let options = parse_attributes(options)?;
+    let Some(id) = find_attribute(&options, TCA_BPF_ID) else {
+        return Ok(None);
+    };
+    Ok(Some(BpfFilter {
+        priority: (info >> 16) as u16,
+        program_id: attribute_u32(id, "TCA_BPF_ID")?,
+        name: find_attribute(&options, TCA_BPF_NAME).map(attribute_string),
+    }))
+}
+
 /// Parses an RTM_NEWLINK payload.
 fn parse_link(payload: &[u8]) -> io::Result<Link> {
     let (header, attributes) = split_family_header::<IFINFOMSG_LEN>(payload, "ifinfomsg")?;
@@ -836,6 +949,13 @@ fn parse_link(payload: &[u8]) -> io::Result<Link> {
         operstate,
         mac: find_attribute(&attributes, libc::IFLA_ADDRESS).and_then(attribute_mac),
         kind,
+        xdp_program: match find_attribute(&attributes, IFLA_XDP) {
+            Some(nested) => match find_attribute(&parse_attributes(nested)?, IFLA_XDP_PROG_ID) {
+                Some(id) => Some(attribute_u32(id, "IFLA_XDP_PROG_ID")?).filter(|id| *id != 0),
+                None => None,
+            },
+            None => None,
+        },
     })
 }
 
@@ -1012,6 +1132,7 @@ mod tests {
                 operstate: "up".to_owned(),
                 mac: Some(MAC),
                 kind: Some("veth".to_owned()),
+                xdp_program: None,
             }
         );
     }

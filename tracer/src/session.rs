@@ -6,7 +6,7 @@ use crate::{
         ports::{PortOptions, PortProbe},
     },
     error::UsageError,
-    evidence::{CountersReport, DropCount, protocol_name},
+    evidence::{CountersReport, DropCount, ELSEWHERE, protocol_name},
     netns,
     spec::PortSpec,
 };
@@ -31,7 +31,8 @@ impl Session {
             .iter()
             .map(|spec| PortProbe::attach(spec, options))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let drops = DropProbe::attach(&options.log_level)?;
+        let mut drops = DropProbe::attach(&options.log_level)?;
+        drops.watch_ports(ports.iter().map(|port| (port.netns_inode, port.ifindex)))?;
         Ok(Self { ports, drops })
     }
 
@@ -51,7 +52,7 @@ impl Session {
         let port = self.port_at(raw.key.netns, raw.key.ifindex);
         let netns = match (port, raw.key.netns) {
             (Some(port), _) => port.spec.netns.clone(),
-            (None, 0) => String::new(),
+            (None, 0) => ELSEWHERE.to_owned(),
             (None, inode) => names
                 .get(&inode)
                 .cloned()
@@ -61,7 +62,8 @@ impl Session {
             netns,
             interface: port.map(|p| p.spec.interface.clone()).unwrap_or_default(),
             ifindex: raw.key.ifindex,
-            reason: self.drops.layout.reason_name(raw.key.reason),
+            reason: self.drops.reason_of(&raw.key),
+            location: self.drops.location_of(&raw.key),
             protocol: protocol_name(raw.key.protocol),
             count: raw.count,
         }

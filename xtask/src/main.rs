@@ -1,14 +1,16 @@
-//! Developer tasks: `cargo xtask setup | build | test | demo | lint | fuzz | soak | bench`.
+//! Developer tasks: `cargo xtask setup | build | test | demo | lint | fuzz | soak | bench |
+//! kernels`.
 
 mod bench;
 mod demo;
 mod fuzz;
+mod kernels;
 mod lint;
 mod setup;
 mod soak;
 mod util;
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
 
@@ -63,6 +65,26 @@ enum Task {
               value_parser = clap::value_parser!(u64).range(1..))]
         rss_seconds: u64,
     },
+    /// Set up, build, boot Debian's kernels (5.10, 6.1, 6.12, the newest trixie has) under QEMU
+    /// with the host's root shared read-only, run the root integration tests in each, print a
+    /// table; packages and kernels are cached in target/kernels/
+    Kernels {
+        /// A kernel by name (5.10, 6.1, 6.12, newest), Debian suite (bullseye, bookworm,
+        /// bookworm-backports, trixie) or release (7.3); repeatable; default: all
+        #[arg(
+            long = "kernel",
+            value_name = "SUITE_OR_VERSION",
+            value_delimiter = ','
+        )]
+        kernels: Vec<String>,
+        /// Seconds each kernel may take, boot to power-off, before QEMU is killed
+        #[arg(long, value_name = "SECS", default_value_t = 1800,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        timeout: u64,
+        /// Arguments for each test binary's harness, e.g. test name filters
+        #[arg(last = true)]
+        harness_args: Vec<String>,
+    },
 }
 
 /// Fuzzing time per target in `cargo xtask test`: enough to catch shallow crashes, short
@@ -100,6 +122,14 @@ fn main() -> ExitCode {
             .and_then(|()| util::require_root("cargo xtask bench"))
             .and_then(|()| util::build_tracer_bins())
             .and_then(|()| bench::run(json.as_deref(), rss_seconds)),
+        Task::Kernels {
+            kernels: selection,
+            timeout,
+            harness_args,
+        } => setup::run()
+            .and_then(|()| util::require_root("cargo xtask kernels"))
+            .and_then(|()| util::build_tracer())
+            .and_then(|()| kernels::run(&selection, Duration::from_secs(timeout), &harness_args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

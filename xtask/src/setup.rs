@@ -4,7 +4,10 @@ use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
-use crate::util::{is_root, run_checked};
+use crate::{
+    kernels::PrivateApt,
+    util::{is_root, run_checked, workspace_root},
+};
 
 /// Pinned: bpf-linker must share its LLVM major with this nightly's LLVM (22).
 pub const EBPF_TOOLCHAIN: &str = "nightly-2026-05-20";
@@ -23,14 +26,26 @@ const PACKAGES: &[&str] = &[
     "nftables",
     "iputils-ping",
     "tcpdump",
+    // `ethtool -k`: the tests check that attaching leaves the ports' offloads alone.
+    "ethtool",
     // A real Prometheus server and promtool for `tracer monitor`'s tests.
     "prometheus",
     // Throughput for `cargo xtask bench`.
     "iperf3",
+    // `cargo xtask kernels`: the guests' initramfs (static busybox, modules listed by modprobe,
+    // packed by cpio) and depmod for the extracted kernels.
+    "busybox-static",
+    "kmod",
+    "cpio",
 ];
+
+/// From the host release's backports, like the host's own qemu-utils: QEMU for `cargo xtask
+/// kernels`.
+const BACKPORTS_PACKAGES: &[&str] = &["qemu-system-x86"];
 
 pub fn run() -> anyhow::Result<()> {
     install_packages()?;
+    install_backports_packages()?;
     install_ebpf_toolchain()?;
     install_bpf_linker()?;
     install_cargo_fuzz()?;
@@ -79,6 +94,62 @@ fn install_packages() -> anyhow::Result<()> {
             missing.join(" ")
         )
     })
+}
+
+/// Installs from `RELEASE-backports` through a private apt configuration that adds that suite to
+/// the host's sources: the host's own apt configuration stays as it is.
+fn install_backports_packages() -> anyhow::Result<()> {
+    let missing: Vec<&str> = BACKPORTS_PACKAGES
+        .iter()
+        .copied()
+        .filter(|package| !package_installed(package))
+        .collect();
+    if missing.is_empty() {
+        eprintln!(
+            "setup: Debian packages present ({})",
+            BACKPORTS_PACKAGES.join(" ")
+        );
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "missing Debian packages {}: installing them needs root; run `sudo -E cargo xtask setup`",
+            missing.join(" ")
+        );
+    }
+    let suite = format!("{}-backports", host_codename()?);
+    eprintln!(
+        "setup: installing Debian packages {} from {suite}",
+        missing.join(" ")
+    );
+    let apt =
+        PrivateApt::extending_host(&workspace_root().join("target/kernels/apt-host"), &[&suite])?;
+    apt.update()?;
+    run_checked(
+        apt.command("apt-get")
+            .args([
+                "install",
+                "-y",
+                "-q",
+                "--no-install-recommends",
+                "-t",
+                &suite,
+            ])
+            .args(&missing),
+    )
+    .with_context(|| format!("installing {} from {suite}", missing.join(" ")))
+}
+
+/// The host's Debian release name (`bookworm`), from /etc/os-release.
+fn host_codename() -> anyhow::Result<String> {
+    let os_release =
+        std::fs::read_to_string("/etc/os-release").context("reading /etc/os-release")?;
+    os_release
+        .lines()
+        .find_map(|line| line.strip_prefix("VERSION_CODENAME="))
+        .map(|name| name.trim_matches('"').to_owned())
+        .filter(|name| !name.is_empty())
+        .context("/etc/os-release names no VERSION_CODENAME (is this Debian?)")
 }
 
 fn install_ebpf_toolchain() -> anyhow::Result<()> {

@@ -1,19 +1,23 @@
-//! Kernel packet drops: tp_btf on `kfree_skb`, counted by (netns, ifindex, reason, protocol).
+//! Kernel packet drops on `kfree_skb`, counted by (netns, ifindex, reason, protocol), or by
+//! (netns, ifindex, location, protocol) on kernels without drop reasons (before 5.17).
 //!
-//! Struct offsets come from the running kernel's BTF through `KERNEL_OFFSETS`.
+//! Two programs, one per kind of kernel: tp_btf with the drop reason, and a raw tracepoint
+//! that reads where the skb was freed. Drops away from the watched places are counted
+//! together, without namespace and interface. Struct offsets come from the running kernel's
+//! BTF through `KERNEL_OFFSETS`.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
     Global,
-    bindings::BPF_NOEXIST,
+    EbpfContext, bindings::BPF_NOEXIST,
     helpers::bpf_probe_read_kernel,
-    macros::{btf_tracepoint, map},
-    maps::{PerCpuArray, PerCpuHashMap},
-    programs::BtfTracePointContext,
+    macros::{btf_tracepoint, map, raw_tracepoint},
+    maps::{HashMap, PerCpuArray, PerCpuHashMap},
+    programs::{BtfTracePointContext, RawTracePointContext},
 };
 use aya_log_ebpf::debug;
-use tracer_common::{DropKey, KernelOffsets};
+use tracer_common::{DropKey, KernelOffsets, WATCHED_PLACES_MAX, WatchedPlace};
 
 #[unsafe(no_mangle)]
 static KERNEL_OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets {
@@ -29,14 +33,34 @@ static KERNEL_OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets {
 #[map]
 static DROP_COUNTERS: PerCpuHashMap<DropKey, u64> = PerCpuHashMap::with_max_entries(4096, 0);
 
+/// The places whose drops are kept apart, written by the loader as ports come and go.
+#[map]
+static WATCHED_PLACES: HashMap<WatchedPlace, u8> = HashMap::with_max_entries(WATCHED_PLACES_MAX, 0);
+
 /// Drops that could not be counted (map full, unreadable skb).
 #[map]
 static LOST_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
 #[btf_tracepoint(function = "kfree_skb")]
 pub fn tracer_kfree_skb(ctx: BtfTracePointContext) -> i32 {
-    if try_count_drop(&ctx).is_err() {
-        debug!(&ctx, "kfree_skb: drop not counted");
+    // kfree_skb(struct sk_buff *skb, void *location, enum skb_drop_reason reason, ...)
+    let skb: *const u8 = ctx.arg(0);
+    let reason: u32 = ctx.arg(2);
+    record(&ctx, skb, reason, 0)
+}
+
+/// Kernels without drop reasons: kfree_skb(struct sk_buff *skb, void *location).
+#[raw_tracepoint(tracepoint = "kfree_skb")]
+pub fn tracer_kfree_skb_location(ctx: RawTracePointContext) -> i32 {
+    let skb: *const u8 = ctx.arg(0);
+    let location: u64 = ctx.arg(1);
+    record(&ctx, skb, 0, location)
+}
+
+#[inline(always)]
+fn record<C: EbpfContext>(ctx: &C, skb: *const u8, reason: u32, location: u64) -> i32 {
+    if count_drop(skb, reason, location).is_err() {
+        debug!(ctx, "kfree_skb: drop not counted");
         if let Some(lost) = LOST_EVENTS.get_ptr_mut(0) {
             // SAFETY: per-CPU slot, only this CPU writes it.
             unsafe { *lost += 1 };
@@ -51,11 +75,9 @@ fn read_at<T>(base: *const u8, offset: u32) -> Result<T, i32> {
     unsafe { bpf_probe_read_kernel(base.wrapping_add(offset as usize).cast::<T>()) }
 }
 
-fn try_count_drop(ctx: &BtfTracePointContext) -> Result<(), i32> {
+#[inline(always)]
+fn count_drop(skb: *const u8, reason: u32, location: u64) -> Result<(), i32> {
     let offsets = KERNEL_OFFSETS.load();
-    // kfree_skb(struct sk_buff *skb, void *location, enum skb_drop_reason reason, struct sock *)
-    let skb: *const u8 = ctx.arg(0);
-    let reason: u32 = ctx.arg(2);
     let protocol = u16::from_be(read_at::<u16>(skb, offsets.skb_protocol)?);
     let dev: *const u8 = read_at(skb, offsets.skb_dev)?;
     let (netns, ifindex) = if dev.is_null() {
@@ -66,12 +88,16 @@ fn try_count_drop(ctx: &BtfTracePointContext) -> Result<(), i32> {
         let ifindex: u32 = read_at(dev, offsets.dev_ifindex)?;
         (netns_of(dev, offsets.dev_net, offsets.net_inum)?, ifindex)
     };
+    let place = WatchedPlace { netns, ifindex };
+    // SAFETY: the value is a plain u8 only the loader writes.
+    let watched = unsafe { WATCHED_PLACES.get(&place) }.is_some();
     let key = DropKey {
-        netns,
-        ifindex,
+        netns: if watched { netns } else { 0 },
+        ifindex: if watched { ifindex } else { 0 },
         reason,
         protocol,
         _pad: 0,
+        location,
     };
     if increment(&key) {
         return Ok(());

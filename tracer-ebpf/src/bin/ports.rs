@@ -1,9 +1,11 @@
-//! Packet counters for one watched port: XDP on ingress, tc (tcx) on egress, and a tc ingress
-//! program for when another tool holds the port's XDP hook.
+//! Packet counters for one watched port: tc on ingress and egress, and an XDP ingress program
+//! for those who ask for frames before GRO.
 //!
 //! The loader loads this object once per port, so the counters need no interface key. Every
-//! program only reads: every path returns pass. With `CAPTURE` set, ARP, ICMP and port frames
-//! are also copied to `CAPTURED_FRAMES` for the pcapng capture.
+//! program only reads: every path returns pass. With `CAPTURE` set, the frames that explain a
+//! failure are also copied to `CAPTURED_FRAMES` for the pcapng capture: ARP, ICMP, segments of
+//! the watched port that open or end a connection, and the first few data segments of each
+//! connection (the bulk is only counted).
 #![no_std]
 #![no_main]
 
@@ -17,13 +19,14 @@ use aya_ebpf::{
         generated::{bpf_skb_load_bytes, bpf_xdp_load_bytes},
     },
     macros::{classifier, map, xdp},
-    maps::{PerCpuArray, RingBuf},
+    maps::{LruHashMap, PerCpuArray, RingBuf},
     programs::{TcContext, XdpContext},
 };
 use tracer_common::{
-    CAPTURE_SNAPLEN, CapturedFrame, Direction, PACKET_COUNTER_ENTRIES, PacketKind, counter_index,
+    CAPTURE_SNAPLEN, CAPTURED_DATA_SEGMENTS, CapturedFrame, Direction, FlowKey,
+    PACKET_COUNTER_ENTRIES, PacketKind, counter_index,
 };
-use tracer_ebpf::classify::{Frame, classify, fits};
+use tracer_ebpf::classify::{Classified, Frame, IPV4_ADDRESSES_OFFSET, classify, fits};
 
 /// The TCP port whose segments are counted as `tcp_port` (host byte order).
 #[unsafe(no_mangle)]
@@ -38,6 +41,10 @@ static PACKET_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(PACKET_
 
 #[map]
 static CAPTURED_FRAMES: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+/// Data segments captured so far per connection direction; least recently used ones go first.
+#[map]
+static CAPTURED_SEGMENTS: LruHashMap<FlowKey, u32> = LruHashMap::with_max_entries(4096, 0);
 
 /// Frames that could not be captured because the ring buffer was full.
 #[map]
@@ -85,29 +92,68 @@ fn increment(direction: Direction, kind: PacketKind, frames: u64) {
     }
 }
 
-/// Counts a packet that stands for `frames` wire frames and returns its kind. Handshake flags
-/// are counted once: a segmentation offload never splits a SYN or a RST.
+/// Counts a packet that stands for `frames` wire frames. Handshake flags are counted once: a
+/// segmentation offload never splits a SYN or a RST.
 #[inline(always)]
-fn count<F: Frame>(frame: &F, direction: Direction, frames: u64) -> PacketKind {
+fn count<F: Frame>(frame: &F, direction: Direction, frames: u64) -> Classified {
     let classified = classify(frame, WATCHED_PORT.load());
     increment(direction, classified.kind, frames);
     if let Some(kind) = classified.tcp_flags_kind {
         increment(direction, kind, 1);
     }
-    classified.kind
+    classified
+}
+
+/// Whether the capture keeps this frame: everything tracer classifies but data segments past
+/// the first few of their connection, which would crowd the history out of the ring.
+#[inline(always)]
+fn worth_capturing<F: Frame>(frame: &F, classified: &Classified) -> bool {
+    if classified.kind == PacketKind::Other {
+        return false;
+    }
+    let Some(segment) = classified.tcp else {
+        return true;
+    };
+    let Some(addresses) = frame.read::<[u8; 8]>(0, IPV4_ADDRESSES_OFFSET) else {
+        return false;
+    };
+    let flow = FlowKey {
+        addresses,
+        ports: segment.ports,
+    };
+    if segment.opens_or_ends() {
+        // A new connection on the same addresses and ports starts a new budget.
+        let _ = CAPTURED_SEGMENTS.remove(&flow);
+        return true;
+    }
+    match CAPTURED_SEGMENTS.get_ptr_mut(&flow) {
+        Some(captured) => {
+            // SAFETY: a map value; a racing CPU can at worst let one extra segment through.
+            unsafe {
+                if *captured >= CAPTURED_DATA_SEGMENTS {
+                    return false;
+                }
+                *captured += 1;
+            }
+            true
+        }
+        None => CAPTURED_SEGMENTS.insert(&flow, &1, 0).is_ok(),
+    }
 }
 
 /// Copies up to CAPTURE_SNAPLEN bytes of a frame with `copy(dst, len)` into the ring buffer.
 #[inline(always)]
-fn capture(
+fn capture<F: Frame>(
+    frame: &F,
     direction: Direction,
-    kind: PacketKind,
+    classified: &Classified,
     frame_len: u32,
     copy: impl FnOnce(*mut u8, u32) -> bool,
 ) {
-    if CAPTURE.load() == 0 || kind == PacketKind::Other {
+    if CAPTURE.load() == 0 || !worth_capturing(frame, classified) {
         return;
     }
+    let kind = classified.kind;
     let Some(mut entry) = CAPTURED_FRAMES.reserve::<CapturedFrame>(0) else {
         if let Some(lost) = CAPTURE_LOST.get_ptr_mut(0) {
             // SAFETY: per-CPU slot, only this CPU writes it.
@@ -143,15 +189,17 @@ fn verifier_bounded(len: u32) -> u32 {
     unsafe { core::ptr::read_volatile(&len) }
 }
 
-#[xdp]
+/// Frags-aware: a program without multi-buffer support would cap the port's MTU.
+#[xdp(frags)]
 pub fn tracer_ingress(ctx: XdpContext) -> u32 {
     let frame = LinearFrame {
         data: ctx.data(),
         end: ctx.data_end(),
     };
-    let kind = count(&frame, Direction::Ingress, 1);
+    let classified = count(&frame, Direction::Ingress, 1);
+    // The first buffer's length: enough for every header the capture keeps.
     let frame_len = (frame.end - frame.data) as u32;
-    capture(Direction::Ingress, kind, frame_len, |dst, len| {
+    capture(&frame, Direction::Ingress, &classified, frame_len, |dst, len| {
         let len = verifier_bounded(len);
         if len == 0 || len > CAPTURE_SNAPLEN as u32 {
             return false;
@@ -175,8 +223,8 @@ fn tc(ctx: &TcContext, direction: Direction) -> i32 {
     // (ingress): count the wire frames it stands for, as XDP on the other end does.
     // SAFETY: ctx.skb.skb is the program's valid __sk_buff context.
     let segments = unsafe { (*ctx.skb.skb).gso_segs };
-    let kind = count(&frame, direction, u64::from(segments.max(1)));
-    capture(direction, kind, ctx.len(), |dst, len| {
+    let classified = count(&frame, direction, u64::from(segments.max(1)));
+    capture(&frame, direction, &classified, ctx.len(), |dst, len| {
         let len = verifier_bounded(len);
         if len == 0 || len > CAPTURE_SNAPLEN as u32 {
             return false;
@@ -194,7 +242,7 @@ pub fn tracer_egress(ctx: TcContext) -> i32 {
     tc(&ctx, Direction::Egress)
 }
 
-/// Ingress counting through tc, used when another program holds the port's XDP hook.
+/// Ingress counting through tc: the default, and where XDP cannot be attached.
 #[classifier]
 pub fn tracer_ingress_tc(ctx: TcContext) -> i32 {
     tc(&ctx, Direction::Ingress)

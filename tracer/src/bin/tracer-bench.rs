@@ -450,7 +450,8 @@ fn attach(initiator: &PortSpec, target: &PortSpec, runs: u32) -> anyhow::Result<
         watched_port: WATCHED_PORT,
         capture: false,
         log_level: ebpf_log_level(0),
-        ingress: IngressHook::Xdp,
+        // What every command attaches by default.
+        ingress: IngressHook::Tc,
     };
     let mut attach_ms = Vec::new();
     let mut detach_ms = Vec::new();

@@ -1,16 +1,25 @@
-//! Kernel drops: `kfree_skb` with its reason, counted by (netns, ifindex, reason, protocol).
+//! Kernel drops on `kfree_skb`, counted by (netns, ifindex, reason, protocol): with the kernel's
+//! drop reason where it has them (5.17 on), else with the code location that freed the skb,
+//! named through /proc/kallsyms. Only drops at the watched places keep their namespace and
+//! interface; the rest of the machine is counted as totals.
 
-use std::{collections::HashMap, path::Path};
+use std::{
+    collections::{BTreeSet, HashMap},
+    path::Path,
+    sync::OnceLock,
+};
 
 use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf,
-    maps::{MapError, PerCpuArray, PerCpuHashMap},
-    programs::BtfTracePoint,
+    maps::{HashMap as BpfHashMap, MapError, PerCpuArray, PerCpuHashMap},
+    programs::{BtfTracePoint, RawTracePoint},
 };
-use tracer_common::{DropKey, KernelOffsets};
+use log::info;
+use serde::{Deserialize, Serialize};
+use tracer_common::{DropKey, KernelOffsets, WatchedPlace};
 
-use crate::{btf::Btf, collect::loader, error::UsageError};
+use crate::{btf::Btf, collect::loader, error::UsageError, kallsyms::Kallsyms};
 
 static DROPS_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-drops"));
 
@@ -19,10 +28,22 @@ const DROP_REASON_PREFIX: &str = "SKB_DROP_REASON_";
 /// The maps kept on bpffs when a pin directory is given: the counts, nothing else.
 pub const PINNED_MAPS: [&str; 2] = ["DROP_COUNTERS", "LOST_EVENTS"];
 
+/// What the kernel tells about a drop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropDetail {
+    /// `enum skb_drop_reason` (kernels 5.17 and newer), through tp_btf.
+    Reason,
+    /// Only where the skb was freed (older kernels), through the raw tracepoint; netfilter
+    /// and neighbour drops are still recognised by the function that freed the skb.
+    Location,
+}
+
 /// The running kernel's struct layout and drop-reason names, from its BTF.
 pub struct KernelLayout {
     pub offsets: KernelOffsets,
-    pub reasons: HashMap<u32, String>,
+    /// `None` on kernels without `enum skb_drop_reason`.
+    pub reasons: Option<HashMap<u32, String>>,
 }
 
 impl KernelLayout {
@@ -40,24 +61,16 @@ impl KernelLayout {
             skb_sk: offset("sk_buff", &["sk"])?,
             sock_net: offset("sock", &["__sk_common", "skc_net", "net"])?,
         };
-        let reasons = btf
-            .enum_variants("skb_drop_reason")
-            .map_err(|err| UsageError::KernelLayout(err.to_string()))?
-            .iter()
-            .map(|(name, value)| {
-                let name = name.strip_prefix(DROP_REASON_PREFIX).unwrap_or(name);
-                (*value as u32, name.to_owned())
-            })
-            .collect();
+        let reasons = btf.enum_variants("skb_drop_reason").ok().map(|variants| {
+            variants
+                .iter()
+                .map(|(name, value)| {
+                    let name = name.strip_prefix(DROP_REASON_PREFIX).unwrap_or(name);
+                    (*value as u32, name.to_owned())
+                })
+                .collect()
+        });
         Ok(Self { offsets, reasons })
-    }
-
-    /// The kernel's name for a drop reason, without the SKB_DROP_REASON_ prefix.
-    pub fn reason_name(&self, reason: u32) -> String {
-        self.reasons
-            .get(&reason)
-            .cloned()
-            .unwrap_or_else(|| format!("REASON_{reason}"))
     }
 }
 
@@ -71,8 +84,13 @@ pub struct RawDrop {
 /// The kfree_skb probe, attached. Dropping it detaches.
 pub struct DropProbe {
     ebpf: Ebpf,
-    /// What the probe was built for: it names the reasons it counts.
-    pub layout: KernelLayout,
+    program: &'static str,
+    pub detail: DropDetail,
+    reasons: HashMap<u32, String>,
+    /// Resolved on the first drop that needs it: only kernels without drop reasons do.
+    symbols: OnceLock<Option<Kallsyms>>,
+    /// What `WATCHED_PLACES` holds.
+    watched: BTreeSet<WatchedPlace>,
 }
 
 impl DropProbe {
@@ -84,9 +102,9 @@ impl DropProbe {
     /// [`Self::attach`], with the counters pinned in `pin_directory` (which must exist on
     /// bpffs): maps already pinned there are reused, so that counts continue across runs.
     pub fn attach_pinned(log_level: &u8, pin_directory: Option<&Path>) -> anyhow::Result<Self> {
-        let layout =
-            KernelLayout::from_btf(&Btf::from_sys_fs().context("reading the kernel's BTF")?)?;
-        let kernel_btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF")?;
+        let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
+        let layout = KernelLayout::from_btf(&btf)?;
+        drop(btf);
         let mut loader = loader(log_level);
         loader.override_global("KERNEL_OFFSETS", &layout.offsets, true);
         if let Some(directory) = pin_directory {
@@ -97,21 +115,99 @@ impl DropProbe {
         let mut ebpf = loader
             .load(DROPS_OBJECT)
             .context("loading the drop probe")?;
-        let program: &mut BtfTracePoint = ebpf
-            .program_mut("tracer_kfree_skb")
-            .ok_or_else(|| anyhow!("program tracer_kfree_skb missing from the object"))?
-            .try_into()?;
-        // The kernel's BTF has no kfree_skb tracepoint, or refuses tp_btf programs: the
-        // machine's to fix, not a tracer bug.
-        program.load("kfree_skb", &kernel_btf).map_err(|err| {
-            UsageError::KernelLayout(format!(
-                "cannot load a tp_btf program on the kfree_skb tracepoint ({err}); tracer needs BPF tracing (tp_btf) and the kfree_skb tracepoint"
-            ))
-        })?;
-        program
-            .attach()
-            .context("attaching the kfree_skb probe (tp_btf)")?;
-        Ok(Self { ebpf, layout })
+        let (detail, program) = match layout.reasons {
+            Some(_) => match attach_with_reason(&mut ebpf) {
+                Ok(()) => (DropDetail::Reason, "tracer_kfree_skb"),
+                Err(err) => {
+                    info!("tp_btf on kfree_skb is not available ({err:#}): drops are counted by location");
+                    attach_with_location(&mut ebpf)?;
+                    (DropDetail::Location, "tracer_kfree_skb_location")
+                }
+            },
+            None => {
+                info!("this kernel has no drop reasons (5.17 on): drops are counted by location");
+                attach_with_location(&mut ebpf)?;
+                (DropDetail::Location, "tracer_kfree_skb_location")
+            }
+        };
+        Ok(Self {
+            ebpf,
+            program,
+            detail,
+            reasons: layout.reasons.unwrap_or_default(),
+            symbols: OnceLock::new(),
+            watched: BTreeSet::new(),
+        })
+    }
+
+    /// Keeps apart the drops on these ports, given as (namespace inode, ifindex), and those
+    /// without a device in their namespaces; every other drop is a total from now on.
+    pub fn watch_ports(
+        &mut self,
+        ports: impl IntoIterator<Item = (u32, u32)>,
+    ) -> anyhow::Result<()> {
+        let places: BTreeSet<WatchedPlace> = ports
+            .into_iter()
+            .flat_map(|(netns, ifindex)| {
+                [
+                    WatchedPlace { netns, ifindex },
+                    WatchedPlace { netns, ifindex: 0 },
+                ]
+            })
+            .collect();
+        if places == self.watched {
+            return Ok(());
+        }
+        let map = self
+            .ebpf
+            .map_mut("WATCHED_PLACES")
+            .ok_or_else(|| anyhow!("WATCHED_PLACES map missing"))?;
+        let mut watched = BpfHashMap::<_, WatchedPlace, u8>::try_from(map)?;
+        for gone in self.watched.difference(&places) {
+            match watched.remove(gone) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(MapError::SyscallError(syscall))
+                    if syscall.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(err) => return Err(err).context("updating WATCHED_PLACES"),
+            }
+        }
+        for new in places.difference(&self.watched) {
+            watched
+                .insert(new, 1, 0)
+                .context("updating WATCHED_PLACES")?;
+        }
+        self.watched = places;
+        Ok(())
+    }
+
+    /// The drop's reason for people and the classifier: the kernel's name, or on kernels
+    /// without reasons the one the freeing function stands for (`nf_hook_slow`: a netfilter
+    /// drop; `neigh_*`: a failed neighbour), else NOT_SPECIFIED, as such a kernel's
+    /// `kfree_skb()` would say.
+    pub fn reason_of(&self, key: &DropKey) -> String {
+        match self.detail {
+            DropDetail::Reason => self
+                .reasons
+                .get(&key.reason)
+                .cloned()
+                .unwrap_or_else(|| format!("REASON_{}", key.reason)),
+            DropDetail::Location => {
+                let symbol = self.location_of(key);
+                reason_at(symbol.as_deref().unwrap_or("")).to_owned()
+            }
+        }
+    }
+
+    /// Where the skb was freed, as SYMBOL+0xOFFSET; `None` where the kernel gives reasons or
+    /// /proc/kallsyms cannot name it.
+    pub fn location_of(&self, key: &DropKey) -> Option<String> {
+        if key.location == 0 {
+            return None;
+        }
+        self.symbols
+            .get_or_init(|| Kallsyms::read().ok())
+            .as_ref()?
+            .name(key.location)
     }
 
     /// Gives the probe's log ring buffer to the caller, who polls it (absent when the object
@@ -170,8 +266,65 @@ impl DropProbe {
         let uncounted: u64 = lost.get(&0, 0)?.iter().sum();
         let program = self
             .ebpf
-            .program("tracer_kfree_skb")
-            .ok_or_else(|| anyhow!("program tracer_kfree_skb missing"))?;
+            .program(self.program)
+            .ok_or_else(|| anyhow!("program {} missing", self.program))?;
         Ok(uncounted + super::recursion_misses(program)?)
+    }
+}
+
+/// tp_btf with the drop reason; fails on kernels that refuse tp_btf or lack the tracepoint.
+fn attach_with_reason(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+    let kernel_btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF")?;
+    let program: &mut BtfTracePoint = ebpf
+        .program_mut("tracer_kfree_skb")
+        .ok_or_else(|| anyhow!("program tracer_kfree_skb missing from the object"))?
+        .try_into()?;
+    program.load("kfree_skb", &kernel_btf)?;
+    program.attach()?;
+    Ok(())
+}
+
+/// The raw tracepoint, on every kernel since 4.17; it needs no BTF of its own.
+fn attach_with_location(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+    let program: &mut RawTracePoint = ebpf
+        .program_mut("tracer_kfree_skb_location")
+        .ok_or_else(|| anyhow!("program tracer_kfree_skb_location missing from the object"))?
+        .try_into()?;
+    // The kernel has no kfree_skb tracepoint, or refuses tracing programs: the machine's to
+    // fix, not a tracer bug.
+    program.load().map_err(|err| {
+        UsageError::KernelLayout(format!(
+            "cannot load a program on the kfree_skb tracepoint ({err}); tracer needs BPF tracing and the kfree_skb tracepoint"
+        ))
+    })?;
+    program
+        .attach("kfree_skb")
+        .context("attaching the kfree_skb probe (raw tracepoint)")?;
+    Ok(())
+}
+
+/// The drop reason a freeing function stands for, on kernels without reasons.
+fn reason_at(location: &str) -> &'static str {
+    let function = location.split('+').next().unwrap_or("");
+    if function == "nf_hook_slow" {
+        "NETFILTER_DROP"
+    } else if function.starts_with("neigh_") || function.starts_with("__neigh_") {
+        "NEIGH_FAILED"
+    } else {
+        "NOT_SPECIFIED"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reason_at;
+
+    #[test]
+    fn freeing_functions_name_their_class() {
+        assert_eq!(reason_at("nf_hook_slow+0x9c"), "NETFILTER_DROP");
+        assert_eq!(reason_at("neigh_invalidate+0x8e"), "NEIGH_FAILED");
+        assert_eq!(reason_at("__neigh_event_send+0x1f0"), "NEIGH_FAILED");
+        assert_eq!(reason_at("tcp_v4_rcv+0x12"), "NOT_SPECIFIED");
+        assert_eq!(reason_at(""), "NOT_SPECIFIED");
     }
 }

@@ -1,14 +1,13 @@
 //! A port followed wherever it goes while tracer runs: attached when it appears, attached again
 //! when it is deleted and created anew, and found again when it moves to another namespace (its
-//! XDP and tcx attachments move with the device: only the place changes).
+//! attachments move with the device: only the place changes).
 
 use std::path::PathBuf;
 
-use aya::programs::{SchedClassifier, TcAttachType};
 use log::{debug, info, warn};
 
 use crate::{
-    collect::ports::{PortOptions, PortProbe},
+    collect::ports::{self, PortOptions, PortProbe},
     locate::{self, Location},
     netlink::RouteSocket,
     netns::{self, NetnsGuard},
@@ -159,9 +158,10 @@ impl FollowedPort {
         match PortProbe::attach_pinned(&here, &self.options, self.pin_directory.as_deref()) {
             Ok(probe) => {
                 info!(
-                    "{}: counting on {here} ({} ingress, tc egress)",
+                    "{}: counting on {here} ({} ingress, tc egress, {})",
                     self.spec,
-                    probe.ingress_hook.name()
+                    probe.ingress_hook.name(),
+                    probe.tc_attachment.name()
                 );
                 self.probe = Some(probe);
                 self.last_warning = None;
@@ -246,11 +246,5 @@ fn still_there(last: &Location, interface: &str) -> bool {
 fn runs_probe(probe: &PortProbe, location: &Location, interface: &str) -> Option<bool> {
     let ours = probe.egress_program_id().ok()?;
     let _inside = NetnsGuard::enter(&location.netns).ok()?;
-    match SchedClassifier::query_tcx(interface, TcAttachType::Egress) {
-        Ok((_, programs)) => Some(programs.iter().any(|program| program.id() == ours)),
-        Err(err) => {
-            debug!("querying tcx egress programs on {interface}: {err}");
-            None
-        }
-    }
+    Some(ports::egress_program_ids(interface)?.contains(&ours))
 }

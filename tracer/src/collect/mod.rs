@@ -3,6 +3,7 @@
 pub mod drops;
 pub mod follow;
 pub mod ports;
+pub mod programs;
 
 use aya::EbpfLoader;
 

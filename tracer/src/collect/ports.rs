@@ -1,5 +1,8 @@
-//! Packet counters on one watched port: XDP on ingress (tc ingress when another program holds
-//! the XDP hook), tcx on egress; optionally a capture of the ARP, ICMP and port frames.
+//! Packet counters on one watched port: tc on ingress (first in the chain) and egress (last),
+//! or XDP on ingress when asked for; optionally a capture of the frames that explain a failure.
+//!
+//! tc programs attach as tcx links from 6.6 on, and as filters of a `clsact` qdisc before that
+//! (tracer creates the qdisc when it is missing, and removes it again when it created it).
 
 use std::path::Path;
 
@@ -7,16 +10,21 @@ use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf,
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode},
+    programs::{
+        LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
+        tc::{self, NlOptions, TcAttachOptions},
+    },
+    util::KernelVersion,
 };
-use log::warn;
-use serde::Serialize;
+use log::{debug, warn};
+use serde::{Deserialize, Serialize};
 use tracer_common::{Direction, PacketKind, counter_index};
 
 use crate::{
     collect::loader,
     error::UsageError,
     evidence::{InterfaceCounters, KindCounts},
+    netlink::{ClsactHook, RouteSocket},
     netns::{self, NetnsGuard},
     spec::PortSpec,
 };
@@ -25,6 +33,11 @@ static PORTS_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR")
 
 /// The maps kept on bpffs when a pin directory is given: the counts, nothing else.
 pub const PINNED_MAPS: [&str; 1] = ["PACKET_COUNTERS"];
+
+/// clsact filter priorities (lower runs first): ingress ahead of every other filter, egress
+/// after them, as with tcx.
+const CLSACT_INGRESS_PRIORITY: u16 = 1;
+const CLSACT_EGRESS_PRIORITY: u16 = u16::MAX;
 
 /// How a port is watched.
 #[derive(Debug, Clone, Copy)]
@@ -35,19 +48,18 @@ pub struct PortOptions {
     pub capture: bool,
     /// aya-log level for the kernel programs.
     pub log_level: u8,
-    /// The ingress hook to use. XDP falls back to tc when another program holds it.
+    /// The ingress hook asked for. XDP falls back to tc whenever it cannot be attached.
     pub ingress: IngressHook,
 }
 
 /// Which hook counts a port's ingress.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum IngressHook {
-    /// XDP: every frame as it arrives, before GRO. On a veth pair, native XDP turns off the
-    /// peer's segmentation offload, which costs bulk throughput.
+    /// XDP: every frame as it arrives, before GRO. Native XDP may change the port: on a veth
+    /// pair it turns off the peer's segmentation offload, on some NICs it reconfigures rings.
     Xdp,
-    /// tc (tcx) ingress: after GRO, no effect on offloads. Also where XDP is held by another
-    /// program (tracer never replaces it).
+    /// tc ingress, first in the chain: after GRO, no effect on MTU, offloads or queues.
     Tc,
 }
 
@@ -61,18 +73,43 @@ impl IngressHook {
     }
 }
 
+/// How tc programs are attached on this kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TcAttachment {
+    /// tcx links (6.6 and newer): ordered, and gone with the process.
+    Tcx,
+    /// Filters of a clsact qdisc (older kernels).
+    Clsact,
+}
+
+impl TcAttachment {
+    pub fn of_running_kernel() -> Self {
+        match KernelVersion::current() {
+            Ok(version) if version < KernelVersion::new(6, 6, 0) => Self::Clsact,
+            _ => Self::Tcx,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tcx => "tcx",
+            Self::Clsact => "clsact",
+        }
+    }
+}
+
 /// One port with its counting programs attached. Dropping it detaches them.
 pub struct PortProbe {
     pub spec: PortSpec,
     pub netns_inode: u32,
     pub ifindex: u32,
     pub ingress_hook: IngressHook,
-    ebpf: Ebpf,
-}
-
-fn xdp_taken(err: &ProgramError) -> bool {
-    matches!(err, ProgramError::SyscallError(syscall)
-        if matches!(syscall.io_error.raw_os_error(), Some(libc::EBUSY | libc::EEXIST)))
+    pub tc_attachment: TcAttachment,
+    /// The clsact qdisc tracer added to the port, to remove again.
+    created_clsact: bool,
+    /// Taken on drop, to detach inside the port's namespace.
+    ebpf: Option<Ebpf>,
 }
 
 impl PortProbe {
@@ -99,61 +136,96 @@ impl PortProbe {
                 loader.map_pin_path(name, directory.join(name));
             }
         }
-        let mut ebpf = loader
+        let ebpf = loader
             .load(PORTS_OBJECT)
             .context("loading the port counting programs")?;
 
         let _inside = NetnsGuard::enter(&spec.netns).map_err(UsageError::from)?;
         let ifindex = netns::ifindex(&spec.interface)
             .ok_or_else(|| UsageError::unknown_interface(&spec.interface, &spec.netns))?;
-
-        let ingress_hook = match options.ingress {
-            IngressHook::Xdp => {
-                let xdp: &mut Xdp = program(&mut ebpf, "tracer_ingress")?.try_into()?;
-                xdp.load().context("loading the XDP program")?;
-                match xdp.attach_to_if_index(ifindex, XdpMode::default()) {
-                    Ok(_) => IngressHook::Xdp,
-                    Err(err) if xdp_taken(&err) => {
-                        warn!(
-                            "XDP on {spec} is held by another program: counting ingress with tc instead"
-                        );
-                        IngressHook::Tc
-                    }
-                    Err(err) => {
-                        return Err(
-                            anyhow::Error::from(err).context(format!("attaching XDP to {spec}"))
-                        );
-                    }
-                }
-            }
-            IngressHook::Tc => IngressHook::Tc,
-        };
-        if ingress_hook == IngressHook::Tc {
-            let tc: &mut SchedClassifier = program(&mut ebpf, "tracer_ingress_tc")?.try_into()?;
-            tc.load().context("loading the tc ingress program")?;
-            tc.attach(&spec.interface, TcAttachType::Ingress)
-                .with_context(|| format!("attaching tc ingress to {spec}"))?;
-        }
-
-        let egress: &mut SchedClassifier = program(&mut ebpf, "tracer_egress")?.try_into()?;
-        egress.load().context("loading the tc program")?;
-        egress
-            .attach(&spec.interface, TcAttachType::Egress)
-            .with_context(|| format!("attaching tc egress to {spec}"))?;
-
-        Ok(Self {
+        let tc_attachment = TcAttachment::of_running_kernel();
+        let mut probe = Self {
             spec: spec.clone(),
             netns_inode,
             ifindex,
-            ingress_hook,
-            ebpf,
-        })
+            ingress_hook: IngressHook::Tc,
+            tc_attachment,
+            created_clsact: false,
+            ebpf: Some(ebpf),
+        };
+        if tc_attachment == TcAttachment::Clsact {
+            probe.created_clsact = add_clsact(&spec.interface)
+                .with_context(|| format!("adding a clsact qdisc to {spec}"))?;
+        }
+        if options.ingress == IngressHook::Xdp {
+            match probe.attach_xdp() {
+                Ok(()) => probe.ingress_hook = IngressHook::Xdp,
+                Err(err) => warn!("XDP on {spec}: {err:#}; counting ingress with tc instead"),
+            }
+        }
+        if probe.ingress_hook == IngressHook::Tc {
+            probe.attach_tc("tracer_ingress_tc", TcAttachType::Ingress)?;
+        }
+        probe.attach_tc("tracer_egress", TcAttachType::Egress)?;
+        Ok(probe)
+    }
+
+    fn ebpf(&self) -> &Ebpf {
+        self.ebpf.as_ref().expect("the object stays loaded until drop")
+    }
+
+    fn program(&mut self, name: &str) -> anyhow::Result<&mut aya::programs::Program> {
+        self.ebpf
+            .as_mut()
+            .expect("the object stays loaded until drop")
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("program {name} missing from the object"))
+    }
+
+    /// Native XDP; any failure (held by another program, an MTU the program cannot take, a
+    /// driver without XDP, a kernel without frags support) is the caller's cue to use tc.
+    fn attach_xdp(&mut self) -> anyhow::Result<()> {
+        let ifindex = self.ifindex;
+        let xdp: &mut Xdp = self.program("tracer_ingress")?.try_into()?;
+        xdp.load().context("loading the XDP program")?;
+        xdp.attach_to_if_index(ifindex, XdpMode::default())
+            .context("attaching")?;
+        Ok(())
+    }
+
+    /// Ingress first in the chain, so that a frame another program consumes is counted;
+    /// egress last, so that what leaves is what the others let through.
+    fn attach_tc(&mut self, name: &str, hook: TcAttachType) -> anyhow::Result<()> {
+        let options = match (self.tc_attachment, hook) {
+            (TcAttachment::Tcx, TcAttachType::Ingress) => {
+                TcAttachOptions::TcxOrder(LinkOrder::first())
+            }
+            (TcAttachment::Tcx, _) => TcAttachOptions::TcxOrder(LinkOrder::last()),
+            (TcAttachment::Clsact, hook) => TcAttachOptions::Netlink(NlOptions {
+                priority: if hook == TcAttachType::Ingress {
+                    CLSACT_INGRESS_PRIORITY
+                } else {
+                    CLSACT_EGRESS_PRIORITY
+                },
+                ..NlOptions::default()
+            }),
+        };
+        let interface = self.spec.interface.clone();
+        let spec = self.spec.to_string();
+        let program: &mut SchedClassifier = self.program(name)?.try_into()?;
+        program
+            .load()
+            .with_context(|| format!("loading {name}"))?;
+        program
+            .attach_with_options(&interface, hook, options)
+            .with_context(|| format!("attaching {name} to {spec}"))?;
+        Ok(())
     }
 
     /// The counts so far, summed over CPUs.
     pub fn counters(&self) -> anyhow::Result<InterfaceCounters> {
         let map = self
-            .ebpf
+            .ebpf()
             .map("PACKET_COUNTERS")
             .ok_or_else(|| anyhow!("PACKET_COUNTERS map missing"))?;
         let counters = PerCpuArray::<_, u64>::try_from(map)?;
@@ -168,24 +240,35 @@ impl PortProbe {
         Ok(InterfaceCounters {
             netns: self.spec.netns.clone(),
             interface: self.spec.interface.clone(),
+            ingress_hook: self.ingress_hook.name().to_owned(),
             ingress: read(Direction::Ingress)?,
             egress: read(Direction::Egress)?,
         })
     }
 
-    /// The kernel's id of the egress program: a device that no longer lists it among its tcx
+    /// The kernel's id of the egress program: a device that no longer lists it among its
     /// egress programs is not the one this probe was attached to.
     pub fn egress_program_id(&self) -> anyhow::Result<u32> {
         let program = self
-            .ebpf
+            .ebpf()
             .program("tracer_egress")
             .ok_or_else(|| anyhow!("program tracer_egress missing from the object"))?;
         Ok(program.info()?.id())
     }
 
+    /// The kernel's ids of this probe's loaded programs.
+    pub fn program_ids(&self) -> Vec<u32> {
+        self.ebpf()
+            .programs()
+            .filter_map(|(_, program)| program.info().ok())
+            .map(|info| info.id())
+            .collect()
+    }
+
     /// The capture ring buffer, for a reader to own (once).
     pub fn take_capture(&mut self) -> Option<RingBuf<MapData>> {
         self.ebpf
+            .as_mut()?
             .take_map("CAPTURED_FRAMES")
             .and_then(|map| RingBuf::try_from(map).ok())
     }
@@ -193,7 +276,7 @@ impl PortProbe {
     /// Frames not captured because the ring buffer was full.
     pub fn capture_lost(&self) -> anyhow::Result<u64> {
         let map = self
-            .ebpf
+            .ebpf()
             .map("CAPTURE_LOST")
             .ok_or_else(|| anyhow!("CAPTURE_LOST map missing"))?;
         let lost = PerCpuArray::<_, u64>::try_from(map)?;
@@ -201,7 +284,65 @@ impl PortProbe {
     }
 }
 
-fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut aya::programs::Program> {
-    ebpf.program_mut(name)
-        .ok_or_else(|| anyhow!("program {name} missing from the object"))
+impl Drop for PortProbe {
+    /// Detaches inside the port's namespace: clsact filters are found by interface index,
+    /// which only means something there. A port that moved on keeps its clsact filters until
+    /// the device or its qdisc goes; tcx links and XDP go with the object wherever it is.
+    fn drop(&mut self) {
+        let Ok(_inside) = NetnsGuard::enter(&self.spec.netns) else {
+            return;
+        };
+        let still_here = self.tc_attachment == TcAttachment::Tcx
+            || egress_program_ids(&self.spec.interface).is_some_and(|ids| {
+                self.egress_program_id()
+                    .is_ok_and(|ours| ids.contains(&ours))
+            });
+        if !still_here {
+            // Another device may hold this index now: never detach from it.
+            std::mem::forget(self.ebpf.take());
+            return;
+        }
+        if self.created_clsact {
+            let deleted = RouteSocket::open().and_then(|socket| socket.delete_clsact(self.ifindex));
+            if let Err(err) = deleted {
+                warn!("removing the clsact qdisc tracer added to {}: {err}", self.spec);
+            }
+        }
+        drop(self.ebpf.take());
+    }
+}
+
+/// Adds a clsact qdisc to `interface` in the current namespace; `false` when it had one.
+fn add_clsact(interface: &str) -> anyhow::Result<bool> {
+    match tc::qdisc_add_clsact(interface) {
+        Ok(()) => Ok(true),
+        Err(tc::TcError::NetlinkError(err)) if err.raw_os_error() == Some(libc::EEXIST) => Ok(false),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// The ids of the programs on `interface`'s egress (in the current namespace), by whichever
+/// attachment this kernel uses; `None` when the kernel cannot say.
+pub fn egress_program_ids(interface: &str) -> Option<Vec<u32>> {
+    match TcAttachment::of_running_kernel() {
+        TcAttachment::Tcx => match SchedClassifier::query_tcx(interface, TcAttachType::Egress) {
+            Ok((_, programs)) => Some(programs.iter().map(|program| program.id()).collect()),
+            Err(err) => {
+                debug!("querying tcx egress programs on {interface}: {err}");
+                None
+            }
+        },
+        TcAttachment::Clsact => {
+            let ifindex = netns::ifindex(interface)?;
+            let filters = RouteSocket::open()
+                .and_then(|socket| socket.bpf_filters(ifindex, ClsactHook::Egress));
+            match filters {
+                Ok(filters) => Some(filters.iter().map(|filter| filter.program_id).collect()),
+                Err(err) => {
+                    debug!("listing the egress filters of {interface}: {err}");
+                    None
+                }
+            }
+        }
+    }
 }

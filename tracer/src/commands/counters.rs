@@ -9,7 +9,7 @@ use crate::{
     cli::CountersArgs,
     collect::{
         ebpf_log_level,
-        ports::{IngressHook, PortOptions},
+        ports::PortOptions,
     },
     preflight, render,
     session::Session,
@@ -25,7 +25,7 @@ pub fn run(args: &CountersArgs, verbosity: u8) -> anyhow::Result<()> {
         watched_port: args.ports.port,
         capture: false,
         log_level: ebpf_log_level(verbosity),
-        ingress: IngressHook::Xdp,
+        ingress: args.ports.ingress_hook,
     };
     let mut session = Session::attach(&[&args.ports.initiator, &args.ports.target], &options)?;
     let logger = session.drops.take_logger();

@@ -15,7 +15,8 @@ use crate::{
     collect::{
         drops::RawDrop,
         ebpf_log_level,
-        ports::{IngressHook, PortOptions},
+        ports::{PortOptions, PortProbe},
+        programs,
     },
     diagnose::{
         DropEvidence, Environment, Evidence, NeighbourEvidence, NetfilterEvidence,
@@ -91,8 +92,8 @@ pub fn environment(initiator_ip: Ipv4Addr, target_ip: Ipv4Addr, port: u16) -> En
 /// Inspects both ports and, when they are usable and routed, probes the path.
 pub fn gather(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<Evidence> {
     let mut evidence = Evidence {
-        initiator: inspect_port(&args.ports.initiator, Side::Initiator),
-        target: inspect_port(&args.ports.target, Side::Target),
+        initiator: inspect_port(&args.ports.initiator, Side::Initiator, &[]),
+        target: inspect_port(&args.ports.target, Side::Target, &[]),
         routes: Vec::new(),
         probes: Vec::new(),
         drops: Vec::new(),
@@ -135,7 +136,9 @@ pub fn prepare_report_dir(dir: &Path) -> Result<(), UsageError> {
     Ok(())
 }
 
-pub fn inspect_port(spec: &PortSpec, side: Side) -> PortEvidence {
+/// What is at `spec`; `ours` are the ids of tracer's own programs, left out of the port's
+/// attached programs.
+pub fn inspect_port(spec: &PortSpec, side: Side, ours: &[u32]) -> PortEvidence {
     let mut evidence = PortEvidence {
         side,
         netns: spec.netns.clone(),
@@ -144,6 +147,7 @@ pub fn inspect_port(spec: &PortSpec, side: Side) -> PortEvidence {
         link: None,
         found_elsewhere: Vec::new(),
         addresses: Vec::new(),
+        programs: Vec::new(),
     };
     if evidence.netns_exists
         && let Ok(socket) = RouteSocket::open_in(&spec.netns)
@@ -157,6 +161,7 @@ pub fn inspect_port(spec: &PortSpec, side: Side) -> PortEvidence {
                 .filter(|address| address.ifindex == link.ifindex)
                 .map(|address| format!("{}/{}", address.address, address.prefix_len))
                 .collect();
+            evidence.programs = programs::attached_programs(&spec.netns, &spec.interface, ours);
         }
     }
     if evidence.link.is_none() {
@@ -339,7 +344,7 @@ fn probe_path(args: &DiagnoseArgs, verbosity: u8, evidence: &mut Evidence) -> an
         watched_port: args.ports.port,
         capture: false,
         log_level: ebpf_log_level(verbosity),
-        ingress: IngressHook::Xdp,
+        ingress: args.ports.ingress_hook,
     };
     let session = Session::attach(&[&args.ports.initiator, &args.ports.target], &options)?;
     if let Some(path) = &args.ready_file {
@@ -495,8 +500,9 @@ fn probe_path(args: &DiagnoseArgs, verbosity: u8, evidence: &mut Evidence) -> an
         }
     }
     // Carrier may have changed while probing; what it is now is what the verdict needs.
-    evidence.initiator = inspect_port(initiator, Side::Initiator);
-    evidence.target = inspect_port(target, Side::Target);
+    let ours: Vec<u32> = session.ports.iter().flat_map(PortProbe::program_ids).collect();
+    evidence.initiator = inspect_port(initiator, Side::Initiator, &ours);
+    evidence.target = inspect_port(target, Side::Target, &ours);
     evidence.counters = Some(session.counters_report()?);
     Ok(())
 }

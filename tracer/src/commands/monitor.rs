@@ -156,7 +156,7 @@ impl Monitor {
             watched_port: args.ports.port,
             capture: false,
             log_level,
-            ingress: args.ingress_hook,
+            ingress: args.ports.ingress_hook,
         };
         let mut followed = Vec::new();
         for (role, spec) in [
@@ -184,6 +184,15 @@ impl Monitor {
     fn refresh(&mut self) {
         for port in &mut self.ports {
             port.refresh();
+        }
+        let places: Vec<(u32, u32)> = self
+            .ports
+            .iter()
+            .filter_map(FollowedPort::location)
+            .map(|location| (location.netns_inode, location.ifindex))
+            .collect();
+        if let Err(err) = self.drops.watch_ports(places) {
+            warn!("keeping the ports' drops apart: {err:#}");
         }
         if let Err(err) = self.forget_unexported_drops() {
             warn!("sweeping the drop counters: {err:#}");
@@ -256,13 +265,12 @@ impl Monitor {
             site.key.netns == location.netns_inode && site.key.ifindex == location.ifindex
         }) {
             *drops
-                .entry(self.drops.layout.reason_name(site.key.reason))
+                .entry(self.drops.reason_of(&site.key))
                 .or_default() += site.count;
         }
         let neighbour_failures = drops.get(NEIGH_FAILED).copied().unwrap_or(0);
         Ok(Some(AttachedPort {
             counters,
-            ingress_hook: probe.ingress_hook.name().to_owned(),
             carrier: port.carrier(),
             drops,
             neighbour_failures,

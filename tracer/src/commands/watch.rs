@@ -21,7 +21,7 @@ use crate::{
         drops::{DropProbe, RawDrop},
         ebpf_log_level,
         follow::FollowedPort,
-        ports::{IngressHook, PortOptions, PortProbe},
+        ports::{PortOptions, PortProbe},
     },
     commands::diagnose::{
         self as diagnose_command, environment, inspect_port, netfilter_evidence,
@@ -187,6 +187,15 @@ impl Watch {
         for index in 0..self.ports.len() {
             self.follow(index);
             self.observe_link(index);
+        }
+        let places: Vec<(u32, u32)> = self
+            .ports
+            .iter()
+            .flat_map(|port| &port.history)
+            .map(|place| (place.netns_inode, place.ifindex))
+            .collect();
+        if let Err(err) = self.drops.watch_ports(places) {
+            log::warn!("keeping the ports' drops apart: {err:#}");
         }
         self.observe_counters();
         self.observe_drops();
@@ -415,7 +424,7 @@ impl Watch {
                 continue;
             };
             *self.all_drops.entry(key).or_default() += delta;
-            let reason = self.drops.layout.reason_name(key.reason);
+            let reason = self.drops.reason_of(&key);
             let protocol = protocol_name(key.protocol);
             // IPv6 neighbour discovery on fresh interfaces and socket teardown are noise.
             if matches!(protocol.as_str(), "ipv6" | "none") || reason == "QUEUE_PURGE" {
@@ -481,7 +490,8 @@ impl Watch {
                             port.spec.interface.clone()
                         },
                         ifindex: key.ifindex,
-                        reason: self.drops.layout.reason_name(key.reason),
+                        reason: self.drops.reason_of(key),
+                        location: self.drops.location_of(key),
                         protocol: protocol_name(key.protocol),
                         count: *count,
                     },
@@ -638,7 +648,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         watched_port: args.ports.port,
         capture: true,
         log_level: ebpf_log_level(verbosity),
-        ingress: IngressHook::Xdp,
+        ingress: args.ports.ingress_hook,
     };
     let drops = DropProbe::attach(&options.log_level)?;
     let mut watch = Watch {
@@ -744,6 +754,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
                 initiator: watch.ports[0].current_spec(),
                 target: watch.ports[1].current_spec(),
                 port: args.ports.port,
+                ingress_hook: args.ports.ingress_hook,
             },
             initiator_ip: args.initiator_ip,
             target_ip: args.target_ip,
@@ -814,7 +825,8 @@ async fn futures_signal(signals: &mut [(i32, tokio::signal::unix::Signal)]) -> i
 }
 
 fn port_evidence(port: &WatchedPort) -> PortEvidence {
-    inspect_port(&port.current_spec(), port.side)
+    let ours = port.probe().map(PortProbe::program_ids).unwrap_or_default();
+    inspect_port(&port.current_spec(), port.side, &ours)
 }
 
 fn passive_evidence(

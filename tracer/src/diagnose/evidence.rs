@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 
 use crate::{
+    collect::programs::AttachedProgram,
     evidence::{CountersReport, DropCount},
     netlink::{Link, RouteLookup},
     netns,
@@ -36,6 +37,8 @@ pub struct PortEvidence {
     pub found_elsewhere: Vec<String>,
     /// IPv4 addresses on the interface, as ADDR/LEN.
     pub addresses: Vec<String>,
+    /// Programs other tools attached to the port (tracer's own left out), in running order.
+    pub programs: Vec<AttachedProgram>,
 }
 
 impl PortEvidence {

@@ -2,14 +2,14 @@
 //!
 //! It reads the evidence the way a person would: first what makes probing meaningless (a
 //! missing or down port, no route), then, if a probe went unanswered, who took the packets
-//! (netfilter), whether they crossed the wire at all (cable), whether the target answered ARP
+//! (netfilter, or another tool's BPF program on a port), whether they crossed the wire at all (cable), whether the target answered ARP
 //! (neighbour), and what the kernel said otherwise (unknown, with its drop reason).
 
 pub mod evidence;
 
 use serde::Serialize;
 
-use crate::{netlink::RouteLookup, netns};
+use crate::{collect::programs::AttachedProgram, netlink::RouteLookup, netns};
 pub use evidence::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -22,6 +22,8 @@ pub enum VerdictClass {
     Route,
     Interface,
     Unknown,
+    /// A BPF program another tool attached to a port consumed the probes.
+    Program,
 }
 
 impl VerdictClass {
@@ -35,6 +37,8 @@ impl VerdictClass {
             Self::Route => 13,
             Self::Interface => 14,
             Self::Unknown => 15,
+            // 16 is kept for `mtu`.
+            Self::Program => 17,
         }
     }
 
@@ -47,6 +51,7 @@ impl VerdictClass {
             Self::Route => "route",
             Self::Interface => "interface",
             Self::Unknown => "unknown",
+            Self::Program => "program",
         }
     }
 }
@@ -131,6 +136,7 @@ pub fn diagnose(evidence: &Evidence) -> Verdict {
         return healthy(evidence);
     }
     netfilter_fault(evidence)
+        .or_else(|| program_fault(evidence, &failed))
         .or_else(|| cable_fault(evidence, &failed))
         .or_else(|| neighbour_fault(evidence))
         // The target's way back matters only once ARP has shown it is there.
@@ -419,6 +425,75 @@ fn netfilter_fault(evidence: &Evidence) -> Option<Verdict> {
         namespace_phrase(&netns),
         netns_exec(&netns)
     )))
+}
+
+/// A probe that stopped at a port where another tool's program runs on the way: on tc ingress
+/// behind tracer's own counting (the frames were counted arriving and went no further), or on
+/// XDP or tc egress, ahead of tracer's counting (the frames were never counted).
+fn program_fault(evidence: &Evidence, failed: &[&ProbeEvidence]) -> Option<Verdict> {
+    let opposite = |side| {
+        if side == Side::Target {
+            Side::Initiator
+        } else {
+            Side::Target
+        }
+    };
+    for probe in failed {
+        let peer = opposite(probe.from);
+        let stops = [
+            // Requests arrived at the peer, nothing came back out of it.
+            (peer, "tc ingress", probe.reached_peer > 0 && probe.answer_left_peer == 0),
+            // Requests left, none counted arriving: the peer's XDP is ahead of tracer's tc.
+            (peer, "xdp", probe.left_origin > 0 && probe.reached_peer == 0),
+            // Answers arrived back and the probe still failed.
+            (probe.from, "tc ingress", probe.answer_reached_origin > 0),
+            (probe.from, "xdp", probe.answer_left_peer > 0 && probe.answer_reached_origin == 0),
+        ];
+        for (side, hook, stopped) in stops {
+            let at = port(evidence, side);
+            let programs: Vec<&AttachedProgram> =
+                at.programs.iter().filter(|p| p.hook == hook).collect();
+            if !stopped || programs.is_empty() {
+                continue;
+            }
+            let names = programs
+                .iter()
+                .map(|p| format!("{} (id {})", p.name, p.id))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut verdict = Verdict::new(
+                VerdictClass::Program,
+                side,
+                format!(
+                    "A BPF program on {}'s {hook} takes the probes: {names}.",
+                    at.label()
+                ),
+            );
+            for program in &programs {
+                verdict = verdict.because(format!(
+                    "{}: program {} (id {}) attached by another tool, {} at position {}",
+                    at.label(),
+                    program.name,
+                    program.id,
+                    program.attachment,
+                    program.position
+                ));
+            }
+            let verdict = failed
+                .iter()
+                .fold(verdict, |verdict, probe| verdict.because(ladder(probe)));
+            let ids = programs
+                .iter()
+                .map(|p| p.id.to_string())
+                .collect::<Vec<_>>()
+                .join(" ");
+            return Some(verdict.advise(format!(
+                "Find who attached it ({}bpftool prog show id {ids}; bpftool net) and why it drops these frames.",
+                netns_exec(&at.netns)
+            )));
+        }
+    }
+    None
 }
 
 fn carrier_fault(evidence: &Evidence) -> Option<Verdict> {

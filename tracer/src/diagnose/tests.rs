@@ -12,6 +12,7 @@ fn link(name: &str, ifindex: u32) -> Link {
         operstate: "up".to_owned(),
         mac: Some([2, 0, 0, 0, 0, ifindex as u8]),
         kind: Some("veth".to_owned()),
+        xdp_program: None,
     }
 }
 
@@ -24,6 +25,7 @@ fn port(side: Side, netns: &str, interface: &str, address: &str) -> PortEvidence
         link: Some(link(interface, 2)),
         found_elsewhere: Vec::new(),
         addresses: vec![address.to_owned()],
+        programs: Vec::new(),
     }
 }
 

@@ -129,9 +129,24 @@ fn link_line(port: &PortEvidence) -> String {
         port.interface,
         netns::display_name(&port.netns)
     );
+    let programs = if port.programs.is_empty() {
+        String::new()
+    } else {
+        let listed: Vec<String> = port
+            .programs
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} id {} on {} ({} #{})",
+                    p.name, p.id, p.hook, p.attachment, p.position
+                )
+            })
+            .collect();
+        format!("; other tools' programs: {}", listed.join(", "))
+    };
     match &port.link {
         Some(link) => format!(
-            "{place}: {}, carrier {}, operstate {}, addresses {}",
+            "{place}: {}, carrier {}, operstate {}, addresses {}{programs}",
             if link.admin_up { "up" } else { "DOWN" },
             u8::from(link.carrier),
             link.operstate,

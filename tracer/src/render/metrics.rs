@@ -261,7 +261,7 @@ pub fn exposition(snapshot: &MonitorSnapshot, format: Format) -> String {
         .iter()
         .map(|port| {
             let mut labels = location_labels(port);
-            labels.push(("hook", port.ingress_hook.as_str()));
+            labels.push(("hook", port.counters.ingress_hook.as_str()));
             (labels, 1)
         })
         .collect();
@@ -293,10 +293,10 @@ mod tests {
                         counters: InterfaceCounters {
                             netns: String::new(),
                             interface: "cvl_0_1".into(),
+                            ingress_hook: "xdp".into(),
                             ingress: KindCounts::default(),
                             egress,
                         },
-                        ingress_hook: "xdp".into(),
                         carrier: Some(true),
                         drops: BTreeMap::from([("NEIGH_FAILED".to_owned(), 3)]),
                         neighbour_failures: 3,
