@@ -124,9 +124,15 @@ impl Lab {
 
     /// `tracer counters` watching this lab's two ends.
     pub fn counters(&self) -> TracerRun {
+        self.counters_with(&[])
+    }
+
+    /// `tracer counters` watching this lab's two ends, with `extra` arguments.
+    pub fn counters_with(&self, extra: &[&str]) -> TracerRun {
         let mut args = vec!["counters".to_owned()];
         args.extend(self.port_args());
         args.push("--json".to_owned());
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
         TracerRun::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 

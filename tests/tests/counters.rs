@@ -162,6 +162,17 @@ fn unrelated_namespace_traffic_is_kept_apart() {
         ),
         0
     );
+    // Away from the watched ports, drops are totals: the busy rest of a host cannot fill the
+    // map, and the noise is still there to see.
+    let elsewhere = drops(
+        &report,
+        "other_drops",
+        "*",
+        None,
+        "NETFILTER_DROP",
+        "ipv4",
+    );
+    assert!(elsewhere >= 100, "{elsewhere} noise drops counted: {report}");
     assert_eq!(
         drops(
             &report,
@@ -171,7 +182,7 @@ fn unrelated_namespace_traffic_is_kept_apart() {
             "NETFILTER_DROP",
             "ipv4"
         ),
-        100,
+        0,
         "{report}"
     );
 }

@@ -814,7 +814,8 @@ fn malformed_frames_all_arrive_and_are_counted_consistently() {
     let frames = craft(target_mac, lab.port);
     assert!(frames.len() >= 500, "{} frames", frames.len());
 
-    let run = lab.counters();
+    // XDP: the program that sees every frame as it arrives, before the stack may drop it.
+    let run = lab.counters_with(&["--ingress-hook", "xdp"]);
     let receiver = receiving_socket(&lab.target, target_index);
     let sender = in_netns(&lab.initiator.netns, || packet_socket(0))
         .join()

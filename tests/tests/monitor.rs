@@ -355,7 +355,7 @@ fn monitor_falls_back_to_tc_where_xdp_is_taken() {
     let lab = lab("mtc");
     let pins = PinDir::new();
     let address = metrics_address(5);
-    let counters = lab.counters();
+    let counters = lab.counters_with(&["--ingress-hook", "xdp"]);
     let _monitor = start(
         &monitor_args(&lab, &address, &pins),
         &["--ingress-hook", "xdp"],

@@ -121,6 +121,19 @@ tracer monitor --initiator cvl_0_1_ns_initiator/cvl_0_1 --reset\n  \
 tracer monitor --unpin"
     )]
     Monitor(MonitorArgs),
+    /// Say what this kernel offers tracer (BTF, tcx or clsact, XDP, tp_btf, drop reasons,
+    /// bpffs) and what tracer uses where something lacks
+    #[command(
+        long_about = "Say what this kernel offers tracer, and what tracer uses where something lacks.\n\n\
+For each capability: whether the kernel has it, and what tracer uses. Kernels before 6.6 have no \
+tcx: tc programs go on a clsact qdisc, which tracer adds when missing and removes on exit (after \
+a SIGKILL, the qdisc and tracer's filters stay until `tc qdisc del dev IFNAME clsact`). Kernels \
+before 5.17 have no drop reasons: drops are named by the kernel function that freed the packet. \
+The drop probe is really attached and detached to find out.\n\n\
+Exit codes: 0 tracer can work here, 2 it cannot (one line says why).",
+        after_help = "Example:\n  tracer doctor --json"
+    )]
+    Doctor(DoctorArgs),
     /// Build or remove the built-in lab: SPDK's test network on a veth pair, inside namespaces
     Lab {
         #[command(subcommand)]
@@ -254,6 +267,13 @@ pub struct MonitorArgs {
     /// Create this file once the metrics are served and every port present is counted
     #[arg(long, value_name = "PATH", value_parser = ready_file_path)]
     pub ready_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print one JSON object instead of the table
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -120,6 +120,8 @@ pub struct MonitoredPort {
     pub spec: String,
     /// What it counted and its state, where it is now; `None` while tracer waits for it.
     pub attached: Option<AttachedPort>,
+    /// Present, but tracer's programs could not be attached to it (why, in tracer's log).
+    pub attach_failing: bool,
 }
 
 /// A monitored port that is present and counted.

@@ -32,13 +32,13 @@ use crate::{
 
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/tracer";
 /// Where systemd mounts bpffs at boot; minimal VMs and containers leave it unmounted.
-const BPF_FS_MOUNT_POINT: &str = "/sys/fs/bpf";
+pub const BPF_FS_MOUNT_POINT: &str = "/sys/fs/bpf";
 /// `statfs.f_type` of a BPF filesystem.
 const BPF_FS_MAGIC: u64 = 0xcafe_4a11;
 /// Longest file name bpffs (and Linux) accepts.
 const NAME_MAX: usize = 255;
 
-fn on_bpffs(path: &Path) -> bool {
+pub fn on_bpffs(path: &Path) -> bool {
     let Ok(path) = CString::new(path.as_os_str().as_bytes()) else {
         return false;
     };

@@ -140,6 +140,13 @@ impl DropProbe {
         })
     }
 
+    /// What this kernel cannot tell about drops, for the verdict's limitations.
+    pub fn limitation(&self) -> Option<String> {
+        (self.detail == DropDetail::Location).then(|| {
+            "drop reasons: this kernel has none (they came in 5.17); drops are named by the kernel function that freed the packet (nf_hook_slow: netfilter; neigh_*: neighbour; others: NOT_SPECIFIED)".to_owned()
+        })
+    }
+
     /// Keeps apart the drops on these ports, given as (namespace inode, ifindex), and those
     /// without a device in their namespaces; every other drop is a total from now on.
     pub fn watch_ports(

@@ -38,6 +38,8 @@ pub struct FollowedPort {
     location: Option<Location>,
     /// The last warning about this port, logged once rather than at every retry.
     last_warning: Option<String>,
+    /// Why the port, present, could not be attached at the last try.
+    attach_error: Option<String>,
 }
 
 impl FollowedPort {
@@ -55,6 +57,7 @@ impl FollowedPort {
             probe: None,
             location: None,
             last_warning: None,
+            attach_error: None,
         }
     }
 
@@ -62,6 +65,12 @@ impl FollowedPort {
     /// be attached yet.
     pub fn attached(&self) -> Option<(&Location, &PortProbe)> {
         Some((self.location.as_ref()?, self.probe.as_ref()?))
+    }
+
+    /// Why the port, present, could not be attached; `None` when it is attached or missing.
+    pub fn attach_error(&self) -> Option<&str> {
+        self.location.as_ref()?;
+        self.attach_error.as_deref()
     }
 
     /// Where the port is now, attached or not.
@@ -165,9 +174,11 @@ impl FollowedPort {
                 );
                 self.probe = Some(probe);
                 self.last_warning = None;
+                self.attach_error = None;
             }
             Err(err) => {
                 let failure = format!("{err:#}");
+                self.attach_error = Some(failure.clone());
                 if self.last_warning.as_ref() != Some(&failure) {
                     warn!("{}: cannot attach yet, will retry: {failure}", self.spec);
                 }

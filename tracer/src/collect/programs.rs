@@ -25,7 +25,8 @@ pub struct AttachedProgram {
     pub hook: String,
     /// How it is attached: "xdp", "tcx" or "clsact".
     pub attachment: String,
-    /// Its place on the hook: 0 runs first.
+    /// Its place on the hook among the other tools' programs (tracer's own not counted): 0 runs
+    /// first.
     pub position: usize,
 }
 
@@ -75,6 +76,7 @@ pub fn attached_programs(netns: &str, interface: &str, ours: &[u32]) -> Vec<Atta
         let attachment = TcAttachment::of_running_kernel().name();
         found.extend(
             ids.into_iter()
+                .filter(|id| !ours.contains(id))
                 .enumerate()
                 .map(|(position, id)| (id, hook, attachment, position)),
         );

@@ -473,6 +473,10 @@ fn probe_path(args: &DiagnoseArgs, verbosity: u8, evidence: &mut Evidence) -> an
             .limitations
             .extend(ruleset.errors.iter().map(|err| format!("ruleset: {err}")));
     }
+    evidence
+        .environment
+        .limitations
+        .extend(session.drops.limitation());
     evidence.neighbours = vec![
         NeighbourEvidence {
             side: Side::Initiator,

@@ -2,6 +2,7 @@
 
 pub mod counters;
 pub mod diagnose;
+pub mod doctor;
 pub mod lab;
 pub mod monitor;
 pub mod watch;

@@ -77,6 +77,10 @@ pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
     let mut monitor = Monitor::start(args, verbosity)?;
     monitor.refresh();
     for port in &monitor.ports {
+        // The ready file promises that every port present is counted.
+        if let Some(error) = port.attach_error() {
+            return Err(UsageError::Argument(format!("cannot count {}: {error}", port.spec)).into());
+        }
         if port.location().is_none() {
             warn!("{}: not found yet; counting once it appears", port.spec);
         }
@@ -237,6 +241,7 @@ impl Monitor {
                     role: port.role.to_owned(),
                     spec: port.spec.to_string(),
                     attached: self.attached_port(port, &sites)?,
+                    attach_failing: port.attach_error().is_some(),
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;

@@ -31,7 +31,7 @@ use crate::{
         DropEvidence, Evidence, NeighbourEvidence, PortEvidence, ProbeEvidence, ProbeKind, Side,
         diagnose,
     },
-    evidence::{DropCount, KindCounts, protocol_name},
+    evidence::{CountersReport, DropCount, InterfaceCounters, KindCounts, protocol_name},
     locate::Location,
     netfilter::{self, DropHit, Ruleset},
     netlink::{Link, RouteSocket},
@@ -895,6 +895,7 @@ fn passive_evidence(
         })
         .collect();
     let mut environment = environment(args.initiator_ip, args.target_ip, args.ports.port);
+    environment.limitations.extend(watch.drops.limitation());
     if watch.ports.iter().all(|port| port.seen.is_empty()) {
         environment
             .limitations
@@ -908,8 +909,34 @@ fn passive_evidence(
         drops,
         netfilter,
         neighbours,
-        counters: None,
+        counters: Some(run_counters(watch)),
         environment,
+    }
+}
+
+/// What crossed each port over the whole run, wherever it was.
+fn run_counters(watch: &Watch) -> CountersReport {
+    let interfaces = watch
+        .ports
+        .iter()
+        .map(|port| InterfaceCounters {
+            netns: port
+                .location()
+                .map_or_else(|| port.spec.netns.clone(), |location| location.netns.clone()),
+            interface: port.spec.interface.clone(),
+            ingress_hook: port
+                .probe()
+                .map_or("none", |probe| probe.ingress_hook.name())
+                .to_owned(),
+            ingress: port.totals.0,
+            egress: port.totals.1,
+        })
+        .collect();
+    CountersReport {
+        interfaces,
+        drops: Vec::new(),
+        other_drops: Vec::new(),
+        lost_events: watch.lost_events(),
     }
 }
 

@@ -97,6 +97,7 @@ fn drop(netns: &str, interface: &str, reason: &str, protocol: &str, count: u64) 
         interface: interface.to_owned(),
         ifindex: 2,
         reason: reason.to_owned(),
+        location: None,
         protocol: protocol.to_owned(),
         count,
     }

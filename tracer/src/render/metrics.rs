@@ -127,6 +127,12 @@ const PORT_ATTACHED: Family = Family {
     kind: Type::Gauge,
     help: "1 when the configured port is found and counted, 0 while tracer waits for it.",
 };
+const PORT_ATTACH_FAILING: Family = Family {
+    name: "tracer_port_attach_failing",
+    kind: Type::Gauge,
+    help: "1 when the configured port is present but tracer's programs could not be attached to \
+           it (tracer's log says why, and it tries again): its counts are missing, not zero.",
+};
 const PORT: Family = Family {
     name: "tracer_port",
     kind: Type::Info,
@@ -189,6 +195,18 @@ pub fn exposition(snapshot: &MonitorSnapshot, format: Format) -> String {
             1,
         )],
     );
+
+    let failing: Vec<_> = snapshot
+        .ports
+        .iter()
+        .map(|port| {
+            (
+                vec![("role", port.role.as_str()), ("spec", port.spec.as_str())],
+                u64::from(port.attach_failing),
+            )
+        })
+        .collect();
+    PORT_ATTACH_FAILING.write(&mut out, format, &failing);
 
     let attached_samples: Vec<_> = snapshot
         .ports
@@ -288,6 +306,7 @@ mod tests {
             ports: vec![
                 MonitoredPort {
                     role: "initiator".into(),
+                    attach_failing: false,
                     spec: "cvl_0_1".into(),
                     attached: Some(AttachedPort {
                         counters: InterfaceCounters {
@@ -304,6 +323,7 @@ mod tests {
                 },
                 MonitoredPort {
                     role: "target".into(),
+                    attach_failing: false,
                     spec: "ns\"x/cvl_0_0".into(),
                     attached: None,
                 },
