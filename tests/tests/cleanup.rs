@@ -11,8 +11,7 @@ fn attachments(end: &End) -> (bool, Vec<String>) {
     let tcx = in_netns(&end.netns, move || {
         let mut names = Vec::new();
         for hook in [TcAttachType::Ingress, TcAttachType::Egress] {
-            let (_, programs) =
-                SchedClassifier::query_tcx(&interface, hook).expect("querying tcx");
+            let (_, programs) = SchedClassifier::query_tcx(&interface, hook).expect("querying tcx");
             names.extend(
                 programs
                     .iter()
@@ -32,7 +31,12 @@ fn assert_attached(lab: &Lab, xdp_ingress: bool) {
         let (xdp, tcx) = attachments(end);
         assert_eq!(xdp, xdp_ingress, "XDP on {} while tracer runs", end.spec());
         let tc_ingress = tcx.iter().any(|name| name.starts_with("tracer_ingress"));
-        assert_eq!(tc_ingress, !xdp_ingress, "tc ingress on {}: {tcx:?}", end.spec());
+        assert_eq!(
+            tc_ingress,
+            !xdp_ingress,
+            "tc ingress on {}: {tcx:?}",
+            end.spec()
+        );
         assert!(
             tcx.iter().any(|name| name.starts_with("tracer_egress")),
             "no tcx egress program on {}: {tcx:?}",

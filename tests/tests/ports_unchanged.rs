@@ -265,7 +265,10 @@ fn a_program_that_consumes_frames_is_counted_past_and_named() {
     let run = lab.counters();
     assert!(!lab.ping(3), "pings passed a program that drops ICMP");
     let report = run.finish();
-    assert_eq!(count(&report, &lab.target, "ingress", "icmp_echo_request"), 3);
+    assert_eq!(
+        count(&report, &lab.target, "ingress", "icmp_echo_request"),
+        3
+    );
     assert_eq!(count(&report, &lab.target, "egress", "icmp_echo_reply"), 0);
 
     let (code, report) = lab.diagnose(&[]);

@@ -887,7 +887,11 @@ fn parse_bpf_filter(payload: &[u8]) -> io::Result<Option<BpfFilter>> {
     let (header, attributes) = split_family_header::<TCMSG_LEN>(payload, "tcmsg")?;
     // tcm_info holds the priority in its upper 16 bits and the protocol in the lower.
     let info = read_u32(header.as_slice(), 16).ok_or_else(|| malformed("tcmsg too short"))?;
-    if find_attribute(&attributes, TCA_KIND).map(attribute_string).as_deref() != Some("bpf") {
+    if find_attribute(&attributes, TCA_KIND)
+        .map(attribute_string)
+        .as_deref()
+        != Some("bpf")
+    {
         return Ok(None);
     }
     let Some(options) = find_attribute(&attributes, TCA_OPTIONS) else {

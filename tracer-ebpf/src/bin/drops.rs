@@ -9,8 +9,8 @@
 #![no_main]
 
 use aya_ebpf::{
-    Global,
-    EbpfContext, bindings::BPF_NOEXIST,
+    EbpfContext, Global,
+    bindings::BPF_NOEXIST,
     helpers::bpf_probe_read_kernel,
     macros::{btf_tracepoint, map, raw_tracepoint},
     maps::{HashMap, PerCpuArray, PerCpuHashMap},
@@ -90,7 +90,7 @@ fn count_drop(skb: *const u8, reason: u32, location: u64) -> Result<(), i32> {
     };
     let place = WatchedPlace { netns, ifindex };
     // SAFETY: the value is a plain u8 only the loader writes.
-    let watched = unsafe { WATCHED_PLACES.get(&place) }.is_some();
+    let watched = unsafe { WATCHED_PLACES.get(place) }.is_some();
     let key = DropKey {
         netns: if watched { netns } else { 0 },
         ifindex: if watched { ifindex } else { 0 },

@@ -123,10 +123,10 @@ fn worth_capturing<F: Frame>(frame: &F, classified: &Classified) -> bool {
     };
     if segment.opens_or_ends() {
         // A new connection on the same addresses and ports starts a new budget.
-        let _ = CAPTURED_SEGMENTS.remove(&flow);
+        let _ = CAPTURED_SEGMENTS.remove(flow);
         return true;
     }
-    match CAPTURED_SEGMENTS.get_ptr_mut(&flow) {
+    match CAPTURED_SEGMENTS.get_ptr_mut(flow) {
         Some(captured) => {
             // SAFETY: a map value; a racing CPU can at worst let one extra segment through.
             unsafe {
@@ -137,7 +137,7 @@ fn worth_capturing<F: Frame>(frame: &F, classified: &Classified) -> bool {
             }
             true
         }
-        None => CAPTURED_SEGMENTS.insert(&flow, &1, 0).is_ok(),
+        None => CAPTURED_SEGMENTS.insert(flow, 1, 0).is_ok(),
     }
 }
 
@@ -199,14 +199,20 @@ pub fn tracer_ingress(ctx: XdpContext) -> u32 {
     let classified = count(&frame, Direction::Ingress, 1);
     // The first buffer's length: enough for every header the capture keeps.
     let frame_len = (frame.end - frame.data) as u32;
-    capture(&frame, Direction::Ingress, &classified, frame_len, |dst, len| {
-        let len = verifier_bounded(len);
-        if len == 0 || len > CAPTURE_SNAPLEN as u32 {
-            return false;
-        }
-        // SAFETY: dst has CAPTURE_SNAPLEN bytes; the helper checks the packet bounds.
-        unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, dst.cast::<c_void>(), len) == 0 }
-    });
+    capture(
+        &frame,
+        Direction::Ingress,
+        &classified,
+        frame_len,
+        |dst, len| {
+            let len = verifier_bounded(len);
+            if len == 0 || len > CAPTURE_SNAPLEN as u32 {
+                return false;
+            }
+            // SAFETY: dst has CAPTURE_SNAPLEN bytes; the helper checks the packet bounds.
+            unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, dst.cast::<c_void>(), len) == 0 }
+        },
+    );
     xdp_action::XDP_PASS
 }
 

@@ -17,7 +17,9 @@ const IPV4_PROTO_OFFSET: usize = 14 + 9;
 
 #[classifier]
 pub fn test_drop_icmp(ctx: TcContext) -> i32 {
-    let ethertype = ctx.load::<[u8; 2]>(ETHERTYPE_OFFSET).map(u16::from_be_bytes);
+    let ethertype = ctx
+        .load::<[u8; 2]>(ETHERTYPE_OFFSET)
+        .map(u16::from_be_bytes);
     let protocol = ctx.load::<u8>(IPV4_PROTO_OFFSET);
     match (ethertype, protocol) {
         (Ok(ETH_P_IP), Ok(IPPROTO_ICMP)) => TC_ACT_SHOT,

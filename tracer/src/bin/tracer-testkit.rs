@@ -14,11 +14,7 @@ use aya::{
         tc::{NlOptions, TcAttachOptions},
     },
 };
-use tracer::{
-    collect::ports::TcAttachment,
-    netns::NetnsGuard,
-    spec::PortSpec,
-};
+use tracer::{collect::ports::TcAttachment, netns::NetnsGuard, spec::PortSpec};
 
 static DROP_ICMP_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-test-drop-icmp"));
@@ -30,7 +26,9 @@ fn main() -> ExitCode {
             .parse::<PortSpec>()
             .map_err(|err| anyhow!("{err}"))
             .and_then(|spec| drop_icmp(&spec, &PathBuf::from(ready))),
-        _ => Err(anyhow!("usage: tracer-testkit drop-icmp NETNS/IFNAME READY_FILE")),
+        _ => Err(anyhow!(
+            "usage: tracer-testkit drop-icmp NETNS/IFNAME READY_FILE"
+        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

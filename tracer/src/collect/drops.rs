@@ -119,7 +119,9 @@ impl DropProbe {
             Some(_) => match attach_with_reason(&mut ebpf) {
                 Ok(()) => (DropDetail::Reason, "tracer_kfree_skb"),
                 Err(err) => {
-                    info!("tp_btf on kfree_skb is not available ({err:#}): drops are counted by location");
+                    info!(
+                        "tp_btf on kfree_skb is not available ({err:#}): drops are counted by location"
+                    );
                     attach_with_location(&mut ebpf)?;
                     (DropDetail::Location, "tracer_kfree_skb_location")
                 }

@@ -171,7 +171,9 @@ impl PortProbe {
     }
 
     fn ebpf(&self) -> &Ebpf {
-        self.ebpf.as_ref().expect("the object stays loaded until drop")
+        self.ebpf
+            .as_ref()
+            .expect("the object stays loaded until drop")
     }
 
     fn program(&mut self, name: &str) -> anyhow::Result<&mut aya::programs::Program> {
@@ -213,9 +215,7 @@ impl PortProbe {
         let interface = self.spec.interface.clone();
         let spec = self.spec.to_string();
         let program: &mut SchedClassifier = self.program(name)?.try_into()?;
-        program
-            .load()
-            .with_context(|| format!("loading {name}"))?;
+        program.load().with_context(|| format!("loading {name}"))?;
         program
             .attach_with_options(&interface, hook, options)
             .with_context(|| format!("attaching {name} to {spec}"))?;
@@ -305,7 +305,10 @@ impl Drop for PortProbe {
         if self.created_clsact {
             let deleted = RouteSocket::open().and_then(|socket| socket.delete_clsact(self.ifindex));
             if let Err(err) = deleted {
-                warn!("removing the clsact qdisc tracer added to {}: {err}", self.spec);
+                warn!(
+                    "removing the clsact qdisc tracer added to {}: {err}",
+                    self.spec
+                );
             }
         }
         drop(self.ebpf.take());
@@ -316,7 +319,9 @@ impl Drop for PortProbe {
 fn add_clsact(interface: &str) -> anyhow::Result<bool> {
     match tc::qdisc_add_clsact(interface) {
         Ok(()) => Ok(true),
-        Err(tc::TcError::NetlinkError(err)) if err.raw_os_error() == Some(libc::EEXIST) => Ok(false),
+        Err(tc::TcError::NetlinkError(err)) if err.raw_os_error() == Some(libc::EEXIST) => {
+            Ok(false)
+        }
         Err(err) => Err(err.into()),
     }
 }

@@ -7,10 +7,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     cli::CountersArgs,
-    collect::{
-        ebpf_log_level,
-        ports::PortOptions,
-    },
+    collect::{ebpf_log_level, ports::PortOptions},
     preflight, render,
     session::Session,
 };

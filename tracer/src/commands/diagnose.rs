@@ -504,7 +504,11 @@ fn probe_path(args: &DiagnoseArgs, verbosity: u8, evidence: &mut Evidence) -> an
         }
     }
     // Carrier may have changed while probing; what it is now is what the verdict needs.
-    let ours: Vec<u32> = session.ports.iter().flat_map(PortProbe::program_ids).collect();
+    let ours: Vec<u32> = session
+        .ports
+        .iter()
+        .flat_map(PortProbe::program_ids)
+        .collect();
     evidence.initiator = inspect_port(initiator, Side::Initiator, &ours);
     evidence.target = inspect_port(target, Side::Target, &ours);
     evidence.counters = Some(session.counters_report()?);

@@ -89,8 +89,9 @@ fn examine(verbosity: u8) -> anyhow::Result<DoctorReport> {
         Capability {
             name: "XDP",
             present: Some(true),
-            tracer_uses: "only with --ingress-hook xdp (frags-aware); tc wherever XDP cannot attach"
-                .to_owned(),
+            tracer_uses:
+                "only with --ingress-hook xdp (frags-aware); tc wherever XDP cannot attach"
+                    .to_owned(),
         },
         Capability {
             name: "tp_btf kfree_skb",

@@ -79,7 +79,9 @@ pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
     for port in &monitor.ports {
         // The ready file promises that every port present is counted.
         if let Some(error) = port.attach_error() {
-            return Err(UsageError::Argument(format!("cannot count {}: {error}", port.spec)).into());
+            return Err(
+                UsageError::Argument(format!("cannot count {}: {error}", port.spec)).into(),
+            );
         }
         if port.location().is_none() {
             warn!("{}: not found yet; counting once it appears", port.spec);
@@ -269,9 +271,7 @@ impl Monitor {
         for site in sites.iter().filter(|site| {
             site.key.netns == location.netns_inode && site.key.ifindex == location.ifindex
         }) {
-            *drops
-                .entry(self.drops.reason_of(&site.key))
-                .or_default() += site.count;
+            *drops.entry(self.drops.reason_of(&site.key)).or_default() += site.count;
         }
         let neighbour_failures = drops.get(NEIGH_FAILED).copied().unwrap_or(0);
         Ok(Some(AttachedPort {

@@ -920,9 +920,10 @@ fn run_counters(watch: &Watch) -> CountersReport {
         .ports
         .iter()
         .map(|port| InterfaceCounters {
-            netns: port
-                .location()
-                .map_or_else(|| port.spec.netns.clone(), |location| location.netns.clone()),
+            netns: port.location().map_or_else(
+                || port.spec.netns.clone(),
+                |location| location.netns.clone(),
+            ),
             interface: port.spec.interface.clone(),
             ingress_hook: port
                 .probe()

@@ -442,12 +442,24 @@ fn program_fault(evidence: &Evidence, failed: &[&ProbeEvidence]) -> Option<Verdi
         let peer = opposite(probe.from);
         let stops = [
             // Requests arrived at the peer, nothing came back out of it.
-            (peer, "tc ingress", probe.reached_peer > 0 && probe.answer_left_peer == 0),
+            (
+                peer,
+                "tc ingress",
+                probe.reached_peer > 0 && probe.answer_left_peer == 0,
+            ),
             // Requests left, none counted arriving: the peer's XDP is ahead of tracer's tc.
-            (peer, "xdp", probe.left_origin > 0 && probe.reached_peer == 0),
+            (
+                peer,
+                "xdp",
+                probe.left_origin > 0 && probe.reached_peer == 0,
+            ),
             // Answers arrived back and the probe still failed.
             (probe.from, "tc ingress", probe.answer_reached_origin > 0),
-            (probe.from, "xdp", probe.answer_left_peer > 0 && probe.answer_reached_origin == 0),
+            (
+                probe.from,
+                "xdp",
+                probe.answer_left_peer > 0 && probe.answer_reached_origin == 0,
+            ),
         ];
         for (side, hook, stopped) in stops {
             let at = port(evidence, side);
