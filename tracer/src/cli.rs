@@ -63,6 +63,7 @@ netfilter  12  a netfilter hook dropped the probes (namespace, table, chain and 
 route      13  no route from one side to the other's address\n  \
 interface  14  a port is missing, administratively down, or in another namespace\n  \
 unknown    15  a drop no class fits: its kernel drop reason and place are named\n  \
+program    17  another tool's BPF program on a port (XDP, tc) takes the probes: it is named\n  \
 2 stays a usage or environment error (bad argument, not root).\n\n\
 Example:\n  \
 tracer diagnose --initiator cvl_0_1_ns_initiator/cvl_0_1 --report /tmp/tracer-report"
@@ -96,6 +97,7 @@ neighbour (ARP) entry failed: exactly the kfree_skb drops with reason NEIGH_FAIL
 tracer_link_carrier{netns,interface}                   1 with carrier, 0 without\n  \
 tracer_port_ingress_hook{netns,interface,hook}         tc, or xdp when asked for and attachable\n  \
 tracer_port_attached{role,spec}                        1 when counted, 0 while waited for\n  \
+tracer_port_attach_failing{role,spec}                  1 while present but not attachable\n  \
 tracer_port_info{role,spec,netns,interface}            1: which port is where, for joins\n  \
 tracer_lost_events_total                               what the kernel programs could not count\n  \
 tracer_build_info{version,kernel}                      1\n\n\
