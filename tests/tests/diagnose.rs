@@ -397,3 +397,46 @@ fn drop_policy_of_a_native_nft_chain_is_netfilter() {
     let rule = assert_netfilter(&report, &lab.target.netns, "ip", "wall", "in");
     assert!(rule.contains("policy drop"), "{rule}");
 }
+
+/// A bundle is classified again from its report.json alone, after the lab is gone: the same
+/// verdict, exit code and rule. A newer schema is refused with one line.
+#[test]
+fn a_saved_bundle_is_diagnosed_again_without_the_network() {
+    let bundle = std::env::temp_dir().join(unique("from"));
+    let (code, saved) = {
+        let lab = Lab::up("frm");
+        check(
+            lab.target
+                .exec("iptables")
+                .args(["-A", "INPUT", "-p", "icmp", "-j", "DROP"]),
+        );
+        lab.diagnose(&["--report", bundle.to_str().unwrap()])
+    };
+    assert_verdict(code, &saved, "netfilter", 12);
+    for from in [bundle.clone(), bundle.join("report.json")] {
+        let out = tracer_tests::output(
+            tracer_tests::tracer()
+                .args(["diagnose", "--json", "--from"])
+                .arg(&from),
+        );
+        let again: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(out.status.code(), Some(12));
+        assert_eq!(again["verdict"], saved["verdict"]);
+        assert_eq!(again["schema_version"], 2);
+    }
+
+    let mut newer = saved.clone();
+    newer["schema_version"] = 99.into();
+    let newer_file = bundle.join("newer.json");
+    std::fs::write(&newer_file, newer.to_string()).unwrap();
+    let out = tracer_tests::output(
+        tracer_tests::tracer()
+            .args(["diagnose", "--from"])
+            .arg(&newer_file),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("newer"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&bundle);
+}

@@ -76,6 +76,20 @@ fn without_counters(line: &str) -> String {
 /// `lab up`), another xtables rule and a native nftables table with a set, counters and a
 /// comment on the target — plus `extra` set-up, and checks that both namespaces are exactly as
 /// before.
+/// Waits until the kernel has finished duplicate address detection on `end`'s fresh link-local
+/// address: it adds a local route when done, which is not tracer's doing.
+fn settle_ipv6(end: &End) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let tentative = check(end.exec("ip").args(["-6", "addr", "show", "tentative"]));
+        if tentative.stdout.is_empty() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("IPv6 addresses on {} stay tentative", end.spec());
+}
+
 fn diagnose_leaves_nothing(tag: &str, extra: impl Fn(&Lab), expected_class: &str) {
     let lab = Lab::up(tag);
     check(lab.target.exec("iptables").args([
@@ -102,6 +116,9 @@ fn diagnose_leaves_nothing(tag: &str, extra: impl Fn(&Lab), expected_class: &str
     }";
     check(lab.target.exec("nft").arg(table));
     extra(&lab);
+    for end in [&lab.initiator, &lab.target] {
+        settle_ipv6(end);
+    }
     let before: Vec<_> = [&lab.initiator, &lab.target]
         .into_iter()
         .flat_map(state)

@@ -282,7 +282,7 @@ fn a_program_that_consumes_frames_is_counted_past_and_named() {
             .is_some_and(|summary| summary.contains("test_drop_icmp")),
         "{verdict}"
     );
-    let [initiator, target] = [0, 1].map(|i| &report["links"][i]);
+    let (initiator, target) = (&report["initiator"], &report["target"]);
     let programs = target["programs"].as_array().expect("target programs");
     assert_eq!(programs.len(), 1, "{programs:?}");
     assert_eq!(programs[0]["name"], "test_drop_icmp");

@@ -195,6 +195,10 @@ pub struct DiagnoseArgs {
     /// Also write DIR/report.md and DIR/report.json (DIR is created)
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
+    /// Classify a saved bundle (its directory, or its report.json) again with this tracer's
+    /// classifier, without touching the network or needing root
+    #[arg(long, value_name = "DIR|FILE", conflicts_with = "ready_file")]
+    pub from: Option<PathBuf>,
     /// Create this file once every program is attached
     #[arg(long, value_name = "PATH", value_parser = ready_file_path)]
     pub ready_file: Option<PathBuf>,

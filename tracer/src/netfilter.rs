@@ -15,29 +15,16 @@ use std::{
     process::{Command, Stdio},
 };
 
-/// Who owns a rule, and so which syntax its text is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Backend {
-    IptablesNft,
-    Ip6tablesNft,
-    ArptablesNft,
-    IptablesLegacy,
-    Ip6tablesLegacy,
-    ArptablesLegacy,
-    Nft,
-}
+pub use tracer_evidence::Backend;
 
-impl Backend {
-    /// The nftables family an xtables backend's tables live in; empty for [`Backend::Nft`],
-    /// whose tables each name their own.
-    fn xtables_family(self) -> &'static str {
-        match self {
-            Self::IptablesNft | Self::IptablesLegacy => "ip",
-            Self::Ip6tablesNft | Self::Ip6tablesLegacy => "ip6",
-            Self::ArptablesNft | Self::ArptablesLegacy => "arp",
-            Self::Nft => "",
-        }
+/// The nftables family an xtables backend's tables live in; empty for [`Backend::Nft`], whose
+/// tables each name their own.
+fn xtables_family(backend: Backend) -> &'static str {
+    match backend {
+        Backend::IptablesNft | Backend::IptablesLegacy => "ip",
+        Backend::Ip6tablesNft | Backend::Ip6tablesLegacy => "ip6",
+        Backend::ArptablesNft | Backend::ArptablesLegacy => "arp",
+        Backend::Nft => "",
     }
 }
 
@@ -382,7 +369,7 @@ fn xtables_view_is_faithful(xtables: &Parsed, nft: &Parsed, family: &str, table:
 /// have no counters). Rules without a `[packets:bytes]` prefix get `packets: None`.
 /// `backend` should be an xtables backend: for [`Backend::Nft`] the family is left empty.
 pub fn parse_xtables_save(text: &str, backend: Backend) -> (Vec<Rule>, Vec<Chain>) {
-    let family = backend.xtables_family();
+    let family = xtables_family(backend);
     let mut rules = Vec::new();
     let mut chains = Vec::new();
     let mut table: Option<&str> = None;
@@ -471,7 +458,7 @@ fn xtables_verdict_drops(words: &[&str]) -> bool {
 ///
 /// Rule texts are made to read like arptables-nft-save's: `-A INPUT -j DROP -s 10.9.0.4`.
 fn parse_arptables_list(text: &str, backend: Backend, table: &str) -> (Vec<Rule>, Vec<Chain>) {
-    let family = backend.xtables_family();
+    let family = xtables_family(backend);
     let mut rules = Vec::new();
     let mut chains = Vec::new();
     let mut chain: Option<&str> = None;

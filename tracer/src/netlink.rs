@@ -20,28 +20,7 @@ use std::{
 };
 
 use serde::Serialize;
-
-/// One network interface, as `ip link` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Link {
-    pub ifindex: u32,
-    pub name: String,
-    /// `IFF_UP`: the administrator set the link up.
-    pub admin_up: bool,
-    /// `IFLA_CARRIER`, or `IFF_LOWER_UP` when the kernel does not send it. Some drivers keep
-    /// carrier on while the link is administratively down (`ip link` then shows no LOWER_UP).
-    pub carrier: bool,
-    /// Lower-case RFC 2863 name from `IFLA_OPERSTATE` ("unknown", "notpresent", "down",
-    /// "lowerlayerdown", "testing", "dormant", "up"); the number for values beyond those.
-    pub operstate: String,
-    /// `IFLA_ADDRESS` when it is six bytes long (Ethernet-like links, loopback included).
-    pub mac: Option<[u8; 6]>,
-    /// `IFLA_LINKINFO` → `IFLA_INFO_KIND`, e.g. "veth"; `None` for physical ports and `lo`.
-    pub kind: Option<String>,
-    /// `IFLA_XDP` → `IFLA_XDP_PROG_ID`: the XDP program attached, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub xdp_program: Option<u32>,
-}
+pub use tracer_evidence::{Link, RouteLookup};
 
 /// One BPF filter of a `clsact` qdisc (tc's classic attachment, before tcx).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -79,27 +58,6 @@ pub struct Neighbour {
     pub state: String,
     /// `NDA_LLADDR` when six bytes long; absent for INCOMPLETE and FAILED entries.
     pub mac: Option<[u8; 6]>,
-}
-
-/// The kernel's answer to "where would a packet to this address go", like `ip route get`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum RouteLookup {
-    Via {
-        /// Output interface index.
-        oif: u32,
-        /// Next hop, when the destination is not on a directly connected network.
-        gateway: Option<Ipv4Addr>,
-        /// Preferred source address.
-        source: Option<Ipv4Addr>,
-    },
-    /// The kernel refused the lookup.
-    Unreachable {
-        /// Positive errno, e.g. `libc::ENETUNREACH`.
-        errno: i32,
-        /// What `strerror` says about it, e.g. "Network is unreachable".
-        message: String,
-    },
 }
 
 // Wire types of netlink header fields; libc declares these as c_int.

@@ -33,10 +33,7 @@ pub enum NetnsError {
     },
 }
 
-/// A namespace's name for people: tracer's own (the empty name) is shown as `(own)`.
-pub fn display_name(netns: &str) -> &str {
-    if netns.is_empty() { "(own)" } else { netns }
-}
+pub use tracer_evidence::display_netns as display_name;
 
 /// Path of a named namespace; the empty name is tracer's own namespace.
 pub fn netns_path(name: &str) -> PathBuf {

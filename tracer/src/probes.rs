@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::Serialize;
+pub use tracer_evidence::ProbeOutcome;
 
 use crate::netns::{self, NetnsGuard};
 
@@ -28,19 +28,6 @@ const INTERVAL: Duration = Duration::from_millis(40);
 const LINGER: Duration = Duration::from_millis(300);
 /// Poll granularity while waiting for answers.
 const RECEIVE_SLICE: Duration = Duration::from_millis(10);
-
-/// What one kind of probe achieved.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct ProbeOutcome {
-    pub sent: u32,
-    pub answered: u32,
-    /// ICMP destination-unreachable answers to our own probes.
-    pub unreachable: u32,
-    /// For TCP: connects that met a RST (the path works, nothing listens).
-    pub refused: u32,
-    /// Why sending failed, when it did (e.g. "Network is unreachable").
-    pub error: Option<String>,
-}
 
 /// Runs `work` on a new thread inside namespace `netns`.
 fn in_netns<T: Send + 'static>(

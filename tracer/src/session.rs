@@ -6,10 +6,10 @@ use crate::{
         ports::{PortOptions, PortProbe},
     },
     error::UsageError,
-    evidence::{CountersReport, DropCount, ELSEWHERE, protocol_name},
     netns,
     spec::PortSpec,
 };
+use tracer_evidence::{CountersReport, DropCount, ELSEWHERE, protocol_name};
 
 pub struct Session {
     pub ports: Vec<PortProbe>,

@@ -2,8 +2,11 @@
 
 pub mod drops;
 pub mod follow;
+pub mod host;
 pub mod ports;
+pub mod probing;
 pub mod programs;
+pub mod rules;
 
 use aya::EbpfLoader;
 

@@ -23,11 +23,11 @@ use tracer_common::{Direction, PacketKind, counter_index};
 use crate::{
     collect::loader,
     error::UsageError,
-    evidence::{InterfaceCounters, KindCounts},
     netlink::{ClsactHook, RouteSocket},
     netns::{self, NetnsGuard},
     spec::PortSpec,
 };
+use tracer_evidence::{InterfaceCounters, KindCounts};
 
 static PORTS_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ports"));
 

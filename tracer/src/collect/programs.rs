@@ -6,29 +6,13 @@ use std::collections::HashMap;
 
 use aya::programs::{SchedClassifier, TcAttachType, loaded_programs};
 use log::debug;
-use serde::{Deserialize, Serialize};
+use tracer_evidence::AttachedProgram;
 
 use crate::{
     collect::ports::TcAttachment,
     netlink::{ClsactHook, RouteSocket},
     netns::{self, NetnsGuard},
 };
-
-/// One program attached to a port.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AttachedProgram {
-    /// The kernel's program id (`bpftool prog show id ID`).
-    pub id: u32,
-    /// The program's name as the kernel keeps it (at most 15 characters).
-    pub name: String,
-    /// "xdp", "tc ingress" or "tc egress".
-    pub hook: String,
-    /// How it is attached: "xdp", "tcx" or "clsact".
-    pub attachment: String,
-    /// Its place on the hook among the other tools' programs (tracer's own not counted): 0 runs
-    /// first.
-    pub position: usize,
-}
 
 /// The programs on `interface` in namespace `netns`, by hook and in running order, leaving
 /// out those with an id in `ours`. Hooks the kernel cannot list are left out (and logged).

@@ -27,11 +27,10 @@ use crate::{
         ports::{self, PortOptions},
     },
     error::UsageError,
-    evidence::{AttachedPort, MonitorSnapshot, MonitoredPort},
     http::{self, Request, Response},
     pins::{self, PinLock},
     preflight,
-    render::metrics::{self, Format},
+    render::metrics::{self, AttachedPort, Format, MonitorSnapshot, MonitoredPort},
 };
 
 /// How often the ports are looked for between scrapes.

@@ -4,10 +4,8 @@ use std::fmt::Write as _;
 
 use tracer_common::PacketKind;
 
-use crate::{
-    evidence::{CountersReport, DropCount},
-    netns,
-};
+use crate::netns;
+use tracer_evidence::{CountersReport, DropCount};
 
 const HEADERS: [&str; PacketKind::COUNT as usize] = [
     "ARP_REQ", "ARP_REP", "ECHO_REQ", "ECHO_REP", "UNREACH", "TCP_PORT", "SYN", "SYN_ACK", "RST",

@@ -4,71 +4,72 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::{
-    diagnose::{
-        DropEvidence, Environment, Evidence, NeighbourEvidence, NetfilterEvidence, PortEvidence,
-        ProbeEvidence, RouteEvidence, Side, Verdict, VerdictClass,
-    },
-    evidence::CountersReport,
-    netlink::RouteLookup,
-    netns,
+use tracer_evidence::{
+    Evidence, NeighbourEvidence, NetfilterLocation, PortEvidence, ProbeEvidence, RouteEvidence,
+    RouteLookup, SCHEMA_VERSION, Side, Verdict, VerdictClass,
 };
 
-/// The verdict with its signature, as JSON shows it.
+use crate::{
+    netns,
+    render::verdict::{advice, drop_place, fact_line, probe_name, rule_line, summary},
+};
+
+/// The verdict with its signature and its sentences, as JSON shows it.
 #[derive(Debug, Serialize)]
 pub struct VerdictReport<'a> {
     #[serde(flatten)]
     pub verdict: &'a Verdict,
+    /// Where netfilter dropped, for a netfilter verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netfilter: Option<&'a NetfilterLocation>,
+    pub summary: String,
+    /// The facts, one line each.
+    pub evidence: Vec<String>,
+    pub advice: String,
     pub signature: String,
     pub exit_code: u8,
 }
 
-/// Everything diagnose reports; its JSON form is the `--json` output and report.json.
+/// Everything diagnose reports; its JSON form is the `--json` output and report.json, which
+/// `tracer diagnose --from` reads back (docs/SCHEMA.md).
 #[derive(Debug, Serialize)]
 pub struct Report<'a> {
+    pub schema_version: u64,
     pub verdict: VerdictReport<'a>,
-    pub probes: &'a [ProbeEvidence],
-    pub counters: &'a Option<CountersReport>,
-    pub drops: &'a [DropEvidence],
-    pub netfilter: &'a [NetfilterEvidence],
-    pub neighbours: &'a [NeighbourEvidence],
-    pub links: [&'a PortEvidence; 2],
-    pub routes: &'a [RouteEvidence],
-    pub environment: &'a Environment,
+    #[serde(flatten)]
+    pub evidence: &'a Evidence,
 }
 
 impl<'a> Report<'a> {
     pub fn new(verdict: &'a Verdict, evidence: &'a Evidence) -> Self {
         Self {
+            schema_version: SCHEMA_VERSION,
             verdict: VerdictReport {
                 verdict,
+                netfilter: verdict.netfilter(),
+                summary: summary(verdict),
+                evidence: verdict.facts.iter().map(fact_line).collect(),
+                advice: advice(verdict),
                 signature: verdict.signature(evidence),
                 exit_code: verdict.class.exit_code(),
             },
-            probes: &evidence.probes,
-            counters: &evidence.counters,
-            drops: &evidence.drops,
-            netfilter: &evidence.netfilter,
-            neighbours: &evidence.neighbours,
-            links: [&evidence.initiator, &evidence.target],
-            routes: &evidence.routes,
-            environment: &evidence.environment,
+            evidence,
         }
     }
 
     fn port(&self, side: Side) -> &PortEvidence {
         if side == Side::Target {
-            self.links[1]
+            &self.evidence.target
         } else {
-            self.links[0]
+            &self.evidence.initiator
         }
     }
 
     fn peer(&self, side: Side) -> &PortEvidence {
         if side == Side::Target {
-            self.links[0]
+            &self.evidence.initiator
         } else {
-            self.links[1]
+            &self.evidence.target
         }
     }
 }
@@ -97,12 +98,12 @@ fn ladder_points(report: &Report<'_>, probe: &ProbeEvidence) -> Vec<(String, u64
 
 fn probe_line(probe: &ProbeEvidence) -> String {
     if let Some(why) = &probe.skipped {
-        return format!("{}: not sent ({why})", probe.kind.describe());
+        return format!("{}: not sent ({why})", probe_name(probe.kind));
     }
     let outcome = &probe.outcome;
     let mut line = format!(
         "{}: {} sent, {} answered",
-        probe.kind.describe(),
+        probe_name(probe.kind),
         outcome.sent,
         outcome.answered
     );
@@ -180,19 +181,15 @@ fn route_line(route: &RouteEvidence) -> String {
     }
 }
 
-fn drop_line(drop: &DropEvidence) -> String {
+fn drop_line(drop: &tracer_evidence::DropEvidence) -> String {
     format!(
         "{} x {} ({}) on {} in {}",
         drop.drop.count,
         drop.drop.reason,
         drop.drop.protocol,
-        drop.drop.place(),
+        drop_place(&drop.drop),
         netns::display_name(&drop.drop.netns)
     )
-}
-
-fn netfilter_line(hit: &NetfilterEvidence) -> String {
-    hit.describe()
 }
 
 fn neighbour_line(neighbour: &NeighbourEvidence) -> String {
@@ -215,9 +212,9 @@ fn colour(class: VerdictClass) -> &'static str {
 
 /// The human report: the verdict first, then a ladder per probe, then the details.
 pub fn text(report: &Report<'_>, terminal: bool) -> String {
-    let verdict = report.verdict.verdict;
+    let verdict = &report.verdict;
     let (on, bold, off) = if terminal {
-        (colour(verdict.class), "\x1b[1m", "\x1b[0m")
+        (colour(verdict.verdict.class), "\x1b[1m", "\x1b[0m")
     } else {
         ("", "", "")
     };
@@ -225,11 +222,11 @@ pub fn text(report: &Report<'_>, terminal: bool) -> String {
     let _ = writeln!(
         out,
         "{bold}{on}VERDICT: {}{off}{bold} ({}){off}  {}",
-        verdict.class.name(),
-        side_label(verdict.side),
+        verdict.verdict.class.name(),
+        side_label(verdict.verdict.side),
         verdict.summary
     );
-    if let Some(nf) = &verdict.netfilter {
+    if let Some(nf) = verdict.netfilter {
         let _ = writeln!(
             out,
             "  netfilter: namespace {}, family {}, table {}, chain {}, rule {}",
@@ -252,12 +249,12 @@ pub fn text(report: &Report<'_>, terminal: bool) -> String {
     }
     let _ = writeln!(out, "  signature: {}", report.verdict.signature);
 
-    if !report.probes.is_empty() {
+    if !report.evidence.probes.is_empty() {
         let _ = writeln!(
             out,
             "\nProbes (first point where an expected packet was missing marked <-):"
         );
-        for probe in report.probes {
+        for probe in &report.evidence.probes {
             let _ = writeln!(out, "  {}", probe_line(probe));
             if probe.skipped.is_none() {
                 for (label, count, first_short) in ladder_points(report, probe) {
@@ -268,34 +265,34 @@ pub fn text(report: &Report<'_>, terminal: bool) -> String {
         }
     }
     let _ = writeln!(out, "\nLinks:");
-    for port in report.links {
+    for port in [&report.evidence.initiator, &report.evidence.target] {
         let _ = writeln!(out, "  {}", link_line(port));
     }
-    if !report.routes.is_empty() {
+    if !report.evidence.routes.is_empty() {
         let _ = writeln!(out, "Routes:");
-        for route in report.routes {
+        for route in &report.evidence.routes {
             let _ = writeln!(out, "  {}", route_line(route));
         }
     }
-    if !report.neighbours.is_empty() {
+    if !report.evidence.neighbours.is_empty() {
         let _ = writeln!(out, "Neighbours (before -> after):");
-        for neighbour in report.neighbours {
+        for neighbour in &report.evidence.neighbours {
             let _ = writeln!(out, "  {}", neighbour_line(neighbour));
         }
     }
-    if !report.drops.is_empty() {
+    if !report.evidence.drops.is_empty() {
         let _ = writeln!(out, "Kernel drops in the two namespaces while probing:");
-        for drop in report.drops {
+        for drop in &report.evidence.drops {
             let _ = writeln!(out, "  {}", drop_line(drop));
         }
     }
-    if !report.netfilter.is_empty() {
+    if !report.evidence.netfilter.is_empty() {
         let _ = writeln!(out, "Netfilter rules that dropped while probing:");
-        for hit in report.netfilter {
-            let _ = writeln!(out, "  {}", netfilter_line(hit));
+        for hit in &report.evidence.netfilter {
+            let _ = writeln!(out, "  {}", rule_line(hit));
         }
     }
-    for limitation in &report.environment.limitations {
+    for limitation in &report.evidence.environment.limitations {
         let _ = writeln!(out, "note: {limitation}");
     }
     out
@@ -312,19 +309,19 @@ fn side_label(side: Side) -> &'static str {
 
 /// report.md: the verdict and its evidence on the first screen, details below.
 pub fn markdown(report: &Report<'_>) -> String {
-    let verdict = report.verdict.verdict;
+    let verdict = &report.verdict;
     let mut out = String::new();
-    let _ = writeln!(out, "# tracer diagnose: {}\n", verdict.class.name());
+    let _ = writeln!(out, "# tracer diagnose: {}\n", verdict.verdict.class.name());
     let _ = writeln!(out, "**{}**\n", verdict.summary);
     let _ = writeln!(
         out,
         "- class: `{}` (exit code {})",
-        verdict.class.name(),
+        verdict.verdict.class.name(),
         report.verdict.exit_code
     );
-    let _ = writeln!(out, "- where: {}", side_label(verdict.side));
+    let _ = writeln!(out, "- where: {}", side_label(verdict.verdict.side));
     let _ = writeln!(out, "- signature: `{}`", report.verdict.signature);
-    if let Some(nf) = &verdict.netfilter {
+    if let Some(nf) = verdict.netfilter {
         let _ = writeln!(
             out,
             "- netfilter: namespace `{}`, family `{}`, table `{}`, chain `{}`, rule `{}`",
@@ -342,27 +339,27 @@ pub fn markdown(report: &Report<'_>) -> String {
     for fact in &verdict.evidence {
         let _ = writeln!(out, "- {fact}");
     }
-    if !report.probes.is_empty() {
+    if !report.evidence.probes.is_empty() {
         let _ = writeln!(out, "\n## Probes\n");
         let _ = writeln!(
             out,
             "| probe | sent | answered | left origin | reached peer | answer left peer | answer reached origin |"
         );
         let _ = writeln!(out, "|---|---|---|---|---|---|---|");
-        for probe in report.probes {
+        for probe in &report.evidence.probes {
             match &probe.skipped {
                 Some(why) => {
                     let _ = writeln!(
                         out,
                         "| {} | not sent: {why} | | | | | |",
-                        probe.kind.describe()
+                        probe_name(probe.kind)
                     );
                 }
                 None => {
                     let _ = writeln!(
                         out,
                         "| {} | {} | {} | {} | {} | {} | {} |",
-                        probe.kind.describe(),
+                        probe_name(probe.kind),
                         probe.outcome.sent,
                         probe.answers(),
                         probe.left_origin,
@@ -377,20 +374,31 @@ pub fn markdown(report: &Report<'_>) -> String {
     let sections: [(&str, Vec<String>); 5] = [
         (
             "Links",
-            report.links.iter().map(|port| link_line(port)).collect(),
+            [&report.evidence.initiator, &report.evidence.target]
+                .into_iter()
+                .map(link_line)
+                .collect(),
         ),
-        ("Routes", report.routes.iter().map(route_line).collect()),
+        (
+            "Routes",
+            report.evidence.routes.iter().map(route_line).collect(),
+        ),
         (
             "Neighbours (before -> after)",
-            report.neighbours.iter().map(neighbour_line).collect(),
+            report
+                .evidence
+                .neighbours
+                .iter()
+                .map(neighbour_line)
+                .collect(),
         ),
         (
             "Kernel drops while probing",
-            report.drops.iter().map(drop_line).collect(),
+            report.evidence.drops.iter().map(drop_line).collect(),
         ),
         (
             "Netfilter drop verdicts",
-            report.netfilter.iter().map(netfilter_line).collect(),
+            report.evidence.netfilter.iter().map(rule_line).collect(),
         ),
     ];
     for (title, lines) in sections {
@@ -402,7 +410,7 @@ pub fn markdown(report: &Report<'_>) -> String {
             let _ = writeln!(out, "- {line}");
         }
     }
-    let environment = report.environment;
+    let environment = &report.evidence.environment;
     let _ = writeln!(out, "\n## Environment\n");
     let _ = writeln!(
         out,

@@ -5,7 +5,44 @@ use std::fmt::Write as _;
 
 use tracer_common::PacketKind;
 
-use crate::evidence::{AttachedPort, MonitorSnapshot};
+use tracer_evidence::InterfaceCounters;
+
+/// One watched port as `tracer monitor` exports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitoredPort {
+    /// "initiator" or "target".
+    pub role: String,
+    /// The port as configured, `[NETNS/]IFNAME`.
+    pub spec: String,
+    /// What it counted and its state, where it is now; `None` while tracer waits for it.
+    pub attached: Option<AttachedPort>,
+    /// Present, but tracer's programs could not be attached to it (why, in tracer's log).
+    pub attach_failing: bool,
+}
+
+/// A monitored port that is present and counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachedPort {
+    /// Its counters since they were first pinned; `netns` is where the port is now.
+    pub counters: InterfaceCounters,
+    /// `None` when the link could not be read.
+    pub carrier: Option<bool>,
+    /// Kernel drops on the port in its current namespace, by reason name.
+    pub drops: std::collections::BTreeMap<String, u64>,
+    /// The NEIGH_FAILED drops among them.
+    pub neighbour_failures: u64,
+}
+
+/// Everything one `tracer monitor` scrape exports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorSnapshot {
+    pub ports: Vec<MonitoredPort>,
+    /// Events the kernel programs saw but could not count.
+    pub lost_events: u64,
+    pub version: String,
+    /// The running kernel's release (`uname -r`).
+    pub kernel: String,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -297,7 +334,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::evidence::{InterfaceCounters, KindCounts, MonitoredPort};
+    use tracer_evidence::KindCounts;
 
     fn snapshot() -> MonitorSnapshot {
         let mut egress = KindCounts::default();

@@ -3,3 +3,4 @@
 pub mod counters;
 pub mod diagnose;
 pub mod metrics;
+pub mod verdict;

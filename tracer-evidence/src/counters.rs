@@ -1,6 +1,12 @@
-//! Plain data gathered by the collectors: what the renderers and the classifier work from.
+//! Packet and drop counts of the watched ports.
 
-use serde::{Serialize, Serializer, ser::SerializeMap};
+use std::fmt;
+
+use serde::{
+    Deserialize, Deserializer, Serialize, Serializer,
+    de::{MapAccess, Visitor},
+    ser::SerializeMap,
+};
 use tracer_common::PacketKind;
 
 /// Frames of each kind seen in one direction.
@@ -34,6 +40,29 @@ impl KindCounts {
     }
 }
 
+/// Kinds this build does not know (from a newer tracer) are ignored; missing ones are zero.
+impl<'de> Deserialize<'de> for KindCounts {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CountsVisitor;
+        impl<'de> Visitor<'de> for CountsVisitor {
+            type Value = KindCounts;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a map from packet kind to count")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KindCounts, A::Error> {
+                let mut counts = KindCounts::default();
+                while let Some((name, count)) = map.next_entry::<String, u64>()? {
+                    if let Some(kind) = PacketKind::ALL.iter().find(|kind| kind.name() == name) {
+                        counts.set(*kind, count);
+                    }
+                }
+                Ok(counts)
+            }
+        }
+        deserializer.deserialize_map(CountsVisitor)
+    }
+}
+
 impl Serialize for KindCounts {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(PacketKind::ALL.len()))?;
@@ -45,7 +74,7 @@ impl Serialize for KindCounts {
 }
 
 /// Counters of one watched port.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InterfaceCounters {
     /// Namespace name; empty for tracer's own.
     pub netns: String,
@@ -60,7 +89,7 @@ pub struct InterfaceCounters {
 pub const ELSEWHERE: &str = "*";
 
 /// Kernel drops at one site, with the reason's name from the running kernel.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DropCount {
     /// Namespace name; empty for tracer's own; `net:[INODE]` for an unnamed one; [`ELSEWHERE`]
     /// for the drops away from the watched places, counted together.
@@ -70,7 +99,7 @@ pub struct DropCount {
     pub ifindex: u32,
     pub reason: String,
     /// Where the kernel freed the skb (SYMBOL+0xOFFSET), on kernels without drop reasons.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
     pub protocol: String,
     pub count: u64,
@@ -100,7 +129,7 @@ pub fn protocol_name(ethertype: u16) -> String {
 }
 
 /// What `tracer counters` reports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CountersReport {
     pub interfaces: Vec<InterfaceCounters>,
     /// Drops on the watched ports.
@@ -109,43 +138,6 @@ pub struct CountersReport {
     pub other_drops: Vec<DropCount>,
     /// Events the kernel programs saw but could not record.
     pub lost_events: u64,
-}
-
-/// One watched port as `tracer monitor` exports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MonitoredPort {
-    /// "initiator" or "target".
-    pub role: String,
-    /// The port as configured, `[NETNS/]IFNAME`.
-    pub spec: String,
-    /// What it counted and its state, where it is now; `None` while tracer waits for it.
-    pub attached: Option<AttachedPort>,
-    /// Present, but tracer's programs could not be attached to it (why, in tracer's log).
-    pub attach_failing: bool,
-}
-
-/// A monitored port that is present and counted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AttachedPort {
-    /// Its counters since they were first pinned; `netns` is where the port is now.
-    pub counters: InterfaceCounters,
-    /// `None` when the link could not be read.
-    pub carrier: Option<bool>,
-    /// Kernel drops on the port in its current namespace, by reason name.
-    pub drops: std::collections::BTreeMap<String, u64>,
-    /// The NEIGH_FAILED drops among them.
-    pub neighbour_failures: u64,
-}
-
-/// Everything one `tracer monitor` scrape exports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MonitorSnapshot {
-    pub ports: Vec<MonitoredPort>,
-    /// Events the kernel programs saw but could not count.
-    pub lost_events: u64,
-    pub version: String,
-    /// The running kernel's release (`uname -r`).
-    pub kernel: String,
 }
 
 #[cfg(test)]
@@ -195,5 +187,24 @@ mod tests {
     fn protocol_names() {
         assert_eq!(protocol_name(0x0806), "arp");
         assert_eq!(protocol_name(0x88cc), "0x88cc");
+    }
+}
+
+#[cfg(test)]
+mod round_trip {
+    use super::*;
+
+    #[test]
+    fn kind_counts_read_back_what_they_wrote() {
+        let mut counts = KindCounts::default();
+        counts.set(PacketKind::TcpSyn, 3);
+        counts.set(PacketKind::ArpReply, 1);
+        let json = serde_json::to_string(&counts).unwrap();
+        assert_eq!(serde_json::from_str::<KindCounts>(&json).unwrap(), counts);
+        // A kind from a newer tracer is ignored, a missing one is zero.
+        let read: KindCounts =
+            serde_json::from_str(r#"{"tcp_syn":3,"from_the_future":9}"#).unwrap();
+        assert_eq!(read.get(PacketKind::TcpSyn), 3);
+        assert_eq!(read.get(PacketKind::ArpReply), 0);
     }
 }

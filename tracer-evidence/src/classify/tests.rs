@@ -1,7 +1,12 @@
 //! The classifier on evidence fixtures: one healthy lab, and one fault at a time on top of it.
 
 use super::*;
-use crate::{evidence::DropCount, netlink::Link, probes::ProbeOutcome};
+use crate::{
+    counters::DropCount,
+    facts::{
+        Backend, Environment, Link, NetfilterEvidence, PortEvidence, ProbeOutcome, RouteEvidence,
+    },
+};
 
 fn link(name: &str, ifindex: u32) -> Link {
     Link {
@@ -103,6 +108,19 @@ fn drop(netns: &str, interface: &str, reason: &str, protocol: &str, count: u64) 
     }
 }
 
+/// The verdict on `evidence`, after checking that the evidence saved as report.json and read
+/// back gives the same one: a bundle can always be classified again.
+fn classify(evidence: &Evidence) -> Verdict {
+    let verdict = diagnose(evidence);
+    let mut saved = serde_json::to_value(evidence).unwrap();
+    saved["schema_version"] = crate::SCHEMA_VERSION.into();
+    saved["verdict"] = serde_json::to_value(&verdict).unwrap();
+    let read = crate::evidence_from_report(&saved.to_string()).unwrap();
+    assert_eq!(&read, evidence, "evidence changed through report.json");
+    assert_eq!(diagnose(&read), verdict);
+    verdict
+}
+
 fn probe_mut(evidence: &mut Evidence, kind: ProbeKind) -> &mut ProbeEvidence {
     evidence
         .probes
@@ -143,7 +161,13 @@ fn healthy_is_ok() {
     let verdict = diagnose(&healthy());
     assert_eq!(verdict.class, VerdictClass::Ok, "{verdict:?}");
     assert_eq!(verdict.class.exit_code(), 0);
-    assert!(verdict.summary.contains("a listener accepts"));
+    assert!(matches!(
+        verdict.finding,
+        Finding::PathWorks {
+            listening: Some(true),
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -152,13 +176,15 @@ fn nothing_listening_is_still_ok() {
     let tcp = probe_mut(&mut evidence, ProbeKind::Tcp);
     tcp.outcome.answered = 0;
     tcp.outcome.refused = 3;
-    let verdict = diagnose(&evidence);
+    let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Ok);
-    assert!(
-        verdict.summary.contains("nothing listens"),
-        "{}",
-        verdict.summary
-    );
+    assert!(matches!(
+        verdict.finding,
+        Finding::PathWorks {
+            listening: Some(false),
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -166,14 +192,13 @@ fn missing_target_port_says_where_it_is() {
     let mut evidence = healthy();
     evidence.target.link = None;
     evidence.target.found_elsewhere = vec![String::new()];
-    let verdict = diagnose(&evidence);
+    let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Interface);
     assert_eq!(verdict.side, Side::Target);
-    assert!(
-        verdict.summary.contains("tracer's own namespace"),
-        "{}",
-        verdict.summary
-    );
+    assert!(matches!(
+        &verdict.finding,
+        Finding::InterfaceMissing { found_elsewhere, .. } if found_elsewhere == &[String::new()]
+    ));
     assert_eq!(verdict.class.exit_code(), 14);
 }
 
@@ -182,9 +207,9 @@ fn missing_namespace_is_interface() {
     let mut evidence = healthy();
     evidence.target.netns_exists = false;
     evidence.target.link = None;
-    let verdict = diagnose(&evidence);
+    let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Interface);
-    assert!(verdict.summary.contains("does not exist"));
+    assert!(matches!(verdict.finding, Finding::NamespaceMissing { .. }));
 }
 
 #[test]
@@ -193,10 +218,10 @@ fn admin_down_target_is_interface_not_cable() {
     // A veth whose peer is down loses carrier too: the admin state must win.
     evidence.target.link.as_mut().unwrap().admin_up = false;
     evidence.initiator.link.as_mut().unwrap().carrier = false;
-    let verdict = diagnose(&evidence);
+    let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Interface);
     assert_eq!(verdict.side, Side::Target);
-    assert!(verdict.summary.contains("administratively down"));
+    assert!(matches!(verdict.finding, Finding::InterfaceDown { .. }));
 }
 
 #[test]
@@ -206,7 +231,7 @@ fn no_route_on_initiator() {
         errno: 101,
         message: "Network is unreachable".to_owned(),
     };
-    let verdict = diagnose(&evidence);
+    let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Route);
     assert_eq!(verdict.side, Side::Initiator);
     assert_eq!(verdict.class.exit_code(), 13);
@@ -225,7 +250,7 @@ fn missing_route_back_from_the_target() {
         icmp.answer_left_peer = 0;
         icmp.answer_reached_origin = 0;
     }
-    let verdict = diagnose(&evidence);
+    let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Route);
     assert_eq!(verdict.side, Side::Target);
 }
@@ -235,9 +260,12 @@ fn route_through_another_interface() {
     let mut evidence = healthy();
     evidence.routes[0].via_port = false;
     evidence.routes[0].via_interface = Some("eth0".to_owned());
-    let verdict = diagnose(&evidence);
+    let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Route);
-    assert!(verdict.summary.contains("eth0"));
+    assert!(matches!(
+        &verdict.finding,
+        Finding::RouteByOtherInterface { via: Some(via), .. } if via == "eth0"
+    ));
 }
 
 #[test]
@@ -246,10 +274,10 @@ fn no_carrier_on_both_ports_is_cable() {
     evidence.initiator.link.as_mut().unwrap().carrier = false;
     evidence.target.link.as_mut().unwrap().carrier = false;
     arp_fails(&mut evidence, ArpLost::OnTheWire);
-    let verdict = diagnose(&evidence);
+    let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Cable);
     assert_eq!(verdict.side, Side::Wire);
-    assert!(verdict.summary.contains("No carrier"));
+    assert!(matches!(verdict.finding, Finding::NoCarrier { .. }));
 }
 
 #[test]
@@ -257,14 +285,13 @@ fn miswired_ports_are_cable() {
     let mut evidence = healthy();
     arp_fails(&mut evidence, ArpLost::OnTheWire);
     evidence.drops.clear();
-    let verdict = diagnose(&evidence);
+    let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Cable);
     assert_eq!(verdict.side, Side::Wire);
-    assert!(
-        verdict.summary.contains("not cabled to each other"),
-        "{}",
-        verdict.summary
-    );
+    assert!(matches!(
+        verdict.finding,
+        Finding::FramesLost { arrived: 0, .. }
+    ));
     assert_eq!(verdict.class.exit_code(), 10);
 }
 
@@ -276,9 +303,12 @@ fn partial_loss_on_the_wire_is_cable() {
     icmp.reached_peer = 3;
     icmp.answer_left_peer = 3;
     icmp.answer_reached_origin = 3;
-    let verdict = diagnose(&evidence);
+    let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Cable);
-    assert!(verdict.summary.contains("part of the time"));
+    assert!(matches!(
+        verdict.finding,
+        Finding::FramesLost { left, arrived, .. } if arrived > 0 && arrived < left
+    ));
 }
 
 #[test]
@@ -286,14 +316,16 @@ fn absent_target_host_is_neighbour() {
     let mut evidence = healthy();
     evidence.target.addresses.clear();
     arp_fails(&mut evidence, ArpLost::Unanswered);
-    let verdict = diagnose(&evidence);
+    let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Neighbour);
     assert_eq!(verdict.side, Side::Target);
-    assert!(
-        verdict.summary.contains("does not own"),
-        "{}",
-        verdict.summary
-    );
+    assert!(matches!(
+        verdict.finding,
+        Finding::ArpUnanswered {
+            owns_address: false,
+            ..
+        }
+    ));
     assert_eq!(verdict.class.exit_code(), 11);
 }
 
@@ -307,7 +339,7 @@ fn hit(
 ) -> NetfilterEvidence {
     NetfilterEvidence {
         side,
-        backend: "iptables-nft".to_owned(),
+        backend: Backend::IptablesNft,
         location: NetfilterLocation {
             netns: netns.to_owned(),
             family: family.to_owned(),
@@ -316,7 +348,7 @@ fn hit(
             rule: rule.to_owned(),
         },
         packets: 5,
-        rule_found_by: "counter".to_owned(),
+        rule_found_by: FoundBy::Counter,
     }
 }
 
@@ -339,10 +371,10 @@ fn icmp_dropped_on_target_input_is_netfilter_with_the_rule() {
         "INPUT",
         "-A INPUT -p icmp -j DROP",
     ));
-    let verdict = diagnose(&evidence);
+    let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Netfilter);
     assert_eq!(verdict.side, Side::Target);
-    let location = verdict.netfilter.expect("netfilter location");
+    let location = verdict.netfilter().expect("netfilter location");
     assert_eq!(location.netns, "cvl_0_0_ns_spdk");
     assert_eq!(location.table, "filter");
     assert_eq!(location.chain, "INPUT");
@@ -358,7 +390,7 @@ fn arp_dropped_by_arptables_is_netfilter_not_neighbour() {
         side: Side::Target,
         drop: drop("cvl_0_0_ns_spdk", "cvl_0_0", "NETFILTER_DROP", "arp", 3),
     });
-    let verdict = diagnose(&evidence);
+    let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Netfilter);
     assert_eq!(verdict.side, Side::Target);
 }
@@ -375,7 +407,7 @@ fn ipv6_noise_in_an_inet_table_does_not_make_a_netfilter_verdict() {
         "in",
         "",
     ));
-    assert_eq!(diagnose(&evidence).class, VerdictClass::Cable);
+    assert_eq!(classify(&evidence).class, VerdictClass::Cable);
 }
 
 #[test]
@@ -385,7 +417,7 @@ fn healthy_probes_ignore_unrelated_netfilter_drops() {
         side: Side::Target,
         drop: drop("cvl_0_0_ns_spdk", "cvl_0_0", "NETFILTER_DROP", "ipv4", 1),
     });
-    assert_eq!(diagnose(&evidence).class, VerdictClass::Ok);
+    assert_eq!(classify(&evidence).class, VerdictClass::Ok);
 }
 
 #[test]
@@ -399,9 +431,12 @@ fn unexplained_drop_is_unknown_with_its_reason() {
         side: Side::Target,
         drop: drop("cvl_0_0_ns_spdk", "cvl_0_0", "IP_RPFILTER", "ipv4", 5),
     });
-    let verdict = diagnose(&evidence);
+    let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Unknown);
-    assert!(verdict.summary.contains("IP_RPFILTER"));
+    assert!(matches!(
+        &verdict.finding,
+        Finding::UnexplainedDrop { drop } if drop.reason == "IP_RPFILTER"
+    ));
     assert_eq!(verdict.class.exit_code(), 15);
 }
 
@@ -409,7 +444,7 @@ fn unexplained_drop_is_unknown_with_its_reason() {
 fn signature_is_stable_and_names_the_place() {
     let mut evidence = healthy();
     arp_fails(&mut evidence, ArpLost::OnTheWire);
-    let verdict = diagnose(&evidence);
+    let verdict = classify(&evidence);
     assert_eq!(
         verdict.signature(&evidence),
         "tracer:cable:cvl_0_1<->cvl_0_0"
@@ -427,12 +462,60 @@ fn netfilter_without_a_named_rule_still_says_where() {
         side: Side::Target,
         drop: drop("cvl_0_0_ns_spdk", "cvl_0_0", "NETFILTER_DROP", "ipv4", 5),
     });
-    let verdict = diagnose(&evidence);
+    let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Netfilter);
     let location = verdict
-        .netfilter
+        .netfilter()
         .expect("a netfilter verdict always has its location");
     assert_eq!(location.netns, "cvl_0_0_ns_spdk");
     assert_eq!(location.family, "ip");
     assert_eq!(location.rule, "");
+}
+
+/// A report.json of schema 1 (before `schema_version`, ports under `links`) is still read.
+#[test]
+fn schema_1_reports_are_read() {
+    let evidence = healthy();
+    let mut saved = serde_json::to_value(&evidence).unwrap();
+    let object = saved.as_object_mut().unwrap();
+    let initiator = object.remove("initiator").unwrap();
+    let target = object.remove("target").unwrap();
+    object.insert("links".into(), serde_json::json!([initiator, target]));
+    let read = crate::evidence_from_report(&saved.to_string()).unwrap();
+    assert_eq!(read, evidence);
+}
+
+#[test]
+fn reports_from_a_newer_tracer_are_refused() {
+    let mut saved = serde_json::to_value(healthy()).unwrap();
+    saved["schema_version"] = (crate::SCHEMA_VERSION + 1).into();
+    let err = crate::evidence_from_report(&saved.to_string()).unwrap_err();
+    assert!(err.to_string().contains("newer"), "{err}");
+}
+
+/// Another tool's program on the target's tc ingress, behind tracer's counting: requests
+/// arrive and no answer leaves.
+#[test]
+fn a_program_on_the_target_ingress_is_program_not_cable() {
+    let mut evidence = healthy();
+    evidence.target.programs.push(AttachedProgram {
+        id: 42,
+        name: "drop_icmp".to_owned(),
+        hook: "tc ingress".to_owned(),
+        attachment: "tcx".to_owned(),
+        position: 0,
+    });
+    let icmp = probe_mut(&mut evidence, ProbeKind::IcmpForward);
+    icmp.outcome.answered = 0;
+    icmp.answer_left_peer = 0;
+    icmp.answer_reached_origin = 0;
+    let verdict = classify(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Program, "{verdict:?}");
+    assert_eq!(verdict.class.exit_code(), 17);
+    assert_eq!(verdict.side, Side::Target);
+    assert!(matches!(
+        &verdict.finding,
+        Finding::ProgramTakesProbes { hook, programs, .. }
+            if hook == "tc ingress" && programs[0].id == 42
+    ));
 }

@@ -1,0 +1,446 @@
+//! The classifier: `diagnose(&Evidence) -> Verdict`, a pure function.
+//!
+//! It reads the evidence the way a person would: first what makes probing meaningless (a
+//! missing or down port, no route), then, if a probe went unanswered, who took the packets
+//! (netfilter, or another tool's BPF program on a port), whether they crossed the wire at all
+//! (cable), whether the target answered ARP (neighbour), and what the kernel said otherwise
+//! (unknown, with its drop reason).
+
+use crate::{
+    facts::{
+        AttachedProgram, DropEvidence, Evidence, FoundBy, NetfilterLocation, PortEvidence,
+        ProbeEvidence, ProbeKind, RouteLookup, Side,
+    },
+    verdict::{Fact, Finding, PortRef, Verdict, VerdictClass},
+};
+
+/// Drop reasons that are normal on a healthy path and say nothing about a fault.
+const BENIGN_REASONS: [&str; 3] = ["NO_SOCKET", "QUEUE_PURGE", "NOT_SPECIFIED"];
+
+pub fn diagnose(evidence: &Evidence) -> Verdict {
+    if let Some(verdict) = interface_fault(evidence) {
+        return verdict;
+    }
+    // Without a route from the initiator the probes cannot leave: that is the answer.
+    if let Some(verdict) = route_fault(evidence, Side::Initiator) {
+        return verdict;
+    }
+    let failed: Vec<&ProbeEvidence> = evidence
+        .probes
+        .iter()
+        .filter(|probe| probe.skipped.is_none() && !probe.fully_answered())
+        .collect();
+    if failed.is_empty() {
+        return healthy(evidence);
+    }
+    netfilter_fault(evidence, &failed)
+        .or_else(|| program_fault(evidence, &failed))
+        .or_else(|| cable_fault(evidence, &failed))
+        .or_else(|| neighbour_fault(evidence))
+        // The target's way back matters only once ARP has shown it is there.
+        .or_else(|| route_fault(evidence, Side::Target))
+        .unwrap_or_else(|| unexplained(evidence, &failed))
+}
+
+fn ports(evidence: &Evidence) -> [&PortEvidence; 2] {
+    [&evidence.initiator, &evidence.target]
+}
+
+fn port(evidence: &Evidence, side: Side) -> &PortEvidence {
+    if side == Side::Target {
+        &evidence.target
+    } else {
+        &evidence.initiator
+    }
+}
+
+fn opposite(side: Side) -> Side {
+    if side == Side::Target {
+        Side::Initiator
+    } else {
+        Side::Target
+    }
+}
+
+fn port_ref(port: &PortEvidence) -> PortRef {
+    PortRef {
+        netns: port.netns.clone(),
+        interface: port.interface.clone(),
+    }
+}
+
+fn probe_facts<'a>(probes: impl IntoIterator<Item = &'a &'a ProbeEvidence>) -> Vec<Fact> {
+    probes
+        .into_iter()
+        .map(|probe| Fact::Probe {
+            probe: (*probe).clone(),
+        })
+        .collect()
+}
+
+fn interface_fault(evidence: &Evidence) -> Option<Verdict> {
+    for port in ports(evidence) {
+        let found_elsewhere = port.found_elsewhere.clone();
+        if !port.netns_exists {
+            return Some(
+                Verdict::new(
+                    VerdictClass::Interface,
+                    port.side,
+                    Finding::NamespaceMissing {
+                        port: port_ref(port),
+                        found_elsewhere,
+                    },
+                )
+                .because(Fact::NoNamespace {
+                    netns: port.netns.clone(),
+                }),
+            );
+        }
+        let Some(link) = &port.link else {
+            return Some(
+                Verdict::new(
+                    VerdictClass::Interface,
+                    port.side,
+                    Finding::InterfaceMissing {
+                        port: port_ref(port),
+                        found_elsewhere,
+                    },
+                )
+                .because(Fact::NoInterface {
+                    port: port_ref(port),
+                }),
+            );
+        };
+        if !link.admin_up {
+            return Some(
+                Verdict::new(
+                    VerdictClass::Interface,
+                    port.side,
+                    Finding::InterfaceDown {
+                        port: port_ref(port),
+                        operstate: link.operstate.clone(),
+                    },
+                )
+                .because(Fact::Link {
+                    port: port_ref(port),
+                    link: link.clone(),
+                }),
+            );
+        }
+    }
+    None
+}
+
+fn route_fault(evidence: &Evidence, from: Side) -> Option<Verdict> {
+    for route in evidence.routes.iter().filter(|route| route.from == from) {
+        let port = port_ref(port(evidence, route.from));
+        let fact = Fact::RouteLookup {
+            port: port.clone(),
+            destination: route.destination,
+            lookup: route.lookup.clone(),
+            via: route.via_interface.clone(),
+        };
+        let finding = match &route.lookup {
+            RouteLookup::Unreachable { message, .. } => Finding::NoRoute {
+                port,
+                destination: route.destination,
+                message: message.clone(),
+            },
+            RouteLookup::Via { .. } if !route.via_port => Finding::RouteByOtherInterface {
+                port,
+                destination: route.destination,
+                via: route.via_interface.clone(),
+            },
+            RouteLookup::Via { .. } => continue,
+        };
+        return Some(Verdict::new(VerdictClass::Route, route.from, finding).because(fact));
+    }
+    None
+}
+
+fn probe(evidence: &Evidence, kind: ProbeKind) -> Option<&ProbeEvidence> {
+    evidence.probes.iter().find(|probe| probe.kind == kind)
+}
+
+fn netfilter_fault(evidence: &Evidence, failed: &[&ProbeEvidence]) -> Option<Verdict> {
+    let netfilter_drops: Vec<&DropEvidence> = evidence
+        .drops
+        .iter()
+        .filter(|drop| {
+            drop.drop.reason == "NETFILTER_DROP"
+                && matches!(drop.drop.protocol.as_str(), "ipv4" | "arp")
+        })
+        .collect();
+    // The verdict probes name the table; kfree_skb alone still proves netfilter did it.
+    let best_hit = evidence
+        .netfilter
+        .iter()
+        .filter(|hit| hit.location.family != "ip6")
+        .max_by_key(|hit| (hit.rule_found_by != FoundBy::Candidate, hit.packets));
+    // An inet or ip6 table may be dropping unrelated IPv6 traffic: only IPv4 and ARP count.
+    let ipv4_or_arp_hit = evidence
+        .netfilter
+        .iter()
+        .any(|hit| matches!(hit.location.family.as_str(), "ip" | "arp"));
+    if netfilter_drops.is_empty() && !ipv4_or_arp_hit {
+        return None;
+    }
+    let side = best_hit
+        .map(|hit| hit.side)
+        .or_else(|| netfilter_drops.first().map(|drop| drop.side))
+        .unwrap_or(Side::None);
+    let dropped: u64 = netfilter_drops.iter().map(|drop| drop.drop.count).sum();
+    // Without a rule to name (say, a ruleset tracer could not read), still say where.
+    let location = best_hit.map_or_else(
+        || NetfilterLocation {
+            netns: netfilter_drops.first().map_or_else(
+                || port(evidence, side).netns.clone(),
+                |d| d.drop.netns.clone(),
+            ),
+            family: match netfilter_drops.first().map(|d| d.drop.protocol.as_str()) {
+                Some("arp") => "arp".to_owned(),
+                _ => "ip".to_owned(),
+            },
+            table: String::new(),
+            chain: String::new(),
+            rule: String::new(),
+        },
+        |hit| hit.location.clone(),
+    );
+    Some(
+        Verdict::new(
+            VerdictClass::Netfilter,
+            side,
+            Finding::NetfilterDrop { location, dropped },
+        )
+        .because_all(
+            netfilter_drops
+                .into_iter()
+                .map(|drop| Fact::Drop { drop: drop.clone() }),
+        )
+        .because_all(
+            evidence
+                .netfilter
+                .iter()
+                .map(|rule| Fact::Rule { rule: rule.clone() }),
+        )
+        .because_all(probe_facts(failed)),
+    )
+}
+
+/// A probe that stopped at a port where another tool's program runs on the way: on tc ingress
+/// behind tracer's own counting (the frames were counted arriving and went no further), or on
+/// XDP, ahead of tracer's tc counting (the frames were never counted).
+fn program_fault(evidence: &Evidence, failed: &[&ProbeEvidence]) -> Option<Verdict> {
+    for probe in failed {
+        let peer = opposite(probe.from);
+        let stops = [
+            // Requests arrived at the peer, nothing came back out of it.
+            (
+                peer,
+                "tc ingress",
+                probe.reached_peer > 0 && probe.answer_left_peer == 0,
+            ),
+            // Requests left, none counted arriving: the peer's XDP is ahead of tracer's tc.
+            (
+                peer,
+                "xdp",
+                probe.left_origin > 0 && probe.reached_peer == 0,
+            ),
+            // Answers arrived back and the probe still failed.
+            (probe.from, "tc ingress", probe.answer_reached_origin > 0),
+            (
+                probe.from,
+                "xdp",
+                probe.answer_left_peer > 0 && probe.answer_reached_origin == 0,
+            ),
+        ];
+        for (side, hook, stopped) in stops {
+            let at = port(evidence, side);
+            let programs: Vec<AttachedProgram> = at
+                .programs
+                .iter()
+                .filter(|program| program.hook == hook)
+                .cloned()
+                .collect();
+            if !stopped || programs.is_empty() {
+                continue;
+            }
+            let facts: Vec<Fact> = programs
+                .iter()
+                .map(|program| Fact::Program {
+                    port: port_ref(at),
+                    program: program.clone(),
+                })
+                .collect();
+            return Some(
+                Verdict::new(
+                    VerdictClass::Program,
+                    side,
+                    Finding::ProgramTakesProbes {
+                        port: port_ref(at),
+                        hook: hook.to_owned(),
+                        programs,
+                    },
+                )
+                .because_all(facts)
+                .because_all(probe_facts(failed)),
+            );
+        }
+    }
+    None
+}
+
+fn carrier_fault(evidence: &Evidence) -> Option<Verdict> {
+    let without_carrier: Vec<&PortEvidence> = ports(evidence)
+        .into_iter()
+        .filter(|port| {
+            port.link
+                .as_ref()
+                .is_some_and(|link| link.admin_up && !link.carrier)
+        })
+        .collect();
+    let side = match without_carrier.as_slice() {
+        [] => return None,
+        [only] => only.side,
+        _ => Side::Wire,
+    };
+    let facts: Vec<Fact> = without_carrier
+        .iter()
+        .filter_map(|port| {
+            Some(Fact::Link {
+                port: port_ref(port),
+                link: port.link.clone()?,
+            })
+        })
+        .collect();
+    Some(
+        Verdict::new(
+            VerdictClass::Cable,
+            side,
+            Finding::NoCarrier {
+                ports: without_carrier.into_iter().map(port_ref).collect(),
+            },
+        )
+        .because_all(facts),
+    )
+}
+
+fn cable_fault(evidence: &Evidence, failed: &[&ProbeEvidence]) -> Option<Verdict> {
+    if let Some(verdict) = carrier_fault(evidence) {
+        return Some(verdict.because_all(probe_facts(failed)));
+    }
+    // Frames that left one port and did not all arrive at the other.
+    let lost_forward = failed
+        .iter()
+        .find(|probe| probe.left_origin > 0 && probe.reached_peer < probe.left_origin);
+    let lost_back = failed.iter().find(|probe| {
+        probe.answer_left_peer > 0 && probe.answer_reached_origin < probe.answer_left_peer
+    });
+    let (probe, from, left, arrived) = match (lost_forward, lost_back) {
+        (Some(probe), _) => (probe, probe.from, probe.left_origin, probe.reached_peer),
+        (None, Some(probe)) => (
+            probe,
+            opposite(probe.from),
+            probe.answer_left_peer,
+            probe.answer_reached_origin,
+        ),
+        (None, None) => return None,
+    };
+    Some(
+        Verdict::new(
+            VerdictClass::Cable,
+            Side::Wire,
+            Finding::FramesLost {
+                probe: probe.kind,
+                from: port_ref(port(evidence, from)),
+                to: port_ref(port(evidence, opposite(from))),
+                left,
+                arrived,
+            },
+        )
+        .because(Fact::CarrierOnBoth {
+            initiator: evidence.initiator.interface.clone(),
+            target: evidence.target.interface.clone(),
+        })
+        .because_all(probe_facts(failed)),
+    )
+}
+
+fn neighbour_fault(evidence: &Evidence) -> Option<Verdict> {
+    let arp = probe(evidence, ProbeKind::Arp)?;
+    if arp.fully_answered() || arp.reached_peer == 0 {
+        return None;
+    }
+    let target_ip = &evidence.environment.target_ip;
+    let target = &evidence.target;
+    let owns_address = target
+        .addresses
+        .iter()
+        .any(|address| address.split('/').next() == Some(target_ip.as_str()));
+    Some(
+        Verdict::new(
+            VerdictClass::Neighbour,
+            Side::Target,
+            Finding::ArpUnanswered {
+                port: port_ref(target),
+                target_ip: target_ip.clone(),
+                owns_address,
+            },
+        )
+        .because(Fact::Probe { probe: arp.clone() })
+        .because(Fact::Addresses {
+            port: port_ref(target),
+            addresses: target.addresses.clone(),
+        })
+        .because_all(evidence.neighbours.iter().map(|neighbour| Fact::Neighbour {
+            neighbour: neighbour.clone(),
+        })),
+    )
+}
+
+fn unexplained(evidence: &Evidence, failed: &[&ProbeEvidence]) -> Verdict {
+    let suspicious = evidence
+        .drops
+        .iter()
+        .filter(|drop| {
+            !BENIGN_REASONS.contains(&drop.drop.reason.as_str()) && drop.drop.protocol != "ipv6"
+        })
+        .max_by_key(|drop| drop.drop.count);
+    let (side, finding) = match suspicious {
+        Some(drop) => (
+            drop.side,
+            Finding::UnexplainedDrop {
+                drop: drop.drop.clone(),
+            },
+        ),
+        None => (Side::None, Finding::Unanswered),
+    };
+    Verdict::new(VerdictClass::Unknown, side, finding)
+        .because_all(
+            evidence
+                .drops
+                .iter()
+                .map(|drop| Fact::Drop { drop: drop.clone() }),
+        )
+        .because_all(probe_facts(failed))
+}
+
+fn healthy(evidence: &Evidence) -> Verdict {
+    let listening = probe(evidence, ProbeKind::Tcp).map(|tcp| tcp.outcome.answered > 0);
+    Verdict::new(
+        VerdictClass::Ok,
+        Side::None,
+        Finding::PathWorks {
+            target_ip: evidence.environment.target_ip.clone(),
+            port: evidence.environment.port,
+            listening,
+        },
+    )
+    .because_all(evidence.probes.iter().map(|probe| Fact::Probe {
+        probe: probe.clone(),
+    }))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,295 @@
+//! What diagnose and watch gather: plain data. The classifier reads only this.
+
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::counters::{CountersReport, DropCount};
+
+/// One network interface, as `ip link` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    pub ifindex: u32,
+    pub name: String,
+    /// `IFF_UP`: the administrator set the link up.
+    pub admin_up: bool,
+    /// `IFLA_CARRIER`, or `IFF_LOWER_UP` when the kernel does not send it. Some drivers keep
+    /// carrier on while the link is administratively down (`ip link` then shows no LOWER_UP).
+    pub carrier: bool,
+    /// Lower-case RFC 2863 name from `IFLA_OPERSTATE` ("unknown", "notpresent", "down",
+    /// "lowerlayerdown", "testing", "dormant", "up"); the number for values beyond those.
+    pub operstate: String,
+    /// `IFLA_ADDRESS` when it is six bytes long (Ethernet-like links, loopback included).
+    pub mac: Option<[u8; 6]>,
+    /// `IFLA_LINKINFO` → `IFLA_INFO_KIND`, e.g. "veth"; `None` for physical ports and `lo`.
+    pub kind: Option<String>,
+    /// `IFLA_XDP` → `IFLA_XDP_PROG_ID`: the XDP program attached, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xdp_program: Option<u32>,
+}
+
+/// The kernel's answer to "where would a packet to this address go", like `ip route get`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum RouteLookup {
+    Via {
+        /// Output interface index.
+        oif: u32,
+        /// Next hop, when the destination is not on a directly connected network.
+        gateway: Option<Ipv4Addr>,
+        /// Preferred source address.
+        source: Option<Ipv4Addr>,
+    },
+    /// The kernel refused the lookup.
+    Unreachable {
+        /// Positive errno, e.g. ENETUNREACH.
+        errno: i32,
+        /// What `strerror` says about it, e.g. "Network is unreachable".
+        message: String,
+    },
+}
+
+/// What one kind of active probe achieved.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeOutcome {
+    pub sent: u32,
+    pub answered: u32,
+    /// ICMP destination-unreachable answers to our own probes.
+    pub unreachable: u32,
+    /// For TCP: connects that met a RST (the path works, nothing listens).
+    pub refused: u32,
+    /// Why sending failed, when it did (e.g. "Network is unreachable").
+    pub error: Option<String>,
+}
+
+/// A BPF program another tool attached to a port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachedProgram {
+    /// The kernel's program id (`bpftool prog show id ID`).
+    pub id: u32,
+    /// The program's name as the kernel keeps it (at most 15 characters).
+    pub name: String,
+    /// "xdp", "tc ingress" or "tc egress".
+    pub hook: String,
+    /// How it is attached: "xdp", "tcx" or "clsact".
+    pub attachment: String,
+    /// Its place on the hook among the other tools' programs (tracer's own not counted): 0 runs
+    /// first.
+    pub position: usize,
+}
+
+/// Which end something belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Initiator,
+    Target,
+    /// Between the two ports: the cable.
+    Wire,
+    None,
+}
+
+/// Where a port was looked for, and what was found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortEvidence {
+    pub side: Side,
+    /// Namespace name from the spec; empty for tracer's own.
+    pub netns: String,
+    pub interface: String,
+    pub netns_exists: bool,
+    /// The interface in its expected namespace, when it is there.
+    pub link: Option<Link>,
+    /// Other namespaces holding an interface of that name (empty name: tracer's own).
+    pub found_elsewhere: Vec<String>,
+    /// IPv4 addresses on the interface, as ADDR/LEN.
+    pub addresses: Vec<String>,
+    /// Programs other tools attached to the port (tracer's own left out), in running order.
+    #[serde(default)]
+    pub programs: Vec<AttachedProgram>,
+}
+
+impl PortEvidence {
+    /// As a port spec: NETNS/IFNAME, or IFNAME in tracer's own namespace.
+    pub fn spec(&self) -> String {
+        if self.netns.is_empty() {
+            self.interface.clone()
+        } else {
+            format!("{}/{}", self.netns, self.interface)
+        }
+    }
+}
+
+/// A route lookup from one side's namespace towards the other side's address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteEvidence {
+    pub from: Side,
+    pub destination: Ipv4Addr,
+    pub lookup: RouteLookup,
+    /// The interface the route leaves by, by name.
+    pub via_interface: Option<String>,
+    /// Whether that is the side's watched port.
+    pub via_port: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeKind {
+    /// ARP requests for the target address, sent on the initiator port.
+    Arp,
+    /// ICMP echo, initiator to target.
+    IcmpForward,
+    /// ICMP echo, target to initiator.
+    IcmpReverse,
+    /// TCP connects to the target's port.
+    Tcp,
+}
+
+/// One kind of probe and where its packets were seen: the request leaving its origin port,
+/// arriving at the peer port, the answer leaving the peer port, arriving back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeEvidence {
+    pub kind: ProbeKind,
+    pub from: Side,
+    pub outcome: ProbeOutcome,
+    /// Why it was not sent, when it was not.
+    pub skipped: Option<String>,
+    pub left_origin: u64,
+    pub reached_peer: u64,
+    pub answer_left_peer: u64,
+    pub answer_reached_origin: u64,
+}
+
+impl ProbeEvidence {
+    /// Probes that got an answer: a reply, or for TCP a RST (the path works either way).
+    pub fn answers(&self) -> u32 {
+        self.outcome.answered + self.outcome.refused
+    }
+
+    pub fn fully_answered(&self) -> bool {
+        self.skipped.is_none()
+            && self.outcome.error.is_none()
+            && self.outcome.sent > 0
+            && self.answers() >= self.outcome.sent
+    }
+}
+
+/// A kernel drop during the probes, in one of the two namespaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropEvidence {
+    pub side: Side,
+    #[serde(flatten)]
+    pub drop: DropCount,
+}
+
+/// Where netfilter dropped packets during the probes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetfilterLocation {
+    /// Namespace name; empty for tracer's own.
+    pub netns: String,
+    /// nft family: ip, ip6, inet, arp, bridge, netdev.
+    pub family: String,
+    pub table: String,
+    pub chain: String,
+    /// The rule's text as the user's tool prints it; empty when no single rule could be named.
+    pub rule: String,
+}
+
+/// A rule (or chain policy) in one of the two namespaces that dropped packets while probing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetfilterEvidence {
+    pub side: Side,
+    /// The tool that owns the rule.
+    pub backend: Backend,
+    #[serde(flatten)]
+    pub location: NetfilterLocation,
+    /// Packets its counter gained while probing (0 when it has no counter).
+    pub packets: u64,
+    /// How the rule was found.
+    pub rule_found_by: FoundBy,
+}
+
+/// Who owns a netfilter rule, and so which syntax its text is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    IptablesNft,
+    Ip6tablesNft,
+    ArptablesNft,
+    IptablesLegacy,
+    Ip6tablesLegacy,
+    ArptablesLegacy,
+    Nft,
+}
+
+impl Backend {
+    /// The tool's name, as the JSON writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::IptablesNft => "iptables-nft",
+            Self::Ip6tablesNft => "ip6tables-nft",
+            Self::ArptablesNft => "arptables-nft",
+            Self::IptablesLegacy => "iptables-legacy",
+            Self::Ip6tablesLegacy => "ip6tables-legacy",
+            Self::ArptablesLegacy => "arptables-legacy",
+            Self::Nft => "nft",
+        }
+    }
+}
+
+/// How a netfilter rule was tied to the drops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FoundBy {
+    /// Its counter grew while probing.
+    Counter,
+    /// The chain's drop policy counter grew.
+    Policy,
+    /// A dropping rule without a counter where the kernel reported netfilter drops; several
+    /// candidates are listed when no single one fits.
+    Candidate,
+}
+
+impl FoundBy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Counter => "counter",
+            Self::Policy => "policy",
+            Self::Candidate => "candidate",
+        }
+    }
+}
+
+/// A neighbour entry for the peer's address, before and after the probes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeighbourEvidence {
+    pub side: Side,
+    pub netns: String,
+    pub address: Ipv4Addr,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Environment {
+    pub kernel: String,
+    pub tracer_version: String,
+    pub initiator_ip: String,
+    pub target_ip: String,
+    pub port: u16,
+    /// Probes or sources that could not be used, and why.
+    pub limitations: Vec<String>,
+}
+
+/// Everything diagnose knows when it classifies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub initiator: PortEvidence,
+    pub target: PortEvidence,
+    pub routes: Vec<RouteEvidence>,
+    pub probes: Vec<ProbeEvidence>,
+    pub drops: Vec<DropEvidence>,
+    pub netfilter: Vec<NetfilterEvidence>,
+    pub neighbours: Vec<NeighbourEvidence>,
+    pub counters: Option<CountersReport>,
+    pub environment: Environment,
+}

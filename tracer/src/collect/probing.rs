@@ -1,0 +1,383 @@
+//! diagnose's evidence: inspect both ports and, when they are usable and routed, probe the path
+//! from the initiator's namespace while watching both ports, kernel drops, neighbours and rule
+//! counters.
+
+use std::{
+    collections::HashMap,
+    net::{Ipv4Addr, SocketAddrV4},
+    time::Duration,
+};
+
+use tracer_common::PacketKind;
+use tracer_evidence::{
+    DropEvidence, Evidence, InterfaceCounters, KindCounts, NeighbourEvidence, PortEvidence,
+    ProbeEvidence, ProbeKind, RouteLookup, Side,
+};
+
+use crate::{
+    collect::ports::IngressHook,
+    collect::{
+        drops::RawDrop,
+        ebpf_log_level,
+        host::{environment, inspect_port, route_evidence},
+        ports::{PortOptions, PortProbe},
+        rules::{netfilter_evidence, rulesets},
+    },
+    netlink::RouteSocket,
+    netns, probes,
+    session::Session,
+    spec::PortSpec,
+};
+
+const ARP_PROBES: u32 = 3;
+const ECHO_PROBES: u32 = 5;
+const TCP_PROBES: u32 = 3;
+/// One SYN and its first retransmission's worth of waiting is enough on a loop.
+const TCP_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// Inspects both ports and, when they are usable and routed, probes the path.
+/// The path to probe: its two ports, their addresses and the TCP port.
+#[derive(Debug, Clone)]
+pub struct ProbedPath {
+    pub initiator: PortSpec,
+    pub target: PortSpec,
+    pub initiator_ip: Ipv4Addr,
+    pub target_ip: Ipv4Addr,
+    pub port: u16,
+    pub ingress_hook: IngressHook,
+}
+
+/// Inspects both ports and, when they are usable and routed, probes the path; `attached` is
+/// called once tracer's programs are on both ports.
+pub fn gather(
+    args: &ProbedPath,
+    verbosity: u8,
+    attached: &mut dyn FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Evidence> {
+    let mut evidence = Evidence {
+        initiator: inspect_port(&args.initiator, Side::Initiator, &[]),
+        target: inspect_port(&args.target, Side::Target, &[]),
+        routes: Vec::new(),
+        probes: Vec::new(),
+        drops: Vec::new(),
+        netfilter: Vec::new(),
+        neighbours: Vec::new(),
+        counters: None,
+        environment: environment(args.initiator_ip, args.target_ip, args.port),
+    };
+    // Probing a missing port or an unroutable address says nothing more: classify now.
+    let usable = |port: &PortEvidence| port.link.as_ref().is_some_and(|link| link.admin_up);
+    if usable(&evidence.initiator) && usable(&evidence.target) {
+        evidence.routes = vec![
+            route_evidence(&evidence.initiator, args.target_ip),
+            route_evidence(&evidence.target, args.initiator_ip),
+        ];
+        let initiator_routed = evidence.routes.iter().any(|route| {
+            route.from == Side::Initiator
+                && matches!(route.lookup, RouteLookup::Via { .. })
+                && route.via_port
+        });
+        if initiator_routed {
+            probe_path(args, verbosity, &mut evidence, attached)?;
+        }
+    }
+    Ok(evidence)
+}
+
+/// Counters and drops at one moment.
+struct Snapshot {
+    ports: Vec<InterfaceCounters>,
+    drops: Vec<RawDrop>,
+}
+
+fn snapshot(session: &Session) -> anyhow::Result<Snapshot> {
+    Ok(Snapshot {
+        ports: session
+            .ports
+            .iter()
+            .map(|port| port.counters())
+            .collect::<anyhow::Result<_>>()?,
+        drops: session.drops.drops()?,
+    })
+}
+
+/// What crossed the watched ports between two snapshots.
+struct Crossings {
+    initiator: (KindCounts, KindCounts),
+    target: (KindCounts, KindCounts),
+}
+
+impl Crossings {
+    fn between(before: &Snapshot, after: &Snapshot) -> Self {
+        let delta = |index: usize| {
+            let (b, a) = (&before.ports[index], &after.ports[index]);
+            (a.ingress.since(&b.ingress), a.egress.since(&b.egress))
+        };
+        Self {
+            initiator: delta(0),
+            target: delta(1),
+        }
+    }
+
+    /// (ingress, egress) of the side a probe starts from, then of its peer.
+    fn ends(&self, from: Side) -> (&(KindCounts, KindCounts), &(KindCounts, KindCounts)) {
+        if from == Side::Target {
+            (&self.target, &self.initiator)
+        } else {
+            (&self.initiator, &self.target)
+        }
+    }
+
+    /// Fills a probe's ladder: request kinds out of the origin and into the peer, answer kinds
+    /// out of the peer and back into the origin.
+    fn ladder(&self, probe: &mut ProbeEvidence, requests: &[PacketKind], answers: &[PacketKind]) {
+        let (origin, peer) = self.ends(probe.from);
+        probe.left_origin = origin.1.sum_of(requests);
+        probe.reached_peer = peer.0.sum_of(requests);
+        probe.answer_left_peer = peer.1.sum_of(answers);
+        probe.answer_reached_origin = origin.0.sum_of(answers);
+    }
+}
+
+fn probe_evidence(kind: ProbeKind, from: Side, outcome: probes::ProbeOutcome) -> ProbeEvidence {
+    ProbeEvidence {
+        kind,
+        from,
+        outcome,
+        skipped: None,
+        left_origin: 0,
+        reached_peer: 0,
+        answer_left_peer: 0,
+        answer_reached_origin: 0,
+    }
+}
+
+fn skipped(kind: ProbeKind, from: Side, why: &str) -> ProbeEvidence {
+    ProbeEvidence {
+        skipped: Some(why.to_owned()),
+        ..probe_evidence(kind, from, probes::ProbeOutcome::default())
+    }
+}
+
+fn neighbour_state(netns: &str, ifindex: u32, address: Ipv4Addr) -> Option<String> {
+    RouteSocket::open_in(netns)
+        .ok()?
+        .neighbours()
+        .ok()?
+        .into_iter()
+        .find(|neighbour| neighbour.ifindex == ifindex && neighbour.address == address)
+        .map(|neighbour| neighbour.state)
+}
+
+/// Removes a neighbour entry the probes created, so the table is left as it was found.
+fn forget_neighbour(netns: &str, interface: &str, address: Ipv4Addr) {
+    let mut command = std::process::Command::new("ip");
+    if !netns.is_empty() {
+        command.args(["-n", netns]);
+    }
+    let address = address.to_string();
+    match command
+        .args(["neigh", "del", &address, "dev", interface])
+        .output()
+    {
+        Ok(output) if output.status.success() => {}
+        Ok(output) => log::warn!(
+            "could not remove the neighbour entry {address} the probes created on {interface}: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+        Err(err) => log::warn!("could not run ip to remove neighbour {address}: {err}"),
+    }
+}
+
+fn probe_path(
+    args: &ProbedPath,
+    verbosity: u8,
+    evidence: &mut Evidence,
+    attached: &mut dyn FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let options = PortOptions {
+        watched_port: args.port,
+        capture: false,
+        log_level: ebpf_log_level(verbosity),
+        ingress: args.ingress_hook,
+    };
+    let session = Session::attach(&[&args.initiator, &args.target], &options)?;
+    attached()?;
+    let (initiator, target) = (&args.initiator, &args.target);
+    let initiator_index = session.ports[0].ifindex;
+    let target_index = session.ports[1].ifindex;
+    let neighbours_before = [
+        neighbour_state(&initiator.netns, initiator_index, args.target_ip),
+        neighbour_state(&target.netns, target_index, args.initiator_ip),
+    ];
+    let rulesets_before = rulesets(&initiator.netns, &target.netns);
+
+    // Phase 1: ARP alone, so that the kernel's own resolution does not mix in.
+    let start = snapshot(&session)?;
+    let arp = probes::finish(probes::arp(
+        &initiator.netns,
+        &initiator.interface,
+        args.initiator_ip,
+        args.target_ip,
+        ARP_PROBES,
+    ));
+    let after_arp = snapshot(&session)?;
+    let mut arp = probe_evidence(ProbeKind::Arp, Side::Initiator, arp);
+    Crossings::between(&start, &after_arp).ladder(
+        &mut arp,
+        &[PacketKind::ArpRequest],
+        &[PacketKind::ArpReply],
+    );
+
+    // Phase 2: ICMP both ways and TCP together; their packet kinds and directions keep them
+    // apart in the counters.
+    let mut phase_two = if arp.outcome.answered == 0 {
+        let why = format!("ARP for {} was not answered", args.target_ip);
+        vec![
+            skipped(ProbeKind::IcmpForward, Side::Initiator, &why),
+            skipped(ProbeKind::IcmpReverse, Side::Target, &why),
+            skipped(ProbeKind::Tcp, Side::Initiator, &why),
+        ]
+    } else {
+        let forward = probes::echo(&initiator.netns, args.target_ip, ECHO_PROBES);
+        let reverse = probes::echo(&target.netns, args.initiator_ip, ECHO_PROBES);
+        let tcp = probes::tcp(
+            &initiator.netns,
+            SocketAddrV4::new(args.target_ip, args.port),
+            TCP_PROBES,
+            TCP_TIMEOUT,
+        );
+        vec![
+            probe_evidence(
+                ProbeKind::IcmpForward,
+                Side::Initiator,
+                probes::finish(forward),
+            ),
+            probe_evidence(
+                ProbeKind::IcmpReverse,
+                Side::Target,
+                probes::finish(reverse),
+            ),
+            probe_evidence(ProbeKind::Tcp, Side::Initiator, probes::finish(tcp)),
+        ]
+    };
+    let end = snapshot(&session)?;
+    let crossings = Crossings::between(&after_arp, &end);
+    for probe in phase_two.iter_mut().filter(|probe| probe.skipped.is_none()) {
+        let (requests, answers): (&[PacketKind], &[PacketKind]) = match probe.kind {
+            ProbeKind::Tcp => (
+                &[PacketKind::TcpSyn],
+                &[PacketKind::TcpSynAck, PacketKind::TcpRst],
+            ),
+            _ => (&[PacketKind::IcmpEchoRequest], &[PacketKind::IcmpEchoReply]),
+        };
+        crossings.ladder(probe, requests, answers);
+    }
+    evidence.probes = std::iter::once(arp).chain(phase_two).collect();
+
+    let rulesets_after = rulesets(&initiator.netns, &target.netns);
+    let names = netns::netns_names();
+    let side_of = |inode: u32| {
+        if inode == session.ports[1].netns_inode && inode != session.ports[0].netns_inode {
+            Some(Side::Target)
+        } else if inode == session.ports[0].netns_inode {
+            Some(Side::Initiator)
+        } else {
+            None
+        }
+    };
+    evidence.drops = drops_between(&start.drops, &end.drops)
+        .into_iter()
+        .filter_map(|raw| {
+            let side = side_of(raw.key.netns)?;
+            Some(DropEvidence {
+                side,
+                drop: session.name_drop(&raw, &names),
+            })
+        })
+        .collect();
+    evidence.netfilter = [
+        (
+            Side::Initiator,
+            &initiator.netns,
+            &rulesets_before.0,
+            &rulesets_after.0,
+        ),
+        (
+            Side::Target,
+            &target.netns,
+            &rulesets_before.1,
+            &rulesets_after.1,
+        ),
+    ]
+    .into_iter()
+    .flat_map(|(side, netns, before, after)| {
+        let dropped: Vec<&DropEvidence> = evidence
+            .drops
+            .iter()
+            .filter(|drop| drop.side == side && drop.drop.reason == "NETFILTER_DROP")
+            .collect();
+        netfilter_evidence(side, netns, &dropped, before.drop_hits(after), after)
+    })
+    .collect();
+    for ruleset in [&rulesets_before.0, &rulesets_before.1] {
+        evidence
+            .environment
+            .limitations
+            .extend(ruleset.errors.iter().map(|err| format!("ruleset: {err}")));
+    }
+    evidence
+        .environment
+        .limitations
+        .extend(session.drops.limitation());
+    evidence.neighbours = vec![
+        NeighbourEvidence {
+            side: Side::Initiator,
+            netns: initiator.netns.clone(),
+            address: args.target_ip,
+            before: neighbours_before[0].clone(),
+            after: neighbour_state(&initiator.netns, initiator_index, args.target_ip),
+        },
+        NeighbourEvidence {
+            side: Side::Target,
+            netns: target.netns.clone(),
+            address: args.initiator_ip,
+            before: neighbours_before[1].clone(),
+            after: neighbour_state(&target.netns, target_index, args.initiator_ip),
+        },
+    ];
+    for neighbour in &evidence.neighbours {
+        if neighbour.before.is_none() && neighbour.after.is_some() {
+            let interface = if neighbour.side == Side::Target {
+                &target.interface
+            } else {
+                &initiator.interface
+            };
+            forget_neighbour(&neighbour.netns, interface, neighbour.address);
+        }
+    }
+    // Carrier may have changed while probing; what it is now is what the verdict needs.
+    let ours: Vec<u32> = session
+        .ports
+        .iter()
+        .flat_map(PortProbe::program_ids)
+        .collect();
+    evidence.initiator = inspect_port(initiator, Side::Initiator, &ours);
+    evidence.target = inspect_port(target, Side::Target, &ours);
+    evidence.counters = Some(session.counters_report()?);
+    Ok(())
+}
+
+fn drops_between(before: &[RawDrop], after: &[RawDrop]) -> Vec<RawDrop> {
+    let before: HashMap<_, _> = before.iter().map(|drop| (drop.key, drop.count)).collect();
+    after
+        .iter()
+        .filter_map(|drop| {
+            let count = drop.count - before.get(&drop.key).copied().unwrap_or(0).min(drop.count);
+            (count > 0).then_some(RawDrop {
+                key: drop.key,
+                count,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,164 @@
+//! The bundle: report.md, report.json, capture.pcapng and a snapshot of each namespace.
+
+use std::{collections::BTreeMap, path::Path};
+
+use anyhow::Context as _;
+use serde::Serialize;
+use tracer_evidence::Evidence;
+
+use super::{observe::Watch, timeline::Timeline};
+use crate::{capture, netfilter::Ruleset, netns, render};
+
+#[derive(Debug, Serialize)]
+pub(super) struct CommandReport {
+    pub(super) argv: Vec<String>,
+    pub(super) exit_code: i32,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct CaptureReport {
+    file: &'static str,
+    frames: usize,
+    /// Frames pushed out of the flight recorder (it keeps the last N per port).
+    evicted: u64,
+    /// Frames and drops the kernel programs saw but could not record (ring buffer or map
+    /// full).
+    lost_events: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct WatchReport<'a> {
+    #[serde(flatten)]
+    diagnosis: render::diagnose::Report<'a>,
+    timeline: &'a Timeline,
+    command: CommandReport,
+    capture: CaptureReport,
+}
+
+/// report.md, report.json, capture.pcapng and a snapshot of each namespace.
+pub(super) fn write_bundle(
+    dir: &Path,
+    verdict: &tracer_evidence::Verdict,
+    evidence: &Evidence,
+    timeline: &Timeline,
+    command: CommandReport,
+    watch: &Watch,
+    final_rulesets: &BTreeMap<String, Ruleset>,
+) -> anyhow::Result<()> {
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
+    };
+    let recorders = [&watch.ports[0].recorder, &watch.ports[1].recorder];
+    let frames = recorders.iter().map(|r| r.frames().count()).sum();
+    let evicted = recorders.iter().map(|r| r.evicted).sum();
+    let report = WatchReport {
+        diagnosis: render::diagnose::Report::new(verdict, evidence),
+        timeline,
+        command,
+        capture: CaptureReport {
+            file: "capture.pcapng",
+            frames,
+            evicted,
+            lost_events: watch.lost_events(),
+        },
+    };
+    let mut markdown = render::diagnose::markdown(&report.diagnosis);
+    markdown.push_str(&format!(
+        "\n## Command\n\n- `{}` exited with {}\n",
+        report.command.argv.join(" "),
+        report.command.exit_code
+    ));
+    markdown.push_str("\n## Timeline\n\n| time | what | event |\n|---|---|---|\n");
+    for event in &timeline.events {
+        markdown.push_str(&format!(
+            "| +{:.3}s | {} | {} |\n",
+            event.seconds,
+            event.kind,
+            // One table row per event, whatever the message holds.
+            event.message.replace('|', "\\|").replace('\n', "; ")
+        ));
+    }
+    if timeline.truncated > 0 {
+        markdown.push_str(&format!(
+            "\n{} later events not kept.\n",
+            timeline.truncated
+        ));
+    }
+    markdown.push_str(&format!(
+        "\n## Capture\n\n`capture.pcapng`: the last {frames} ARP, ICMP and port frames of both ports ({evicted} older ones not kept); `tcpdump -r capture.pcapng` or Wireshark. Events lost in the kernel programs: {}.\n",
+        report.capture.lost_events
+    ));
+    write("report.md", markdown.as_bytes())?;
+    write(
+        "report.json",
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
+    write("capture.pcapng", &capture::pcapng(&recorders))?;
+
+    let snapshots = dir.join("snapshot");
+    std::fs::create_dir_all(&snapshots)
+        .with_context(|| format!("creating {}", snapshots.display()))?;
+    for (netns, ruleset) in final_rulesets {
+        let file = if netns.is_empty() {
+            "own-namespace.txt".to_owned()
+        } else {
+            format!("{netns}.txt")
+        };
+        std::fs::write(snapshots.join(&file), namespace_snapshot(netns, ruleset))
+            .with_context(|| format!("writing snapshot {file}"))?;
+    }
+    Ok(())
+}
+
+/// Addresses, routes, neighbours and the netfilter ruleset of one namespace, as text.
+pub(super) fn namespace_snapshot(netns: &str, ruleset: &Ruleset) -> String {
+    let mut out = format!("# namespace {}\n", netns::display_name(netns));
+    for (title, args) in [
+        ("addresses", &["addr", "show"][..]),
+        ("routes", &["route", "show", "table", "all"][..]),
+        ("neighbours", &["neigh", "show"][..]),
+    ] {
+        let mut command = std::process::Command::new("ip");
+        if !netns.is_empty() {
+            command.args(["-n", netns]);
+        }
+        let output = command.args(args).output();
+        out.push_str(&format!("\n## {title} (ip {})\n", args.join(" ")));
+        match output {
+            Ok(output) => out.push_str(&String::from_utf8_lossy(&output.stdout)),
+            Err(err) => out.push_str(&format!("(ip failed: {err})\n")),
+        }
+    }
+    out.push_str("\n## netfilter rules (backend family table chain: rule [packets])\n");
+    for chain in &ruleset.chains {
+        if chain.policy_drop {
+            out.push_str(&format!(
+                "{:?} {} {} {}: policy drop [{}]\n",
+                chain.backend,
+                chain.family,
+                chain.table,
+                chain.name,
+                chain
+                    .policy_packets
+                    .map_or_else(|| "-".to_owned(), |p| p.to_string())
+            ));
+        }
+    }
+    for rule in &ruleset.rules {
+        out.push_str(&format!(
+            "{:?} {} {} {}: {} [{}]\n",
+            rule.backend,
+            rule.family,
+            rule.table,
+            rule.chain,
+            rule.text,
+            rule.packets
+                .map_or_else(|| "-".to_owned(), |p| p.to_string())
+        ));
+    }
+    for error in &ruleset.errors {
+        out.push_str(&format!("note: {error}\n"));
+    }
+    out
+}

@@ -1,0 +1,235 @@
+//! `tracer watch -- CMD`: watch both ports while a test runs, follow them wherever the test
+//! moves them, and write the root-cause bundle when the test fails.
+
+mod bundle;
+mod observe;
+mod passive;
+mod timeline;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    process::ExitStatus,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use tokio::signal::unix::{SignalKind, signal};
+use tracer_evidence::{Side, diagnose};
+
+use self::{
+    bundle::{CommandReport, write_bundle},
+    observe::{Watch, WatchedPort},
+    passive::passive_evidence,
+    timeline::Timeline,
+};
+use crate::{
+    capture,
+    cli::WatchArgs,
+    collect::{drops::DropProbe, ebpf_log_level, ports::PortOptions, probing},
+    commands::diagnose::prepare_report_dir,
+    preflight, render,
+};
+
+/// How often the ports, links, neighbours, counters and drops are looked at.
+const TICK: Duration = Duration::from_millis(50);
+/// How long after the command exits tracer keeps counting.
+const SETTLE: Duration = Duration::from_millis(200);
+/// Signals passed on to the command.
+const FORWARDED_SIGNALS: [i32; 6] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+fn exit_code(status: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt as _;
+    status
+        .code()
+        .or_else(|| status.signal().map(|signal| 128 + signal))
+        .unwrap_or(1)
+}
+
+pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
+    preflight::check()?;
+    prepare_report_dir(&args.report)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let options = PortOptions {
+        watched_port: args.ports.port,
+        capture: true,
+        log_level: ebpf_log_level(verbosity),
+        ingress: args.ports.ingress_hook,
+    };
+    let drops = DropProbe::attach(&options.log_level)?;
+    let mut watch = Watch {
+        started: Instant::now(),
+        ports: [
+            WatchedPort::new(
+                Side::Initiator,
+                &args.ports.initiator,
+                options,
+                args.capture_frames,
+            ),
+            WatchedPort::new(
+                Side::Target,
+                &args.ports.target,
+                options,
+                args.capture_frames,
+            ),
+        ],
+        drops,
+        last_drops: HashMap::new(),
+        all_drops: HashMap::new(),
+        timeline: Timeline::default(),
+        clock_offset: capture::monotonic_to_unix_ns(),
+        first_rulesets: HashMap::new(),
+    };
+    // Drops counted before the command starts are not the command's.
+    watch.last_drops = watch
+        .drops
+        .drops()?
+        .into_iter()
+        .map(|drop| (drop.key, drop.count))
+        .collect();
+    watch.tick();
+    watch.snapshot_rulesets();
+    for port in &watch.ports {
+        if port.probe().is_none() {
+            log::warn!(
+                "{} not found yet: waiting for it to appear (in any namespace)",
+                port.spec
+            );
+        }
+    }
+
+    let status = runtime.block_on(async {
+        let mut signals = FORWARDED_SIGNALS
+            .iter()
+            .map(|&number| Ok((number, signal(SignalKind::from_raw(number))?)))
+            .collect::<std::io::Result<Vec<_>>>()
+            .context("installing signal handlers")?;
+        if let Some(path) = &args.ready_file {
+            super::write_ready_file(path)?;
+        }
+        let mut child = tokio::process::Command::new(&args.command[0])
+            .args(&args.command[1..])
+            .spawn()
+            .map_err(|err| {
+                crate::error::UsageError::Argument(format!(
+                    "cannot run `{}`: {err}",
+                    args.command[0]
+                ))
+            })?;
+        let started = watch.seconds();
+        watch.timeline.push(
+            started,
+            "command",
+            format!("started: {}", args.command.join(" ")),
+        );
+        let mut ticks = tokio::time::interval(TICK);
+        loop {
+            let forwarded = futures_signal(&mut signals);
+            tokio::select! {
+                status = child.wait() => break status.context("waiting for the command"),
+                _ = ticks.tick() => watch.tick(),
+                number = forwarded => {
+                    if let Some(pid) = child.id() {
+                        // SAFETY: signalling our own child process.
+                        unsafe { libc::kill(pid as i32, number) };
+                    }
+                }
+            }
+        }
+    })?;
+    // Answers to the command's last requests may still be in flight: let them land before
+    // the last look, or a healthy run would show an unanswered request.
+    std::thread::sleep(SETTLE);
+    watch.tick();
+    let code = exit_code(status);
+    watch
+        .timeline
+        .push(watch.seconds(), "command", format!("exited with {code}"));
+
+    let failed = code != 0;
+    let write_bundle_now = failed || args.always;
+    // Read once, for the passive evidence and for the bundle's snapshots.
+    let final_rulesets = if args.probe && !write_bundle_now {
+        BTreeMap::new()
+    } else {
+        watch.final_rulesets()
+    };
+    let evidence = if args.probe {
+        let path = probing::ProbedPath {
+            initiator: watch.ports[0].current_spec(),
+            target: watch.ports[1].current_spec(),
+            initiator_ip: args.initiator_ip,
+            target_ip: args.target_ip,
+            port: args.ports.port,
+            ingress_hook: args.ports.ingress_hook,
+        };
+        let mut evidence = probing::gather(&path, verbosity, &mut || Ok(()))?;
+        evidence.drops.extend(watch.drop_evidence());
+        evidence
+    } else {
+        passive_evidence(&watch, args, &final_rulesets)
+    };
+    let verdict = diagnose(&evidence);
+    for port in &watch.ports {
+        for ((kind, direction), seen) in &port.seen {
+            watch.timeline.push(
+                seen.first,
+                "packets",
+                format!("first {kind} {direction} on {}", port.name()),
+            );
+            if seen.last > seen.first {
+                watch.timeline.push(
+                    seen.last,
+                    "packets",
+                    format!("last {kind} {direction} on {}", port.name()),
+                );
+            }
+        }
+    }
+    let timeline = std::mem::take(&mut watch.timeline).sorted();
+    let signature = verdict.signature(&evidence);
+    eprintln!(
+        "tracer: verdict {} ({signature}): {}",
+        verdict.class.name(),
+        render::verdict::summary(&verdict)
+    );
+    if write_bundle_now {
+        write_bundle(
+            &args.report,
+            &verdict,
+            &evidence,
+            &timeline,
+            CommandReport {
+                argv: args.command.clone(),
+                exit_code: code,
+            },
+            &watch,
+            &final_rulesets,
+        )?;
+        eprintln!("tracer: report in {}", args.report.display());
+    }
+    drop(watch);
+    Ok(u8::try_from(code).unwrap_or(1))
+}
+
+/// Resolves when any forwarded signal arrives, with its number.
+async fn futures_signal(signals: &mut [(i32, tokio::signal::unix::Signal)]) -> i32 {
+    std::future::poll_fn(|cx| {
+        for (number, signal) in signals.iter_mut() {
+            if signal.poll_recv(cx).is_ready() {
+                return std::task::Poll::Ready(*number);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}

@@ -1,0 +1,443 @@
+//! What watch observes while the command runs: each port followed wherever it goes, its link
+//! and neighbours, its counters, and the kernel's drops there.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::Ipv4Addr,
+    time::Instant,
+};
+
+use tracer_common::PacketKind;
+use tracer_evidence::{DropCount, DropEvidence, KindCounts, Side, protocol_name};
+
+use super::timeline::Timeline;
+use crate::{
+    capture::FlightRecorder,
+    collect::{
+        drops::{DropProbe, RawDrop},
+        follow::FollowedPort,
+        ports::{PortOptions, PortProbe},
+    },
+    locate::Location,
+    netfilter::{self, Ruleset},
+    netlink::{Link, RouteSocket},
+    netns,
+    spec::PortSpec,
+};
+
+/// First and last time frames of one kind crossed a port in one direction.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Seen {
+    pub(super) first: f64,
+    pub(super) last: f64,
+}
+
+/// A configured port and everything watch has learned about it.
+pub(super) struct WatchedPort {
+    pub(super) side: Side,
+    pub(super) spec: PortSpec,
+    /// Finds the port wherever it is and keeps it attached.
+    pub(super) follower: FollowedPort,
+    /// Every namespace inode and ifindex the port has had: drops there are this port's.
+    pub(super) history: Vec<Location>,
+    pub(super) link: Option<Link>,
+    pub(super) neighbours: HashMap<Ipv4Addr, String>,
+    /// First state seen of each neighbour entry, for the before -> after evidence.
+    pub(super) first_neighbours: HashMap<Ipv4Addr, String>,
+    /// Counts of earlier attachments (a port deleted and recreated gets new counters).
+    pub(super) carried: (KindCounts, KindCounts),
+    /// (ingress, egress) counts of the whole run so far.
+    pub(super) totals: (KindCounts, KindCounts),
+    /// First and last time each (kind, direction) crossed the port.
+    pub(super) seen: BTreeMap<(&'static str, &'static str), Seen>,
+    pub(super) recorder: FlightRecorder,
+}
+
+impl WatchedPort {
+    pub(super) fn new(
+        side: Side,
+        spec: &PortSpec,
+        options: PortOptions,
+        capture_frames: usize,
+    ) -> Self {
+        let role = if side == Side::Target {
+            "target"
+        } else {
+            "initiator"
+        };
+        Self {
+            side,
+            spec: spec.clone(),
+            follower: FollowedPort::new(role, spec.clone(), options, None),
+            history: Vec::new(),
+            link: None,
+            neighbours: HashMap::new(),
+            first_neighbours: HashMap::new(),
+            carried: Default::default(),
+            totals: Default::default(),
+            seen: BTreeMap::new(),
+            recorder: FlightRecorder::new(&spec.interface, capture_frames),
+        }
+    }
+
+    pub(super) fn name(&self) -> &str {
+        &self.spec.interface
+    }
+
+    pub(super) fn location(&self) -> Option<&Location> {
+        self.follower.location()
+    }
+
+    pub(super) fn probe(&self) -> Option<&PortProbe> {
+        self.follower.attached().map(|(_, probe)| probe)
+    }
+
+    /// The port as found now, as a spec.
+    pub(super) fn current_spec(&self) -> PortSpec {
+        PortSpec {
+            netns: self
+                .location()
+                .map_or_else(|| self.spec.netns.clone(), |l| l.netns.clone()),
+            interface: self.spec.interface.clone(),
+        }
+    }
+}
+
+/// All the watching state.
+pub(super) struct Watch {
+    pub(super) started: Instant,
+    pub(super) ports: [WatchedPort; 2],
+    pub(super) drops: DropProbe,
+    pub(super) last_drops: HashMap<tracer_common::DropKey, u64>,
+    pub(super) all_drops: HashMap<tracer_common::DropKey, u64>,
+    pub(super) timeline: Timeline,
+    pub(super) clock_offset: i128,
+    /// Rulesets of the ports' namespaces before the command started, by name.
+    pub(super) first_rulesets: HashMap<String, Ruleset>,
+}
+
+impl Watch {
+    pub(super) fn seconds(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// Finds each port, attaching or following it; then reads everything once.
+    pub(super) fn tick(&mut self) {
+        for index in 0..self.ports.len() {
+            self.follow(index);
+            self.observe_link(index);
+        }
+        let places: Vec<(u32, u32)> = self
+            .ports
+            .iter()
+            .flat_map(|port| &port.history)
+            .map(|place| (place.netns_inode, place.ifindex))
+            .collect();
+        if let Err(err) = self.drops.watch_ports(places) {
+            log::warn!("keeping the ports' drops apart: {err:#}");
+        }
+        self.observe_counters();
+        self.observe_drops();
+        for port in &mut self.ports {
+            port.recorder.drain(self.clock_offset);
+        }
+    }
+
+    pub(super) fn follow(&mut self, index: usize) {
+        let now = self.seconds();
+        let port = &mut self.ports[index];
+        let interface = port.spec.interface.clone();
+        let refreshed = port.follower.refresh();
+        if let Some(old) = refreshed.replaced
+            && let Ok(counters) = old.counters()
+        {
+            // A device deleted and created anew has new counters: keep the old ones' counts.
+            port.carried = (
+                port.carried.0.plus(&counters.ingress),
+                port.carried.1.plus(&counters.egress),
+            );
+        }
+        let location = port.follower.location().cloned();
+        match (&refreshed.left, &location) {
+            (Some(left), Some(location)) if left.netns != location.netns => {
+                self.timeline.push(
+                    now,
+                    "move",
+                    format!(
+                        "{interface} moved from {} to {} (ifindex {} -> {})",
+                        netns::display_name(&left.netns),
+                        netns::display_name(&location.netns),
+                        left.ifindex,
+                        location.ifindex
+                    ),
+                );
+            }
+            (Some(left), None) => {
+                self.timeline.push(
+                    now,
+                    "move",
+                    format!(
+                        "{interface} disappeared from {}",
+                        netns::display_name(&left.netns)
+                    ),
+                );
+                port.link = None;
+            }
+            _ => {}
+        }
+        if let Some(location) = &location
+            && !port.history.contains(location)
+        {
+            port.history.push(location.clone());
+        }
+        if refreshed.attached
+            && let Some(location) = &location
+            && let Some(probe) = port.follower.probe_mut()
+        {
+            let hook = probe.ingress_hook.name();
+            port.recorder.attach(probe.take_capture());
+            self.timeline.push(
+                now,
+                "attach",
+                format!(
+                    "{interface} found in {} (ifindex {}): counting ({hook} ingress, tc egress)",
+                    netns::display_name(&location.netns),
+                    location.ifindex
+                ),
+            );
+        }
+    }
+
+    /// Rulesets of the namespaces the ports are in before the command starts: what their
+    /// counters held before the run. A namespace that appears later is the run's own, and all
+    /// its counts are the run's (a snapshot taken while the run goes on would race with it).
+    pub(super) fn snapshot_rulesets(&mut self) {
+        for port in &self.ports {
+            if let Some(location) = port.location()
+                && !self.first_rulesets.contains_key(&location.netns)
+            {
+                let ruleset = netfilter::snapshot(&location.netns);
+                self.first_rulesets.insert(location.netns.clone(), ruleset);
+            }
+        }
+    }
+
+    pub(super) fn observe_link(&mut self, index: usize) {
+        let now = self.seconds();
+        let port = &mut self.ports[index];
+        let Some(location) = port.location() else {
+            return;
+        };
+        let Ok(socket) = RouteSocket::open_in(&location.netns) else {
+            return;
+        };
+        let link = socket.link(&port.spec.interface).ok().flatten();
+        if let Some(link) = &link {
+            let describe = |link: &Link| {
+                format!(
+                    "{}, carrier {}, operstate {}",
+                    if link.admin_up { "up" } else { "down" },
+                    u8::from(link.carrier),
+                    link.operstate
+                )
+            };
+            let changed = port.link.as_ref().is_none_or(|old| {
+                old.admin_up != link.admin_up
+                    || old.carrier != link.carrier
+                    || old.operstate != link.operstate
+            });
+            if changed {
+                let message = match &port.link {
+                    Some(old) => format!(
+                        "{}: {} -> {}",
+                        port.spec.interface,
+                        describe(old),
+                        describe(link)
+                    ),
+                    None => format!("{}: {}", port.spec.interface, describe(link)),
+                };
+                self.timeline.push(now, "link", message);
+            }
+            let ifindex = link.ifindex;
+            let current: HashMap<Ipv4Addr, String> = socket
+                .neighbours()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|neighbour| neighbour.ifindex == ifindex)
+                .map(|neighbour| (neighbour.address, neighbour.state))
+                .collect();
+            let mut addresses: Vec<&Ipv4Addr> =
+                current.keys().chain(port.neighbours.keys()).collect();
+            addresses.sort();
+            addresses.dedup();
+            for address in addresses {
+                let (old, new) = (port.neighbours.get(address), current.get(address));
+                if old != new {
+                    self.timeline.push(
+                        now,
+                        "neighbour",
+                        format!(
+                            "{address} on {}: {} -> {}",
+                            port.spec.interface,
+                            old.map_or("none", String::as_str),
+                            new.map_or("none", String::as_str)
+                        ),
+                    );
+                }
+            }
+            // The state each entry had when first seen ("none" if it appeared while watching).
+            let watched_before = port.link.is_some();
+            for (address, state) in &current {
+                port.first_neighbours.entry(*address).or_insert_with(|| {
+                    if watched_before {
+                        "none".to_owned()
+                    } else {
+                        state.clone()
+                    }
+                });
+            }
+            port.neighbours = current;
+        }
+        port.link = link;
+    }
+
+    pub(super) fn observe_counters(&mut self) {
+        let now = self.seconds();
+        for port in &mut self.ports {
+            let Some(probe) = port.probe() else {
+                continue;
+            };
+            let Ok(counters) = probe.counters() else {
+                continue;
+            };
+            let totals = (
+                port.carried.0.plus(&counters.ingress),
+                port.carried.1.plus(&counters.egress),
+            );
+            for (direction, before, after) in [
+                ("ingress", &port.totals.0, &totals.0),
+                ("egress", &port.totals.1, &totals.1),
+            ] {
+                let delta = after.since(before);
+                for kind in PacketKind::ALL {
+                    if kind == PacketKind::Other || delta.get(kind) == 0 {
+                        continue;
+                    }
+                    let seen = port.seen.entry((kind.name(), direction)).or_insert(Seen {
+                        first: now,
+                        last: now,
+                    });
+                    seen.last = now;
+                }
+            }
+            port.totals = totals;
+        }
+    }
+
+    /// Which port a drop belongs to, by every place the ports have been.
+    pub(super) fn side_of(&self, key: &tracer_common::DropKey) -> Option<(Side, &WatchedPort)> {
+        self.ports.iter().find_map(|port| {
+            port.history
+                .iter()
+                .any(|place| {
+                    place.netns_inode == key.netns
+                        && (key.ifindex == place.ifindex || key.ifindex == 0)
+                })
+                .then_some((port.side, port))
+        })
+    }
+
+    pub(super) fn observe_drops(&mut self) {
+        let now = self.seconds();
+        let Ok(drops) = self.drops.drops() else {
+            return;
+        };
+        let mut messages = Vec::new();
+        for RawDrop { key, count } in drops {
+            let previous = self.last_drops.insert(key, count).unwrap_or(0);
+            let delta = count.saturating_sub(previous);
+            if delta == 0 {
+                continue;
+            }
+            let Some(port_name) = self.side_of(&key).map(|(_, port)| port.name().to_owned()) else {
+                continue;
+            };
+            *self.all_drops.entry(key).or_default() += delta;
+            let reason = self.drops.reason_of(&key);
+            let protocol = protocol_name(key.protocol);
+            // IPv6 neighbour discovery on fresh interfaces and socket teardown are noise.
+            if matches!(protocol.as_str(), "ipv6" | "none") || reason == "QUEUE_PURGE" {
+                continue;
+            }
+            let place = if key.ifindex == 0 {
+                format!("a local socket beside {port_name}")
+            } else {
+                port_name
+            };
+            messages.push(format!("{delta} x {reason} ({protocol}) on {place}"));
+        }
+        for message in messages {
+            self.timeline.push(now, "drop", message);
+        }
+    }
+
+    /// The netfilter rulesets of the namespaces the ports are in now, each read once.
+    pub(super) fn final_rulesets(&self) -> BTreeMap<String, Ruleset> {
+        let mut rulesets = BTreeMap::new();
+        for port in &self.ports {
+            if let Some(location) = port.location() {
+                rulesets
+                    .entry(location.netns.clone())
+                    .or_insert_with(|| netfilter::snapshot(&location.netns));
+            }
+        }
+        rulesets
+    }
+
+    /// What the kernel programs could not record: drops (map full) and frames (ring full).
+    pub(super) fn lost_events(&self) -> u64 {
+        let drops = self.drops.lost_events().unwrap_or(0);
+        let frames: u64 = self
+            .ports
+            .iter()
+            .filter_map(|port| port.probe()?.capture_lost().ok())
+            .sum();
+        drops + frames
+    }
+
+    pub(super) fn drop_evidence(&self) -> Vec<DropEvidence> {
+        let names = netns::netns_names();
+        let mut evidence: Vec<DropEvidence> = self
+            .all_drops
+            .iter()
+            .filter_map(|(key, count)| {
+                let (side, port) = self.side_of(key)?;
+                let place = port
+                    .history
+                    .iter()
+                    .find(|place| place.netns_inode == key.netns)?;
+                Some(DropEvidence {
+                    side,
+                    drop: DropCount {
+                        netns: names
+                            .get(&key.netns)
+                            .cloned()
+                            .unwrap_or_else(|| place.netns.clone()),
+                        interface: if key.ifindex == 0 {
+                            String::new()
+                        } else {
+                            port.spec.interface.clone()
+                        },
+                        ifindex: key.ifindex,
+                        reason: self.drops.reason_of(key),
+                        location: self.drops.location_of(key),
+                        protocol: protocol_name(key.protocol),
+                        count: *count,
+                    },
+                })
+            })
+            .collect();
+        evidence.sort_by_key(|drop| std::cmp::Reverse(drop.drop.count));
+        evidence
+    }
+}
