@@ -1,7 +1,10 @@
 //! Finding a port wherever it is: test scripts move ports between namespaces after tracer
 //! started (SPDK's nvmf_tcp_init moves the target port into its own namespace).
 
-use crate::netns::{self, NetnsGuard};
+use crate::{
+    collect::drops::PortPlace,
+    netns::{self, NetnsGuard},
+};
 
 /// Where an interface is right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,6 +13,16 @@ pub struct Location {
     pub netns: String,
     pub netns_inode: u32,
     pub ifindex: u32,
+}
+
+impl Location {
+    /// As the kernel keys drops.
+    pub fn place(&self) -> PortPlace {
+        PortPlace {
+            netns: self.netns_inode,
+            ifindex: self.ifindex,
+        }
+    }
 }
 
 /// The index of `interface` inside namespace `netns`, if it is there.

@@ -1,5 +1,10 @@
 //! All probes of one tracer run, attached together and detached together (on drop).
 
+use std::collections::HashMap;
+
+use tracer_common::DropKey;
+use tracer_evidence::{CountersReport, DropCount, ELSEWHERE};
+
 use crate::{
     collect::{
         drops::{DropProbe, RawDrop},
@@ -9,7 +14,6 @@ use crate::{
     netns,
     spec::PortSpec,
 };
-use tracer_evidence::{CountersReport, DropCount, ELSEWHERE, protocol_name};
 
 pub struct Session {
     pub ports: Vec<PortProbe>,
@@ -32,24 +36,18 @@ impl Session {
             .map(|spec| PortProbe::attach(spec, options))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let mut drops = DropProbe::attach(&options.log_level)?;
-        drops.watch_ports(ports.iter().map(|port| (port.netns_inode, port.ifindex)))?;
+        drops.watch_ports(ports.iter().map(PortProbe::place))?;
         Ok(Self { ports, drops })
     }
 
-    /// The watched port with this namespace inode and interface index.
-    pub fn port_at(&self, netns: u32, ifindex: u32) -> Option<&PortProbe> {
-        self.ports
-            .iter()
-            .find(|port| port.netns_inode == netns && port.ifindex == ifindex)
+    /// The watched port a drop belongs to (see [`PortPlace::holds`]).
+    pub fn port_of(&self, key: &DropKey) -> Option<&PortProbe> {
+        self.ports.iter().find(|port| port.place().holds(key))
     }
 
     /// A raw drop with names: the namespace's, the interface's when it is a watched port.
-    pub fn name_drop(
-        &self,
-        raw: &RawDrop,
-        names: &std::collections::HashMap<u32, String>,
-    ) -> DropCount {
-        let port = self.port_at(raw.key.netns, raw.key.ifindex);
+    pub fn name_drop(&self, raw: &RawDrop, names: &HashMap<u32, String>) -> DropCount {
+        let port = self.port_of(&raw.key);
         let netns = match (port, raw.key.netns) {
             (Some(port), _) => port.spec.netns.clone(),
             (None, 0) => ELSEWHERE.to_owned(),
@@ -58,15 +56,8 @@ impl Session {
                 .cloned()
                 .unwrap_or_else(|| format!("net:[{inode}]")),
         };
-        DropCount {
-            netns,
-            interface: port.map(|p| p.spec.interface.clone()).unwrap_or_default(),
-            ifindex: raw.key.ifindex,
-            reason: self.drops.reason_of(&raw.key),
-            location: self.drops.location_of(&raw.key),
-            protocol: protocol_name(raw.key.protocol),
-            count: raw.count,
-        }
+        self.drops
+            .name(raw, netns, port.map(|port| port.spec.interface.as_str()))
     }
 
     pub fn counters_report(&self) -> anyhow::Result<CountersReport> {
@@ -80,7 +71,7 @@ impl Session {
         let mut other_drops = Vec::new();
         for raw in self.drops.drops()? {
             let drop = self.name_drop(&raw, &names);
-            if self.port_at(raw.key.netns, raw.key.ifindex).is_some() {
+            if self.port_of(&raw.key).is_some() {
                 drops.push(drop);
             } else {
                 other_drops.push(drop);

@@ -18,6 +18,7 @@ use aya::{
 use log::info;
 use serde::{Deserialize, Serialize};
 use tracer_common::{DropKey, KernelOffsets, WatchedPlace};
+use tracer_evidence::{DropCount, protocol_name};
 
 use crate::{btf::Btf, collect::loader, error::UsageError, kallsyms::Kallsyms};
 
@@ -71,6 +72,26 @@ impl KernelLayout {
                 .collect()
         });
         Ok(Self { offsets, reasons })
+    }
+}
+
+/// Where a port is, as the kernel keys drops: its namespace inode and interface index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PortPlace {
+    pub netns: u32,
+    pub ifindex: u32,
+}
+
+impl PortPlace {
+    /// Dropped on the port's device.
+    pub fn on_device(self, key: &DropKey) -> bool {
+        key.netns == self.netns && key.ifindex == self.ifindex
+    }
+
+    /// Dropped on the port's device, or without a device in its namespace: a local socket's
+    /// packet, dropped before it had one (on an OUTPUT hook, say).
+    pub fn holds(self, key: &DropKey) -> bool {
+        self.on_device(key) || (key.netns == self.netns && key.ifindex == 0)
     }
 }
 
@@ -149,15 +170,15 @@ impl DropProbe {
         })
     }
 
-    /// Keeps apart the drops on these ports, given as (namespace inode, ifindex), and those
-    /// without a device in their namespaces; every other drop is a total from now on.
+    /// Keeps apart the drops each port [holds](PortPlace::holds); every other drop is a total
+    /// from now on.
     pub fn watch_ports(
         &mut self,
-        ports: impl IntoIterator<Item = (u32, u32)>,
+        ports: impl IntoIterator<Item = PortPlace>,
     ) -> anyhow::Result<()> {
         let places: BTreeSet<WatchedPlace> = ports
             .into_iter()
-            .flat_map(|(netns, ifindex)| {
+            .flat_map(|PortPlace { netns, ifindex }| {
                 [
                     WatchedPlace { netns, ifindex },
                     WatchedPlace { netns, ifindex: 0 },
@@ -204,6 +225,23 @@ impl DropProbe {
                 let symbol = self.location_of(key);
                 reason_at(symbol.as_deref().unwrap_or("")).to_owned()
             }
+        }
+    }
+
+    /// A counted drop with the names people know: `netns`, the namespace's name, and
+    /// `interface`, the port's when the drop was on its device.
+    pub fn name(&self, drop: &RawDrop, netns: String, interface: Option<&str>) -> DropCount {
+        DropCount {
+            netns,
+            interface: interface
+                .filter(|_| drop.key.ifindex != 0)
+                .unwrap_or_default()
+                .to_owned(),
+            ifindex: drop.key.ifindex,
+            reason: self.reason_of(&drop.key),
+            location: self.location_of(&drop.key),
+            protocol: protocol_name(drop.key.protocol),
+            count: drop.count,
         }
     }
 

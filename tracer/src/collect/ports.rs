@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tracer_common::{Direction, PacketKind, counter_index};
 
 use crate::{
-    collect::loader,
+    collect::{drops::PortPlace, loader},
     error::UsageError,
     netlink::{ClsactHook, RouteSocket},
     netns::{self, NetnsGuard},
@@ -254,6 +254,14 @@ impl PortProbe {
             .program("tracer_egress")
             .ok_or_else(|| anyhow!("program tracer_egress missing from the object"))?;
         Ok(program.info()?.id())
+    }
+
+    /// Where the port was when attached, as the kernel keys drops.
+    pub fn place(&self) -> PortPlace {
+        PortPlace {
+            netns: self.netns_inode,
+            ifindex: self.ifindex,
+        }
     }
 
     /// The kernel's ids of this probe's loaded programs.

@@ -277,19 +277,13 @@ fn probe_path(
 
     let rulesets_after = rulesets(&initiator.netns, &target.netns);
     let names = netns::netns_names();
-    let side_of = |inode: u32| {
-        if inode == session.ports[1].netns_inode && inode != session.ports[0].netns_inode {
-            Some(Side::Target)
-        } else if inode == session.ports[0].netns_inode {
-            Some(Side::Initiator)
-        } else {
-            None
-        }
-    };
     evidence.drops = drops_between(&start.drops, &end.drops)
         .into_iter()
         .filter_map(|raw| {
-            let side = side_of(raw.key.netns)?;
+            let side = match session.port_of(&raw.key)?.place() {
+                place if place == session.ports[0].place() => Side::Initiator,
+                _ => Side::Target,
+            };
             Some(DropEvidence {
                 side,
                 drop: session.name_drop(&raw, &names),

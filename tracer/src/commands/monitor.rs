@@ -2,13 +2,7 @@
 //! and serves the counts to Prometheus. The counters are pinned on bpffs, so that they outlive
 //! a restart.
 
-use std::{
-    cell::RefCell,
-    collections::{BTreeMap, HashSet},
-    path::Path,
-    rc::Rc,
-    time::Duration,
-};
+use std::{cell::RefCell, collections::BTreeMap, path::Path, rc::Rc, time::Duration};
 
 use anyhow::Context as _;
 use log::{debug, info, warn};
@@ -21,13 +15,14 @@ use tracer_common::DropKey;
 use crate::{
     cli::MonitorArgs,
     collect::{
-        drops::{self, DropProbe, RawDrop},
+        drops::{self, DropProbe, PortPlace, RawDrop},
         ebpf_log_level,
         follow::FollowedPort,
         ports::{self, PortOptions},
     },
     error::UsageError,
     http::{self, Request, Response},
+    locate::Location,
     pins::{self, PinLock},
     preflight,
     render::metrics::{self, AttachedPort, Format, MonitorSnapshot, MonitoredPort},
@@ -190,16 +185,16 @@ impl Monitor {
         for port in &mut self.ports {
             port.refresh();
         }
-        let places: Vec<(u32, u32)> = self
+        let places: Vec<PortPlace> = self
             .ports
             .iter()
             .filter_map(FollowedPort::location)
-            .map(|location| (location.netns_inode, location.ifindex))
+            .map(Location::place)
             .collect();
-        if let Err(err) = self.drops.watch_ports(places) {
+        if let Err(err) = self.drops.watch_ports(places.iter().copied()) {
             warn!("keeping the ports' drops apart: {err:#}");
         }
-        if let Err(err) = self.forget_unexported_drops() {
+        if let Err(err) = self.forget_unexported_drops(&places) {
             warn!("sweeping the drop counters: {err:#}");
         }
     }
@@ -208,19 +203,13 @@ impl Monitor {
     /// index): both are reused once freed. Keeping only the sites where a port is now, every
     /// second, stops the pinned map from filling up with the rest of the machine, and a port
     /// arriving somewhere from inheriting the counts of a namespace that died there before.
-    fn forget_unexported_drops(&mut self) -> anyhow::Result<()> {
-        let places: HashSet<(u32, u32)> = self
-            .ports
-            .iter()
-            .filter_map(FollowedPort::location)
-            .map(|location| (location.netns_inode, location.ifindex))
-            .collect();
+    fn forget_unexported_drops(&mut self, places: &[PortPlace]) -> anyhow::Result<()> {
         let unexported: Vec<DropKey> = self
             .drops
             .drops()?
             .iter()
             .map(|site| site.key)
-            .filter(|key| !places.contains(&(key.netns, key.ifindex)))
+            .filter(|key| !places.iter().any(|place| place.on_device(key)))
             .collect();
         if !unexported.is_empty() {
             debug!(
@@ -267,9 +256,10 @@ impl Monitor {
         // The probe was attached where the port was then; the labels say where it is now.
         counters.netns = location.netns.clone();
         let mut drops = BTreeMap::<String, u64>::new();
-        for site in sites.iter().filter(|site| {
-            site.key.netns == location.netns_inode && site.key.ifindex == location.ifindex
-        }) {
+        for site in sites
+            .iter()
+            .filter(|site| location.place().on_device(&site.key))
+        {
             *drops.entry(self.drops.reason_of(&site.key)).or_default() += site.count;
         }
         let neighbour_failures = drops.get(NEIGH_FAILED).copied().unwrap_or(0);

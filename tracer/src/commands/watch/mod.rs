@@ -2,6 +2,7 @@
 //! moves them, and write the root-cause bundle when the test fails.
 
 mod bundle;
+mod drops;
 mod observe;
 mod passive;
 mod timeline;

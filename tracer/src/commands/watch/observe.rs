@@ -8,13 +8,13 @@ use std::{
 };
 
 use tracer_common::PacketKind;
-use tracer_evidence::{DropCount, DropEvidence, KindCounts, Side, protocol_name};
+use tracer_evidence::{KindCounts, Side};
 
 use super::timeline::Timeline;
 use crate::{
     capture::FlightRecorder,
     collect::{
-        drops::{DropProbe, RawDrop},
+        drops::{DropProbe, PortPlace},
         follow::FollowedPort,
         ports::{PortOptions, PortProbe},
     },
@@ -127,11 +127,11 @@ impl Watch {
             self.follow(index);
             self.observe_link(index);
         }
-        let places: Vec<(u32, u32)> = self
+        let places: Vec<PortPlace> = self
             .ports
             .iter()
             .flat_map(|port| &port.history)
-            .map(|place| (place.netns_inode, place.ifindex))
+            .map(Location::place)
             .collect();
         if let Err(err) = self.drops.watch_ports(places) {
             log::warn!("keeping the ports' drops apart: {err:#}");
@@ -334,53 +334,6 @@ impl Watch {
         }
     }
 
-    /// Which port a drop belongs to, by every place the ports have been.
-    pub(super) fn side_of(&self, key: &tracer_common::DropKey) -> Option<(Side, &WatchedPort)> {
-        self.ports.iter().find_map(|port| {
-            port.history
-                .iter()
-                .any(|place| {
-                    place.netns_inode == key.netns
-                        && (key.ifindex == place.ifindex || key.ifindex == 0)
-                })
-                .then_some((port.side, port))
-        })
-    }
-
-    pub(super) fn observe_drops(&mut self) {
-        let now = self.seconds();
-        let Ok(drops) = self.drops.drops() else {
-            return;
-        };
-        let mut messages = Vec::new();
-        for RawDrop { key, count } in drops {
-            let previous = self.last_drops.insert(key, count).unwrap_or(0);
-            let delta = count.saturating_sub(previous);
-            if delta == 0 {
-                continue;
-            }
-            let Some(port_name) = self.side_of(&key).map(|(_, port)| port.name().to_owned()) else {
-                continue;
-            };
-            *self.all_drops.entry(key).or_default() += delta;
-            let reason = self.drops.reason_of(&key);
-            let protocol = protocol_name(key.protocol);
-            // IPv6 neighbour discovery on fresh interfaces and socket teardown are noise.
-            if matches!(protocol.as_str(), "ipv6" | "none") || reason == "QUEUE_PURGE" {
-                continue;
-            }
-            let place = if key.ifindex == 0 {
-                format!("a local socket beside {port_name}")
-            } else {
-                port_name
-            };
-            messages.push(format!("{delta} x {reason} ({protocol}) on {place}"));
-        }
-        for message in messages {
-            self.timeline.push(now, "drop", message);
-        }
-    }
-
     /// The netfilter rulesets of the namespaces the ports are in now, each read once.
     pub(super) fn final_rulesets(&self) -> BTreeMap<String, Ruleset> {
         let mut rulesets = BTreeMap::new();
@@ -403,41 +356,5 @@ impl Watch {
             .filter_map(|port| port.probe()?.capture_lost().ok())
             .sum();
         drops + frames
-    }
-
-    pub(super) fn drop_evidence(&self) -> Vec<DropEvidence> {
-        let names = netns::netns_names();
-        let mut evidence: Vec<DropEvidence> = self
-            .all_drops
-            .iter()
-            .filter_map(|(key, count)| {
-                let (side, port) = self.side_of(key)?;
-                let place = port
-                    .history
-                    .iter()
-                    .find(|place| place.netns_inode == key.netns)?;
-                Some(DropEvidence {
-                    side,
-                    drop: DropCount {
-                        netns: names
-                            .get(&key.netns)
-                            .cloned()
-                            .unwrap_or_else(|| place.netns.clone()),
-                        interface: if key.ifindex == 0 {
-                            String::new()
-                        } else {
-                            port.spec.interface.clone()
-                        },
-                        ifindex: key.ifindex,
-                        reason: self.drops.reason_of(key),
-                        location: self.drops.location_of(key),
-                        protocol: protocol_name(key.protocol),
-                        count: *count,
-                    },
-                })
-            })
-            .collect();
-        evidence.sort_by_key(|drop| std::cmp::Reverse(drop.drop.count));
-        evidence
     }
 }
