@@ -30,6 +30,9 @@ pub fn diagnose(evidence: &Evidence) -> Verdict {
         .iter()
         .filter(|probe| probe.skipped.is_none() && !probe.fully_answered())
         .collect();
+    if evidence.probes.iter().all(|probe| probe.skipped.is_some()) {
+        return Verdict::new(VerdictClass::Ok, Side::None, Finding::NothingObserved);
+    }
     if failed.is_empty() {
         return healthy(evidence);
     }

@@ -129,6 +129,9 @@ pub enum Finding {
     },
     /// Probes went unanswered and the kernel reported no drop for them.
     Unanswered,
+    /// No ARP, ICMP or port traffic crossed the ports (a watched command that sent nothing):
+    /// nothing shows the path working or failing.
+    NothingObserved,
 }
 
 /// One fact a verdict rests on.

@@ -519,3 +519,13 @@ fn a_program_on_the_target_ingress_is_program_not_cable() {
             if hook == "tc ingress" && programs[0].id == 42
     ));
 }
+
+/// A watched command that sent nothing: no claim that the path works.
+#[test]
+fn no_traffic_at_all_is_nothing_observed() {
+    let mut evidence = healthy();
+    evidence.probes.clear();
+    let verdict = classify(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Ok);
+    assert_eq!(verdict.finding, Finding::NothingObserved);
+}

@@ -31,6 +31,8 @@ use crate::{
 /// How often the ports are looked for between scrapes.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 const NEIGH_FAILED: &str = "NEIGH_FAILED";
+/// Drop reasons with a series on every counted port, zero until the first drop.
+const ALWAYS_EXPORTED_REASONS: [&str; 2] = ["NETFILTER_DROP", NEIGH_FAILED];
 
 pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
     preflight::check()?;
@@ -261,6 +263,11 @@ impl Monitor {
             .filter(|site| location.place().on_device(&site.key))
         {
             *drops.entry(self.drops.reason_of(&site.key)).or_default() += site.count;
+        }
+        // The reasons alerts watch are exported from zero on: a series that appears at its
+        // first drop, already at its count, shows no increase to `increase()` or `rate()`.
+        for reason in ALWAYS_EXPORTED_REASONS {
+            drops.entry(reason.to_owned()).or_default();
         }
         let neighbour_failures = drops.get(NEIGH_FAILED).copied().unwrap_or(0);
         Ok(Some(AttachedPort {

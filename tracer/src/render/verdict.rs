@@ -230,6 +230,10 @@ pub fn summary(verdict: &Verdict) -> String {
         Finding::Unanswered => {
             "Probes go unanswered and the kernel reports no drop for them.".to_owned()
         }
+        Finding::NothingObserved => {
+            "No ARP, ICMP or port traffic crossed the ports: nothing shows whether the path works."
+                .to_owned()
+        }
     }
 }
 
@@ -398,6 +402,7 @@ pub fn advice(verdict: &Verdict) -> String {
                 )
             }
         }
+        Finding::NothingObserved => "Run tracer watch with --probe, or tracer diagnose, to probe the path.".to_owned(),
         Finding::UnexplainedDrop { .. } | Finding::Unanswered => "Look up the drop reason in the kernel's include/net/dropreason-core.h and attach this report to a bug.".to_owned(),
     }
 }
