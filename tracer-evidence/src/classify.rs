@@ -389,6 +389,7 @@ fn neighbour_fault(evidence: &Evidence) -> Option<Verdict> {
                 port: port_ref(target),
                 target_ip: target_ip.clone(),
                 owns_address,
+                sysctls: Vec::new(),
             },
         )
         .because(Fact::Probe { probe: arp.clone() })

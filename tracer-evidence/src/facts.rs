@@ -26,6 +26,19 @@ pub struct Link {
     /// `IFLA_XDP` → `IFLA_XDP_PROG_ID`: the XDP program attached, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xdp_program: Option<u32>,
+    /// `IFLA_MTU`.
+    #[serde(default)]
+    pub mtu: u32,
+    /// `IFLA_LINK`: for a veth, its peer's index (in the peer's namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_ifindex: Option<u32>,
+    /// `IFLA_MASTER`: the bridge (or bond) this is a port of, by index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master: Option<u32>,
+    /// For a bridge port, its STP state: "disabled", "listening", "learning", "forwarding",
+    /// "blocking".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge_port_state: Option<String>,
 }
 
 /// The kernel's answer to "where would a packet to this address go", like `ip route get`.
@@ -106,6 +119,71 @@ pub struct PortEvidence {
     /// Programs other tools attached to the port (tracer's own left out), in running order.
     #[serde(default)]
     pub programs: Vec<AttachedProgram>,
+    /// Its IPv4 sysctls, effective values (the kernel's rule between `all` and the device).
+    #[serde(default)]
+    pub sysctls: Vec<Sysctl>,
+    /// Other interfaces in the port's namespace with an address in one of the port's subnets
+    /// (a leftover of an earlier run, say), as IFNAME ADDR/LEN.
+    #[serde(default)]
+    pub same_subnet_elsewhere: Vec<String>,
+}
+
+/// A MAC address as `ip` prints it: aa:bb:cc:dd:ee:ff.
+pub fn mac_text(mac: [u8; 6]) -> String {
+    mac.map(|byte| format!("{byte:02x}")).join(":")
+}
+
+/// An IPv4 sysctl of a port that decides whether it answers ARP or accepts packets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sysctl {
+    /// e.g. "arp_ignore", "rp_filter".
+    pub name: String,
+    /// The value the kernel applies: the max of `all` and the device for arp_ignore,
+    /// arp_announce and rp_filter; either of them for arp_filter.
+    pub effective: u32,
+    /// `net.ipv4.conf.all.NAME`.
+    pub all: u32,
+    /// `net.ipv4.conf.DEV.NAME`.
+    pub device: u32,
+}
+
+/// One hop of the path between the two ports, from the initiator's port to the target's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hop {
+    pub role: HopRole,
+    /// Namespace name; empty for tracer's own.
+    pub netns: String,
+    pub interface: String,
+    /// The link as found; `None` for the cable, which tracer cannot see.
+    pub link: Option<Link>,
+    /// The bridge this hop is a port of, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HopRole {
+    /// One of the two watched ports.
+    Port,
+    /// The other end of a port's veth pair.
+    VethPeer,
+    /// The bridge joining the two veth peers.
+    Bridge,
+    /// Between two physical ports: the cable (or a switch), which tracer cannot see.
+    Cable,
+}
+
+/// How the two ports are joined, as walked from the ports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathEvidence {
+    /// Initiator port first, target port last.
+    pub hops: Vec<Hop>,
+    /// For a bridge: whether bridged IPv4 goes through iptables
+    /// (`net.bridge.bridge-nf-call-iptables` in the bridge's namespace); `None` when
+    /// br_netfilter is not loaded there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge_nf_call_iptables: Option<bool>,
 }
 
 impl PortEvidence {
@@ -267,6 +345,9 @@ pub struct NeighbourEvidence {
     pub address: Ipv4Addr,
     pub before: Option<String>,
     pub after: Option<String>,
+    /// The MAC of the entry (after the probes, else before), as aa:bb:cc:dd:ee:ff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -291,5 +372,27 @@ pub struct Evidence {
     pub netfilter: Vec<NetfilterEvidence>,
     pub neighbours: Vec<NeighbourEvidence>,
     pub counters: Option<CountersReport>,
+    /// The hops between the ports; `None` when they could not be walked (a port missing).
+    #[serde(default)]
+    pub path: Option<PathEvidence>,
+    /// The largest don't-fragment ping each way, when the MTUs along the path differ or
+    /// exceed 1500: where jumbo frames die.
+    #[serde(default)]
+    pub mtu_probes: Vec<MtuProbe>,
     pub environment: Environment,
+}
+
+/// Echo requests of one size with don't-fragment set, sent from one side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MtuProbe {
+    pub from: Side,
+    /// IP packet size (the MTU it tests).
+    pub size: u32,
+    pub sent: u32,
+    pub answered: u32,
+    /// Requests counted leaving the origin port and arriving at the peer.
+    pub left_origin: u64,
+    pub reached_peer: u64,
+    /// Why it was not sent, or what the kernel said (e.g. "Message too long").
+    pub error: Option<String>,
 }

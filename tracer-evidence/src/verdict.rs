@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::counters::DropCount;
 use crate::facts::{
-    AttachedProgram, DropEvidence, Evidence, Link, NeighbourEvidence, NetfilterEvidence,
-    NetfilterLocation, ProbeEvidence, ProbeKind, RouteLookup, Side,
+    AttachedProgram, DropEvidence, Evidence, Hop, Link, MtuProbe, NeighbourEvidence,
+    NetfilterEvidence, NetfilterLocation, ProbeEvidence, ProbeKind, RouteLookup, Side, Sysctl,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +21,8 @@ pub enum VerdictClass {
     Route,
     Interface,
     Unknown,
+    /// Frames larger than a hop's MTU die there: the MTUs along the path differ.
+    Mtu,
     /// A BPF program another tool attached to a port consumed the probes.
     Program,
 }
@@ -36,7 +38,7 @@ impl VerdictClass {
             Self::Route => 13,
             Self::Interface => 14,
             Self::Unknown => 15,
-            // 16 is kept for `mtu`.
+            Self::Mtu => 16,
             Self::Program => 17,
         }
     }
@@ -50,6 +52,7 @@ impl VerdictClass {
             Self::Route => "route",
             Self::Interface => "interface",
             Self::Unknown => "unknown",
+            Self::Mtu => "mtu",
             Self::Program => "program",
         }
     }
@@ -123,6 +126,51 @@ pub enum Finding {
         port: PortRef,
         target_ip: String,
         owns_address: bool,
+        /// ARP sysctls of the port with values that make it stay silent.
+        sysctls: Vec<Sysctl>,
+    },
+    /// The initiator's neighbour entry for the target's address points at a MAC the target
+    /// port does not have: frames arrive and are dropped as not for this host.
+    NeighbourMismatch {
+        port: PortRef,
+        address: Ipv4Addr,
+        entry_mac: String,
+        entry_state: String,
+        target_mac: String,
+    },
+    /// Reverse-path filtering drops what arrives: the route back to the sender leaves by
+    /// another interface.
+    ReversePathFilter {
+        port: PortRef,
+        sysctl: Sysctl,
+        source: Ipv4Addr,
+        /// The interface the route back leaves by.
+        route_via: Option<String>,
+    },
+    /// A hop between two veth peers does not pass frames on.
+    HopBroken {
+        hop: Hop,
+        problem: HopProblem,
+    },
+    /// Frames larger than a hop's MTU die there.
+    MtuMismatch {
+        from: PortRef,
+        from_mtu: u32,
+        to: PortRef,
+        to_mtu: u32,
+        /// Where the oversize frames die, and its MTU.
+        dropping: PortRef,
+        dropping_mtu: u32,
+        /// The packet size that did not pass.
+        size: u32,
+    },
+    /// A port had no carrier while frames were sent, and got it only later.
+    CarrierLate {
+        port: PortRef,
+        /// Frames that left while it had no carrier.
+        frames_without_carrier: u64,
+        /// Milliseconds from the first of them to carrier up; `None` if it never came.
+        carrier_after_ms: Option<u64>,
     },
     UnexplainedDrop {
         drop: DropCount,
@@ -132,6 +180,27 @@ pub enum Finding {
     /// No ARP, ICMP or port traffic crossed the ports (a watched command that sent nothing):
     /// nothing shows the path working or failing.
     NothingObserved,
+}
+
+/// Why a hop does not pass frames on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum HopProblem {
+    /// The veth peer is not a port of the bridge the other peer is in.
+    NotInBridge {
+        bridge: String,
+    },
+    /// The two peers are ports of different bridges.
+    DifferentBridges {
+        bridge: String,
+        other: String,
+    },
+    Down,
+    NoCarrier,
+    /// A bridge port whose STP state is not forwarding.
+    NotForwarding {
+        state: String,
+    },
 }
 
 /// One fact a verdict rests on.
@@ -178,6 +247,21 @@ pub enum Fact {
     CarrierOnBoth {
         initiator: String,
         target: String,
+    },
+    Sysctl {
+        port: PortRef,
+        sysctl: Sysctl,
+    },
+    Hop {
+        hop: Hop,
+    },
+    Mtu {
+        probe: MtuProbe,
+    },
+    /// Interfaces beside a port with an address in its subnet.
+    SameSubnet {
+        port: PortRef,
+        interfaces: Vec<String>,
     },
 }
 

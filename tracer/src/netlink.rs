@@ -109,6 +109,9 @@ const TCA_OPTIONS: u16 = 2;
 const TCA_BPF_NAME: u16 = 7;
 const TCA_BPF_ID: u16 = 11;
 const IFLA_XDP: u16 = 43;
+const IFLA_INFO_SLAVE_KIND: u16 = 4;
+const IFLA_INFO_SLAVE_DATA: u16 = 5;
+const IFLA_BRPORT_STATE: u16 = 1;
 const IFLA_XDP_PROG_ID: u16 = 4;
 
 /// `IF_OPER_*` (uapi/linux/if.h) names, indexed by value, as `ip link` prints them lower-cased.
@@ -897,11 +900,31 @@ fn parse_link(payload: &[u8]) -> io::Result<Link> {
         Some(value) => attribute_u8(value, "IFLA_CARRIER")? != 0,
         None => flags & IFF_LOWER_UP != 0,
     };
-    let kind = match find_attribute(&attributes, libc::IFLA_LINKINFO) {
-        Some(nested) => {
-            find_attribute(&parse_attributes(nested)?, libc::IFLA_INFO_KIND).map(attribute_string)
+    let link_info = match find_attribute(&attributes, libc::IFLA_LINKINFO) {
+        Some(nested) => parse_attributes(nested)?,
+        None => Vec::new(),
+    };
+    let kind = find_attribute(&link_info, libc::IFLA_INFO_KIND).map(attribute_string);
+    // A bridge port's own state rides in the link info as "slave data".
+    let bridge_port_state = match (
+        find_attribute(&link_info, IFLA_INFO_SLAVE_KIND).map(attribute_string),
+        find_attribute(&link_info, IFLA_INFO_SLAVE_DATA),
+    ) {
+        (Some(slave_kind), Some(data)) if slave_kind == "bridge" => {
+            match find_attribute(&parse_attributes(data)?, IFLA_BRPORT_STATE) {
+                Some(state) => Some(bridge_port_state_name(attribute_u8(
+                    state,
+                    "IFLA_BRPORT_STATE",
+                )?)),
+                None => None,
+            }
         }
-        None => None,
+        _ => None,
+    };
+    let optional_u32 = |kind: u16, what: &str| -> io::Result<Option<u32>> {
+        find_attribute(&attributes, kind)
+            .map(|value| attribute_u32(value, what))
+            .transpose()
     };
     Ok(Link {
         ifindex,
@@ -918,7 +941,26 @@ fn parse_link(payload: &[u8]) -> io::Result<Link> {
             },
             None => None,
         },
+        mtu: optional_u32(libc::IFLA_MTU, "IFLA_MTU")?.unwrap_or(0),
+        // A link's own index here means "no peer" (some drivers report themselves).
+        peer_ifindex: optional_u32(libc::IFLA_LINK, "IFLA_LINK")?
+            .filter(|peer| *peer != 0 && *peer != ifindex),
+        master: optional_u32(libc::IFLA_MASTER, "IFLA_MASTER")?.filter(|master| *master != 0),
+        bridge_port_state,
     })
+}
+
+/// `BR_STATE_*` (uapi/linux/if_bridge.h) names.
+fn bridge_port_state_name(state: u8) -> String {
+    match state {
+        0 => "disabled",
+        1 => "listening",
+        2 => "learning",
+        3 => "forwarding",
+        4 => "blocking",
+        _ => return state.to_string(),
+    }
+    .to_owned()
 }
 
 /// Parses an RTM_NEWADDR payload; `None` for families other than IPv4.
@@ -1095,6 +1137,10 @@ mod tests {
                 mac: Some(MAC),
                 kind: Some("veth".to_owned()),
                 xdp_program: None,
+                mtu: 0,
+                peer_ifindex: None,
+                master: None,
+                bridge_port_state: None,
             }
         );
     }

@@ -18,6 +18,10 @@ fn link(name: &str, ifindex: u32) -> Link {
         mac: Some([2, 0, 0, 0, 0, ifindex as u8]),
         kind: Some("veth".to_owned()),
         xdp_program: None,
+        mtu: 1500,
+        peer_ifindex: None,
+        master: None,
+        bridge_port_state: None,
     }
 }
 
@@ -31,6 +35,8 @@ fn port(side: Side, netns: &str, interface: &str, address: &str) -> PortEvidence
         found_elsewhere: Vec::new(),
         addresses: vec![address.to_owned()],
         programs: Vec::new(),
+        sysctls: Vec::new(),
+        same_subnet_elsewhere: Vec::new(),
     }
 }
 
@@ -87,6 +93,8 @@ fn healthy() -> Evidence {
         netfilter: Vec::new(),
         neighbours: Vec::new(),
         counters: None,
+        path: None,
+        mtu_probes: Vec::new(),
         environment: Environment {
             initiator_ip: "10.0.0.1".to_owned(),
             target_ip: "10.0.0.2".to_owned(),

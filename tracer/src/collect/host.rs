@@ -33,6 +33,8 @@ pub fn inspect_port(spec: &PortSpec, side: Side, ours: &[u32]) -> PortEvidence {
         found_elsewhere: Vec::new(),
         addresses: Vec::new(),
         programs: Vec::new(),
+        sysctls: Vec::new(),
+        same_subnet_elsewhere: Vec::new(),
     };
     if evidence.netns_exists
         && let Ok(socket) = RouteSocket::open_in(&spec.netns)

@@ -11,7 +11,7 @@ use std::{
 use tracer_common::PacketKind;
 use tracer_evidence::{
     DropEvidence, Evidence, InterfaceCounters, KindCounts, NeighbourEvidence, PortEvidence,
-    ProbeEvidence, ProbeKind, RouteLookup, Side,
+    ProbeEvidence, ProbeKind, RouteLookup, Side, mac_text,
 };
 
 use crate::{
@@ -23,7 +23,7 @@ use crate::{
         ports::{PortOptions, PortProbe},
         rules::{netfilter_evidence, rulesets},
     },
-    netlink::RouteSocket,
+    netlink::{Neighbour, RouteSocket},
     netns, probes,
     session::Session,
     spec::PortSpec,
@@ -63,6 +63,8 @@ pub fn gather(
         netfilter: Vec::new(),
         neighbours: Vec::new(),
         counters: None,
+        path: None,
+        mtu_probes: Vec::new(),
         environment: environment(args.initiator_ip, args.target_ip, args.port),
     };
     // Probing a missing port or an unroutable address says nothing more: classify now.
@@ -159,14 +161,36 @@ fn skipped(kind: ProbeKind, from: Side, why: &str) -> ProbeEvidence {
     }
 }
 
-fn neighbour_state(netns: &str, ifindex: u32, address: Ipv4Addr) -> Option<String> {
+fn neighbour_entry(netns: &str, ifindex: u32, address: Ipv4Addr) -> Option<Neighbour> {
     RouteSocket::open_in(netns)
         .ok()?
         .neighbours()
         .ok()?
         .into_iter()
         .find(|neighbour| neighbour.ifindex == ifindex && neighbour.address == address)
-        .map(|neighbour| neighbour.state)
+}
+
+/// The entry before and after the probes, as evidence.
+fn neighbour_evidence(
+    side: Side,
+    netns: &str,
+    address: Ipv4Addr,
+    before: Option<Neighbour>,
+    after: Option<Neighbour>,
+) -> NeighbourEvidence {
+    let mac = after
+        .as_ref()
+        .and_then(|entry| entry.mac)
+        .or_else(|| before.as_ref().and_then(|entry| entry.mac))
+        .map(mac_text);
+    NeighbourEvidence {
+        side,
+        netns: netns.to_owned(),
+        address,
+        before: before.map(|entry| entry.state),
+        after: after.map(|entry| entry.state),
+        mac,
+    }
 }
 
 /// Removes a neighbour entry the probes created, so the table is left as it was found.
@@ -207,8 +231,8 @@ fn probe_path(
     let initiator_index = session.ports[0].ifindex;
     let target_index = session.ports[1].ifindex;
     let neighbours_before = [
-        neighbour_state(&initiator.netns, initiator_index, args.target_ip),
-        neighbour_state(&target.netns, target_index, args.initiator_ip),
+        neighbour_entry(&initiator.netns, initiator_index, args.target_ip),
+        neighbour_entry(&target.netns, target_index, args.initiator_ip),
     ];
     let rulesets_before = rulesets(&initiator.netns, &target.netns);
 
@@ -324,21 +348,22 @@ fn probe_path(
         .environment
         .limitations
         .extend(session.drops.limitation());
+    let [initiator_before, target_before] = neighbours_before;
     evidence.neighbours = vec![
-        NeighbourEvidence {
-            side: Side::Initiator,
-            netns: initiator.netns.clone(),
-            address: args.target_ip,
-            before: neighbours_before[0].clone(),
-            after: neighbour_state(&initiator.netns, initiator_index, args.target_ip),
-        },
-        NeighbourEvidence {
-            side: Side::Target,
-            netns: target.netns.clone(),
-            address: args.initiator_ip,
-            before: neighbours_before[1].clone(),
-            after: neighbour_state(&target.netns, target_index, args.initiator_ip),
-        },
+        neighbour_evidence(
+            Side::Initiator,
+            &initiator.netns,
+            args.target_ip,
+            initiator_before,
+            neighbour_entry(&initiator.netns, initiator_index, args.target_ip),
+        ),
+        neighbour_evidence(
+            Side::Target,
+            &target.netns,
+            args.initiator_ip,
+            target_before,
+            neighbour_entry(&target.netns, target_index, args.initiator_ip),
+        ),
     ];
     for neighbour in &evidence.neighbours {
         if neighbour.before.is_none() && neighbour.after.is_some() {

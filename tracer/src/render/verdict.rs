@@ -2,8 +2,8 @@
 //! from the classifier's typed findings. Every report format uses these.
 
 use tracer_evidence::{
-    DropCount, Fact, Finding, NetfilterEvidence, NetfilterLocation, PortRef, ProbeEvidence,
-    ProbeKind, RouteLookup, Side, Verdict,
+    DropCount, Fact, Finding, Hop, HopProblem, HopRole, MtuProbe, NetfilterEvidence,
+    NetfilterLocation, PortRef, ProbeEvidence, ProbeKind, RouteLookup, Side, Sysctl, Verdict,
 };
 
 use crate::netns;
@@ -208,8 +208,15 @@ pub fn summary(verdict: &Verdict) -> String {
             port,
             target_ip,
             owns_address,
+            sysctls,
         } => {
-            if *owns_address {
+            if *owns_address && !sysctls.is_empty() {
+                format!(
+                    "{} receives the ARP requests for {target_ip} but does not answer them: {}.",
+                    label(port),
+                    sysctl_list(sysctls)
+                )
+            } else if *owns_address {
                 format!(
                     "{} receives the ARP requests for {target_ip} but does not answer them.",
                     label(port)
@@ -234,6 +241,61 @@ pub fn summary(verdict: &Verdict) -> String {
             "No ARP, ICMP or port traffic crossed the ports: nothing shows whether the path works."
                 .to_owned()
         }
+        Finding::NeighbourMismatch {
+            port,
+            address,
+            entry_mac,
+            entry_state,
+            target_mac,
+        } => format!(
+            "{}'s neighbour entry for {address} points at {entry_mac} ({entry_state}), but the target port's MAC is {target_mac}: frames arrive and are dropped as not for this host.",
+            label(port)
+        ),
+        Finding::ReversePathFilter {
+            port,
+            sysctl,
+            source,
+            route_via,
+        } => format!(
+            "Reverse-path filtering on {} ({}) drops what comes from {source}: the route back leaves by {}, not by the port.",
+            label(port),
+            sysctl_text(sysctl),
+            route_via.as_deref().unwrap_or("another interface")
+        ),
+        Finding::HopBroken { hop, problem } => format!(
+            "Frames between the ports stop at {}: {}.",
+            hop_label(hop),
+            hop_problem(hop, problem)
+        ),
+        Finding::MtuMismatch {
+            from,
+            from_mtu,
+            to,
+            to_mtu,
+            dropping,
+            dropping_mtu,
+            size,
+        } => format!(
+            "{size}-byte packets from {} (MTU {from_mtu}) to {} (MTU {to_mtu}) die at {} (MTU {dropping_mtu}): small probes pass, jumbo frames do not.",
+            label(from),
+            label(to),
+            label(dropping)
+        ),
+        Finding::CarrierLate {
+            port,
+            frames_without_carrier,
+            carrier_after_ms,
+        } => match carrier_after_ms {
+            Some(ms) => format!(
+                "{} had no carrier when {frames_without_carrier} frame(s) left; carrier came up {:.1} s later.",
+                label(port),
+                *ms as f64 / 1000.0
+            ),
+            None => format!(
+                "{} had no carrier when {frames_without_carrier} frame(s) left, and never got it.",
+                label(port)
+            ),
+        },
     }
 }
 
@@ -331,6 +393,15 @@ pub fn fact_line(fact: &Fact) -> String {
         Fact::CarrierOnBoth { initiator, target } => {
             format!("carrier is up on both ports ({initiator} and {target})")
         }
+        Fact::Sysctl { port, sysctl } => format!("{}: {}", label(port), sysctl_text(sysctl)),
+        Fact::Hop { hop } => hop_line(hop),
+        Fact::Mtu { probe } => mtu_line(probe),
+        Fact::SameSubnet { port, interfaces } => format!(
+            "beside {} in {}, the same subnet is also on: {}",
+            port.interface,
+            namespace_phrase(&port.netns),
+            interfaces.join(", ")
+        ),
     }
 }
 
@@ -387,8 +458,24 @@ pub fn advice(verdict: &Verdict) -> String {
             port,
             target_ip,
             owns_address,
+            sysctls,
         } => {
-            if *owns_address {
+            if *owns_address && !sysctls.is_empty() {
+                let resets: Vec<String> = sysctls
+                    .iter()
+                    .map(|sysctl| {
+                        format!(
+                            "net.ipv4.conf.{{all,{}}}.{}=0",
+                            port.interface, sysctl.name
+                        )
+                    })
+                    .collect();
+                format!(
+                    "Let the target answer ARP: {}sysctl -w {}",
+                    netns_exec(&port.netns),
+                    resets.join(" ")
+                )
+            } else if *owns_address {
                 format!(
                     "Check ARP settings on the target (arp_ignore, arp_filter) in {}.",
                     namespace_phrase(&port.netns)
@@ -403,6 +490,140 @@ pub fn advice(verdict: &Verdict) -> String {
             }
         }
         Finding::NothingObserved => "Run tracer watch with --probe, or tracer diagnose, to probe the path.".to_owned(),
+        Finding::NeighbourMismatch {
+            port,
+            address,
+            target_mac,
+            entry_state,
+            ..
+        } => {
+            let fix = if entry_state.contains("PERMANENT") {
+                format!(
+                    "{}ip neigh replace {address} lladdr {target_mac} dev {} nud permanent (or delete the static entry)",
+                    netns_exec(&port.netns),
+                    port.interface
+                )
+            } else {
+                format!(
+                    "{}ip neigh flush dev {} to {address}",
+                    netns_exec(&port.netns),
+                    port.interface
+                )
+            };
+            format!("Fix the initiator's entry: {fix}.")
+        }
+        Finding::ReversePathFilter { port, sysctl, .. } => format!(
+            "Route the reply by the port, or loosen the filter: {}sysctl -w net.ipv4.conf.{}.{}=2 (and net.ipv4.conf.all.{} <= 2).",
+            netns_exec(&port.netns),
+            port.interface,
+            sysctl.name,
+            sysctl.name
+        ),
+        Finding::HopBroken { hop, problem } => hop_advice(hop, problem),
+        Finding::MtuMismatch { dropping, .. } => format!(
+            "Give every hop the same MTU: {}ip link set {} mtu SIZE (and the other hops alike).",
+            netns_exec(&dropping.netns),
+            dropping.interface
+        ),
+        Finding::CarrierLate { port, .. } => format!(
+            "Wait for carrier on {} before sending (ip link show {} must say LOWER_UP), or check the cable and the far end.",
+            port.interface, port.interface
+        ),
         Finding::UnexplainedDrop { .. } | Finding::Unanswered => "Look up the drop reason in the kernel's include/net/dropreason-core.h and attach this report to a bug.".to_owned(),
     }
+}
+
+/// `arp_ignore=1 (all 0, cvl_0_0 1)`.
+fn sysctl_text(sysctl: &Sysctl) -> String {
+    format!(
+        "{}={} (all {}, device {})",
+        sysctl.name, sysctl.effective, sysctl.all, sysctl.device
+    )
+}
+
+fn sysctl_list(sysctls: &[Sysctl]) -> String {
+    sysctls
+        .iter()
+        .map(sysctl_text)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A hop for people.
+pub fn hop_label(hop: &Hop) -> String {
+    match hop.role {
+        HopRole::Cable => "the cable".to_owned(),
+        HopRole::Bridge => format!("bridge {}", port_label(&hop.netns, &hop.interface)),
+        HopRole::Port | HopRole::VethPeer => port_label(&hop.netns, &hop.interface),
+    }
+}
+
+fn hop_problem(hop: &Hop, problem: &HopProblem) -> String {
+    match problem {
+        HopProblem::NotInBridge { bridge } => {
+            format!("{} is not a port of {bridge}", hop.interface)
+        }
+        HopProblem::DifferentBridges { bridge, other } => format!(
+            "{} is a port of {bridge}, its counterpart of {other}: two bridges, not one",
+            hop.interface
+        ),
+        HopProblem::Down => format!("{} is administratively down", hop.interface),
+        HopProblem::NoCarrier => format!("{} has no carrier", hop.interface),
+        HopProblem::NotForwarding { state } => {
+            format!("bridge port {} is {state}, not forwarding", hop.interface)
+        }
+    }
+}
+
+fn hop_advice(hop: &Hop, problem: &HopProblem) -> String {
+    let exec = netns_exec(&hop.netns);
+    match problem {
+        HopProblem::NotInBridge { bridge } | HopProblem::DifferentBridges { bridge, .. } => {
+            format!("{exec}ip link set {} master {bridge}", hop.interface)
+        }
+        HopProblem::Down | HopProblem::NoCarrier => {
+            format!("{exec}ip link set {} up (and its peer)", hop.interface)
+        }
+        HopProblem::NotForwarding { .. } => format!(
+            "Check STP on the bridge ({exec}bridge link show dev {}).",
+            hop.interface
+        ),
+    }
+}
+
+/// One hop with its state.
+pub fn hop_line(hop: &Hop) -> String {
+    let Some(link) = &hop.link else {
+        return hop_label(hop);
+    };
+    let mut line = format!(
+        "{}: {}, carrier {}, mtu {}",
+        hop_label(hop),
+        if link.admin_up { "up" } else { "DOWN" },
+        u8::from(link.carrier),
+        link.mtu
+    );
+    if let Some(bridge) = &hop.bridge {
+        line.push_str(&format!(", port of {bridge}"));
+    }
+    if let Some(state) = &link.bridge_port_state {
+        line.push_str(&format!(" ({state})"));
+    }
+    line
+}
+
+pub fn mtu_line(probe: &MtuProbe) -> String {
+    let mut line = format!(
+        "don't-fragment echo of {} bytes from the {}: {} sent, {} answered; left origin port {}, reached peer port {}",
+        probe.size,
+        side_name(probe.from),
+        probe.sent,
+        probe.answered,
+        probe.left_origin,
+        probe.reached_peer
+    );
+    if let Some(error) = &probe.error {
+        line.push_str(&format!(" ({error})"));
+    }
+    line
 }

@@ -44,6 +44,8 @@ pub(super) struct WatchedPort {
     pub(super) neighbours: HashMap<Ipv4Addr, String>,
     /// First state seen of each neighbour entry, for the before -> after evidence.
     pub(super) first_neighbours: HashMap<Ipv4Addr, String>,
+    /// The last MAC each neighbour entry had.
+    pub(super) neighbour_macs: HashMap<Ipv4Addr, [u8; 6]>,
     /// Counts of earlier attachments (a port deleted and recreated gets new counters).
     pub(super) carried: (KindCounts, KindCounts),
     /// (ingress, egress) counts of the whole run so far.
@@ -73,6 +75,7 @@ impl WatchedPort {
             link: None,
             neighbours: HashMap::new(),
             first_neighbours: HashMap::new(),
+            neighbour_macs: HashMap::new(),
             carried: Default::default(),
             totals: Default::default(),
             seen: BTreeMap::new(),
@@ -259,11 +262,19 @@ impl Watch {
                 self.timeline.push(now, "link", message);
             }
             let ifindex = link.ifindex;
-            let current: HashMap<Ipv4Addr, String> = socket
+            let entries: Vec<_> = socket
                 .neighbours()
                 .unwrap_or_default()
                 .into_iter()
                 .filter(|neighbour| neighbour.ifindex == ifindex)
+                .collect();
+            for entry in &entries {
+                if let Some(mac) = entry.mac {
+                    port.neighbour_macs.insert(entry.address, mac);
+                }
+            }
+            let current: HashMap<Ipv4Addr, String> = entries
+                .into_iter()
                 .map(|neighbour| (neighbour.address, neighbour.state))
                 .collect();
             let mut addresses: Vec<&Ipv4Addr> =

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, net::Ipv4Addr};
 use tracer_common::PacketKind;
 use tracer_evidence::{
     CountersReport, DropEvidence, Evidence, InterfaceCounters, KindCounts, NeighbourEvidence,
-    PortEvidence, ProbeEvidence, ProbeKind, ProbeOutcome, Side,
+    PortEvidence, ProbeEvidence, ProbeKind, ProbeOutcome, Side, mac_text,
 };
 
 use super::observe::{Watch, WatchedPort};
@@ -189,6 +189,7 @@ pub(super) fn passive_evidence(
                     address: *address,
                     before: port.first_neighbours.get(address).cloned(),
                     after: port.neighbours.get(address).cloned(),
+                    mac: port.neighbour_macs.get(address).copied().map(mac_text),
                 })
                 .collect::<Vec<_>>()
         })
@@ -209,6 +210,8 @@ pub(super) fn passive_evidence(
         netfilter,
         neighbours,
         counters: Some(run_counters(watch)),
+        path: None,
+        mtu_probes: Vec::new(),
         environment,
     }
 }
