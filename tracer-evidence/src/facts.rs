@@ -379,7 +379,19 @@ pub struct Evidence {
     /// exceed 1500: where jumbo frames die.
     #[serde(default)]
     pub mtu_probes: Vec<MtuProbe>,
+    /// Frames a port sent while it had no carrier (watch's link history).
+    #[serde(default)]
+    pub carrier_gaps: Vec<CarrierGap>,
     pub environment: Environment,
+}
+
+/// Frames that left a port while it had no carrier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarrierGap {
+    pub side: Side,
+    pub frames: u64,
+    /// Milliseconds from the first of them to carrier up; `None` if it never came.
+    pub carrier_after_ms: Option<u64>,
 }
 
 /// Echo requests of one size with don't-fragment set, sent from one side.

@@ -212,6 +212,7 @@ pub(super) fn passive_evidence(
         counters: Some(run_counters(watch)),
         path: None,
         mtu_probes: Vec::new(),
+        carrier_gaps: Vec::new(),
         environment,
     }
 }
