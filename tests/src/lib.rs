@@ -104,6 +104,16 @@ impl Lab {
     }
 
     pub fn with_names(tag: &str, initiator_if: &str, target_if: &str, port: u16) -> Self {
+        Self::build(tag, initiator_if, target_if, port, &[])
+    }
+
+    /// SPDK's virtual topology (`tracer lab up --virt`): each port's veth peer is a port of
+    /// the bridge `nvmf_br` in the initiator's namespace.
+    pub fn virt(tag: &str) -> Self {
+        Self::build(tag, "cvl_0_1", "cvl_0_0", 4420, &["--virt"])
+    }
+
+    fn build(tag: &str, initiator_if: &str, target_if: &str, port: u16, extra: &[&str]) -> Self {
         require_root();
         let base = unique(tag);
         let lab = Self {
@@ -118,7 +128,13 @@ impl Lab {
             port,
             _not_send: PhantomData,
         };
-        check(tracer().arg("lab").arg("up").args(lab.port_args()));
+        check(
+            tracer()
+                .arg("lab")
+                .arg("up")
+                .args(lab.port_args())
+                .args(extra),
+        );
         lab
     }
 

@@ -143,7 +143,7 @@ Exit codes: 0 tracer can work here, 2 it cannot (one line says why).",
     },
 }
 
-/// The two ports and the TCP port number to watch.
+/// The two ports and how to count on them.
 #[derive(Debug, Clone, Args)]
 pub struct PortArgs {
     /// Initiator port, [NETNS/]IFNAME
@@ -152,6 +152,13 @@ pub struct PortArgs {
     /// Target port, [NETNS/]IFNAME
     #[arg(long, value_name = "SPEC", default_value = DEFAULT_TARGET)]
     pub target: PortSpec,
+    #[command(flatten)]
+    pub counting: CountingArgs,
+}
+
+/// What is counted on the ports, and where.
+#[derive(Debug, Clone, Args)]
+pub struct CountingArgs {
     /// TCP port whose segments are counted as tcp_port (SYN, SYN-ACK and RST also apart)
     #[arg(long, value_name = "N", default_value = DEFAULT_PORT,
           value_parser = clap::value_parser!(u16).range(1..))]
@@ -181,14 +188,22 @@ pub struct CountersArgs {
 
 #[derive(Debug, Args)]
 pub struct DiagnoseArgs {
-    #[command(flatten)]
-    pub ports: PortArgs,
+    /// Initiator port, [NETNS/]IFNAME; repeat it, with --target, --initiator-ip and
+    /// --target-ip, to diagnose several pairs together (the Nth of each make pair N)
+    #[arg(long = "initiator", value_name = "SPEC", default_value = DEFAULT_INITIATOR)]
+    pub initiators: Vec<PortSpec>,
+    /// Target port, [NETNS/]IFNAME (repeatable, see --initiator)
+    #[arg(long = "target", value_name = "SPEC", default_value = DEFAULT_TARGET)]
+    pub targets: Vec<PortSpec>,
     /// The initiator's address: source of the ARP probes, destination of the reverse pings
-    #[arg(long, value_name = "IP", default_value = "10.0.0.1")]
-    pub initiator_ip: Ipv4Addr,
-    /// The target's address
-    #[arg(long, value_name = "IP", default_value = "10.0.0.2")]
-    pub target_ip: Ipv4Addr,
+    /// (repeatable, see --initiator)
+    #[arg(long = "initiator-ip", value_name = "IP", default_value = "10.0.0.1")]
+    pub initiator_ips: Vec<Ipv4Addr>,
+    /// The target's address (repeatable, see --initiator)
+    #[arg(long = "target-ip", value_name = "IP", default_value = "10.0.0.2")]
+    pub target_ips: Vec<Ipv4Addr>,
+    #[command(flatten)]
+    pub counting: CountingArgs,
     /// Print one JSON object instead of the report
     #[arg(long)]
     pub json: bool,
@@ -312,4 +327,17 @@ pub struct LabArgs {
     #[arg(long, value_name = "N", default_value = DEFAULT_PORT,
           value_parser = clap::value_parser!(u16).range(1..))]
     pub port: u16,
+    /// SPDK's virtual topology (nvmf_veth_init, NET_TYPE=virt) instead of a direct pair: each
+    /// port's veth peer (PORT_br) is a port of one bridge in the initiator's namespace, with an
+    /// iptables FORWARD accept for it
+    #[arg(long)]
+    pub virt: bool,
+    /// The bridge's name, with --virt
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "nvmf_br",
+        requires = "virt"
+    )]
+    pub bridge: String,
 }

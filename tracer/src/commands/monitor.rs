@@ -155,10 +155,10 @@ impl Monitor {
         let drops = DropProbe::attach_pinned(&log_level, Some(&drops_directory))?;
 
         let options = PortOptions {
-            watched_port: args.ports.port,
+            watched_port: args.ports.counting.port,
             capture: false,
             log_level,
-            ingress: args.ports.ingress_hook,
+            ingress: args.ports.counting.ingress_hook,
         };
         let mut followed = Vec::new();
         for (role, spec) in [

@@ -61,10 +61,10 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         .build()
         .context("starting the async runtime")?;
     let options = PortOptions {
-        watched_port: args.ports.port,
+        watched_port: args.ports.counting.port,
         capture: true,
         log_level: ebpf_log_level(verbosity),
-        ingress: args.ports.ingress_hook,
+        ingress: args.ports.counting.ingress_hook,
     };
     let drops = DropProbe::attach(&options.log_level)?;
     let mut watch = Watch {
@@ -170,8 +170,8 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
             target: watch.ports[1].current_spec(),
             initiator_ip: args.initiator_ip,
             target_ip: args.target_ip,
-            port: args.ports.port,
-            ingress_hook: args.ports.ingress_hook,
+            port: args.ports.counting.port,
+            ingress_hook: args.ports.counting.ingress_hook,
         };
         let mut evidence = probing::gather(&path, verbosity, &mut || Ok(()))?;
         evidence.drops.extend(watch.drop_evidence());

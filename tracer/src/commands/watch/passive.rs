@@ -5,8 +5,8 @@ use std::{collections::BTreeMap, net::Ipv4Addr};
 
 use tracer_common::PacketKind;
 use tracer_evidence::{
-    CarrierGap, CountersReport, DropEvidence, Evidence, InterfaceCounters, KindCounts, NeighbourEvidence,
-    PortEvidence, ProbeEvidence, ProbeKind, ProbeOutcome, Side, mac_text,
+    CarrierGap, CountersReport, DropEvidence, Evidence, InterfaceCounters, KindCounts,
+    NeighbourEvidence, PortEvidence, ProbeEvidence, ProbeKind, ProbeOutcome, Side, mac_text,
 };
 
 use super::observe::{Watch, WatchedPort};
@@ -210,7 +210,7 @@ pub(super) fn passive_evidence(
                 .collect::<Vec<_>>()
         })
         .collect();
-    let mut environment = environment(args.initiator_ip, args.target_ip, args.ports.port);
+    let mut environment = environment(args.initiator_ip, args.target_ip, args.ports.counting.port);
     environment.limitations.extend(watch.drops.limitation());
     if watch.ports.iter().all(|port| port.seen.is_empty()) {
         environment
