@@ -22,7 +22,7 @@ pub fn diagnose(evidence: &Evidence) -> Verdict {
         return verdict;
     }
     // Without a route from the initiator the probes cannot leave: that is the answer.
-    if let Some(verdict) = route_fault(evidence, Side::Initiator) {
+    if let Some(verdict) = no_route(evidence) {
         return verdict;
     }
     let failed: Vec<&ProbeEvidence> = evidence
@@ -37,12 +37,22 @@ pub fn diagnose(evidence: &Evidence) -> Verdict {
         // Small probes pass; jumbo frames may still die on the way.
         return mtu_fault(evidence).unwrap_or_else(|| healthy(evidence));
     }
+    // A route by another interface is a fault only where the probes failed: on a bridge, the
+    // other interface may reach the target too.
+    let never_left = failed.iter().any(|probe| {
+        probe.from == Side::Initiator && probe.kind != ProbeKind::Arp && probe.left_origin == 0
+    });
     netfilter_fault(evidence, &failed)
         .or_else(|| program_fault(evidence, &failed))
-        .or_else(|| mtu_fault(evidence))
         .or_else(|| carrier_gap_fault(evidence, &failed))
+        .or_else(|| {
+            carrier_fault(evidence).map(|verdict| verdict.because_all(probe_facts(&failed)))
+        })
+        // A broken hop explains probes that never arrived, whichever way they left.
         .or_else(|| hop_fault(evidence, &failed))
-        .or_else(|| cable_fault(evidence, &failed))
+        .or_else(|| route_fault(evidence, Side::Initiator).filter(|_| never_left))
+        .or_else(|| mtu_fault(evidence))
+        .or_else(|| frames_lost(evidence, &failed))
         .or_else(|| neighbour_mismatch(evidence, &failed))
         .or_else(|| reverse_path_fault(evidence, &failed))
         .or_else(|| neighbour_fault(evidence))
@@ -138,6 +148,12 @@ fn interface_fault(evidence: &Evidence) -> Option<Verdict> {
         }
     }
     None
+}
+
+/// No route at all from the initiator to the target: nothing could be probed.
+fn no_route(evidence: &Evidence) -> Option<Verdict> {
+    route_fault(evidence, Side::Initiator)
+        .filter(|verdict| matches!(verdict.finding, Finding::NoRoute { .. }))
 }
 
 fn route_fault(evidence: &Evidence, from: Side) -> Option<Verdict> {
@@ -415,7 +431,7 @@ fn carrier_gap_fault(evidence: &Evidence, failed: &[&ProbeEvidence]) -> Option<V
 fn hop_fault(evidence: &Evidence, failed: &[&ProbeEvidence]) -> Option<Verdict> {
     let path = evidence.path.as_ref()?;
     let lost = failed.iter().any(|probe| {
-        (probe.left_origin > 0 && probe.reached_peer < probe.left_origin)
+        probe.reached_peer < u64::from(probe.outcome.sent)
             || (probe.answer_left_peer > 0 && probe.answer_reached_origin < probe.answer_left_peer)
     });
     if !lost {
@@ -597,11 +613,8 @@ fn carrier_fault(evidence: &Evidence) -> Option<Verdict> {
     )
 }
 
-fn cable_fault(evidence: &Evidence, failed: &[&ProbeEvidence]) -> Option<Verdict> {
-    if let Some(verdict) = carrier_fault(evidence) {
-        return Some(verdict.because_all(probe_facts(failed)));
-    }
-    // Frames that left one port and did not all arrive at the other.
+/// Frames that left one port and did not all arrive at the other, with carrier on both.
+fn frames_lost(evidence: &Evidence, failed: &[&ProbeEvidence]) -> Option<Verdict> {
     let lost_forward = failed
         .iter()
         .find(|probe| probe.left_origin > 0 && probe.reached_peer < probe.left_origin);

@@ -32,6 +32,10 @@ pub struct Link {
     /// `IFLA_LINK`: for a veth, its peer's index (in the peer's namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_ifindex: Option<u32>,
+    /// `IFLA_LINK_NETNSID`: the peer's namespace, by its id in this link's namespace; `None`
+    /// when the peer is in the same namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_netnsid: Option<i32>,
     /// `IFLA_MASTER`: the bridge (or bond) this is a port of, by index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub master: Option<u32>,

@@ -44,7 +44,7 @@ pub fn netns_path(name: &str) -> PathBuf {
     }
 }
 
-fn open(name: &str) -> Result<File, NetnsError> {
+pub fn open(name: &str) -> Result<File, NetnsError> {
     let path = netns_path(name);
     File::open(&path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {

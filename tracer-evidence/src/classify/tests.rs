@@ -21,6 +21,7 @@ fn link(name: &str, ifindex: u32) -> Link {
         xdp_program: None,
         mtu: 1500,
         peer_ifindex: None,
+        peer_netnsid: None,
         master: None,
         bridge_port_state: None,
     }
@@ -270,6 +271,17 @@ fn route_through_another_interface() {
     let mut evidence = healthy();
     evidence.routes[0].via_port = false;
     evidence.routes[0].via_interface = Some("eth0".to_owned());
+    // Where it goes, another interface reaches the target too: that is not a fault.
+    assert_eq!(classify(&evidence).class, VerdictClass::Ok);
+    // Where the probes never left by the port and went unanswered, it is.
+    for kind in [ProbeKind::IcmpForward, ProbeKind::Tcp] {
+        let probe = probe_mut(&mut evidence, kind);
+        probe.outcome.answered = 0;
+        probe.left_origin = 0;
+        probe.reached_peer = 0;
+        probe.answer_left_peer = 0;
+        probe.answer_reached_origin = 0;
+    }
     let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Route);
     assert!(matches!(

@@ -79,30 +79,38 @@ fn peer_hop((netns, link): (String, Link)) -> Hop {
     }
 }
 
-/// The other end of a veth, wherever it is: the link with the peer's index that points back.
+/// The other end of a veth: in the namespace its link names by id (or its own), with the
+/// peer's index, pointing back.
 fn veth_peer(netns: &str, link: &Link) -> Option<(String, Link)> {
     if link.kind.as_deref() != Some("veth") {
         return None;
     }
     let peer_index = link.peer_ifindex?;
-    let mut places: Vec<String> = netns::netns_names().into_values().collect();
-    places.sort();
-    // Most peers stay in the port's namespace or the host's: look there first.
-    places.retain(|place| place != netns && !place.is_empty());
-    places.splice(0..0, [netns.to_owned(), String::new()]);
-    places.dedup();
-    places.into_iter().find_map(|place| {
-        let peer = RouteSocket::open_in(&place)
-            .ok()?
-            .links()
-            .ok()?
-            .into_iter()
-            .find(|candidate| {
-                candidate.ifindex == peer_index
-                    && candidate.peer_ifindex == Some(link.ifindex)
-                    && !(place == netns && candidate.ifindex == link.ifindex)
-            })?;
-        Some((place, peer))
+    let place = match link.peer_netnsid {
+        None => netns.to_owned(),
+        Some(nsid) => namespace_with_id(netns, nsid)?,
+    };
+    let peer = RouteSocket::open_in(&place)
+        .ok()?
+        .links()
+        .ok()?
+        .into_iter()
+        .find(|candidate| {
+            candidate.ifindex == peer_index && candidate.peer_ifindex == Some(link.ifindex)
+        })?;
+    Some((place, peer))
+}
+
+/// The namespace (by name; "" for tracer's own) that has id `nsid` inside `netns`.
+fn namespace_with_id(netns: &str, nsid: i32) -> Option<String> {
+    let socket = RouteSocket::open_in(netns).ok()?;
+    let mut names: Vec<String> = netns::netns_names().into_values().collect();
+    names.sort();
+    names.into_iter().find(|name| {
+        netns::open(name)
+            .ok()
+            .and_then(|file| socket.nsid_of(&file).ok().flatten())
+            == Some(nsid)
     })
 }
 

@@ -80,10 +80,10 @@ pub fn gather(
             route_evidence(&evidence.initiator, args.target_ip),
             route_evidence(&evidence.target, args.initiator_ip),
         ];
+        // A route by another interface may still reach the target (two initiators on one
+        // bridge): the probes tell.
         let initiator_routed = evidence.routes.iter().any(|route| {
-            route.from == Side::Initiator
-                && matches!(route.lookup, RouteLookup::Via { .. })
-                && route.via_port
+            route.from == Side::Initiator && matches!(route.lookup, RouteLookup::Via { .. })
         });
         if initiator_routed {
             probe_path(args, verbosity, &mut evidence, attached)?;
