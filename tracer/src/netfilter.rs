@@ -6,8 +6,8 @@
 //! x_tables for a table (`-t filter`, or `arptables-legacy -L`) instantiates it in the namespace.
 //! So the legacy tools are only asked about tables that `/proc/net/*_tables_names` already lists.
 //!
-//! Native nftables is read as JSON ([`parse_nft_json`]); the xtables backends
-//! with their own `-save` tools, whose text is what their users wrote.
+//! Native nftables is read as JSON ([`parse_nft_json`]), the xtables backends with their own
+//! `-save` tools, whose text is what their users wrote.
 //!
 //! A snapshot before and one after sending probe packets tell which rule dropped them
 //! ([`Ruleset::drop_hits`]); rules without counters can only be named as candidates

@@ -3,7 +3,8 @@
 //! The JSON is walked as a [`serde_json::Value`]: whatever statement or expression a newer nft
 //! adds still parses, and only shows less nicely in the rule's text. A rule is known by its
 //! handle, which nft never changes while the rule exists and never gives to another rule of the
-//! same table.
+//! same table (a table deleted and made anew starts over: a counter that went down then counts
+//! as zeroed, see `counted_since`).
 
 use std::collections::HashMap;
 
