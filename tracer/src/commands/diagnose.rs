@@ -7,10 +7,10 @@ use std::{
     time::Duration,
 };
 
-use anyhow::Context as _;
 use tracer_common::PacketKind;
 
 use crate::{
+    bundle::ReportDir,
     cli::DiagnoseArgs,
     collect::{
         drops::RawDrop,
@@ -24,9 +24,10 @@ use crate::{
     },
     error::UsageError,
     evidence::{InterfaceCounters, KindCounts},
+    lock::{self, PortLocks},
     netfilter::{self, Ruleset},
     netlink::{RouteLookup, RouteSocket},
-    netns, preflight, probes, render,
+    netns, output, preflight, probes, render,
     session::Session,
     spec::PortSpec,
 };
@@ -53,24 +54,20 @@ pub fn run(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<u8> {
     let verdict = diagnose(&evidence);
     let report = render::diagnose::Report::new(&verdict, &evidence);
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        output::print_line(&serde_json::to_string(&report)?)?;
     } else {
-        print!(
-            "{}",
-            render::diagnose::text(
-                &report,
-                std::io::IsTerminal::is_terminal(&std::io::stdout())
-            )
-        );
+        output::print(&render::diagnose::text(
+            &report,
+            std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        ))?;
     }
     if let Some(dir) = &args.report {
-        std::fs::write(dir.join("report.md"), render::diagnose::markdown(&report))
-            .with_context(|| format!("writing {}", dir.join("report.md").display()))?;
-        std::fs::write(
-            dir.join("report.json"),
-            serde_json::to_string_pretty(&report)?,
-        )
-        .with_context(|| format!("writing {}", dir.join("report.json").display()))?;
+        let dir = ReportDir::open(dir)?;
+        dir.write("report.md", render::diagnose::markdown(&report).as_bytes())?;
+        dir.write(
+            "report.json",
+            serde_json::to_string_pretty(&report)?.as_bytes(),
+        )?;
     }
     Ok(verdict.class.exit_code())
 }
@@ -91,6 +88,8 @@ pub fn environment(initiator_ip: Ipv4Addr, target_ip: Ipv4Addr, port: u16) -> En
 
 /// Inspects both ports and, when they are usable and routed, probes the path.
 pub fn gather(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<Evidence> {
+    // One run at a time on these ports: their probes and neighbour entries would mix.
+    let _locks = PortLocks::acquire(&[&args.ports.initiator, &args.ports.target], lock::WAIT)?;
     let mut evidence = Evidence {
         initiator: inspect_port(&args.ports.initiator, Side::Initiator, &[]),
         target: inspect_port(&args.ports.target, Side::Target, &[]),
@@ -123,17 +122,7 @@ pub fn gather(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<Evidence> {
 
 /// Creates the report directory up front, so that an unwritable one fails before probing.
 pub fn prepare_report_dir(dir: &Path) -> Result<(), UsageError> {
-    let unusable = |err: std::io::Error| {
-        UsageError::Argument(format!(
-            "report directory {} cannot be written: {err}",
-            dir.display()
-        ))
-    };
-    std::fs::create_dir_all(dir).map_err(unusable)?;
-    let probe = dir.join(".tracer-write-test");
-    std::fs::write(&probe, b"").map_err(unusable)?;
-    let _ = std::fs::remove_file(probe);
-    Ok(())
+    ReportDir::create(dir).map(drop)
 }
 
 /// What is at `spec`; `ours` are the ids of tracer's own programs, left out of the port's
