@@ -7,7 +7,9 @@ use std::{
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{collect::ports::IngressHook, pins::DEFAULT_PIN_ROOT, spec::PortSpec};
+use crate::{
+    collect::ports::IngressHook, error::UsageError, pins::DEFAULT_PIN_ROOT, spec::PortSpec,
+};
 
 pub const DEFAULT_INITIATOR: &str = "cvl_0_1";
 pub const DEFAULT_TARGET: &str = "cvl_0_0_ns_spdk/cvl_0_0";
@@ -38,6 +40,26 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// What clap cannot check alone: arguments that contradict each other.
+    pub fn check(&self) -> Result<(), UsageError> {
+        let addresses = match &self.command {
+            Command::Diagnose(args) => Some((args.initiator_ip, args.target_ip)),
+            Command::Watch(args) => Some((args.initiator_ip, args.target_ip)),
+            _ => None,
+        };
+        if let Some((initiator, target)) = addresses
+            && initiator == target
+        {
+            return Err(UsageError::Argument(format!(
+                "--initiator-ip and --target-ip are both {initiator}: the two sides need \
+                 different addresses"
+            )));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -198,6 +220,18 @@ pub struct DiagnoseArgs {
     pub ready_file: Option<PathBuf>,
 }
 
+/// Upper bound of --capture-frames: 100 000 frames of up to 256 bytes per port.
+const MAX_CAPTURE_FRAMES: usize = 100_000;
+
+fn capture_frames(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if (1..=MAX_CAPTURE_FRAMES).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "`{value}` is not a number from 1 to {MAX_CAPTURE_FRAMES}"
+        )),
+    }
+}
+
 /// A ready-file path whose directory exists: refused at parse time, so that a typo fails before
 /// anything is attached rather than after.
 fn ready_file_path(value: &str) -> Result<PathBuf, String> {
@@ -240,9 +274,14 @@ pub struct WatchArgs {
     /// After CMD, run diagnose's active probes as well
     #[arg(long)]
     pub probe: bool,
-    /// Frames kept per port in the capture (the last N; memory stays bounded)
-    #[arg(long, value_name = "N", default_value = "2000")]
+    /// Frames kept per port in the capture (the last N, 1 to 100000; memory stays bounded)
+    #[arg(long, value_name = "N", default_value = "2000", value_parser = capture_frames)]
     pub capture_frames: usize,
+    /// After passing SIGINT or SIGTERM on to CMD's process group, kill the group (SIGKILL)
+    /// if it still runs SECS seconds later
+    #[arg(long, value_name = "SECS", default_value = "10",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub kill_after: u64,
     /// The command to run, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,

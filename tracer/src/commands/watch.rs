@@ -11,11 +11,12 @@ use std::{
 
 use anyhow::Context as _;
 use serde::Serialize;
-use tokio::signal::unix::{SignalKind, signal};
 use tracer_common::PacketKind;
 
 use crate::{
+    bundle::ReportDir,
     capture::{self, FlightRecorder},
+    child,
     cli::{DiagnoseArgs, PortArgs, WatchArgs},
     collect::{
         drops::{DropProbe, RawDrop},
@@ -45,15 +46,6 @@ const TICK: Duration = Duration::from_millis(50);
 const SETTLE: Duration = Duration::from_millis(200);
 /// The timeline keeps this many events; later ones are counted, not kept.
 const TIMELINE_LIMIT: usize = 10_000;
-/// Signals passed on to the command.
-const FORWARDED_SIGNALS: [i32; 6] = [
-    libc::SIGINT,
-    libc::SIGTERM,
-    libc::SIGHUP,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-];
 
 /// One thing that happened, at `seconds` after tracer started watching.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -693,23 +685,11 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
     }
 
     let status = runtime.block_on(async {
-        let mut signals = FORWARDED_SIGNALS
-            .iter()
-            .map(|&number| Ok((number, signal(SignalKind::from_raw(number))?)))
-            .collect::<std::io::Result<Vec<_>>>()
-            .context("installing signal handlers")?;
+        let mut signals = child::Signals::install().context("installing signal handlers")?;
         if let Some(path) = &args.ready_file {
             super::write_ready_file(path)?;
         }
-        let mut child = tokio::process::Command::new(&args.command[0])
-            .args(&args.command[1..])
-            .spawn()
-            .map_err(|err| {
-                crate::error::UsageError::Argument(format!(
-                    "cannot run `{}`: {err}",
-                    args.command[0]
-                ))
-            })?;
+        let mut child = child::spawn(&args.command, Duration::from_secs(args.kill_after))?;
         let started = watch.seconds();
         watch.timeline.push(
             started,
@@ -718,16 +698,10 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         );
         let mut ticks = tokio::time::interval(TICK);
         loop {
-            let forwarded = futures_signal(&mut signals);
             tokio::select! {
                 status = child.wait() => break status.context("waiting for the command"),
                 _ = ticks.tick() => watch.tick(),
-                number = forwarded => {
-                    if let Some(pid) = child.id() {
-                        // SAFETY: signalling our own child process.
-                        unsafe { libc::kill(pid as i32, number) };
-                    }
-                }
+                number = signals.recv() => child.forward(number),
             }
         }
     })?;
@@ -809,19 +783,6 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
     }
     drop(watch);
     Ok(u8::try_from(code).unwrap_or(1))
-}
-
-/// Resolves when any forwarded signal arrives, with its number.
-async fn futures_signal(signals: &mut [(i32, tokio::signal::unix::Signal)]) -> i32 {
-    std::future::poll_fn(|cx| {
-        for (number, signal) in signals.iter_mut() {
-            if signal.poll_recv(cx).is_ready() {
-                return std::task::Poll::Ready(*number);
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
 }
 
 fn port_evidence(port: &WatchedPort) -> PortEvidence {
@@ -951,10 +912,8 @@ fn write_bundle(
     watch: &Watch,
     final_rulesets: &BTreeMap<String, Ruleset>,
 ) -> anyhow::Result<()> {
-    let write = |name: &str, bytes: &[u8]| {
-        let path = dir.join(name);
-        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
-    };
+    let dir = ReportDir::open(dir)?;
+    let write = |name: &str, bytes: &[u8]| dir.write(name, bytes);
     let recorders = [&watch.ports[0].recorder, &watch.ports[1].recorder];
     let frames = recorders.iter().map(|r| r.frames().count()).sum();
     let evicted = recorders.iter().map(|r| r.evicted).sum();
@@ -1002,17 +961,14 @@ fn write_bundle(
     )?;
     write("capture.pcapng", &capture::pcapng(&recorders))?;
 
-    let snapshots = dir.join("snapshot");
-    std::fs::create_dir_all(&snapshots)
-        .with_context(|| format!("creating {}", snapshots.display()))?;
+    let snapshots = dir.subdirectory("snapshot")?;
     for (netns, ruleset) in final_rulesets {
         let file = if netns.is_empty() {
             "own-namespace.txt".to_owned()
         } else {
             format!("{netns}.txt")
         };
-        std::fs::write(snapshots.join(&file), namespace_snapshot(netns, ruleset))
-            .with_context(|| format!("writing snapshot {file}"))?;
+        snapshots.write(&file, namespace_snapshot(netns, ruleset).as_bytes())?;
     }
     Ok(())
 }
