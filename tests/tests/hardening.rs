@@ -12,8 +12,8 @@ use std::{
 };
 
 use tracer_tests::{
-    End, Lab, Namespaces, PinDir, TracerRun, check, diagnose, free_port, http, output,
-    ping_from, require_root, sample, scrape, tracer, unique,
+    End, Lab, Namespaces, PinDir, TracerRun, check, diagnose, free_port, http, output, ping_from,
+    require_root, sample, scrape, tracer, unique,
 };
 
 fn assert_usage_error(out: &Output, mentions: &str) {
@@ -175,7 +175,11 @@ fn scrapes_answer_while_more_idle_clients_than_descriptors_hang_on() {
     }
     drop(idle);
     let out = monitor.stop_with(libc::SIGINT);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 // 1 and 8: deadlines and HTTP edges, on a monitor whose port the kernel chose.
@@ -197,7 +201,9 @@ fn http_edges_port_zero_and_sighup() {
 
     let raw = |request: &[u8]| {
         let mut stream = TcpStream::connect(&address).expect("connecting");
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         stream.write_all(request).expect("writing");
         let mut answer = Vec::new();
         let _ = stream.read_to_end(&mut answer);
@@ -216,7 +222,8 @@ fn http_edges_port_zero_and_sighup() {
     // A client that sends half a head is closed at its deadline.
     let mut slow = TcpStream::connect(&address).expect("connecting");
     slow.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
-    slow.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
     let started = Instant::now();
     let mut rest = Vec::new();
     let _ = slow.read_to_end(&mut rest);
@@ -233,7 +240,11 @@ fn http_edges_port_zero_and_sighup() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(scrape(&address).contains("tracer_port_attached"));
     let out = monitor.stop_with(libc::SIGINT);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 // 2. Report bundles never follow a planted link.
@@ -246,7 +257,11 @@ fn victim(scratch: &Scratch) -> PathBuf {
 }
 
 fn assert_untouched(victim: &Path) {
-    assert_eq!(std::fs::read(victim).unwrap(), b"precious\n", "victim changed");
+    assert_eq!(
+        std::fs::read(victim).unwrap(),
+        b"precious\n",
+        "victim changed"
+    );
 }
 
 #[test]
@@ -312,7 +327,15 @@ fn watch_bundle_never_follows_a_planted_link() {
                 .arg(&report.0)
                 .args(["--", "true"]),
         );
-        assert_usage_error(&out, &report.0.display().to_string());
+        // The verdict line comes first; the refusal is the one line after it.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        let last = stderr.trim_end().lines().last().unwrap_or_default();
+        assert!(
+            last.contains(&report.0.display().to_string()),
+            "{name}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
         assert_untouched(&victim);
         assert!(!outside.0.join(format!("{netns}.txt")).exists(), "{name}");
     }
@@ -327,7 +350,12 @@ fn watch_bundle_never_follows_a_planted_link() {
             .arg(&report.0)
             .args(["--", "true"]),
     );
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(report.0.join(&snapshot_file).is_file());
 }
 
@@ -374,7 +402,10 @@ fn drops_never_go_backwards_when_a_port_is_recreated() {
     let address = format!("127.0.0.1:{}", free_port());
     let monitor = start(&monitor_args(&lab.port_args(), &address, &pins));
     let (i, t) = (&lab.initiator, &lab.target);
-    check(t.exec("iptables").args(["-I", "INPUT", "-p", "icmp", "-j", "DROP"]));
+    check(
+        t.exec("iptables")
+            .args(["-I", "INPUT", "-p", "icmp", "-j", "DROP"]),
+    );
     let dropped = |exposition: &str| {
         sample(
             exposition,
@@ -392,11 +423,24 @@ fn drops_never_go_backwards_when_a_port_is_recreated() {
     // The pair deleted and created again in the same namespaces: new devices, new ifindexes.
     check(i.exec("ip").args(["link", "del", &i.interface]));
     check(Command::new("ip").args([
-        "link", "add", &i.interface, "netns", &i.netns, "type", "veth", "peer", "name",
-        &t.interface, "netns", &t.netns,
+        "link",
+        "add",
+        &i.interface,
+        "netns",
+        &i.netns,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &t.interface,
+        "netns",
+        &t.netns,
     ]));
     for (end, cidr) in [(i, "10.0.0.1/24"), (t, "10.0.0.2/24")] {
-        check(end.exec("ip").args(["addr", "add", cidr, "dev", &end.interface]));
+        check(
+            end.exec("ip")
+                .args(["addr", "add", cidr, "dev", &end.interface]),
+        );
         check(end.exec("ip").args(["link", "set", &end.interface, "up"]));
     }
     // Several refreshes later (the old place is forgotten at the first), the series holds; it
@@ -405,7 +449,10 @@ fn drops_never_go_backwards_when_a_port_is_recreated() {
     while Instant::now() < deadline {
         let exposition = scrape(&address);
         let value = dropped(&exposition);
-        assert!(matches!(value, None | Some(3.0)), "went backwards:\n{exposition}");
+        assert!(
+            matches!(value, None | Some(3.0)),
+            "went backwards:\n{exposition}"
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
     let exposition = scrape(&address);
@@ -413,7 +460,11 @@ fn drops_never_go_backwards_when_a_port_is_recreated() {
     assert!(!ping_from(&i.netns, 2));
     scrape_until(&address, "5 netfilter drops", |e| dropped(e) == Some(5.0));
     let out = monitor.stop_with(libc::SIGINT);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 // 5. --unpin removes only what tracer pinned, on bpffs.
@@ -434,17 +485,30 @@ fn unpin_removes_only_tracers_maps_on_bpffs() {
     for file in &files {
         std::fs::write(file, b"data\n").unwrap();
     }
-    let out = output(tracer().args(["monitor", "--unpin", "--pin-dir"]).arg(&scratch.0));
+    let out = output(
+        tracer()
+            .args(["monitor", "--unpin", "--pin-dir"])
+            .arg(&scratch.0),
+    );
     assert_usage_error(&out, "not on a BPF filesystem");
     for file in &files {
-        assert_eq!(std::fs::read(file).unwrap(), b"data\n", "{}", file.display());
+        assert_eq!(
+            std::fs::read(file).unwrap(),
+            b"data\n",
+            "{}",
+            file.display()
+        );
     }
 
     // A pin directory that is not on bpffs is refused before anything is made.
     let missing = scratch.0.join("new/pins");
     let out = output(
         tracer()
-            .args(["monitor", "--metrics-addr", &format!("127.0.0.1:{}", free_port())])
+            .args([
+                "monitor",
+                "--metrics-addr",
+                &format!("127.0.0.1:{}", free_port()),
+            ])
             .args(absent_ports("unp"))
             .arg("--pin-dir")
             .arg(&missing),
@@ -456,7 +520,11 @@ fn unpin_removes_only_tracers_maps_on_bpffs() {
     let pins = PinDir::new();
     let in_the_way = pins.path.join("drops/DROP_COUNTERS");
     std::fs::create_dir_all(&in_the_way).unwrap();
-    let out = output(tracer().args(["monitor", "--unpin", "--pin-dir"]).arg(&pins.path));
+    let out = output(
+        tracer()
+            .args(["monitor", "--unpin", "--pin-dir"])
+            .arg(&pins.path),
+    );
     assert_usage_error(&out, "is a directory where tracer pins a map");
     assert!(in_the_way.is_dir());
     std::fs::remove_dir(&in_the_way).unwrap();
@@ -588,7 +656,10 @@ fn tracer_exit(reap: &mut Reap, within: Duration) -> Option<i32> {
         if let Some(status) = child.try_wait().expect("polling tracer") {
             return status.code();
         }
-        assert!(Instant::now() < deadline, "tracer still runs after {within:?}");
+        assert!(
+            Instant::now() < deadline,
+            "tracer still runs after {within:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -664,8 +735,7 @@ fn watch_kills_a_command_that_ignores_sigterm() {
 fn sigkill_of_tracer_kills_the_command() {
     require_root();
     let scratch = Scratch::new("wsk");
-    let (mut reap, command) =
-        watch_script(&scratch, "echo $$ > \"$PIDFILE\"; exec sleep 300", &[]);
+    let (mut reap, command) = watch_script(&scratch, "echo $$ > \"$PIDFILE\"; exec sleep 300", &[]);
     signal_tracer(&reap, libc::SIGKILL);
     tracer_exit(&mut reap, Duration::from_secs(5));
     assert!(

@@ -90,6 +90,44 @@ fn in_terminal_foreground() -> bool {
     unsafe { libc::isatty(fd) == 1 && libc::tcgetpgrp(fd) == libc::getpgrp() }
 }
 
+/// Whether `argv[0]` can be run, found as `execvp` would find it: before anything is attached,
+/// so that a typo costs one line and nothing else.
+pub fn check(argv: &[String]) -> Result<(), ExitError> {
+    let Some(program) = argv.first() else {
+        return Err(ExitError {
+            code: EXIT_NOT_FOUND,
+            message: "no command given".to_owned(),
+        });
+    };
+    let executable = |path: &std::path::Path| -> Result<(), io::Error> {
+        let metadata = std::fs::metadata(path)?;
+        if metadata.is_dir() {
+            return Err(io::Error::from_raw_os_error(libc::EISDIR));
+        }
+        let name = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: access with a NUL-terminated path.
+        if unsafe { libc::access(name.as_ptr(), libc::X_OK) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    if program.contains('/') {
+        return executable(std::path::Path::new(program)).map_err(|err| not_started(program, &err));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    let mut found_unusable = None;
+    for directory in std::env::split_paths(&path) {
+        match executable(&directory.join(program)) {
+            Ok(()) => return Ok(()),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => found_unusable = found_unusable.or(Some(err)),
+        }
+    }
+    let err = found_unusable.unwrap_or_else(|| io::ErrorKind::NotFound.into());
+    Err(not_started(program, &err))
+}
+
 /// Starts `argv` in a process group of its own, with tracer's standard streams.
 pub fn spawn(argv: &[String], kill_after: Duration) -> Result<Child, ExitError> {
     let (program, args) = argv.split_first().ok_or_else(|| ExitError {

@@ -631,6 +631,7 @@ fn exit_code(status: ExitStatus) -> i32 {
 
 pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
     preflight::check()?;
+    child::check(&args.command)?;
     prepare_report_dir(&args.report)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
