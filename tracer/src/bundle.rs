@@ -131,13 +131,7 @@ impl ReportDir {
         let c_name = component(name).map_err(unwritable)?;
         match self.kind(&c_name).map_err(unwritable)? {
             None => {}
-            Some(libc::S_IFREG) => {
-                // SAFETY: unlinkat of a name in our directory; a link itself would be removed,
-                // never its target.
-                if unsafe { libc::unlinkat(self.fd.as_raw_fd(), c_name.as_ptr(), 0) } != 0 {
-                    return Err(unwritable(io::Error::last_os_error()));
-                }
-            }
+            Some(libc::S_IFREG) => self.unlink(&c_name).map_err(unwritable)?,
             Some(mode) => return Err(refused(&path, Self::describe(mode))),
         }
         // SAFETY: openat relative to our directory, with a NUL-terminated single component;
@@ -202,11 +196,19 @@ impl ReportDir {
         })
     }
 
-    /// Removes the file `name` if it is there (a link: the link, never its target).
+    /// Removes the file `name` (a link: the link itself, never its target).
+    fn unlink(&self, name: &CString) -> io::Result<()> {
+        // SAFETY: unlinkat of a NUL-terminated name in our directory.
+        if unsafe { libc::unlinkat(self.fd.as_raw_fd(), name.as_ptr(), 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Removes the file `name` if it is there.
     fn remove(&self, name: &str) {
         if let Ok(c_name) = component(name) {
-            // SAFETY: unlinkat of a name in our directory.
-            unsafe { libc::unlinkat(self.fd.as_raw_fd(), c_name.as_ptr(), 0) };
+            let _ = self.unlink(&c_name);
         }
     }
 }
