@@ -303,17 +303,29 @@ impl TracerRun {
         }
     }
 
-    /// The next line tracer prints on its standard output.
+    /// The next line tracer prints on its standard output within 30 s (what came, when none).
     pub fn stdout_line(&mut self) -> String {
         let stdout = self
             .child
             .as_mut()
             .and_then(|child| child.stdout.as_mut())
             .expect("tracer's stdout");
+        let deadline = Instant::now() + Duration::from_secs(30);
         let mut line = Vec::new();
         let mut byte = [0u8; 1];
         // Byte by byte: nothing after the line is taken from the pipe.
-        while stdout.read(&mut byte).is_ok_and(|n| n == 1) && byte[0] != b'\n' {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut poll = libc::pollfd {
+                fd: stdout.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll on one valid pollfd.
+            let ready = unsafe { libc::poll(&mut poll, 1, left.as_millis() as i32) };
+            if ready <= 0 || !stdout.read(&mut byte).is_ok_and(|n| n == 1) || byte[0] == b'\n' {
+                break;
+            }
             line.push(byte[0]);
         }
         String::from_utf8_lossy(&line).into_owned()

@@ -143,7 +143,8 @@ fn scrapes_answer_while_more_idle_clients_than_descriptors_hang_on() {
     assert!(idle.len() >= 300, "only {} connections", idle.len());
     // Give tracer time to accept them all and to refresh with them open.
     std::thread::sleep(Duration::from_secs(2));
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // The 64 it serves are closed at their 5 s deadline: a scrape gets in well before 12 s.
+    let deadline = Instant::now() + Duration::from_secs(10);
     let exposition = loop {
         match http("GET", &address, "/metrics", &[]) {
             Ok(response) if response.status == 200 => break response.text(),
@@ -151,7 +152,7 @@ fn scrapes_answer_while_more_idle_clients_than_descriptors_hang_on() {
             // Closed at once while 64 others wait for their deadline: try again.
             Err(_) => {}
         }
-        assert!(Instant::now() < deadline, "no scrape answered within 20 s");
+        assert!(Instant::now() < deadline, "no scrape answered within 12 s");
         std::thread::sleep(Duration::from_millis(200));
     };
     for role in ["initiator", "target"] {
@@ -175,11 +176,11 @@ fn scrapes_answer_while_more_idle_clients_than_descriptors_hang_on() {
     }
     drop(idle);
     let out = monitor.stop_with(libc::SIGINT);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // Never out of descriptors, and never a port reported gone while it stayed where it was.
+    assert!(!stderr.contains("Too many open files"), "{stderr}");
+    assert!(!stderr.contains("gone from"), "{stderr}");
 }
 
 // 1 and 8: deadlines and HTTP edges, on a monitor whose port the kernel chose.
