@@ -281,8 +281,13 @@ pub struct TracerRun {
 impl TracerRun {
     /// Starts tracer with `args` plus `--ready-file`, and waits until it is attached.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_command(tracer(), args)
+    }
+
+    /// Like [`TracerRun::start`], with a tracer command the caller prepared (limits, say).
+    pub fn start_command(mut command: Command, args: &[&str]) -> Self {
         let ready = std::env::temp_dir().join(format!("{}.ready", unique("r")));
-        let child = tracer()
+        let child = command
             .args(args)
             .arg("--ready-file")
             .arg(&ready)
@@ -312,6 +317,34 @@ impl TracerRun {
             assert!(Instant::now() < deadline, "tracer not ready within 30 s");
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// The next line tracer prints on its standard output within 30 s (what came, when none).
+    pub fn stdout_line(&mut self) -> String {
+        let stdout = self
+            .child
+            .as_mut()
+            .and_then(|child| child.stdout.as_mut())
+            .expect("tracer's stdout");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        // Byte by byte: nothing after the line is taken from the pipe.
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut poll = libc::pollfd {
+                fd: stdout.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll on one valid pollfd.
+            let ready = unsafe { libc::poll(&mut poll, 1, left.as_millis() as i32) };
+            if ready <= 0 || !stdout.read(&mut byte).is_ok_and(|n| n == 1) || byte[0] == b'\n' {
+                break;
+            }
+            line.push(byte[0]);
+        }
+        String::from_utf8_lossy(&line).into_owned()
     }
 
     pub fn pid(&self) -> i32 {

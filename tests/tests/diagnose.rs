@@ -439,6 +439,7 @@ fn a_saved_bundle_is_diagnosed_again_without_the_network() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("newer"), "{stderr}");
     let _ = std::fs::remove_dir_all(&bundle);
+}
 
 /// Runs `nft ARGS` in the namespace of `end`; it must succeed.
 fn nft(end: &End, args: &[&str]) {

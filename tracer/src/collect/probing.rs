@@ -25,6 +25,7 @@ use crate::{
         ports::{PortOptions, PortProbe},
         rules::{netfilter_evidence, rulesets},
     },
+    lock::{self, PortLocks},
     netlink::{Neighbour, RouteSocket},
     netns, probes,
     session::Session,
@@ -58,6 +59,8 @@ pub fn gather(
     verbosity: u8,
     attached: &mut dyn FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<Evidence> {
+    // One run at a time on these ports: their probes and neighbour entries would mix.
+    let _locks = PortLocks::acquire(&[&args.initiator, &args.target], lock::WAIT)?;
     let mut evidence = Evidence {
         initiator: inspect_port(&args.initiator, Side::Initiator, &[]),
         target: inspect_port(&args.target, Side::Target, &[]),

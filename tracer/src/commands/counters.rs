@@ -8,7 +8,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::{
     cli::CountersArgs,
     collect::{ebpf_log_level, ports::PortOptions},
-    preflight, render,
+    output, preflight, render,
     session::Session,
 };
 
@@ -55,12 +55,9 @@ pub fn run(args: &CountersArgs, verbosity: u8) -> anyhow::Result<()> {
     let report = session.counters_report()?;
     drop(session);
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        output::print_line(&serde_json::to_string(&report)?)?;
     } else {
-        print!(
-            "{}",
-            render::counters::text(&report, args.ports.counting.port)
-        );
+        output::print(&render::counters::text(&report, args.ports.counting.port))?;
     }
     Ok(())
 }

@@ -3,14 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use tracer_evidence::{Evidence, Verdict, diagnose, evidence_from_report};
 
 use crate::{
+    bundle::ReportDir,
     cli::DiagnoseArgs,
     collect::probing::{self, ProbedPath},
     error::UsageError,
-    preflight, render,
+    output, preflight, render,
 };
 
 pub fn run(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<u8> {
@@ -50,29 +50,32 @@ pub fn run(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<u8> {
             [only] => serde_json::to_string(only)?,
             all => serde_json::to_string(&serde_json::json!({ "pairs": all }))?,
         };
-        println!("{json}");
+        output::print_line(&json)?;
     } else {
         let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
         for (index, report) in reports.iter().enumerate() {
             if several {
-                println!("== pair {}: {}", index + 1, pair_name(report.evidence));
+                output::print_line(&format!(
+                    "== pair {}: {}",
+                    index + 1,
+                    pair_name(report.evidence)
+                ))?;
             }
-            print!("{}", render::diagnose::text(report, terminal));
+            output::print(&render::diagnose::text(report, terminal))?;
         }
     }
     if let Some(dir) = &args.report {
-        if args.from.is_some() {
-            prepare_report_dir(dir)?;
-        }
+        let dir = if args.from.is_some() {
+            ReportDir::create(dir)?
+        } else {
+            ReportDir::open(dir)?
+        };
         for (index, report) in reports.iter().enumerate() {
-            let dir = if several {
-                let pair_dir = dir.join(format!("pair-{}", index + 1));
-                prepare_report_dir(&pair_dir)?;
-                pair_dir
+            if several {
+                write_report(&dir.subdirectory(&format!("pair-{}", index + 1))?, report)?;
             } else {
-                dir.clone()
-            };
-            write_report(&dir, report)?;
+                write_report(&dir, report)?;
+            }
         }
     }
     // The first pair that failed decides; all ok is 0.
@@ -83,14 +86,13 @@ pub fn run(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<u8> {
         .unwrap_or(0))
 }
 
-fn write_report(dir: &Path, report: &render::diagnose::Report) -> anyhow::Result<()> {
-    std::fs::write(dir.join("report.md"), render::diagnose::markdown(report))
-        .with_context(|| format!("writing {}", dir.join("report.md").display()))?;
-    std::fs::write(
-        dir.join("report.json"),
-        serde_json::to_string_pretty(report)?,
-    )
-    .with_context(|| format!("writing {}", dir.join("report.json").display()))
+fn write_report(dir: &ReportDir, report: &render::diagnose::Report) -> anyhow::Result<()> {
+    dir.write("report.md", render::diagnose::markdown(report).as_bytes())?;
+    dir.write(
+        "report.json",
+        serde_json::to_string_pretty(report)?.as_bytes(),
+    )?;
+    Ok(())
 }
 
 fn pair_name(evidence: &Evidence) -> String {
@@ -117,7 +119,7 @@ fn pairs(args: &DiagnoseArgs) -> Result<Vec<ProbedPath>, UsageError> {
             args.target_ips.len()
         )));
     }
-    let pairs: Vec<ProbedPath> = (0..count)
+    Ok((0..count)
         .map(|i| ProbedPath {
             initiator: args.initiators[i].clone(),
             target: args.targets[i].clone(),
@@ -126,16 +128,7 @@ fn pairs(args: &DiagnoseArgs) -> Result<Vec<ProbedPath>, UsageError> {
             port: args.counting.port,
             ingress_hook: args.counting.ingress_hook,
         })
-        .collect();
-    for pair in &pairs {
-        if pair.initiator_ip == pair.target_ip {
-            return Err(UsageError::Argument(format!(
-                "the initiator and the target have the same address {}",
-                pair.initiator_ip
-            )));
-        }
-    }
-    Ok(pairs)
+        .collect())
 }
 
 /// The evidence saved in a bundle directory (its report.json) or a report.json itself.
@@ -153,15 +146,5 @@ fn saved_evidence(path: &Path) -> Result<Evidence, UsageError> {
 
 /// Creates the report directory up front, so that an unwritable one fails before probing.
 pub fn prepare_report_dir(dir: &Path) -> Result<(), UsageError> {
-    let unusable = |err: std::io::Error| {
-        UsageError::Argument(format!(
-            "report directory {} cannot be written: {err}",
-            dir.display()
-        ))
-    };
-    std::fs::create_dir_all(dir).map_err(unusable)?;
-    let probe = dir.join(".tracer-write-test");
-    std::fs::write(&probe, b"").map_err(unusable)?;
-    let _ = std::fs::remove_file(probe);
-    Ok(())
+    ReportDir::create(dir).map(drop)
 }

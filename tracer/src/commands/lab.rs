@@ -2,7 +2,11 @@
 //! nvmf_veth_init topology (each port's veth peer in a bridge), with both ports inside
 //! namespaces of their own, so that no test address ever exists in tracer's namespace.
 
-use std::{net::Ipv4Addr, process::Command};
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use anyhow::{Context as _, bail};
 
@@ -82,6 +86,29 @@ fn netns_exists(name: &str) -> bool {
     crate::netns::netns_path(name).exists()
 }
 
+/// Where `lab up` notes the namespaces it made, each file named after one and holding its
+/// inode: `up` re-creates only those, never a namespace someone else made under that name.
+const LAB_MARKS: &str = "/run/tracer/lab";
+
+fn mark_path(netns: &str) -> PathBuf {
+    Path::new(LAB_MARKS).join(netns)
+}
+
+/// Whether namespace `netns`, as it is now, was made by `tracer lab up`.
+fn made_by_lab(netns: &str) -> bool {
+    let Ok(inode) = crate::netns::netns_inode(netns) else {
+        return false;
+    };
+    std::fs::read_to_string(mark_path(netns)).is_ok_and(|mark| mark.trim() == inode.to_string())
+}
+
+fn mark(netns: &str) -> anyhow::Result<()> {
+    let inode = crate::netns::netns_inode(netns)?;
+    std::fs::create_dir_all(LAB_MARKS).with_context(|| format!("creating {LAB_MARKS}"))?;
+    std::fs::write(mark_path(netns), format!("{inode}\n"))
+        .with_context(|| format!("noting that tracer made namespace {netns}"))
+}
+
 /// Removes the lab's namespaces; the veth pair and the rules inside go with them.
 pub fn down(args: &LabArgs) -> anyhow::Result<()> {
     check_args(args)?;
@@ -89,14 +116,29 @@ pub fn down(args: &LabArgs) -> anyhow::Result<()> {
         if netns_exists(&spec.netns) {
             run("ip", &["netns", "del", &spec.netns])?;
         }
+        let _ = std::fs::remove_file(mark_path(&spec.netns));
     }
     Ok(())
 }
 
-/// Builds the lab from scratch (removing an earlier one first), the way nvmf_tcp_init does.
+/// Builds the lab from scratch (removing an earlier one first), the way nvmf_tcp_init does. A
+/// namespace of that name that `lab up` did not make is refused, never deleted.
 pub fn up(args: &LabArgs) -> anyhow::Result<()> {
+    check_args(args)?;
+    for spec in [&args.initiator, &args.target] {
+        if netns_exists(&spec.netns) && !made_by_lab(&spec.netns) {
+            return Err(UsageError::Argument(format!(
+                "namespace `{0}` exists and `tracer lab up` did not make it: it is left alone; \
+                 remove it yourself (`ip netns del {0}`) or give the lab other names",
+                spec.netns
+            ))
+            .into());
+        }
+    }
     down(args)?;
-    let result = build(args);
+    let result = build(args)
+        .and_then(|()| mark(&args.initiator.netns))
+        .and_then(|()| mark(&args.target.netns));
     if result.is_err() {
         // Leave nothing half-made behind.
         let _ = down(args);
