@@ -180,18 +180,36 @@ fn capture<F: Frame>(
     }
 }
 
-/// Hides `len` from LLVM so that the bounds checks that follow stay on the very register the
-/// helper receives: otherwise LLVM proves them from other values and the verifier, which
-/// cannot, rejects a possibly zero-sized copy.
+/// The length to copy for a frame of `len` bytes, as the verifier must see it: between 1 and
+/// CAPTURE_SNAPLEN on the very register the helper receives. `None` for nothing to copy.
+///
+/// The volatile read hides `len` from LLVM, which would otherwise prove the bounds from other
+/// values the verifier cannot follow; the mask and add give the lower bound that verifiers
+/// before 6.x do not learn from `len != 0`.
 #[inline(always)]
-fn verifier_bounded(len: u32) -> u32 {
+fn copy_len(len: u32) -> Option<u32> {
     // SAFETY: a volatile read of a local.
-    unsafe { core::ptr::read_volatile(&len) }
+    let len = unsafe { core::ptr::read_volatile(&len) };
+    if len == 0 || len > CAPTURE_SNAPLEN as u32 {
+        return None;
+    }
+    Some(((len - 1) & (CAPTURE_SNAPLEN as u32 - 1)) + 1)
 }
 
 /// Frags-aware: a program without multi-buffer support would cap the port's MTU.
 #[xdp(frags)]
 pub fn tracer_ingress(ctx: XdpContext) -> u32 {
+    xdp_ingress(&ctx)
+}
+
+/// For kernels before 5.18, which load no frags-aware program: the same, on one buffer.
+#[xdp]
+pub fn tracer_ingress_single_buffer(ctx: XdpContext) -> u32 {
+    xdp_ingress(&ctx)
+}
+
+#[inline(always)]
+fn xdp_ingress(ctx: &XdpContext) -> u32 {
     let frame = LinearFrame {
         data: ctx.data(),
         end: ctx.data_end(),
@@ -205,10 +223,9 @@ pub fn tracer_ingress(ctx: XdpContext) -> u32 {
         &classified,
         frame_len,
         |dst, len| {
-            let len = verifier_bounded(len);
-            if len == 0 || len > CAPTURE_SNAPLEN as u32 {
+            let Some(len) = copy_len(len) else {
                 return false;
-            }
+            };
             // SAFETY: dst has CAPTURE_SNAPLEN bytes; the helper checks the packet bounds.
             unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, dst.cast::<c_void>(), len) == 0 }
         },
@@ -231,10 +248,9 @@ fn tc(ctx: &TcContext, direction: Direction) -> i32 {
     let segments = unsafe { (*ctx.skb.skb).gso_segs };
     let classified = count(&frame, direction, u64::from(segments.max(1)));
     capture(&frame, direction, &classified, ctx.len(), |dst, len| {
-        let len = verifier_bounded(len);
-        if len == 0 || len > CAPTURE_SNAPLEN as u32 {
+        let Some(len) = copy_len(len) else {
             return false;
-        }
+        };
         // SAFETY: dst has CAPTURE_SNAPLEN bytes; the helper checks the packet bounds.
         unsafe { bpf_skb_load_bytes(ctx.skb.skb.cast(), 0, dst.cast::<c_void>(), len) == 0 }
     });

@@ -184,12 +184,24 @@ impl PortProbe {
             .ok_or_else(|| anyhow!("program {name} missing from the object"))
     }
 
-    /// Native XDP; any failure (held by another program, an MTU the program cannot take, a
-    /// driver without XDP, a kernel without frags support) is the caller's cue to use tc.
+    /// Native XDP, frags-aware, or on a kernel without multi-buffer XDP (before 5.18) the
+    /// single-buffer program; any failure (held by another program, an MTU the program cannot
+    /// take, a driver without XDP) is the caller's cue to use tc.
     fn attach_xdp(&mut self) -> anyhow::Result<()> {
         let ifindex = self.ifindex;
-        let xdp: &mut Xdp = self.program("tracer_ingress")?.try_into()?;
-        xdp.load().context("loading the XDP program")?;
+        let mut loaded = None;
+        for name in ["tracer_ingress", "tracer_ingress_single_buffer"] {
+            let xdp: &mut Xdp = self.program(name)?.try_into()?;
+            match xdp.load() {
+                Ok(()) => {
+                    loaded = Some(name);
+                    break;
+                }
+                Err(err) => debug!("loading {name}: {err}"),
+            }
+        }
+        let name = loaded.ok_or_else(|| anyhow!("no XDP program loads on this kernel"))?;
+        let xdp: &mut Xdp = self.program(name)?.try_into()?;
         xdp.attach_to_if_index(ifindex, XdpMode::default())
             .context("attaching")?;
         Ok(())
