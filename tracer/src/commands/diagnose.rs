@@ -54,6 +54,15 @@ pub fn run(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<u8> {
         )
         .with_context(|| format!("writing {}", dir.join("report.json").display()))?;
     }
+    let picture = render::path::svg(&evidence, &verdict);
+    for file in args
+        .report
+        .iter()
+        .map(|dir| dir.join("path.svg"))
+        .chain(args.svg.clone())
+    {
+        std::fs::write(&file, &picture).with_context(|| format!("writing {}", file.display()))?;
+    }
     Ok(verdict.class.exit_code())
 }
 

@@ -10,7 +10,7 @@ use std::{
 use tracer_common::PacketKind;
 use tracer_evidence::{KindCounts, Side};
 
-use super::timeline::Timeline;
+use super::timeline::{PortChange, Timeline};
 use crate::{
     capture::FlightRecorder,
     collect::{
@@ -150,6 +150,7 @@ impl Watch {
         let now = self.seconds();
         let port = &mut self.ports[index];
         let interface = port.spec.interface.clone();
+        let side = port.side;
         let refreshed = port.follower.refresh();
         if let Some(old) = refreshed.replaced
             && let Ok(counters) = old.counters()
@@ -163,7 +164,8 @@ impl Watch {
         let location = port.follower.location().cloned();
         match (&refreshed.left, &location) {
             (Some(left), Some(location)) if left.netns != location.netns => {
-                self.timeline.push(
+                self.timeline.push_on(
+                    side,
                     now,
                     "move",
                     format!(
@@ -173,16 +175,23 @@ impl Watch {
                         left.ifindex,
                         location.ifindex
                     ),
+                    None,
                 );
             }
             (Some(left), None) => {
-                self.timeline.push(
+                self.timeline.push_on(
+                    side,
                     now,
                     "move",
                     format!(
                         "{interface} disappeared from {}",
                         netns::display_name(&left.netns)
                     ),
+                    Some(PortChange::Link {
+                        present: false,
+                        admin_up: false,
+                        carrier: false,
+                    }),
                 );
                 port.link = None;
             }
@@ -199,7 +208,8 @@ impl Watch {
         {
             let hook = probe.ingress_hook.name();
             port.recorder.attach(probe.take_capture());
-            self.timeline.push(
+            self.timeline.push_on(
+                side,
                 now,
                 "attach",
                 format!(
@@ -207,6 +217,7 @@ impl Watch {
                     netns::display_name(&location.netns),
                     location.ifindex
                 ),
+                None,
             );
         }
     }
@@ -259,7 +270,17 @@ impl Watch {
                     ),
                     None => format!("{}: {}", port.spec.interface, describe(link)),
                 };
-                self.timeline.push(now, "link", message);
+                self.timeline.push_on(
+                    port.side,
+                    now,
+                    "link",
+                    message,
+                    Some(PortChange::Link {
+                        present: true,
+                        admin_up: link.admin_up,
+                        carrier: link.carrier,
+                    }),
+                );
             }
             let ifindex = link.ifindex;
             let entries: Vec<_> = socket
@@ -284,15 +305,20 @@ impl Watch {
             for address in addresses {
                 let (old, new) = (port.neighbours.get(address), current.get(address));
                 if old != new {
-                    self.timeline.push(
+                    let state = new.map_or("none", String::as_str);
+                    self.timeline.push_on(
+                        port.side,
                         now,
                         "neighbour",
                         format!(
-                            "{address} on {}: {} -> {}",
+                            "{address} on {}: {} -> {state}",
                             port.spec.interface,
                             old.map_or("none", String::as_str),
-                            new.map_or("none", String::as_str)
                         ),
+                        Some(PortChange::Neighbour {
+                            address: *address,
+                            state: state.to_owned(),
+                        }),
                     );
                 }
             }
