@@ -1,11 +1,12 @@
-//! Firewall listings (`iptables-save -c` of every xtables backend, `nft -a list ruleset`): any
-//! text parses to some rules, and comparing two such rulesets for drops never panics.
+//! Firewall listings (`iptables-save -c` of every xtables backend, `nft -j list ruleset`): any
+//! text parses to some rules, or, for nft, to an error, and comparing two such rulesets for
+//! drops never panics.
 //!
 //! A NUL byte splits the input into the "before" and "after" listings of one diagnosis.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tracer::netfilter::{Backend, Ruleset, parse_nft_list, parse_xtables_save};
+use tracer::netfilter::{Backend, Ruleset, parse_nft_json, parse_xtables_save};
 
 const XTABLES: [Backend; 6] = [
     Backend::IptablesNft,
@@ -21,10 +22,12 @@ fn ruleset(text: &str) -> Ruleset {
     let parsed = XTABLES
         .iter()
         .map(|backend| parse_xtables_save(text, *backend))
-        .chain(std::iter::once(parse_nft_list(text)));
+        .chain(parse_nft_json(text).ok());
     for (rules, chains) in parsed {
         for rule in &rules {
             assert!(rule.position >= 1, "{rule:?}");
+            assert!(!rule.counts_drops || rule.packets.is_some(), "{rule:?}");
+            assert!(rule.handle.is_none() || rule.backend == Backend::Nft, "{rule:?}");
         }
         ruleset.rules.extend(rules);
         ruleset.chains.extend(chains);

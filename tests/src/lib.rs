@@ -104,6 +104,16 @@ impl Lab {
     }
 
     pub fn with_names(tag: &str, initiator_if: &str, target_if: &str, port: u16) -> Self {
+        Self::build(tag, initiator_if, target_if, port, &[])
+    }
+
+    /// SPDK's virtual topology (`tracer lab up --virt`): each port's veth peer is a port of
+    /// the bridge `nvmf_br` in the initiator's namespace.
+    pub fn virt(tag: &str) -> Self {
+        Self::build(tag, "cvl_0_1", "cvl_0_0", 4420, &["--virt"])
+    }
+
+    fn build(tag: &str, initiator_if: &str, target_if: &str, port: u16, extra: &[&str]) -> Self {
         require_root();
         let base = unique(tag);
         let lab = Self {
@@ -118,7 +128,13 @@ impl Lab {
             port,
             _not_send: PhantomData,
         };
-        check(tracer().arg("lab").arg("up").args(lab.port_args()));
+        check(
+            tracer()
+                .arg("lab")
+                .arg("up")
+                .args(lab.port_args())
+                .args(extra),
+        );
         lab
     }
 
@@ -265,8 +281,13 @@ pub struct TracerRun {
 impl TracerRun {
     /// Starts tracer with `args` plus `--ready-file`, and waits until it is attached.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_command(tracer(), args)
+    }
+
+    /// Like [`TracerRun::start`], with a tracer command the caller prepared (limits, say).
+    pub fn start_command(mut command: Command, args: &[&str]) -> Self {
         let ready = std::env::temp_dir().join(format!("{}.ready", unique("r")));
-        let child = tracer()
+        let child = command
             .args(args)
             .arg("--ready-file")
             .arg(&ready)
@@ -296,6 +317,34 @@ impl TracerRun {
             assert!(Instant::now() < deadline, "tracer not ready within 30 s");
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// The next line tracer prints on its standard output within 30 s (what came, when none).
+    pub fn stdout_line(&mut self) -> String {
+        let stdout = self
+            .child
+            .as_mut()
+            .and_then(|child| child.stdout.as_mut())
+            .expect("tracer's stdout");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        // Byte by byte: nothing after the line is taken from the pipe.
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut poll = libc::pollfd {
+                fd: stdout.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: poll on one valid pollfd.
+            let ready = unsafe { libc::poll(&mut poll, 1, left.as_millis() as i32) };
+            if ready <= 0 || !stdout.read(&mut byte).is_ok_and(|n| n == 1) || byte[0] == b'\n' {
+                break;
+            }
+            line.push(byte[0]);
+        }
+        String::from_utf8_lossy(&line).into_owned()
     }
 
     pub fn pid(&self) -> i32 {

@@ -498,3 +498,79 @@ fn a_saved_bundle_is_diagnosed_again_without_the_network() {
     assert!(stderr.contains("newer"), "{stderr}");
     let _ = std::fs::remove_dir_all(&bundle);
 }
+
+/// Runs `nft ARGS` in the namespace of `end`; it must succeed.
+fn nft(end: &End, args: &[&str]) {
+    check(end.exec("nft").args(args));
+}
+
+/// An inet table `guard` with a base chain `in` on the input hook, policy accept.
+fn nft_guard_input(end: &End) {
+    nft(end, &["add", "table", "inet", "guard"]);
+    nft(
+        end,
+        &[
+            "add",
+            "chain",
+            "inet",
+            "guard",
+            "in",
+            "{ type filter hook input priority 0; policy accept; }",
+        ],
+    );
+}
+
+#[test]
+fn drop_counted_by_a_named_nft_counter_is_netfilter() {
+    let lab = Lab::up("ncn");
+    nft_guard_input(&lab.target);
+    nft(&lab.target, &["add", "counter", "inet", "guard", "blocked"]);
+    nft(
+        &lab.target,
+        &[
+            "add", "rule", "inet", "guard", "in", "tcp", "dport", "4420", "counter", "name",
+            "blocked", "drop",
+        ],
+    );
+    let (code, report) = lab.diagnose(&[]);
+    assert_verdict(code, &report, "netfilter", 12);
+    assert_eq!(report["verdict"]["side"], "target");
+    let rule = assert_netfilter(&report, &lab.target.netns, "inet", "guard", "in");
+    assert_eq!(rule, r#"tcp dport 4420 counter name "blocked" drop"#);
+    let evidence = &report["netfilter"][0];
+    assert_eq!(evidence["rule_found_by"], "counter", "{report:#}");
+    assert!(evidence["packets"].as_u64().unwrap() > 0, "{report:#}");
+}
+
+#[test]
+fn drop_by_an_nft_verdict_map_is_netfilter_with_the_map_as_candidate() {
+    let lab = Lab::up("vmp");
+    nft_guard_input(&lab.target);
+    // The counter counts the accepted segments too: it cannot prove the map's drops.
+    nft(
+        &lab.target,
+        &[
+            "add",
+            "rule",
+            "inet",
+            "guard",
+            "in",
+            "counter meta l4proto vmap { icmp : drop, tcp : accept }",
+        ],
+    );
+    let (code, report) = lab.diagnose(&[]);
+    assert_verdict(code, &report, "netfilter", 12);
+    assert_eq!(report["verdict"]["side"], "target");
+    let rule = assert_netfilter(&report, &lab.target.netns, "inet", "guard", "in");
+    assert_eq!(
+        rule,
+        "counter meta l4proto vmap { icmp : drop, tcp : accept }"
+    );
+    let found_by: Vec<&Value> = report["netfilter"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|evidence| &evidence["rule_found_by"])
+        .collect();
+    assert_eq!(found_by, [&Value::from("candidate")], "{report:#}");
+}

@@ -1,6 +1,8 @@
 //! `tracer diagnose` leaves the namespaces it probes as it found them: firewall rules (xtables
 //! of both backends, nftables), routes, policy rules and links are exactly as before.
 
+use std::time::{Duration, Instant};
+
 use tracer_tests::{End, Lab, check, output};
 
 /// Commands whose output is one namespace's state, as (program, arguments).
@@ -72,24 +74,30 @@ fn without_counters(line: &str) -> String {
     out.join(" ")
 }
 
+/// Waits until the IPv6 addresses of `end` have passed duplicate address detection. The kernel
+/// adds their `local` routes only then, a second or two after the lab came up: on a busy
+/// machine that would fall between the two snapshots and look like diagnose's doing.
+fn wait_for_dad(end: &End) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let tentative = check(end.exec("ip").args(["-6", "addr", "show", "tentative"])).stdout;
+        if tentative.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "addresses in {} still tentative after 10 s: {}",
+            end.netns,
+            String::from_utf8_lossy(&tentative)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Runs `tracer diagnose` on a lab with a user's firewall — SPDK's rule on the initiator (from
 /// `lab up`), another xtables rule and a native nftables table with a set, counters and a
 /// comment on the target — plus `extra` set-up, and checks that both namespaces are exactly as
 /// before.
-/// Waits until the kernel has finished duplicate address detection on `end`'s fresh link-local
-/// address: it adds a local route when done, which is not tracer's doing.
-fn settle_ipv6(end: &End) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::time::Instant::now() < deadline {
-        let tentative = check(end.exec("ip").args(["-6", "addr", "show", "tentative"]));
-        if tentative.stdout.is_empty() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("IPv6 addresses on {} stay tentative", end.spec());
-}
-
 fn diagnose_leaves_nothing(tag: &str, extra: impl Fn(&Lab), expected_class: &str) {
     let lab = Lab::up(tag);
     check(lab.target.exec("iptables").args([
@@ -117,7 +125,7 @@ fn diagnose_leaves_nothing(tag: &str, extra: impl Fn(&Lab), expected_class: &str
     check(lab.target.exec("nft").arg(table));
     extra(&lab);
     for end in [&lab.initiator, &lab.target] {
-        settle_ipv6(end);
+        wait_for_dad(end);
     }
     let before: Vec<_> = [&lab.initiator, &lab.target]
         .into_iter()

@@ -8,10 +8,10 @@
 
 use crate::{
     facts::{
-        AttachedProgram, DropEvidence, Evidence, FoundBy, NetfilterLocation, PortEvidence,
-        ProbeEvidence, ProbeKind, RouteLookup, Side,
+        AttachedProgram, DropEvidence, Evidence, FoundBy, Hop, HopRole, NetfilterLocation,
+        PortEvidence, ProbeEvidence, ProbeKind, RouteLookup, Side, Sysctl, mac_text,
     },
-    verdict::{Fact, Finding, PortRef, Verdict, VerdictClass},
+    verdict::{Fact, Finding, HopProblem, PortRef, Verdict, VerdictClass},
 };
 
 /// Drop reasons that are normal on a healthy path and say nothing about a fault.
@@ -22,7 +22,7 @@ pub fn diagnose(evidence: &Evidence) -> Verdict {
         return verdict;
     }
     // Without a route from the initiator the probes cannot leave: that is the answer.
-    if let Some(verdict) = route_fault(evidence, Side::Initiator) {
+    if let Some(verdict) = no_route(evidence) {
         return verdict;
     }
     let failed: Vec<&ProbeEvidence> = evidence
@@ -34,11 +34,27 @@ pub fn diagnose(evidence: &Evidence) -> Verdict {
         return Verdict::new(VerdictClass::Ok, Side::None, Finding::NothingObserved);
     }
     if failed.is_empty() {
-        return healthy(evidence);
+        // Small probes pass; jumbo frames may still die on the way.
+        return mtu_fault(evidence).unwrap_or_else(|| healthy(evidence));
     }
+    // A route by another interface is a fault only where the probes failed: on a bridge, the
+    // other interface may reach the target too.
+    let never_left = failed.iter().any(|probe| {
+        probe.from == Side::Initiator && probe.kind != ProbeKind::Arp && probe.left_origin == 0
+    });
     netfilter_fault(evidence, &failed)
         .or_else(|| program_fault(evidence, &failed))
-        .or_else(|| cable_fault(evidence, &failed))
+        .or_else(|| carrier_gap_fault(evidence, &failed))
+        .or_else(|| {
+            carrier_fault(evidence).map(|verdict| verdict.because_all(probe_facts(&failed)))
+        })
+        // A broken hop explains probes that never arrived, whichever way they left.
+        .or_else(|| hop_fault(evidence, &failed))
+        .or_else(|| route_fault(evidence, Side::Initiator).filter(|_| never_left))
+        .or_else(|| mtu_fault(evidence))
+        .or_else(|| frames_lost(evidence, &failed))
+        .or_else(|| neighbour_mismatch(evidence, &failed))
+        .or_else(|| reverse_path_fault(evidence, &failed))
         .or_else(|| neighbour_fault(evidence))
         // The target's way back matters only once ARP has shown it is there.
         .or_else(|| route_fault(evidence, Side::Target))
@@ -134,6 +150,12 @@ fn interface_fault(evidence: &Evidence) -> Option<Verdict> {
     None
 }
 
+/// No route at all from the initiator to the target: nothing could be probed.
+fn no_route(evidence: &Evidence) -> Option<Verdict> {
+    route_fault(evidence, Side::Initiator)
+        .filter(|verdict| matches!(verdict.finding, Finding::NoRoute { .. }))
+}
+
 fn route_fault(evidence: &Evidence, from: Side) -> Option<Verdict> {
     for route in evidence.routes.iter().filter(|route| route.from == from) {
         let port = port_ref(port(evidence, route.from));
@@ -156,7 +178,16 @@ fn route_fault(evidence: &Evidence, from: Side) -> Option<Verdict> {
             },
             RouteLookup::Via { .. } => continue,
         };
-        return Some(Verdict::new(VerdictClass::Route, route.from, finding).because(fact));
+        let at = self::port(evidence, route.from);
+        let beside = (!at.same_subnet_elsewhere.is_empty()).then(|| Fact::SameSubnet {
+            port: port_ref(at),
+            interfaces: at.same_subnet_elsewhere.clone(),
+        });
+        return Some(
+            Verdict::new(VerdictClass::Route, route.from, finding)
+                .because(fact)
+                .because_all(beside),
+        );
     }
     None
 }
@@ -294,6 +325,259 @@ fn program_fault(evidence: &Evidence, failed: &[&ProbeEvidence]) -> Option<Verdi
     None
 }
 
+/// Don't-fragment probes at the size the path claims did not pass (or the kernel dropped
+/// packets as too big): the MTUs along the path differ.
+fn mtu_fault(evidence: &Evidence) -> Option<Verdict> {
+    let failed = evidence
+        .mtu_probes
+        .iter()
+        .find(|probe| probe.answered < probe.sent || probe.error.is_some());
+    let too_big = evidence
+        .drops
+        .iter()
+        .find(|drop| drop.drop.reason == "PKT_TOO_BIG");
+    let (from, size) = match (failed, too_big) {
+        (Some(probe), _) => (probe.from, probe.size),
+        // The test's own traffic: a drop as too big on one port means the other sent it.
+        (None, Some(drop)) => (
+            opposite(drop.side),
+            port_mtu(port(evidence, opposite(drop.side))),
+        ),
+        (None, None) => return None,
+    };
+    let (origin, peer) = (port(evidence, from), port(evidence, opposite(from)));
+    // Where it dies: the first hop from the origin whose MTU is below the size.
+    let hops: Vec<&Hop> = match &evidence.path {
+        Some(path) if from == Side::Target => path.hops.iter().rev().collect(),
+        Some(path) => path.hops.iter().collect(),
+        None => Vec::new(),
+    };
+    let dropping = hops
+        .iter()
+        .filter_map(|hop| Some((hop, hop.link.as_ref()?.mtu)))
+        .find(|(_, mtu)| *mtu > 0 && *mtu < size)
+        .map(|(hop, mtu)| {
+            (
+                PortRef {
+                    netns: hop.netns.clone(),
+                    interface: hop.interface.clone(),
+                },
+                mtu,
+            )
+        })
+        .unwrap_or_else(|| (port_ref(peer), port_mtu(peer)));
+    let facts = evidence
+        .mtu_probes
+        .iter()
+        .map(|probe| Fact::Mtu {
+            probe: probe.clone(),
+        })
+        .chain(too_big.map(|drop| Fact::Drop { drop: drop.clone() }))
+        .chain(
+            hops.iter()
+                .filter(|hop| hop.role != HopRole::Port)
+                .map(|hop| Fact::Hop {
+                    hop: (*hop).clone(),
+                }),
+        );
+    Some(
+        Verdict::new(
+            VerdictClass::Mtu,
+            if dropping.0 == port_ref(origin) {
+                from
+            } else if dropping.0 == port_ref(peer) {
+                opposite(from)
+            } else {
+                Side::Wire
+            },
+            Finding::MtuMismatch {
+                from: port_ref(origin),
+                from_mtu: port_mtu(origin),
+                to: port_ref(peer),
+                to_mtu: port_mtu(peer),
+                dropping: dropping.0,
+                dropping_mtu: dropping.1,
+                size,
+            },
+        )
+        .because_all(facts),
+    )
+}
+
+fn port_mtu(port: &PortEvidence) -> u32 {
+    port.link.as_ref().map_or(0, |link| link.mtu)
+}
+
+/// Frames left a port while it had no carrier (watch saw carrier come later, or never).
+fn carrier_gap_fault(evidence: &Evidence, failed: &[&ProbeEvidence]) -> Option<Verdict> {
+    let gap = evidence.carrier_gaps.iter().find(|gap| gap.frames > 0)?;
+    let at = port(evidence, gap.side);
+    Some(
+        Verdict::new(
+            VerdictClass::Cable,
+            gap.side,
+            Finding::CarrierLate {
+                port: port_ref(at),
+                frames_without_carrier: gap.frames,
+                carrier_after_ms: gap.carrier_after_ms,
+            },
+        )
+        .because_all(probe_facts(failed)),
+    )
+}
+
+/// A hop between two veth peers that does not pass frames on: frames left a port and did not
+/// reach the other, and the walk of the path shows why.
+fn hop_fault(evidence: &Evidence, failed: &[&ProbeEvidence]) -> Option<Verdict> {
+    let path = evidence.path.as_ref()?;
+    let lost = failed.iter().any(|probe| {
+        probe.reached_peer < u64::from(probe.outcome.sent)
+            || (probe.answer_left_peer > 0 && probe.answer_reached_origin < probe.answer_left_peer)
+    });
+    if !lost {
+        return None;
+    }
+    let bridge = path
+        .hops
+        .iter()
+        .find(|hop| hop.role == HopRole::Bridge)
+        .map(|hop| hop.interface.clone());
+    let broken = path.hops.iter().find_map(|hop| {
+        if hop.role == HopRole::Port || hop.role == HopRole::Cable {
+            return None;
+        }
+        let link = hop.link.as_ref()?;
+        let problem = if !link.admin_up {
+            HopProblem::Down
+        } else if !link.carrier {
+            HopProblem::NoCarrier
+        } else if hop.role == HopRole::VethPeer {
+            match (&bridge, &hop.bridge) {
+                (Some(bridge), None) => HopProblem::NotInBridge {
+                    bridge: bridge.clone(),
+                },
+                (Some(bridge), Some(own)) if own != bridge => HopProblem::DifferentBridges {
+                    bridge: bridge.clone(),
+                    other: own.clone(),
+                },
+                _ => match link.bridge_port_state.as_deref() {
+                    Some(state) if state != "forwarding" => HopProblem::NotForwarding {
+                        state: state.to_owned(),
+                    },
+                    _ => return None,
+                },
+            }
+        } else {
+            return None;
+        };
+        Some((hop.clone(), problem))
+    })?;
+    let (hop, problem) = broken;
+    Some(
+        Verdict::new(
+            VerdictClass::Cable,
+            Side::Wire,
+            Finding::HopBroken { hop, problem },
+        )
+        .because_all(path.hops.iter().map(|hop| Fact::Hop { hop: hop.clone() }))
+        .because_all(probe_facts(failed)),
+    )
+}
+
+/// The initiator's entry for the target's address holds another MAC than the target port's:
+/// frames go out to a MAC nobody has (a static entry, or a stale one after the target port was
+/// re-created).
+fn neighbour_mismatch(evidence: &Evidence, failed: &[&ProbeEvidence]) -> Option<Verdict> {
+    let target_mac = mac_text(evidence.target.link.as_ref()?.mac?);
+    let entry = evidence.neighbours.iter().find(|neighbour| {
+        neighbour.side == Side::Initiator
+            && neighbour.address.to_string() == evidence.environment.target_ip
+    })?;
+    let entry_mac = entry.mac.clone()?;
+    if entry_mac == target_mac {
+        return None;
+    }
+    Some(
+        Verdict::new(
+            VerdictClass::Neighbour,
+            Side::Initiator,
+            Finding::NeighbourMismatch {
+                port: port_ref(&evidence.initiator),
+                address: entry.address,
+                entry_mac,
+                entry_state: entry
+                    .after
+                    .clone()
+                    .or_else(|| entry.before.clone())
+                    .unwrap_or_default(),
+                target_mac,
+            },
+        )
+        .because(Fact::Neighbour {
+            neighbour: entry.clone(),
+        })
+        .because_all(
+            evidence
+                .drops
+                .iter()
+                .map(|drop| Fact::Drop { drop: drop.clone() }),
+        )
+        .because_all(probe_facts(failed)),
+    )
+}
+
+/// Strict reverse-path filtering on a side whose route back to the other side's address leaves
+/// by another interface: what arrives on the port is dropped (ARP requests included).
+fn reverse_path_fault(evidence: &Evidence, failed: &[&ProbeEvidence]) -> Option<Verdict> {
+    for side in [Side::Target, Side::Initiator] {
+        let at = port(evidence, side);
+        let Some(sysctl) = at
+            .sysctls
+            .iter()
+            .find(|sysctl| sysctl.name == "rp_filter" && sysctl.effective == 1)
+        else {
+            continue;
+        };
+        let Some(route) = evidence
+            .routes
+            .iter()
+            .find(|route| route.from == side && !route.via_port)
+        else {
+            continue;
+        };
+        let rpfilter_drops = evidence
+            .drops
+            .iter()
+            .filter(|drop| drop.side == side && drop.drop.reason == "IP_RPFILTER")
+            .map(|drop| Fact::Drop { drop: drop.clone() });
+        return Some(
+            Verdict::new(
+                VerdictClass::Route,
+                side,
+                Finding::ReversePathFilter {
+                    port: port_ref(at),
+                    sysctl: sysctl.clone(),
+                    source: route.destination,
+                    route_via: route.via_interface.clone(),
+                },
+            )
+            .because(Fact::Sysctl {
+                port: port_ref(at),
+                sysctl: sysctl.clone(),
+            })
+            .because(Fact::RouteLookup {
+                port: port_ref(at),
+                destination: route.destination,
+                lookup: route.lookup.clone(),
+                via: route.via_interface.clone(),
+            })
+            .because_all(rpfilter_drops)
+            .because_all(probe_facts(failed)),
+        );
+    }
+    None
+}
+
 fn carrier_fault(evidence: &Evidence) -> Option<Verdict> {
     let without_carrier: Vec<&PortEvidence> = ports(evidence)
         .into_iter()
@@ -329,11 +613,8 @@ fn carrier_fault(evidence: &Evidence) -> Option<Verdict> {
     )
 }
 
-fn cable_fault(evidence: &Evidence, failed: &[&ProbeEvidence]) -> Option<Verdict> {
-    if let Some(verdict) = carrier_fault(evidence) {
-        return Some(verdict.because_all(probe_facts(failed)));
-    }
-    // Frames that left one port and did not all arrive at the other.
+/// Frames that left one port and did not all arrive at the other, with carrier on both.
+fn frames_lost(evidence: &Evidence, failed: &[&ProbeEvidence]) -> Option<Verdict> {
     let lost_forward = failed
         .iter()
         .find(|probe| probe.left_origin > 0 && probe.reached_peer < probe.left_origin);
@@ -370,17 +651,32 @@ fn cable_fault(evidence: &Evidence, failed: &[&ProbeEvidence]) -> Option<Verdict
     )
 }
 
+/// The target does not answer ARP: it does not own the address (whatever ARP did earlier in a
+/// watched run: an address removed by NetworkManager or DHCP), or its ARP sysctls keep it
+/// silent.
 fn neighbour_fault(evidence: &Evidence) -> Option<Verdict> {
-    let arp = probe(evidence, ProbeKind::Arp)?;
-    if arp.fully_answered() || arp.reached_peer == 0 {
-        return None;
-    }
     let target_ip = &evidence.environment.target_ip;
     let target = &evidence.target;
     let owns_address = target
         .addresses
         .iter()
         .any(|address| address.split('/').next() == Some(target_ip.as_str()));
+    let arp = probe(evidence, ProbeKind::Arp);
+    let arp_failed = arp.is_some_and(|arp| !arp.fully_answered() && arp.reached_peer > 0);
+    if !arp_failed && owns_address {
+        return None;
+    }
+    let sysctls: Vec<Sysctl> = target
+        .sysctls
+        .iter()
+        .filter(|sysctl| {
+            matches!(
+                sysctl.name.as_str(),
+                "arp_ignore" | "arp_filter" | "arp_announce"
+            ) && sysctl.effective != 0
+        })
+        .cloned()
+        .collect();
     Some(
         Verdict::new(
             VerdictClass::Neighbour,
@@ -389,10 +685,14 @@ fn neighbour_fault(evidence: &Evidence) -> Option<Verdict> {
                 port: port_ref(target),
                 target_ip: target_ip.clone(),
                 owns_address,
-                sysctls: Vec::new(),
+                sysctls: sysctls.clone(),
             },
         )
-        .because(Fact::Probe { probe: arp.clone() })
+        .because_all(arp.map(|arp| Fact::Probe { probe: arp.clone() }))
+        .because_all(sysctls.into_iter().map(|sysctl| Fact::Sysctl {
+            port: port_ref(target),
+            sysctl,
+        }))
         .because(Fact::Addresses {
             port: port_ref(target),
             addresses: target.addresses.clone(),

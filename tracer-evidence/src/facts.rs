@@ -32,6 +32,10 @@ pub struct Link {
     /// `IFLA_LINK`: for a veth, its peer's index (in the peer's namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_ifindex: Option<u32>,
+    /// `IFLA_LINK_NETNSID`: the peer's namespace, by its id in this link's namespace; `None`
+    /// when the peer is in the same namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_netnsid: Option<i32>,
     /// `IFLA_MASTER`: the bridge (or bond) this is a port of, by index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub master: Option<u32>,
@@ -379,7 +383,19 @@ pub struct Evidence {
     /// exceed 1500: where jumbo frames die.
     #[serde(default)]
     pub mtu_probes: Vec<MtuProbe>,
+    /// Frames a port sent while it had no carrier (watch's link history).
+    #[serde(default)]
+    pub carrier_gaps: Vec<CarrierGap>,
     pub environment: Environment,
+}
+
+/// Frames that left a port while it had no carrier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarrierGap {
+    pub side: Side,
+    pub frames: u64,
+    /// Milliseconds from the first of them to carrier up; `None` if it never came.
+    pub carrier_after_ms: Option<u64>,
 }
 
 /// Echo requests of one size with don't-fragment set, sent from one side.

@@ -7,7 +7,9 @@ use std::{
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{collect::ports::IngressHook, pins::DEFAULT_PIN_ROOT, spec::PortSpec};
+use crate::{
+    collect::ports::IngressHook, error::UsageError, pins::DEFAULT_PIN_ROOT, spec::PortSpec,
+};
 
 pub const DEFAULT_INITIATOR: &str = "cvl_0_1";
 pub const DEFAULT_TARGET: &str = "cvl_0_0_ns_spdk/cvl_0_0";
@@ -24,8 +26,9 @@ with --ingress-hook xdp) to an initiator port and a target port, counts ARP, ICM
 Ports are given as [NETNS/]IFNAME: a namespace name as in /var/run/netns (`ip netns list`), or \
 none for tracer's own namespace. The defaults are SPDK's NVMe-over-TCP test network: initiator \
 cvl_0_1, target cvl_0_0 in namespace cvl_0_0_ns_spdk, TCP port 4420.\n\n\
-Exit codes: 0 success, 1 internal error, 2 usage or environment error (bad argument, unknown \
-port or namespace, not root, kernel without BTF).",
+Exit codes: 0 success, 1 internal error or output that cannot be written, 2 usage or \
+environment error (bad argument, unknown port or namespace, not root, kernel without BTF), 141 \
+standard output closed by its reader (quietly, as SIGPIPE would).",
     after_help = "Examples:\n  \
 tracer counters --duration 10\n  \
 tracer counters --initiator lab/veth0 --target peer/veth1 --port 8080 --json\n  \
@@ -38,6 +41,32 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// What clap cannot check alone: arguments that contradict each other.
+    pub fn check(&self) -> Result<(), UsageError> {
+        let addresses: Vec<(Ipv4Addr, Ipv4Addr)> = match &self.command {
+            Command::Diagnose(args) => args
+                .initiator_ips
+                .iter()
+                .copied()
+                .zip(args.target_ips.iter().copied())
+                .collect(),
+            Command::Watch(args) => vec![(args.initiator_ip, args.target_ip)],
+            _ => Vec::new(),
+        };
+        if let Some((initiator, _)) = addresses
+            .into_iter()
+            .find(|(initiator, target)| initiator == target)
+        {
+            return Err(UsageError::Argument(format!(
+                "--initiator-ip and --target-ip are both {initiator}: the two sides need \
+                 different addresses"
+            )));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,7 +93,8 @@ route      13  no route from one side to the other's address\n  \
 interface  14  a port is missing, administratively down, or in another namespace\n  \
 unknown    15  a drop no class fits: its kernel drop reason and place are named\n  \
 program    17  another tool's BPF program on a port (XDP, tc) takes the probes: it is named\n  \
-2 stays a usage or environment error (bad argument, not root).\n\n\
+2 stays a usage or environment error (bad argument, not root, the same address on both sides, \
+another diagnose probing the same ports for over 60 s: runs on a port take turns).\n\n\
 Example:\n  \
 tracer diagnose --initiator cvl_0_1_ns_initiator/cvl_0_1 --report /tmp/tracer-report"
     )]
@@ -74,12 +104,18 @@ tracer diagnose --initiator cvl_0_1_ns_initiator/cvl_0_1 --report /tmp/tracer-re
         long_about = "Watch both ports while a command runs; on failure, write the root-cause bundle.\n\n\
 tracer attaches to the ports wherever they are (they need not be where their specs say yet: a test \
 script may create the target namespace and move the port into it after tracer started), runs CMD \
-with its standard input and output, passes signals on to it, follows the ports as they move, \
-disappear and come back, and exits with CMD's exit code.\n\n\
+with its standard input and output in a process group of its own, passes SIGINT, SIGTERM, SIGHUP, \
+SIGQUIT, SIGUSR1 and SIGUSR2 on to that whole group (a script's own children too), kills the group \
+with SIGKILL when it still runs --kill-after seconds after a SIGINT or SIGTERM, follows the ports \
+as they move, disappear and come back, and exits with CMD's exit code (128 + signal when it was \
+killed). CMD never outlives tracer: the kernel kills it when tracer dies, even by SIGKILL. A CMD \
+that is not found exits 127, one that cannot be executed 126.\n\n\
 When CMD fails (or always, with --always), DIR holds report.md (verdict and evidence first, a \
 one-line signature for bots, the timeline), report.json (diagnose's schema plus timeline), \
 capture.pcapng (the last N ARP, ICMP and port frames of both ports, with interface and direction) \
 and snapshot/ (addresses, routes, neighbours and netfilter rules of each namespace at the end). \
+tracer creates every file itself and never follows a symbolic link found in DIR (it refuses, \
+exit 2). \
 By default the test's own traffic is the evidence; --probe also runs diagnose's probes at the end.",
         after_help = "Example:\n  \
 tracer watch --report /tmp/bundle -- ./test/nvmf/target/some_test.sh --transport=tcp"
@@ -105,18 +141,26 @@ netns is where the port is now: ports are followed across namespace moves, waite
 do not exist, and attached again when they are deleted and created anew. Where several namespaces \
 hold an interface of the port's name, tracer never guesses: the device running its programs, else \
 the one in the spec's namespace, else in tracer's own, else the only one. The kernel keys drops by \
-namespace and interface index, so tracer keeps a port's drops while it stays in one namespace: \
-its drops series starts from zero in each namespace it moves to (or comes back to). Drops on other \
+namespace and interface index: a port's drops series starts from zero in each namespace it \
+moves to, and never goes backwards while the monitor runs (a port deleted and created anew keeps \
+counting up from where its series was). Drops on other \
 interfaces are neither exported nor kept (kfree_skb sees the whole machine: the series would be \
 unbounded; `tracer counters` shows them).\n\n\
 The counters are pinned on bpffs under --pin-dir (bpffs is mounted at /sys/fs/bpf when it is not), \
 one directory per port named by its spec, so counts survive a restart or an upgrade of tracer and \
-follow a port wherever it moves; --reset starts from zero, --unpin removes them. Only maps are \
+follow a port wherever it moves; --reset starts from zero, --unpin removes them (only maps of the \
+shape tracer pins, on bpffs: nothing else is ever deleted). Only maps are \
 pinned: nothing stays attached after tracer exits. One monitor per pin directory. With \
 --ingress-hook xdp, where XDP cannot be attached (another program holds it, the driver or MTU \
 does not allow it), tracer counts ingress with tc instead and never replaces what is there.\n\n\
-Exit codes: 0 after Ctrl-C or SIGTERM, 2 usage or environment error (a metrics address that is \
-malformed, in use or not bindable; another monitor on the pin directory; not root).",
+The server answers at most 64 connections at once (more are closed at once); a client has 5 s to \
+send its request head (16 KiB at most, else 431) and 5 s to read the answer. Scrapes are answered \
+from where the ports were at the last refresh (every second, and at SIGHUP): a scrape reads the \
+counter maps and opens nothing. With port 0 in --metrics-addr, the port the kernel chose is \
+printed on standard output (`serving metrics at http://ADDR:PORT/metrics`).\n\n\
+Exit codes: 0 after Ctrl-C or SIGTERM (SIGHUP does not stop it), 2 usage or environment error (a \
+metrics address that is malformed, in use or not bindable; another monitor on the pin directory; \
+a pin directory not on bpffs; not root).",
         after_help = "Examples:\n  \
 tracer monitor --metrics-addr 127.0.0.1:9464\n  \
 tracer monitor --initiator cvl_0_1_ns_initiator/cvl_0_1 --reset\n  \
@@ -143,7 +187,7 @@ Exit codes: 0 tracer can work here, 2 it cannot (one line says why).",
     },
 }
 
-/// The two ports and the TCP port number to watch.
+/// The two ports and how to count on them.
 #[derive(Debug, Clone, Args)]
 pub struct PortArgs {
     /// Initiator port, [NETNS/]IFNAME
@@ -152,6 +196,13 @@ pub struct PortArgs {
     /// Target port, [NETNS/]IFNAME
     #[arg(long, value_name = "SPEC", default_value = DEFAULT_TARGET)]
     pub target: PortSpec,
+    #[command(flatten)]
+    pub counting: CountingArgs,
+}
+
+/// What is counted on the ports, and where.
+#[derive(Debug, Clone, Args)]
+pub struct CountingArgs {
     /// TCP port whose segments are counted as tcp_port (SYN, SYN-ACK and RST also apart)
     #[arg(long, value_name = "N", default_value = DEFAULT_PORT,
           value_parser = clap::value_parser!(u16).range(1..))]
@@ -181,22 +232,31 @@ pub struct CountersArgs {
 
 #[derive(Debug, Args)]
 pub struct DiagnoseArgs {
-    #[command(flatten)]
-    pub ports: PortArgs,
+    /// Initiator port, [NETNS/]IFNAME; repeat it, with --target, --initiator-ip and
+    /// --target-ip, to diagnose several pairs together (the Nth of each make pair N)
+    #[arg(long = "initiator", value_name = "SPEC", default_value = DEFAULT_INITIATOR)]
+    pub initiators: Vec<PortSpec>,
+    /// Target port, [NETNS/]IFNAME (repeatable, see --initiator)
+    #[arg(long = "target", value_name = "SPEC", default_value = DEFAULT_TARGET)]
+    pub targets: Vec<PortSpec>,
     /// The initiator's address: source of the ARP probes, destination of the reverse pings
-    #[arg(long, value_name = "IP", default_value = "10.0.0.1")]
-    pub initiator_ip: Ipv4Addr,
-    /// The target's address
-    #[arg(long, value_name = "IP", default_value = "10.0.0.2")]
-    pub target_ip: Ipv4Addr,
+    /// (repeatable, see --initiator)
+    #[arg(long = "initiator-ip", value_name = "IP", default_value = "10.0.0.1")]
+    pub initiator_ips: Vec<Ipv4Addr>,
+    /// The target's address (repeatable, see --initiator)
+    #[arg(long = "target-ip", value_name = "IP", default_value = "10.0.0.2")]
+    pub target_ips: Vec<Ipv4Addr>,
+    #[command(flatten)]
+    pub counting: CountingArgs,
     /// Print one JSON object instead of the report
     #[arg(long)]
     pub json: bool,
-    /// Also write DIR/report.md, DIR/report.json and DIR/path.svg (DIR is created)
+    /// Also write DIR/report.md, DIR/report.json and DIR/path.svg (DIR is created; symbolic
+    /// links in it are refused, never followed)
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
     /// Also write the path as a picture to FILE (SVG): the hops, the counts at the ports, and
-    /// where the packets stopped
+    /// where the packets stopped (of several pairs, the first that failed)
     #[arg(long, value_name = "FILE", value_parser = new_file_path)]
     pub svg: Option<PathBuf>,
     /// Classify a saved bundle (its directory, or its report.json) again with this tracer's
@@ -206,6 +266,18 @@ pub struct DiagnoseArgs {
     /// Create this file once every program is attached
     #[arg(long, value_name = "PATH", value_parser = new_file_path)]
     pub ready_file: Option<PathBuf>,
+}
+
+/// Upper bound of --capture-frames: 100 000 frames of up to 256 bytes per port.
+const MAX_CAPTURE_FRAMES: usize = 100_000;
+
+fn capture_frames(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if (1..=MAX_CAPTURE_FRAMES).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "`{value}` is not a number from 1 to {MAX_CAPTURE_FRAMES}"
+        )),
+    }
 }
 
 /// A path for a file tracer writes (a ready file, a picture) whose directory exists: refused at
@@ -238,7 +310,7 @@ pub struct WatchArgs {
     /// The target's address (for routes and --probe)
     #[arg(long, value_name = "IP", default_value = "10.0.0.2")]
     pub target_ip: Ipv4Addr,
-    /// Directory for the bundle (created)
+    /// Directory for the bundle (created; symbolic links in it are refused, never followed)
     #[arg(long, value_name = "DIR", default_value = "tracer-report")]
     pub report: PathBuf,
     /// Create this file once tracer watches (before CMD starts)
@@ -250,9 +322,14 @@ pub struct WatchArgs {
     /// After CMD, run diagnose's active probes as well
     #[arg(long)]
     pub probe: bool,
-    /// Frames kept per port in the capture (the last N; memory stays bounded)
-    #[arg(long, value_name = "N", default_value = "2000")]
+    /// Frames kept per port in the capture (the last N, 1 to 100000; memory stays bounded)
+    #[arg(long, value_name = "N", default_value = "2000", value_parser = capture_frames)]
     pub capture_frames: usize,
+    /// After passing SIGINT or SIGTERM on to CMD's process group, kill the group (SIGKILL)
+    /// if it still runs SECS seconds later
+    #[arg(long, value_name = "SECS", default_value = "10",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub kill_after: u64,
     /// The command to run, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -262,7 +339,8 @@ pub struct WatchArgs {
 pub struct MonitorArgs {
     #[command(flatten)]
     pub ports: PortArgs,
-    /// Serve the metrics at http://ADDR:PORT/metrics
+    /// Serve the metrics at http://ADDR:PORT/metrics (port 0: the kernel chooses, and tracer
+    /// prints the address on standard output)
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9464")]
     pub metrics_addr: SocketAddr,
     /// Keep the counters pinned in DIR, on bpffs
@@ -271,7 +349,8 @@ pub struct MonitorArgs {
     /// Start from zero: remove the pinned counters first
     #[arg(long)]
     pub reset: bool,
-    /// Remove every counter tracer pinned in --pin-dir, then exit (attaches nothing)
+    /// Remove every counter tracer pinned in --pin-dir, then exit (attaches nothing; only maps of
+    /// tracer's shape on bpffs are removed)
     #[arg(long, conflicts_with = "reset")]
     pub unpin: bool,
     /// Create this file once the metrics are served and every port present is counted
@@ -288,7 +367,8 @@ pub struct DoctorArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum LabAction {
-    /// Create (or re-create) the lab: a veth pair whose ends live in two namespaces
+    /// Create (or re-create) the lab: a veth pair whose ends live in two namespaces. A namespace
+    /// of the lab's names that `lab up` did not make is left alone (exit 2)
     Up(LabArgs),
     /// Remove the lab's namespaces, and with them everything in them
     Down(LabArgs),
@@ -316,4 +396,17 @@ pub struct LabArgs {
     #[arg(long, value_name = "N", default_value = DEFAULT_PORT,
           value_parser = clap::value_parser!(u16).range(1..))]
     pub port: u16,
+    /// SPDK's virtual topology (nvmf_veth_init, NET_TYPE=virt) instead of a direct pair: each
+    /// port's veth peer (PORT_br) is a port of one bridge in the initiator's namespace, with an
+    /// iptables FORWARD accept for it
+    #[arg(long)]
+    pub virt: bool,
+    /// The bridge's name, with --virt
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "nvmf_br",
+        requires = "virt"
+    )]
+    pub bridge: String,
 }

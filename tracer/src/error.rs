@@ -46,3 +46,12 @@ impl UsageError {
         }
     }
 }
+
+/// A failure with an exit code of its own, said in one line: `tracer watch` exits 127 when its
+/// command is not found and 126 when it cannot be executed, as a shell does.
+#[derive(Debug, Error)]
+#[error("{message}")]
+pub struct ExitError {
+    pub code: u8,
+    pub message: String,
+}

@@ -4,7 +4,9 @@
 //! targets and benchmarks drive.
 
 pub mod btf;
+pub mod bundle;
 pub mod capture;
+pub mod child;
 pub mod cli;
 pub mod collect;
 pub mod commands;
@@ -12,10 +14,12 @@ pub mod error;
 pub mod http;
 pub mod kallsyms;
 pub mod locate;
+pub mod lock;
 pub mod logging;
 pub mod netfilter;
 pub mod netlink;
 pub mod netns;
+pub mod output;
 pub mod pins;
 pub mod preflight;
 pub mod probes;

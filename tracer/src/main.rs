@@ -7,9 +7,17 @@ use clap::{Parser as _, error::ErrorKind};
 use tracer::{
     cli::{Cli, Command, LabAction},
     commands,
-    error::UsageError,
+    error::{ExitError, UsageError},
     logging,
+    output::OutputError,
 };
+
+/// One line on stderr; a stderr that cannot be written is no reason to panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 /// Exit code for a usage or environment error: the user can fix it.
 const EXIT_USAGE: u8 = 2;
@@ -19,13 +27,17 @@ const EXIT_INTERNAL: u8 = 1;
 fn main() -> ExitCode {
     // A panic is a bug, but it still gets one line, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("tracer: internal error: {info}");
+        say!("tracer: internal error: {info}");
     }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => return clap_exit(&err),
     };
     logging::init(cli.verbose);
+    if let Err(usage) = cli.check() {
+        say!("tracer: {usage}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     let result = match &cli.command {
         Command::Counters(args) => commands::counters::run(args, cli.verbose).map(|()| 0),
         Command::Diagnose(args) => commands::diagnose::run(args, cli.verbose),
@@ -39,16 +51,24 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
-        Err(err) => match err.downcast_ref::<UsageError>() {
-            Some(usage) => {
-                eprintln!("tracer: {usage}");
+        Err(err) => {
+            if let Some(usage) = err.downcast_ref::<UsageError>() {
+                say!("tracer: {usage}");
                 ExitCode::from(EXIT_USAGE)
-            }
-            None => {
-                eprintln!("tracer: error: {err:#}");
+            } else if let Some(output) = err.downcast_ref::<OutputError>() {
+                // A reader that went away is no news to anyone: exit as SIGPIPE would, quietly.
+                if !matches!(output, OutputError::BrokenPipe) {
+                    say!("tracer: {output}");
+                }
+                ExitCode::from(output.exit_code())
+            } else if let Some(exit) = err.downcast_ref::<ExitError>() {
+                say!("tracer: {exit}");
+                ExitCode::from(exit.code)
+            } else {
+                say!("tracer: error: {err:#}");
                 ExitCode::from(EXIT_INTERNAL)
             }
-        },
+        }
     }
 }
 
@@ -78,7 +98,7 @@ fn clap_exit(err: &clap::Error) -> ExitCode {
                 Some(next) if first.ends_with(':') => format!(" {next}"),
                 _ => String::new(),
             };
-            eprintln!("tracer: {first}{detail} (see `tracer --help`)");
+            say!("tracer: {first}{detail} (see `tracer --help`)");
             ExitCode::from(EXIT_USAGE)
         }
     }

@@ -6,15 +6,27 @@
 //! x_tables for a table (`-t filter`, or `arptables-legacy -L`) instantiates it in the namespace.
 //! So the legacy tools are only asked about tables that `/proc/net/*_tables_names` already lists.
 //!
+//! Native nftables is read as JSON ([`parse_nft_json`]), the xtables backends with their own
+//! `-save` tools, whose text is what their users wrote.
+//!
 //! A snapshot before and one after sending probe packets tell which rule dropped them
 //! ([`Ruleset::drop_hits`]); rules without counters can only be named as candidates
 //! ([`Ruleset::uncounted_drop_candidates`]).
+//!
+//! Every tool runs with a time limit ([`TOOL_TIMEOUT`]): a hung `nft` must not hang a diagnosis.
+
+mod nft;
 
 use std::{
     collections::{BTreeSet, HashMap},
-    process::{Command, Stdio},
+    io::Read,
+    os::unix::process::CommandExt as _,
+    process::{Child, Command, Stdio},
+    thread::JoinHandle,
+    time::{Duration, Instant},
 };
 
+pub use nft::{NftJsonError, parse_nft_json};
 pub use tracer_evidence::Backend;
 
 /// The nftables family an xtables backend's tables live in; empty for [`Backend::Nft`], whose
@@ -35,15 +47,21 @@ pub struct Rule {
     pub family: String,
     pub table: String,
     pub chain: String,
-    /// xtables: `-A CHAIN ...` as `iptables -S` prints it; nft: the rule as `nft` prints it,
-    /// without its handle and with `counter` standing for its current values.
+    /// nft: the rule's handle, which names it across snapshots; `None` for xtables rules.
+    pub handle: Option<u64>,
+    /// xtables: `-A CHAIN ...` as `iptables -S` prints it; nft: the rule in nft's syntax, made
+    /// from its JSON, with `counter` standing for its current values.
     pub text: String,
     /// 1-based within its chain.
     pub position: usize,
-    /// `None` when the rule has no counter.
+    /// `None` when the rule has no counter (nft: or a named counter several rules share).
     pub packets: Option<u64>,
-    /// Its verdict is DROP or REJECT.
+    /// Its verdict is DROP or REJECT (nft: or a verdict map that can give `drop`).
     pub drops: bool,
+    /// Its counter counts exactly the packets it drops: every xtables rule with a counter; an
+    /// nft rule whose counter directly precedes its `drop` or `reject` (see [`parse_nft_json`]). A
+    /// dropping rule that does not is only ever a candidate.
+    pub counts_drops: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -55,6 +73,8 @@ pub struct Chain {
     /// nft: "input", "output", ...; xtables built-in chains: the chain name lower-cased;
     /// `None` for chains only reached by jumps.
     pub hook: Option<String>,
+    /// nft base chains: "filter", "nat" or "route"; `None` otherwise.
+    pub chain_type: Option<String>,
     pub policy_drop: bool,
     /// Packets the policy decided; `None` when the backend does not count them (nft).
     pub policy_packets: Option<u64>,
@@ -76,6 +96,8 @@ pub struct DropHit {
     pub table: String,
     pub chain: String,
     pub rule: Option<String>,
+    /// The nft rule's handle.
+    pub handle: Option<u64>,
     pub packets: u64,
 }
 
@@ -85,8 +107,13 @@ pub fn snapshot(netns: &str) -> Ruleset {
     let mut errors = Vec::new();
     let xtables_nft = read_xtables_nft(netns, &mut errors);
     let legacy = read_xtables_legacy(netns, &mut errors);
-    let nft = match run(netns, "nft", &["-a", "list", "ruleset"]) {
-        Ok(text) => Parsed::from(parse_nft_list(&text)),
+    const NFT_ARGS: [&str; 3] = ["-j", "list", "ruleset"];
+    let nft = match run(netns, "nft", &NFT_ARGS).map(|json| parse_nft_json(&json)) {
+        Ok(Ok(parsed)) => Parsed::from(parsed),
+        Ok(Err(err)) => {
+            errors.push(format!("{}: {err}", shown(netns, "nft", &NFT_ARGS)));
+            Parsed::default()
+        }
         Err(err) => {
             errors.push(err);
             Parsed::default()
@@ -258,8 +285,31 @@ fn legacy_table_names(netns: &str, names_file: &str, errors: &mut Vec<String>) -
     }
 }
 
+/// How long one tool may run before it is killed and its source reported as "timed out".
+pub const TOOL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Runs `program args` in namespace `netns` and returns its standard output.
 fn run(netns: &str, program: &str, args: &[&str]) -> Result<String, String> {
+    run_with_timeout(netns, program, args, TOOL_TIMEOUT)
+}
+
+/// How a command is shown in logs and errors.
+fn shown(netns: &str, program: &str, args: &[&str]) -> String {
+    if netns.is_empty() {
+        format!("`{program} {}`", args.join(" "))
+    } else {
+        format!("`ip netns exec {netns} {program} {}`", args.join(" "))
+    }
+}
+
+/// [`run`] with any time limit. The tool runs in a process group of its own, killed whole
+/// when the time is up: nothing it started outlives it.
+fn run_with_timeout(
+    netns: &str,
+    program: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<String, String> {
     let mut command = if netns.is_empty() {
         Command::new(program)
     } else {
@@ -271,25 +321,74 @@ fn run(netns: &str, program: &str, args: &[&str]) -> Result<String, String> {
         .args(args)
         // The parsers expect the tools' untranslated output.
         .env("LC_ALL", "C")
-        .stdin(Stdio::null());
-    let shown = if netns.is_empty() {
-        format!("`{program} {}`", args.join(" "))
-    } else {
-        format!("`ip netns exec {netns} {program} {}`", args.join(" "))
-    };
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let shown = shown(netns, program, args);
     log::debug!("netfilter: running {shown}");
-    let output = command
-        .output()
+    let mut child = command
+        .spawn()
         .map_err(|err| format!("{shown}: cannot run: {err}"))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
+    // Read both pipes while waiting, so that a tool filling one never blocks.
+    let stdout = read_in_background(child.stdout.take());
+    let stderr = read_in_background(child.stderr.take());
+    let deadline = Instant::now() + timeout;
+    // Most tools are done within milliseconds: looking every millisecond adds little to them.
+    let pause = Duration::from_millis(1);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() >= deadline => {
+                kill_group(&mut child);
+                // The readers end once the group is gone; they are not waited for.
+                return Err(format!(
+                    "{shown}: timed out after {} ms",
+                    timeout.as_millis()
+                ));
+            }
+            Ok(None) => {
+                std::thread::sleep(pause);
+            }
+            Err(err) => {
+                kill_group(&mut child);
+                return Err(format!("{shown}: cannot wait for it: {err}"));
+            }
+        }
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    if !status.success() {
+        let stderr = stderr.join().unwrap_or_default();
+        let stderr = String::from_utf8_lossy(&stderr);
         let reason = stderr
             .lines()
             .find(|line| !line.trim().is_empty())
             .unwrap_or("no message");
-        return Err(format!("{shown}: {}: {reason}", output.status));
+        return Err(format!("{shown}: {status}: {reason}"));
     }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    Ok(String::from_utf8_lossy(&stdout).into_owned())
+}
+
+fn read_in_background(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            // What was read before an error is all there is.
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        bytes
+    })
+}
+
+/// Kills the child's process group and reaps the child.
+fn kill_group(child: &mut Child) {
+    if let Ok(group) = i32::try_from(child.id()) {
+        // SAFETY: kill has no memory preconditions. The child leads its own group
+        // (`process_group(0)`) and is not reaped yet, so the id names no other process group.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Joins the views. iptables-nft's tables are nftables tables too: `nft` shows them again, in
@@ -399,6 +498,7 @@ pub fn parse_xtables_save(text: &str, backend: Backend) -> (Vec<Rule>, Vec<Chain
                 table: table.to_owned(),
                 name: name.to_owned(),
                 hook: builtin.then(|| name.to_lowercase()),
+                chain_type: None,
                 policy_drop: policy == "DROP",
                 policy_packets: if builtin {
                     words.next().and_then(parse_bracketed_packets)
@@ -425,10 +525,12 @@ pub fn parse_xtables_save(text: &str, backend: Backend) -> (Vec<Rule>, Vec<Chain
             family: family.to_owned(),
             table: table.to_owned(),
             chain: (*chain).to_owned(),
+            handle: None,
             text: rule_text.to_owned(),
             position: *position,
             packets,
             drops: xtables_verdict_drops(&words),
+            counts_drops: packets.is_some(),
         });
     }
     (rules, chains)
@@ -483,6 +585,7 @@ fn parse_arptables_list(text: &str, backend: Backend, table: &str) -> (Vec<Rule>
                 table: table.to_owned(),
                 name: name.to_owned(),
                 hook: policy_words.is_some().then(|| name.to_lowercase()),
+                chain_type: None,
                 policy_drop: policy_words
                     .as_ref()
                     .is_some_and(|words| words.first() == Some(&"DROP")),
@@ -531,226 +634,15 @@ fn parse_arptables_list(text: &str, backend: Backend, table: &str) -> (Vec<Rule>
             family: family.to_owned(),
             table: table.to_owned(),
             chain: chain.to_owned(),
+            handle: None,
             text: format!("-A {chain} {}", kept.join(" ")),
             position,
             packets,
             drops: xtables_verdict_drops(&kept),
+            counts_drops: packets.is_some(),
         });
     }
     (rules, chains)
-}
-
-/// What encloses the current line of `nft list ruleset`.
-enum NftBlock {
-    Table {
-        family: String,
-        name: String,
-    },
-    /// `index` into the chains found so far; `rules` counted so far.
-    Chain {
-        index: usize,
-        rules: usize,
-    },
-    /// Sets, maps, flowtables, named objects and anything else that holds no rules.
-    Other,
-}
-
-/// Parses `nft -a list ruleset`. Sets, maps and other objects are skipped; base chains get their
-/// hook and policy; each rule's text loses its `# handle N` and has `counter packets N bytes M`
-/// (and a quota's or `last`'s usage) cut down to the keyword, so that it stays the same while
-/// traffic flows; words are joined by single spaces.
-pub fn parse_nft_list(text: &str) -> (Vec<Rule>, Vec<Chain>) {
-    let mut rules = Vec::new();
-    let mut chains: Vec<Chain> = Vec::new();
-    let mut blocks: Vec<NftBlock> = Vec::new();
-    for line in text.lines() {
-        let all_words = split_words(line.trim());
-        // Outside quotes, `#` starts a comment: `# handle 5`, `# Warning: ...`.
-        let comment_start = all_words
-            .iter()
-            .position(|word| word.starts_with('#'))
-            .unwrap_or(all_words.len());
-        let (words, comment) = all_words.split_at(comment_start);
-        if words.is_empty() {
-            continue;
-        }
-        let opened = count_unquoted(words, '{');
-        let closed = count_unquoted(words, '}');
-        if opened > closed {
-            let block = match (blocks.last(), words) {
-                (None, ["table", family, name, "{", ..]) => NftBlock::Table {
-                    family: (*family).to_owned(),
-                    name: unquote(name),
-                },
-                // nft omits the family only for ip.
-                (None, ["table", name, "{", ..]) => NftBlock::Table {
-                    family: "ip".to_owned(),
-                    name: unquote(name),
-                },
-                (
-                    Some(NftBlock::Table {
-                        family,
-                        name: table,
-                    }),
-                    ["chain", name, ..],
-                ) => {
-                    chains.push(Chain {
-                        backend: Backend::Nft,
-                        family: family.clone(),
-                        table: table.clone(),
-                        name: unquote(name),
-                        hook: None,
-                        policy_drop: false,
-                        policy_packets: None,
-                    });
-                    NftBlock::Chain {
-                        index: chains.len() - 1,
-                        rules: 0,
-                    }
-                }
-                _ => NftBlock::Other,
-            };
-            blocks.push(block);
-            // Unbalanced extra braces, e.g. a set's elements spilling over lines.
-            for _ in 1..opened - closed {
-                blocks.push(NftBlock::Other);
-            }
-            continue;
-        }
-        if closed > opened {
-            for _ in 0..closed - opened {
-                blocks.pop();
-            }
-            continue;
-        }
-        let Some(NftBlock::Chain {
-            index,
-            rules: count,
-        }) = blocks.last_mut()
-        else {
-            continue;
-        };
-        let has_handle = matches!(comment, ["#", "handle", ..]);
-        let Some(chain) = chains.get_mut(*index) else {
-            continue;
-        };
-        match words[0] {
-            // `type filter hook input priority filter; policy drop;`
-            "type" | "policy" => {
-                if let Some(hook) = word_after(words, "hook") {
-                    chain.hook = Some(hook.trim_end_matches(';').to_owned());
-                }
-                if let Some(policy) = word_after(words, "policy") {
-                    chain.policy_drop = policy.trim_end_matches(';') == "drop";
-                }
-            }
-            // Chain properties; rules always carry a handle in `nft -a` output.
-            "devices" => {}
-            "comment" if !has_handle => {}
-            _ => {
-                *count += 1;
-                let (rule_text, packets) = normalise_nft_rule(words);
-                rules.push(Rule {
-                    backend: Backend::Nft,
-                    family: chain.family.clone(),
-                    table: chain.table.clone(),
-                    chain: chain.name.clone(),
-                    drops: nft_verdict_drops(&rule_text),
-                    text: rule_text,
-                    position: *count,
-                    packets,
-                });
-            }
-        }
-    }
-    (rules, chains)
-}
-
-fn word_after<'a>(words: &[&'a str], keyword: &str) -> Option<&'a str> {
-    let at = words.iter().position(|word| *word == keyword)?;
-    words.get(at + 1).copied()
-}
-
-fn count_unquoted(words: &[&str], brace: char) -> usize {
-    let mut count = 0;
-    for word in words {
-        let mut in_quotes = false;
-        let mut escaped = false;
-        for c in word.chars() {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' if in_quotes => escaped = true,
-                '"' => in_quotes = !in_quotes,
-                _ if c == brace && !in_quotes => count += 1,
-                _ => {}
-            }
-        }
-    }
-    count
-}
-
-fn unquote(word: &str) -> String {
-    word.strip_prefix('"')
-        .and_then(|inner| inner.strip_suffix('"'))
-        .unwrap_or(word)
-        .to_owned()
-}
-
-/// Drops the values that change while traffic flows, and returns the first counter's packets.
-fn normalise_nft_rule(words: &[&str]) -> (String, Option<u64>) {
-    let is_number = |word: Option<&&str>| word.is_some_and(|word| word.parse::<u64>().is_ok());
-    let mut kept = Vec::with_capacity(words.len());
-    let mut packets = None;
-    let mut index = 0;
-    while index < words.len() {
-        match words[index] {
-            // `counter packets 5 bytes 420`
-            "counter" => {
-                kept.push("counter");
-                index += 1;
-                if words.get(index) == Some(&"packets") && is_number(words.get(index + 1)) {
-                    if packets.is_none() {
-                        packets = words.get(index + 1).and_then(|word| word.parse().ok());
-                    }
-                    index += 2;
-                }
-                if words.get(index) == Some(&"bytes") && is_number(words.get(index + 1)) {
-                    index += 2;
-                }
-            }
-            // `quota over 10 mbytes used 62 bytes`, `last used 1s20ms`, `last used never`.
-            "used" => {
-                index += 1;
-                if is_number(words.get(index))
-                    && words
-                        .get(index + 1)
-                        .is_some_and(|unit| unit.ends_with("bytes"))
-                {
-                    index += 2;
-                } else if words.get(index).is_some_and(|word| {
-                    *word == "never" || word.starts_with(|c: char| c.is_ascii_digit())
-                }) {
-                    index += 1;
-                }
-            }
-            word => {
-                kept.push(word);
-                index += 1;
-            }
-        }
-    }
-    (kept.join(" "), packets)
-}
-
-/// `drop` or `reject` as a statement or a verdict-map entry; never inside quotes (comments, log
-/// prefixes) and never a chain name after `jump`/`goto`.
-fn nft_verdict_drops(rule_text: &str) -> bool {
-    let words = split_words(rule_text);
-    words.iter().enumerate().any(|(index, word)| {
-        let bare = word.trim_matches(|c| matches!(c, '{' | '}' | ',' | ':' | ';'));
-        let after_jump = index > 0 && matches!(words[index - 1], "jump" | "goto");
-        matches!(bare, "drop" | "reject") && !after_jump
-    })
 }
 
 /// Splits a line at whitespace outside double quotes; quoted parts stay in their word, quotes
@@ -790,25 +682,27 @@ fn split_words(line: &str) -> Vec<&str> {
     words
 }
 
-/// What identifies a rule across snapshots.
-type RuleKey<'a> = (Backend, &'a str, &'a str, &'a str, usize, &'a str);
 /// What identifies a chain across snapshots.
 type ChainKey<'a> = (Backend, &'a str, &'a str, &'a str);
 
-impl Rule {
-    fn key(&self) -> RuleKey<'_> {
-        (
-            self.backend,
-            &self.family,
-            &self.table,
-            &self.chain,
-            self.position,
-            &self.text,
-        )
-    }
+/// What identifies a rule within its chain across snapshots: an nft rule's handle; an xtables
+/// rule's position and text (a rule that moved is looked for by its text alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum RuleId<'a> {
+    Handle(u64),
+    Place(usize, &'a str),
+}
 
+impl Rule {
     fn chain_key(&self) -> ChainKey<'_> {
         (self.backend, &self.family, &self.table, &self.chain)
+    }
+
+    fn id(&self) -> RuleId<'_> {
+        match self.handle {
+            Some(handle) => RuleId::Handle(handle),
+            None => RuleId::Place(self.position, &self.text),
+        }
     }
 
     /// This rule as the one that dropped `packets`.
@@ -819,6 +713,7 @@ impl Rule {
             table: self.table.clone(),
             chain: self.chain.clone(),
             rule: Some(self.text.clone()),
+            handle: self.handle,
             packets,
         }
     }
@@ -837,6 +732,7 @@ impl Chain {
             table: self.table.clone(),
             chain: self.name.clone(),
             rule: None,
+            handle: None,
             packets,
         }
     }
@@ -857,26 +753,28 @@ fn family_matches(filter: Option<&str>, family: &str) -> bool {
 }
 
 impl Ruleset {
-    /// Dropping rules whose counter grew between `before` (self) and `after`, and xtables chains
-    /// whose drop policy counter grew, in ruleset order.
+    /// Dropping rules whose counter of drops grew between `before` (self) and `after`, and
+    /// xtables chains whose drop policy counter grew, in ruleset order.
     ///
-    /// A rule that moved (another was inserted above it) is still recognised by its text when
-    /// that is unique in its chain. A rule new in `after` counts in full, since it started from
-    /// zero — but only in a chain `before` knew: otherwise `before` may simply have failed to read
-    /// that source, and old counts would be blamed.
+    /// An nft rule is the rule with the same handle in the same chain: rules inserted above it,
+    /// or alike, do not confuse it. An xtables rule is the one at the same position with the
+    /// same text, or, when it moved (another was inserted above it), the one with the same text
+    /// when that is unique in its chain. A rule new in `after` counts in full, since it started
+    /// from zero — but only in a chain `before` knew: otherwise `before` may simply have failed
+    /// to read that source, and old counts would be blamed.
     pub fn drop_hits(&self, after: &Ruleset) -> Vec<DropHit> {
-        let before_by_key: HashMap<RuleKey, Option<u64>> = self
+        let before_by_id: HashMap<(ChainKey, RuleId), &Rule> = self
             .rules
             .iter()
-            .map(|rule| (rule.key(), rule.packets))
+            .map(|rule| ((rule.chain_key(), rule.id()), rule))
             .collect();
-        // Rules by text within a chain, for rules whose position changed; `None` when ambiguous.
-        let mut before_by_text: HashMap<(ChainKey, &str), Option<Option<u64>>> = HashMap::new();
-        for rule in &self.rules {
+        // xtables rules by text within a chain, for rules that moved; `None` when ambiguous.
+        let mut before_by_text: HashMap<(ChainKey, &str), Option<&Rule>> = HashMap::new();
+        for rule in self.rules.iter().filter(|rule| rule.handle.is_none()) {
             before_by_text
                 .entry((rule.chain_key(), rule.text.as_str()))
                 .and_modify(|unique| *unique = None)
-                .or_insert(Some(rule.packets));
+                .or_insert(Some(rule));
         }
         let before_chains: HashMap<ChainKey, Option<u64>> = self
             .chains
@@ -885,10 +783,15 @@ impl Ruleset {
             .collect();
 
         let mut hits = Vec::new();
-        for rule in after.rules.iter().filter(|rule| rule.drops) {
+        for rule in after
+            .rules
+            .iter()
+            .filter(|rule| rule.drops && rule.counts_drops)
+        {
             let Some(now) = rule.packets else { continue };
-            let previous = match before_by_key.get(&rule.key()) {
-                Some(packets) => Some(*packets),
+            let previous = match before_by_id.get(&(rule.chain_key(), rule.id())) {
+                Some(previous) => Some(*previous),
+                None if rule.handle.is_some() => None,
                 None => match before_by_text.get(&(rule.chain_key(), rule.text.as_str())) {
                     Some(Some(moved)) => Some(*moved),
                     // Several alike: which one moved where cannot be told.
@@ -896,10 +799,10 @@ impl Ruleset {
                     None => None,
                 },
             };
-            let counted = match previous {
-                Some(Some(then)) => counted_since(then, now),
-                // It had no counter then, so it is not the same rule: a new one.
-                Some(None) => now,
+            let counted = match previous.map(|previous| (previous.counts_drops, previous.packets)) {
+                Some((true, Some(then))) => counted_since(then, now),
+                // It did not count its drops then, so it is not the same rule: a new one.
+                Some(_) => now,
                 None if before_chains.contains_key(&rule.chain_key()) => now,
                 None => continue,
             };
@@ -921,10 +824,11 @@ impl Ruleset {
         hits
     }
 
-    /// Dropping rules without counters (and drop policies without counters) in chains matching
-    /// the filters: candidates when counters cannot tell. `family`, `table`, `chain` None = any;
-    /// `chain` is the chain's name; family "ip" or "ip6" also matches "inet" tables, which see
-    /// those packets too.
+    /// Dropping rules whose counters cannot tell their drops (no counter, a shared one, or one
+    /// that also counts what they let by) and drop policies without counters, in chains
+    /// matching the filters: candidates when counters cannot tell. `family`, `table`, `chain`
+    /// None = any; `chain` is the chain's name; family "ip" or "ip6" also matches "inet"
+    /// tables, which see those packets too.
     pub fn uncounted_drop_candidates(
         &self,
         family: Option<&str>,
@@ -939,7 +843,7 @@ impl Ruleset {
         let rules = self
             .rules
             .iter()
-            .filter(|rule| rule.drops && rule.packets.is_none())
+            .filter(|rule| rule.drops && !rule.counts_drops)
             .filter(|rule| matches(&rule.family, &rule.table, &rule.chain))
             .map(|rule| rule.hit(0));
         let policies = self
@@ -953,8 +857,9 @@ impl Ruleset {
 }
 
 /// The fixtures are the real tools' output on Debian 12 (iptables 1.8.9, arptables 0.0.5,
-/// nft 1.0.6, kernel 6.18), captured in scratch namespaces `tracer_nf_scratch` and
-/// `tracer_nf_peer` joined by a veth pair (10.9.0.2 and 10.9.0.1/.3/.4) and deleted afterwards:
+/// nft 1.0.6, kernel 6.18), captured by `netfilter/fixtures/capture.sh` in scratch namespaces
+/// `tracer_nf_scratch` and `tracer_nf_peer` joined by a veth pair (10.9.0.2 and
+/// 10.9.0.1/.3/.4) and deleted afterwards:
 ///
 /// - iptables(-nft): SPDK's `-I INPUT 1 -i cvl_0_1 -p tcp --dport 4420 -j ACCEPT` with its
 ///   comment, `-A INPUT -p icmp -j DROP`, `-A INPUT -p udp -j SPDK_BLOCK` with `SPDK_BLOCK`
@@ -963,14 +868,18 @@ impl Ruleset {
 /// - iptables-legacy: `-P INPUT DROP` with accepts for lo, icmp, udp 7 and 9, a commented
 ///   tcp 4420 DROP, an OUTPUT REJECT; mangle `PREROUTING` dropping udp port 10;
 ///   ip6tables-legacy a tcp 4420 DROP; arptables-legacy `-A INPUT -s 10.9.0.4 -j DROP`.
-/// - nft: `inet guard` (output chain with a counter-less drop, a quota, a counter drop and a
-///   commented accept; input chain with policy drop, a set, a jump, a vmap, a reject, a log
-///   prefix), `netdev edge` dropping udp port 7 on lo ingress.
+/// - nft (`nft -j list ruleset`): `inet guard` (output chain with a counter-less drop, a quota,
+///   a counter drop, drops counted by a named counter and by one two rules share, a commented
+///   accept; input chain with policy drop, anonymous and named sets, a jump, verdict maps with
+///   and without drop, a reject, a log prefix), `netdev edge` dropping udp port 7 on lo
+///   ingress.
 ///
 /// `*_before` was taken right after setup, `*_after` once the peer had sent ARP from .3 and .4,
 /// three pings, udp to ports 9 (twice), 7, 10 (four times), 11, a tcp SYN to 4420, and the
-/// scratch namespace udp to 10.9.0.1:9 and 127.0.0.1:7. `*_native` is another namespace with
-/// only a native `table ip filter` (a set match drop, a counter accept, policy drop).
+/// scratch namespace udp to 10.9.0.1 ports 9, 12 (twice) and 13, and to 127.0.0.1:7. `*_native`
+/// is another namespace with only a native `table ip filter` (a set match drop, a counter
+/// accept, policy drop). `nft_moved_*` has two alike `udp dport 9 counter drop` rules, the
+/// first with one packet, then a third one inserted above both, which counted three more.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1002,7 +911,7 @@ mod tests {
             "netfilter/fixtures/ip6tables_legacy_save_filter.txt"
         ),
         arptables_legacy_list: include_str!("netfilter/fixtures/arptables_legacy_list_before.txt"),
-        nft: include_str!("netfilter/fixtures/nft_list_before.txt"),
+        nft: include_str!("netfilter/fixtures/nft_before.json"),
     };
 
     const AFTER: Fixtures = Fixtures {
@@ -1020,12 +929,18 @@ mod tests {
             "netfilter/fixtures/ip6tables_legacy_save_filter.txt"
         ),
         arptables_legacy_list: include_str!("netfilter/fixtures/arptables_legacy_list_after.txt"),
-        nft: include_str!("netfilter/fixtures/nft_list_after.txt"),
+        nft: include_str!("netfilter/fixtures/nft_after.json"),
     };
 
     const IPTABLES_NFT_SAVE_NATIVE: &str =
         include_str!("netfilter/fixtures/iptables_nft_save_native.txt");
-    const NFT_LIST_NATIVE: &str = include_str!("netfilter/fixtures/nft_list_native.txt");
+    const NFT_NATIVE: &str = include_str!("netfilter/fixtures/nft_native.json");
+    const NFT_MOVED_BEFORE: &str = include_str!("netfilter/fixtures/nft_moved_before.json");
+    const NFT_MOVED_AFTER: &str = include_str!("netfilter/fixtures/nft_moved_after.json");
+
+    fn nft(json: &str) -> Parsed {
+        Parsed::from(parse_nft_json(json).expect("the fixture is nft's JSON"))
+    }
 
     /// What `snapshot` would have made of the fixtures' namespace.
     fn ruleset(fixtures: &Fixtures) -> Ruleset {
@@ -1058,9 +973,19 @@ mod tests {
         assemble(Readings {
             xtables_nft,
             legacy,
-            nft: Parsed::from(parse_nft_list(fixtures.nft)),
+            nft: nft(fixtures.nft),
             errors: Vec::new(),
         })
+    }
+
+    /// A ruleset of native nftables only.
+    fn nft_ruleset(json: &str) -> Ruleset {
+        let parsed = nft(json);
+        Ruleset {
+            rules: parsed.rules,
+            chains: parsed.chains,
+            errors: Vec::new(),
+        }
     }
 
     fn find_rule<'a>(rules: &'a [Rule], table: &str, chain: &str, position: usize) -> &'a Rule {
@@ -1077,6 +1002,7 @@ mod tests {
             .unwrap_or_else(|| panic!("no chain {table}/{name} in {chains:#?}"))
     }
 
+    /// An xtables rule's (or any policy's) hit.
     fn hit(
         backend: Backend,
         family: &str,
@@ -1091,9 +1017,25 @@ mod tests {
             table: table.to_owned(),
             chain: chain.to_owned(),
             rule: rule.map(str::to_owned),
+            handle: None,
             packets,
         }
     }
+
+    /// A native nft rule's hit.
+    fn nft_hit(
+        (family, table, chain): (&str, &str, &str),
+        handle: u64,
+        rule: &str,
+        packets: u64,
+    ) -> DropHit {
+        DropHit {
+            handle: Some(handle),
+            ..hit(Backend::Nft, family, table, chain, Some(rule), packets)
+        }
+    }
+
+    const GUARD_OUT: (&str, &str, &str) = ("inet", "guard", "out");
 
     #[test]
     fn parses_iptables_nft_save() {
@@ -1106,12 +1048,14 @@ mod tests {
                 family: "ip".to_owned(),
                 table: "filter".to_owned(),
                 chain: "INPUT".to_owned(),
+                handle: None,
                 text: "-A INPUT -i cvl_0_1 -p tcp -m tcp --dport 4420 -m comment --comment \
                        \"SPDK_NVMF:-I INPUT 1 -i cvl_0_1 -p tcp --dport 4420 -j ACCEPT\" -j ACCEPT"
                     .to_owned(),
                 position: 1,
                 packets: Some(0),
                 drops: false,
+                counts_drops: true,
             }
         );
         let icmp = find_rule(&rules, "filter", "INPUT", 2);
@@ -1151,7 +1095,7 @@ mod tests {
             guarded.text,
             r#"-A INPUT -p tcp -m tcp --dport 4420 -m comment --comment "legacy \"guard\" 4420" -j DROP"#
         );
-        assert_eq!((guarded.packets, guarded.drops), (Some(2), true));
+        assert_eq!((guarded.packets, guarded.drops), (Some(1), true));
         let input = find_chain(&chains, "filter", "INPUT");
         assert_eq!((input.policy_drop, input.policy_packets), (true, Some(1)));
     }
@@ -1163,7 +1107,7 @@ mod tests {
         assert_eq!(drop.text, "-A INPUT -j DROP -s 10.9.0.3");
         assert_eq!(
             (drop.family.as_str(), drop.packets, drop.drops),
-            ("arp", Some(2), true)
+            ("arp", Some(1), true)
         );
         let input = find_chain(&chains, "filter", "INPUT");
         assert_eq!(
@@ -1209,126 +1153,6 @@ mod tests {
     }
 
     #[test]
-    fn parses_nft_list() {
-        let (rules, chains) = parse_nft_list(AFTER.nft);
-        let guard: Vec<(&str, usize, &str, Option<u64>, bool)> = rules
-            .iter()
-            .filter(|rule| rule.table == "guard")
-            .map(|rule| {
-                let chain = rule.chain.as_str();
-                (
-                    chain,
-                    rule.position,
-                    rule.text.as_str(),
-                    rule.packets,
-                    rule.drops,
-                )
-            })
-            .collect();
-        assert_eq!(
-            guard,
-            [
-                ("out", 1, "tcp dport 4420 drop", None, true),
-                (
-                    "out",
-                    2,
-                    "meta l4proto udp quota over 10 mbytes drop",
-                    None,
-                    true
-                ),
-                ("out", 3, "udp dport 9 counter drop", Some(1), true),
-                (
-                    "out",
-                    4,
-                    r#"ip daddr 10.9.0.1 counter accept comment "to peer; drop nothing""#,
-                    Some(2),
-                    false
-                ),
-                ("in", 1, "ct state established,related accept", None, false),
-                ("in", 2, r#"iifname "lo" accept"#, None, false),
-                (
-                    "in",
-                    3,
-                    "ip saddr 10.9.0.0/24 counter accept",
-                    Some(8),
-                    false
-                ),
-                (
-                    "in",
-                    4,
-                    "tcp dport { 22, 4420 } counter reject with tcp reset",
-                    Some(0),
-                    true
-                ),
-                ("in", 5, "ip saddr 10.8.0.99 jump deny", None, false),
-                ("in", 6, "ip saddr @blocked drop", None, true),
-                (
-                    "in",
-                    7,
-                    r#"meta l4proto tcp log prefix "drop: " drop comment "drop # handle 5""#,
-                    None,
-                    true
-                ),
-                (
-                    "in",
-                    8,
-                    "udp dport vmap { 5000 : drop, 5001 : accept }",
-                    None,
-                    true
-                ),
-                ("deny", 1, "counter drop", Some(0), true),
-            ]
-        );
-        let input = find_chain(&chains, "guard", "in");
-        assert_eq!(
-            (
-                input.family.as_str(),
-                input.hook.as_deref(),
-                input.policy_drop
-            ),
-            ("inet", Some("input"), true)
-        );
-        assert_eq!(input.policy_packets, None);
-        let deny = find_chain(&chains, "guard", "deny");
-        assert_eq!((deny.hook.as_deref(), deny.policy_drop), (None, false));
-        let ingress = find_chain(&chains, "edge", "lo_in");
-        assert_eq!(
-            (ingress.family.as_str(), ingress.hook.as_deref()),
-            ("netdev", Some("ingress"))
-        );
-        // The iptables-nft tables are there too; the set is no chain.
-        let tables: BTreeSet<(&str, &str)> = chains
-            .iter()
-            .map(|chain| (chain.family.as_str(), chain.table.as_str()))
-            .collect();
-        assert_eq!(
-            tables.into_iter().collect::<Vec<_>>(),
-            [
-                ("arp", "filter"),
-                ("inet", "guard"),
-                ("ip", "filter"),
-                ("ip", "raw"),
-                ("ip6", "filter"),
-                ("netdev", "edge"),
-            ]
-        );
-        assert_eq!(chains.len(), 12);
-        assert_eq!(rules.len(), 22);
-    }
-
-    #[test]
-    fn nft_rule_texts_do_not_change_with_traffic() {
-        let keys = |text| -> Vec<(String, String, usize, String)> {
-            let (rules, _) = parse_nft_list(text);
-            rules
-                .into_iter()
-                .map(|rule| (rule.table, rule.chain, rule.position, rule.text))
-                .collect()
-        };
-        assert_eq!(keys(BEFORE.nft), keys(AFTER.nft));
-    }
-
-    #[test]
     fn xtables_tables_are_not_listed_twice() {
         let ruleset = ruleset(&AFTER);
         assert_eq!(ruleset.errors, Vec::<String>::new());
@@ -1355,7 +1179,7 @@ mod tests {
         assert_eq!(count(Backend::IptablesLegacy), 6);
         assert_eq!(count(Backend::Ip6tablesLegacy), 1);
         assert_eq!(count(Backend::ArptablesLegacy), 2);
-        assert_eq!(count(Backend::Nft), 14);
+        assert_eq!(count(Backend::Nft), 19);
     }
 
     #[test]
@@ -1369,7 +1193,7 @@ mod tests {
 
         let ruleset = assemble(Readings {
             xtables_nft: Parsed::from(misread),
-            nft: Parsed::from(parse_nft_list(NFT_LIST_NATIVE)),
+            nft: nft(NFT_NATIVE),
             ..Readings::default()
         });
         assert!(
@@ -1388,12 +1212,10 @@ mod tests {
         assert_eq!(
             ruleset.uncounted_drop_candidates(Some("ip"), Some("filter"), Some("INPUT")),
             [
-                hit(
-                    Backend::Nft,
-                    "ip",
-                    "filter",
-                    "INPUT",
-                    Some("ip saddr { 10.8.0.1, 10.8.0.2 } drop"),
+                nft_hit(
+                    ("ip", "filter", "INPUT"),
+                    3,
+                    "ip saddr { 10.8.0.1, 10.8.0.2 } drop",
                     0
                 ),
                 hit(Backend::Nft, "ip", "filter", "INPUT", None, 0),
@@ -1441,7 +1263,7 @@ mod tests {
                     "filter",
                     "INPUT",
                     Some("-A INPUT -j DROP -s 10.9.0.3"),
-                    2
+                    1
                 ),
                 hit(
                     Backend::IptablesLegacy,
@@ -1451,7 +1273,7 @@ mod tests {
                     Some(
                         r#"-A INPUT -p tcp -m tcp --dport 4420 -m comment --comment "legacy \"guard\" 4420" -j DROP"#
                     ),
-                    2
+                    1
                 ),
                 hit(
                     Backend::IptablesLegacy,
@@ -1469,24 +1291,68 @@ mod tests {
                     Some("-A INPUT -j DROP -s 10.9.0.4"),
                     2
                 ),
-                hit(
-                    Backend::Nft,
-                    "inet",
-                    "guard",
-                    "out",
-                    Some("udp dport 9 counter drop"),
-                    1
+                nft_hit(GUARD_OUT, 11, "udp dport 9 counter drop", 1),
+                // A named counter only one rule uses counts for it; the shared one cannot.
+                nft_hit(
+                    GUARD_OUT,
+                    12,
+                    r#"udp dport 12 counter name "probes" drop"#,
+                    2
                 ),
-                hit(
-                    Backend::Nft,
-                    "netdev",
-                    "edge",
-                    "lo_in",
-                    Some("udp dport 7 counter drop"),
+                nft_hit(
+                    ("netdev", "edge", "lo_in"),
+                    2,
+                    "udp dport 7 counter drop",
                     1
                 ),
                 hit(Backend::IptablesLegacy, "ip", "filter", "INPUT", None, 1),
             ]
+        );
+        assert_eq!(after.drop_hits(&after), []);
+    }
+
+    #[test]
+    fn nft_rules_are_matched_by_handle() {
+        let before = nft_ruleset(NFT_MOVED_BEFORE);
+        let after = nft_ruleset(NFT_MOVED_AFTER);
+        let rules = |ruleset: &Ruleset| -> Vec<(Option<u64>, usize, Option<u64>)> {
+            ruleset
+                .rules
+                .iter()
+                .map(|rule| (rule.handle, rule.position, rule.packets))
+                .collect()
+        };
+        assert_eq!(
+            rules(&before),
+            [(Some(2), 1, Some(1)), (Some(3), 2, Some(0))]
+        );
+        assert_eq!(
+            rules(&after),
+            [
+                (Some(4), 1, Some(3)),
+                (Some(2), 2, Some(1)),
+                (Some(3), 3, Some(0))
+            ]
+        );
+        assert!(
+            after
+                .rules
+                .iter()
+                .all(|rule| rule.text == "udp dport 9 counter drop")
+        );
+        // By position and text, the new first rule would have been the old first rule (2
+        // packets, not 3), and the old first rule the old second one (1 packet, not 0).
+        let wall_in = ("ip", "wall", "in");
+        assert_eq!(
+            before.drop_hits(&after),
+            [nft_hit(wall_in, 4, "udp dport 9 counter drop", 3)]
+        );
+        // A rule deleted in between is not blamed, nor does its handle go to another.
+        let mut deleted = after.clone();
+        deleted.rules.retain(|rule| rule.handle != Some(2));
+        assert_eq!(
+            before.drop_hits(&deleted),
+            [nft_hit(wall_in, 4, "udp dport 9 counter drop", 3)]
         );
         assert_eq!(after.drop_hits(&after), []);
     }
@@ -1497,7 +1363,7 @@ mod tests {
         let rules_of = |hits: Vec<DropHit>| -> Vec<Option<String>> {
             hits.into_iter().map(|hit| hit.rule).collect()
         };
-        // inet tables see ip packets too.
+        // inet tables see ip packets too; a verdict map that can drop is a candidate.
         assert_eq!(
             rules_of(ruleset.uncounted_drop_candidates(Some("ip"), None, Some("in"))),
             [
@@ -1507,14 +1373,32 @@ mod tests {
                         .to_owned()
                 ),
                 Some("udp dport vmap { 5000 : drop, 5001 : accept }".to_owned()),
+                Some("udp dport vmap @ports".to_owned()),
                 None,
             ]
         );
         assert_eq!(
-            rules_of(ruleset.uncounted_drop_candidates(None, Some("guard"), Some("out"))),
+            ruleset.uncounted_drop_candidates(None, Some("guard"), Some("out")),
             [
-                Some("tcp dport 4420 drop".to_owned()),
-                Some("meta l4proto udp quota over 10 mbytes drop".to_owned()),
+                nft_hit(GUARD_OUT, 9, "tcp dport 4420 drop", 0),
+                nft_hit(
+                    GUARD_OUT,
+                    10,
+                    "meta l4proto udp quota over 10 mbytes drop",
+                    0
+                ),
+                nft_hit(
+                    GUARD_OUT,
+                    13,
+                    r#"udp dport 13 counter name "shared" drop"#,
+                    0
+                ),
+                nft_hit(
+                    GUARD_OUT,
+                    14,
+                    r#"udp dport 14 counter name "shared" drop"#,
+                    0
+                ),
             ]
         );
         // xtables counts everything, its policies included.
@@ -1526,7 +1410,7 @@ mod tests {
             ruleset.uncounted_drop_candidates(Some("arp"), None, None),
             []
         );
-        assert_eq!(ruleset.uncounted_drop_candidates(None, None, None).len(), 6);
+        assert_eq!(ruleset.uncounted_drop_candidates(None, None, None).len(), 9);
     }
 
     fn xtables(text: &str) -> Ruleset {
@@ -1577,6 +1461,8 @@ mod tests {
     fn a_source_missing_before_is_not_blamed() {
         let after = xtables("*filter\n:INPUT DROP [5:0]\n[9:0] -A INPUT -p udp -j DROP\n");
         assert_eq!(Ruleset::default().drop_hits(&after), []);
+        let after = nft_ruleset(NFT_MOVED_AFTER);
+        assert_eq!(Ruleset::default().drop_hits(&after), []);
     }
 
     #[test]
@@ -1587,19 +1473,28 @@ mod tests {
             AFTER.arptables_legacy_list,
             AFTER.iptables_legacy_filter,
             AFTER.nft,
-            NFT_LIST_NATIVE,
+            NFT_NATIVE,
         ];
         let mut inputs: Vec<String> = [
             "",
             "\n\n",
             "{{{{ }",
             "}}}}}}",
-            "table",
-            "table inet {",
-            "table inet x {\nchain {\n",
+            "null",
+            "[]",
+            r#"{"nftables": null}"#,
+            r#"{"nftables": [null, 1, "x", [], {}]}"#,
+            r#"{"nftables": [{"rule": {}}, {"chain": {}}, {"counter": "x"}, {"map": 1}]}"#,
+            r#"{"nftables": [{"rule": {"family": "ip", "table": "t", "chain": "c",
+                "handle": -1, "expr": [null, 1, {}, {"counter": "n"}, {"vmap": {"data": 7}},
+                {"vmap": {"data": "@"}}, {"vmap": {"data": {"set": [1, [], [2], [3, 4, 5]]}}},
+                {"match": {"left": {"&": [1]}, "right": {"set": {"range": 7}}, "op": 3}},
+                {"reject": {"type": null}}, {"log": 1}, {"quota": []},
+                {"drop": null, "accept": null}, {"counter": {"packets": -5}}]}}]}"#,
+            r#"{"nftables": [{"counter": {"family": "ip", "table": "t", "name": "n"}},
+                {"map": {"family": "ip", "table": "t", "name": "m", "map": "verdict",
+                "elem": {"drop": null}}}]}"#,
             "table inet x {\n chain c {\n type\n policy\n counter packets\n used\n}\n}",
-            "table inet x { chain c { drop # handle",
-            "\"unterminated {",
             "*",
             "*filter\n:\n:X\n[\n[1:2]\n[1:2] -A\n[:] -A X\n[x:y] -A X -j\n-A",
             "Chain\nChain (\nChain X (policy\nChain X (policy DROP x packets, y bytes)\n, pcnt=",
@@ -1608,6 +1503,12 @@ mod tests {
         ]
         .map(str::to_owned)
         .to_vec();
+        // Deeply nested, as deep as serde_json reads.
+        inputs.push(format!(
+            r#"{{"nftables": [{{"rule": {{"family": "ip", "table": "t", "chain": "c", "expr": [{}1{}]}}}}]}}"#,
+            r#"{"match": {"left": "#.repeat(60),
+            "}}".repeat(60)
+        ));
         // Every fixture cut short anywhere, and fed to the wrong parser.
         for fixture in fixtures {
             inputs.extend(
@@ -1621,16 +1522,45 @@ mod tests {
             let _ = parse_xtables_save(input, Backend::IptablesNft);
             let _ = parse_xtables_save(input, Backend::Nft);
             let _ = parse_arptables_list(input, Backend::ArptablesLegacy, "filter");
-            let _ = parse_nft_list(input);
+            let nft = parse_nft_json(input).map(Parsed::from).unwrap_or_default();
             let parsed = parse_arptables_nft(input, Some(input));
             let ruleset = assemble(Readings {
                 xtables_nft: parsed,
-                nft: Parsed::from(parse_nft_list(input)),
+                nft,
                 ..Readings::default()
             });
             let _ = ruleset.drop_hits(&ruleset);
             let _ = ruleset.uncounted_drop_candidates(Some("ip"), Some("filter"), Some("INPUT"));
         }
+    }
+
+    #[test]
+    fn a_tool_that_hangs_is_killed_and_reported() {
+        let started = Instant::now();
+        // The shell's own child holds the pipes too: it goes with the group.
+        let result = run_with_timeout(
+            "",
+            "sh",
+            &["-c", "sleep 30 & sleep 30"],
+            Duration::from_millis(200),
+        );
+        assert_eq!(
+            result,
+            Err("`sh -c sleep 30 & sleep 30`: timed out after 200 ms".to_owned())
+        );
+        assert!(started.elapsed() < Duration::from_secs(5), "{started:?}");
+
+        assert_eq!(
+            run_with_timeout("", "echo", &["fast"], Duration::from_secs(5)),
+            Ok("fast\n".to_owned())
+        );
+        let failed = run_with_timeout("", "sh", &["-c", "echo why >&2; exit 3"], TOOL_TIMEOUT);
+        assert_eq!(
+            failed,
+            Err("`sh -c echo why >&2; exit 3`: exit status: 3: why".to_owned())
+        );
+        let missing = run("", "tracer-no-such-tool", &[]).unwrap_err();
+        assert!(missing.contains("cannot run"), "{missing}");
     }
 
     /// A namespace of our own, deleted whatever happens.
@@ -1738,11 +1668,17 @@ mod tests {
         netns.exec(&["nft", "add rule inet guard in udp dport 12 drop"]);
 
         let before = snapshot(&netns.name);
+        // Inserted above the counted rule: it must not take its place.
+        netns.exec(&["nft", "insert rule inet guard in udp dport 13 counter drop"]);
         netns.send_udp(9, 2);
         netns.send_udp(10, 3);
         netns.send_udp(11, 1);
         let after = snapshot(&netns.name);
         assert_eq!(after.errors, Vec::<String>::new());
+        let guard_in = ("inet", "guard", "in");
+        let counted = find_rule(&after.rules, "guard", "in", 2);
+        assert_eq!(counted.text, "udp dport 10 counter drop");
+        let handle = counted.handle.expect("nft rules have handles");
         assert_eq!(
             before.drop_hits(&after),
             [
@@ -1762,26 +1698,12 @@ mod tests {
                     Some("-A INPUT -p udp -m udp --dport 11 -j DROP"),
                     1
                 ),
-                hit(
-                    Backend::Nft,
-                    "inet",
-                    "guard",
-                    "in",
-                    Some("udp dport 10 counter drop"),
-                    3
-                ),
+                nft_hit(guard_in, handle, "udp dport 10 counter drop", 3),
             ]
         );
         assert_eq!(
             after.uncounted_drop_candidates(Some("ip"), None, None),
-            [hit(
-                Backend::Nft,
-                "inet",
-                "guard",
-                "in",
-                Some("udp dport 12 drop"),
-                0
-            )]
+            [nft_hit(guard_in, handle + 1, "udp dport 12 drop", 0)]
         );
         // Only the table the test made itself.
         assert_eq!(legacy_tables(&netns), "filter\n");

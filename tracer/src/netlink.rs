@@ -109,6 +109,11 @@ const TCA_OPTIONS: u16 = 2;
 const TCA_BPF_NAME: u16 = 7;
 const TCA_BPF_ID: u16 = 11;
 const IFLA_XDP: u16 = 43;
+const IFLA_LINK_NETNSID: u16 = 37;
+const RTM_GETNSID: u16 = 90;
+const RTM_NEWNSID: u16 = 88;
+const NETNSA_NSID: u16 = 1;
+const NETNSA_FD: u16 = 3;
 const IFLA_INFO_SLAVE_KIND: u16 = 4;
 const IFLA_INFO_SLAVE_DATA: u16 = 5;
 const IFLA_BRPORT_STATE: u16 = 1;
@@ -261,6 +266,36 @@ impl RouteSocket {
         }
         filters.sort_by_key(|filter| filter.priority);
         Ok(filters)
+    }
+
+    /// The id namespace `namespace` has in this socket's namespace (what `IFLA_LINK_NETNSID`
+    /// names a veth peer's namespace by); `None` when it has none.
+    pub fn nsid_of(&self, namespace: &std::fs::File) -> io::Result<Option<i32>> {
+        let header = [AF_UNSPEC, 0, 0, 0]; // struct rtgenmsg, padded
+        let fd = u32::try_from(namespace.as_raw_fd())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "negative descriptor"))?;
+        let answer = self.exchange(
+            RTM_GETNSID,
+            NLM_F_REQUEST,
+            &header,
+            &[(NETNSA_FD, &fd.to_ne_bytes())],
+            RTM_NEWNSID,
+        )?;
+        match answer {
+            Answer::KernelError { errno } => Err(io::Error::from_raw_os_error(errno)),
+            Answer::Messages { payloads, .. } => {
+                let Some(payload) = payloads.first() else {
+                    return Ok(None);
+                };
+                let (_, attributes) = split_family_header::<4>(payload, "rtgenmsg")?;
+                let nsid = find_attribute(&attributes, NETNSA_NSID)
+                    .map(|value| attribute_u32(value, "NETNSA_NSID"))
+                    .transpose()?
+                    .map(|id| id as i32);
+                // NETNSA_NSID_NOT_ASSIGNED
+                Ok(nsid.filter(|id| *id >= 0))
+            }
+        }
     }
 
     /// Deletes `ifindex`'s clsact qdisc, and with it every filter on it: only for the qdisc
@@ -942,9 +977,9 @@ fn parse_link(payload: &[u8]) -> io::Result<Link> {
             None => None,
         },
         mtu: optional_u32(libc::IFLA_MTU, "IFLA_MTU")?.unwrap_or(0),
-        // A link's own index here means "no peer" (some drivers report themselves).
-        peer_ifindex: optional_u32(libc::IFLA_LINK, "IFLA_LINK")?
-            .filter(|peer| *peer != 0 && *peer != ifindex),
+        // The peer's index in its own namespace: it may equal this link's own.
+        peer_ifindex: optional_u32(libc::IFLA_LINK, "IFLA_LINK")?.filter(|peer| *peer != 0),
+        peer_netnsid: optional_u32(IFLA_LINK_NETNSID, "IFLA_LINK_NETNSID")?.map(|id| id as i32),
         master: optional_u32(libc::IFLA_MASTER, "IFLA_MASTER")?.filter(|master| *master != 0),
         bridge_port_state,
     })
@@ -1139,6 +1174,7 @@ mod tests {
                 xdp_program: None,
                 mtu: 0,
                 peer_ifindex: None,
+                peer_netnsid: None,
                 master: None,
                 bridge_port_state: None,
             }

@@ -44,7 +44,7 @@ pub fn netns_path(name: &str) -> PathBuf {
     }
 }
 
-fn open(name: &str) -> Result<File, NetnsError> {
+pub fn open(name: &str) -> Result<File, NetnsError> {
     let path = netns_path(name);
     File::open(&path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
@@ -89,12 +89,18 @@ impl NetnsGuard {
             });
         }
         let target = open(name)?;
+        Self::enter_file(&target, &netns_path(name).display().to_string())
+    }
+
+    /// Enters the namespace of `file`, a namespace file kept open by the caller (`path` names
+    /// it in errors).
+    pub fn enter_file(file: &File, path: &str) -> Result<Self, NetnsError> {
         let original =
             File::open("/proc/thread-self/ns/net").map_err(|source| NetnsError::Open {
                 path: "/proc/thread-self/ns/net".to_owned(),
                 source,
             })?;
-        setns(&target, &netns_path(name).display().to_string())?;
+        setns(file, path)?;
         Ok(Self {
             original: Some(original),
             _not_send: std::marker::PhantomData,
@@ -114,14 +120,29 @@ impl Drop for NetnsGuard {
     }
 }
 
-/// The inode number of a namespace: what the kernel calls `ns.inum`.
+/// The inode number of a namespace: what the kernel calls `ns.inum`. A `stat`, no descriptor:
+/// it works when tracer is out of them.
 pub fn netns_inode(name: &str) -> Result<u32, NetnsError> {
-    let file = open(name)?;
-    let metadata = file.metadata().map_err(|source| NetnsError::Open {
-        path: netns_path(name).display().to_string(),
-        source,
+    let path = netns_path(name);
+    let metadata = std::fs::metadata(&path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            NetnsError::NotFound {
+                name: name.to_owned(),
+                path: path.display().to_string(),
+            }
+        } else {
+            NetnsError::Open {
+                path: path.display().to_string(),
+                source,
+            }
+        }
     })?;
     Ok(metadata.ino() as u32)
+}
+
+/// Opens namespace `name`'s file, to keep: entering it later opens nothing.
+pub fn open_kept(name: &str) -> Result<File, NetnsError> {
+    open(name)
 }
 
 /// Names of all namespaces that have one, plus tracer's own (named ""), by inode.

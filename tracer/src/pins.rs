@@ -81,6 +81,13 @@ pub fn prepare_root(root: &Path) -> anyhow::Result<()> {
         })?;
         info!("mounted a BPF filesystem at {BPF_FS_MOUNT_POINT}");
     }
+    // Checked before anything is created: a mistyped --pin-dir must leave no directories.
+    let absolute = std::path::absolute(root).unwrap_or_else(|_| root.to_owned());
+    if let Some(existing) = absolute.ancestors().find(|path| path.exists())
+        && !on_bpffs(existing)
+    {
+        return Err(not_bpffs(root).into());
+    }
     std::fs::create_dir_all(root).map_err(|err| {
         UsageError::Argument(format!(
             "cannot create the pin directory {}: {err}",
@@ -88,13 +95,37 @@ pub fn prepare_root(root: &Path) -> anyhow::Result<()> {
         ))
     })?;
     if !on_bpffs(root) {
-        return Err(UsageError::Argument(format!(
-            "pin directory {} is not on a BPF filesystem: use one under {BPF_FS_MOUNT_POINT}",
-            root.display()
-        ))
-        .into());
+        return Err(not_bpffs(root).into());
     }
     Ok(())
+}
+
+fn not_bpffs(root: &Path) -> UsageError {
+    UsageError::Argument(format!(
+        "pin directory {} is not on a BPF filesystem: use one under {BPF_FS_MOUNT_POINT}",
+        root.display()
+    ))
+}
+
+/// A directory where tracer pins a map: never removed, the user is told.
+fn directory_in_the_way(path: &Path) -> UsageError {
+    UsageError::Argument(format!(
+        "{} is a directory where tracer pins a map: tracer removes only maps it pinned; \
+         remove it yourself (rmdir) if it is not needed",
+        path.display()
+    ))
+}
+
+/// Whether `path` is a map pinned the way tracer pins the map `name`.
+fn is_our_pin(path: &Path, name: &str) -> bool {
+    let Some(expected) = expected_shape(name) else {
+        return false;
+    };
+    MapInfo::from_pin(path)
+        .ok()
+        .as_ref()
+        .and_then(MapShape::of)
+        .is_some_and(|pinned| expected.accepts(&pinned))
 }
 
 /// Held while a monitor uses a pin root: two monitors sharing counters would count every frame
@@ -219,8 +250,10 @@ pub fn prepare_directory(directory: &Path, names: &[&str]) -> anyhow::Result<()>
         .with_context(|| format!("creating the pin directory {}", directory.display()))?;
     for name in names {
         let path = directory.join(name);
-        if std::fs::symlink_metadata(&path).is_err() {
-            continue;
+        match std::fs::symlink_metadata(&path) {
+            Err(_) => continue,
+            Ok(metadata) if metadata.is_dir() => return Err(directory_in_the_way(&path).into()),
+            Ok(_) => {}
         }
         let pinned = MapInfo::from_pin(&path).ok();
         let reusable = match (expected_shape(name), pinned.as_ref().and_then(MapShape::of)) {
@@ -241,14 +274,30 @@ pub fn prepare_directory(directory: &Path, names: &[&str]) -> anyhow::Result<()>
     Ok(())
 }
 
-fn remove_if_present(path: &Path, removed: &mut Vec<PathBuf>) -> io::Result<()> {
+/// Removes the pin `path` of the map `name` when it is one tracer made: on bpffs, a pinned map
+/// of the shape tracer gives it. Anything else is left where it is (and logged); a directory
+/// there is refused.
+fn remove_if_ours(path: &Path, name: &str, removed: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let metadata = match std::fs::symlink_metadata(path) {
+        Ok(metadata) => metadata,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err).with_context(|| format!("looking at {}", path.display())),
+    };
+    if metadata.is_dir() {
+        return Err(directory_in_the_way(path).into());
+    }
+    let on_bpffs = path.parent().is_some_and(on_bpffs);
+    if metadata.file_type().is_symlink() || !on_bpffs || !is_our_pin(path, name) {
+        warn!("{} is not a map tracer pinned: left alone", path.display());
+        return Ok(());
+    }
     match std::fs::remove_file(path) {
         Ok(()) => {
             removed.push(path.to_owned());
             Ok(())
         }
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(err) => Err(err),
+        Err(err) => Err(err).with_context(|| format!("unpinning {}", path.display())),
     }
 }
 
@@ -274,9 +323,12 @@ pub fn remove_all(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if let Ok(entries) = std::fs::read_dir(&ports_root) {
         for entry in entries.flatten() {
             let directory = entry.path();
+            // A link to elsewhere is not a directory tracer made: never followed.
+            if !entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                continue;
+            }
             for name in ports::PINNED_MAPS {
-                remove_if_present(&directory.join(name), &mut removed)
-                    .with_context(|| format!("unpinning {}", directory.display()))?;
+                remove_if_ours(&directory.join(name), name, &mut removed)?;
             }
             remove_dir_if_empty(&directory)
                 .with_context(|| format!("removing {}", directory.display()))?;
@@ -286,8 +338,7 @@ pub fn remove_all(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .with_context(|| format!("removing {}", ports_root.display()))?;
     let drops_root = drops_directory(root);
     for name in drops::PINNED_MAPS {
-        remove_if_present(&drops_root.join(name), &mut removed)
-            .with_context(|| format!("unpinning {}", drops_root.display()))?;
+        remove_if_ours(&drops_root.join(name), name, &mut removed)?;
     }
     remove_dir_if_empty(&drops_root)
         .with_context(|| format!("removing {}", drops_root.display()))?;
@@ -299,6 +350,10 @@ pub fn remove_all(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
 pub fn unpin(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if !root.is_dir() {
         return Ok(Vec::new());
+    }
+    // Regular files elsewhere are never tracer's pins, whatever their names.
+    if !on_bpffs(root) {
+        return Err(not_bpffs(root).into());
     }
     let lock = PinLock::acquire(root)?;
     let removed = remove_all(root)?;

@@ -268,8 +268,9 @@ fn checksum(bytes: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-fn echo_request(id: u16, seq: u16) -> [u8; 24] {
-    let mut packet = [0u8; 24];
+/// An echo request of `len` bytes of ICMP (at least the 24 of header and tag).
+fn echo_request(id: u16, seq: u16, len: usize) -> Vec<u8> {
+    let mut packet = vec![0u8; len.max(ECHO_LEN)];
     packet[0] = ICMP_ECHO;
     packet[4..6].copy_from_slice(&id.to_be_bytes());
     packet[6..8].copy_from_slice(&seq.to_be_bytes());
@@ -277,6 +278,29 @@ fn echo_request(id: u16, seq: u16) -> [u8; 24] {
     let sum = checksum(&packet);
     packet[2..4].copy_from_slice(&sum.to_be_bytes());
     packet
+}
+
+/// ICMP echo header and tracer's tag.
+const ECHO_LEN: usize = 24;
+const IPV4_HEADER_LEN: usize = 20;
+
+/// Path MTU discovery "do": the kernel sets DF and refuses (EMSGSIZE) what does not fit.
+fn set_dont_fragment(fd: &OwnedFd) -> io::Result<()> {
+    let value: libc::c_int = libc::IP_PMTUDISC_DO;
+    // SAFETY: the option value points to a live c_int of the length passed.
+    let status = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            (&raw const value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if status != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// What an IPv4 packet received on the raw ICMP socket says about our echo `id`.
@@ -332,8 +356,35 @@ pub fn echo(
     destination: Ipv4Addr,
     count: u32,
 ) -> JoinHandle<io::Result<ProbeOutcome>> {
+    echo_of_size(netns, destination, count, None)
+}
+
+/// `count` echo requests of `packet_size` bytes of IP with don't-fragment set: they pass
+/// only where every hop's MTU is at least that.
+pub fn echo_dont_fragment(
+    netns: &str,
+    destination: Ipv4Addr,
+    count: u32,
+    packet_size: u32,
+) -> JoinHandle<io::Result<ProbeOutcome>> {
+    echo_of_size(netns, destination, count, Some(packet_size))
+}
+
+fn echo_of_size(
+    netns: &str,
+    destination: Ipv4Addr,
+    count: u32,
+    dont_fragment_size: Option<u32>,
+) -> JoinHandle<io::Result<ProbeOutcome>> {
     in_netns(netns, move || {
         let fd = socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP)?;
+        let icmp_len = match dont_fragment_size {
+            Some(size) => {
+                set_dont_fragment(&fd)?;
+                (size as usize).saturating_sub(IPV4_HEADER_LEN)
+            }
+            None => ECHO_LEN,
+        };
         let id = next_echo_id();
         // SAFETY: zeroed sockaddr_in is valid; family, port and address are set below.
         let mut to: libc::sockaddr_in = unsafe { std::mem::zeroed() };
@@ -344,7 +395,7 @@ pub fn echo(
             &fd,
             count,
             |seq| {
-                let packet = echo_request(id, seq);
+                let packet = echo_request(id, seq, icmp_len);
                 // SAFETY: packet and `to` are valid for the lengths passed.
                 let n = unsafe {
                     libc::sendto(
@@ -464,7 +515,10 @@ mod tests {
 
     #[test]
     fn echo_request_checksum_verifies() {
-        let packet = echo_request(0x1234, 7);
+        let packet = echo_request(0x1234, 7, ECHO_LEN);
+        assert_eq!(checksum(&packet), 0);
+        let packet = echo_request(0x1234, 7, 8972);
+        assert_eq!(packet.len(), 8972);
         assert_eq!(checksum(&packet), 0);
     }
 

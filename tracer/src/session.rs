@@ -7,7 +7,7 @@ use tracer_evidence::{CountersReport, DropCount, ELSEWHERE};
 
 use crate::{
     collect::{
-        drops::{DropProbe, RawDrop},
+        drops::{DropProbe, PortPlace, RawDrop},
         ports::{PortOptions, PortProbe},
     },
     error::UsageError,
@@ -38,6 +38,15 @@ impl Session {
         let mut drops = DropProbe::attach(&options.log_level)?;
         drops.watch_ports(ports.iter().map(PortProbe::place))?;
         Ok(Self { ports, drops })
+    }
+
+    /// Keeps the drops at these places apart as well as the ports'.
+    pub fn watch_also(
+        &mut self,
+        places: impl IntoIterator<Item = PortPlace>,
+    ) -> anyhow::Result<()> {
+        let ports: Vec<PortPlace> = self.ports.iter().map(PortProbe::place).collect();
+        self.drops.watch_ports(ports.into_iter().chain(places))
     }
 
     /// The watched port a drop belongs to (see [`PortPlace::holds`]).

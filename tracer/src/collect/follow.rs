@@ -2,7 +2,7 @@
 //! when it is deleted and created anew, and found again when it moves to another namespace (its
 //! attachments move with the device: only the place changes).
 
-use std::path::PathBuf;
+use std::{fs::File, path::PathBuf};
 
 use log::{debug, info, warn};
 
@@ -40,6 +40,30 @@ pub struct FollowedPort {
     last_warning: Option<String>,
     /// Why the port, present, could not be attached at the last try.
     attach_error: Option<String>,
+    /// The namespace the port is in, kept open: looking at the port again at every refresh
+    /// opens no file, so a process out of descriptors still finds it where it is.
+    place: Option<Place>,
+    /// Carrier at the last refresh.
+    carrier: Option<bool>,
+}
+
+/// A namespace kept open, with a route socket inside it.
+struct Place {
+    inode: u32,
+    file: File,
+    route: RouteSocket,
+}
+
+impl Place {
+    fn open(location: &Location) -> Option<Self> {
+        let file = netns::open_kept(&location.netns).ok()?;
+        let route = RouteSocket::open_in(&location.netns).ok()?;
+        Some(Self {
+            inode: location.netns_inode,
+            file,
+            route,
+        })
+    }
 }
 
 impl FollowedPort {
@@ -58,6 +82,31 @@ impl FollowedPort {
             location: None,
             last_warning: None,
             attach_error: None,
+            place: None,
+            carrier: None,
+        }
+    }
+
+    /// The kept place of `location`, if it is the one kept.
+    fn place_of(&self, location: &Location) -> Option<&Place> {
+        self.place
+            .as_ref()
+            .filter(|place| place.inode == location.netns_inode)
+    }
+
+    /// Whether `interface` is still at `last`: the cheap check before searching every
+    /// namespace. A namespace deleted and created again under its name has another inode: not
+    /// the same place.
+    fn still_there(&self, last: &Location) -> bool {
+        if netns::netns_inode(&last.netns).ok() != Some(last.netns_inode) {
+            return false;
+        }
+        let kept = self
+            .place_of(last)
+            .and_then(|place| place.route.link(&self.spec.interface).ok());
+        match kept {
+            Some(link) => link.is_some_and(|link| link.ifindex == last.ifindex),
+            None => locate::ifindex_in(&last.netns, &self.spec.interface) == Some(last.ifindex),
         }
     }
 
@@ -84,8 +133,23 @@ impl FollowedPort {
         let last = self.location.take();
         let found = last
             .clone()
-            .filter(|last| still_there(last, &self.spec.interface))
+            .filter(|last| self.still_there(last))
             .or_else(|| self.search());
+        match &found {
+            Some(location) if self.place_of(location).is_some() => {}
+            Some(location) => self.place = Place::open(location),
+            None => self.place = None,
+        }
+        self.carrier = found.as_ref().and_then(|location| {
+            let place = self.place_of(location)?;
+            match place.route.link(&self.spec.interface) {
+                Ok(link) => link.map(|link| link.carrier),
+                Err(err) => {
+                    debug!("{}: reading carrier: {err}", self.spec);
+                    None
+                }
+            }
+        });
         log_move(&self.spec, last.as_ref(), found.as_ref());
         let mut refreshed = Refreshed {
             left: last.filter(|last| found.as_ref() != Some(last)),
@@ -93,8 +157,9 @@ impl FollowedPort {
         };
         if let Some(location) = &found {
             // When the kernel cannot say, the probe is kept rather than churned.
+            let kept = self.place_of(location).map(|place| &place.file);
             let still_ours = self.probe.as_ref().is_some_and(|probe| {
-                runs_probe(probe, location, &self.spec.interface) != Some(false)
+                runs_probe(probe, location, kept, &self.spec.interface) != Some(false)
             });
             if !still_ours {
                 refreshed.replaced = self.probe.take();
@@ -128,7 +193,7 @@ impl FollowedPort {
         if let Some(probe) = &self.probe
             && let Some(ours) = candidates
                 .iter()
-                .find(|candidate| runs_probe(probe, candidate, interface) == Some(true))
+                .find(|candidate| runs_probe(probe, candidate, None, interface) == Some(true))
         {
             return Some(ours.clone());
         }
@@ -187,18 +252,10 @@ impl FollowedPort {
         }
     }
 
-    /// Whether the port has carrier, read in its current namespace; `None` while it is missing
-    /// or unreadable.
+    /// Whether the port had carrier at the last refresh; `None` while it is missing or
+    /// unreadable.
     pub fn carrier(&self) -> Option<bool> {
-        let location = self.location.as_ref()?;
-        let socket = RouteSocket::open_in(&location.netns).ok()?;
-        match socket.link(&self.spec.interface) {
-            Ok(link) => link.map(|link| link.carrier),
-            Err(err) => {
-                debug!("{}: reading carrier: {err}", self.spec);
-                None
-            }
-        }
+        self.carrier
     }
 }
 
@@ -244,18 +301,19 @@ fn everywhere(interface: &str) -> Vec<Location> {
         .collect()
 }
 
-/// Whether `interface` is still at `last`: the cheap check before searching every namespace. A
-/// namespace deleted and created again under its name has another inode: not the same place.
-fn still_there(last: &Location, interface: &str) -> bool {
-    locate::ifindex_in(&last.netns, interface) == Some(last.ifindex)
-        && netns::netns_inode(&last.netns).is_ok_and(|inode| inode == last.netns_inode)
-}
-
 /// Whether the device at `location` runs `probe`'s egress program: a device that only moved
 /// does, one deleted and created again under the same name does not. `None`: the kernel could
-/// not say.
-fn runs_probe(probe: &PortProbe, location: &Location, interface: &str) -> Option<bool> {
+/// not say. `kept`: the namespace's file, when the caller keeps it open.
+fn runs_probe(
+    probe: &PortProbe,
+    location: &Location,
+    kept: Option<&File>,
+    interface: &str,
+) -> Option<bool> {
     let ours = probe.egress_program_id().ok()?;
-    let _inside = NetnsGuard::enter(&location.netns).ok()?;
+    let _inside = match kept {
+        Some(file) => NetnsGuard::enter_file(file, &location.netns).ok()?,
+        None => NetnsGuard::enter(&location.netns).ok()?,
+    };
     Some(ports::egress_program_ids(interface)?.contains(&ours))
 }

@@ -3,9 +3,30 @@
 
 use std::net::Ipv4Addr;
 
-use tracer_evidence::{Environment, PortEvidence, RouteEvidence, RouteLookup, Side};
+use tracer_evidence::{Environment, PortEvidence, RouteEvidence, RouteLookup, Side, Sysctl};
 
-use crate::{collect::programs, netlink::RouteSocket, netns, spec::PortSpec};
+use crate::{
+    collect::programs,
+    netlink::{Address, RouteSocket},
+    netns::{self, NetnsGuard},
+    spec::PortSpec,
+};
+
+/// How the kernel combines `all` and the device for each sysctl tracer reads: the larger
+/// value, or either being set.
+#[derive(Clone, Copy)]
+enum Combine {
+    Max,
+    Either,
+}
+
+/// The IPv4 sysctls that decide whether a port answers ARP or accepts what arrives.
+const PORT_SYSCTLS: [(&str, Combine); 4] = [
+    ("arp_ignore", Combine::Max),
+    ("arp_filter", Combine::Either),
+    ("arp_announce", Combine::Max),
+    ("rp_filter", Combine::Max),
+];
 
 /// The environment part of the evidence.
 pub fn environment(initiator_ip: Ipv4Addr, target_ip: Ipv4Addr, port: u16) -> Environment {
@@ -48,13 +69,80 @@ pub fn inspect_port(spec: &PortSpec, side: Side, ours: &[u32]) -> PortEvidence {
                 .filter(|address| address.ifindex == link.ifindex)
                 .map(|address| format!("{}/{}", address.address, address.prefix_len))
                 .collect();
+            let addresses = socket.addresses().unwrap_or_default();
+            let links = socket.links().unwrap_or_default();
+            evidence.same_subnet_elsewhere = same_subnet_elsewhere(link.ifindex, &addresses)
+                .into_iter()
+                .filter_map(|address| {
+                    let name = &links.iter().find(|l| l.ifindex == address.ifindex)?.name;
+                    Some(format!("{name} {}/{}", address.address, address.prefix_len))
+                })
+                .collect();
             evidence.programs = programs::attached_programs(&spec.netns, &spec.interface, ours);
+            evidence.sysctls = port_sysctls(&spec.netns, &spec.interface);
         }
     }
     if evidence.link.is_none() {
         evidence.found_elsewhere = namespaces_holding(&spec.interface, &spec.netns);
     }
     evidence
+}
+
+/// Addresses of other interfaces that fall in one of `ifindex`'s subnets: a leftover of an
+/// earlier run makes the kernel route some of the port's traffic elsewhere.
+fn same_subnet_elsewhere(ifindex: u32, addresses: &[Address]) -> Vec<Address> {
+    let subnet = |address: &Address| {
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(address.prefix_len.min(32)))
+            .unwrap_or(0);
+        u32::from(address.address) & mask
+    };
+    let ours: Vec<&Address> = addresses.iter().filter(|a| a.ifindex == ifindex).collect();
+    addresses
+        .iter()
+        .filter(|other| other.ifindex != ifindex && other.prefix_len < 32)
+        .filter(|other| {
+            ours.iter()
+                .any(|own| own.prefix_len == other.prefix_len && subnet(own) == subnet(other))
+        })
+        .cloned()
+        .collect()
+}
+
+/// The port's ARP and reverse-path sysctls in its namespace (read from /proc/sys/net, which
+/// shows the reading thread's namespace); those that cannot be read are left out.
+fn port_sysctls(netns: &str, interface: &str) -> Vec<Sysctl> {
+    let Ok(_inside) = NetnsGuard::enter(netns) else {
+        return Vec::new();
+    };
+    let read = |device: &str, name: &str| -> Option<u32> {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{device}/{name}"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    PORT_SYSCTLS
+        .iter()
+        .filter_map(|(name, combine)| {
+            // A name like "all" or "." would read other files: only real interface names.
+            if interface.contains('/') || interface.starts_with('.') {
+                return None;
+            }
+            let all = read("all", name)?;
+            let device = read(interface, name)?;
+            let effective = match combine {
+                Combine::Max => all.max(device),
+                Combine::Either => u32::from(all != 0 || device != 0),
+            };
+            Some(Sysctl {
+                name: (*name).to_owned(),
+                effective,
+                all,
+                device,
+            })
+        })
+        .collect()
 }
 
 /// Every namespace (by name; "" for tracer's own) with an interface called `interface`.

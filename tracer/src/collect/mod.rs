@@ -3,6 +3,7 @@
 pub mod drops;
 pub mod follow;
 pub mod host;
+pub mod path;
 pub mod ports;
 pub mod probing;
 pub mod programs;

@@ -10,19 +10,22 @@ use std::{
 
 use tracer_common::PacketKind;
 use tracer_evidence::{
-    DropEvidence, Evidence, InterfaceCounters, KindCounts, NeighbourEvidence, PortEvidence,
-    ProbeEvidence, ProbeKind, RouteLookup, Side, mac_text,
+    DropEvidence, Evidence, Hop, HopRole, InterfaceCounters, KindCounts, MtuProbe,
+    NeighbourEvidence, PathEvidence, PortEvidence, ProbeEvidence, ProbeKind, RouteLookup, Side,
+    mac_text,
 };
 
 use crate::{
     collect::ports::IngressHook,
     collect::{
-        drops::RawDrop,
+        drops::{PortPlace, RawDrop},
         ebpf_log_level,
         host::{environment, inspect_port, route_evidence},
+        path,
         ports::{PortOptions, PortProbe},
         rules::{netfilter_evidence, rulesets},
     },
+    lock::{self, PortLocks},
     netlink::{Neighbour, RouteSocket},
     netns, probes,
     session::Session,
@@ -32,10 +35,12 @@ use crate::{
 const ARP_PROBES: u32 = 3;
 const ECHO_PROBES: u32 = 5;
 const TCP_PROBES: u32 = 3;
+const MTU_PROBES: u32 = 3;
+/// The MTU every Ethernet hop takes: probing at it says nothing new.
+const STANDARD_MTU: u32 = 1500;
 /// One SYN and its first retransmission's worth of waiting is enough on a loop.
 const TCP_TIMEOUT: Duration = Duration::from_millis(1000);
 
-/// Inspects both ports and, when they are usable and routed, probes the path.
 /// The path to probe: its two ports, their addresses and the TCP port.
 #[derive(Debug, Clone)]
 pub struct ProbedPath {
@@ -54,6 +59,8 @@ pub fn gather(
     verbosity: u8,
     attached: &mut dyn FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<Evidence> {
+    // One run at a time on these ports: their probes and neighbour entries would mix.
+    let _locks = PortLocks::acquire(&[&args.initiator, &args.target], lock::WAIT)?;
     let mut evidence = Evidence {
         initiator: inspect_port(&args.initiator, Side::Initiator, &[]),
         target: inspect_port(&args.target, Side::Target, &[]),
@@ -65,8 +72,10 @@ pub fn gather(
         counters: None,
         path: None,
         mtu_probes: Vec::new(),
+        carrier_gaps: Vec::new(),
         environment: environment(args.initiator_ip, args.target_ip, args.port),
     };
+    evidence.path = path::walk(&evidence.initiator, &evidence.target);
     // Probing a missing port or an unroutable address says nothing more: classify now.
     let usable = |port: &PortEvidence| port.link.as_ref().is_some_and(|link| link.admin_up);
     if usable(&evidence.initiator) && usable(&evidence.target) {
@@ -74,10 +83,10 @@ pub fn gather(
             route_evidence(&evidence.initiator, args.target_ip),
             route_evidence(&evidence.target, args.initiator_ip),
         ];
+        // A route by another interface may still reach the target (two initiators on one
+        // bridge): the probes tell.
         let initiator_routed = evidence.routes.iter().any(|route| {
-            route.from == Side::Initiator
-                && matches!(route.lookup, RouteLookup::Via { .. })
-                && route.via_port
+            route.from == Side::Initiator && matches!(route.lookup, RouteLookup::Via { .. })
         });
         if initiator_routed {
             probe_path(args, verbosity, &mut evidence, attached)?;
@@ -139,6 +148,36 @@ impl Crossings {
         probe.answer_left_peer = peer.1.sum_of(answers);
         probe.answer_reached_origin = origin.0.sum_of(answers);
     }
+}
+
+/// The hops between the ports (not the ports themselves), with where the kernel keys their
+/// drops.
+fn hop_places(path: &PathEvidence) -> Vec<(PortPlace, Hop)> {
+    path.hops
+        .iter()
+        .filter(|hop| hop.role != HopRole::Port)
+        .filter_map(|hop| {
+            let place = PortPlace {
+                netns: netns::netns_inode(&hop.netns).ok()?,
+                ifindex: hop.link.as_ref()?.ifindex,
+            };
+            Some((place, hop.clone()))
+        })
+        .collect()
+}
+
+/// The size to probe with don't-fragment: the largest MTU a hop of the path claims, when it
+/// is above the standard one or the hops disagree.
+fn jumbo_size(path: &PathEvidence) -> Option<u32> {
+    let mtus: Vec<u32> = path
+        .hops
+        .iter()
+        .filter_map(|hop| Some(hop.link.as_ref()?.mtu))
+        .filter(|mtu| *mtu > 0)
+        .collect();
+    let largest = *mtus.iter().max()?;
+    let differ = mtus.iter().any(|mtu| *mtu != largest);
+    (largest > STANDARD_MTU || differ).then_some(largest)
 }
 
 fn probe_evidence(kind: ProbeKind, from: Side, outcome: probes::ProbeOutcome) -> ProbeEvidence {
@@ -225,7 +264,11 @@ fn probe_path(
         log_level: ebpf_log_level(verbosity),
         ingress: args.ingress_hook,
     };
-    let session = Session::attach(&[&args.initiator, &args.target], &options)?;
+    let mut session = Session::attach(&[&args.initiator, &args.target], &options)?;
+    // Drops on the hops between the ports are kept apart too: a bridge's FORWARD drops show
+    // there.
+    let hop_places = evidence.path.as_ref().map(hop_places).unwrap_or_default();
+    session.watch_also(hop_places.iter().map(|(place, _)| *place))?;
     attached()?;
     let (initiator, target) = (&args.initiator, &args.target);
     let initiator_index = session.ports[0].ifindex;
@@ -297,20 +340,72 @@ fn probe_path(
         };
         crossings.ladder(probe, requests, answers);
     }
+    let small_echo_passed = phase_two
+        .iter()
+        .any(|probe| probe.kind == ProbeKind::IcmpForward && probe.fully_answered());
     evidence.probes = std::iter::once(arp).chain(phase_two).collect();
+
+    // Phase 3: jumbo frames, where the path claims them: small probes pass where they die.
+    let end = if small_echo_passed && let Some(size) = evidence.path.as_ref().and_then(jumbo_size) {
+        let mut last = end;
+        for (from, netns, destination) in [
+            (Side::Initiator, &initiator.netns, args.target_ip),
+            (Side::Target, &target.netns, args.initiator_ip),
+        ] {
+            let outcome = probes::finish(probes::echo_dont_fragment(
+                netns,
+                destination,
+                MTU_PROBES,
+                size,
+            ));
+            let now = snapshot(&session)?;
+            let crossings = Crossings::between(&last, &now);
+            let (origin, peer) = crossings.ends(from);
+            evidence.mtu_probes.push(MtuProbe {
+                from,
+                size,
+                sent: outcome.sent,
+                answered: outcome.answered,
+                left_origin: origin.1.get(PacketKind::IcmpEchoRequest),
+                reached_peer: peer.0.get(PacketKind::IcmpEchoRequest),
+                error: outcome.error,
+            });
+            last = now;
+        }
+        last
+    } else {
+        end
+    };
 
     let rulesets_after = rulesets(&initiator.netns, &target.netns);
     let names = netns::netns_names();
     evidence.drops = drops_between(&start.drops, &end.drops)
         .into_iter()
         .filter_map(|raw| {
-            let side = match session.port_of(&raw.key)?.place() {
-                place if place == session.ports[0].place() => Side::Initiator,
-                _ => Side::Target,
+            if let Some(port) = session.port_of(&raw.key) {
+                let side = if port.place() == session.ports[0].place() {
+                    Side::Initiator
+                } else {
+                    Side::Target
+                };
+                return Some(DropEvidence {
+                    side,
+                    drop: session.name_drop(&raw, &names),
+                });
+            }
+            let (_, hop) = hop_places
+                .iter()
+                .find(|(place, _)| place.on_device(&raw.key))?;
+            let side = if hop.netns == initiator.netns {
+                Side::Initiator
+            } else {
+                Side::Target
             };
             Some(DropEvidence {
                 side,
-                drop: session.name_drop(&raw, &names),
+                drop: session
+                    .drops
+                    .name(&raw, hop.netns.clone(), Some(&hop.interface)),
             })
         })
         .collect();

@@ -8,7 +8,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::{
     cli::CountersArgs,
     collect::{ebpf_log_level, ports::PortOptions},
-    preflight, render,
+    output, preflight, render,
     session::Session,
 };
 
@@ -19,10 +19,10 @@ pub fn run(args: &CountersArgs, verbosity: u8) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let options = PortOptions {
-        watched_port: args.ports.port,
+        watched_port: args.ports.counting.port,
         capture: false,
         log_level: ebpf_log_level(verbosity),
-        ingress: args.ports.ingress_hook,
+        ingress: args.ports.counting.ingress_hook,
     };
     let mut session = Session::attach(&[&args.ports.initiator, &args.ports.target], &options)?;
     let logger = session.drops.take_logger();
@@ -55,9 +55,9 @@ pub fn run(args: &CountersArgs, verbosity: u8) -> anyhow::Result<()> {
     let report = session.counters_report()?;
     drop(session);
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        output::print_line(&serde_json::to_string(&report)?)?;
     } else {
-        print!("{}", render::counters::text(&report, args.ports.port));
+        output::print(&render::counters::text(&report, args.ports.counting.port))?;
     }
     Ok(())
 }

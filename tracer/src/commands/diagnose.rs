@@ -1,80 +1,144 @@
-//! `tracer diagnose`: gather the evidence (or read a saved report's), classify, render.
+//! `tracer diagnose`: gather the evidence of each pair (or read a saved report's), classify,
+//! render.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use tracer_evidence::{Evidence, diagnose, evidence_from_report};
 
-use crate::{cli::DiagnoseArgs, collect::probing, error::UsageError, preflight, render};
+use tracer_evidence::{Evidence, Verdict, diagnose, evidence_from_report};
+
+use crate::{
+    bundle::ReportDir,
+    cli::DiagnoseArgs,
+    collect::probing::{self, ProbedPath},
+    error::UsageError,
+    output, preflight, render,
+};
 
 pub fn run(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<u8> {
-    let evidence = match &args.from {
-        Some(saved) => saved_evidence(saved)?,
+    let evidence: Vec<Evidence> = match &args.from {
+        Some(saved) => vec![saved_evidence(saved)?],
         None => {
+            let pairs = pairs(args)?;
             preflight::check()?;
             if let Some(dir) = &args.report {
                 prepare_report_dir(dir)?;
             }
-            let mut ready = || match &args.ready_file {
-                Some(path) => Ok(super::write_ready_file(path)?),
-                None => Ok(()),
+            // Ready once the first pair's programs are attached, or at the end when none could
+            // be (the ports were unusable): scripts wait on it either way.
+            let ready = || -> anyhow::Result<()> {
+                match &args.ready_file {
+                    Some(path) if !path.exists() => Ok(super::write_ready_file(path)?),
+                    _ => Ok(()),
+                }
             };
-            let evidence = probing::gather(&probed_path(args), verbosity, &mut ready)?;
-            if let Some(path) = &args.ready_file
-                && !path.exists()
-            {
-                // Nothing was attached (the ports were unusable): ready all the same, for scripts.
-                super::write_ready_file(path)?;
+            let mut gathered = Vec::new();
+            for pair in &pairs {
+                gathered.push(probing::gather(pair, verbosity, &mut || ready())?);
             }
-            evidence
+            ready()?;
+            gathered
         }
     };
-    let verdict = diagnose(&evidence);
-    let report = render::diagnose::Report::new(&verdict, &evidence);
+    let verdicts: Vec<Verdict> = evidence.iter().map(diagnose).collect();
+    let reports: Vec<render::diagnose::Report> = verdicts
+        .iter()
+        .zip(&evidence)
+        .map(|(verdict, evidence)| render::diagnose::Report::new(verdict, evidence))
+        .collect();
+    let several = reports.len() > 1;
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        let json = match reports.as_slice() {
+            [only] => serde_json::to_string(only)?,
+            all => serde_json::to_string(&serde_json::json!({ "pairs": all }))?,
+        };
+        output::print_line(&json)?;
     } else {
-        print!(
-            "{}",
-            render::diagnose::text(
-                &report,
-                std::io::IsTerminal::is_terminal(&std::io::stdout())
-            )
-        );
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        for (index, report) in reports.iter().enumerate() {
+            if several {
+                output::print_line(&format!(
+                    "== pair {}: {}",
+                    index + 1,
+                    pair_name(report.evidence)
+                ))?;
+            }
+            output::print(&render::diagnose::text(report, terminal))?;
+        }
     }
     if let Some(dir) = &args.report {
-        if args.from.is_some() {
-            prepare_report_dir(dir)?;
+        let dir = if args.from.is_some() {
+            ReportDir::create(dir)?
+        } else {
+            ReportDir::open(dir)?
+        };
+        for (index, report) in reports.iter().enumerate() {
+            if several {
+                write_report(&dir.subdirectory(&format!("pair-{}", index + 1))?, report)?;
+            } else {
+                write_report(&dir, report)?;
+            }
         }
-        std::fs::write(dir.join("report.md"), render::diagnose::markdown(&report))
-            .with_context(|| format!("writing {}", dir.join("report.md").display()))?;
-        std::fs::write(
-            dir.join("report.json"),
-            serde_json::to_string_pretty(&report)?,
-        )
-        .with_context(|| format!("writing {}", dir.join("report.json").display()))?;
     }
-    let picture = render::path::svg(&evidence, &verdict);
-    for file in args
-        .report
+    // The first pair that failed decides; all ok is 0.
+    let decisive = verdicts
         .iter()
-        .map(|dir| dir.join("path.svg"))
-        .chain(args.svg.clone())
-    {
-        std::fs::write(&file, &picture).with_context(|| format!("writing {}", file.display()))?;
+        .position(|verdict| verdict.class.exit_code() != 0)
+        .unwrap_or(0);
+    if let Some(file) = &args.svg {
+        let picture = render::path::svg(&evidence[decisive], &verdicts[decisive]);
+        std::fs::write(file, picture).with_context(|| format!("writing {}", file.display()))?;
     }
-    Ok(verdict.class.exit_code())
+    Ok(verdicts[decisive].class.exit_code())
 }
 
-fn probed_path(args: &DiagnoseArgs) -> probing::ProbedPath {
-    probing::ProbedPath {
-        initiator: args.ports.initiator.clone(),
-        target: args.ports.target.clone(),
-        initiator_ip: args.initiator_ip,
-        target_ip: args.target_ip,
-        port: args.ports.port,
-        ingress_hook: args.ports.ingress_hook,
+fn write_report(dir: &ReportDir, report: &render::diagnose::Report) -> anyhow::Result<()> {
+    dir.write("report.md", render::diagnose::markdown(report).as_bytes())?;
+    dir.write(
+        "report.json",
+        serde_json::to_string_pretty(report)?.as_bytes(),
+    )?;
+    dir.write(
+        "path.svg",
+        render::path::svg(report.evidence, report.verdict.verdict).as_bytes(),
+    )?;
+    Ok(())
+}
+
+fn pair_name(evidence: &Evidence) -> String {
+    format!(
+        "{} {} -> {} {}",
+        evidence.initiator.spec(),
+        evidence.environment.initiator_ip,
+        evidence.target.spec(),
+        evidence.environment.target_ip
+    )
+}
+
+/// The pairs to diagnose: the Nth --initiator, --target, --initiator-ip and --target-ip.
+fn pairs(args: &DiagnoseArgs) -> Result<Vec<ProbedPath>, UsageError> {
+    let count = args.initiators.len();
+    if args.targets.len() != count
+        || args.initiator_ips.len() != count
+        || args.target_ips.len() != count
+    {
+        return Err(UsageError::Argument(format!(
+            "{count} --initiator but {} --target, {} --initiator-ip and {} --target-ip: give each once per pair",
+            args.targets.len(),
+            args.initiator_ips.len(),
+            args.target_ips.len()
+        )));
     }
+    Ok((0..count)
+        .map(|i| ProbedPath {
+            initiator: args.initiators[i].clone(),
+            target: args.targets[i].clone(),
+            initiator_ip: args.initiator_ips[i],
+            target_ip: args.target_ips[i],
+            port: args.counting.port,
+            ingress_hook: args.counting.ingress_hook,
+        })
+        .collect())
 }
 
 /// The evidence saved in a bundle directory (its report.json) or a report.json itself.
@@ -92,15 +156,5 @@ fn saved_evidence(path: &Path) -> Result<Evidence, UsageError> {
 
 /// Creates the report directory up front, so that an unwritable one fails before probing.
 pub fn prepare_report_dir(dir: &Path) -> Result<(), UsageError> {
-    let unusable = |err: std::io::Error| {
-        UsageError::Argument(format!(
-            "report directory {} cannot be written: {err}",
-            dir.display()
-        ))
-    };
-    std::fs::create_dir_all(dir).map_err(unusable)?;
-    let probe = dir.join(".tracer-write-test");
-    std::fs::write(&probe, b"").map_err(unusable)?;
-    let _ = std::fs::remove_file(probe);
-    Ok(())
+    ReportDir::create(dir).map(drop)
 }

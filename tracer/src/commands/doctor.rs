@@ -13,7 +13,7 @@ use crate::{
         ports::TcAttachment,
     },
     error::UsageError,
-    pins, preflight,
+    output, pins, preflight,
 };
 
 /// One capability: whether the kernel has it, and what tracer does about it.
@@ -36,7 +36,7 @@ pub fn run(args: &DoctorArgs, verbosity: u8) -> anyhow::Result<u8> {
     preflight::check()?;
     let report = examine(verbosity)?;
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        output::print_line(&serde_json::to_string(&report)?)?;
     } else {
         let mut out = format!("kernel {}\n", report.kernel);
         for capability in &report.capabilities {
@@ -51,7 +51,7 @@ pub fn run(args: &DoctorArgs, verbosity: u8) -> anyhow::Result<u8> {
                 capability.tracer_uses
             ));
         }
-        print!("{out}");
+        output::print(&out)?;
     }
     Ok(0)
 }

@@ -2,7 +2,13 @@
 //! and serves the counts to Prometheus. The counters are pinned on bpffs, so that they outlive
 //! a restart.
 
-use std::{cell::RefCell, collections::BTreeMap, path::Path, rc::Rc, time::Duration};
+use std::{
+    cell::{Cell, RefCell},
+    collections::{BTreeMap, HashMap},
+    path::Path,
+    rc::Rc,
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use log::{debug, info, warn};
@@ -23,13 +29,17 @@ use crate::{
     error::UsageError,
     http::{self, Request, Response},
     locate::Location,
+    output,
     pins::{self, PinLock},
     preflight,
     render::metrics::{self, AttachedPort, Format, MonitorSnapshot, MonitoredPort},
 };
 
-/// How often the ports are looked for between scrapes.
+/// How often the ports are looked for; scrapes are answered from the last look.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+/// Connections served at once; more are closed as soon as they are accepted, so that clients
+/// can never take the descriptors the ports' follower needs.
+const MAX_CONNECTIONS: usize = 64;
 const NEIGH_FAILED: &str = "NEIGH_FAILED";
 /// Drop reasons with a series on every counted port, zero until the first drop.
 const ALWAYS_EXPORTED_REASONS: [&str; 2] = ["NETFILTER_DROP", NEIGH_FAILED];
@@ -94,19 +104,42 @@ pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
         if let Some(logger) = logger {
             crate::logging::forward_ebpf_logs(logger)?;
         }
+        // SIGHUP (a closed terminal, `systemctl reload`) looks for the ports at once.
+        let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
         if let Some(path) = &args.ready_file {
             super::write_ready_file(path)?;
         }
-        info!("serving metrics at http://{}/metrics", args.metrics_addr);
+        let bound = listener.local_addr().unwrap_or(args.metrics_addr);
+        info!("serving metrics at http://{bound}/metrics");
+        if args.metrics_addr.port() == 0 {
+            // The port was the kernel's choice: whoever started tracer needs to learn it.
+            let _ = output::print_line(&format!("serving metrics at http://{bound}/metrics"));
+        }
         let monitor = Rc::new(RefCell::new(monitor));
+        let connections = Rc::new(Cell::new(0usize));
         let mut refresh = tokio::time::interval(REFRESH_INTERVAL);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = refresh.tick() => monitor.borrow_mut().refresh(),
+                _ = hangup.recv() => {
+                    info!("SIGHUP: looking for the ports now");
+                    monitor.borrow_mut().refresh();
+                }
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        tokio::task::spawn_local(serve(stream, Rc::clone(&monitor)));
+                    Ok((stream, peer)) => {
+                        if connections.get() >= MAX_CONNECTIONS {
+                            debug!("{MAX_CONNECTIONS} metrics connections open: closing {peer}'s");
+                            drop(stream);
+                            continue;
+                        }
+                        connections.set(connections.get() + 1);
+                        let connections = Rc::clone(&connections);
+                        let monitor = Rc::clone(&monitor);
+                        tokio::task::spawn_local(async move {
+                            serve(stream, &monitor).await;
+                            connections.set(connections.get() - 1);
+                        });
                     }
                     Err(err) => {
                         // Out of descriptors, say: pause rather than spin.
@@ -132,18 +165,27 @@ pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
 fn unpin(root: &Path) -> anyhow::Result<()> {
     let removed = pins::unpin(root)?;
     if removed.is_empty() {
-        println!("nothing pinned in {}", root.display());
+        output::print_line(&format!("nothing pinned in {}", root.display()))?;
     }
     for path in removed {
-        println!("unpinned {}", path.display());
+        output::print_line(&format!("unpinned {}", path.display()))?;
     }
     Ok(())
 }
+
+/// The labels of a drops series: namespace, interface, reason.
+type DropLabels = (String, String, String);
 
 struct Monitor {
     ports: Vec<FollowedPort>,
     drops: DropProbe,
     kernel: String,
+    /// Where the ports were at the last refresh (namespace inode, ifindex), with the namespace
+    /// and interface labels their drops were exported under.
+    labelled_places: HashMap<(u32, u32), (String, String)>,
+    /// Drops counted at places the ports have left (a port deleted and created anew gets
+    /// another ifindex), by series: tracer_drops_total never goes backwards while tracer runs.
+    carried_drops: BTreeMap<DropLabels, u64>,
 }
 
 impl Monitor {
@@ -155,10 +197,10 @@ impl Monitor {
         let drops = DropProbe::attach_pinned(&log_level, Some(&drops_directory))?;
 
         let options = PortOptions {
-            watched_port: args.ports.port,
+            watched_port: args.ports.counting.port,
             capture: false,
             log_level,
-            ingress: args.ports.ingress_hook,
+            ingress: args.ports.counting.ingress_hook,
         };
         let mut followed = Vec::new();
         for (role, spec) in [
@@ -178,6 +220,8 @@ impl Monitor {
             ports: followed,
             drops,
             kernel: kernel_release(),
+            labelled_places: HashMap::new(),
+            carried_drops: BTreeMap::new(),
         })
     }
 
@@ -199,6 +243,17 @@ impl Monitor {
         if let Err(err) = self.forget_unexported_drops(&places) {
             warn!("sweeping the drop counters: {err:#}");
         }
+        self.labelled_places = self
+            .ports
+            .iter()
+            .filter_map(|port| {
+                let location = port.location()?;
+                Some((
+                    (location.netns_inode, location.ifindex),
+                    (location.netns.clone(), port.spec.interface.clone()),
+                ))
+            })
+            .collect();
     }
 
     /// kfree_skb sees the whole machine, and drops are keyed by (namespace inode, interface
@@ -206,13 +261,23 @@ impl Monitor {
     /// second, stops the pinned map from filling up with the rest of the machine, and a port
     /// arriving somewhere from inheriting the counts of a namespace that died there before.
     fn forget_unexported_drops(&mut self, places: &[PortPlace]) -> anyhow::Result<()> {
-        let unexported: Vec<DropKey> = self
-            .drops
-            .drops()?
-            .iter()
-            .map(|site| site.key)
-            .filter(|key| !places.iter().any(|place| place.on_device(key)))
-            .collect();
+        let mut unexported: Vec<DropKey> = Vec::new();
+        for site in self.drops.drops()? {
+            if places.iter().any(|place| place.on_device(&site.key)) {
+                continue;
+            }
+            // A place a port has just left: its counts stay in the port's series.
+            let place = (site.key.netns, site.key.ifindex);
+            if let Some((netns, interface)) = self.labelled_places.get(&place) {
+                let labels = (
+                    netns.clone(),
+                    interface.clone(),
+                    self.drops.reason_of(&site.key),
+                );
+                *self.carried_drops.entry(labels).or_default() += site.count;
+            }
+            unexported.push(site.key);
+        }
         if !unexported.is_empty() {
             debug!(
                 "forgetting {} drop sites away from the ports",
@@ -258,6 +323,11 @@ impl Monitor {
         // The probe was attached where the port was then; the labels say where it is now.
         counters.netns = location.netns.clone();
         let mut drops = BTreeMap::<String, u64>::new();
+        for ((netns, interface, reason), count) in &self.carried_drops {
+            if *netns == location.netns && *interface == port.spec.interface {
+                drops.insert(reason.clone(), *count);
+            }
+        }
         for site in sites
             .iter()
             .filter(|site| location.place().on_device(&site.key))
@@ -287,19 +357,22 @@ fn kernel_release() -> String {
 }
 
 /// One connection: one request, one response, closed.
-async fn serve(stream: TcpStream, monitor: Rc<RefCell<Monitor>>) {
-    let head = match http::read_head(&stream).await {
-        Ok(Some(head)) => head,
-        Ok(None) => return,
+async fn serve(stream: TcpStream, monitor: &RefCell<Monitor>) {
+    let (request, response) = match http::read_head(&stream).await {
+        Ok(http::Head::Complete(head)) => {
+            let request = http::parse_request(&head);
+            // Answered at once: the borrow never spans an await.
+            let response = respond(monitor, request.as_ref());
+            (request, response)
+        }
+        Ok(http::Head::TooLarge) => (None, Response::text(431, "request head over 16 KiB\n")),
+        Ok(http::Head::Gone) => return,
         Err(err) => {
             log::debug!("reading a metrics request: {err}");
             return;
         }
     };
-    let request = http::parse_request(&head);
     let head_only = request.as_ref().is_some_and(|r| r.method == "HEAD");
-    // Answered at once: the borrow never spans an await.
-    let response = respond(&monitor, request.as_ref());
     if let Err(err) = http::write_all(&stream, &response.encode(head_only)).await {
         log::debug!("answering a metrics request: {err}");
     }
@@ -315,9 +388,9 @@ fn respond(monitor: &RefCell<Monitor>, request: Option<&Request>) -> Response {
     if request.path != "/metrics" {
         return Response::text(404, "tracer monitor serves /metrics only\n");
     }
-    let mut monitor = monitor.borrow_mut();
-    // Where the ports are right now, not up to a second ago.
-    monitor.refresh();
+    // Where the ports were at the last refresh; the counts are read from the maps now (no
+    // namespace is entered and no file opened: a scrape costs map reads only).
+    let monitor = monitor.borrow();
     match monitor.snapshot() {
         Ok(snapshot) => {
             let format = Format::negotiate(request.accept.as_deref());

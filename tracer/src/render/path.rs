@@ -938,6 +938,7 @@ mod tests {
             xdp_program: None,
             mtu: 1500,
             peer_ifindex: None,
+            peer_netnsid: None,
             master: None,
             bridge_port_state: None,
         }
@@ -995,6 +996,7 @@ mod tests {
             counters: None,
             path: None,
             mtu_probes: Vec::new(),
+            carrier_gaps: Vec::new(),
             environment: Environment {
                 initiator_ip: "10.0.0.1".to_owned(),
                 target_ip: "10.0.0.2".to_owned(),

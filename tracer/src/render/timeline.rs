@@ -423,6 +423,7 @@ mod tests {
             counters: None,
             path: None,
             mtu_probes: Vec::new(),
+            carrier_gaps: Vec::new(),
             environment: Environment::default(),
         };
         let verdict = Verdict {

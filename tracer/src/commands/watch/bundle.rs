@@ -3,12 +3,11 @@
 
 use std::{collections::BTreeMap, path::Path};
 
-use anyhow::Context as _;
 use serde::Serialize;
 use tracer_evidence::Evidence;
 
 use super::{observe::Watch, timeline::Timeline};
-use crate::{capture, netfilter::Ruleset, netns, render};
+use crate::{bundle::ReportDir, capture, netfilter::Ruleset, netns, render};
 
 #[derive(Debug, Serialize)]
 pub(super) struct CommandReport {
@@ -46,10 +45,8 @@ pub(super) fn write_bundle(
     watch: &Watch,
     final_rulesets: &BTreeMap<String, Ruleset>,
 ) -> anyhow::Result<()> {
-    let write = |name: &str, bytes: &[u8]| {
-        let path = dir.join(name);
-        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
-    };
+    let dir = ReportDir::open(dir)?;
+    let write = |name: &str, bytes: &[u8]| dir.write(name, bytes);
     let recorders = [&watch.ports[0].recorder, &watch.ports[1].recorder];
     let frames = recorders.iter().map(|r| r.frames().count()).sum();
     let evicted = recorders.iter().map(|r| r.evicted).sum();
@@ -104,17 +101,14 @@ pub(super) fn write_bundle(
         render::timeline::svg(timeline, evidence, verdict).as_bytes(),
     )?;
 
-    let snapshots = dir.join("snapshot");
-    std::fs::create_dir_all(&snapshots)
-        .with_context(|| format!("creating {}", snapshots.display()))?;
+    let snapshots = dir.subdirectory("snapshot")?;
     for (netns, ruleset) in final_rulesets {
         let file = if netns.is_empty() {
             "own-namespace.txt".to_owned()
         } else {
             format!("{netns}.txt")
         };
-        std::fs::write(snapshots.join(&file), namespace_snapshot(netns, ruleset))
-            .with_context(|| format!("writing snapshot {file}"))?;
+        snapshots.write(&file, namespace_snapshot(netns, ruleset).as_bytes())?;
     }
     Ok(())
 }

@@ -14,7 +14,6 @@ use std::{
 };
 
 use anyhow::Context as _;
-use tokio::signal::unix::{SignalKind, signal};
 use tracer_evidence::{Side, diagnose};
 
 use self::{
@@ -24,7 +23,7 @@ use self::{
     timeline::Timeline,
 };
 use crate::{
-    capture,
+    capture, child,
     cli::WatchArgs,
     collect::{drops::DropProbe, ebpf_log_level, ports::PortOptions, probing},
     commands::diagnose::prepare_report_dir,
@@ -35,15 +34,6 @@ use crate::{
 const TICK: Duration = Duration::from_millis(50);
 /// How long after the command exits tracer keeps counting.
 const SETTLE: Duration = Duration::from_millis(200);
-/// Signals passed on to the command.
-const FORWARDED_SIGNALS: [i32; 6] = [
-    libc::SIGINT,
-    libc::SIGTERM,
-    libc::SIGHUP,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-];
 
 fn exit_code(status: ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt as _;
@@ -55,16 +45,17 @@ fn exit_code(status: ExitStatus) -> i32 {
 
 pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
     preflight::check()?;
+    child::check(&args.command)?;
     prepare_report_dir(&args.report)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     let options = PortOptions {
-        watched_port: args.ports.port,
+        watched_port: args.ports.counting.port,
         capture: true,
         log_level: ebpf_log_level(verbosity),
-        ingress: args.ports.ingress_hook,
+        ingress: args.ports.counting.ingress_hook,
     };
     let drops = DropProbe::attach(&options.log_level)?;
     let mut watch = Watch {
@@ -109,23 +100,11 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
     }
 
     let status = runtime.block_on(async {
-        let mut signals = FORWARDED_SIGNALS
-            .iter()
-            .map(|&number| Ok((number, signal(SignalKind::from_raw(number))?)))
-            .collect::<std::io::Result<Vec<_>>>()
-            .context("installing signal handlers")?;
+        let mut signals = child::Signals::install().context("installing signal handlers")?;
         if let Some(path) = &args.ready_file {
             super::write_ready_file(path)?;
         }
-        let mut child = tokio::process::Command::new(&args.command[0])
-            .args(&args.command[1..])
-            .spawn()
-            .map_err(|err| {
-                crate::error::UsageError::Argument(format!(
-                    "cannot run `{}`: {err}",
-                    args.command[0]
-                ))
-            })?;
+        let mut child = child::spawn(&args.command, Duration::from_secs(args.kill_after))?;
         let started = watch.seconds();
         watch.timeline.push(
             started,
@@ -134,16 +113,10 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         );
         let mut ticks = tokio::time::interval(TICK);
         loop {
-            let forwarded = futures_signal(&mut signals);
             tokio::select! {
                 status = child.wait() => break status.context("waiting for the command"),
                 _ = ticks.tick() => watch.tick(),
-                number = forwarded => {
-                    if let Some(pid) = child.id() {
-                        // SAFETY: signalling our own child process.
-                        unsafe { libc::kill(pid as i32, number) };
-                    }
-                }
+                number = signals.recv() => child.forward(number),
             }
         }
     })?;
@@ -170,8 +143,8 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
             target: watch.ports[1].current_spec(),
             initiator_ip: args.initiator_ip,
             target_ip: args.target_ip,
-            port: args.ports.port,
-            ingress_hook: args.ports.ingress_hook,
+            port: args.ports.counting.port,
+            ingress_hook: args.ports.counting.ingress_hook,
         };
         let mut evidence = probing::gather(&path, verbosity, &mut || Ok(()))?;
         evidence.drops.extend(watch.drop_evidence());
@@ -224,17 +197,4 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
     }
     drop(watch);
     Ok(u8::try_from(code).unwrap_or(1))
-}
-
-/// Resolves when any forwarded signal arrives, with its number.
-async fn futures_signal(signals: &mut [(i32, tokio::signal::unix::Signal)]) -> i32 {
-    std::future::poll_fn(|cx| {
-        for (number, signal) in signals.iter_mut() {
-            if signal.poll_recv(cx).is_ready() {
-                return std::task::Poll::Ready(*number);
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
 }

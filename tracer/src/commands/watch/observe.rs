@@ -11,6 +11,16 @@ use tracer_common::PacketKind;
 use tracer_evidence::{KindCounts, Side};
 
 use super::timeline::{PortChange, Timeline};
+
+/// The kinds of frames a test sends (everything tracer classifies but `other`).
+const TEST_TRAFFIC: [PacketKind; 6] = [
+    PacketKind::ArpRequest,
+    PacketKind::ArpReply,
+    PacketKind::IcmpEchoRequest,
+    PacketKind::IcmpEchoReply,
+    PacketKind::IcmpUnreachable,
+    PacketKind::TcpPort,
+];
 use crate::{
     capture::FlightRecorder,
     collect::{
@@ -32,6 +42,14 @@ pub(super) struct Seen {
     pub(super) last: f64,
 }
 
+/// Frames a port sent without carrier: from `since` seconds on, carrier at `carrier_at`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CarrierGapSeen {
+    pub(super) frames: u64,
+    pub(super) since: f64,
+    pub(super) carrier_at: Option<f64>,
+}
+
 /// A configured port and everything watch has learned about it.
 pub(super) struct WatchedPort {
     pub(super) side: Side,
@@ -44,6 +62,8 @@ pub(super) struct WatchedPort {
     pub(super) neighbours: HashMap<Ipv4Addr, String>,
     /// First state seen of each neighbour entry, for the before -> after evidence.
     pub(super) first_neighbours: HashMap<Ipv4Addr, String>,
+    /// Frames that left while the port had no carrier, and when carrier came.
+    pub(super) carrier_gap: Option<CarrierGapSeen>,
     /// The last MAC each neighbour entry had.
     pub(super) neighbour_macs: HashMap<Ipv4Addr, [u8; 6]>,
     /// Counts of earlier attachments (a port deleted and recreated gets new counters).
@@ -76,6 +96,7 @@ impl WatchedPort {
             neighbours: HashMap::new(),
             first_neighbours: HashMap::new(),
             neighbour_macs: HashMap::new(),
+            carrier_gap: None,
             carried: Default::default(),
             totals: Default::default(),
             seen: BTreeMap::new(),
@@ -246,6 +267,12 @@ impl Watch {
             return;
         };
         let link = socket.link(&port.spec.interface).ok().flatten();
+        if let (Some(gap), Some(link)) = (&mut port.carrier_gap, &link)
+            && link.carrier
+            && gap.carrier_at.is_none()
+        {
+            gap.carrier_at = Some(now);
+        }
         if let Some(link) = &link {
             let describe = |link: &Link| {
                 format!(
@@ -366,6 +393,16 @@ impl Watch {
                     });
                     seen.last = now;
                 }
+            }
+            let sent = totals.1.since(&port.totals.1).sum_of(&TEST_TRAFFIC);
+            let without_carrier = port.link.as_ref().is_some_and(|link| !link.carrier);
+            if sent > 0 && without_carrier {
+                let gap = port.carrier_gap.get_or_insert(CarrierGapSeen {
+                    frames: 0,
+                    since: now,
+                    carrier_at: None,
+                });
+                gap.frames += sent;
             }
             port.totals = totals;
         }

@@ -5,8 +5,8 @@ use std::{collections::BTreeMap, net::Ipv4Addr};
 
 use tracer_common::PacketKind;
 use tracer_evidence::{
-    CountersReport, DropEvidence, Evidence, InterfaceCounters, KindCounts, NeighbourEvidence,
-    PortEvidence, ProbeEvidence, ProbeKind, ProbeOutcome, Side, mac_text,
+    CarrierGap, CountersReport, DropEvidence, Evidence, InterfaceCounters, KindCounts,
+    NeighbourEvidence, PortEvidence, ProbeEvidence, ProbeKind, ProbeOutcome, Side, mac_text,
 };
 
 use super::observe::{Watch, WatchedPort};
@@ -14,6 +14,7 @@ use crate::{
     cli::WatchArgs,
     collect::{
         host::{environment, inspect_port, route_evidence},
+        path,
         ports::PortProbe,
         rules::netfilter_evidence,
     },
@@ -145,6 +146,21 @@ pub(super) fn passive_evidence(
         Vec::new()
     };
     let drops = watch.drop_evidence();
+    let path = path::walk(&initiator_evidence, &target_evidence);
+    let carrier_gaps = watch
+        .ports
+        .iter()
+        .filter_map(|port| {
+            let gap = port.carrier_gap?;
+            Some(CarrierGap {
+                side: port.side,
+                frames: gap.frames,
+                carrier_after_ms: gap
+                    .carrier_at
+                    .map(|at| ((at - gap.since).max(0.0) * 1000.0) as u64),
+            })
+        })
+        .collect();
     let netfilter = watch
         .ports
         .iter()
@@ -194,7 +210,7 @@ pub(super) fn passive_evidence(
                 .collect::<Vec<_>>()
         })
         .collect();
-    let mut environment = environment(args.initiator_ip, args.target_ip, args.ports.port);
+    let mut environment = environment(args.initiator_ip, args.target_ip, args.ports.counting.port);
     environment.limitations.extend(watch.drops.limitation());
     if watch.ports.iter().all(|port| port.seen.is_empty()) {
         environment
@@ -210,8 +226,9 @@ pub(super) fn passive_evidence(
         netfilter,
         neighbours,
         counters: Some(run_counters(watch)),
-        path: None,
+        path,
         mtu_probes: Vec::new(),
+        carrier_gaps,
         environment,
     }
 }

@@ -1,0 +1,70 @@
+//! tracer's standard output: every command prints through [`print`], which never panics on a
+//! closed pipe or a full disk (as `println!` does) but says what happened with an error that
+//! `main` turns into an exit code: 141 (128 + SIGPIPE) quietly for a reader that went away, as
+//! a shell pipeline expects, and 1 with one line for anything else.
+
+use std::io::{self, Write as _};
+
+use thiserror::Error;
+
+/// Writing the output failed.
+#[derive(Debug, Error)]
+pub enum OutputError {
+    /// The reader went away (`tracer ... | head -1`): nothing to say to anyone.
+    #[error("standard output closed by its reader")]
+    BrokenPipe,
+    #[error("cannot write the output: {0}")]
+    Write(io::Error),
+}
+
+impl OutputError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::BrokenPipe => 128 + libc::SIGPIPE as u8,
+            Self::Write(_) => 1,
+        }
+    }
+}
+
+impl From<io::Error> for OutputError {
+    fn from(err: io::Error) -> Self {
+        if err.kind() == io::ErrorKind::BrokenPipe {
+            Self::BrokenPipe
+        } else {
+            Self::Write(err)
+        }
+    }
+}
+
+/// Writes `text` to standard output and flushes it.
+pub fn print(text: &str) -> Result<(), OutputError> {
+    let mut stdout = io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Writes `text` and a newline to standard output.
+pub fn print_line(text: &str) -> Result<(), OutputError> {
+    let mut stdout = io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.write_all(b"\n")?;
+    stdout.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broken_pipe_is_141_anything_else_1() {
+        let pipe = OutputError::from(io::Error::from(io::ErrorKind::BrokenPipe));
+        assert!(matches!(pipe, OutputError::BrokenPipe));
+        assert_eq!(pipe.exit_code(), 141);
+        let full = OutputError::from(io::Error::from_raw_os_error(libc::ENOSPC));
+        assert_eq!(full.exit_code(), 1);
+        assert!(full.to_string().starts_with("cannot write the output: "));
+    }
+}
