@@ -412,3 +412,23 @@ exit 1"
     assert!(found["frames_without_carrier"].as_u64().unwrap() >= 1);
     assert!(found["carrier_after_ms"].as_u64().is_some(), "{report:#}");
 }
+
+/// The test's own jumbo frames, sent from a port with a larger MTU than its peer's: watch says
+/// mtu, naming both MTUs.
+#[test]
+fn jumbo_frames_of_the_test_lost_are_mtu_in_watch() {
+    let lab = Lab::up("wmt");
+    let i = &lab.initiator.netns;
+    let script = format!(
+        "ip -n {i} link set cvl_0_1 mtu 9000
+ip netns exec {i} ping -c 1 -W 1 10.0.0.2 >/dev/null
+ip netns exec {i} ping -c 3 -i 0.2 -W 1 -s 8000 10.0.0.2 >/dev/null"
+    );
+    let (code, report) = watch(&lab, &script);
+    assert_eq!(code, 1);
+    assert_eq!(report["verdict"]["class"], "mtu", "{report:#}");
+    let found = finding(&report);
+    assert_eq!(found["from_mtu"], 9000);
+    assert_eq!(found["to_mtu"], 1500);
+    assert_eq!(found["dropping"]["interface"], "cvl_0_0");
+}

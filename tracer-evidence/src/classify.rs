@@ -343,7 +343,9 @@ fn mtu_fault(evidence: &Evidence) -> Option<Verdict> {
             opposite(drop.side),
             port_mtu(port(evidence, opposite(drop.side))),
         ),
-        (None, None) => return None,
+        // The test's own traffic lost on the way from a port whose MTU a hop after it cannot
+        // take (a veth drops such frames without a reason).
+        (None, None) => lost_above_a_smaller_mtu(evidence)?,
     };
     let (origin, peer) = (port(evidence, from), port(evidence, opposite(from)));
     // Where it dies: the first hop from the origin whose MTU is below the size.
@@ -402,6 +404,34 @@ fn mtu_fault(evidence: &Evidence) -> Option<Verdict> {
         )
         .because_all(facts),
     )
+}
+
+/// The side whose frames were lost on the way while its port's MTU is above a hop's after it,
+/// with that MTU; only for the test's own traffic (diagnose's probes test the size itself).
+fn lost_above_a_smaller_mtu(evidence: &Evidence) -> Option<(Side, u32)> {
+    if !evidence.mtu_probes.is_empty() {
+        return None;
+    }
+    let path = evidence.path.as_ref()?;
+    let smallest = path
+        .hops
+        .iter()
+        .filter_map(|hop| Some(hop.link.as_ref()?.mtu))
+        .filter(|mtu| *mtu > 0)
+        .min()?;
+    evidence.probes.iter().find_map(|probe| {
+        let (side, left, arrived) = if probe.left_origin > probe.reached_peer {
+            (probe.from, probe.left_origin, probe.reached_peer)
+        } else {
+            (
+                opposite(probe.from),
+                probe.answer_left_peer,
+                probe.answer_reached_origin,
+            )
+        };
+        let mtu = port_mtu(port(evidence, side));
+        (arrived < left && mtu > smallest).then_some((side, mtu))
+    })
 }
 
 fn port_mtu(port: &PortEvidence) -> u32 {

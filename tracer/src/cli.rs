@@ -86,13 +86,19 @@ ports, kernel drops, neighbour state, carrier and netfilter verdicts meanwhile, 
 verdict with its evidence. It never changes the firewall, and reads rule counters only.",
         after_help = "Verdicts and exit codes (fixed; scripts may depend on them):\n  \
 ok         0   ARP, ICMP both ways and the port's path work\n  \
-cable      10  frames leave one port and never reach its peer (no carrier, or cabled elsewhere)\n  \
-neighbour  11  ARP crosses the wire but the target never answers, or its answer is lost\n  \
+cable      10  frames leave one port and never reach its peer (no carrier, a broken hop such\n  \
+               as a veth peer left out of the bridge, or cabled elsewhere): the hop is named\n  \
+neighbour  11  the target does not answer ARP (address, ARP sysctls named), or the initiator's\n  \
+               neighbour entry holds another MAC than the target's (both named)\n  \
 netfilter  12  a netfilter hook dropped the probes (namespace, table, chain and rule named)\n  \
-route      13  no route from one side to the other's address\n  \
+route      13  no route, the probes leave by another interface, or strict rp_filter drops\n  \
+               what arrives (sysctl and route named)\n  \
 interface  14  a port is missing, administratively down, or in another namespace\n  \
 unknown    15  a drop no class fits: its kernel drop reason and place are named\n  \
+mtu        16  jumbo frames die where small ones pass: both MTUs and the dropping hop named\n  \
 program    17  another tool's BPF program on a port (XDP, tc) takes the probes: it is named\n  \
+Several pairs: repeat --initiator, --target, --initiator-ip and --target-ip (pair N is the\n  \
+Nth of each); one verdict each, the exit code of the first that failed.\n  \
 2 stays a usage or environment error (bad argument, not root, the same address on both sides, \
 another diagnose probing the same ports for over 60 s: runs on a port take turns).\n\n\
 Example:\n  \

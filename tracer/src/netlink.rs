@@ -1113,8 +1113,16 @@ mod tests {
         payload.extend(attribute(libc::IFLA_OPERSTATE, &[libc::IF_OPER_UP as u8]));
         payload.extend(attribute(libc::IFLA_CARRIER, &[1]));
         payload.extend(attribute(libc::IFLA_ADDRESS, &MAC));
+        payload.extend(attribute(libc::IFLA_LINK, &9u32.to_ne_bytes()));
+        payload.extend(attribute(IFLA_LINK_NETNSID, &3u32.to_ne_bytes()));
+        payload.extend(attribute(libc::IFLA_MASTER, &4u32.to_ne_bytes()));
         let mut linkinfo = attribute(libc::IFLA_INFO_KIND, b"veth\0");
         linkinfo.extend(attribute(libc::IFLA_INFO_DATA, &[0; 8]));
+        linkinfo.extend(attribute(IFLA_INFO_SLAVE_KIND, b"bridge\0"));
+        linkinfo.extend(attribute(
+            IFLA_INFO_SLAVE_DATA,
+            &attribute(IFLA_BRPORT_STATE, &[3]),
+        ));
         payload.extend(attribute(
             libc::IFLA_LINKINFO | libc::NLA_F_NESTED as u16,
             &linkinfo,
@@ -1172,11 +1180,11 @@ mod tests {
                 mac: Some(MAC),
                 kind: Some("veth".to_owned()),
                 xdp_program: None,
-                mtu: 0,
-                peer_ifindex: None,
-                peer_netnsid: None,
-                master: None,
-                bridge_port_state: None,
+                mtu: 1500,
+                peer_ifindex: Some(9),
+                peer_netnsid: Some(3),
+                master: Some(4),
+                bridge_port_state: Some("forwarding".to_owned()),
             }
         );
     }

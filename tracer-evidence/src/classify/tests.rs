@@ -773,3 +773,40 @@ fn frames_sent_before_carrier_came_up_are_cable_naming_the_port() {
         }
     ));
 }
+
+/// watch: the test's own jumbo frames lost on the way from a 9000-byte port to a 1500-byte one
+/// (a veth drops them without a reason): mtu, not cable.
+#[test]
+fn the_tests_own_jumbo_frames_lost_are_mtu() {
+    let mut evidence = healthy();
+    let hop = |netns: &str, name: &str, mtu| Hop {
+        role: HopRole::Port,
+        netns: netns.to_owned(),
+        interface: name.to_owned(),
+        link: Some(Link {
+            mtu,
+            ..link(name, 2)
+        }),
+        bridge: None,
+    };
+    evidence.path = Some(PathEvidence {
+        hops: vec![
+            hop("", "cvl_0_1", 9000),
+            hop("cvl_0_0_ns_spdk", "cvl_0_0", 1500),
+        ],
+        bridge_nf_call_iptables: None,
+    });
+    evidence.initiator.link.as_mut().unwrap().mtu = 9000;
+    let icmp = probe_mut(&mut evidence, ProbeKind::IcmpForward);
+    icmp.outcome.answered = 3;
+    icmp.reached_peer = 3;
+    icmp.answer_left_peer = 3;
+    icmp.answer_reached_origin = 3;
+    let verdict = classify(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Mtu, "{verdict:?}");
+    assert!(matches!(
+        &verdict.finding,
+        Finding::MtuMismatch { from_mtu: 9000, dropping_mtu: 1500, dropping, .. }
+            if dropping.interface == "cvl_0_0"
+    ));
+}
