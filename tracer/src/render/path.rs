@@ -430,11 +430,13 @@ pub fn svg(evidence: &Evidence, verdict: &Verdict) -> String {
             probe_name(probe.kind),
         );
         if let Some(why) = &probe.skipped {
+            // Where its arrows would be.
+            let room = column(last) - column(0);
             lanes.text(
-                MARGIN,
-                y + 31.0,
-                Font::new(11.5, MUTED),
-                &clip(&format!("not sent: {why}"), 36),
+                column(0),
+                y + 14.0,
+                Font::new(12.0, MUTED),
+                &clip(&format!("not sent: {why}"), (room / (12.0 * 0.6)) as usize),
             );
             y += ROW + LANE_GAP;
             continue;
@@ -688,10 +690,21 @@ fn draw_hop(svg: &mut Svg, picture: &Picture<'_>, index: usize, x: f64, top: f64
         Font::new(17.0, INK).bold().middle(),
         &clip(&picture.name(index), chars(17.0)),
     );
-    let mut lines = vec![picture.namespace(index), picture.state(index)];
-    if let Some(port) = picture.port(index) {
-        lines.push(port.addresses.join(" "));
+    // Three lines: the namespace, the state (on two lines when there is room), the addresses.
+    let addresses = picture
+        .port(index)
+        .map(|port| port.addresses.join(" "))
+        .unwrap_or_default();
+    let state_lines = if addresses.is_empty() { 2 } else { 1 };
+    let mut state = wrap(&picture.state(index), chars(11.0));
+    if state.len() > state_lines {
+        // What does not fit goes on the last line, to be cut there with an ellipsis.
+        let rest = state.split_off(state_lines - 1).join(" ");
+        state.push(rest);
     }
+    let mut lines = vec![picture.namespace(index)];
+    lines.extend(state);
+    lines.push(addresses);
     for (line, text) in lines.iter().filter(|text| !text.is_empty()).enumerate() {
         svg.text(
             x,
