@@ -71,7 +71,7 @@ fn port_hop(port: &PortEvidence) -> Hop {
 
 /// A place on the drawn path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Place {
+enum Place {
     Hop(usize),
     /// Between hop `i` and hop `i + 1`.
     Link(usize),
@@ -79,7 +79,7 @@ pub enum Place {
 
 /// Where the packets stopped: the place the finding names, else where the first failed probe's
 /// counts fell short, else the verdict's side. A working path "stops" at the target.
-pub fn stop(evidence: &Evidence, verdict: &Verdict, hops: &[Hop]) -> Place {
+fn stop(evidence: &Evidence, verdict: &Verdict, hops: &[Hop]) -> Place {
     let last = hops.len() - 1;
     let at = |netns: &str, interface: &str| {
         hops.iter()
@@ -416,116 +416,10 @@ pub fn svg(evidence: &Evidence, verdict: &Verdict) -> String {
         draw_hop(&mut svg, &picture, index, column(index), top, colour);
     }
 
-    // One lane per probe: the request and the answer, with the counts at the two ports.
-    let lanes_top = top + BOX_H + 30.0;
-    let mut y = lanes_top;
+    // The probes, below the hops.
     let mut lanes = Svg::default();
-    let last = picture.last();
-    let mut went_no_further = false;
-    for probe in &evidence.probes {
-        lanes.text(
-            MARGIN,
-            y + 14.0,
-            Font::new(13.0, INK).bold(),
-            probe_name(probe.kind),
-        );
-        if let Some(why) = &probe.skipped {
-            // Where its arrows would be.
-            let room = column(last) - column(0);
-            lanes.text(
-                column(0),
-                y + 14.0,
-                Font::new(12.0, MUTED),
-                &clip(&format!("not sent: {why}"), (room / (12.0 * 0.6)) as usize),
-            );
-            y += ROW + LANE_GAP;
-            continue;
-        }
-        lanes.text(
-            MARGIN,
-            y + 31.0,
-            Font::new(11.5, MUTED),
-            &format!("{} sent, {} answered", probe.outcome.sent, probe.answers()),
-        );
-        let (origin, peer) = ends(probe.from, last);
-        let expected = u64::from(probe.outcome.sent);
-        let short = first_short(probe);
-        let unanswered = !probe.fully_answered();
-        let count = |rung: Rung| Count {
-            value: rung.count(probe),
-            expected,
-            mark: match short {
-                Some(short) if short == rung => Mark::FirstShort,
-                None if unanswered && rung == Rung::AnswerReachedOrigin => Mark::WentNoFurther,
-                _ => Mark::Plain,
-            },
-        };
-        went_no_further |= short.is_none() && unanswered;
-        for (row, (from, to), (departed, arrived)) in [
-            (0.0, (origin, peer), (Rung::LeftOrigin, Rung::ReachedPeer)),
-            (
-                1.0,
-                (peer, origin),
-                (Rung::AnswerLeftPeer, Rung::AnswerReachedOrigin),
-            ),
-        ] {
-            let row_y = y + 10.0 + row * ROW;
-            draw_arrow(
-                &mut lanes,
-                (column(from), column(to)),
-                row_y,
-                (count(departed), count(arrived)),
-                colour,
-            );
-            draw_no_counters(&mut lanes, (1..last).map(column), row_y);
-        }
-        y += 2.0 * ROW + LANE_GAP;
-    }
-    for mtu in &evidence.mtu_probes {
-        lanes.text(
-            MARGIN,
-            y + 14.0,
-            Font::new(13.0, INK).bold(),
-            &format!("{}-byte don't-fragment echo", mtu.size),
-        );
-        lanes.text(
-            MARGIN,
-            y + 31.0,
-            Font::new(11.5, MUTED),
-            &format!("{} sent, {} answered", mtu.sent, mtu.answered),
-        );
-        let (origin, peer) = ends(mtu.from, last);
-        let expected = u64::from(mtu.sent);
-        let departed = Count {
-            value: mtu.left_origin,
-            expected,
-            mark: if mtu.left_origin < expected {
-                Mark::FirstShort
-            } else {
-                Mark::Plain
-            },
-        };
-        let arrived = Count {
-            value: mtu.reached_peer,
-            expected,
-            mark: if departed.mark == Mark::Plain && mtu.reached_peer < expected {
-                Mark::FirstShort
-            } else {
-                Mark::Plain
-            },
-        };
-        let row_y = y + 10.0;
-        draw_arrow(
-            &mut lanes,
-            (column(origin), column(peer)),
-            row_y,
-            (departed, arrived),
-            colour,
-        );
-        draw_no_counters(&mut lanes, (1..last).map(column), row_y);
-        y += ROW + LANE_GAP;
-    }
-    let lanes_bottom = y;
+    let (lanes_bottom, went_no_further) =
+        draw_lanes(&mut lanes, &picture, &column, top + BOX_H + 30.0, colour);
     // Guides from each hop down through the lanes, behind the arrows.
     for index in 0..n {
         svg.line(
@@ -628,6 +522,126 @@ pub(super) fn draw_verdict(
         y += 24.0;
     }
     y
+}
+
+/// One lane per probe from `top`: the request and the answer, with the counts at the two
+/// ports; then one per don't-fragment probe. Returns where the lanes end, and whether a count
+/// is ringed (answers that arrived and went no further).
+fn draw_lanes(
+    lanes: &mut Svg,
+    picture: &Picture<'_>,
+    column: &impl Fn(usize) -> f64,
+    top: f64,
+    colour: &str,
+) -> (f64, bool) {
+    let evidence = picture.evidence;
+    let mut y = top;
+    let last = picture.last();
+    let mut went_no_further = false;
+    for probe in &evidence.probes {
+        lanes.text(
+            MARGIN,
+            y + 14.0,
+            Font::new(13.0, INK).bold(),
+            probe_name(probe.kind),
+        );
+        if let Some(why) = &probe.skipped {
+            // Where its arrows would be.
+            let room = column(last) - column(0);
+            lanes.text(
+                column(0),
+                y + 14.0,
+                Font::new(12.0, MUTED),
+                &clip(&format!("not sent: {why}"), (room / (12.0 * 0.6)) as usize),
+            );
+            y += ROW + LANE_GAP;
+            continue;
+        }
+        lanes.text(
+            MARGIN,
+            y + 31.0,
+            Font::new(11.5, MUTED),
+            &format!("{} sent, {} answered", probe.outcome.sent, probe.answers()),
+        );
+        let (origin, peer) = ends(probe.from, last);
+        let expected = u64::from(probe.outcome.sent);
+        let short = first_short(probe);
+        let unanswered = !probe.fully_answered();
+        let count = |rung: Rung| Count {
+            value: rung.count(probe),
+            expected,
+            mark: match short {
+                Some(short) if short == rung => Mark::FirstShort,
+                None if unanswered && rung == Rung::AnswerReachedOrigin => Mark::WentNoFurther,
+                _ => Mark::Plain,
+            },
+        };
+        went_no_further |= short.is_none() && unanswered;
+        for (row, (from, to), (departed, arrived)) in [
+            (0.0, (origin, peer), (Rung::LeftOrigin, Rung::ReachedPeer)),
+            (
+                1.0,
+                (peer, origin),
+                (Rung::AnswerLeftPeer, Rung::AnswerReachedOrigin),
+            ),
+        ] {
+            let row_y = y + 10.0 + row * ROW;
+            draw_arrow(
+                lanes,
+                (column(from), column(to)),
+                row_y,
+                (count(departed), count(arrived)),
+                colour,
+            );
+            draw_no_counters(lanes, (1..last).map(column), row_y);
+        }
+        y += 2.0 * ROW + LANE_GAP;
+    }
+    for mtu in &evidence.mtu_probes {
+        lanes.text(
+            MARGIN,
+            y + 14.0,
+            Font::new(13.0, INK).bold(),
+            &format!("{}-byte don't-fragment echo", mtu.size),
+        );
+        lanes.text(
+            MARGIN,
+            y + 31.0,
+            Font::new(11.5, MUTED),
+            &format!("{} sent, {} answered", mtu.sent, mtu.answered),
+        );
+        let (origin, peer) = ends(mtu.from, last);
+        let expected = u64::from(mtu.sent);
+        let departed = Count {
+            value: mtu.left_origin,
+            expected,
+            mark: if mtu.left_origin < expected {
+                Mark::FirstShort
+            } else {
+                Mark::Plain
+            },
+        };
+        let arrived = Count {
+            value: mtu.reached_peer,
+            expected,
+            mark: if departed.mark == Mark::Plain && mtu.reached_peer < expected {
+                Mark::FirstShort
+            } else {
+                Mark::Plain
+            },
+        };
+        let row_y = y + 10.0;
+        draw_arrow(
+            lanes,
+            (column(origin), column(peer)),
+            row_y,
+            (departed, arrived),
+            colour,
+        );
+        draw_no_counters(lanes, (1..last).map(column), row_y);
+        y += ROW + LANE_GAP;
+    }
+    (y, went_no_further)
 }
 
 /// Arrow heads: green for what arrived, the class colour for what was lost, grey for nothing.
@@ -1299,7 +1313,7 @@ mod tests {
         let mut evidence = evidence(Some("veth"));
         evidence.target.interface = "we\"ird#<if>`".to_owned();
         evidence.probes[1] = probe(ProbeKind::IcmpForward, Side::Initiator, 5, [5, 5, 0, 0]);
-        let verdict = verdict(
+        let dropped = verdict(
             VerdictClass::Netfilter,
             Side::Target,
             Finding::NetfilterDrop {
@@ -1313,7 +1327,7 @@ mod tests {
                 dropped: 5,
             },
         );
-        let block = mermaid(&evidence, &verdict);
+        let block = mermaid(&evidence, &dropped);
         assert!(block.starts_with("```mermaid\nflowchart LR\n"), "{block}");
         assert!(block.ends_with("```\n"), "{block}");
         assert!(block.contains("class h1 stop"), "{block}");
@@ -1334,16 +1348,12 @@ mod tests {
 
         // Lost between the ends of a veth pair: the link is marked.
         evidence.probes[1] = probe(ProbeKind::IcmpForward, Side::Initiator, 5, [5, 0, 0, 0]);
-        let lost = verdict_for_link();
+        let lost = verdict(VerdictClass::Unknown, Side::None, Finding::Unanswered);
         let block = mermaid(&evidence, &lost);
         assert!(
             block.contains("h0 ---|\"✕ stops here: unknown\"| h1"),
             "{block}"
         );
         assert!(block.contains("linkStyle 0 stroke:"), "{block}");
-    }
-
-    fn verdict_for_link() -> Verdict {
-        verdict(VerdictClass::Unknown, Side::None, Finding::Unanswered)
     }
 }
