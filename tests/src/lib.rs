@@ -169,9 +169,50 @@ impl Lab {
         diagnose(&self.port_args(), extra)
     }
 
+    /// `tracer watch --always` around `command` on this lab's ports, with `extra` arguments.
+    pub fn watch(&self, extra: &[&str], command: &[&str]) -> WatchBundle {
+        let dir = std::env::temp_dir().join(unique("bundle"));
+        let out = output(
+            tracer()
+                .arg("watch")
+                .args(self.port_args())
+                .arg("--report")
+                .arg(&dir)
+                .arg("--always")
+                .args(extra)
+                .arg("--")
+                .args(command),
+        );
+        let json = std::fs::read_to_string(dir.join("report.json")).unwrap_or_else(|err| {
+            panic!(
+                "no report.json ({err}); exit {:?}; stderr: {}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        WatchBundle {
+            code: out.status.code().expect("tracer exited by a signal"),
+            report: serde_json::from_str(&json).expect("report.json is JSON"),
+            dir,
+        }
+    }
+
     /// Pings the target from the initiator; returns whether every reply came back.
     pub fn ping(&self, count: u32) -> bool {
         ping_from(&self.initiator.netns, count)
+    }
+}
+
+/// A watch bundle: tracer's exit code, report.json, and the directory (removed on drop).
+pub struct WatchBundle {
+    pub code: i32,
+    pub report: Value,
+    pub dir: PathBuf,
+}
+
+impl Drop for WatchBundle {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

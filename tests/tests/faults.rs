@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use serde_json::Value;
-use tracer_tests::{Lab, check, output, tracer, unique};
+use tracer_tests::{Lab, check, output, tracer};
 
 /// Both topologies, each on a lab of its own.
 fn labs(tag: &str) -> [Lab; 2] {
@@ -271,6 +271,39 @@ fn the_same_subnet_on_another_device_is_named() {
     );
 }
 
+/// `tracer diagnose --json` on the virtual lab's pair and the second one made beside it.
+fn diagnose_both(lab: &Lab) -> (i32, Value) {
+    let (host, target) = (&lab.initiator.netns, &lab.target.netns);
+    let second = [format!("{host}/cvl_1_1"), format!("{target}/cvl_1_0")];
+    let mut args = vec!["diagnose".to_owned(), "--json".to_owned()];
+    for (initiator, target, initiator_ip, target_ip) in [
+        (
+            lab.initiator.spec(),
+            lab.target.spec(),
+            "10.0.0.1",
+            "10.0.0.2",
+        ),
+        (second[0].clone(), second[1].clone(), "10.0.0.3", "10.0.0.4"),
+    ] {
+        args.extend(
+            [
+                "--initiator",
+                &initiator,
+                "--target",
+                &target,
+                "--initiator-ip",
+                initiator_ip,
+                "--target-ip",
+                target_ip,
+            ]
+            .map(str::to_owned),
+        );
+    }
+    let out = output(tracer().args(&args));
+    let report = serde_json::from_slice(&out.stdout).expect("JSON");
+    (out.status.code().expect("exit code"), report)
+}
+
 /// Two pairs through one bridge, as nvmf_veth_init makes them: one verdict each.
 #[test]
 fn several_pairs_get_a_verdict_each() {
@@ -291,52 +324,20 @@ fn several_pairs_get_a_verdict_each() {
         ip(host, &["link", "set", &peer, "master", "nvmf_br"]);
         ip(host, &["link", "set", &peer, "up"]);
     }
-    let out = output(tracer().args(["diagnose", "--json"]).args([
-        "--initiator",
-        &lab.initiator.spec(),
-        "--target",
-        &lab.target.spec(),
-        "--initiator-ip",
-        "10.0.0.1",
-        "--target-ip",
-        "10.0.0.2",
-        "--initiator",
-        &format!("{host}/cvl_1_1"),
-        "--target",
-        &format!("{target}/cvl_1_0"),
-        "--initiator-ip",
-        "10.0.0.3",
-        "--target-ip",
-        "10.0.0.4",
-    ]));
-    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    // Each target interface answers ARP for its own address only: with two of them on one
+    // bridge, the kernel's default lets either answer for both (ARP flux), and a pair's
+    // traffic would then depend on the other pair's hop.
+    sysctl(target, "net.ipv4.conf.all.arp_ignore=1");
+    let (code, report) = diagnose_both(&lab);
     let pairs = report["pairs"].as_array().expect("pairs");
     assert_eq!(pairs.len(), 2, "{report:#}");
     assert_eq!(pairs[0]["verdict"]["class"], "ok", "{report:#}");
     assert_eq!(pairs[1]["verdict"]["class"], "ok", "{report:#}");
-    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(code, 0);
 
     // The second pair's target-side peer leaves the bridge: only its verdict changes.
     ip(host, &["link", "set", "cvl_1_0_br", "nomaster"]);
-    let out = output(tracer().args(["diagnose", "--json"]).args([
-        "--initiator",
-        &lab.initiator.spec(),
-        "--target",
-        &lab.target.spec(),
-        "--initiator-ip",
-        "10.0.0.1",
-        "--target-ip",
-        "10.0.0.2",
-        "--initiator",
-        &format!("{host}/cvl_1_1"),
-        "--target",
-        &format!("{target}/cvl_1_0"),
-        "--initiator-ip",
-        "10.0.0.3",
-        "--target-ip",
-        "10.0.0.4",
-    ]));
-    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let (code, report) = diagnose_both(&lab);
     let pairs = report["pairs"].as_array().expect("pairs");
     assert_eq!(pairs[0]["verdict"]["class"], "ok", "{report:#}");
     assert_eq!(pairs[1]["verdict"]["class"], "cable", "{report:#}");
@@ -344,31 +345,13 @@ fn several_pairs_get_a_verdict_each() {
         pairs[1]["verdict"]["finding"]["hop"]["interface"],
         "cvl_1_0_br"
     );
-    assert_eq!(out.status.code(), Some(10));
+    assert_eq!(code, 10);
 }
 
-/// Runs `tracer watch --always` on the lab around `script`: (exit code, report.json).
+/// `tracer watch` on the lab around a shell script: (exit code, report.json).
 fn watch(lab: &Lab, script: &str) -> (i32, Value) {
-    let report = std::env::temp_dir().join(unique("fw"));
-    let out = output(
-        tracer()
-            .arg("watch")
-            .args(lab.port_args())
-            .arg("--report")
-            .arg(&report)
-            .args(["--always", "--", "sh", "-c", script]),
-    );
-    let json = std::fs::read_to_string(report.join("report.json")).unwrap_or_else(|err| {
-        panic!(
-            "no report.json ({err}): {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    let _ = std::fs::remove_dir_all(&report);
-    (
-        out.status.code().expect("exit code"),
-        serde_json::from_str(&json).expect("JSON"),
-    )
+    let bundle = lab.watch(&[], &["sh", "-c", script]);
+    (bundle.code, bundle.report.clone())
 }
 
 /// The target's address removed mid-run (NetworkManager, DHCP): watch says what diagnose says

@@ -312,7 +312,6 @@ fn captured(capture: &Path, filter: &str) -> usize {
 #[test]
 fn a_data_flood_leaves_the_history_in_the_capture() {
     let lab = Lab::up("cf");
-    let report_dir = std::env::temp_dir().join(unique("cf-report"));
     let port = lab.port;
     let script = format!(
         "ip netns exec {t} iperf3 -s -1 -p {port} > /dev/null &
@@ -322,33 +321,20 @@ wait",
         t = lab.target.netns,
         i = lab.initiator.netns,
     );
-    let out = output(
-        tracer()
-            .arg("watch")
-            .args(lab.port_args())
-            .arg("--report")
-            .arg(&report_dir)
-            .args(["--always", "--capture-frames", "200"])
-            .args(["--", "sh", "-c", &script]),
+    let bundle = lab.watch(&["--capture-frames", "200"], &["sh", "-c", &script]);
+    assert_eq!(bundle.code, 0, "{:#}", bundle.report);
+    let sent = count(
+        &bundle.report["counters"],
+        &lab.initiator,
+        "egress",
+        "tcp_port",
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "watch: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_str(
-        &std::fs::read_to_string(report_dir.join("report.json")).expect("report.json"),
-    )
-    .expect("report.json is JSON");
-    let sent = count(&report["counters"], &lab.initiator, "egress", "tcp_port");
     assert!(sent > 1000, "only {sent} segments: no flood");
-    let capture = report_dir.join("capture.pcapng");
+    let capture = bundle.dir.join("capture.pcapng");
     assert!(captured(&capture, "arp") >= 2, "no ARP exchange kept");
     assert!(
         captured(&capture, "tcp[tcpflags] & tcp-syn != 0") >= 2,
         "no SYN and SYN-ACK kept"
     );
     assert!(captured(&capture, "tcp") < 400, "the bulk was kept");
-    let _ = std::fs::remove_dir_all(&report_dir);
 }

@@ -269,25 +269,13 @@ fn exit_code_of_the_command_is_tracers() {
 #[test]
 fn a_command_that_sends_nothing_claims_nothing() {
     let lab = tracer_tests::Lab::up("wsn");
-    let report = std::env::temp_dir().join(unique("wsn"));
-    let out = output(
-        tracer()
-            .arg("watch")
-            .args(lab.port_args())
-            .arg("--report")
-            .arg(&report)
-            .args(["--always", "--", "true"]),
-    );
-    assert_eq!(out.status.code(), Some(0));
-    let json: Value = serde_json::from_str(
-        &std::fs::read_to_string(report.join("report.json")).expect("report.json"),
-    )
-    .expect("JSON");
+    let bundle = lab.watch(&[], &["true"]);
+    assert_eq!(bundle.code, 0);
+    let json = &bundle.report;
     assert_eq!(
         json["verdict"]["finding"]["kind"], "nothing_observed",
         "{json:#}"
     );
     let summary = json["verdict"]["summary"].as_str().unwrap();
     assert!(!summary.contains(" work."), "{summary}");
-    let _ = std::fs::remove_dir_all(report);
 }

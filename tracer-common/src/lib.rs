@@ -98,7 +98,8 @@ const _: () = assert!(size_of::<CapturedFrame>() == 24 + CAPTURE_SNAPLEN);
 
 /// Key of the `DROP_COUNTERS` map: one kernel drop site as seen by `kfree_skb`.
 ///
-/// Only drops at a watched place (see [`WatchedPlace`]) keep their namespace and interface;
+/// Only drops at a watched place (see [`WatchedPlace`]) or on a device of a watched name keep
+/// their namespace and interface;
 /// every other drop is counted under `netns == 0 && ifindex == 0`, so that a busy host cannot
 /// fill the map.
 #[repr(C)]
@@ -119,6 +120,21 @@ pub struct DropKey {
     pub location: u64,
 }
 const _: () = assert!(size_of::<DropKey>() == 24);
+
+/// `name` as an [`InterfaceName`]; `None` when it does not fit.
+pub fn interface_name(name: &str) -> Option<InterfaceName> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= 16 {
+        return None;
+    }
+    let mut padded = [0u8; 16];
+    let mut i = 0;
+    while i < bytes.len() {
+        padded[i] = bytes[i];
+        i += 1;
+    }
+    Some(padded)
+}
 
 /// Key of the drop probe's `WATCHED_PLACES` map: a (namespace, interface) whose drops are
 /// kept apart. `ifindex == 0` stands for the drops in that namespace without a device
@@ -168,8 +184,18 @@ pub struct KernelOffsets {
     pub skb_sk: u32,
     /// `sock.__sk_common.skc_net.net`
     pub sock_net: u32,
+    /// `net_device.name`
+    pub dev_name: u32,
 }
-const _: () = assert!(size_of::<KernelOffsets>() == 28);
+const _: () = assert!(size_of::<KernelOffsets>() == 32);
+
+/// An interface name as the kernel keeps it (`IFNAMSIZ`, NUL-padded): the drop probe keeps a
+/// watched port's drops apart by its name too, so that a port moved to another namespace is
+/// followed from its first drop there.
+pub type InterfaceName = [u8; 16];
+
+/// Most interface names the drop probe keeps apart.
+pub const WATCHED_NAMES_MAX: u32 = 16;
 
 #[cfg(feature = "user")]
 mod user {

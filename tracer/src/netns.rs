@@ -44,21 +44,25 @@ pub fn netns_path(name: &str) -> PathBuf {
     }
 }
 
+/// Opens namespace `name`'s file; kept, entering it later opens nothing.
 pub fn open(name: &str) -> Result<File, NetnsError> {
     let path = netns_path(name);
-    File::open(&path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            NetnsError::NotFound {
-                name: name.to_owned(),
-                path: path.display().to_string(),
-            }
-        } else {
-            NetnsError::Open {
-                path: path.display().to_string(),
-                source,
-            }
+    File::open(&path).map_err(|source| access_error(name, &path, source))
+}
+
+/// A namespace that is not there, or its file that cannot be read.
+fn access_error(name: &str, path: &Path, source: std::io::Error) -> NetnsError {
+    if source.kind() == std::io::ErrorKind::NotFound {
+        NetnsError::NotFound {
+            name: name.to_owned(),
+            path: path.display().to_string(),
         }
-    })
+    } else {
+        NetnsError::Open {
+            path: path.display().to_string(),
+            source,
+        }
+    }
 }
 
 fn setns(file: &File, path: &str) -> Result<(), NetnsError> {
@@ -124,25 +128,8 @@ impl Drop for NetnsGuard {
 /// it works when tracer is out of them.
 pub fn netns_inode(name: &str) -> Result<u32, NetnsError> {
     let path = netns_path(name);
-    let metadata = std::fs::metadata(&path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            NetnsError::NotFound {
-                name: name.to_owned(),
-                path: path.display().to_string(),
-            }
-        } else {
-            NetnsError::Open {
-                path: path.display().to_string(),
-                source,
-            }
-        }
-    })?;
+    let metadata = std::fs::metadata(&path).map_err(|source| access_error(name, &path, source))?;
     Ok(metadata.ino() as u32)
-}
-
-/// Opens namespace `name`'s file, to keep: entering it later opens nothing.
-pub fn open_kept(name: &str) -> Result<File, NetnsError> {
-    open(name)
 }
 
 /// Names of all namespaces that have one, plus tracer's own (named ""), by inode.

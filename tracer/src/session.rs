@@ -37,6 +37,7 @@ impl Session {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let mut drops = DropProbe::attach(&options.log_level)?;
         drops.watch_ports(ports.iter().map(PortProbe::place))?;
+        drops.watch_names(ports.iter().map(|port| port.spec.interface.as_str()))?;
         Ok(Self { ports, drops })
     }
 

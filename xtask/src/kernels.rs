@@ -8,13 +8,13 @@ use std::{
     collections::BTreeSet,
     fs,
     io::Write as _,
-    os::unix::fs::PermissionsExt as _,
+    os::{fd::AsRawFd as _, unix::fs::PermissionsExt as _},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant, SystemTime},
 };
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, anyhow, bail, ensure};
 use serde_json::Value;
 
 use crate::util::{cargo, describe, run_checked, tracer_binary, workspace_root};
@@ -52,8 +52,29 @@ const LISTS_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 /// the kernel's own modules once the guest runs from the host's root.
 const INITRAMFS_MODULES: &[&str] = &["virtio_pci", "virtio_rng", "9pnet_virtio", "9p", "overlay"];
 
-/// Where the results share is mounted in the guest.
+/// Where the results share is mounted in the guest (by INIT).
 const GUEST_RESULTS: &str = "/xtask-results";
+
+/// The initramfs's /init: mounts the host's root read-only with a tmpfs overlay on top, and the
+/// results share, then hands over to the guest script the host wrote there. Any failure ends
+/// init: the kernel panics and, with panic=-1 and -no-reboot, QEMU exits.
+const INIT: &str = r#"#!/bin/busybox sh
+set -e
+/bin/busybox --install -s /bin
+mkdir -p /proc /sys /dev /lower /rw /newroot
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+for module in /modules/*.ko; do insmod "$module"; done
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,ro hostroot /lower
+mount -t tmpfs -o mode=0755 tmpfs /rw
+mkdir /rw/upper /rw/work
+mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work overlay /newroot
+mkdir -p /newroot/xtask-results
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 results /newroot/xtask-results
+for fs in proc sys dev; do mount --move /$fs /newroot/$fs; done
+exec switch_root /newroot /bin/sh /xtask-results/guest.sh
+"#;
 
 /// Lines of a failing test's output shown, from its start: the panic message comes first.
 const FAILURE_LINES: usize = 15;
@@ -62,6 +83,30 @@ const CONSOLE_LINES: usize = 40;
 
 fn kernels_dir() -> PathBuf {
     workspace_root().join("target/kernels")
+}
+
+/// Copies of tracer, its helper binaries and the test binaries the guests run: the guests read
+/// files from the host as they go, and a build during the run must not swap them underneath.
+fn snapshot_dir() -> PathBuf {
+    kernels_dir().join("bin")
+}
+
+/// Held while a run uses target/kernels/: two runs would share the snapshot and the results.
+fn lock() -> anyhow::Result<fs::File> {
+    fs::create_dir_all(kernels_dir())
+        .with_context(|| format!("creating {}", kernels_dir().display()))?;
+    let path = kernels_dir().join("lock");
+    let file = fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    // SAFETY: flock on a descriptor this function owns; the lock goes with the file.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        eprintln!("kernels: waiting for another `cargo xtask kernels` to finish");
+        // SAFETY: as above.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("locking {}", path.display()));
+        }
+    }
+    Ok(file)
 }
 
 /// apt-get and apt-cache on a source list of their own, with their own package lists and
@@ -118,6 +163,10 @@ impl PrivateApt {
             format!("Dir::Etc::SourceList={dir}/sources.list"),
             format!("Dir::State::Lists={dir}/lists"),
             format!("Dir::Cache={dir}/cache"),
+            // Kept between calls (the host may switch them off): each query would otherwise
+            // parse every suite's package list again, seconds each.
+            "Dir::Cache::pkgcache=pkgcache.bin".to_owned(),
+            "Dir::Cache::srcpkgcache=srcpkgcache.bin".to_owned(),
             // The _apt user may not write under target/.
             "APT::Sandbox::User=root".to_owned(),
             "Acquire::Languages=none".to_owned(),
@@ -209,6 +258,7 @@ fn host_mirror() -> anyhow::Result<(String, String)> {
 }
 
 /// One kernel's packages, as a suite has them.
+#[derive(Clone)]
 struct Resolved {
     kernel: &'static Kernel,
     suite: &'static str,
@@ -259,10 +309,15 @@ fn dpkg_version_greater(a: &str, b: &str) -> anyhow::Result<bool> {
 
 fn resolve(apt: &PrivateApt, kernel: &'static Kernel) -> anyhow::Result<Resolved> {
     let mut newest: Option<(&'static str, String, String)> = None;
+    let mut missing = None;
     for &suite in kernel.suites {
         // A backports suite may carry no kernel for a while.
-        let Ok((version, depends)) = show(apt, &format!("linux-image-amd64/{suite}")) else {
-            continue;
+        let (version, depends) = match show(apt, &format!("linux-image-amd64/{suite}")) {
+            Ok(found) => found,
+            Err(err) => {
+                missing = Some(err);
+                continue;
+            }
         };
         if match &newest {
             Some((_, best, _)) => dpkg_version_greater(&version, best)?,
@@ -272,10 +327,10 @@ fn resolve(apt: &PrivateApt, kernel: &'static Kernel) -> anyhow::Result<Resolved
         }
     }
     let Some((suite, _, depends)) = newest else {
-        bail!(
-            "no linux-image-amd64 in {} (see target/kernels/apt)",
+        return Err(missing.unwrap_or_else(|| anyhow!("no suites"))).context(format!(
+            "no linux-image-amd64 in {}",
             kernel.suites.join(", ")
-        );
+        ));
     };
     let release = pinned_dependencies(&depends)
         .into_iter()
@@ -298,65 +353,60 @@ fn resolve(apt: &PrivateApt, kernel: &'static Kernel) -> anyhow::Result<Resolved
     })
 }
 
-/// The kernels `selection` names (all when empty): by matrix name (`6.1`), by suite
-/// (`bookworm`), or by the start of a release (`7.3`, `6.12.95`).
+/// The kernels `selection` names (all when empty), in its order: by matrix name (`6.1`), by
+/// suite (`bookworm`), or by the start of a release (`7.3`, `6.12.95`).
 fn select(apt: &PrivateApt, selection: &[String]) -> anyhow::Result<Vec<Resolved>> {
-    let named = |wanted: &str| {
-        KERNELS
-            .iter()
-            .find(|kernel| kernel.name == wanted || kernel.suites.contains(&wanted))
-    };
-    let mut wanted: Vec<&'static Kernel> = Vec::new();
-    let mut by_release: Vec<&str> = Vec::new();
+    let resolve_all = || KERNELS.iter().map(|kernel| resolve(apt, kernel)).collect();
+    if selection.is_empty() {
+        return resolve_all();
+    }
+    // Resolved once, for the first item that names a release.
+    let mut all: Option<Vec<Resolved>> = None;
+    let mut chosen: Vec<Resolved> = Vec::new();
     for item in selection {
-        match named(item) {
-            Some(kernel) => wanted.push(kernel),
-            None => by_release.push(item),
-        }
-    }
-    if selection.is_empty() || !by_release.is_empty() {
-        let all = KERNELS
+        let named = KERNELS
             .iter()
-            .map(|kernel| resolve(apt, kernel))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        if selection.is_empty() {
-            return Ok(all);
-        }
-        for item in by_release {
-            let matches = |release: &str| {
-                release
-                    .strip_prefix(item)
-                    .is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_alphanumeric()))
-            };
-            let Some(found) = all.iter().find(|resolved| matches(&resolved.release)) else {
-                bail!(
-                    "no kernel {item}: name one of {}, a suite ({}), or the start of one of \
-                     their releases ({})",
-                    KERNELS
-                        .iter()
-                        .map(|k| k.name)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    KERNELS
-                        .iter()
-                        .flat_map(|k| k.suites.iter().copied())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    all.iter()
-                        .map(|r| r.release.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            };
-            wanted.push(found.kernel);
+            .find(|kernel| kernel.name == item || kernel.suites.contains(&item.as_str()));
+        let resolved = match named {
+            Some(kernel) => resolve(apt, kernel)?,
+            None => {
+                let all = match &mut all {
+                    Some(all) => all,
+                    None => all.insert(resolve_all()?),
+                };
+                let starts = |release: &str| {
+                    release
+                        .strip_prefix(item.as_str())
+                        .is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_alphanumeric()))
+                };
+                let Some(index) = all.iter().position(|r| starts(&r.release)) else {
+                    bail!(
+                        "no kernel {item}: name one of {}, a suite ({}), or the start of a \
+                         release ({})",
+                        KERNELS
+                            .iter()
+                            .map(|k| k.name)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        KERNELS
+                            .iter()
+                            .flat_map(|k| k.suites.iter().copied())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        all.iter()
+                            .map(|r| r.release.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                };
+                all[index].clone()
+            }
+        };
+        if !chosen.iter().any(|c| c.release == resolved.release) {
+            chosen.push(resolved);
         }
     }
-    let mut seen = BTreeSet::new();
-    wanted
-        .into_iter()
-        .filter(|kernel| seen.insert(kernel.name))
-        .map(|kernel| resolve(apt, kernel))
-        .collect()
+    Ok(chosen)
 }
 
 /// A kernel ready to boot.
@@ -429,8 +479,12 @@ fn prepare(apt: &PrivateApt, resolved: Resolved) -> anyhow::Result<Prepared> {
             root.display()
         );
         run_checked(Command::new("depmod").arg("-b").arg(&root).arg(&release))?;
-        build_initramfs(&root, &release, &dir.join("initramfs"), &initrd)?;
         fs::write(&ready, "").context("stamping the prepared kernel")?;
+    }
+    // Built again when /init changed since.
+    let stage = dir.join("initramfs");
+    if fs::read_to_string(stage.join("init")).ok().as_deref() != Some(INIT) || !initrd.exists() {
+        build_initramfs(&root, &release, &stage, &initrd)?;
     }
     // Debian's older packages keep the kernel in /boot, 7.x next to its modules.
     let vmlinuz = [
@@ -454,6 +508,9 @@ fn prepare(apt: &PrivateApt, resolved: Resolved) -> anyhow::Result<Prepared> {
 /// Static busybox, the modules the shares and the overlay need (decompressed: busybox's insmod
 /// takes plain .ko), and an /init that mounts the host's root and switches to it.
 fn build_initramfs(root: &Path, release: &str, stage: &Path, initrd: &Path) -> anyhow::Result<()> {
+    if stage.exists() {
+        fs::remove_dir_all(stage).with_context(|| format!("removing {}", stage.display()))?;
+    }
     for sub in ["bin", "modules"] {
         fs::create_dir_all(stage.join(sub))
             .with_context(|| format!("creating {}", stage.join(sub).display()))?;
@@ -476,9 +533,8 @@ fn build_initramfs(root: &Path, release: &str, stage: &Path, initrd: &Path) -> a
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    let mut insmods = String::new();
     // `insmod PATH` lines come in load order, a shared dependency once per module that needs
-    // it; built-in modules say `builtin NAME`.
+    // it; built-in modules say `builtin NAME`. /init loads them in file name order.
     let listed = String::from_utf8_lossy(&out.stdout);
     let mut seen = BTreeSet::new();
     for (index, path) in listed
@@ -487,34 +543,14 @@ fn build_initramfs(root: &Path, release: &str, stage: &Path, initrd: &Path) -> a
         .filter(|path| seen.insert(*path))
         .enumerate()
     {
-        let name = format!("{index:02}.ko");
-        decompress_module(Path::new(path), &stage.join("modules").join(&name))?;
-        insmods += &format!("insmod /modules/{name}\n");
+        decompress_module(
+            Path::new(path),
+            &stage.join("modules").join(format!("{index:02}.ko")),
+        )?;
     }
 
-    let init = format!(
-        r#"#!/bin/busybox sh
-# Mounts the host's root read-only with a tmpfs overlay on top, and the results share, then
-# hands over to the guest script the host wrote there. Any failure ends init: the kernel panics
-# and, with panic=-1 and -no-reboot, QEMU exits.
-set -e
-/bin/busybox --install -s /bin
-mkdir -p /proc /sys /dev /lower /rw /newroot
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-{insmods}mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,ro hostroot /lower
-mount -t tmpfs -o mode=0755 tmpfs /rw
-mkdir /rw/upper /rw/work
-mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work overlay /newroot
-mkdir -p /newroot{GUEST_RESULTS}
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 results /newroot{GUEST_RESULTS}
-for fs in proc sys dev; do mount --move /$fs /newroot/$fs; done
-exec switch_root /newroot /bin/sh {GUEST_RESULTS}/guest.sh
-"#
-    );
     let init_path = stage.join("init");
-    fs::write(&init_path, init).context("writing the initramfs /init")?;
+    fs::write(&init_path, INIT).context("writing the initramfs /init")?;
     fs::set_permissions(&init_path, fs::Permissions::from_mode(0o755))
         .context("making /init executable")?;
 
@@ -569,15 +605,48 @@ fn decompress_module(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A fresh snapshot directory holding tracer and its helpers (`tracer-testkit`): the tests look
+/// for the helpers beside TRACER_BIN.
+fn snapshot_bins() -> anyhow::Result<PathBuf> {
+    let snapshot = snapshot_dir();
+    if snapshot.exists() {
+        fs::remove_dir_all(&snapshot)
+            .with_context(|| format!("removing {}", snapshot.display()))?;
+    }
+    fs::create_dir_all(&snapshot).with_context(|| format!("creating {}", snapshot.display()))?;
+    let release = tracer_binary()
+        .parent()
+        .context("tracer's directory")?
+        .to_owned();
+    for entry in fs::read_dir(&release).with_context(|| format!("listing {}", release.display()))? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+            fs::copy(entry.path(), snapshot.join(entry.file_name()))
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+        }
+    }
+    ensure!(
+        snapshot.join("tracer").exists(),
+        "no {} (build it first)",
+        tracer_binary().display()
+    );
+    Ok(snapshot)
+}
+
 /// A test binary of the tests crate, with the number of tests the filter leaves in it.
 struct TestBinary {
     name: String,
     path: PathBuf,
+    /// The crate's directory, where cargo would run it.
+    dir: PathBuf,
     tests: usize,
 }
 
-/// The tests crate's test binaries, built if need be, that hold tests `harness_args` select.
+/// The tests crate's test binaries, built if need be, that hold tests `harness_args` select;
+/// copied into the snapshot directory.
 fn test_binaries(harness_args: &[String]) -> anyhow::Result<Vec<TestBinary>> {
+    let snapshot = snapshot_bins()?;
     let mut build = cargo();
     build
         .args([
@@ -604,7 +673,7 @@ fn test_binaries(harness_args: &[String]) -> anyhow::Result<Vec<TestBinary>> {
         let Ok(message) = serde_json::from_str::<Value>(line) else {
             continue;
         };
-        let (Some(path), Some(name)) = (
+        let (Some(executable), Some(name)) = (
             message["executable"].as_str(),
             message["target"]["name"].as_str(),
         ) else {
@@ -613,7 +682,13 @@ fn test_binaries(harness_args: &[String]) -> anyhow::Result<Vec<TestBinary>> {
         if message["profile"]["test"] != true {
             continue;
         }
-        let mut list = Command::new(path);
+        let dir = Path::new(message["manifest_path"].as_str().unwrap_or_default())
+            .parent()
+            .context("a test binary's crate directory")?
+            .to_owned();
+        let path = snapshot.join(name);
+        fs::copy(executable, &path).with_context(|| format!("copying {executable}"))?;
+        let mut list = Command::new(&path);
         list.args(harness_args)
             .args(["--list", "--format", "terse"]);
         let listed = list
@@ -632,7 +707,8 @@ fn test_binaries(harness_args: &[String]) -> anyhow::Result<Vec<TestBinary>> {
         if tests > 0 {
             binaries.push(TestBinary {
                 name: name.to_owned(),
-                path: PathBuf::from(path),
+                path,
+                dir,
                 tests,
             });
         }
@@ -652,7 +728,6 @@ fn quote(text: &str) -> String {
 /// The guest's PID 1 after switch_root: the host's `/bin/sh` on the overlay.
 fn guest_script(kernel: &Prepared, binaries: &[TestBinary], harness_args: &[String]) -> String {
     let release = &kernel.resolved.release;
-    let tests_dir = workspace_root().join("tests");
     let harness: String = harness_args
         .iter()
         .map(|arg| format!(" {}", quote(arg)))
@@ -662,12 +737,14 @@ fn guest_script(kernel: &Prepared, binaries: &[TestBinary], harness_args: &[Stri
         let name = &binary.name;
         runs += &format!(
             "echo \"guest: {name}\"\n\
+             cd {dir}\n\
              TRACER_BIN={tracer} {path}{harness} > {GUEST_RESULTS}/{name}.log 2>&1\n\
              rc=$?\n\
              echo $rc > {GUEST_RESULTS}/{name}.rc\n\
              [ $rc -eq 0 ] || status=1\n",
-            tracer = quote(&tracer_binary().to_string_lossy()),
+            tracer = quote(&snapshot_dir().join("tracer").to_string_lossy()),
             path = quote(&binary.path.to_string_lossy()),
+            dir = quote(&binary.dir.to_string_lossy()),
         );
     }
     format!(
@@ -693,7 +770,6 @@ ip link set lo up
 uname -r > {GUEST_RESULTS}/uname
 set +e
 status=0
-cd {tests_dir}
 {runs}echo $status > {GUEST_RESULTS}/done
 sync
 echo o > /proc/sysrq-trigger
@@ -701,7 +777,6 @@ echo o > /proc/sysrq-trigger
 sleep 60
 "#,
         modules = quote(&kernel.modules.to_string_lossy()),
-        tests_dir = quote(&tests_dir.to_string_lossy()),
     )
 }
 
@@ -893,12 +968,15 @@ fn test_counts(log: &str) -> (u64, u64) {
 fn failure_excerpt(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     let mut excerpt = Vec::new();
+    let is_header = |line: &str| line.starts_with("---- ") && line.ends_with(" ----");
     for (index, line) in lines.iter().enumerate() {
-        if line.starts_with("---- ") && line.ends_with(" ----") {
+        if is_header(line) {
+            excerpt.push(*line);
             excerpt.extend(
-                lines[index..]
+                lines[index + 1..]
                     .iter()
-                    .take_while(|l| !l.is_empty())
+                    .take_while(|l| !is_header(l) && **l != "failures:")
+                    .filter(|l| !l.is_empty())
                     .take(FAILURE_LINES),
             );
         }
@@ -939,15 +1017,18 @@ fn report(runs: &[KernelRun]) {
             println!("the guest ran {guest}");
         }
         let mut shown = false;
+        // Failed, or cut short while running (a timeout): its log says how far it got.
         for binary in run
             .binaries
             .iter()
-            .filter(|b| b.exit.is_some_and(|e| e != 0))
+            .filter(|b| b.exit != Some(0) && !b.log.is_empty())
         {
+            let ended = binary
+                .exit
+                .map_or("did not finish".to_owned(), |code| format!("exit {code}"));
             println!(
-                "--- {} (exit {}):\n{}",
+                "--- {} ({ended}):\n{}",
                 binary.name,
-                binary.exit.unwrap_or_default(),
                 failure_excerpt(&binary.log)
             );
             shown = true;
@@ -963,9 +1044,10 @@ fn report(runs: &[KernelRun]) {
 }
 
 pub fn run(selection: &[String], timeout: Duration, harness_args: &[String]) -> anyhow::Result<()> {
+    let _lock = lock()?;
     let binaries = test_binaries(harness_args)?;
     eprintln!(
-        "kernels: {} tests in {}",
+        "kernels: tests to run: {} (in {})",
         binaries.iter().map(|b| b.tests).sum::<usize>(),
         binaries
             .iter()
@@ -978,8 +1060,15 @@ pub fn run(selection: &[String], timeout: Duration, harness_args: &[String]) -> 
         .flat_map(|kernel| kernel.suites.iter().copied())
         .collect();
     let apt = PrivateApt::isolated(&kernels_dir().join("apt"), &suites)?;
-    if apt.lists_age().is_none_or(|age| age > LISTS_MAX_AGE) {
-        apt.update()?;
+    match apt.lists_age() {
+        Some(age) if age <= LISTS_MAX_AGE => {}
+        // Old lists still name kernels that are cached: better than no run without a mirror.
+        Some(_) => {
+            if let Err(err) = apt.update() {
+                eprintln!("kernels: {err:#}; going on with the old package lists");
+            }
+        }
+        None => apt.update()?,
     }
     let kernels = select(&apt, selection)?
         .into_iter()
@@ -1008,4 +1097,50 @@ pub fn run(selection: &[String], timeout: Duration, harness_args: &[String]) -> 
         bail!("tests failed on {}", failed.join(", "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_dependencies_follow_the_split_packages_of_7x() {
+        let depends = "dracut | initramfs-tools (>= 0.120+deb8u2) | linux-initramfs-tool, \
+                       linux-base-7.3.4+deb13-amd64 (= 7.3.4-1~bpo13+1), \
+                       linux-binary-7.3.4+deb13-amd64 (= 7.3.4-1~bpo13+1), kmod";
+        assert_eq!(
+            pinned_dependencies(depends),
+            [
+                (
+                    "linux-base-7.3.4+deb13-amd64".into(),
+                    "7.3.4-1~bpo13+1".into()
+                ),
+                (
+                    "linux-binary-7.3.4+deb13-amd64".into(),
+                    "7.3.4-1~bpo13+1".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn test_counts_add_up_every_harness() {
+        let log = "test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 9 filtered out; \
+                   finished in 1.00s\n\
+                   test result: FAILED. 1 passed; 2 failed; 0 ignored; 0 measured; 0 filtered \
+                   out; finished in 2.00s\n";
+        assert_eq!(test_counts(log), (4, 2));
+    }
+
+    #[test]
+    fn failure_excerpt_shows_each_failed_test_from_its_start() {
+        let log = "running 2 tests\nfailures:\n\n---- a stdout ----\n\nthread 'a' panicked at \
+                   x.rs:1:1:\nboom\n\n---- b stdout ----\nthread 'b' panicked\n\nfailures:\n    \
+                   a\n    b\n\ntest result: FAILED. 0 passed; 2 failed;\n";
+        assert_eq!(
+            failure_excerpt(log),
+            "---- a stdout ----\nthread 'a' panicked at x.rs:1:1:\nboom\n\
+             ---- b stdout ----\nthread 'b' panicked"
+        );
+    }
 }

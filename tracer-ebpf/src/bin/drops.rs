@@ -17,7 +17,9 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, RawTracePointContext},
 };
 use aya_log_ebpf::debug;
-use tracer_common::{DropKey, KernelOffsets, WATCHED_PLACES_MAX, WatchedPlace};
+use tracer_common::{
+    DropKey, InterfaceName, KernelOffsets, WATCHED_NAMES_MAX, WATCHED_PLACES_MAX, WatchedPlace,
+};
 
 #[unsafe(no_mangle)]
 static KERNEL_OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets {
@@ -28,6 +30,7 @@ static KERNEL_OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets {
     net_inum: 0,
     skb_sk: 0,
     sock_net: 0,
+    dev_name: 0,
 });
 
 #[map]
@@ -36,6 +39,10 @@ static DROP_COUNTERS: PerCpuHashMap<DropKey, u64> = PerCpuHashMap::with_max_entr
 /// The places whose drops are kept apart, written by the loader as ports come and go.
 #[map]
 static WATCHED_PLACES: HashMap<WatchedPlace, u8> = HashMap::with_max_entries(WATCHED_PLACES_MAX, 0);
+
+/// The watched ports' names: their drops are kept apart in whichever namespace they are.
+#[map]
+static WATCHED_NAMES: HashMap<InterfaceName, u8> = HashMap::with_max_entries(WATCHED_NAMES_MAX, 0);
 
 /// Drops that could not be counted (map full, unreadable skb).
 #[map]
@@ -80,17 +87,25 @@ fn count_drop(skb: *const u8, reason: u32, location: u64) -> Result<(), i32> {
     let offsets = KERNEL_OFFSETS.load();
     let protocol = u16::from_be(read_at::<u16>(skb, offsets.skb_protocol)?);
     let dev: *const u8 = read_at(skb, offsets.skb_dev)?;
-    let (netns, ifindex) = if dev.is_null() {
+    let (netns, ifindex, name) = if dev.is_null() {
         // No device yet (e.g. dropped on a local OUTPUT hook): the socket tells the namespace.
         let sk: *const u8 = read_at(skb, offsets.skb_sk)?;
-        (netns_of(sk, offsets.sock_net, offsets.net_inum)?, 0)
+        (netns_of(sk, offsets.sock_net, offsets.net_inum)?, 0, None)
     } else {
         let ifindex: u32 = read_at(dev, offsets.dev_ifindex)?;
-        (netns_of(dev, offsets.dev_net, offsets.net_inum)?, ifindex)
+        let name: InterfaceName = read_at(dev, offsets.dev_name)?;
+        (
+            netns_of(dev, offsets.dev_net, offsets.net_inum)?,
+            ifindex,
+            Some(name),
+        )
     };
     let place = WatchedPlace { netns, ifindex };
-    // SAFETY: the value is a plain u8 only the loader writes.
-    let watched = unsafe { WATCHED_PLACES.get(place) }.is_some();
+    // SAFETY: the values are plain u8 only the loader writes.
+    let watched = unsafe {
+        WATCHED_PLACES.get(place).is_some()
+            || name.is_some_and(|name| WATCHED_NAMES.get(name).is_some())
+    };
     let key = DropKey {
         netns: if watched { netns } else { 0 },
         ifindex: if watched { ifindex } else { 0 },

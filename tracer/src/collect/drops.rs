@@ -17,7 +17,7 @@ use aya::{
 };
 use log::info;
 use serde::{Deserialize, Serialize};
-use tracer_common::{DropKey, KernelOffsets, WatchedPlace};
+use tracer_common::{DropKey, InterfaceName, KernelOffsets, WatchedPlace, interface_name};
 use tracer_evidence::{DropCount, protocol_name};
 
 use crate::{btf::Btf, collect::loader, error::UsageError, kallsyms::Kallsyms};
@@ -61,6 +61,7 @@ impl KernelLayout {
             net_inum: offset("net", &["ns", "inum"])?,
             skb_sk: offset("sk_buff", &["sk"])?,
             sock_net: offset("sock", &["__sk_common", "skc_net", "net"])?,
+            dev_name: offset("net_device", &["name"])?,
         };
         let reasons = btf.enum_variants("skb_drop_reason").ok().map(|variants| {
             variants
@@ -112,6 +113,8 @@ pub struct DropProbe {
     symbols: OnceLock<Option<Kallsyms>>,
     /// What `WATCHED_PLACES` holds.
     watched: BTreeSet<WatchedPlace>,
+    /// What `WATCHED_NAMES` holds.
+    watched_names: BTreeSet<InterfaceName>,
 }
 
 impl DropProbe {
@@ -160,6 +163,7 @@ impl DropProbe {
             reasons: layout.reasons.unwrap_or_default(),
             symbols: OnceLock::new(),
             watched: BTreeSet::new(),
+            watched_names: BTreeSet::new(),
         })
     }
 
@@ -185,29 +189,22 @@ impl DropProbe {
                 ]
             })
             .collect();
-        if places == self.watched {
-            return Ok(());
-        }
-        let map = self
-            .ebpf
-            .map_mut("WATCHED_PLACES")
-            .ok_or_else(|| anyhow!("WATCHED_PLACES map missing"))?;
-        let mut watched = BpfHashMap::<_, WatchedPlace, u8>::try_from(map)?;
-        for gone in self.watched.difference(&places) {
-            match watched.remove(gone) {
-                Ok(()) | Err(MapError::KeyNotFound) => {}
-                Err(MapError::SyscallError(syscall))
-                    if syscall.io_error.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(err) => return Err(err).context("updating WATCHED_PLACES"),
-            }
-        }
-        for new in places.difference(&self.watched) {
-            watched
-                .insert(new, 1, 0)
-                .context("updating WATCHED_PLACES")?;
-        }
-        self.watched = places;
-        Ok(())
+        sync_map(&mut self.ebpf, "WATCHED_PLACES", &mut self.watched, places)
+    }
+
+    /// Keeps apart the drops on devices of these names, in whichever namespace: a followed
+    /// port's drops count from its first one in a namespace it moves to.
+    pub fn watch_names<'a>(
+        &mut self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> anyhow::Result<()> {
+        let names: BTreeSet<InterfaceName> = names.into_iter().filter_map(interface_name).collect();
+        sync_map(
+            &mut self.ebpf,
+            "WATCHED_NAMES",
+            &mut self.watched_names,
+            names,
+        )
     }
 
     /// The drop's reason for people and the classifier: the kernel's name, or on kernels
@@ -291,13 +288,7 @@ impl DropProbe {
             .ok_or_else(|| anyhow!("DROP_COUNTERS map missing"))?;
         let mut counters = PerCpuHashMap::<_, DropKey, u64>::try_from(map)?;
         for key in keys {
-            match counters.remove(key) {
-                Ok(()) => {}
-                // Gone already: nothing to forget.
-                Err(MapError::SyscallError(syscall))
-                    if syscall.io_error.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(err) => return Err(err).context("deleting from DROP_COUNTERS"),
-            }
+            gone_already(counters.remove(key)).context("deleting from DROP_COUNTERS")?;
         }
         Ok(())
     }
@@ -316,6 +307,44 @@ impl DropProbe {
             .program(self.program)
             .ok_or_else(|| anyhow!("program {} missing", self.program))?;
         Ok(uncounted + super::recursion_misses(program)?)
+    }
+}
+
+/// Makes the hash map `name` hold exactly `wanted` (with value 1); `held` is what it holds.
+fn sync_map<K: aya::Pod + Ord>(
+    ebpf: &mut Ebpf,
+    name: &str,
+    held: &mut BTreeSet<K>,
+    wanted: BTreeSet<K>,
+) -> anyhow::Result<()> {
+    if *held == wanted {
+        return Ok(());
+    }
+    let map = ebpf
+        .map_mut(name)
+        .ok_or_else(|| anyhow!("{name} map missing"))?;
+    let mut map = BpfHashMap::<_, K, u8>::try_from(map)?;
+    for gone in held.difference(&wanted) {
+        gone_already(map.remove(gone)).with_context(|| format!("updating {name}"))?;
+    }
+    for new in wanted.difference(held) {
+        map.insert(new, 1, 0)
+            .with_context(|| format!("updating {name}"))?;
+    }
+    *held = wanted;
+    Ok(())
+}
+
+/// A removal whose key was not there any more is done too.
+fn gone_already(removed: Result<(), MapError>) -> Result<(), MapError> {
+    match removed {
+        Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(syscall))
+            if syscall.io_error.raw_os_error() == Some(libc::ENOENT) =>
+        {
+            Ok(())
+        }
+        other => other,
     }
 }
 

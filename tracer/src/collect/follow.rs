@@ -56,7 +56,7 @@ struct Place {
 
 impl Place {
     fn open(location: &Location) -> Option<Self> {
-        let file = netns::open_kept(&location.netns).ok()?;
+        let file = netns::open(&location.netns).ok()?;
         let route = RouteSocket::open_in(&location.netns).ok()?;
         Some(Self {
             inode: location.netns_inode,

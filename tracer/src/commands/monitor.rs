@@ -237,7 +237,12 @@ impl Monitor {
             .filter_map(FollowedPort::location)
             .map(Location::place)
             .collect();
-        if let Err(err) = self.drops.watch_ports(places.iter().copied()) {
+        let names = self.ports.iter().map(|port| port.spec.interface.as_str());
+        if let Err(err) = self
+            .drops
+            .watch_ports(places.iter().copied())
+            .and_then(|()| self.drops.watch_names(names))
+        {
             warn!("keeping the ports' drops apart: {err:#}");
         }
         if let Err(err) = self.forget_unexported_drops(&places) {

@@ -157,7 +157,12 @@ impl Watch {
             .flat_map(|port| &port.history)
             .map(Location::place)
             .collect();
-        if let Err(err) = self.drops.watch_ports(places) {
+        let names = self.ports.iter().map(|port| port.spec.interface.as_str());
+        if let Err(err) = self
+            .drops
+            .watch_ports(places)
+            .and_then(|()| self.drops.watch_names(names))
+        {
             log::warn!("keeping the ports' drops apart: {err:#}");
         }
         self.observe_counters();
