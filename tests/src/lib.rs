@@ -767,3 +767,77 @@ pub fn percent_encode(text: &str) -> String {
         })
         .collect()
 }
+
+/// A directory in the temporary directory for one test's files; removed on drop.
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let path = std::env::temp_dir().join(unique(tag));
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|err| panic!("creating {}: {err}", path.display()));
+        Self { path }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A picture tracer wrote (path.svg, timeline.svg), parsed as standalone SVG.
+#[derive(Debug)]
+pub struct Picture {
+    /// Every text drawn, in document order.
+    pub texts: Vec<String>,
+    /// The stop mark's `data-class` and `data-place`, when the picture has one.
+    pub stop: Option<(String, String)>,
+}
+
+impl Picture {
+    /// Reads and parses `path`; fails the test unless it is an SVG document with the SVG
+    /// namespace and a size.
+    pub fn read(path: &Path) -> Self {
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
+        let document = roxmltree::Document::parse(&text)
+            .unwrap_or_else(|err| panic!("{} is not XML: {err}", path.display()));
+        let root = document.root_element();
+        assert_eq!(
+            root.tag_name().namespace(),
+            Some("http://www.w3.org/2000/svg"),
+            "{}",
+            path.display()
+        );
+        assert_eq!(root.tag_name().name(), "svg");
+        for attribute in ["width", "height", "viewBox"] {
+            assert!(
+                root.attribute(attribute).is_some(),
+                "{}: no {attribute}",
+                path.display()
+            );
+        }
+        let texts = root
+            .descendants()
+            .filter(|node| node.has_tag_name("text"))
+            .filter_map(|node| node.text().map(str::to_owned))
+            .collect();
+        let stop = root
+            .descendants()
+            .find(|node| node.attribute("id") == Some("stop"))
+            .map(|node| {
+                (
+                    node.attribute("data-class").unwrap_or_default().to_owned(),
+                    node.attribute("data-place").unwrap_or_default().to_owned(),
+                )
+            });
+        Self { texts, stop }
+    }
+
+    pub fn shows(&self, text: &str) -> bool {
+        self.texts.iter().any(|drawn| drawn.contains(text))
+    }
+}

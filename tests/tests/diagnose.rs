@@ -7,7 +7,9 @@ use std::{
 };
 
 use serde_json::Value;
-use tracer_tests::{End, Lab, Namespaces, TARGET_IP, check, diagnose, in_netns, unique};
+use tracer_tests::{
+    End, Lab, Namespaces, Picture, TARGET_IP, TempDir, check, diagnose, in_netns, unique,
+};
 
 fn class(report: &Value) -> &str {
     report["verdict"]["class"].as_str().expect("verdict.class")
@@ -210,6 +212,62 @@ fn icmp_dropped_on_target_input_is_netfilter() {
     assert_eq!(
         strip_save_comments(&before.stdout),
         strip_save_comments(&after.stdout)
+    );
+}
+
+#[test]
+fn report_and_svg_draw_where_netfilter_drops() {
+    let lab = Lab::up("svg");
+    check(
+        lab.target
+            .exec("iptables")
+            .args(["-A", "INPUT", "-p", "icmp", "-j", "DROP"]),
+    );
+    let files = TempDir::new("svg");
+    let (report_dir, alone, again) = (
+        files.path.join("report"),
+        files.path.join("alone.svg"),
+        files.path.join("again.svg"),
+    );
+    let target = format!("cvl_0_0 (namespace {})", lab.target.netns);
+    let netfilter_at_target = Some(("netfilter".to_owned(), target.clone()));
+
+    let (code, _) = lab.diagnose(&["--report", report_dir.to_str().unwrap()]);
+    assert_eq!(code, 12);
+    let picture = Picture::read(&report_dir.join("path.svg"));
+    assert_eq!(picture.stop, netfilter_at_target, "{picture:?}");
+    for shown in ["cvl_0_1", "cvl_0_0", "-A INPUT -p icmp -j DROP"] {
+        assert!(picture.shows(shown), "{shown} not drawn: {picture:?}");
+    }
+    let markdown = std::fs::read_to_string(report_dir.join("report.md")).unwrap();
+    assert!(markdown.contains("[path.svg](path.svg)"), "{markdown}");
+    assert!(
+        markdown.contains("```mermaid\nflowchart LR\n"),
+        "{markdown}"
+    );
+    // The target port, the second node, is where the packets stopped.
+    assert!(markdown.contains("class h1 stop"), "{markdown}");
+
+    // `--svg FILE` alone writes the picture alone.
+    let (code, _) = lab.diagnose(&["--svg", alone.to_str().unwrap()]);
+    assert_eq!(code, 12);
+    assert_eq!(Picture::read(&alone).stop, netfilter_at_target);
+
+    // And from the saved report, without the lab.
+    drop(lab);
+    let (code, _) = diagnose(
+        &[],
+        &[
+            "--from",
+            report_dir.to_str().unwrap(),
+            "--svg",
+            again.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 12);
+    assert_eq!(
+        std::fs::read(&again).unwrap(),
+        std::fs::read(report_dir.join("path.svg")).unwrap()
     );
 }
 

@@ -270,7 +270,7 @@ fn diagnose_report_never_follows_a_planted_link() {
     require_root();
     let outside = Scratch::new("dlo");
     let victim = victim(&outside);
-    for name in [".tracer-write-test", "report.md", "report.json"] {
+    for name in [".tracer-write-test", "report.md", "report.json", "path.svg"] {
         let report = Scratch::new("dlr");
         std::os::unix::fs::symlink(&victim, report.0.join(name)).unwrap();
         let out = output(
@@ -308,6 +308,8 @@ fn watch_bundle_never_follows_a_planted_link() {
         "report.md",
         "report.json",
         "capture.pcapng",
+        "path.svg",
+        "timeline.svg",
         "snapshot",
         snapshot_file.as_str(),
     ] {

@@ -4,7 +4,7 @@
 use std::{path::PathBuf, process::Command};
 
 use serde_json::Value;
-use tracer_tests::{Namespaces, check, output, tracer, unique};
+use tracer_tests::{Namespaces, Picture, check, output, tracer, unique};
 
 /// A host namespace holding the two ports, and the names the script will use.
 struct SpdkHost {
@@ -184,6 +184,39 @@ fn ports_cabled_elsewhere_are_cable_and_the_exit_code_passes_through() {
     );
     let markdown = std::fs::read_to_string(host.report.join("report.md")).unwrap();
     assert!(markdown.contains("signature: `tracer:cable:"), "{markdown}");
+
+    // The pictures: where the frames died, and the neighbour entry failing over time.
+    assert!(
+        markdown.contains("[timeline.svg](timeline.svg)"),
+        "{markdown}"
+    );
+    let path = Picture::read(&host.report.join("path.svg"));
+    assert_eq!(
+        path.stop.as_ref().map(|(class, _)| class.as_str()),
+        Some("cable"),
+        "{path:?}"
+    );
+    let initiator_entries: Vec<&Value> = report["timeline"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["port"] == "initiator" && event["change"]["what"] == "neighbour")
+        .collect();
+    assert!(
+        initiator_entries
+            .iter()
+            .any(|event| event["change"]["state"] == "INCOMPLETE"),
+        "{initiator_entries:?}"
+    );
+    let timeline = Picture::read(&host.report.join("timeline.svg"));
+    for shown in [
+        host.initiator.as_str(),
+        host.target.as_str(),
+        "neighbour 10.0.0.2",
+        "carrier",
+    ] {
+        assert!(timeline.shows(shown), "{shown} not drawn: {timeline:?}");
+    }
 }
 
 #[test]

@@ -232,7 +232,7 @@ pub struct CountersArgs {
     #[arg(long)]
     pub json: bool,
     /// Create this file once every program is attached (for scripts to wait on)
-    #[arg(long, value_name = "PATH", value_parser = ready_file_path)]
+    #[arg(long, value_name = "PATH", value_parser = new_file_path)]
     pub ready_file: Option<PathBuf>,
 }
 
@@ -257,16 +257,20 @@ pub struct DiagnoseArgs {
     /// Print one JSON object instead of the report
     #[arg(long)]
     pub json: bool,
-    /// Also write DIR/report.md and DIR/report.json (DIR is created; symbolic links in it are
-    /// refused, never followed)
+    /// Also write DIR/report.md, DIR/report.json and DIR/path.svg (DIR is created; symbolic
+    /// links in it are refused, never followed)
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
+    /// Also write the path as a picture to FILE (SVG): the hops, the counts at the ports, and
+    /// where the packets stopped (of several pairs, the first that failed)
+    #[arg(long, value_name = "FILE", value_parser = new_file_path)]
+    pub svg: Option<PathBuf>,
     /// Classify a saved bundle (its directory, or its report.json) again with this tracer's
     /// classifier, without touching the network or needing root
     #[arg(long, value_name = "DIR|FILE", conflicts_with = "ready_file")]
     pub from: Option<PathBuf>,
     /// Create this file once every program is attached
-    #[arg(long, value_name = "PATH", value_parser = ready_file_path)]
+    #[arg(long, value_name = "PATH", value_parser = new_file_path)]
     pub ready_file: Option<PathBuf>,
 }
 
@@ -282,9 +286,9 @@ fn capture_frames(value: &str) -> Result<usize, String> {
     }
 }
 
-/// A ready-file path whose directory exists: refused at parse time, so that a typo fails before
-/// anything is attached rather than after.
-fn ready_file_path(value: &str) -> Result<PathBuf, String> {
+/// A path for a file tracer writes (a ready file, a picture) whose directory exists: refused at
+/// parse time, so that a typo fails before anything is attached rather than after.
+fn new_file_path(value: &str) -> Result<PathBuf, String> {
     let path = PathBuf::from(value);
     if path.is_dir() {
         return Err(format!("`{value}` is a directory"));
@@ -356,7 +360,7 @@ pub struct MonitorArgs {
     #[arg(long, conflicts_with = "reset")]
     pub unpin: bool,
     /// Create this file once the metrics are served and every port present is counted
-    #[arg(long, value_name = "PATH", value_parser = ready_file_path)]
+    #[arg(long, value_name = "PATH", value_parser = new_file_path)]
     pub ready_file: Option<PathBuf>,
 }
 

@@ -1,11 +1,12 @@
 //! Developer tasks: `cargo xtask setup | build | test | demo | lint | fuzz | soak | bench |
-//! kernels`.
+//! kernels | screenshots`.
 
 mod bench;
 mod demo;
 mod fuzz;
 mod kernels;
 mod lint;
+mod screenshots;
 mod setup;
 mod soak;
 mod util;
@@ -65,6 +66,9 @@ enum Task {
               value_parser = clap::value_parser!(u64).range(1..))]
         rss_seconds: u64,
     },
+    /// Set up, build, draw path.svg of two verdicts on the built-in lab (ok, and ICMP dropped by
+    /// netfilter) and render them with headless Chromium (installed here) into docs/images/
+    Screenshots,
     /// Set up, build, boot Debian's kernels (5.10, 6.1, 6.12, the newest trixie has) under QEMU
     /// with the host's root shared read-only, run the root integration tests in each, print a
     /// table; packages and kernels are cached in target/kernels/
@@ -122,6 +126,10 @@ fn main() -> ExitCode {
             .and_then(|()| util::require_root("cargo xtask bench"))
             .and_then(|()| util::build_tracer_bins())
             .and_then(|()| bench::run(json.as_deref(), rss_seconds)),
+        Task::Screenshots => setup::run()
+            .and_then(|()| util::require_root("cargo xtask screenshots"))
+            .and_then(|()| util::build_tracer())
+            .and_then(|()| screenshots::run()),
         Task::Kernels {
             kernels: selection,
             timeout,

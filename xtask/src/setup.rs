@@ -61,13 +61,18 @@ fn package_installed(package: &str) -> bool {
 }
 
 fn install_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = PACKAGES
+    install_debian_packages(PACKAGES)
+}
+
+/// Installs those of `packages` that are missing, from the host's Debian sources.
+pub fn install_debian_packages(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|package| !package_installed(package))
         .collect();
     if missing.is_empty() {
-        eprintln!("setup: Debian packages present ({})", PACKAGES.join(" "));
+        eprintln!("setup: Debian packages present ({})", packages.join(" "));
         return Ok(());
     }
     if !is_root() {

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context as _;
+
 use tracer_evidence::{Evidence, Verdict, diagnose, evidence_from_report};
 
 use crate::{
@@ -79,11 +81,15 @@ pub fn run(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<u8> {
         }
     }
     // The first pair that failed decides; all ok is 0.
-    Ok(verdicts
+    let decisive = verdicts
         .iter()
-        .map(|verdict| verdict.class.exit_code())
-        .find(|code| *code != 0)
-        .unwrap_or(0))
+        .position(|verdict| verdict.class.exit_code() != 0)
+        .unwrap_or(0);
+    if let Some(file) = &args.svg {
+        let picture = render::path::svg(&evidence[decisive], &verdicts[decisive]);
+        std::fs::write(file, picture).with_context(|| format!("writing {}", file.display()))?;
+    }
+    Ok(verdicts[decisive].class.exit_code())
 }
 
 fn write_report(dir: &ReportDir, report: &render::diagnose::Report) -> anyhow::Result<()> {
@@ -91,6 +97,10 @@ fn write_report(dir: &ReportDir, report: &render::diagnose::Report) -> anyhow::R
     dir.write(
         "report.json",
         serde_json::to_string_pretty(report)?.as_bytes(),
+    )?;
+    dir.write(
+        "path.svg",
+        render::path::svg(report.evidence, report.verdict.verdict).as_bytes(),
     )?;
     Ok(())
 }

@@ -11,7 +11,13 @@ use tracer_evidence::{
 
 use crate::{
     netns,
-    render::verdict::{advice, drop_place, fact_line, probe_name, rule_line, summary},
+    render::{
+        path,
+        verdict::{
+            Rung, advice, drop_place, fact_line, first_short, probe_name, rule_line, side_label,
+            summary,
+        },
+    },
 };
 
 /// The verdict with its signature and its sentences, as JSON shows it.
@@ -78,21 +84,16 @@ impl<'a> Report<'a> {
 fn ladder_points(report: &Report<'_>, probe: &ProbeEvidence) -> Vec<(String, u64, bool)> {
     let origin = &report.port(probe.from).interface;
     let peer = &report.peer(probe.from).interface;
-    let points = [
-        (format!("left {origin}"), probe.left_origin),
-        (format!("reached {peer}"), probe.reached_peer),
-        (format!("answer left {peer}"), probe.answer_left_peer),
-        (
-            format!("answer reached {origin}"),
-            probe.answer_reached_origin,
-        ),
-    ];
-    let expected = u64::from(probe.outcome.sent);
-    let first_short = points.iter().position(|(_, count)| *count < expected);
-    points
+    let first_short = first_short(probe);
+    Rung::ALL
         .into_iter()
-        .enumerate()
-        .map(|(i, (label, count))| (label, count, Some(i) == first_short))
+        .map(|rung| {
+            (
+                rung.label(origin, peer),
+                rung.count(probe),
+                Some(rung) == first_short,
+            )
+        })
         .collect()
 }
 
@@ -298,15 +299,6 @@ pub fn text(report: &Report<'_>, terminal: bool) -> String {
     out
 }
 
-fn side_label(side: Side) -> &'static str {
-    match side {
-        Side::Initiator => "initiator side",
-        Side::Target => "target side",
-        Side::Wire => "between the ports",
-        Side::None => "no fault",
-    }
-}
-
 /// report.md: the verdict and its evidence on the first screen, details below.
 pub fn markdown(report: &Report<'_>) -> String {
     let verdict = &report.verdict;
@@ -335,6 +327,9 @@ pub fn markdown(report: &Report<'_>) -> String {
     if !verdict.advice.is_empty() {
         let _ = writeln!(out, "- what to do: {}", verdict.advice);
     }
+    let _ = writeln!(out, "- picture: [path.svg](path.svg)");
+    let _ = writeln!(out, "\n## Path\n");
+    out.push_str(&path::mermaid(report.evidence, verdict.verdict));
     let _ = writeln!(out, "\n## Evidence\n");
     for fact in &verdict.evidence {
         let _ = writeln!(out, "- {fact}");

@@ -3,4 +3,7 @@
 pub mod counters;
 pub mod diagnose;
 pub mod metrics;
+pub mod path;
+pub mod svg;
+pub mod timeline;
 pub mod verdict;

@@ -17,6 +17,16 @@ pub fn side_name(side: Side) -> &'static str {
     }
 }
 
+/// Where the fault is, as a phrase: `target side`.
+pub fn side_label(side: Side) -> &'static str {
+    match side {
+        Side::Initiator => "initiator side",
+        Side::Target => "target side",
+        Side::Wire => "between the ports",
+        Side::None => "no fault",
+    }
+}
+
 pub fn namespace_phrase(netns: &str) -> String {
     if netns.is_empty() {
         "tracer's own namespace".to_owned()
@@ -68,6 +78,56 @@ pub fn ladder(probe: &ProbeEvidence) -> String {
         probe.answer_left_peer,
         probe.answer_reached_origin
     )
+}
+
+/// The four points of a probe's way, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rung {
+    /// The request left its origin port.
+    LeftOrigin,
+    /// It arrived at the peer port.
+    ReachedPeer,
+    /// The answer left the peer port.
+    AnswerLeftPeer,
+    /// The answer arrived back at the origin port.
+    AnswerReachedOrigin,
+}
+
+impl Rung {
+    pub const ALL: [Self; 4] = [
+        Self::LeftOrigin,
+        Self::ReachedPeer,
+        Self::AnswerLeftPeer,
+        Self::AnswerReachedOrigin,
+    ];
+
+    /// Packets counted at this point.
+    pub fn count(self, probe: &ProbeEvidence) -> u64 {
+        match self {
+            Self::LeftOrigin => probe.left_origin,
+            Self::ReachedPeer => probe.reached_peer,
+            Self::AnswerLeftPeer => probe.answer_left_peer,
+            Self::AnswerReachedOrigin => probe.answer_reached_origin,
+        }
+    }
+
+    /// The point, with the origin's and the peer's interface names: `answer left cvl_0_0`.
+    pub fn label(self, origin: &str, peer: &str) -> String {
+        match self {
+            Self::LeftOrigin => format!("left {origin}"),
+            Self::ReachedPeer => format!("reached {peer}"),
+            Self::AnswerLeftPeer => format!("answer left {peer}"),
+            Self::AnswerReachedOrigin => format!("answer reached {origin}"),
+        }
+    }
+}
+
+/// The first point of a probe's way where fewer packets were counted than were sent.
+pub fn first_short(probe: &ProbeEvidence) -> Option<Rung> {
+    let expected = u64::from(probe.outcome.sent);
+    Rung::ALL
+        .into_iter()
+        .find(|rung| rung.count(probe) < expected)
 }
 
 /// Where a drop happened, for people: the interface, else what the skb had instead.
@@ -534,14 +594,14 @@ pub fn advice(verdict: &Verdict) -> String {
 }
 
 /// `arp_ignore=1 (all 0, cvl_0_0 1)`.
-fn sysctl_text(sysctl: &Sysctl) -> String {
+pub fn sysctl_text(sysctl: &Sysctl) -> String {
     format!(
         "{}={} (all {}, device {})",
         sysctl.name, sysctl.effective, sysctl.all, sysctl.device
     )
 }
 
-fn sysctl_list(sysctls: &[Sysctl]) -> String {
+pub fn sysctl_list(sysctls: &[Sysctl]) -> String {
     sysctls
         .iter()
         .map(sysctl_text)
@@ -558,7 +618,8 @@ pub fn hop_label(hop: &Hop) -> String {
     }
 }
 
-fn hop_problem(hop: &Hop, problem: &HopProblem) -> String {
+/// Why a hop does not pass frames on.
+pub fn hop_problem(hop: &Hop, problem: &HopProblem) -> String {
     match problem {
         HopProblem::NotInBridge { bridge } => {
             format!("{} is not a port of {bridge}", hop.interface)
@@ -593,12 +654,18 @@ fn hop_advice(hop: &Hop, problem: &HopProblem) -> String {
 
 /// One hop with its state.
 pub fn hop_line(hop: &Hop) -> String {
-    let Some(link) = &hop.link else {
-        return hop_label(hop);
-    };
+    match hop_state(hop) {
+        Some(state) => format!("{}: {state}", hop_label(hop)),
+        None => hop_label(hop),
+    }
+}
+
+/// A hop's link state: `up, carrier 1, mtu 1500, port of br0 (forwarding)`; `None` when its
+/// link was not found (or, for the cable, cannot be seen).
+pub fn hop_state(hop: &Hop) -> Option<String> {
+    let link = hop.link.as_ref()?;
     let mut line = format!(
-        "{}: {}, carrier {}, mtu {}",
-        hop_label(hop),
+        "{}, carrier {}, mtu {}",
         if link.admin_up { "up" } else { "DOWN" },
         u8::from(link.carrier),
         link.mtu
@@ -609,7 +676,7 @@ pub fn hop_line(hop: &Hop) -> String {
     if let Some(state) = &link.bridge_port_state {
         line.push_str(&format!(" ({state})"));
     }
-    line
+    Some(line)
 }
 
 pub fn mtu_line(probe: &MtuProbe) -> String {

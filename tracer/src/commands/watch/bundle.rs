@@ -1,4 +1,5 @@
-//! The bundle: report.md, report.json, capture.pcapng and a snapshot of each namespace.
+//! The bundle: report.md, report.json, capture.pcapng, path.svg, timeline.svg and a snapshot of
+//! each namespace.
 
 use std::{collections::BTreeMap, path::Path};
 
@@ -34,7 +35,7 @@ pub(super) struct WatchReport<'a> {
     capture: CaptureReport,
 }
 
-/// report.md, report.json, capture.pcapng and a snapshot of each namespace.
+/// report.md, report.json, capture.pcapng, the pictures and a snapshot of each namespace.
 pub(super) fn write_bundle(
     dir: &Path,
     verdict: &tracer_evidence::Verdict,
@@ -66,7 +67,9 @@ pub(super) fn write_bundle(
         report.command.argv.join(" "),
         report.command.exit_code
     ));
-    markdown.push_str("\n## Timeline\n\n| time | what | event |\n|---|---|---|\n");
+    markdown.push_str(
+        "\n## Timeline\n\n[timeline.svg](timeline.svg): carrier and neighbour states and drops per port, over time.\n\n| time | what | event |\n|---|---|---|\n",
+    );
     for event in &timeline.events {
         markdown.push_str(&format!(
             "| +{:.3}s | {} | {} |\n",
@@ -92,6 +95,11 @@ pub(super) fn write_bundle(
         serde_json::to_string_pretty(&report)?.as_bytes(),
     )?;
     write("capture.pcapng", &capture::pcapng(&recorders))?;
+    write("path.svg", render::path::svg(evidence, verdict).as_bytes())?;
+    write(
+        "timeline.svg",
+        render::timeline::svg(timeline, evidence, verdict).as_bytes(),
+    )?;
 
     let snapshots = dir.subdirectory("snapshot")?;
     for (netns, ruleset) in final_rulesets {

@@ -4,7 +4,10 @@
 use tracer_common::DropKey;
 use tracer_evidence::{DropEvidence, Side, protocol_name};
 
-use super::observe::{Watch, WatchedPort};
+use super::{
+    observe::{Watch, WatchedPort},
+    timeline::PortChange,
+};
 use crate::{collect::drops::RawDrop, netns};
 
 impl Watch {
@@ -30,7 +33,10 @@ impl Watch {
             if delta == 0 {
                 continue;
             }
-            let Some(port_name) = self.side_of(&key).map(|(_, port)| port.name().to_owned()) else {
+            let Some((side, port_name)) = self
+                .side_of(&key)
+                .map(|(side, port)| (side, port.name().to_owned()))
+            else {
                 continue;
             };
             *self.all_drops.entry(key).or_default() += delta;
@@ -45,10 +51,18 @@ impl Watch {
             } else {
                 port_name
             };
-            messages.push(format!("{delta} x {reason} ({protocol}) on {place}"));
+            messages.push((
+                side,
+                format!("{delta} x {reason} ({protocol}) on {place}"),
+                PortChange::Drop {
+                    count: delta,
+                    reason,
+                },
+            ));
         }
-        for message in messages {
-            self.timeline.push(now, "drop", message);
+        for (side, message, change) in messages {
+            self.timeline
+                .push_on(side, now, "drop", message, Some(change));
         }
     }
 

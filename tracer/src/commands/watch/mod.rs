@@ -5,7 +5,7 @@ mod bundle;
 mod drops;
 mod observe;
 mod passive;
-mod timeline;
+pub(crate) mod timeline;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -155,16 +155,20 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
     let verdict = diagnose(&evidence);
     for port in &watch.ports {
         for ((kind, direction), seen) in &port.seen {
-            watch.timeline.push(
+            watch.timeline.push_on(
+                port.side,
                 seen.first,
                 "packets",
                 format!("first {kind} {direction} on {}", port.name()),
+                None,
             );
             if seen.last > seen.first {
-                watch.timeline.push(
+                watch.timeline.push_on(
+                    port.side,
                     seen.last,
                     "packets",
                     format!("last {kind} {direction} on {}", port.name()),
+                    None,
                 );
             }
         }

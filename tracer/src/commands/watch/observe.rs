@@ -10,7 +10,7 @@ use std::{
 use tracer_common::PacketKind;
 use tracer_evidence::{KindCounts, Side};
 
-use super::timeline::Timeline;
+use super::timeline::{PortChange, Timeline};
 
 /// The kinds of frames a test sends (everything tracer classifies but `other`).
 const TEST_TRAFFIC: [PacketKind; 6] = [
@@ -176,6 +176,7 @@ impl Watch {
         let now = self.seconds();
         let port = &mut self.ports[index];
         let interface = port.spec.interface.clone();
+        let side = port.side;
         let refreshed = port.follower.refresh();
         if let Some(old) = refreshed.replaced
             && let Ok(counters) = old.counters()
@@ -189,7 +190,8 @@ impl Watch {
         let location = port.follower.location().cloned();
         match (&refreshed.left, &location) {
             (Some(left), Some(location)) if left.netns != location.netns => {
-                self.timeline.push(
+                self.timeline.push_on(
+                    side,
                     now,
                     "move",
                     format!(
@@ -199,16 +201,23 @@ impl Watch {
                         left.ifindex,
                         location.ifindex
                     ),
+                    None,
                 );
             }
             (Some(left), None) => {
-                self.timeline.push(
+                self.timeline.push_on(
+                    side,
                     now,
                     "move",
                     format!(
                         "{interface} disappeared from {}",
                         netns::display_name(&left.netns)
                     ),
+                    Some(PortChange::Link {
+                        present: false,
+                        admin_up: false,
+                        carrier: false,
+                    }),
                 );
                 port.link = None;
             }
@@ -225,7 +234,8 @@ impl Watch {
         {
             let hook = probe.ingress_hook.name();
             port.recorder.attach(probe.take_capture());
-            self.timeline.push(
+            self.timeline.push_on(
+                side,
                 now,
                 "attach",
                 format!(
@@ -233,6 +243,7 @@ impl Watch {
                     netns::display_name(&location.netns),
                     location.ifindex
                 ),
+                None,
             );
         }
     }
@@ -291,7 +302,17 @@ impl Watch {
                     ),
                     None => format!("{}: {}", port.spec.interface, describe(link)),
                 };
-                self.timeline.push(now, "link", message);
+                self.timeline.push_on(
+                    port.side,
+                    now,
+                    "link",
+                    message,
+                    Some(PortChange::Link {
+                        present: true,
+                        admin_up: link.admin_up,
+                        carrier: link.carrier,
+                    }),
+                );
             }
             let ifindex = link.ifindex;
             let entries: Vec<_> = socket
@@ -316,15 +337,20 @@ impl Watch {
             for address in addresses {
                 let (old, new) = (port.neighbours.get(address), current.get(address));
                 if old != new {
-                    self.timeline.push(
+                    let state = new.map_or("none", String::as_str);
+                    self.timeline.push_on(
+                        port.side,
                         now,
                         "neighbour",
                         format!(
-                            "{address} on {}: {} -> {}",
+                            "{address} on {}: {} -> {state}",
                             port.spec.interface,
                             old.map_or("none", String::as_str),
-                            new.map_or("none", String::as_str)
                         ),
+                        Some(PortChange::Neighbour {
+                            address: *address,
+                            state: state.to_owned(),
+                        }),
                     );
                 }
             }

@@ -1,6 +1,9 @@
 //! The run's timeline: what happened, when, for the report.
 
+use std::net::Ipv4Addr;
+
 use serde::Serialize;
+use tracer_evidence::Side;
 
 /// The timeline keeps this many events; later ones are counted, not kept.
 const TIMELINE_LIMIT: usize = 10_000;
@@ -12,6 +15,33 @@ pub struct TimelineEvent {
     /// attach, move, link, neighbour, drop, packets, command.
     pub kind: &'static str,
     pub message: String,
+    /// The port it happened on, when it is one port's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<Side>,
+    /// What changed on the port, typed, for link, neighbour and drop events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<PortChange>,
+}
+
+/// A port's state after a change, or what the kernel dropped there.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "what", rename_all = "snake_case")]
+pub enum PortChange {
+    /// The port's link; `present` is false when the port disappeared.
+    Link {
+        present: bool,
+        admin_up: bool,
+        carrier: bool,
+    },
+    /// A neighbour entry of the port: its state as `ip neigh` names it, "none" once it is gone.
+    Neighbour {
+        address: Ipv4Addr,
+        state: String,
+    },
+    Drop {
+        count: u64,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -22,22 +52,55 @@ pub struct Timeline {
 }
 
 impl Timeline {
+    /// An event of the whole run (the command's).
     pub(super) fn push(&mut self, seconds: f64, kind: &'static str, message: String) {
+        self.record(TimelineEvent {
+            seconds,
+            kind,
+            message,
+            port: None,
+            change: None,
+        });
+    }
+
+    /// An event on one port, with what changed there when something did.
+    pub(super) fn push_on(
+        &mut self,
+        port: Side,
+        seconds: f64,
+        kind: &'static str,
+        message: String,
+        change: Option<PortChange>,
+    ) {
+        self.record(TimelineEvent {
+            seconds,
+            kind,
+            message,
+            port: Some(port),
+            change,
+        });
+    }
+
+    fn record(&mut self, event: TimelineEvent) {
         if self.events.len() >= TIMELINE_LIMIT {
             self.truncated += 1;
             return;
         }
-        log::info!("+{seconds:.3}s {kind}: {message}");
-        self.events.push(TimelineEvent {
-            seconds,
-            kind,
-            message,
-        });
+        log::info!("+{:.3}s {}: {}", event.seconds, event.kind, event.message);
+        self.events.push(event);
     }
 
     pub(super) fn sorted(mut self) -> Self {
         self.events.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
         self
+    }
+
+    /// When the last thing happened: the run's length as the timeline knows it.
+    pub fn end(&self) -> f64 {
+        self.events
+            .iter()
+            .map(|event| event.seconds)
+            .fold(0.0, f64::max)
     }
 }
 

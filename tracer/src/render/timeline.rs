@@ -1,0 +1,485 @@
+//! A watch's timeline as a picture, `timeline.svg`: for each port, its link (carrier) and its
+//! neighbour entries as bands over time and its drops and other events as marks; the command's
+//! start and exit as lines across.
+
+use std::{collections::BTreeMap, net::Ipv4Addr};
+
+use tracer_evidence::{Evidence, PortEvidence, Side, Verdict};
+
+use super::{
+    path::{FAINT, INK, MARGIN, MUTED, draw_verdict},
+    svg::{Font, Svg, clip, escape, text_width},
+    verdict::namespace_phrase,
+};
+use crate::commands::watch::timeline::{PortChange, Timeline, TimelineEvent};
+
+const LABELS: f64 = 210.0;
+const PLOT: f64 = 880.0;
+const BAND: f64 = 22.0;
+const BAND_GAP: f64 = 6.0;
+const DROP: &str = "#c62828";
+
+/// A band's colour and name for a port's link state.
+fn link_state(change: &PortChange) -> Option<(&'static str, &'static str)> {
+    let PortChange::Link {
+        present,
+        admin_up,
+        carrier,
+    } = change
+    else {
+        return None;
+    };
+    Some(match (present, admin_up, carrier) {
+        (false, _, _) => ("#eceff1", "absent"),
+        (true, false, _) => ("#90a4ae", "down"),
+        (true, true, false) => ("#e53935", "no carrier"),
+        (true, true, true) => ("#43a047", "carrier"),
+    })
+}
+
+/// A band's colour for a neighbour state as `ip neigh` names it; `None` when there is no entry.
+fn neighbour_colour(state: &str) -> Option<&'static str> {
+    let has = |name: &str| state.split(' ').any(|part| part == name);
+    if state.eq_ignore_ascii_case("none") {
+        None
+    } else if has("FAILED") {
+        Some("#e53935")
+    } else if has("INCOMPLETE") {
+        Some("#fb8c00")
+    } else if has("REACHABLE") {
+        Some("#43a047")
+    } else if has("STALE") || has("DELAY") || has("PROBE") {
+        Some("#fdd835")
+    } else if has("PERMANENT") || has("NOARP") {
+        Some("#1e88e5")
+    } else {
+        Some("#90a4ae")
+    }
+}
+
+/// A tick step of 1, 2 or 5 times a power of ten, about `raw` long.
+fn nice_step(raw: f64) -> f64 {
+    let power = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|factor| factor * power)
+        .find(|step| *step >= raw)
+        .unwrap_or(10.0 * power)
+}
+
+/// `0.5 s`, `12 s`: as many decimals as the step needs.
+fn seconds_text(seconds: f64, step: f64) -> String {
+    let decimals = (-step.log10().floor()).max(0.0) as usize;
+    format!("{seconds:.decimals$} s")
+}
+
+/// One band of a lane: its title and its stretches of (start, state).
+struct Band {
+    title: String,
+    stretches: Vec<(f64, Option<(&'static str, String)>)>,
+}
+
+impl Band {
+    /// A new stretch from `seconds`, unless the band is in that state already.
+    fn extend(&mut self, seconds: f64, state: Option<(&'static str, String)>) {
+        if self.stretches.last().map(|(_, last)| last) != Some(&state) {
+            self.stretches.push((seconds, state));
+        }
+    }
+}
+
+/// `timeline.svg`: the verdict, then one lane per port over the run's seconds.
+pub fn svg(timeline: &Timeline, evidence: &Evidence, verdict: &Verdict) -> String {
+    let width = 2.0 * MARGIN + LABELS + PLOT;
+    let step = nice_step((timeline.end().max(0.001)) / 8.0);
+    let end = (timeline.end() / step).ceil().max(1.0) * step;
+    let left = MARGIN + LABELS;
+    let x = |seconds: f64| left + seconds / end * PLOT;
+    let mut svg = Svg::default();
+    let mut y = draw_verdict(&mut svg, evidence, verdict, width) + 24.0;
+
+    // The time axis.
+    let axis = y;
+    let mut lanes = Svg::default();
+    y += 16.0;
+    for port in [&evidence.initiator, &evidence.target] {
+        y = draw_lane(&mut lanes, timeline, port, y, x, end) + 18.0;
+    }
+    let bottom = y - 10.0;
+    let ticks = (end / step).round() as usize;
+    for tick in 0..=ticks {
+        let seconds = tick as f64 * step;
+        svg.line(
+            (x(seconds), axis + 6.0),
+            (x(seconds), bottom),
+            r##"stroke="#eceff1" stroke-width="1""##,
+        );
+        svg.text(
+            x(seconds),
+            axis,
+            Font::new(11.0, MUTED).middle(),
+            &seconds_text(seconds, step),
+        );
+    }
+    svg.append(lanes);
+    for event in timeline
+        .events
+        .iter()
+        .filter(|event| event.port.is_none() && event.kind == "command")
+    {
+        let at = x(event.seconds);
+        svg.open("g", r#"class="command""#);
+        svg.title(&event_title(event));
+        svg.line(
+            (at, axis + 6.0),
+            (at, bottom),
+            &format!(r#"stroke="{INK}" stroke-width="1.5" stroke-dasharray="6 4""#),
+        );
+        // The label right of the line, or left of it near the right edge.
+        let label = clip(&event.message, 40);
+        let font = Font::new(11.0, INK);
+        if at + 4.0 + text_width(&label, 11.0) > width - MARGIN {
+            svg.text(at - 4.0, bottom - 4.0, font.end(), &label);
+        } else {
+            svg.text(at + 4.0, bottom - 4.0, font, &label);
+        }
+        svg.close("g");
+    }
+
+    // The legend.
+    let mut y = bottom + 28.0;
+    let mut legend_x = MARGIN;
+    let swatches: [(&str, &str); 9] = [
+        ("#43a047", "carrier / reachable"),
+        ("#e53935", "no carrier / failed"),
+        ("#90a4ae", "down"),
+        ("#eceff1", "absent"),
+        ("#fb8c00", "incomplete"),
+        ("#fdd835", "stale, delay, probe"),
+        ("#1e88e5", "permanent"),
+        (DROP, "▼ kernel drops"),
+        (INK, "● other events"),
+    ];
+    for (colour, name) in swatches {
+        let item = 20.0 + text_width(name, 11.5) + 16.0;
+        if legend_x + item > width - MARGIN {
+            legend_x = MARGIN;
+            y += 20.0;
+        }
+        if name.starts_with(['▼', '●']) {
+            svg.text(legend_x, y, Font::new(11.5, colour), name);
+            legend_x += text_width(name, 11.5) + 18.0;
+            continue;
+        }
+        svg.rect(
+            legend_x,
+            y - 11.0,
+            16.0,
+            14.0,
+            &format!(r#"rx="3" fill="{colour}" stroke="{FAINT}""#),
+        );
+        svg.text(legend_x + 20.0, y, Font::new(11.5, MUTED), name);
+        legend_x += item;
+    }
+    if timeline.truncated > 0 {
+        y += 20.0;
+        svg.text(
+            MARGIN,
+            y,
+            Font::new(11.5, MUTED),
+            &format!("{} later events not kept", timeline.truncated),
+        );
+    }
+    svg.finish(width, y + MARGIN, "tracer watch: timeline")
+}
+
+fn event_title(event: &TimelineEvent) -> String {
+    format!("+{:.3} s {}: {}", event.seconds, event.kind, event.message)
+}
+
+/// One port's lane from `top`: its link band, a band per neighbour entry, its events; returns
+/// where the lane ends.
+fn draw_lane(
+    svg: &mut Svg,
+    timeline: &Timeline,
+    port: &PortEvidence,
+    top: f64,
+    x: impl Fn(f64) -> f64,
+    end: f64,
+) -> f64 {
+    let events: Vec<&TimelineEvent> = timeline
+        .events
+        .iter()
+        .filter(|event| event.port == Some(port.side))
+        .collect();
+    let mut link = Band {
+        title: "link".to_owned(),
+        stretches: Vec::new(),
+    };
+    let mut neighbours: BTreeMap<Ipv4Addr, Band> = BTreeMap::new();
+    for event in &events {
+        match &event.change {
+            Some(change @ PortChange::Link { .. }) => {
+                let state = link_state(change).map(|(colour, name)| (colour, name.to_owned()));
+                link.extend(event.seconds, state);
+            }
+            Some(PortChange::Neighbour { address, state }) => {
+                let band = neighbours.entry(*address).or_insert_with(|| Band {
+                    title: format!("neighbour {address}"),
+                    stretches: Vec::new(),
+                });
+                let stretch = neighbour_colour(state).map(|colour| (colour, state.clone()));
+                band.extend(event.seconds, stretch);
+            }
+            _ => {}
+        }
+    }
+
+    let role = if port.side == Side::Target {
+        "TARGET PORT"
+    } else {
+        "INITIATOR PORT"
+    };
+    svg.open(
+        "g",
+        &format!(r#"class="port" data-port="{}""#, escape(&port.spec())),
+    );
+    // The port's name across the top of its lane, its bands below.
+    let mut heading = MARGIN;
+    for (text, font) in [
+        (role.to_owned(), Font::new(10.5, MUTED).bold()),
+        (clip(&port.interface, 24), Font::new(15.0, INK).bold()),
+        (namespace_phrase(&port.netns), Font::new(12.0, MUTED)),
+    ] {
+        svg.text(heading, top + 12.0, font, &text);
+        heading += text_width(&text, font.size) * if font.bold { 1.1 } else { 1.0 } + 12.0;
+    }
+    let mut y = top + 22.0;
+    for band in std::iter::once(&link).chain(neighbours.values()) {
+        draw_band(svg, band, y, &x, end);
+        y += BAND + BAND_GAP;
+    }
+    // The events: drops as triangles, anything else as dots, each with its message.
+    let marks = y + BAND / 2.0;
+    svg.text(
+        MARGIN + LABELS - 10.0,
+        marks + 4.0,
+        Font::new(11.0, MUTED).end(),
+        "events",
+    );
+    svg.line(
+        (x(0.0), marks),
+        (x(end), marks),
+        &format!(r#"stroke="{FAINT}" stroke-width="1""#),
+    );
+    for event in &events {
+        let at = x(event.seconds);
+        svg.open("g", r#"class="event""#);
+        svg.title(&event_title(event));
+        match &event.change {
+            Some(PortChange::Drop { count, .. }) => {
+                svg.raw(&format!(
+                    r#"<path d="M{:.1},{:.1} l12,0 l-6,11 z" fill="{DROP}"/>"#,
+                    at - 6.0,
+                    marks - 6.0
+                ));
+                svg.text(
+                    at,
+                    marks - 9.0,
+                    Font::new(10.5, DROP).bold().middle(),
+                    &count.to_string(),
+                );
+            }
+            _ => svg.raw(&format!(
+                r#"<circle cx="{at:.1}" cy="{marks:.1}" r="3.5" fill="{INK}"/>"#
+            )),
+        }
+        svg.close("g");
+    }
+    svg.close("g");
+    marks + BAND / 2.0
+}
+
+/// A band: each stretch from its start to the next one's (or the end) in its colour, named
+/// when there is room.
+fn draw_band(svg: &mut Svg, band: &Band, top: f64, x: &impl Fn(f64) -> f64, end: f64) {
+    svg.text(
+        MARGIN + LABELS - 10.0,
+        top + 15.0,
+        Font::new(11.0, MUTED).end(),
+        &clip(&band.title, 26),
+    );
+    svg.rect(
+        x(0.0),
+        top,
+        x(end) - x(0.0),
+        BAND,
+        r##"fill="#fafbfb" stroke="#eceff1""##,
+    );
+    for (index, (start, state)) in band.stretches.iter().enumerate() {
+        let Some((colour, name)) = state else {
+            continue;
+        };
+        let stop = band.stretches.get(index + 1).map_or(end, |(next, _)| *next);
+        let (from, to) = (x(*start), x(stop).max(x(*start) + 2.0));
+        svg.rect(from, top, to - from, BAND, &format!(r#"fill="{colour}""#));
+        if text_width(name, 11.0) + 8.0 < to - from {
+            let ink = if *colour == "#fdd835" || *colour == "#eceff1" {
+                INK
+            } else {
+                "#ffffff"
+            };
+            svg.text(from + 5.0, top + 15.0, Font::new(11.0, ink), name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracer_evidence::{Environment, Finding, PortEvidence, VerdictClass};
+
+    use super::*;
+
+    fn port(side: Side, netns: &str, interface: &str) -> PortEvidence {
+        PortEvidence {
+            side,
+            netns: netns.to_owned(),
+            interface: interface.to_owned(),
+            netns_exists: true,
+            link: None,
+            found_elsewhere: Vec::new(),
+            addresses: Vec::new(),
+            programs: Vec::new(),
+            sysctls: Vec::new(),
+            same_subnet_elsewhere: Vec::new(),
+        }
+    }
+
+    fn event(
+        seconds: f64,
+        kind: &'static str,
+        port: Option<Side>,
+        change: Option<PortChange>,
+    ) -> TimelineEvent {
+        TimelineEvent {
+            seconds,
+            kind,
+            message: format!("{kind} <at> {seconds} & more"),
+            port,
+            change,
+        }
+    }
+
+    #[test]
+    fn bands_and_marks_per_port_parse_as_svg() {
+        let link = |present, carrier| PortChange::Link {
+            present,
+            admin_up: true,
+            carrier,
+        };
+        let neighbour = |state: &str| PortChange::Neighbour {
+            address: [10, 0, 0, 2].into(),
+            state: state.to_owned(),
+        };
+        let timeline = Timeline {
+            events: vec![
+                event(0.0, "link", Some(Side::Initiator), Some(link(true, true))),
+                event(0.0, "link", Some(Side::Target), Some(link(false, false))),
+                event(0.1, "command", None, None),
+                event(0.4, "link", Some(Side::Target), Some(link(true, false))),
+                event(
+                    0.5,
+                    "neighbour",
+                    Some(Side::Initiator),
+                    Some(neighbour("INCOMPLETE")),
+                ),
+                event(
+                    1.5,
+                    "drop",
+                    Some(Side::Initiator),
+                    Some(PortChange::Drop {
+                        count: 3,
+                        reason: "NEIGH_FAILED".to_owned(),
+                    }),
+                ),
+                event(
+                    3.5,
+                    "neighbour",
+                    Some(Side::Initiator),
+                    Some(neighbour("FAILED")),
+                ),
+                event(4.2, "command", None, None),
+            ],
+            truncated: 0,
+        };
+        let evidence = Evidence {
+            initiator: port(Side::Initiator, "", "cvl_0_1"),
+            target: port(Side::Target, "cvl_0_0_ns_spdk", "cvl_0_0"),
+            routes: Vec::new(),
+            probes: Vec::new(),
+            drops: Vec::new(),
+            netfilter: Vec::new(),
+            neighbours: Vec::new(),
+            counters: None,
+            path: None,
+            mtu_probes: Vec::new(),
+            carrier_gaps: Vec::new(),
+            environment: Environment::default(),
+        };
+        let verdict = Verdict {
+            class: VerdictClass::Cable,
+            side: Side::Target,
+            finding: Finding::NoCarrier { ports: Vec::new() },
+            facts: Vec::new(),
+        };
+        let document = svg(&timeline, &evidence, &verdict);
+        let parsed = roxmltree::Document::parse(&document)
+            .unwrap_or_else(|err| panic!("{err}:\n{document}"));
+        let root = parsed.root_element();
+        assert_eq!(
+            root.tag_name().namespace(),
+            Some("http://www.w3.org/2000/svg")
+        );
+        let texts: Vec<&str> = root
+            .descendants()
+            .filter_map(|node| node.has_tag_name("text").then(|| node.text()).flatten())
+            .collect();
+        for expected in [
+            "cvl_0_1",
+            "cvl_0_0",
+            "carrier",
+            "no carrier",
+            "absent",
+            "INCOMPLETE",
+            "FAILED",
+            "neighbour 10.0.0.2",
+            "3",
+            "0 s",
+            "5 s",
+        ] {
+            assert!(texts.contains(&expected), "{expected} missing: {texts:?}");
+        }
+        let ports: Vec<&str> = root
+            .descendants()
+            .filter_map(|node| node.attribute("data-port"))
+            .collect();
+        assert_eq!(ports, ["cvl_0_1", "cvl_0_0_ns_spdk/cvl_0_0"]);
+        let titles: Vec<&str> = root
+            .descendants()
+            .filter_map(|node| node.has_tag_name("title").then(|| node.text()).flatten())
+            .collect();
+        assert!(
+            titles.contains(&"+1.500 s drop: drop <at> 1.5 & more"),
+            "{titles:?}"
+        );
+    }
+
+    #[test]
+    fn ticks_are_round() {
+        assert_eq!(nice_step(0.3), 0.5);
+        assert_eq!(nice_step(1.2), 2.0);
+        assert_eq!(nice_step(40.0), 50.0);
+        assert_eq!(seconds_text(1.5, 0.5), "1.5 s");
+        assert_eq!(seconds_text(20.0, 10.0), "20 s");
+    }
+}
