@@ -39,6 +39,54 @@ pub fn require_root() {
     );
 }
 
+/// Whether the running kernel is at least `major.minor`.
+pub fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|part| part.parse::<u32>().ok());
+    let found = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    found >= (major, minor)
+}
+
+/// The tc programs of one hook of `end`, by name: tcx links (6.6 on), else the filters of its
+/// clsact qdisc (`tc filter show`).
+pub fn tc_programs(end: &End, ingress: bool) -> Vec<String> {
+    let hook = if ingress { "ingress" } else { "egress" };
+    if kernel_at_least(6, 6) {
+        let interface = end.interface.clone();
+        return in_netns(&end.netns, move || {
+            use aya::programs::{SchedClassifier, TcAttachType};
+            let attach = if ingress {
+                TcAttachType::Ingress
+            } else {
+                TcAttachType::Egress
+            };
+            let (_, programs) =
+                SchedClassifier::query_tcx(&interface, attach).expect("querying tcx");
+            programs
+                .iter()
+                .map(|program| program.name_as_str().unwrap_or_default().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .join()
+        .expect("query thread");
+    }
+    let shown = output(
+        end.exec("tc")
+            .args(["filter", "show", "dev", &end.interface, hook]),
+    );
+    // "filter protocol all pref 1 bpf chain 0 handle 0x1 tracer_ingress_tc direct-action ..."
+    String::from_utf8_lossy(&shown.stdout)
+        .lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let handle = words.iter().position(|word| *word == "handle")?;
+            words.get(handle + 2).map(|name| (*name).to_owned())
+        })
+        .collect()
+}
+
 /// A name unique to this test process and call, short enough for namespace names.
 pub fn unique(tag: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);

@@ -105,8 +105,15 @@ fn jumbo_frames_pass_under_counters() {
         jumbo_pings_both_ways(&lab);
         let report = run.finish();
         assert_jumbo_counts(&report, &lab);
+        // Before multi-buffer XDP (5.18) the single-buffer program cannot take a jumbo MTU:
+        // tracer counts with tc instead, and says so.
+        let expected = if hook == "xdp" && !tracer_tests::kernel_at_least(5, 18) {
+            "tc"
+        } else {
+            hook
+        };
         for port in report["interfaces"].as_array().expect("interfaces") {
-            assert_eq!(port["ingress_hook"], hook, "{port}");
+            assert_eq!(port["ingress_hook"], expected, "{port}");
         }
         if hook == "tc" {
             assert_eq!(both_offloads(&lab), before, "offloads changed after exit");

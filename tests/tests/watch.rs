@@ -144,7 +144,11 @@ fn healthy_setup_is_ok_and_follows_the_moved_port() {
     // The pings were counted on the moved port: requests out of one, into the other.
     let arp = &report["probes"][0];
     assert_eq!(arp["kind"], "arp");
-    assert_eq!(arp["reached_peer"], arp["left_origin"], "{arp}");
+    assert_eq!(
+        arp["reached_peer"], arp["left_origin"],
+        "{:#}",
+        report["probes"]
+    );
 
     // The capture opens in tcpdump and holds both pings' ARP and ICMP.
     let dump = check(

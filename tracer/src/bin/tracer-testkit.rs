@@ -11,7 +11,7 @@ use aya::{
     Ebpf,
     programs::{
         LinkOrder, SchedClassifier, TcAttachType,
-        tc::{NlOptions, TcAttachOptions},
+        tc::{self, NlOptions, TcAttachOptions},
     },
 };
 use tracer::{collect::ports::TcAttachment, netns::NetnsGuard, spec::PortSpec};
@@ -52,6 +52,14 @@ fn drop_icmp(spec: &PortSpec, ready: &PathBuf) -> anyhow::Result<()> {
     };
     {
         let _inside = NetnsGuard::enter(&spec.netns)?;
+        if TcAttachment::of_running_kernel() == TcAttachment::Clsact {
+            match tc::qdisc_add_clsact(&spec.interface) {
+                Ok(()) => {}
+                Err(tc::TcError::NetlinkError(err)) if err.raw_os_error() == Some(libc::EEXIST) => {
+                }
+                Err(err) => return Err(err).context("adding a clsact qdisc"),
+            }
+        }
         program
             .attach_with_options(&spec.interface, TcAttachType::Ingress, options)
             .with_context(|| format!("attaching to {spec}"))?;

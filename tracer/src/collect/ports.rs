@@ -363,9 +363,11 @@ pub fn egress_program_ids(interface: &str) -> Option<Vec<u32>> {
                 .and_then(|socket| socket.bpf_filters(ifindex, ClsactHook::Egress));
             match filters {
                 Ok(filters) => Some(filters.iter().map(|filter| filter.program_id).collect()),
+                // A device moved to another namespace loses its qdiscs, and with them the
+                // filters: what cannot be listed there is not ours any more.
                 Err(err) => {
                     debug!("listing the egress filters of {interface}: {err}");
-                    None
+                    Some(Vec::new())
                 }
             }
         }
