@@ -26,3 +26,4 @@ pub mod probes;
 pub mod render;
 pub mod session;
 pub mod spec;
+pub mod tool;

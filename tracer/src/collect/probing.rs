@@ -30,6 +30,7 @@ use crate::{
     netns, probes,
     session::Session,
     spec::PortSpec,
+    tool,
 };
 
 const ARP_PROBES: u32 = 3;
@@ -234,21 +235,11 @@ fn neighbour_evidence(
 
 /// Removes a neighbour entry the probes created, so the table is left as it was found.
 fn forget_neighbour(netns: &str, interface: &str, address: Ipv4Addr) {
-    let mut command = std::process::Command::new("ip");
-    if !netns.is_empty() {
-        command.args(["-n", netns]);
-    }
     let address = address.to_string();
-    match command
-        .args(["neigh", "del", &address, "dev", interface])
-        .output()
-    {
-        Ok(output) if output.status.success() => {}
-        Ok(output) => log::warn!(
-            "could not remove the neighbour entry {address} the probes created on {interface}: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ),
-        Err(err) => log::warn!("could not run ip to remove neighbour {address}: {err}"),
+    if let Err(err) = tool::run(netns, "ip", &["neigh", "del", &address, "dev", interface]) {
+        log::warn!(
+            "could not remove the neighbour entry {address} the probes created on {interface}: {err}"
+        );
     }
 }
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 use tracer_evidence::Evidence;
 
 use super::{observe::Watch, timeline::Timeline};
-use crate::{bundle::ReportDir, capture, netfilter::Ruleset, netns, render};
+use crate::{bundle::ReportDir, capture, netfilter::Ruleset, netns, render, tool};
 
 #[derive(Debug, Serialize)]
 pub(super) struct CommandReport {
@@ -121,15 +121,10 @@ pub(super) fn namespace_snapshot(netns: &str, ruleset: &Ruleset) -> String {
         ("routes", &["route", "show", "table", "all"][..]),
         ("neighbours", &["neigh", "show"][..]),
     ] {
-        let mut command = std::process::Command::new("ip");
-        if !netns.is_empty() {
-            command.args(["-n", netns]);
-        }
-        let output = command.args(args).output();
         out.push_str(&format!("\n## {title} (ip {})\n", args.join(" ")));
-        match output {
-            Ok(output) => out.push_str(&String::from_utf8_lossy(&output.stdout)),
-            Err(err) => out.push_str(&format!("(ip failed: {err})\n")),
+        match tool::run(netns, "ip", args) {
+            Ok(text) => out.push_str(&text),
+            Err(err) => out.push_str(&format!("({err})\n")),
         }
     }
     out.push_str("\n## netfilter rules (backend family table chain: rule [packets])\n");
