@@ -1432,7 +1432,9 @@ mod tests {
     impl ScratchNetns {
         fn create() -> Self {
             let name = format!("tracer_nf_test_{}", std::process::id());
-            let created = Command::new("ip").args(["netns", "add", &name]).status();
+            let created = std::process::Command::new("ip")
+                .args(["netns", "add", &name])
+                .status();
             assert!(
                 created.as_ref().is_ok_and(|status| status.success()),
                 "ip netns add {name}: {created:?}"
@@ -1468,7 +1470,7 @@ mod tests {
 
     impl Drop for ScratchNetns {
         fn drop(&mut self) {
-            let _ = Command::new("ip")
+            let _ = std::process::Command::new("ip")
                 .args(["netns", "del", &self.name])
                 .status();
         }
