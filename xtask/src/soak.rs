@@ -78,6 +78,8 @@ impl Lab {
                 .args(port_args()),
         )?;
         let lab = Self;
+        offloads_off(INITIATOR_NS, INITIATOR_IF)?;
+        offloads_off(TARGET_NS, TARGET_IF)?;
         for netns in [INITIATOR_NS, TARGET_NS] {
             // No IPv6 chatter (ND, MLD): the kernel's counts then hold only what the soak sends
             // and the ARP that comes with it.
@@ -221,6 +223,15 @@ fn ip_in(netns: &str, args: &[&str]) -> anyhow::Result<()> {
     quiet(Command::new("ip").args(["-n", netns]).args(args))
 }
 
+/// No TSO, GSO or GRO on a port: tracer counts the wire frames a GSO packet stands for, the
+/// kernel's interface statistics count packets; without them the two are the same.
+fn offloads_off(netns: &str, interface: &str) -> anyhow::Result<()> {
+    quiet(
+        in_netns(netns, "ethtool")
+            .args(["-K", interface, "tso", "off", "gso", "off", "gro", "off"]),
+    )
+}
+
 /// Takes both ports down (nothing crosses them from then on), reads what the kernel counted on
 /// them, and deletes the veth pair.
 fn delete_ports() -> anyhow::Result<(KernelCounts, KernelCounts)> {
@@ -251,6 +262,7 @@ fn create_ports() -> anyhow::Result<()> {
         (INITIATOR_NS, INITIATOR_IF, INITIATOR_ADDR),
         (TARGET_NS, TARGET_IF, TARGET_ADDR),
     ] {
+        offloads_off(netns, interface)?;
         ip_in(netns, &["addr", "add", address, "dev", interface])?;
         ip_in(netns, &["link", "set", interface, "up"])?;
     }
