@@ -47,8 +47,9 @@ enum Task {
               value_parser = clap::value_parser!(u64).range(1..))]
         seconds: u64,
     },
-    /// Set up, build, keep tracer attached to a lab under flood ping and iperf3; check that its
-    /// memory stays flat and its counts match the kernel's interface statistics
+    /// Set up, build, keep `tracer monitor` on a lab under flood ping and iperf3 while its veth
+    /// pair is deleted and created anew every 20 s; check that its memory stays flat and its
+    /// counts match the kernel's interface statistics
     Soak {
         /// How long the traffic runs
         #[arg(long, value_name = "N", default_value_t = 10,
