@@ -27,8 +27,9 @@ use crate::util::{describe, run_checked, tracer_binary};
 
 const INITIATOR_NS: &str = "tsoak_i";
 const TARGET_NS: &str = "tsoak_t";
-const INITIATOR_IF: &str = "cvl_0_1";
-const TARGET_IF: &str = "cvl_0_0";
+/// Names no other lab uses: the monitor follows a port by its name into any namespace.
+const INITIATOR_IF: &str = "tsoak_i0";
+const TARGET_IF: &str = "tsoak_t0";
 /// `tracer lab up`'s addresses, given again to every new incarnation of the ports.
 const INITIATOR_ADDR: &str = "10.0.0.1/24";
 const TARGET_ADDR: &str = "10.0.0.2/24";
