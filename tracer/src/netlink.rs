@@ -1172,7 +1172,7 @@ mod tests {
                 mac: Some(MAC),
                 kind: Some("veth".to_owned()),
                 xdp_program: None,
-                mtu: 0,
+                mtu: 1500,
                 peer_ifindex: None,
                 peer_netnsid: None,
                 master: None,

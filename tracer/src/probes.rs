@@ -533,7 +533,7 @@ mod tests {
     #[test]
     fn echo_answers() {
         let destination = Ipv4Addr::new(10, 0, 0, 2);
-        let mut reply = echo_request(0x1234, 1);
+        let mut reply = echo_request(0x1234, 1, ECHO_LEN);
         reply[0] = ICMP_ECHOREPLY;
         let packet = ipv4([10, 0, 0, 2], &reply);
         assert_eq!(
@@ -550,7 +550,7 @@ mod tests {
             EchoAnswer::Unrelated
         );
 
-        let quoted = ipv4([10, 0, 0, 1], &echo_request(0x1234, 1)[..8]);
+        let quoted = ipv4([10, 0, 0, 1], &echo_request(0x1234, 1, ECHO_LEN)[..8]);
         let mut unreachable = vec![ICMP_DEST_UNREACH, 1, 0, 0, 0, 0, 0, 0];
         unreachable.extend_from_slice(&quoted);
         let packet = ipv4([10, 0, 0, 1], &unreachable);
