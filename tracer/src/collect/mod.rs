@@ -1,6 +1,7 @@
 //! Collectors: one per evidence source, each turning raw kernel data into plain data.
 
 pub mod drops;
+pub mod events;
 pub mod follow;
 pub mod host;
 mod loader;

@@ -22,6 +22,11 @@ pub struct Timeline {
 }
 
 impl Timeline {
+    /// Events pushed so far, kept or not.
+    pub(super) fn seen(&self) -> u64 {
+        self.events.len() as u64 + self.truncated
+    }
+
     pub(super) fn push(&mut self, seconds: f64, kind: &'static str, message: String) {
         if self.events.len() >= TIMELINE_LIMIT {
             self.truncated += 1;
