@@ -1,7 +1,14 @@
-//! A small reader for the kernel's BTF (/sys/kernel/btf/vmlinux): struct member offsets and
-//! enum variants, which differ between kernels and so are never hard-coded.
+//! A small reader for the kernel's BTF (/sys/kernel/btf/vmlinux): struct member offsets, enum
+//! variants and the ids of named types, which differ between kernels and so are never
+//! hard-coded.
+//!
+//! Light on purpose. vmlinux holds some 130 000 types in 5.5 MB; a general BTF library turns
+//! every one of them into owned structures (about 20 MB and 20 ms), where tracer needs five
+//! structs, one enum and one typedef. So the file is mapped where the kernel allows it (6.16
+//! on) and read otherwise, one pass checks the type section and notes where each type starts
+//! (4 bytes a type), and every lookup reads what it needs from the raw bytes.
 
-use std::{collections::HashMap, path::Path};
+use std::{fs::File, ops::Range, os::fd::AsRawFd as _, path::Path, ptr::NonNull};
 
 use thiserror::Error;
 
@@ -24,10 +31,14 @@ pub enum BtfError {
 
 const MAGIC: u16 = 0xeb9f;
 const HEADER_MIN_LEN: usize = 24;
+/// Every type record starts with name offset, info and size-or-type.
+const RECORD_HEADER_LEN: usize = 12;
 /// Anonymous structs and unions one member lookup may look into. The kernel's structs need far
 /// fewer; the bound keeps a malformed BTF (an anonymous member of its own type, or nesting
 /// without end) from recursing until the stack overflows.
 const ANONYMOUS_MEMBERS_MAX: usize = 256;
+/// Typedef and qualifier chains are short; the bound only guards against a malformed loop.
+const ALIAS_DEPTH_MAX: usize = 32;
 
 // BTF kinds, from include/uapi/linux/btf.h.
 const KIND_INT: u32 = 1;
@@ -50,251 +61,332 @@ const KIND_DECL_TAG: u32 = 17;
 const KIND_TYPE_TAG: u32 = 18;
 const KIND_ENUM64: u32 = 19;
 
-#[derive(Debug, Clone)]
-struct Member {
-    name: String,
-    type_id: u32,
-    bit_offset: u32,
+/// The bytes of a BTF blob: the kernel's file mapped, or a copy.
+enum Bytes {
+    Mapped(Mapping),
+    Owned(Vec<u8>),
 }
 
-#[derive(Debug, Clone)]
-enum Type {
-    /// Struct or union.
-    Composite {
-        members: Vec<Member>,
-    },
-    Enum {
-        variants: Vec<(String, i64)>,
-    },
-    /// Typedef, const, volatile, restrict, type tag: look through to `target`.
-    Alias {
-        target: u32,
-    },
-    Other,
-}
-
-/// Parsed kernel BTF: types by id, and the ids of named types.
-#[derive(Debug)]
-pub struct Btf {
-    types: Vec<Type>,
-    by_name: HashMap<(u32, String), u32>,
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl Reader<'_> {
-    fn u32(&mut self) -> Result<u32, BtfError> {
-        let end = self.pos + 4;
-        let bytes = self
-            .bytes
-            .get(self.pos..end)
-            .ok_or(BtfError::Malformed("type section truncated"))?;
-        self.pos = end;
-        Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
-    }
-
-    fn skip(&mut self, len: usize) -> Result<(), BtfError> {
-        self.pos += len;
-        if self.pos > self.bytes.len() {
-            return Err(BtfError::Malformed("type section truncated"));
+impl Bytes {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Mapped(mapping) => mapping.as_slice(),
+            Self::Owned(bytes) => bytes,
         }
-        Ok(())
     }
 }
 
-fn le_u32(bytes: &[u8], at: usize) -> Result<u32, BtfError> {
-    let b = bytes
-        .get(at..at + 4)
-        .ok_or(BtfError::Malformed("header truncated"))?;
-    Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+/// A read-only private mapping of a whole file.
+struct Mapping {
+    address: NonNull<u8>,
+    len: usize,
 }
 
-fn string_at(strings: &[u8], offset: u32) -> Result<String, BtfError> {
-    let start = offset as usize;
-    let tail = strings
-        .get(start..)
-        .ok_or(BtfError::Malformed("string offset out of range"))?;
-    let len = tail
-        .iter()
-        .position(|&b| b == 0)
-        .ok_or(BtfError::Malformed("unterminated string"))?;
-    Ok(String::from_utf8_lossy(&tail[..len]).into_owned())
+impl Mapping {
+    /// Maps `file`; `None` where the file cannot be mapped (sysfs BTF before 6.16, empty files).
+    fn of(file: &File) -> Option<Self> {
+        let len = usize::try_from(file.metadata().ok()?.len()).ok()?;
+        if len == 0 {
+            return None;
+        }
+        // SAFETY: a fresh read-only private mapping of `len` bytes of an open file; nothing
+        // else refers to the address range, which Drop unmaps.
+        let address = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if address == libc::MAP_FAILED {
+            return None;
+        }
+        Some(Self {
+            address: NonNull::new(address.cast())?,
+            len,
+        })
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` readable bytes and lives as long as `self`; it is
+        // private and read-only, so nothing writes to it meanwhile.
+        unsafe { std::slice::from_raw_parts(self.address.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the range mmap returned, which nothing borrows any more.
+        unsafe { libc::munmap(self.address.as_ptr().cast(), self.len) };
+    }
+}
+
+// SAFETY: the mapping is read-only memory owned by this value alone.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; shared references only read.
+unsafe impl Sync for Mapping {}
+
+/// Checked BTF: the raw bytes and where each type's record starts.
+pub struct Btf {
+    bytes: Bytes,
+    types: Range<usize>,
+    strings: Range<usize>,
+    /// Offset of type `id`'s record in the type section, at index `id - 1` (id 0 is `void`).
+    starts: Vec<u32>,
+}
+
+impl std::fmt::Debug for Btf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Btf")
+            .field("types", &self.starts.len())
+            .field("string_bytes", &self.strings.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One type's record, as found in the type section.
+#[derive(Debug, Clone, Copy)]
+struct Record {
+    name_offset: u32,
+    kind: u32,
+    vlen: usize,
+    /// The `kind_flag` bit: bitfield offsets in members, signedness in enums.
+    kind_flag: bool,
+    size_or_type: u32,
+    /// Where the variable part (members, variants, …) starts, in the type section.
+    rest: usize,
+}
+
+fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    let b = bytes.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Length of a record's variable part, or `None` for an unknown kind.
+fn variable_len(kind: u32, vlen: usize) -> Option<usize> {
+    Some(match kind {
+        KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
+        KIND_ARRAY => 12,
+        KIND_STRUCT | KIND_UNION | KIND_DATASEC | KIND_ENUM64 => 12 * vlen,
+        KIND_ENUM | KIND_FUNC_PROTO => 8 * vlen,
+        KIND_PTR | KIND_FWD | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT
+        | KIND_FUNC | KIND_FLOAT | KIND_TYPE_TAG => 0,
+        _ => return None,
+    })
 }
 
 impl Btf {
+    /// The running kernel's BTF.
     pub fn from_sys_fs() -> Result<Self, BtfError> {
         Self::from_file(Path::new(VMLINUX_BTF))
     }
 
+    /// Maps `path` (or reads it, where it cannot be mapped) and checks it.
     pub fn from_file(path: &Path) -> Result<Self, BtfError> {
-        let bytes = std::fs::read(path).map_err(|source| BtfError::Read {
+        let read_error = |source| BtfError::Read {
             path: path.display().to_string(),
             source,
-        })?;
-        Self::parse(&bytes)
+        };
+        let file = File::open(path).map_err(read_error)?;
+        let bytes = match Mapping::of(&file) {
+            Some(mapping) => Bytes::Mapped(mapping),
+            None => {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut &file, &mut bytes).map_err(read_error)?;
+                Bytes::Owned(bytes)
+            }
+        };
+        Self::check(bytes)
     }
 
     /// Parses raw little-endian BTF (the format of /sys/kernel/btf/vmlinux).
     pub fn parse(bytes: &[u8]) -> Result<Self, BtfError> {
-        let magic = bytes
+        Self::check(Bytes::Owned(bytes.to_vec()))
+    }
+
+    fn check(bytes: Bytes) -> Result<Self, BtfError> {
+        let data = bytes.as_slice();
+        let magic = data
             .get(0..2)
             .map(|b| u16::from_le_bytes([b[0], b[1]]))
             .ok_or(BtfError::Malformed("header truncated"))?;
         if magic != MAGIC {
             return Err(BtfError::Malformed("bad magic (not little-endian BTF)"));
         }
-        let header_len = le_u32(bytes, 4)? as usize;
+        let header = |at| le_u32(data, at).ok_or(BtfError::Malformed("header truncated"));
+        let header_len = header(4)? as usize;
         if header_len < HEADER_MIN_LEN {
             return Err(BtfError::Malformed("header too short"));
         }
-        let section = |off_at: usize, len_at: usize| -> Result<&[u8], BtfError> {
-            let start = header_len + le_u32(bytes, off_at)? as usize;
-            let len = le_u32(bytes, len_at)? as usize;
-            bytes
-                .get(start..start + len)
-                .ok_or(BtfError::Malformed("section out of range"))
+        let section = |off_at: usize, len_at: usize| -> Result<Range<usize>, BtfError> {
+            let start = header_len
+                .checked_add(header(off_at)? as usize)
+                .ok_or(BtfError::Malformed("section out of range"))?;
+            let end = start
+                .checked_add(header(len_at)? as usize)
+                .filter(|end| *end <= data.len())
+                .ok_or(BtfError::Malformed("section out of range"))?;
+            Ok(start..end)
         };
-        let type_section = section(8, 12)?;
+        let types = section(8, 12)?;
         let strings = section(16, 20)?;
-
-        // Type id 0 is `void`.
-        let mut types = vec![Type::Other];
-        let mut by_name = HashMap::new();
-        let mut reader = Reader {
-            bytes: type_section,
-            pos: 0,
-        };
-        while reader.pos < type_section.len() {
-            let name_off = reader.u32()?;
-            let info = reader.u32()?;
-            let size_or_type = reader.u32()?;
+        let type_section = &data[types.clone()];
+        let mut starts = Vec::new();
+        let mut pos = 0usize;
+        while pos < type_section.len() {
+            let info = le_u32(type_section, pos + 4)
+                .filter(|_| pos + RECORD_HEADER_LEN <= type_section.len())
+                .ok_or(BtfError::Malformed("type section truncated"))?;
             let kind = (info >> 24) & 0x1f;
             let vlen = (info & 0xffff) as usize;
-            let bitfield_offsets = info >> 31 == 1;
-            let ty = match kind {
-                KIND_STRUCT | KIND_UNION => {
-                    let mut members = Vec::with_capacity(vlen);
-                    for _ in 0..vlen {
-                        let name = string_at(strings, reader.u32()?)?;
-                        let type_id = reader.u32()?;
-                        let offset = reader.u32()?;
-                        let bit_offset = if bitfield_offsets {
-                            offset & 0x00ff_ffff
-                        } else {
-                            offset
-                        };
-                        members.push(Member {
-                            name,
-                            type_id,
-                            bit_offset,
-                        });
-                    }
-                    Type::Composite { members }
-                }
-                KIND_ENUM => {
-                    let mut variants = Vec::with_capacity(vlen);
-                    for _ in 0..vlen {
-                        let name = string_at(strings, reader.u32()?)?;
-                        let value = reader.u32()?;
-                        let value = if info >> 31 == 1 {
-                            i64::from(value as i32)
-                        } else {
-                            i64::from(value)
-                        };
-                        variants.push((name, value));
-                    }
-                    Type::Enum { variants }
-                }
-                KIND_ENUM64 => {
-                    let mut variants = Vec::with_capacity(vlen);
-                    for _ in 0..vlen {
-                        let name = string_at(strings, reader.u32()?)?;
-                        let low = u64::from(reader.u32()?);
-                        let high = u64::from(reader.u32()?);
-                        variants.push((name, ((high << 32) | low) as i64));
-                    }
-                    Type::Enum { variants }
-                }
-                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
-                    Type::Alias {
-                        target: size_or_type,
-                    }
-                }
-                KIND_INT | KIND_VAR | KIND_DECL_TAG => {
-                    reader.skip(4)?;
-                    Type::Other
-                }
-                KIND_ARRAY => {
-                    reader.skip(12)?;
-                    Type::Other
-                }
-                KIND_FUNC_PROTO => {
-                    reader.skip(8 * vlen)?;
-                    Type::Other
-                }
-                KIND_DATASEC => {
-                    reader.skip(12 * vlen)?;
-                    Type::Other
-                }
-                KIND_PTR | KIND_FWD | KIND_FUNC | KIND_FLOAT => Type::Other,
-                _ => return Err(BtfError::Malformed("unknown type kind")),
-            };
-            let id = types.len() as u32;
-            if name_off != 0 && matches!(kind, KIND_STRUCT | KIND_ENUM | KIND_ENUM64) {
-                let name = string_at(strings, name_off)?;
-                let key_kind = if kind == KIND_STRUCT {
-                    KIND_STRUCT
-                } else {
-                    KIND_ENUM
-                };
-                by_name.entry((key_kind, name)).or_insert(id);
+            let rest = variable_len(kind, vlen).ok_or(BtfError::Malformed("unknown type kind"))?;
+            let next = pos + RECORD_HEADER_LEN + rest;
+            if next > type_section.len() {
+                return Err(BtfError::Malformed("type section truncated"));
             }
-            types.push(ty);
+            starts.push(
+                u32::try_from(pos).map_err(|_| BtfError::Malformed("type section too large"))?,
+            );
+            pos = next;
         }
-        Ok(Self { types, by_name })
+        Ok(Self {
+            bytes,
+            types,
+            strings,
+            starts,
+        })
     }
 
-    fn resolve(&self, mut id: u32) -> Option<&Type> {
-        // Alias chains are short; the bound only guards against a malformed loop.
-        for _ in 0..32 {
-            match self.types.get(id as usize)? {
-                Type::Alias { target } => id = *target,
-                ty => return Some(ty),
+    fn type_section(&self) -> &[u8] {
+        &self.bytes.as_slice()[self.types.clone()]
+    }
+
+    fn string_section(&self) -> &[u8] {
+        &self.bytes.as_slice()[self.strings.clone()]
+    }
+
+    /// Word `index` of a record's variable part (checked when the section was).
+    fn word(&self, record: &Record, index: usize) -> u32 {
+        le_u32(self.type_section(), record.rest + 4 * index).unwrap_or(0)
+    }
+
+    /// The record of type `id`; `None` for `void` and ids past the last type.
+    fn record(&self, id: u32) -> Option<Record> {
+        let start = *self.starts.get((id as usize).checked_sub(1)?)? as usize;
+        let section = self.type_section();
+        let info = le_u32(section, start + 4)?;
+        Some(Record {
+            name_offset: le_u32(section, start)?,
+            kind: (info >> 24) & 0x1f,
+            vlen: (info & 0xffff) as usize,
+            kind_flag: info >> 31 == 1,
+            size_or_type: le_u32(section, start + 8)?,
+            rest: start + RECORD_HEADER_LEN,
+        })
+    }
+
+    /// The NUL-terminated string at `offset`.
+    fn string_at(&self, offset: u32) -> Result<&[u8], BtfError> {
+        let tail = self
+            .string_section()
+            .get(offset as usize..)
+            .ok_or(BtfError::Malformed("string offset out of range"))?;
+        let len = tail
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or(BtfError::Malformed("unterminated string"))?;
+        Ok(&tail[..len])
+    }
+
+    fn text_at(&self, offset: u32) -> Result<String, BtfError> {
+        Ok(String::from_utf8_lossy(self.string_at(offset)?).into_owned())
+    }
+
+    /// Whether the string at `offset` is `name`, without copying it.
+    fn is_named(&self, offset: u32, name: &str) -> bool {
+        let Some(tail) = self.string_section().get(offset as usize..) else {
+            return false;
+        };
+        tail.get(..name.len()) == Some(name.as_bytes()) && tail.get(name.len()) == Some(&0)
+    }
+
+    /// The first type of one of `kinds` called `name`.
+    fn named(&self, kinds: &[u32], name: &str) -> Option<(u32, Record)> {
+        (1..=self.starts.len() as u32).find_map(|id| {
+            let record = self.record(id)?;
+            (record.name_offset != 0
+                && kinds.contains(&record.kind)
+                && self.is_named(record.name_offset, name))
+            .then_some((id, record))
+        })
+    }
+
+    /// Looks through typedefs and qualifiers.
+    fn resolve(&self, mut id: u32) -> Option<Record> {
+        for _ in 0..ALIAS_DEPTH_MAX {
+            let record = self.record(id)?;
+            match record.kind {
+                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
+                    id = record.size_or_type;
+                }
+                _ => return Some(record),
             }
         }
         None
     }
 
+    /// The id of `typedef NAME` (what a `tp_btf` program attaches by: `btf_trace_EVENT`).
+    pub fn typedef_id(&self, name: &str) -> Result<u32, BtfError> {
+        self.named(&[KIND_TYPEDEF], name)
+            .map(|(id, _)| id)
+            .ok_or_else(|| BtfError::NotFound {
+                kind: "typedef",
+                name: name.to_owned(),
+            })
+    }
+
     /// Variants of `enum NAME`, as (name, value).
-    pub fn enum_variants(&self, name: &str) -> Result<&[(String, i64)], BtfError> {
-        let not_found = || BtfError::NotFound {
-            kind: "enum",
-            name: name.to_owned(),
-        };
-        let id = self
-            .by_name
-            .get(&(KIND_ENUM, name.to_owned()))
-            .ok_or_else(not_found)?;
-        match self.resolve(*id) {
-            Some(Type::Enum { variants }) => Ok(variants),
-            _ => Err(not_found()),
-        }
+    pub fn enum_variants(&self, name: &str) -> Result<Vec<(String, i64)>, BtfError> {
+        let (_, record) =
+            self.named(&[KIND_ENUM, KIND_ENUM64], name)
+                .ok_or_else(|| BtfError::NotFound {
+                    kind: "enum",
+                    name: name.to_owned(),
+                })?;
+        (0..record.vlen)
+            .map(|index| {
+                if record.kind == KIND_ENUM64 {
+                    let name = self.text_at(self.word(&record, 3 * index))?;
+                    let low = u64::from(self.word(&record, 3 * index + 1));
+                    let high = u64::from(self.word(&record, 3 * index + 2));
+                    Ok((name, ((high << 32) | low) as i64))
+                } else {
+                    let name = self.text_at(self.word(&record, 2 * index))?;
+                    let value = self.word(&record, 2 * index + 1);
+                    let value = if record.kind_flag {
+                        i64::from(value as i32)
+                    } else {
+                        i64::from(value)
+                    };
+                    Ok((name, value))
+                }
+            })
+            .collect()
     }
 
     /// Byte offset of `path` (e.g. `["nd_net", "net"]`) inside `struct NAME`, looking through
     /// anonymous structs and unions the way C does.
     pub fn member_offset(&self, strukt: &str, path: &[&str]) -> Result<u32, BtfError> {
-        let mut type_id = *self
-            .by_name
-            .get(&(KIND_STRUCT, strukt.to_owned()))
-            .ok_or_else(|| BtfError::NotFound {
-                kind: "struct",
-                name: strukt.to_owned(),
-            })?;
-        let mut bits = 0;
+        let (mut type_id, _) =
+            self.named(&[KIND_STRUCT], strukt)
+                .ok_or_else(|| BtfError::NotFound {
+                    kind: "struct",
+                    name: strukt.to_owned(),
+                })?;
+        let mut bits = 0u32;
         for member in path {
             let (member_type, member_bits) =
                 self.find_member(type_id, member)
@@ -324,16 +416,24 @@ impl Btf {
         name: &str,
         anonymous_left: &mut usize,
     ) -> Option<(u32, u32)> {
-        let Some(Type::Composite { members }) = self.resolve(composite) else {
-            return None;
-        };
-        members.iter().find_map(|member| {
-            if member.name == name {
-                Some((member.type_id, member.bit_offset))
-            } else if member.name.is_empty() && *anonymous_left > 0 {
+        let record = self
+            .resolve(composite)
+            .filter(|record| matches!(record.kind, KIND_STRUCT | KIND_UNION))?;
+        (0..record.vlen).find_map(|index| {
+            let name_offset = self.word(&record, 3 * index);
+            let type_id = self.word(&record, 3 * index + 1);
+            let offset = self.word(&record, 3 * index + 2);
+            let bit_offset = if record.kind_flag {
+                offset & 0x00ff_ffff
+            } else {
+                offset
+            };
+            if name_offset != 0 && self.is_named(name_offset, name) {
+                Some((type_id, bit_offset))
+            } else if self.string_at(name_offset).ok()?.is_empty() && *anonymous_left > 0 {
                 *anonymous_left -= 1;
-                let (ty, bits) = self.find_member_within(member.type_id, name, anonymous_left)?;
-                Some((ty, member.bit_offset.checked_add(bits)?))
+                let (ty, bits) = self.find_member_within(type_id, name, anonymous_left)?;
+                Some((ty, bit_offset.checked_add(bits)?))
             } else {
                 None
             }
@@ -399,6 +499,10 @@ pub(crate) mod tests {
                 self.word(*type_id);
                 self.word(*bit_offset);
             }
+        }
+
+        pub(crate) fn typedef(&mut self, name: &str, target: u32) {
+            self.header(name, KIND_TYPEDEF, 0, target);
         }
 
         pub(crate) fn enumeration(&mut self, name: &str, variants: &[(&str, u32)]) {
@@ -491,6 +595,23 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn typedefs_by_name() {
+        let mut b = BtfBuilder::new();
+        b.int("int", 4); // 1
+        b.typedef("u32", 1); // 2
+        b.ptr(0); // 3
+        b.typedef("btf_trace_kfree_skb", 3); // 4
+        let btf = Btf::parse(&b.build()).unwrap();
+        assert_eq!(btf.typedef_id("btf_trace_kfree_skb").unwrap(), 4);
+        assert_eq!(btf.typedef_id("u32").unwrap(), 2);
+        // A struct of that name is not a typedef.
+        assert!(matches!(
+            btf.typedef_id("int"),
+            Err(BtfError::NotFound { .. })
+        ));
+    }
+
+    #[test]
     fn garbage_is_rejected() {
         assert!(Btf::parse(&[]).is_err());
         assert!(Btf::parse(&[0x9f, 0xeb, 1, 0, 24, 0, 0, 0]).is_err());
@@ -543,6 +664,7 @@ pub(crate) mod tests {
         let protocol = btf.member_offset("sk_buff", &["protocol"]).unwrap();
         assert_ne!(dev, protocol);
         btf.member_offset("net", &["ns", "inum"]).unwrap();
+        btf.typedef_id("btf_trace_kfree_skb").unwrap();
         let reasons = btf.enum_variants("skb_drop_reason").unwrap();
         assert!(
             reasons

@@ -56,18 +56,26 @@ impl FlightRecorder {
         self.ring = ring;
     }
 
-    /// Moves every frame waiting in the ring buffer into the recorder.
-    pub fn drain(&mut self, monotonic_to_unix_ns: i128) {
+    /// The ring buffer's descriptor, readable while frames wait: for an epoll set to wake on.
+    pub fn ring_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd as _;
+        self.ring.as_ref().map(|ring| ring.as_fd())
+    }
+
+    /// Moves every frame waiting in the ring buffer into the recorder; returns how many.
+    pub fn drain(&mut self, monotonic_to_unix_ns: i128) -> usize {
         let Some(ring) = &mut self.ring else {
-            return;
+            return 0;
         };
         let mut decoded = Vec::new();
         while let Some(record) = ring.next() {
             decoded.extend(decode(&record, monotonic_to_unix_ns));
         }
+        let count = decoded.len();
         for frame in decoded {
             self.push(frame);
         }
+        count
     }
 
     pub fn push(&mut self, frame: Frame) {

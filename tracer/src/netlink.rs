@@ -8,6 +8,10 @@
 //! `clsact` qdisc, which tracer does only for the one it created; anything else is refused
 //! before it reaches the kernel.
 //!
+//! An [`EventSocket`] only listens: it joins rtnetlink's multicast groups (links, neighbours,
+//! IPv4 addresses and routes) and is told of every change in its namespace, so that tracer
+//! wakes when something changes instead of asking again and again. It never sends.
+//!
 //! The parsers are pure, bounds-checked functions over `&[u8]`: malformed input becomes an
 //! `InvalidData` error, never a panic.
 
@@ -16,7 +20,7 @@ use std::{
     ffi::CStr,
     io,
     net::Ipv4Addr,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
 };
 
 use serde::Serialize;
@@ -473,6 +477,191 @@ impl RouteSocket {
     }
 }
 
+/// rtnetlink multicast groups (`enum rtnetlink_groups`, include/uapi/linux/rtnetlink.h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    /// RTNLGRP_LINK: links added, changed (up, carrier, name) or removed.
+    Link = 1,
+    /// RTNLGRP_NEIGH: neighbour (ARP) entries and their state.
+    Neighbour = 3,
+    /// RTNLGRP_IPV4_IFADDR.
+    Ipv4Address = 5,
+    /// RTNLGRP_IPV4_ROUTE.
+    Ipv4Route = 7,
+}
+
+/// What the kernel announced to an [`EventSocket`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notification {
+    /// A link appeared or changed (RTM_NEWLINK), or went (RTM_DELLINK: deleted, or moved to
+    /// another namespace).
+    Link {
+        ifindex: u32,
+        name: String,
+        gone: bool,
+    },
+    /// A neighbour entry of this link changed or went.
+    Neighbour { ifindex: u32 },
+    /// An IPv4 address of this link was added or removed.
+    Address { ifindex: u32 },
+    /// An IPv4 route changed.
+    Route,
+    /// The socket's buffer overflowed and the kernel dropped announcements: anything may have
+    /// changed.
+    Overrun,
+}
+
+/// A socket told of every change of the groups it joined, in the namespace that was current
+/// when it was opened. Non-blocking; it never sends a request.
+pub struct EventSocket {
+    fd: OwnedFd,
+}
+
+impl EventSocket {
+    /// Opens a socket inside namespace `netns` ("" for the calling thread's own) joined to
+    /// `groups`.
+    pub fn open_in(netns: &str, groups: &[Group]) -> io::Result<Self> {
+        let _inside = crate::netns::NetnsGuard::enter(netns).map_err(io::Error::other)?;
+        Self::open(groups)
+    }
+
+    /// Opens a socket in the calling thread's current namespace joined to `groups`.
+    pub fn open(groups: &[Group]) -> io::Result<Self> {
+        // SAFETY: socket(2) takes no pointers; the result is checked before use.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                libc::NETLINK_ROUTE,
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a freshly created descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // Port 0: the kernel picks one.
+        let local = kernel_address();
+        // SAFETY: `local` is a live sockaddr_nl of the length passed.
+        let bound = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&raw const local).cast(),
+                socklen_of::<libc::sockaddr_nl>(),
+            )
+        };
+        if bound != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        for group in groups {
+            let group = *group as libc::c_int;
+            // SAFETY: the option value points to a live c_int of the length passed.
+            let joined = unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_NETLINK,
+                    libc::NETLINK_ADD_MEMBERSHIP,
+                    (&raw const group).cast(),
+                    socklen_of::<libc::c_int>(),
+                )
+            };
+            if joined != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(Self { fd })
+    }
+
+    /// Every announcement queued now, without waiting (none when nothing is queued).
+    pub fn drain(&self, into: &mut Vec<Notification>) -> io::Result<()> {
+        let mut buffer = vec![0u8; RECEIVE_BUFFER_LEN];
+        loop {
+            // Peek first: a datagram bigger than the buffer would otherwise be cut short.
+            let pending = match self.receive(&mut buffer, libc::MSG_PEEK | libc::MSG_TRUNC) {
+                Ok(Some(pending)) => pending,
+                Ok(None) => return Ok(()),
+                Err(err) if err.raw_os_error() == Some(libc::ENOBUFS) => {
+                    into.push(Notification::Overrun);
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            if pending > buffer.len() {
+                buffer.resize(pending, 0);
+            }
+            let Some(received) = self.receive(&mut buffer, 0)? else {
+                return Ok(());
+            };
+            let datagram = buffer
+                .get(..received)
+                .ok_or_else(|| malformed("netlink datagram grew between peek and read"))?;
+            into.extend(parse_notifications(datagram)?);
+        }
+    }
+
+    /// One recv(2): the datagram's length, or `None` when nothing is queued.
+    fn receive(&self, buffer: &mut [u8], flags: libc::c_int) -> io::Result<Option<usize>> {
+        loop {
+            // SAFETY: the buffer is writable for its length.
+            let received = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    buffer.as_mut_ptr().cast(),
+                    buffer.len(),
+                    flags | libc::MSG_DONTWAIT,
+                )
+            };
+            if let Ok(received) = usize::try_from(received) {
+                return Ok(Some(received));
+            }
+            let err = io::Error::last_os_error();
+            match err.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => return Ok(None),
+                _ => return Err(err),
+            }
+        }
+    }
+}
+
+impl AsFd for EventSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// The announcements in one datagram a subscribed socket received; other messages are skipped.
+fn parse_notifications(datagram: &[u8]) -> io::Result<Vec<Notification>> {
+    let mut notifications = Vec::new();
+    for message in parse_messages(datagram)? {
+        let payload = message.payload;
+        let notification = match message.message_type {
+            libc::RTM_NEWLINK | libc::RTM_DELLINK => {
+                let link = parse_link(payload)?;
+                Notification::Link {
+                    ifindex: link.ifindex,
+                    name: link.name,
+                    gone: message.message_type == libc::RTM_DELLINK,
+                }
+            }
+            libc::RTM_NEWNEIGH | libc::RTM_DELNEIGH => {
+                let index = read_i32(payload, 4).ok_or_else(|| malformed("ndmsg cut short"))?;
+                Notification::Neighbour {
+                    ifindex: ifindex_from(index, "neighbour")?,
+                }
+            }
+            libc::RTM_NEWADDR | libc::RTM_DELADDR => Notification::Address {
+                ifindex: read_u32(payload, 4).ok_or_else(|| malformed("ifaddrmsg cut short"))?,
+            },
+            libc::RTM_NEWROUTE | libc::RTM_DELROUTE => Notification::Route,
+            NLMSG_OVERRUN => Notification::Overrun,
+            _ => continue,
+        };
+        notifications.push(notification);
+    }
+    Ok(notifications)
+}
+
 /// The netlink address of the kernel: port 0.
 fn kernel_address() -> libc::sockaddr_nl {
     // SAFETY: sockaddr_nl is plain old data, for which all zeroes is a valid value.
@@ -692,6 +881,7 @@ pub fn parse_datagram_for_fuzzing(datagram: &[u8]) -> usize {
             + usize::from(matches!(parse_neighbour(payload), Ok(Some(_))))
             + usize::from(parse_route(payload).is_ok());
     }
+    accepted += parse_notifications(datagram).map_or(0, |notifications| notifications.len());
     if let Some(first) = messages.first() {
         let mut collector = ReplyCollector::new(first.sequence, first.message_type);
         if let Ok(Some(answer)) = collector.absorb(datagram) {
@@ -1359,6 +1549,66 @@ mod tests {
             8, 0, 1, 0, 127, 0, 0, 1,                          // RTA_DST
         ];
         assert_eq!(request, expected);
+    }
+
+    #[test]
+    fn announcements_name_what_changed() {
+        let mut datagram = message(libc::RTM_DELLINK, 0, 0, &link_payload());
+        datagram.extend(message(libc::RTM_NEWNEIGH, 0, 0, &neighbour_payload()));
+        let mut address = vec![AF_INET, 24, 0, 0];
+        address.extend_from_slice(&7u32.to_ne_bytes());
+        datagram.extend(message(libc::RTM_NEWADDR, 0, 0, &address));
+        datagram.extend(message(libc::RTM_DELROUTE, 0, 0, &route_payload()));
+        datagram.extend(message(NLMSG_NOOP, 0, 0, &[]));
+        assert_eq!(
+            parse_notifications(&datagram).unwrap(),
+            [
+                Notification::Link {
+                    ifindex: 7,
+                    name: "cvl_0_0".to_owned(),
+                    gone: true
+                },
+                Notification::Neighbour { ifindex: 7 },
+                Notification::Address { ifindex: 7 },
+                Notification::Route,
+            ]
+        );
+        let cut = message(libc::RTM_NEWNEIGH, 0, 0, &[AF_INET, 0]);
+        assert!(parse_notifications(&cut).is_err());
+    }
+
+    /// A link created in a namespace of its own is announced to a socket joined there.
+    #[test]
+    fn a_joined_socket_hears_of_new_links() {
+        // Root only (a new namespace): skip elsewhere.
+        let Ok(()) = std::thread::spawn(|| -> io::Result<()> {
+            // SAFETY: unshare on this short-lived thread only; it ends with the closure.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let socket = EventSocket::open(&[Group::Link])?;
+            let mut heard = Vec::new();
+            socket.drain(&mut heard)?;
+            assert!(heard.is_empty(), "{heard:?}");
+            let status = std::process::Command::new("ip")
+                .args(["link", "add", "evtest0", "type", "dummy"])
+                .status()?;
+            assert!(status.success());
+            socket.drain(&mut heard)?;
+            assert!(
+                heard.iter().any(|n| matches!(
+                    n,
+                    Notification::Link { name, gone: false, .. } if name == "evtest0"
+                )),
+                "{heard:?}"
+            );
+            Ok(())
+        })
+        .join()
+        .unwrap() else {
+            eprintln!("cannot make a network namespace (not root?): skipped");
+            return;
+        };
     }
 
     #[test]

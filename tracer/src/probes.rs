@@ -152,14 +152,39 @@ fn exchange(
     }
 }
 
-/// ARP requests for `target_ip` sent on `interface` (in `netns`) as if from `source_ip`.
+/// Joins a timed probe's thread (see [`finish`]).
+pub fn finish_timed(
+    handle: JoinHandle<io::Result<(ProbeOutcome, Option<Duration>)>>,
+) -> (ProbeOutcome, Option<Duration>) {
+    match handle.join() {
+        Ok(Ok(timed)) => timed,
+        Ok(Err(err)) => (
+            ProbeOutcome {
+                error: Some(err.to_string()),
+                ..ProbeOutcome::default()
+            },
+            None,
+        ),
+        Err(_) => (
+            ProbeOutcome {
+                error: Some("probe thread panicked".to_owned()),
+                ..ProbeOutcome::default()
+            },
+            None,
+        ),
+    }
+}
+
+/// ARP requests for `target_ip` sent on `interface` (in `netns`) as if from `source_ip`; with
+/// the round trip, from the first request to the first answer (ARP answers do not say which
+/// request they answer: a first request lost makes it longer, never shorter).
 pub fn arp(
     netns: &str,
     interface: &str,
     source_ip: Ipv4Addr,
     target_ip: Ipv4Addr,
     count: u32,
-) -> JoinHandle<io::Result<ProbeOutcome>> {
+) -> JoinHandle<io::Result<(ProbeOutcome, Option<Duration>)>> {
     let interface = interface.to_owned();
     in_netns(netns, move || {
         let ifindex = netns::ifindex(&interface).ok_or_else(|| {
@@ -188,10 +213,15 @@ pub fn arp(
         }
         let mac = hardware_address(&fd, &interface)?;
         let request = arp_request(mac, source_ip, target_ip);
-        exchange(
+        let first_sent = std::cell::Cell::new(None);
+        let mut round_trip = None;
+        let outcome = exchange(
             &fd,
             count,
             |_| {
+                if first_sent.get().is_none() {
+                    first_sent.set(Some(Instant::now()));
+                }
                 // SAFETY: request is valid for its length; the socket is bound to the port.
                 let n = unsafe {
                     libc::send(fd.as_raw_fd(), request.as_ptr().cast(), request.len(), 0)
@@ -206,9 +236,13 @@ pub fn arp(
                     && is_arp_reply(frame, target_ip, source_ip)
                 {
                     outcome.answered += 1;
+                    if round_trip.is_none() {
+                        round_trip = first_sent.get().map(|sent: Instant| sent.elapsed());
+                    }
                 }
             },
-        )
+        )?;
+        Ok((outcome, round_trip))
     })
 }
 

@@ -25,6 +25,8 @@ use crate::{btf::Btf, collect::loader, error::UsageError, kallsyms::Kallsyms};
 static DROPS_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-drops"));
 
 const DROP_REASON_PREFIX: &str = "SKB_DROP_REASON_";
+/// The typedef a tp_btf program on the kfree_skb tracepoint names.
+const TRACE_KFREE_SKB: &str = "btf_trace_kfree_skb";
 
 /// The maps kept on bpffs when a pin directory is given: the counts, nothing else.
 pub const PINNED_MAPS: [&str; 2] = ["DROP_COUNTERS", "LOST_EVENTS"];
@@ -45,9 +47,23 @@ pub struct KernelLayout {
     pub offsets: KernelOffsets,
     /// `None` on kernels without `enum skb_drop_reason`.
     pub reasons: Option<HashMap<u32, String>>,
+    /// The BTF id of `typedef btf_trace_kfree_skb`, which the tp_btf program attaches by.
+    pub trace_kfree_skb: Option<u32>,
 }
 
 impl KernelLayout {
+    /// The running kernel's, read from its BTF once per process and kept (a few kilobytes):
+    /// every later attachment reuses it.
+    pub fn running() -> Result<&'static Self, UsageError> {
+        static RUNNING: OnceLock<KernelLayout> = OnceLock::new();
+        if let Some(layout) = RUNNING.get() {
+            return Ok(layout);
+        }
+        let btf = Btf::from_sys_fs().map_err(|err| UsageError::KernelLayout(err.to_string()))?;
+        let layout = Self::from_btf(&btf)?;
+        Ok(RUNNING.get_or_init(|| layout))
+    }
+
     pub fn from_btf(btf: &Btf) -> Result<Self, UsageError> {
         let offset = |strukt: &str, path: &[&str]| {
             btf.member_offset(strukt, path)
@@ -65,14 +81,18 @@ impl KernelLayout {
         };
         let reasons = btf.enum_variants("skb_drop_reason").ok().map(|variants| {
             variants
-                .iter()
+                .into_iter()
                 .map(|(name, value)| {
-                    let name = name.strip_prefix(DROP_REASON_PREFIX).unwrap_or(name);
-                    (*value as u32, name.to_owned())
+                    let name = name.strip_prefix(DROP_REASON_PREFIX).unwrap_or(&name);
+                    (value as u32, name.to_owned())
                 })
                 .collect()
         });
-        Ok(Self { offsets, reasons })
+        Ok(Self {
+            offsets,
+            reasons,
+            trace_kfree_skb: btf.typedef_id(TRACE_KFREE_SKB).ok(),
+        })
     }
 }
 
@@ -126,9 +146,7 @@ impl DropProbe {
     /// [`Self::attach`], with the counters pinned in `pin_directory` (which must exist on
     /// bpffs): maps already pinned there are reused, so that counts continue across runs.
     pub fn attach_pinned(log_level: &u8, pin_directory: Option<&Path>) -> anyhow::Result<Self> {
-        let btf = Btf::from_sys_fs().context("reading the kernel's BTF")?;
-        let layout = KernelLayout::from_btf(&btf)?;
-        drop(btf);
+        let layout = KernelLayout::running()?;
         let mut loader = loader(log_level);
         loader.override_global("KERNEL_OFFSETS", &layout.offsets, true);
         if let Some(directory) = pin_directory {
@@ -139,8 +157,8 @@ impl DropProbe {
         let mut ebpf = loader
             .load(DROPS_OBJECT)
             .context("loading the drop probe")?;
-        let (detail, program) = match layout.reasons {
-            Some(_) => match attach_with_reason(&mut ebpf) {
+        let (detail, program) = match (&layout.reasons, layout.trace_kfree_skb) {
+            (Some(_), Some(type_id)) => match attach_with_reason(&mut ebpf, type_id) {
                 Ok(()) => (DropDetail::Reason, "tracer_kfree_skb"),
                 Err(err) => {
                     info!(
@@ -150,7 +168,7 @@ impl DropProbe {
                     (DropDetail::Location, "tracer_kfree_skb_location")
                 }
             },
-            None => {
+            _ => {
                 info!("this kernel has no drop reasons (5.17 on): drops are counted by location");
                 attach_with_location(&mut ebpf)?;
                 (DropDetail::Location, "tracer_kfree_skb_location")
@@ -160,7 +178,7 @@ impl DropProbe {
             ebpf,
             program,
             detail,
-            reasons: layout.reasons.unwrap_or_default(),
+            reasons: layout.reasons.clone().unwrap_or_default(),
             symbols: OnceLock::new(),
             watched: BTreeSet::new(),
             watched_names: BTreeSet::new(),
@@ -349,8 +367,8 @@ fn gone_already(removed: Result<(), MapError>) -> Result<(), MapError> {
 }
 
 /// tp_btf with the drop reason; fails on kernels that refuse tp_btf or lack the tracepoint.
-fn attach_with_reason(ebpf: &mut Ebpf) -> anyhow::Result<()> {
-    let kernel_btf = aya::Btf::from_sys_fs().context("reading the kernel's BTF")?;
+fn attach_with_reason(ebpf: &mut Ebpf, type_id: u32) -> anyhow::Result<()> {
+    let kernel_btf = btf_naming_at(type_id, TRACE_KFREE_SKB)?;
     let program: &mut BtfTracePoint = ebpf
         .program_mut("tracer_kfree_skb")
         .ok_or_else(|| anyhow!("program tracer_kfree_skb missing from the object"))?
@@ -358,6 +376,41 @@ fn attach_with_reason(ebpf: &mut Ebpf) -> anyhow::Result<()> {
     program.load("kfree_skb", &kernel_btf)?;
     program.attach()?;
     Ok(())
+}
+
+/// A stand-in for the kernel's BTF with the typedef `name` at `type_id`, everything before it a
+/// placeholder: all `BtfTracePoint::load` reads of the BTF it is given is the id of
+/// `typedef btf_trace_EVENT`, and the kernel checks that id against its own BTF. aya's full
+/// parse of vmlinux would cost 20 MB and 20 ms for that one number; this costs aya's 72 bytes
+/// a type up to the typedef, freed once the program is loaded.
+fn btf_naming_at(type_id: u32, name: &str) -> anyhow::Result<aya::Btf> {
+    const RECORD_LEN: u32 = 12;
+    const KIND_PTR: u32 = 2;
+    const KIND_TYPEDEF: u32 = 8;
+    let placeholders = type_id
+        .checked_sub(1)
+        .ok_or_else(|| anyhow!("type id 0 is void, not {name}"))?;
+    let type_len = (placeholders + 1) * RECORD_LEN;
+    let mut strings = vec![0u8];
+    strings.extend_from_slice(name.as_bytes());
+    strings.push(0);
+    let mut raw = Vec::with_capacity(24 + type_len as usize + strings.len());
+    raw.extend_from_slice(&0xeb9f_u16.to_le_bytes());
+    raw.extend_from_slice(&[1, 0]); // version, flags
+    for word in [24, 0, type_len, type_len, strings.len() as u32] {
+        raw.extend_from_slice(&u32::to_le_bytes(word));
+    }
+    for _ in 0..placeholders {
+        // An anonymous pointer to void.
+        for word in [0, KIND_PTR << 24, 0] {
+            raw.extend_from_slice(&u32::to_le_bytes(word));
+        }
+    }
+    for word in [1, KIND_TYPEDEF << 24, 0] {
+        raw.extend_from_slice(&u32::to_le_bytes(word));
+    }
+    raw.extend_from_slice(&strings);
+    aya::Btf::parse(&raw, aya::Endianness::default()).context("building the tracepoint's BTF id")
 }
 
 /// The raw tracepoint, on every kernel since 4.17; it needs no BTF of its own.
@@ -393,7 +446,18 @@ fn reason_at(location: &str) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::reason_at;
+    use super::{TRACE_KFREE_SKB, btf_naming_at, reason_at};
+
+    #[test]
+    fn the_stand_in_btf_names_the_typedef_at_its_id() {
+        let btf = btf_naming_at(38122, TRACE_KFREE_SKB).unwrap();
+        assert_eq!(
+            btf.id_by_type_name_kind(TRACE_KFREE_SKB, aya_obj::btf::BtfKind::Typedef)
+                .unwrap(),
+            38122
+        );
+        assert!(btf_naming_at(0, TRACE_KFREE_SKB).is_err());
+    }
 
     #[test]
     fn freeing_functions_name_their_class() {

@@ -7,12 +7,32 @@ use std::{fs::File, path::PathBuf};
 use log::{debug, info, warn};
 
 use crate::{
-    collect::ports::{self, PortOptions, PortProbe},
+    collect::{
+        events::Changes,
+        ports::{self, LoadedPrograms, PortOptions, PortProbe},
+    },
     locate::{self, Location},
+    netlink::Notification,
     netlink::RouteSocket,
     netns::{self, NetnsGuard},
     spec::PortSpec,
 };
+
+/// How long to wait, after the port's device left its namespace, for it to turn up in another
+/// one: a move is a removal from one namespace announced before the arrival in the other, and a
+/// look between the two would report the port gone rather than moved.
+pub const MOVE_SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Whether announced changes call for looking at a port again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Concern {
+    /// Nothing of the port's changed.
+    None,
+    /// Its device left a namespace: look once it has had [`MOVE_SETTLE`] to arrive elsewhere.
+    Soon,
+    /// Look now.
+    Now,
+}
 
 /// What one refresh found out.
 #[derive(Default)]
@@ -34,6 +54,9 @@ pub struct FollowedPort {
     options: PortOptions,
     pin_directory: Option<PathBuf>,
     probe: Option<PortProbe>,
+    /// Programs loaded ahead while the port is awaited: when it appears, only attaching is
+    /// left to do.
+    prepared: Option<LoadedPrograms>,
     /// Where the port is now; `None` while it is not found.
     location: Option<Location>,
     /// The last warning about this port, logged once rather than at every retry.
@@ -79,6 +102,7 @@ impl FollowedPort {
             options,
             pin_directory,
             probe: None,
+            prepared: None,
             location: None,
             last_warning: None,
             attach_error: None,
@@ -125,6 +149,60 @@ impl FollowedPort {
     /// Where the port is now, attached or not.
     pub fn location(&self) -> Option<&Location> {
         self.location.as_ref()
+    }
+
+    /// A route socket in the port's namespace, kept open while the port stays there.
+    pub fn route_socket(&self) -> Option<&RouteSocket> {
+        let location = self.location.as_ref()?;
+        self.place_of(location).map(|place| &place.route)
+    }
+
+    /// Whether `changes` concern this port: a link of its name anywhere, or its own device (by
+    /// index in its namespace, renamed say), and with `neighbours`, its neighbour entries,
+    /// addresses and routes as well.
+    pub fn concern(&self, changes: &Changes, neighbours: bool) -> Concern {
+        if changes.everything {
+            return Concern::Now;
+        }
+        let here = |netns: &str, ifindex: u32| {
+            self.location
+                .as_ref()
+                .is_some_and(|location| location.netns == netns && location.ifindex == ifindex)
+        };
+        let mut concern = Concern::None;
+        for (netns, notification) in &changes.notifications {
+            let this = match notification {
+                Notification::Link {
+                    ifindex,
+                    name,
+                    gone,
+                } if *name == self.spec.interface || here(netns, *ifindex) => {
+                    if *gone {
+                        Concern::Soon
+                    } else {
+                        Concern::Now
+                    }
+                }
+                Notification::Neighbour { ifindex } | Notification::Address { ifindex }
+                    if neighbours && here(netns, *ifindex) =>
+                {
+                    Concern::Now
+                }
+                Notification::Route
+                    if neighbours
+                        && self
+                            .location
+                            .as_ref()
+                            .is_some_and(|location| location.netns == *netns) =>
+                {
+                    Concern::Now
+                }
+                Notification::Overrun => Concern::Now,
+                _ => Concern::None,
+            };
+            concern = concern.max(this);
+        }
+        concern
     }
 
     /// Looks for the port and attaches where needed. Never fails: a port that is missing or
@@ -175,6 +253,12 @@ impl FollowedPort {
             }
         }
         self.location = found;
+        if self.probe.is_none() && self.prepared.is_none() {
+            match LoadedPrograms::load(&self.options, self.pin_directory.as_deref()) {
+                Ok(loaded) => self.prepared = Some(loaded),
+                Err(err) => debug!("{}: loading ahead: {err:#}", self.spec),
+            }
+        }
         refreshed
     }
 
@@ -229,7 +313,11 @@ impl FollowedPort {
             netns: location.netns.clone(),
             interface: self.spec.interface.clone(),
         };
-        match PortProbe::attach_pinned(&here, &self.options, self.pin_directory.as_deref()) {
+        let attached = match self.prepared.take() {
+            Some(loaded) => PortProbe::attach_loaded(&here, &self.options, loaded),
+            None => PortProbe::attach_pinned(&here, &self.options, self.pin_directory.as_deref()),
+        };
+        match attached {
             Ok(probe) => {
                 info!(
                     "{}: counting on {here} ({} ingress, tc egress, {})",

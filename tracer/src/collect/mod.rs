@@ -1,27 +1,21 @@
 //! Collectors: one per evidence source, each turning raw kernel data into plain data.
 
 pub mod drops;
+pub mod events;
 pub mod follow;
 pub mod host;
+mod loader;
 pub mod path;
 pub mod ports;
 pub mod probing;
 pub mod programs;
 pub mod rules;
 
-use aya::EbpfLoader;
+pub use loader::loader;
 
 /// aya-log levels (aya_log_common::Level): 1 error … 5 trace.
 pub fn ebpf_log_level(verbosity: u8) -> u8 {
     2 + verbosity.min(3)
-}
-
-/// A loader with the settings every tracer object shares.
-pub fn loader<'a>(log_level: &'a u8) -> EbpfLoader<'a> {
-    let mut loader = EbpfLoader::new();
-    // Objects without log statements have no such global; that is fine.
-    loader.override_global("AYA_LOG_LEVEL", log_level, false);
-    loader
 }
 
 /// Runs of `program` the kernel skipped because it was already running on that CPU (a

@@ -99,6 +99,44 @@ impl TcAttachment {
     }
 }
 
+/// A port's programs and maps, loaded (made and verified) but attached nowhere yet: kept ready
+/// while a port is awaited, so that it is counted within milliseconds of appearing.
+pub struct LoadedPrograms {
+    ebpf: Ebpf,
+}
+
+impl LoadedPrograms {
+    /// Loads the object, and the tc programs the options ask for (XDP, when asked, is loaded
+    /// as it is attached: whether it can be depends on the port).
+    pub fn load(options: &PortOptions, pin_directory: Option<&Path>) -> anyhow::Result<Self> {
+        let capture = u8::from(options.capture);
+        let mut loader = loader(&options.log_level);
+        loader
+            .override_global("WATCHED_PORT", &options.watched_port, true)
+            .override_global("CAPTURE", &capture, true);
+        if let Some(directory) = pin_directory {
+            for name in PINNED_MAPS {
+                loader.map_pin_path(name, directory.join(name));
+            }
+        }
+        let mut ebpf = loader
+            .load(PORTS_OBJECT)
+            .context("loading the port counting programs")?;
+        let tc_programs = match options.ingress {
+            IngressHook::Tc => &["tracer_ingress_tc", "tracer_egress"][..],
+            IngressHook::Xdp => &["tracer_egress"][..],
+        };
+        for name in tc_programs {
+            let program: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("program {name} missing from the object"))?
+                .try_into()?;
+            program.load().with_context(|| format!("loading {name}"))?;
+        }
+        Ok(Self { ebpf })
+    }
+}
+
 /// One port with its counting programs attached. Dropping it detaches them.
 pub struct PortProbe {
     pub spec: PortSpec,
@@ -125,21 +163,18 @@ impl PortProbe {
         options: &PortOptions,
         pin_directory: Option<&Path>,
     ) -> anyhow::Result<Self> {
-        let netns_inode = netns::netns_inode(&spec.netns).map_err(UsageError::from)?;
-        let capture = u8::from(options.capture);
-        let mut loader = loader(&options.log_level);
-        loader
-            .override_global("WATCHED_PORT", &options.watched_port, true)
-            .override_global("CAPTURE", &capture, true);
-        if let Some(directory) = pin_directory {
-            for name in PINNED_MAPS {
-                loader.map_pin_path(name, directory.join(name));
-            }
-        }
-        let ebpf = loader
-            .load(PORTS_OBJECT)
-            .context("loading the port counting programs")?;
+        let loaded = LoadedPrograms::load(options, pin_directory)?;
+        Self::attach_loaded(spec, options, loaded)
+    }
 
+    /// Attaches programs loaded beforehand: what is left to do when a port appears is the
+    /// attachment itself.
+    pub fn attach_loaded(
+        spec: &PortSpec,
+        options: &PortOptions,
+        loaded: LoadedPrograms,
+    ) -> anyhow::Result<Self> {
+        let netns_inode = netns::netns_inode(&spec.netns).map_err(UsageError::from)?;
         let _inside = NetnsGuard::enter(&spec.netns).map_err(UsageError::from)?;
         let ifindex = netns::ifindex(&spec.interface)
             .ok_or_else(|| UsageError::unknown_interface(&spec.interface, &spec.netns))?;
@@ -151,7 +186,7 @@ impl PortProbe {
             ingress_hook: IngressHook::Tc,
             tc_attachment,
             created_clsact: false,
-            ebpf: Some(ebpf),
+            ebpf: Some(loaded.ebpf),
         };
         if tc_attachment == TcAttachment::Clsact {
             probe.created_clsact = add_clsact(&spec.interface)
@@ -227,7 +262,9 @@ impl PortProbe {
         let interface = self.spec.interface.clone();
         let spec = self.spec.to_string();
         let program: &mut SchedClassifier = self.program(name)?.try_into()?;
-        program.load().with_context(|| format!("loading {name}"))?;
+        if program.fd().is_err() {
+            program.load().with_context(|| format!("loading {name}"))?;
+        }
         program
             .attach_with_options(&interface, hook, options)
             .with_context(|| format!("attaching {name} to {spec}"))?;

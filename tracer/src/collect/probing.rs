@@ -39,8 +39,21 @@ const TCP_PROBES: u32 = 3;
 const MTU_PROBES: u32 = 3;
 /// The MTU every Ethernet hop takes: probing at it says nothing new.
 const STANDARD_MTU: u32 = 1500;
-/// One SYN and its first retransmission's worth of waiting is enough on a loop.
-const TCP_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How long a TCP connect may take, in round trips measured by the ARP probes: a SYN-ACK or
+/// RST comes back one round trip after the SYN, and the kernel, not tracer's thread, takes it
+/// in, so a busy machine does not make it late. Between a floor, for the target's kernel to
+/// answer, and the kernel's first SYN retransmission (1 s), after which a wait says nothing
+/// new; the ceiling is also the timeout when ARP measured nothing.
+const TCP_TIMEOUT_ROUND_TRIPS: u32 = 10;
+const TCP_TIMEOUT_FLOOR: Duration = Duration::from_millis(200);
+const TCP_TIMEOUT_CEILING: Duration = Duration::from_millis(1000);
+
+/// The TCP connect timeout for a path whose round trip ARP measured (`None`: not measured).
+fn tcp_timeout(round_trip: Option<Duration>) -> Duration {
+    round_trip.map_or(TCP_TIMEOUT_CEILING, |round_trip| {
+        (round_trip * TCP_TIMEOUT_ROUND_TRIPS).clamp(TCP_TIMEOUT_FLOOR, TCP_TIMEOUT_CEILING)
+    })
+}
 
 /// The path to probe: its two ports, their addresses and the TCP port.
 #[derive(Debug, Clone)]
@@ -272,7 +285,7 @@ fn probe_path(
 
     // Phase 1: ARP alone, so that the kernel's own resolution does not mix in.
     let start = snapshot(&session)?;
-    let arp = probes::finish(probes::arp(
+    let (arp, round_trip) = probes::finish_timed(probes::arp(
         &initiator.netns,
         &initiator.interface,
         args.initiator_ip,
@@ -303,7 +316,7 @@ fn probe_path(
             &initiator.netns,
             SocketAddrV4::new(args.target_ip, args.port),
             TCP_PROBES,
-            TCP_TIMEOUT,
+            tcp_timeout(round_trip),
         );
         vec![
             probe_evidence(
@@ -485,4 +498,29 @@ fn drops_between(before: &[RawDrop], after: &[RawDrop]) -> Vec<RawDrop> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::tcp_timeout;
+
+    #[test]
+    fn tcp_timeout_follows_the_round_trip_between_floor_and_ceiling() {
+        // A veth loop: the floor.
+        assert_eq!(
+            tcp_timeout(Some(Duration::from_micros(80))),
+            Duration::from_millis(200)
+        );
+        assert_eq!(
+            tcp_timeout(Some(Duration::from_millis(40))),
+            Duration::from_millis(400)
+        );
+        assert_eq!(
+            tcp_timeout(Some(Duration::from_millis(300))),
+            Duration::from_secs(1)
+        );
+        assert_eq!(tcp_timeout(None), Duration::from_secs(1));
+    }
 }

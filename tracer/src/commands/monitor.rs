@@ -15,6 +15,7 @@ use log::{debug, info, warn};
 use tokio::{
     net::{TcpListener, TcpStream},
     signal::unix::{SignalKind, signal},
+    time::Instant,
 };
 use tracer_common::DropKey;
 
@@ -23,19 +24,23 @@ use crate::{
     collect::{
         drops::{self, DropProbe, PortPlace, RawDrop},
         ebpf_log_level,
-        follow::FollowedPort,
+        events::NetworkEvents,
+        follow::{Concern, FollowedPort, MOVE_SETTLE},
         ports::{self, PortOptions},
     },
     error::UsageError,
     http::{self, Request, Response},
     locate::Location,
+    netlink::Group,
     output,
     pins::{self, PinLock},
     preflight,
     render::metrics::{self, AttachedPort, Format, MonitorSnapshot, MonitoredPort},
 };
 
-/// How often the ports are looked for; scrapes are answered from the last look.
+/// How often the ports are looked at without being told of a change, and the drop counters
+/// swept; scrapes are answered from the last look. Links that appear, move, go or lose carrier
+/// are announced by the kernel and looked at within milliseconds.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// Connections served at once; more are closed as soon as they are accepted, so that clients
 /// can never take the descriptors the ports' follower needs.
@@ -81,6 +86,9 @@ pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
         );
     }
     let mut monitor = Monitor::start(args, verbosity)?;
+    // Joined before the first look: nothing that happens after it goes unannounced.
+    let events =
+        NetworkEvents::new(&[Group::Link]).context("joining rtnetlink's link announcements")?;
     monitor.refresh();
     for port in &monitor.ports {
         // The ready file promises that every port present is counted.
@@ -117,11 +125,58 @@ pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
         }
         let monitor = Rc::new(RefCell::new(monitor));
         let connections = Rc::new(Cell::new(0usize));
+        let mut events = events
+            .into_async()
+            .context("waiting for link announcements")?;
         let mut refresh = tokio::time::interval(REFRESH_INTERVAL);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A look put off: a port's device left a namespace and may be arriving in another, or
+        // a namespace being created is not mounted yet.
+        let mut look_at: Option<Instant> = None;
         loop {
+            let wake_at = [
+                look_at,
+                events.get_ref().next_retry().map(Instant::from_std),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let put_off = async {
+                match wake_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                _ = refresh.tick() => monitor.borrow_mut().refresh(),
+                _ = refresh.tick() => {
+                    events.get_mut().resync();
+                    monitor.borrow_mut().refresh();
+                }
+                ready = events.readable_mut() => {
+                    let mut ready = ready.context("waiting for link announcements")?;
+                    let changes = ready.get_inner_mut().take();
+                    ready.clear_ready();
+                    let concern = monitor.borrow().concern(&changes);
+                    match concern {
+                        Concern::Now => {
+                            look_at = None;
+                            monitor.borrow_mut().refresh();
+                        }
+                        Concern::Soon => {
+                            look_at.get_or_insert(Instant::now() + MOVE_SETTLE);
+                        }
+                        Concern::None => {}
+                    }
+                }
+                () = put_off => {
+                    let changes = events.get_mut().take();
+                    if look_at.is_some_and(|at| at <= Instant::now())
+                        || monitor.borrow().concern(&changes) != Concern::None
+                    {
+                        look_at = None;
+                        monitor.borrow_mut().refresh();
+                    }
+                }
                 _ = hangup.recv() => {
                     info!("SIGHUP: looking for the ports now");
                     monitor.borrow_mut().refresh();
@@ -223,6 +278,15 @@ impl Monitor {
             labelled_places: HashMap::new(),
             carried_drops: BTreeMap::new(),
         })
+    }
+
+    /// Whether announced changes concern a port.
+    fn concern(&self, changes: &crate::collect::events::Changes) -> Concern {
+        self.ports
+            .iter()
+            .map(|port| port.concern(changes, false))
+            .max()
+            .unwrap_or(Concern::None)
     }
 
     /// Finds the ports, attaching where needed, then forgets the drop sites that are not where

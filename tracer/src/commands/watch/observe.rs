@@ -4,6 +4,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     net::Ipv4Addr,
+    os::fd::BorrowedFd,
     time::Instant,
 };
 
@@ -25,7 +26,8 @@ use crate::{
     capture::FlightRecorder,
     collect::{
         drops::{DropProbe, PortPlace},
-        follow::FollowedPort,
+        events::Changes,
+        follow::{Concern, FollowedPort},
         ports::{PortOptions, PortProbe},
     },
     locate::Location,
@@ -145,31 +147,62 @@ impl Watch {
         self.started.elapsed().as_secs_f64()
     }
 
-    /// Finds each port, attaching or following it; then reads everything once.
-    pub(super) fn tick(&mut self) {
-        for index in 0..self.ports.len() {
-            self.follow(index);
-            self.observe_link(index);
-        }
-        let places: Vec<PortPlace> = self
-            .ports
-            .iter()
-            .flat_map(|port| &port.history)
-            .map(Location::place)
-            .collect();
-        let names = self.ports.iter().map(|port| port.spec.interface.as_str());
-        if let Err(err) = self
-            .drops
-            .watch_ports(places)
-            .and_then(|()| self.drops.watch_names(names))
-        {
-            log::warn!("keeping the ports' drops apart: {err:#}");
+    /// Reads what the kernel programs counted and captured; with `full`, first finds each
+    /// port, attaching or following it, and reads its link and neighbours. Returns whether
+    /// anything was new.
+    pub(super) fn tick(&mut self, full: bool) -> bool {
+        let events_before = self.timeline.seen();
+        let totals_before: Vec<_> = self.ports.iter().map(|port| port.totals).collect();
+        if full {
+            for index in 0..self.ports.len() {
+                self.follow(index);
+                self.observe_link(index);
+            }
+            let places: Vec<PortPlace> = self
+                .ports
+                .iter()
+                .flat_map(|port| &port.history)
+                .map(Location::place)
+                .collect();
+            let names = self.ports.iter().map(|port| port.spec.interface.as_str());
+            if let Err(err) = self
+                .drops
+                .watch_ports(places)
+                .and_then(|()| self.drops.watch_names(names))
+            {
+                log::warn!("keeping the ports' drops apart: {err:#}");
+            }
         }
         self.observe_counters();
         self.observe_drops();
+        let mut captured = false;
         for port in &mut self.ports {
-            port.recorder.drain(self.clock_offset);
+            captured |= port.recorder.drain(self.clock_offset) > 0;
         }
+        captured
+            || self.timeline.seen() != events_before
+            || self
+                .ports
+                .iter()
+                .zip(&totals_before)
+                .any(|(port, before)| port.totals != *before)
+    }
+
+    /// Whether announced changes concern a port: its link, neighbours, addresses or routes.
+    pub(super) fn concern(&self, changes: &Changes) -> Concern {
+        self.ports
+            .iter()
+            .map(|port| port.follower.concern(changes, true))
+            .max()
+            .unwrap_or(Concern::None)
+    }
+
+    /// The ports' capture ring buffers, to wake on.
+    pub(super) fn capture_fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.ports
+            .iter()
+            .filter_map(|port| port.recorder.ring_fd())
+            .collect()
     }
 
     pub(super) fn follow(&mut self, index: usize) {
@@ -268,8 +301,18 @@ impl Watch {
         let Some(location) = port.location() else {
             return;
         };
-        let Ok(socket) = RouteSocket::open_in(&location.netns) else {
-            return;
+        // The follower keeps a socket in the port's namespace; opened here only when it could
+        // not.
+        let opened;
+        let socket = match port.follower.route_socket() {
+            Some(socket) => socket,
+            None => {
+                let Ok(socket) = RouteSocket::open_in(&location.netns) else {
+                    return;
+                };
+                opened = socket;
+                &opened
+            }
         };
         let link = socket.link(&port.spec.interface).ok().flatten();
         if let (Some(gap), Some(link)) = (&mut port.carrier_gap, &link)

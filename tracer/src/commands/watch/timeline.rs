@@ -52,6 +52,11 @@ pub struct Timeline {
 }
 
 impl Timeline {
+    /// Events pushed so far, kept or not.
+    pub(super) fn seen(&self) -> u64 {
+        self.events.len() as u64 + self.truncated
+    }
+
     /// An event of the whole run (the command's).
     pub(super) fn push(&mut self, seconds: f64, kind: &'static str, message: String) {
         self.record(TimelineEvent {
