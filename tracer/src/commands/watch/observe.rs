@@ -32,7 +32,7 @@ use crate::{
     },
     locate::Location,
     netfilter::{self, Ruleset},
-    netlink::{Link, RouteSocket},
+    netlink::Link,
     netns,
     spec::PortSpec,
 };
@@ -293,124 +293,6 @@ impl Watch {
                 self.first_rulesets.insert(location.netns.clone(), ruleset);
             }
         }
-    }
-
-    pub(super) fn observe_link(&mut self, index: usize) {
-        let now = self.seconds();
-        let port = &mut self.ports[index];
-        let Some(location) = port.location() else {
-            return;
-        };
-        // The follower keeps a socket in the port's namespace; opened here only when it could
-        // not.
-        let opened;
-        let socket = match port.follower.route_socket() {
-            Some(socket) => socket,
-            None => {
-                let Ok(socket) = RouteSocket::open_in(&location.netns) else {
-                    return;
-                };
-                opened = socket;
-                &opened
-            }
-        };
-        let link = socket.link(&port.spec.interface).ok().flatten();
-        if let (Some(gap), Some(link)) = (&mut port.carrier_gap, &link)
-            && link.carrier
-            && gap.carrier_at.is_none()
-        {
-            gap.carrier_at = Some(now);
-        }
-        if let Some(link) = &link {
-            let describe = |link: &Link| {
-                format!(
-                    "{}, carrier {}, operstate {}",
-                    if link.admin_up { "up" } else { "down" },
-                    u8::from(link.carrier),
-                    link.operstate
-                )
-            };
-            let changed = port.link.as_ref().is_none_or(|old| {
-                old.admin_up != link.admin_up
-                    || old.carrier != link.carrier
-                    || old.operstate != link.operstate
-            });
-            if changed {
-                let message = match &port.link {
-                    Some(old) => format!(
-                        "{}: {} -> {}",
-                        port.spec.interface,
-                        describe(old),
-                        describe(link)
-                    ),
-                    None => format!("{}: {}", port.spec.interface, describe(link)),
-                };
-                self.timeline.push_on(
-                    port.side,
-                    now,
-                    "link",
-                    message,
-                    Some(PortChange::Link {
-                        present: true,
-                        admin_up: link.admin_up,
-                        carrier: link.carrier,
-                    }),
-                );
-            }
-            let ifindex = link.ifindex;
-            let entries: Vec<_> = socket
-                .neighbours()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|neighbour| neighbour.ifindex == ifindex)
-                .collect();
-            for entry in &entries {
-                if let Some(mac) = entry.mac {
-                    port.neighbour_macs.insert(entry.address, mac);
-                }
-            }
-            let current: HashMap<Ipv4Addr, String> = entries
-                .into_iter()
-                .map(|neighbour| (neighbour.address, neighbour.state))
-                .collect();
-            let mut addresses: Vec<&Ipv4Addr> =
-                current.keys().chain(port.neighbours.keys()).collect();
-            addresses.sort();
-            addresses.dedup();
-            for address in addresses {
-                let (old, new) = (port.neighbours.get(address), current.get(address));
-                if old != new {
-                    let state = new.map_or("none", String::as_str);
-                    self.timeline.push_on(
-                        port.side,
-                        now,
-                        "neighbour",
-                        format!(
-                            "{address} on {}: {} -> {state}",
-                            port.spec.interface,
-                            old.map_or("none", String::as_str),
-                        ),
-                        Some(PortChange::Neighbour {
-                            address: *address,
-                            state: state.to_owned(),
-                        }),
-                    );
-                }
-            }
-            // The state each entry had when first seen ("none" if it appeared while watching).
-            let watched_before = port.link.is_some();
-            for (address, state) in &current {
-                port.first_neighbours.entry(*address).or_insert_with(|| {
-                    if watched_before {
-                        "none".to_owned()
-                    } else {
-                        state.clone()
-                    }
-                });
-            }
-            port.neighbours = current;
-        }
-        port.link = link;
     }
 
     pub(super) fn observe_counters(&mut self) {

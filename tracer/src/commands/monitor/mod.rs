@@ -2,9 +2,10 @@
 //! and serves the counts to Prometheus. The counters are pinned on bpffs, so that they outlive
 //! a restart.
 
+mod state;
+
 use std::{
     cell::{Cell, RefCell},
-    collections::{BTreeMap, HashMap},
     path::Path,
     rc::Rc,
     time::Duration,
@@ -17,25 +18,21 @@ use tokio::{
     signal::unix::{SignalKind, signal},
     time::Instant,
 };
-use tracer_common::DropKey;
 
+use self::state::Monitor;
 use crate::{
     cli::MonitorArgs,
     collect::{
-        drops::{self, DropProbe, PortPlace, RawDrop},
-        ebpf_log_level,
         events::NetworkEvents,
-        follow::{Concern, FollowedPort, MOVE_SETTLE},
-        ports::{self, PortOptions},
+        follow::{Concern, MOVE_SETTLE},
     },
     error::UsageError,
     http::{self, Request, Response},
-    locate::Location,
     netlink::Group,
     output,
     pins::{self, PinLock},
     preflight,
-    render::metrics::{self, AttachedPort, Format, MonitorSnapshot, MonitoredPort},
+    render::metrics::{self, Format},
 };
 
 /// How often the ports are looked at without being told of a change, and the drop counters
@@ -45,9 +42,6 @@ const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// Connections served at once; more are closed as soon as they are accepted, so that clients
 /// can never take the descriptors the ports' follower needs.
 const MAX_CONNECTIONS: usize = 64;
-const NEIGH_FAILED: &str = "NEIGH_FAILED";
-/// Drop reasons with a series on every counted port, zero until the first drop.
-const ALWAYS_EXPORTED_REASONS: [&str; 2] = ["NETFILTER_DROP", NEIGH_FAILED];
 
 pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
     preflight::check()?;
@@ -226,203 +220,6 @@ fn unpin(root: &Path) -> anyhow::Result<()> {
         output::print_line(&format!("unpinned {}", path.display()))?;
     }
     Ok(())
-}
-
-/// The labels of a drops series: namespace, interface, reason.
-type DropLabels = (String, String, String);
-
-struct Monitor {
-    ports: Vec<FollowedPort>,
-    drops: DropProbe,
-    kernel: String,
-    /// Where the ports were at the last refresh (namespace inode, ifindex), with the namespace
-    /// and interface labels their drops were exported under.
-    labelled_places: HashMap<(u32, u32), (String, String)>,
-    /// Drops counted at places the ports have left (a port deleted and created anew gets
-    /// another ifindex), by series: tracer_drops_total never goes backwards while tracer runs.
-    carried_drops: BTreeMap<DropLabels, u64>,
-}
-
-impl Monitor {
-    fn start(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<Self> {
-        let root = &args.pin_dir;
-        let log_level = ebpf_log_level(verbosity);
-        let drops_directory = pins::drops_directory(root);
-        pins::prepare_directory(&drops_directory, &drops::PINNED_MAPS)?;
-        let drops = DropProbe::attach_pinned(&log_level, Some(&drops_directory))?;
-
-        let options = PortOptions {
-            watched_port: args.ports.counting.port,
-            capture: false,
-            log_level,
-            ingress: args.ports.counting.ingress_hook,
-        };
-        let mut followed = Vec::new();
-        for (role, spec) in [
-            ("initiator", &args.ports.initiator),
-            ("target", &args.ports.target),
-        ] {
-            let directory = pins::port_directory(root, spec)?;
-            pins::prepare_directory(&directory, &ports::PINNED_MAPS)?;
-            followed.push(FollowedPort::new(
-                role,
-                spec.clone(),
-                options,
-                Some(directory),
-            ));
-        }
-        Ok(Self {
-            ports: followed,
-            drops,
-            kernel: kernel_release(),
-            labelled_places: HashMap::new(),
-            carried_drops: BTreeMap::new(),
-        })
-    }
-
-    /// Whether announced changes concern a port.
-    fn concern(&self, changes: &crate::collect::events::Changes) -> Concern {
-        self.ports
-            .iter()
-            .map(|port| port.concern(changes, false))
-            .max()
-            .unwrap_or(Concern::None)
-    }
-
-    /// Finds the ports, attaching where needed, then forgets the drop sites that are not where
-    /// a port is now.
-    fn refresh(&mut self) {
-        for port in &mut self.ports {
-            port.refresh();
-        }
-        let places: Vec<PortPlace> = self
-            .ports
-            .iter()
-            .filter_map(FollowedPort::location)
-            .map(Location::place)
-            .collect();
-        let names = self.ports.iter().map(|port| port.spec.interface.as_str());
-        if let Err(err) = self
-            .drops
-            .watch_ports(places.iter().copied())
-            .and_then(|()| self.drops.watch_names(names))
-        {
-            warn!("keeping the ports' drops apart: {err:#}");
-        }
-        if let Err(err) = self.forget_unexported_drops(&places) {
-            warn!("sweeping the drop counters: {err:#}");
-        }
-        self.labelled_places = self
-            .ports
-            .iter()
-            .filter_map(|port| {
-                let location = port.location()?;
-                Some((
-                    (location.netns_inode, location.ifindex),
-                    (location.netns.clone(), port.spec.interface.clone()),
-                ))
-            })
-            .collect();
-    }
-
-    /// kfree_skb sees the whole machine, and drops are keyed by (namespace inode, interface
-    /// index): both are reused once freed. Keeping only the sites where a port is now, every
-    /// second, stops the pinned map from filling up with the rest of the machine, and a port
-    /// arriving somewhere from inheriting the counts of a namespace that died there before.
-    fn forget_unexported_drops(&mut self, places: &[PortPlace]) -> anyhow::Result<()> {
-        let mut unexported: Vec<DropKey> = Vec::new();
-        for site in self.drops.drops()? {
-            if places.iter().any(|place| place.on_device(&site.key)) {
-                continue;
-            }
-            // A place a port has just left: its counts stay in the port's series.
-            let place = (site.key.netns, site.key.ifindex);
-            if let Some((netns, interface)) = self.labelled_places.get(&place) {
-                let labels = (
-                    netns.clone(),
-                    interface.clone(),
-                    self.drops.reason_of(&site.key),
-                );
-                *self.carried_drops.entry(labels).or_default() += site.count;
-            }
-            unexported.push(site.key);
-        }
-        if !unexported.is_empty() {
-            debug!(
-                "forgetting {} drop sites away from the ports",
-                unexported.len()
-            );
-            self.drops.forget(&unexported)?;
-        }
-        Ok(())
-    }
-
-    fn snapshot(&self) -> anyhow::Result<MonitorSnapshot> {
-        let sites = self.drops.drops()?;
-        let ports = self
-            .ports
-            .iter()
-            .map(|port| {
-                Ok(MonitoredPort {
-                    role: port.role.to_owned(),
-                    spec: port.spec.to_string(),
-                    attached: self.attached_port(port, &sites)?,
-                    attach_failing: port.attach_error().is_some(),
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(MonitorSnapshot {
-            ports,
-            // The ports' capture is off: its loss counter stays zero.
-            lost_events: self.drops.lost_events()?,
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            kernel: self.kernel.clone(),
-        })
-    }
-
-    fn attached_port(
-        &self,
-        port: &FollowedPort,
-        sites: &[RawDrop],
-    ) -> anyhow::Result<Option<AttachedPort>> {
-        let Some((location, probe)) = port.attached() else {
-            return Ok(None);
-        };
-        let mut counters = probe.counters()?;
-        // The probe was attached where the port was then; the labels say where it is now.
-        counters.netns = location.netns.clone();
-        let mut drops = BTreeMap::<String, u64>::new();
-        for ((netns, interface, reason), count) in &self.carried_drops {
-            if *netns == location.netns && *interface == port.spec.interface {
-                drops.insert(reason.clone(), *count);
-            }
-        }
-        for site in sites
-            .iter()
-            .filter(|site| location.place().on_device(&site.key))
-        {
-            *drops.entry(self.drops.reason_of(&site.key)).or_default() += site.count;
-        }
-        // The reasons alerts watch are exported from zero on: a series that appears at its
-        // first drop, already at its count, shows no increase to `increase()` or `rate()`.
-        for reason in ALWAYS_EXPORTED_REASONS {
-            drops.entry(reason.to_owned()).or_default();
-        }
-        let neighbour_failures = drops.get(NEIGH_FAILED).copied().unwrap_or(0);
-        Ok(Some(AttachedPort {
-            counters,
-            carrier: port.carrier(),
-            drops,
-            neighbour_failures,
-        }))
-    }
-}
-
-/// `uname -r`.
-fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|release| release.trim().to_owned())
-        .unwrap_or_default()
 }
 
 /// One connection: one request, one response, closed.
