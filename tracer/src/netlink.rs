@@ -1591,7 +1591,9 @@ mod tests {
             socket.drain(&mut heard)?;
             assert!(heard.is_empty(), "{heard:?}");
             let status = std::process::Command::new("ip")
-                .args(["link", "add", "evtest0", "type", "dummy"])
+                .args([
+                    "link", "add", "evtest0", "type", "veth", "peer", "name", "evtest1",
+                ])
                 .status()?;
             assert!(status.success());
             socket.drain(&mut heard)?;
