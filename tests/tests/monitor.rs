@@ -14,10 +14,10 @@ use tracer_tests::{
 };
 
 /// Metrics ports of these tests: one each, away from the default 9464.
-const METRICS_PORT_BASE: u16 = 19464;
 
-fn metrics_address(n: u16) -> String {
-    format!("127.0.0.1:{}", METRICS_PORT_BASE + n)
+fn metrics_address() -> String {
+    // A port nobody holds now: other monitors (other runs, other users) may hold fixed ones.
+    format!("127.0.0.1:{}", tracer_tests::free_port())
 }
 
 /// A lab whose interface names are unique to the test: other tests' labs run at the same time,
@@ -135,7 +135,7 @@ fn promtool(args: &[&str], stdin: Option<&str>) -> Output {
 fn prometheus_reads_exact_counts() {
     let lab = lab("mpr");
     let pins = PinDir::new();
-    let address = metrics_address(1);
+    let address = metrics_address();
     let _monitor = start(&monitor_args(&lab, &address, &pins), &[]);
     let prometheus = Prometheus::start(&[&address]);
     prometheus.wait_for("up{job=\"tracer\"}", 1.0);
@@ -203,7 +203,7 @@ fn prometheus_reads_exact_counts() {
 fn http_serves_metrics_only() {
     let lab = lab("mht");
     let pins = PinDir::new();
-    let address = metrics_address(2);
+    let address = metrics_address();
     let _monitor = start(&monitor_args(&lab, &address, &pins), &[]);
 
     let get = http("GET", &address, "/metrics", &[]).expect("GET");
@@ -248,7 +248,7 @@ fn http_serves_metrics_only() {
 fn restart_keeps_counts_and_reset_starts_from_zero() {
     let lab = lab("mrs");
     let pins = PinDir::new();
-    let address = metrics_address(3);
+    let address = metrics_address();
     let args = monitor_args(&lab, &address, &pins);
     let (i, t) = (&lab.initiator, &lab.target);
 
@@ -332,7 +332,7 @@ fn assert_ingress_hook(exposition: &str, ends: [&End; 2], hook: &str) {
 fn monitor_and_counters_count_the_same_pings() {
     let lab = lab("mco");
     let pins = PinDir::new();
-    let address = metrics_address(4);
+    let address = metrics_address();
     let _monitor = start(
         &monitor_args(&lab, &address, &pins),
         &["--ingress-hook", "xdp"],
@@ -354,7 +354,7 @@ fn monitor_and_counters_count_the_same_pings() {
 fn monitor_falls_back_to_tc_where_xdp_is_taken() {
     let lab = lab("mtc");
     let pins = PinDir::new();
-    let address = metrics_address(5);
+    let address = metrics_address();
     let counters = lab.counters_with(&["--ingress-hook", "xdp"]);
     let _monitor = start(
         &monitor_args(&lab, &address, &pins),
@@ -384,7 +384,7 @@ fn follows_ports_that_appear_move_and_come_back() {
     let _namespaces = Namespaces::create(&[&elsewhere]);
     let (initiator_ns, target_ns) = (format!("{base}-i"), format!("{base}-t"));
     let pins = PinDir::new();
-    let address = metrics_address(6);
+    let address = metrics_address();
     let initiator = format!("{initiator_ns}/{initiator_if}");
     let target = format!("{target_ns}/{target_if}");
     let ports = [
@@ -557,7 +557,7 @@ impl Drop for LabDown {
 fn drops_neighbour_failures_and_carrier() {
     let lab = lab("mdr");
     let pins = PinDir::new();
-    let address = metrics_address(7);
+    let address = metrics_address();
     let _monitor = start(&monitor_args(&lab, &address, &pins), &[]);
     let (i, t) = (&lab.initiator, &lab.target);
     check(
@@ -633,7 +633,7 @@ fn unusable_metrics_address_or_pin_directory_is_a_usage_error() {
         assert_eq!(stderr.lines().count(), 1, "{address} {extra:?}: {stderr}");
         assert!(stderr.contains(expect), "{address} {extra:?}: {stderr}");
     };
-    let address = metrics_address(8);
+    let address = metrics_address();
     one_line_usage_error("localhost", &pin_dir, &[], "--metrics-addr");
     one_line_usage_error("127.0.0.1:99999", &pin_dir, &[], "--metrics-addr");
     // 192.0.2.0/24 is TEST-NET-1: no interface here has it.
@@ -651,7 +651,7 @@ fn unusable_metrics_address_or_pin_directory_is_a_usage_error() {
 
     // One monitor per pin directory: two would share, and double, the counts.
     let _monitor = start(&monitor_args(&lab, &address, &pins), &[]);
-    one_line_usage_error(&metrics_address(9), &pin_dir, &[], "another tracer monitor");
+    one_line_usage_error(&metrics_address(), &pin_dir, &[], "another tracer monitor");
     // --unpin is refused while a monitor uses the directory.
     let out = output(tracer().args(["monitor", "--unpin", "--pin-dir", &pin_dir]));
     assert_eq!(out.status.code(), Some(2));
@@ -695,7 +695,7 @@ fn pinned_map_of_another_layout_is_replaced() {
 
     let lab = lab("mly");
     let pins = PinDir::new();
-    let address = metrics_address(10);
+    let address = metrics_address();
     let args = monitor_args(&lab, &address, &pins);
     // A first run makes the pin directory (and mounts bpffs where needed).
     stop(start(&args, &[]));
