@@ -13,10 +13,9 @@ use tracer_tests::{
     output, ping_from, sample, scrape, tracer, unique,
 };
 
-/// Metrics ports of these tests: one each, away from the default 9464.
-
+/// A metrics address for one test: a port nobody holds now (other monitors, of other runs or
+/// users, may hold fixed ones).
 fn metrics_address() -> String {
-    // A port nobody holds now: other monitors (other runs, other users) may hold fixed ones.
     format!("127.0.0.1:{}", tracer_tests::free_port())
 }
 
