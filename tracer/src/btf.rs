@@ -399,7 +399,7 @@ impl Btf {
                 .ok_or(BtfError::Malformed("member offset overflows"))?;
             type_id = member_type;
         }
-        if bits % 8 != 0 {
+        if !bits.is_multiple_of(8) {
             return Err(BtfError::Malformed("member is a bitfield"));
         }
         Ok(bits / 8)

@@ -386,10 +386,8 @@ impl NetworkEvents {
                 at += size_of::<libc::inotify_event>() + name_len;
             }
         }
-        if directory_gone {
-            if let Some(fd) = self.inotify.take() {
-                self.readiness.remove(fd.as_fd());
-            }
+        if directory_gone && let Some(fd) = self.inotify.take() {
+            self.readiness.remove(fd.as_fd());
         }
     }
 }

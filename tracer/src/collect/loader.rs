@@ -38,9 +38,12 @@ fn loader_without_kernel_btf() -> EbpfLoader<'static> {
 }
 
 /// Classic BPF, as seccomp filters are written (include/uapi/linux/filter.h, seccomp.h).
-const BPF_LD_W_ABS: u16 = 0x00 | 0x00 | 0x20;
-const BPF_JMP_JEQ_K: u16 = 0x05 | 0x10 | 0x00;
-const BPF_RET_K: u16 = 0x06 | 0x00;
+/// BPF_LD | BPF_W | BPF_ABS (0x00, 0x00, 0x20).
+const BPF_LD_W_ABS: u16 = 0x20;
+/// BPF_JMP | BPF_JEQ | BPF_K (0x05, 0x10, 0x00).
+const BPF_JMP_JEQ_K: u16 = 0x15;
+/// BPF_RET | BPF_K (0x06, 0x00).
+const BPF_RET_K: u16 = 0x06;
 const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
 const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
 /// Offsets in `struct seccomp_data`.
