@@ -15,6 +15,7 @@ use crate::{
     collect::{
         events::{NetworkEvents, Readiness},
         follow::{Concern, MOVE_SETTLE},
+        ports::TcAttachment,
     },
     netlink::Group,
 };
@@ -53,6 +54,9 @@ pub(super) struct Pace {
     settle_until: Option<Instant>,
     /// Woken by input while looking would have been too soon: the next look is in full.
     woken: bool,
+    /// Before tcx (6.6), a port moved to another namespace loses its qdisc and tracer's
+    /// filters with it, which no announcement tells: look in full every `TICK`, as if busy.
+    always_busy: bool,
 }
 
 impl Pace {
@@ -64,11 +68,12 @@ impl Pace {
             last_change: now,
             settle_until: None,
             woken: false,
+            always_busy: TcAttachment::of_running_kernel() == TcAttachment::Clsact,
         }
     }
 
     pub(super) fn active(&self) -> bool {
-        self.last_change.elapsed() < ACTIVE_LINGER
+        self.always_busy || self.last_change.elapsed() < ACTIVE_LINGER
     }
 
     pub(super) fn full_due(&self) -> bool {
