@@ -1,8 +1,11 @@
 //! `cargo xtask bench`: the numbers that make tracer safe to leave on.
 //!
 //! What it costs per packet (BPF_PROG_TEST_RUN through `tracer-bench`), how long attaching and
-//! detaching take, how much TCP throughput it leaves (next to tcpdump), how fast `tracer
-//! diagnose` reaches each verdict, and how much memory it holds after traffic.
+//! detaching take and how much memory that needs, how much TCP throughput and how many small
+//! UDP packets a second it leaves (next to tcpdump), how soon a port that appears is counted,
+//! how much CPU `tracer watch` takes while the command is idle, how fast `tracer diagnose`
+//! reaches each verdict, and how much memory the monitor holds after traffic. Every timing is
+//! repeated and reported with its spread (min, median, max): the machine is shared.
 //!
 //! Network safety: every packet stays inside namespaces the bench creates (`tbench_*`), between
 //! addresses of 10.0.0.0/24 on a veth pair; the namespaces are removed at the end, on failure
@@ -46,21 +49,35 @@ const MONITOR_ARGS: [&str; 5] = [
     "--reset",
 ];
 
-/// Runs of each timing; medians are reported.
+/// Runs of each timing; medians are reported, with min and max.
 const ATTACH_RUNS: usize = 7;
+const APPEAR_RUNS: usize = 7;
 const THROUGHPUT_ROUNDS: usize = 7;
+const PPS_ROUNDS: usize = 9;
 const VERDICT_RUNS: usize = 3;
+const WATCH_IDLE_RUNS: usize = 3;
+/// Seconds of each idle-CPU measurement, after `tracer watch` is ready.
+const WATCH_IDLE_SECONDS: u64 = 10;
 const IPERF_SECONDS: u64 = 3;
+/// UDP payload of the packet flood: 106-byte frames with UDP, IPv4 and Ethernet headers.
+const PPS_PAYLOAD: &str = "64";
 /// Pings a second during the RSS run, so that ICMP, ARP and drop counting see traffic too.
 const RSS_PINGS_PER_SECOND: u64 = 5;
+/// The port that appears while the monitor runs, in the target's namespace, its veth peer in
+/// `ELSEWHERE_NS`.
+const APPEARING_IF: &str = "cvl_9_0";
 
-/// The goals of issue 6.
-const GOAL_ADDED_NS: f64 = 15.0;
-const GOAL_ATTACH_MS: f64 = 150.0;
+/// The goals of issue 16 (performance, second round).
+const GOAL_ADDED_NS: f64 = 10.0;
+const GOAL_ATTACH_MS: f64 = 60.0;
+const GOAL_RSS_PEAK_MB: f64 = 25.0;
+const GOAL_RSS_MB: f64 = 15.0;
+const GOAL_WATCH_IDLE_CPU_PERCENT: f64 = 0.2;
+const GOAL_APPEARS_COUNTED_MS: f64 = 20.0;
+const GOAL_VERDICT_SECONDS: f64 = 1.0;
+const GOAL_PPS_RATIO: f64 = 0.95;
+/// Kept from issue 6.
 const GOAL_THROUGHPUT_RATIO: f64 = 0.97;
-const GOAL_VERDICT_SECONDS: f64 = 5.0;
-const GOAL_VERDICT_SECONDS_FAST: f64 = 2.0;
-const GOAL_RSS_MB: f64 = 30.0;
 
 /// The faults `tracer diagnose` is timed on, as tests/tests/diagnose.rs builds them, with the
 /// verdict class each should get.
@@ -156,6 +173,18 @@ fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
+/// A repeated measurement's spread: what a shared machine does to it.
+fn spread(values: &[f64]) -> Value {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    json!({
+        "min": round3(min),
+        "median": round3(median(values)),
+        "max": round3(max),
+        "runs": values.len(),
+    })
+}
+
 /// The bench's namespaces. Created clean; removed on drop, on failure too.
 struct BenchNet {
     // Namespace work is tied to the creating thread's view; keep the guard on it.
@@ -211,6 +240,11 @@ struct Attached {
     ready: PathBuf,
 }
 
+/// The ready file of the bench's attached processes (one at a time).
+fn ready_file() -> PathBuf {
+    std::env::temp_dir().join(format!("tracer-bench-{}.ready", std::process::id()))
+}
+
 /// `tracer ATTACHED_COMMAND` on the lab's ports.
 fn tracer_command() -> Command {
     let mut command = Command::new(tracer_binary());
@@ -244,13 +278,16 @@ impl Attached {
     /// Starts `command` with a ready file and waits until every program is attached; returns
     /// it with the time from spawn to the ready file.
     fn start(mut command: Command) -> anyhow::Result<(Self, Duration)> {
-        let ready = std::env::temp_dir().join(format!("tracer-bench-{}.ready", std::process::id()));
+        command.arg("--ready-file").arg(ready_file());
+        Self::start_with_ready_file(command)
+    }
+
+    /// [`Self::start`] for a command given [`ready_file`] already (where it must come before
+    /// other arguments).
+    fn start_with_ready_file(mut command: Command) -> anyhow::Result<(Self, Duration)> {
+        let ready = ready_file();
         let _ = std::fs::remove_file(&ready);
-        command
-            .arg("--ready-file")
-            .arg(&ready)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        command.stdout(Stdio::null()).stderr(Stdio::piped());
         let start = Instant::now();
         let child = command
             .spawn()
@@ -291,6 +328,20 @@ impl Attached {
 
     fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Waits for it to exit by itself; fails unless it succeeded.
+    fn wait(mut self) -> anyhow::Result<()> {
+        let mut child = self
+            .child
+            .take()
+            .ok_or_else(|| anyhow!("already stopped"))?;
+        let status = child.wait().context("waiting for the attached process")?;
+        if !status.success() {
+            let stderr = read_all(child.stderr.take());
+            bail!("failed ({status}): {stderr}");
+        }
+        Ok(())
     }
 
     /// Ctrl-C, as a user stops it; returns the time until it exited.
@@ -499,12 +550,16 @@ impl Throughput {
     /// Median over rounds of (watched ÷ unwatched). A round's runs are next to each other in
     /// time, so each ratio compares like with like.
     fn ratio(&self, watcher: usize) -> f64 {
-        let ratios: Vec<f64> = self.gbps[watcher]
+        median(&self.ratios(watcher))
+    }
+
+    /// Each round's (watched ÷ unwatched).
+    fn ratios(&self, watcher: usize) -> Vec<f64> {
+        self.gbps[watcher]
             .iter()
             .zip(&self.gbps[UNWATCHED])
             .map(|(with, without)| with / without)
-            .collect();
-        median(&ratios)
+            .collect()
     }
 }
 
@@ -525,16 +580,31 @@ fn measure_throughput() -> anyhow::Result<Throughput> {
     Ok(throughput)
 }
 
+/// Each run of [`measure_attach`].
+struct AttachRuns {
+    attach_ms: Vec<f64>,
+    detach_ms: Vec<f64>,
+    /// VmHWM when the ready file appeared: the peak of attaching.
+    peak_mb: Vec<f64>,
+}
+
 /// Spawn to ready file, and Ctrl-C to exit, of the real `tracer ATTACHED_COMMAND`.
-fn measure_attach() -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
-    let mut attach_ms = Vec::new();
-    let mut detach_ms = Vec::new();
+fn measure_attach() -> anyhow::Result<AttachRuns> {
+    let mut runs = AttachRuns {
+        attach_ms: Vec::new(),
+        detach_ms: Vec::new(),
+        peak_mb: Vec::new(),
+    };
     for _ in 0..ATTACH_RUNS {
         let (tracer, attach) = Attached::start(tracer_command())?;
-        attach_ms.push(millis(attach));
-        detach_ms.push(millis(tracer.stop()?));
+        runs.attach_ms.push(millis(attach));
+        let pid = tracer
+            .pid()
+            .ok_or_else(|| anyhow!("tracer is not running"))?;
+        runs.peak_mb.push(rss_mb(pid)?.1);
+        runs.detach_ms.push(millis(tracer.stop()?));
     }
-    Ok((attach_ms, detach_ms))
+    Ok(runs)
 }
 
 /// VmRSS and VmHWM (peak) of a process, in MiB.
@@ -580,6 +650,253 @@ fn measure_rss(seconds: u64) -> anyhow::Result<(f64, f64)> {
     let memory = rss_mb(pid)?;
     tracer.stop()?;
     Ok(memory)
+}
+
+/// What watches both ports during a packet flood.
+#[derive(Clone, Copy)]
+enum FloodWatcher {
+    Nothing,
+    Tracer,
+    Tcpdump,
+}
+
+const FLOOD_WATCHERS: [FloodWatcher; 3] = [
+    FloodWatcher::Nothing,
+    FloodWatcher::Tracer,
+    FloodWatcher::Tcpdump,
+];
+
+/// Packets a second of one flood of small UDP packets from the initiator.
+#[derive(Clone, Copy)]
+struct Flood {
+    /// Frames that reached the target port (its rx_packets): what crossed both watched ports,
+    /// through both of tracer's programs.
+    port_pps: f64,
+    /// Delivered to the receiving socket: what iperf3's server could take of them.
+    received_pps: f64,
+    /// Sent by iperf3.
+    sent_pps: f64,
+}
+
+/// The target port's received frames so far.
+fn target_rx_packets() -> anyhow::Result<f64> {
+    let output = output_checked(
+        in_netns(TARGET_NS, "cat").arg(format!("/sys/class/net/{TARGET_IF}/statistics/rx_packets")),
+    )?;
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse::<f64>()
+        .context("reading the target port's rx_packets")
+}
+
+/// `iperf3 -u -l 64 -b 0` from the initiator: as many small datagrams as it can send.
+fn udp_flood() -> anyhow::Result<Flood> {
+    check_interrupted()?;
+    let mut command = in_netns(INITIATOR_NS, "iperf3");
+    command.args([
+        "-c",
+        TARGET_IP,
+        "-u",
+        "-l",
+        PPS_PAYLOAD,
+        "-b",
+        "0",
+        "-t",
+        &IPERF_SECONDS.to_string(),
+        "--json",
+    ]);
+    eprintln!("+ {}", describe(&command));
+    let rx_before = target_rx_packets()?;
+    let output = output_checked(&mut command)?;
+    let rx = target_rx_packets()? - rx_before;
+    let report: Value =
+        serde_json::from_slice(&output.stdout).context("reading iperf3's JSON report")?;
+    let field = |sum: &str, key: &str| {
+        report["end"][sum][key]
+            .as_f64()
+            .ok_or_else(|| anyhow!("iperf3's report has no end.{sum}.{key}"))
+    };
+    let seconds = field("sum_received", "seconds")?;
+    Ok(Flood {
+        // The port also received the control connection's few segments: noise below 0.1 %.
+        port_pps: rx / field("sum_sent", "seconds")?,
+        received_pps: (field("sum_received", "packets")? - field("sum_received", "lost_packets")?)
+            / seconds,
+        sent_pps: field("sum_sent", "packets")? / field("sum_sent", "seconds")?,
+    })
+}
+
+impl FloodWatcher {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Nothing => "none",
+            Self::Tracer => "tracer",
+            Self::Tcpdump => "tcpdump",
+        }
+    }
+
+    fn flood(self) -> anyhow::Result<Flood> {
+        match self {
+            Self::Nothing => udp_flood(),
+            Self::Tracer => {
+                let (attached, _) = Attached::start(tracer_command())?;
+                let flood = udp_flood()?;
+                attached.stop()?;
+                Ok(flood)
+            }
+            Self::Tcpdump => {
+                let initiator = tcpdump(INITIATOR_NS, INITIATOR_IF)?;
+                let target = tcpdump(TARGET_NS, TARGET_IF)?;
+                let flood = udp_flood()?;
+                initiator.interrupt()?;
+                target.interrupt()?;
+                Ok(flood)
+            }
+        }
+    }
+}
+
+/// Rounds of one flood per watcher, the order rotating; per watcher, each round's flood.
+fn measure_pps() -> anyhow::Result<Vec<Vec<Flood>>> {
+    let mut floods = vec![Vec::new(); FLOOD_WATCHERS.len()];
+    let mut order: Vec<usize> = (0..FLOOD_WATCHERS.len()).collect();
+    for _ in 0..PPS_ROUNDS {
+        for &watcher in &order {
+            floods[watcher].push(FLOOD_WATCHERS[watcher].flood()?);
+        }
+        order.rotate_left(1);
+    }
+    Ok(floods)
+}
+
+/// Median over rounds of (watched ÷ unwatched) packets a second.
+fn pps_ratio(floods: &[Vec<Flood>], watcher: usize, pps: fn(&Flood) -> f64) -> f64 {
+    let ratios: Vec<f64> = floods[watcher]
+        .iter()
+        .zip(&floods[0])
+        .map(|(with, without)| pps(with) / pps(without))
+        .collect();
+    median(&ratios)
+}
+
+/// The monitor's metrics, as text (HTTP/1.0, one request).
+fn scrape(address: &str) -> anyhow::Result<String> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(address)
+        .with_context(|| format!("connecting to {address}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    Ok(answer)
+}
+
+/// Whether the monitor says the target port is counted.
+fn target_attached(exposition: &str) -> bool {
+    exposition.lines().any(|line| {
+        line.starts_with("tracer_port_attached{role=\"target\"") && line.ends_with(" 1")
+    })
+}
+
+/// The monitor on the initiator and on a target port that does not exist yet; each run creates
+/// the port (a veth end, its peer elsewhere) and times how long until the monitor counts it,
+/// from when `ip link add` returns (the kernel has announced the port by then), then deletes
+/// it again.
+fn measure_appears() -> anyhow::Result<Vec<f64>> {
+    if !Path::new("/var/run/netns").join(ELSEWHERE_NS).exists() {
+        output_checked(Command::new("ip").args(["netns", "add", ELSEWHERE_NS]))?;
+    }
+    let address = MONITOR_ARGS[1];
+    let mut command = Command::new(tracer_binary());
+    command
+        .arg(ATTACHED_COMMAND)
+        .args(["--initiator", &format!("{INITIATOR_NS}/{INITIATOR_IF}")])
+        .args(["--target", &format!("{TARGET_NS}/{APPEARING_IF}")])
+        .args(["--port", PORT])
+        .args(MONITOR_ARGS);
+    let (monitor, _) = Attached::start(command)?;
+    let wait_for = |attached: bool| -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        loop {
+            check_interrupted()?;
+            if target_attached(&scrape(address)?) == attached {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                bail!("the monitor did not see {APPEARING_IF} come or go within 10 s");
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    };
+    let mut runs = Vec::new();
+    for _ in 0..APPEAR_RUNS {
+        std::thread::sleep(Duration::from_millis(300));
+        output_checked(Command::new("ip").args([
+            "link",
+            "add",
+            APPEARING_IF,
+            "netns",
+            TARGET_NS,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "cvl_9_1",
+            "netns",
+            ELSEWHERE_NS,
+        ]))?;
+        runs.push(millis(wait_for(true)?));
+        output_checked(Command::new("ip").args(["-n", TARGET_NS, "link", "del", APPEARING_IF]))?;
+        wait_for(false)?;
+    }
+    monitor.stop()?;
+    Ok(runs)
+}
+
+/// CPU time of every thread of a process, in nanoseconds (schedstat's first field).
+fn cpu_ns(pid: u32) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let path = task?.path().join("schedstat");
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        total += text
+            .split_whitespace()
+            .next()
+            .and_then(|ns| ns.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Ok(total)
+}
+
+/// `tracer watch -- sleep`: the share of one core tracer takes while the command does nothing
+/// on the ports, over `WATCH_IDLE_SECONDS` after it is ready, in percent; one value per run.
+fn measure_watch_idle() -> anyhow::Result<Vec<f64>> {
+    let report = std::env::temp_dir().join(format!("tracer-bench-{}-watch", std::process::id()));
+    let mut runs = Vec::new();
+    for _ in 0..WATCH_IDLE_RUNS {
+        let _ = std::fs::remove_dir_all(&report);
+        let mut command = Command::new(tracer_binary());
+        command
+            .arg("watch")
+            .args(port_args())
+            .arg("--report")
+            .arg(&report)
+            .arg("--ready-file")
+            .arg(ready_file())
+            .args(["--", "sleep", &(WATCH_IDLE_SECONDS + 3).to_string()]);
+        let (watch, _) = Attached::start_with_ready_file(command)?;
+        let pid = watch
+            .pid()
+            .ok_or_else(|| anyhow!("tracer is not running"))?;
+        std::thread::sleep(Duration::from_secs(1));
+        let (cpu_before, start) = (cpu_ns(pid)?, Instant::now());
+        std::thread::sleep(Duration::from_secs(WATCH_IDLE_SECONDS));
+        let cpu = cpu_ns(pid)? - cpu_before;
+        runs.push(100.0 * cpu as f64 / start.elapsed().as_nanos() as f64);
+        watch.wait()?;
+    }
+    let _ = std::fs::remove_dir_all(&report);
+    Ok(runs)
 }
 
 /// A fault in place, and what diagnose needs beside the port arguments.
@@ -726,8 +1043,17 @@ fn time_diagnose(setup: &FaultSetup) -> anyhow::Result<(f64, String)> {
     Ok((seconds, class))
 }
 
-/// Median seconds and the verdict class (the last run's) of each fault.
-fn measure_verdicts(net: &BenchNet) -> anyhow::Result<Vec<(&'static str, f64, String)>> {
+/// One fault's diagnose runs.
+struct Verdicts {
+    fault: &'static str,
+    /// Spawn to exit, each run.
+    seconds: Vec<f64>,
+    /// The verdict class of the last run.
+    class: String,
+}
+
+/// Every run of diagnose on each fault.
+fn measure_verdicts(net: &BenchNet) -> anyhow::Result<Vec<Verdicts>> {
     let mut results = Vec::new();
     for (fault, _) in FAULTS {
         let mut seconds = Vec::new();
@@ -739,7 +1065,11 @@ fn measure_verdicts(net: &BenchNet) -> anyhow::Result<Vec<(&'static str, f64, St
             seconds.push(run_seconds);
             class = run_class;
         }
-        results.push((*fault, median(&seconds), class));
+        results.push(Verdicts {
+            fault,
+            seconds,
+            class,
+        });
     }
     Ok(results)
 }
@@ -831,13 +1161,17 @@ pub fn run(json_path: Option<&Path>, rss_seconds: u64) -> anyhow::Result<()> {
 
     let net = BenchNet::new()?;
     net.lab_up()?;
-    let (attach_runs, detach_runs) = measure_attach()?;
+    let attach_runs = measure_attach()?;
     let internal = measure_attach_internal()?;
-    let attach_internal = median(&numbers(&internal, "attach_ms")?);
-    let detach_internal = median(&numbers(&internal, "detach_ms")?);
+    let attach_internal = numbers(&internal, "attach_ms")?;
+    let detach_internal = numbers(&internal, "detach_ms")?;
+    let appears = measure_appears()?;
+    unpin()?;
+    let watch_idle = measure_watch_idle()?;
 
     let server = iperf3_server()?;
     let throughput = measure_throughput()?;
+    let floods = measure_pps()?;
     let (rss, rss_peak) = measure_rss(rss_seconds)?;
     drop(server);
     unpin()?;
@@ -845,10 +1179,18 @@ pub fn run(json_path: Option<&Path>, rss_seconds: u64) -> anyhow::Result<()> {
     let verdicts = measure_verdicts(&net)?;
     drop(net);
 
-    let attach = median(&attach_runs);
-    let detach = median(&detach_runs);
+    let attach = median(&attach_runs.attach_ms);
+    let detach = median(&attach_runs.detach_ms);
+    let attach_peak = attach_runs.peak_mb.iter().copied().fold(0.0, f64::max);
+    let appears_ms = median(&appears);
+    let watch_idle_cpu = median(&watch_idle);
     let ratio_tracer = throughput.ratio(TRACER);
     let ratio_tcpdump = throughput.ratio(TCPDUMP);
+    let at_port = |flood: &Flood| flood.port_pps;
+    let received = |flood: &Flood| flood.received_pps;
+    let sent = |flood: &Flood| flood.sent_pps;
+    let pps_ratio_tracer = pps_ratio(&floods, 1, at_port);
+    let pps_ratio_tcpdump = pps_ratio(&floods, 2, at_port);
     let gbps: serde_json::Map<String, Value> = WATCHERS
         .iter()
         .zip(&throughput.gbps)
@@ -859,6 +1201,22 @@ pub fn run(json_path: Option<&Path>, rss_seconds: u64) -> anyhow::Result<()> {
             )
         })
         .collect();
+    let pps_runs = |pps: fn(&Flood) -> f64| -> serde_json::Map<String, Value> {
+        FLOOD_WATCHERS
+            .iter()
+            .zip(&floods)
+            .map(|(watcher, runs)| {
+                (
+                    watcher.name().to_owned(),
+                    json!(
+                        runs.iter()
+                            .map(|flood| pps(flood).round())
+                            .collect::<Vec<_>>()
+                    ),
+                )
+            })
+            .collect()
+    };
     let ratio_alternatives: serde_json::Map<String, Value> = WATCHERS
         .iter()
         .enumerate()
@@ -867,26 +1225,80 @@ pub fn run(json_path: Option<&Path>, rss_seconds: u64) -> anyhow::Result<()> {
         .collect();
     let verdict_seconds: serde_json::Map<String, Value> = verdicts
         .iter()
-        .map(|(fault, seconds, _)| ((*fault).to_owned(), json!(round3(*seconds))))
+        .map(|verdict| {
+            (
+                verdict.fault.to_owned(),
+                json!(round3(median(&verdict.seconds))),
+            )
+        })
+        .collect();
+    let verdict_spread: serde_json::Map<String, Value> = verdicts
+        .iter()
+        .map(|verdict| (verdict.fault.to_owned(), spread(&verdict.seconds)))
         .collect();
     let verdict_classes: serde_json::Map<String, Value> = verdicts
         .iter()
-        .map(|(fault, _, class)| ((*fault).to_owned(), json!(class)))
+        .map(|verdict| (verdict.fault.to_owned(), json!(verdict.class)))
         .collect();
     let wrong_verdicts: Vec<&str> = verdicts
         .iter()
-        .filter(|(fault, _, class)| {
+        .filter(|verdict| {
             FAULTS
                 .iter()
-                .any(|(name, expected)| name == fault && expected != class)
+                .any(|(name, expected)| *name == verdict.fault && *expected != verdict.class)
         })
-        .map(|(fault, _, _)| *fault)
+        .map(|verdict| verdict.fault)
         .collect();
     let slowest_verdict = verdicts
         .iter()
-        .map(|(_, seconds, _)| *seconds)
+        .map(|verdict| median(&verdict.seconds))
         .fold(0.0, f64::max);
+    let ratios = |watcher: usize, pps: fn(&Flood) -> f64| -> Vec<f64> {
+        floods[watcher]
+            .iter()
+            .zip(&floods[0])
+            .map(|(with, without)| pps(with) / pps(without))
+            .collect()
+    };
 
+    // Every repeated measurement's min, median and max: the machine is shared.
+    let noise = json!({
+        "attach_ms": spread(&attach_runs.attach_ms),
+        "detach_ms": spread(&attach_runs.detach_ms),
+        "attach_ms_internal": spread(&attach_internal),
+        "detach_ms_internal": spread(&detach_internal),
+        "rss_peak_attach_mb": spread(&attach_runs.peak_mb),
+        "port_appears_counted_ms": spread(&appears),
+        "watch_idle_cpu_percent": spread(&watch_idle),
+        "throughput_ratio_tracer": spread(&throughput.ratios(TRACER)),
+        "throughput_ratio_tcpdump": spread(&throughput.ratios(TCPDUMP)),
+        "pps_ratio_tracer": spread(&ratios(1, received)),
+        "pps_ratio_tcpdump": spread(&ratios(2, received)),
+        "verdict_seconds": verdict_spread,
+    });
+    let goals = json!({
+        "added_ns_per_packet": GOAL_ADDED_NS,
+        "attach_ms": GOAL_ATTACH_MS,
+        "rss_peak_mb": GOAL_RSS_PEAK_MB,
+        "rss_mb": GOAL_RSS_MB,
+        "watch_idle_cpu_percent": GOAL_WATCH_IDLE_CPU_PERCENT,
+        "port_appears_counted_ms": GOAL_APPEARS_COUNTED_MS,
+        "slowest_verdict_seconds": GOAL_VERDICT_SECONDS,
+        "pps_ratio_tracer": GOAL_PPS_RATIO,
+        "throughput_ratio_tracer": GOAL_THROUGHPUT_RATIO,
+    });
+    let goals_met = json!({
+        "xdp_added_ns_per_packet": xdp - baseline_xdp <= GOAL_ADDED_NS,
+        "tc_added_ns_per_packet": tc - baseline_tc <= GOAL_ADDED_NS,
+        "attach_ms": attach <= GOAL_ATTACH_MS,
+        "rss_peak_mb": rss_peak.max(attach_peak) <= GOAL_RSS_PEAK_MB,
+        "rss_mb": rss <= GOAL_RSS_MB,
+        "watch_idle_cpu_percent": watch_idle_cpu <= GOAL_WATCH_IDLE_CPU_PERCENT,
+        "port_appears_counted_ms": appears_ms <= GOAL_APPEARS_COUNTED_MS,
+        "slowest_verdict_seconds": slowest_verdict <= GOAL_VERDICT_SECONDS && wrong_verdicts.is_empty(),
+        "pps_ratio_tracer": pps_ratio_tracer >= GOAL_PPS_RATIO,
+        "throughput_ratio_tracer": ratio_tracer >= GOAL_THROUGHPUT_RATIO,
+    });
     let report = json!({
         "machine": machine,
         "xdp_ns_per_packet": xdp,
@@ -898,36 +1310,37 @@ pub fn run(json_path: Option<&Path>, rss_seconds: u64) -> anyhow::Result<()> {
         "test_run": test_run,
         "attach_ms": round2(attach),
         "detach_ms": round2(detach),
-        "attach_ms_internal": round2(attach_internal),
-        "detach_ms_internal": round2(detach_internal),
+        "attach_ms_internal": round2(median(&attach_internal)),
+        "detach_ms_internal": round2(median(&detach_internal)),
         "attached_command": format!("tracer {ATTACHED_COMMAND}"),
+        "rss_peak_attach_mb": round2(attach_peak),
+        "port_appears_counted_ms": round2(appears_ms),
+        "watch_idle_cpu_percent": round3(watch_idle_cpu),
         "throughput_ratio_tracer": round2(ratio_tracer),
         "throughput_ratio_tcpdump": round2(ratio_tcpdump),
         // The same ratio for other ways of hooking the ports (tracer-bench hold).
         "throughput_ratio_alternatives": ratio_alternatives,
         "throughput_gbps": gbps,
+        "pps_ratio_tracer": round3(pps_ratio_tracer),
+        "pps_ratio_tcpdump": round3(pps_ratio_tcpdump),
+        "pps_received_ratio_tracer": round3(pps_ratio(&floods, 1, received)),
+        "pps_received_ratio_tcpdump": round3(pps_ratio(&floods, 2, received)),
+        "pps_sent_ratio_tracer": round3(pps_ratio(&floods, 1, sent)),
+        "pps_sent_ratio_tcpdump": round3(pps_ratio(&floods, 2, sent)),
+        "pps_payload_bytes": PPS_PAYLOAD.parse::<u32>().unwrap_or(0),
+        "pps_at_target_port": pps_runs(at_port),
+        "pps_received": pps_runs(received),
+        "pps_sent": pps_runs(sent),
         "verdict_seconds": verdict_seconds,
+        "slowest_verdict_seconds": round3(slowest_verdict),
         "verdict_classes": verdict_classes,
         "wrong_verdicts": wrong_verdicts,
         "rss_mb": round2(rss),
         "rss_peak_mb": round2(rss_peak),
         "rss_seconds": rss_seconds,
-        "goals": {
-            "added_ns_per_packet": GOAL_ADDED_NS,
-            "attach_ms": GOAL_ATTACH_MS,
-            "throughput_ratio_tracer": GOAL_THROUGHPUT_RATIO,
-            "verdict_seconds": GOAL_VERDICT_SECONDS,
-            "verdict_seconds_where_the_kernel_allows": GOAL_VERDICT_SECONDS_FAST,
-            "rss_mb": GOAL_RSS_MB,
-        },
-        "goals_met": {
-            "xdp_added_ns_per_packet": xdp - baseline_xdp <= GOAL_ADDED_NS,
-            "tc_added_ns_per_packet": tc - baseline_tc <= GOAL_ADDED_NS,
-            "attach_ms": attach <= GOAL_ATTACH_MS,
-            "throughput_ratio_tracer": ratio_tracer >= GOAL_THROUGHPUT_RATIO,
-            "verdict_seconds": slowest_verdict <= GOAL_VERDICT_SECONDS && wrong_verdicts.is_empty(),
-            "rss_mb": rss <= GOAL_RSS_MB,
-        },
+        "noise": noise,
+        "goals": goals,
+        "goals_met": goals_met,
     });
     print!("{}", table(&report, &verdicts));
     if let Some(path) = json_path {
@@ -943,109 +1356,180 @@ fn mark(met: bool) -> &'static str {
 }
 
 /// The report as a plain table for the terminal.
-fn table(report: &Value, verdicts: &[(&str, f64, String)]) -> String {
+fn table(report: &Value, verdicts: &[Verdicts]) -> String {
     let value = |key: &str| report[key].as_f64().unwrap_or(f64::NAN);
     let met = |key: &str| report["goals_met"][key].as_bool().unwrap_or(false);
+    let noise = |key: &str| {
+        let spread = &report["noise"][key];
+        format!(
+            "{:.3}..{:.3}",
+            spread["min"].as_f64().unwrap_or(f64::NAN),
+            spread["max"].as_f64().unwrap_or(f64::NAN)
+        )
+    };
     let machine = &report["machine"];
-    let mut rows: Vec<(String, String, String, String)> = vec![
-        (
-            "XDP ns/packet: counting | empty".to_owned(),
+    let row = |measure: &str, value: String, goal: String, met: &str, noise: String| {
+        (measure.to_owned(), value, goal, met.to_owned(), noise)
+    };
+    let mut rows: Vec<(String, String, String, String, String)> = vec![
+        row(
+            "XDP ns/packet: counting | empty",
             format!(
                 "{:.1} | {:.1}",
                 value("xdp_ns_per_packet"),
                 value("baseline_xdp_ns_per_packet")
             ),
             String::new(),
+            "",
             String::new(),
         ),
-        (
-            "XDP ns/packet added by counting".to_owned(),
+        row(
+            "XDP ns/packet added by counting",
             format!("{:.1}", value("xdp_added_ns_per_packet")),
             format!("<= {GOAL_ADDED_NS}"),
-            mark(met("xdp_added_ns_per_packet")).to_owned(),
+            mark(met("xdp_added_ns_per_packet")),
+            String::new(),
         ),
-        (
-            "tc ns/packet: counting | empty".to_owned(),
+        row(
+            "tc ns/packet: counting | empty",
             format!(
                 "{:.1} | {:.1}",
                 value("tc_ns_per_packet"),
                 value("baseline_tc_ns_per_packet")
             ),
             String::new(),
+            "",
             String::new(),
         ),
-        (
-            "tc ns/packet added by counting".to_owned(),
+        row(
+            "tc ns/packet added by counting",
             format!("{:.1}", value("tc_added_ns_per_packet")),
             format!("<= {GOAL_ADDED_NS}"),
-            mark(met("tc_added_ns_per_packet")).to_owned(),
+            mark(met("tc_added_ns_per_packet")),
+            String::new(),
         ),
-        (
-            "attach ms (spawn to ready file)".to_owned(),
+        row(
+            "attach ms (spawn to ready file)",
             format!("{:.1}", value("attach_ms")),
             format!("<= {GOAL_ATTACH_MS}"),
-            mark(met("attach_ms")).to_owned(),
+            mark(met("attach_ms")),
+            noise("attach_ms"),
         ),
-        (
-            "detach ms (SIGINT to exit)".to_owned(),
+        row(
+            "detach ms (SIGINT to exit)",
             format!("{:.1}", value("detach_ms")),
             String::new(),
-            String::new(),
+            "",
+            noise("detach_ms"),
         ),
-        (
-            "attach | detach ms inside tracer".to_owned(),
+        row(
+            "attach | detach ms inside tracer",
             format!(
                 "{:.1} | {:.1}",
                 value("attach_ms_internal"),
                 value("detach_ms_internal")
             ),
             String::new(),
+            "",
             String::new(),
         ),
-        (
-            "throughput ratio, tracer".to_owned(),
+        row(
+            "VmHWM MiB at ready | after traffic",
+            format!(
+                "{:.1} | {:.1}",
+                value("rss_peak_attach_mb"),
+                value("rss_peak_mb")
+            ),
+            format!("<= {GOAL_RSS_PEAK_MB}"),
+            mark(met("rss_peak_mb")),
+            noise("rss_peak_attach_mb"),
+        ),
+        row(
+            &format!("RSS MiB after {} s of traffic", report["rss_seconds"]),
+            format!("{:.1}", value("rss_mb")),
+            format!("<= {GOAL_RSS_MB}"),
+            mark(met("rss_mb")),
+            String::new(),
+        ),
+        row(
+            "port appears -> counted, ms",
+            format!("{:.1}", value("port_appears_counted_ms")),
+            format!("<= {GOAL_APPEARS_COUNTED_MS}"),
+            mark(met("port_appears_counted_ms")),
+            noise("port_appears_counted_ms"),
+        ),
+        row(
+            "watch CPU % of a core, command idle",
+            format!("{:.3}", value("watch_idle_cpu_percent")),
+            format!("<= {GOAL_WATCH_IDLE_CPU_PERCENT}"),
+            mark(met("watch_idle_cpu_percent")),
+            noise("watch_idle_cpu_percent"),
+        ),
+        row(
+            "throughput ratio, tracer",
             format!("{:.3}", value("throughput_ratio_tracer")),
             format!(">= {GOAL_THROUGHPUT_RATIO}"),
-            mark(met("throughput_ratio_tracer")).to_owned(),
+            mark(met("throughput_ratio_tracer")),
+            noise("throughput_ratio_tracer"),
         ),
-        (
-            "throughput ratio, tcpdump".to_owned(),
+        row(
+            "throughput ratio, tcpdump",
             format!("{:.3}", value("throughput_ratio_tcpdump")),
             "(reference)".to_owned(),
-            String::new(),
+            "",
+            noise("throughput_ratio_tcpdump"),
+        ),
+        row(
+            "UDP 64-byte pps ratio, tracer",
+            format!("{:.3}", value("pps_ratio_tracer")),
+            format!(">= {GOAL_PPS_RATIO}"),
+            mark(met("pps_ratio_tracer")),
+            noise("pps_ratio_tracer"),
+        ),
+        row(
+            "UDP 64-byte pps ratio, tcpdump",
+            format!("{:.3}", value("pps_ratio_tcpdump")),
+            "(reference)".to_owned(),
+            "",
+            noise("pps_ratio_tcpdump"),
         ),
     ];
     if let Some(alternatives) = report["throughput_ratio_alternatives"].as_object() {
         for (hooks, ratio) in alternatives {
-            rows.push((
-                format!("throughput ratio, {hooks} (tracer-bench hold)"),
+            rows.push(row(
+                &format!("throughput ratio, {hooks} (tracer-bench hold)"),
                 format!("{:.3}", ratio.as_f64().unwrap_or(f64::NAN)),
                 "(comparison)".to_owned(),
+                "",
                 String::new(),
             ));
         }
     }
-    rows.push((
-        format!("RSS MiB after {} s of traffic", report["rss_seconds"]),
-        format!("{:.1}", value("rss_mb")),
-        format!("<= {GOAL_RSS_MB}"),
-        mark(met("rss_mb")).to_owned(),
-    ));
-    for (fault, seconds, class) in verdicts {
+    for verdict in verdicts {
         let expected = FAULTS
             .iter()
-            .find(|(name, _)| name == fault)
+            .find(|(name, _)| *name == verdict.fault)
             .map_or("", |(_, expected)| *expected);
-        let verdict = if class == expected {
-            class.clone()
+        let class = if verdict.class == expected {
+            verdict.class.clone()
         } else {
-            format!("{class}, expected {expected}")
+            format!("{}, expected {expected}", verdict.class)
         };
-        rows.push((
-            format!("diagnose s: {fault} ({verdict})"),
+        let seconds = median(&verdict.seconds);
+        rows.push(row(
+            &format!("diagnose s: {} ({class})", verdict.fault),
             format!("{seconds:.3}"),
             format!("<= {GOAL_VERDICT_SECONDS}"),
-            mark(*seconds <= GOAL_VERDICT_SECONDS && class == expected).to_owned(),
+            mark(seconds <= GOAL_VERDICT_SECONDS && verdict.class == expected),
+            format!(
+                "{:.3}..{:.3}",
+                verdict
+                    .seconds
+                    .iter()
+                    .copied()
+                    .fold(f64::INFINITY, f64::min),
+                verdict.seconds.iter().copied().fold(0.0, f64::max)
+            ),
         ));
     }
     let mut text = format!(
@@ -1057,11 +1541,11 @@ fn table(report: &Value, verdicts: &[(&str, f64, String)]) -> String {
         machine["load_average_at_start"].as_str().unwrap_or("?"),
     );
     text += &format!(
-        "{:<48} {:>13} {:>13} {:>7}\n",
-        "measure", "value", "goal", "met"
+        "{:<44} {:>13} {:>10} {:>7} {:>16}\n",
+        "measure", "value", "goal", "met", "min..max"
     );
-    for (measure, value, goal, met) in rows {
-        text += &format!("{measure:<48} {value:>13} {goal:>13} {met:>7}\n");
+    for (measure, value, goal, met, noise) in rows {
+        text += &format!("{measure:<44} {value:>13} {goal:>10} {met:>7} {noise:>16}\n");
     }
     text
 }

@@ -145,6 +145,10 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
                     pace.woken(&mut watch, concern, captured);
                 }
                 () = tokio::time::sleep_until(wake_at.into()) => {
+                    if pace.last_full.elapsed() >= FULL_LOOK {
+                        // Namespaces inotify could not report (no /run/netns yet, say).
+                        events.get_mut().resync();
+                    }
                     let changes = events.get_mut().take();
                     log::trace!("looking: {changes:?}");
                     let concern = watch.concern(&changes);
