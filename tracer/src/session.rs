@@ -31,11 +31,20 @@ impl Session {
                 .into());
             }
         }
-        let ports = specs
-            .iter()
-            .map(|spec| PortProbe::attach(spec, options))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let mut drops = DropProbe::attach(&options.log_level)?;
+        // The drop probe is loaded while the ports are attached: a tcx attachment mostly
+        // waits for the kernel (an RCU grace period each), time the probe's loading fills.
+        let (ports, drops) = std::thread::scope(|scope| {
+            let drops = scope.spawn(|| DropProbe::attach(&options.log_level));
+            let ports = specs
+                .iter()
+                .map(|spec| PortProbe::attach(spec, options))
+                .collect::<anyhow::Result<Vec<_>>>();
+            let drops = drops
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (ports, drops)
+        });
+        let (ports, mut drops) = (ports?, drops?);
         drops.watch_ports(ports.iter().map(PortProbe::place))?;
         drops.watch_names(ports.iter().map(|port| port.spec.interface.as_str()))?;
         Ok(Self { ports, drops })

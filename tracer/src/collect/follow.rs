@@ -253,13 +253,18 @@ impl FollowedPort {
             }
         }
         self.location = found;
+        self.prepare();
+        refreshed
+    }
+
+    /// Loads the port's programs ahead, unless it is attached or they are loaded already.
+    pub fn prepare(&mut self) {
         if self.probe.is_none() && self.prepared.is_none() {
             match LoadedPrograms::load(&self.options, self.pin_directory.as_deref()) {
                 Ok(loaded) => self.prepared = Some(loaded),
                 Err(err) => debug!("{}: loading ahead: {err:#}", self.spec),
             }
         }
-        refreshed
     }
 
     /// The attached probe, for a caller that takes its capture.

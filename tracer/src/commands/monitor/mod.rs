@@ -79,10 +79,10 @@ pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
             args.pin_dir.display()
         );
     }
-    let mut monitor = Monitor::start(args, verbosity)?;
     // Joined before the first look: nothing that happens after it goes unannounced.
     let events =
         NetworkEvents::new(&[Group::Link]).context("joining rtnetlink's link announcements")?;
+    let mut monitor = Monitor::start(args, verbosity)?;
     monitor.refresh();
     for port in &monitor.ports {
         // The ready file promises that every port present is counted.

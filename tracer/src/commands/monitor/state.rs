@@ -11,6 +11,7 @@ use crate::{
     collect::{
         drops::{self, DropProbe, PortPlace, RawDrop},
         ebpf_log_level,
+        events::Changes,
         follow::{Concern, FollowedPort},
         ports::{self, PortOptions},
     },
@@ -44,8 +45,6 @@ impl Monitor {
         let log_level = ebpf_log_level(verbosity);
         let drops_directory = pins::drops_directory(root);
         pins::prepare_directory(&drops_directory, &drops::PINNED_MAPS)?;
-        let drops = DropProbe::attach_pinned(&log_level, Some(&drops_directory))?;
-
         let options = PortOptions {
             watched_port: args.ports.counting.port,
             capture: false,
@@ -66,6 +65,19 @@ impl Monitor {
                 Some(directory),
             ));
         }
+        // The ports and the drop probe are attached side by side: a tcx attachment mostly waits
+        // for the kernel (an RCU grace period each, under the RTNL lock), time the loading of
+        // the other programs fills.
+        let drops = std::thread::scope(|scope| {
+            let drops =
+                scope.spawn(|| DropProbe::attach_pinned(&log_level, Some(&drops_directory)));
+            for port in &mut followed {
+                scope.spawn(|| port.refresh());
+            }
+            drops
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })?;
         Ok(Self {
             ports: followed,
             drops,
@@ -76,7 +88,7 @@ impl Monitor {
     }
 
     /// Whether announced changes concern a port.
-    pub(super) fn concern(&self, changes: &crate::collect::events::Changes) -> Concern {
+    pub(super) fn concern(&self, changes: &Changes) -> Concern {
         self.ports
             .iter()
             .map(|port| port.concern(changes, false))

@@ -76,10 +76,15 @@ impl Pace {
         self.always_busy || self.last_change.elapsed() < ACTIVE_LINGER
     }
 
+    /// Whether `FULL_LOOK` has passed since the last look in full.
+    pub(super) fn full_look_overdue(&self) -> bool {
+        self.last_full.elapsed() >= FULL_LOOK
+    }
+
     pub(super) fn full_due(&self) -> bool {
         self.woken
             || self.active()
-            || self.last_full.elapsed() >= FULL_LOOK
+            || self.full_look_overdue()
             || self.settle_until.is_some_and(|at| at <= Instant::now())
     }
 
