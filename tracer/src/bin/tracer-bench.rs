@@ -2,7 +2,8 @@
 //!
 //! - `test-run`: what the counting programs cost per packet, by BPF_PROG_TEST_RUN over
 //!   representative frames, next to empty pass-through programs measured the same way.
-//! - `attach`: `Session::attach` and its drop, timed in process, on ports that exist.
+//! - `attach`: `Session::attach` and its drop, timed in process, on ports that exist; and the
+//!   attachment alone of one port whose programs are loaded already.
 //! - `hold`: programs attached the way a design alternative would attach them, until SIGINT,
 //!   so that the throughput they leave can be compared with tracer's own attachment.
 //!
@@ -26,7 +27,7 @@ use serde_json::json;
 use tracer::{
     collect::{
         ebpf_log_level, loader,
-        ports::{IngressHook, PortOptions},
+        ports::{IngressHook, LoadedPrograms, PortOptions, PortProbe},
     },
     netns::{self, NetnsGuard},
     preflight,
@@ -463,10 +464,21 @@ fn attach(initiator: &PortSpec, target: &PortSpec, runs: u32) -> anyhow::Result<
         drop(session);
         detach_ms.push(millis(start.elapsed()));
     }
+    // What is left when a port appears and its programs are loaded already: the tc
+    // attachments themselves (tcx: the kernel waits for an RCU grace period for each).
+    let mut attach_loaded_port_ms = Vec::new();
+    for _ in 0..runs {
+        let loaded = LoadedPrograms::load(&options, None)?;
+        let start = Instant::now();
+        let probe = PortProbe::attach_loaded(target, &options, loaded)?;
+        attach_loaded_port_ms.push(millis(start.elapsed()));
+        drop(probe);
+    }
     Ok(json!({
         "runs": runs,
         "attach_ms": attach_ms,
         "detach_ms": detach_ms,
+        "attach_loaded_port_ms": attach_loaded_port_ms,
     }))
 }
 

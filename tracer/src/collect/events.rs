@@ -39,13 +39,20 @@ const UNREADY_PATIENCE: Duration = Duration::from_secs(1);
 pub struct Changes {
     /// Announcements, with the name of the namespace they came from ("" for tracer's own).
     pub notifications: Vec<(String, Notification)>,
-    /// Namespaces appeared or went, or announcements were lost: anything may have moved.
-    pub everything: bool,
+    /// Namespaces joined since the last look: new ones, with whatever they already hold.
+    pub joined: Vec<String>,
+    /// Namespaces that went (or were created anew under their name).
+    pub left: Vec<String>,
+    /// Announcements were lost (a full socket buffer, a read error): anything may have moved.
+    pub lost: bool,
 }
 
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        self.notifications.is_empty() && !self.everything
+        self.notifications.is_empty()
+            && self.joined.is_empty()
+            && self.left.is_empty()
+            && !self.lost
     }
 }
 
@@ -194,10 +201,12 @@ impl NetworkEvents {
             .iter()
             .map(|(name, subscription)| (subscription.token, name.clone()))
             .collect();
+        let mut namespaces_changed = false;
         for token in self.readiness.ready() {
             if token == INOTIFY_TOKEN {
+                // An inotify queue overflow is one more reason to look at the directory.
                 self.drain_inotify();
-                changes.everything = true;
+                namespaces_changed = true;
                 continue;
             }
             let Some(name) = names.get(&token) else {
@@ -212,21 +221,21 @@ impl NetworkEvents {
                     "reading announcements in {}: {err}",
                     netns::display_name(name)
                 );
-                changes.everything = true;
+                changes.lost = true;
             }
             for notification in heard {
                 if notification == Notification::Overrun {
-                    changes.everything = true;
+                    changes.lost = true;
                 } else {
                     changes.notifications.push((name.clone(), notification));
                 }
             }
         }
         let retry = self.next_retry().is_some_and(|at| at <= Instant::now());
-        if changes.everything || retry {
-            // A namespace that joined may already hold what the caller waits for: it looks
-            // everywhere again.
-            changes.everything |= self.resync();
+        if namespaces_changed || changes.lost || retry {
+            let (joined, left) = self.resync();
+            changes.joined = joined;
+            changes.left = left;
         }
         changes
     }
@@ -241,8 +250,8 @@ impl NetworkEvents {
     }
 
     /// Joins the namespaces that have no socket yet and leaves those that are gone; returns
-    /// whether the set changed. Also what the caller's periodic fallback calls.
-    pub fn resync(&mut self) -> bool {
+    /// the names joined and left. Also what the caller's periodic fallback calls.
+    pub fn resync(&mut self) -> (Vec<String>, Vec<String>) {
         self.last_resync = Instant::now();
         if self.inotify.is_none() {
             self.inotify = self.watch_netns_directory();
@@ -272,7 +281,7 @@ impl NetworkEvents {
                 }
             }
         }
-        let mut changed = false;
+        let (mut joined, mut left) = (Vec::new(), Vec::new());
         let gone: Vec<String> = self
             .subscriptions
             .iter()
@@ -282,14 +291,14 @@ impl NetworkEvents {
         for name in gone {
             if let Some(subscription) = self.subscriptions.remove(&name) {
                 self.readiness.remove(subscription.socket.as_fd());
-                changed = true;
+                left.push(name);
             }
         }
         for (name, inode) in present {
             if self.subscriptions.contains_key(&name) {
                 continue;
             }
-            let joined = EventSocket::open_in(&name, &self.groups).and_then(|socket| {
+            let subscribed = EventSocket::open_in(&name, &self.groups).and_then(|socket| {
                 let token = self.next_token;
                 self.next_token += 1;
                 self.readiness.add(socket.as_fd(), token)?;
@@ -299,10 +308,10 @@ impl NetworkEvents {
                     socket,
                 })
             });
-            match joined {
+            match subscribed {
                 Ok(subscription) => {
-                    self.subscriptions.insert(name, subscription);
-                    changed = true;
+                    self.subscriptions.insert(name.clone(), subscription);
+                    joined.push(name);
                 }
                 Err(err) => {
                     debug!(
@@ -315,7 +324,7 @@ impl NetworkEvents {
             }
         }
         self.unready = unready;
-        changed
+        (joined, left)
     }
 
     /// inotify on `/run/netns` for names created, deleted and renamed.

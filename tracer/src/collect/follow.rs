@@ -159,9 +159,14 @@ impl FollowedPort {
 
     /// Whether `changes` concern this port: a link of its name anywhere, or its own device (by
     /// index in its namespace, renamed say), and with `neighbours`, its neighbour entries,
-    /// addresses and routes as well.
+    /// addresses and routes as well; while it is missing, a namespace that joined (it may be
+    /// there); when found, its namespace going.
     pub fn concern(&self, changes: &Changes, neighbours: bool) -> Concern {
-        if changes.everything {
+        let namespaces = match &self.location {
+            None => !changes.joined.is_empty(),
+            Some(location) => changes.left.contains(&location.netns),
+        };
+        if changes.lost || namespaces {
             return Concern::Now;
         }
         let here = |netns: &str, ifindex: u32| {
