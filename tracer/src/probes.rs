@@ -23,9 +23,10 @@ const ARP_FRAME_LEN: usize = 42;
 const ICMP_ECHO: u8 = 8;
 const ICMP_ECHOREPLY: u8 = 0;
 const ICMP_DEST_UNREACH: u8 = 3;
-/// Time between two probes of one kind, and how long to wait for late answers after the last.
+/// Time between two probes of one kind, and how long to wait for late answers after the last
+/// when the path's round trip is not known (the ARP probes measure it for the others).
 const INTERVAL: Duration = Duration::from_millis(40);
-const LINGER: Duration = Duration::from_millis(300);
+pub const LINGER: Duration = Duration::from_millis(300);
 /// Poll granularity while waiting for answers.
 const RECEIVE_SLICE: Duration = Duration::from_millis(10);
 
@@ -89,6 +90,19 @@ fn set_receive_timeout(fd: &OwnedFd, timeout: Duration) -> io::Result<()> {
 
 /// Receives one datagram, or None when the receive timeout passed.
 fn receive(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Option<(usize, libc::sockaddr_ll)>> {
+    receive_with(fd, buf, 0)
+}
+
+/// Receives one datagram already queued, or None without waiting.
+fn receive_queued(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Option<(usize, libc::sockaddr_ll)>> {
+    receive_with(fd, buf, libc::MSG_DONTWAIT)
+}
+
+fn receive_with(
+    fd: &OwnedFd,
+    buf: &mut [u8],
+    flags: libc::c_int,
+) -> io::Result<Option<(usize, libc::sockaddr_ll)>> {
     // SAFETY: zeroed sockaddr_ll is a valid value; recvfrom writes at most its size.
     let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     let mut from_len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
@@ -98,7 +112,7 @@ fn receive(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Option<(usize, libc::sock
             fd.as_raw_fd(),
             buf.as_mut_ptr().cast(),
             buf.len(),
-            0,
+            flags,
             (&raw mut from).cast(),
             &mut from_len,
         )
@@ -115,11 +129,13 @@ fn receive(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<Option<(usize, libc::sock
     Ok(Some((n as usize, from)))
 }
 
-/// Sends `count` probes `INTERVAL` apart, collecting answers until all came or `LINGER` after
-/// the last probe. `send(seq)` sends probe `seq`; `answer(bytes)` classifies a received packet.
+/// Sends `count` probes `INTERVAL` apart, collecting answers until all came or `linger` after
+/// the last probe; answers already queued then are still read, however late this thread
+/// runs. `send(seq)` sends probe `seq`; `answer(bytes)` classifies a received packet.
 fn exchange(
     fd: &OwnedFd,
     count: u32,
+    linger: Duration,
     mut send: impl FnMut(u16) -> io::Result<()>,
     mut answer: impl FnMut(&[u8], &libc::sockaddr_ll, &mut ProbeOutcome),
 ) -> io::Result<ProbeOutcome> {
@@ -138,12 +154,16 @@ fn exchange(
             outcome.sent += 1;
             next_send = now + INTERVAL;
             if outcome.sent == count {
-                deadline = Some(now + LINGER);
+                deadline = Some(now + linger);
             }
         }
-        if deadline.is_some_and(|deadline| now >= deadline)
-            || (outcome.sent == count && outcome.answered + outcome.unreachable >= count)
-        {
+        if outcome.sent == count && outcome.answered + outcome.unreachable >= count {
+            return Ok(outcome);
+        }
+        if deadline.is_some_and(|deadline| now >= deadline) {
+            while let Some((len, from)) = receive_queued(fd, &mut buf)? {
+                answer(&buf[..len], &from, &mut outcome);
+            }
             return Ok(outcome);
         }
         if let Some((len, from)) = receive(fd, &mut buf)? {
@@ -218,6 +238,7 @@ pub fn arp(
         let outcome = exchange(
             &fd,
             count,
+            LINGER,
             |_| {
                 if first_sent.get().is_none() {
                     first_sent.set(Some(Instant::now()));
@@ -384,13 +405,15 @@ fn next_echo_id() -> u16 {
     (std::process::id() as u16).wrapping_mul(31) ^ NEXT.fetch_add(0x0101, Ordering::Relaxed)
 }
 
-/// ICMP echo requests to `destination`, sent from namespace `netns`.
+/// ICMP echo requests to `destination`, sent from namespace `netns`, answers awaited
+/// `linger` after the last.
 pub fn echo(
     netns: &str,
     destination: Ipv4Addr,
     count: u32,
+    linger: Duration,
 ) -> JoinHandle<io::Result<ProbeOutcome>> {
-    echo_of_size(netns, destination, count, None)
+    echo_of_size(netns, destination, count, None, linger)
 }
 
 /// `count` echo requests of `packet_size` bytes of IP with don't-fragment set: they pass
@@ -400,8 +423,9 @@ pub fn echo_dont_fragment(
     destination: Ipv4Addr,
     count: u32,
     packet_size: u32,
+    linger: Duration,
 ) -> JoinHandle<io::Result<ProbeOutcome>> {
-    echo_of_size(netns, destination, count, Some(packet_size))
+    echo_of_size(netns, destination, count, Some(packet_size), linger)
 }
 
 fn echo_of_size(
@@ -409,6 +433,7 @@ fn echo_of_size(
     destination: Ipv4Addr,
     count: u32,
     dont_fragment_size: Option<u32>,
+    linger: Duration,
 ) -> JoinHandle<io::Result<ProbeOutcome>> {
     in_netns(netns, move || {
         let fd = socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP)?;
@@ -428,6 +453,7 @@ fn echo_of_size(
         exchange(
             &fd,
             count,
+            linger,
             |seq| {
                 let packet = echo_request(id, seq, icmp_len);
                 // SAFETY: packet and `to` are valid for the lengths passed.

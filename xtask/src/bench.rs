@@ -1270,11 +1270,13 @@ pub fn run(json_path: Option<&Path>, rss_seconds: u64) -> anyhow::Result<()> {
         "detach_ms_internal": spread(&detach_internal),
         "rss_peak_attach_mb": spread(&attach_runs.peak_mb),
         "port_appears_counted_ms": spread(&appears),
+        "port_attach_loaded_ms": spread(&attach_loaded_port),
         "watch_idle_cpu_percent": spread(&watch_idle),
         "throughput_ratio_tracer": spread(&throughput.ratios(TRACER)),
         "throughput_ratio_tcpdump": spread(&throughput.ratios(TCPDUMP)),
-        "pps_ratio_tracer": spread(&ratios(1, received)),
-        "pps_ratio_tcpdump": spread(&ratios(2, received)),
+        "pps_ratio_tracer": spread(&ratios(1, at_port)),
+        "pps_ratio_tcpdump": spread(&ratios(2, at_port)),
+        "pps_received_ratio_tracer": spread(&ratios(1, received)),
         "verdict_seconds": verdict_spread,
     });
     let goals = json!({

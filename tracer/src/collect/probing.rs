@@ -55,6 +55,18 @@ fn tcp_timeout(round_trip: Option<Duration>) -> Duration {
     })
 }
 
+/// How long echo answers are awaited after the last request, the same way: some round trips,
+/// at least `ECHO_LINGER_FLOOR`, at most the fixed wait used when nothing was measured. Answers
+/// that arrived in time are read however late the probing thread runs.
+const ECHO_LINGER_ROUND_TRIPS: u32 = 10;
+const ECHO_LINGER_FLOOR: Duration = Duration::from_millis(100);
+
+fn echo_linger(round_trip: Option<Duration>) -> Duration {
+    round_trip.map_or(probes::LINGER, |round_trip| {
+        (round_trip * ECHO_LINGER_ROUND_TRIPS).clamp(ECHO_LINGER_FLOOR, probes::LINGER)
+    })
+}
+
 /// The path to probe: its two ports, their addresses and the TCP port.
 #[derive(Debug, Clone)]
 pub struct ProbedPath {
@@ -310,8 +322,9 @@ fn probe_path(
             skipped(ProbeKind::Tcp, Side::Initiator, &why),
         ]
     } else {
-        let forward = probes::echo(&initiator.netns, args.target_ip, ECHO_PROBES);
-        let reverse = probes::echo(&target.netns, args.initiator_ip, ECHO_PROBES);
+        let linger = echo_linger(round_trip);
+        let forward = probes::echo(&initiator.netns, args.target_ip, ECHO_PROBES, linger);
+        let reverse = probes::echo(&target.netns, args.initiator_ip, ECHO_PROBES, linger);
         let tcp = probes::tcp(
             &initiator.netns,
             SocketAddrV4::new(args.target_ip, args.port),
@@ -361,6 +374,7 @@ fn probe_path(
                 destination,
                 MTU_PROBES,
                 size,
+                echo_linger(round_trip),
             ));
             let now = snapshot(&session)?;
             let crossings = Crossings::between(&last, &now);
@@ -504,7 +518,7 @@ fn drops_between(before: &[RawDrop], after: &[RawDrop]) -> Vec<RawDrop> {
 mod tests {
     use std::time::Duration;
 
-    use super::tcp_timeout;
+    use super::{echo_linger, tcp_timeout};
 
     #[test]
     fn tcp_timeout_follows_the_round_trip_between_floor_and_ceiling() {
@@ -522,5 +536,22 @@ mod tests {
             Duration::from_secs(1)
         );
         assert_eq!(tcp_timeout(None), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn echo_linger_follows_the_round_trip_between_floor_and_ceiling() {
+        assert_eq!(
+            echo_linger(Some(Duration::from_micros(80))),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            echo_linger(Some(Duration::from_millis(20))),
+            Duration::from_millis(200)
+        );
+        assert_eq!(
+            echo_linger(Some(Duration::from_millis(90))),
+            Duration::from_millis(300)
+        );
+        assert_eq!(echo_linger(None), Duration::from_millis(300));
     }
 }

@@ -21,7 +21,7 @@ use tracer_evidence::{Side, diagnose};
 use self::{
     bundle::{CommandReport, write_bundle},
     observe::{Watch, WatchedPort},
-    pace::{ANNOUNCEMENTS, GROUPS, Pace, Wakeups, capture_fds},
+    pace::{ANNOUNCEMENTS, GROUPS, Pace, Wakeups},
     passive::passive_evidence,
     timeline::Timeline,
 };
@@ -94,6 +94,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         timeline: Timeline::default(),
         clock_offset: capture::monotonic_to_unix_ns(),
         first_rulesets: HashMap::new(),
+        captures_attached: 0,
     };
     // Drops counted before the command starts are not the command's.
     watch.last_drops = watch
@@ -170,7 +171,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
                     }
                 }
             }
-            if wakeups.captures != capture_fds(&watch) {
+            if wakeups.captures_attached != watch.captures_attached {
                 wakeups = Wakeups::new(&watch, events.get_ref())?;
             }
         }

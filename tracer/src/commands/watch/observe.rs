@@ -140,6 +140,8 @@ pub(super) struct Watch {
     pub(super) clock_offset: i128,
     /// Rulesets of the ports' namespaces before the command started, by name.
     pub(super) first_rulesets: HashMap<String, Ruleset>,
+    /// Capture ring buffers taken so far: a new one is a new descriptor to wake on.
+    pub(super) captures_attached: u64,
 }
 
 impl Watch {
@@ -267,6 +269,7 @@ impl Watch {
         {
             let hook = probe.ingress_hook.name();
             port.recorder.attach(probe.take_capture());
+            self.captures_attached += 1;
             self.timeline.push_on(
                 side,
                 now,

@@ -3,7 +3,7 @@
 //! then in case an announcement was lost.
 
 use std::{
-    os::fd::{AsFd as _, AsRawFd as _, RawFd},
+    os::fd::AsFd as _,
     time::{Duration, Instant},
 };
 
@@ -165,8 +165,8 @@ impl Pace {
 /// What watch wakes on: the announcements, and each port's capture ring buffer.
 pub(super) struct Wakeups {
     pub(super) readiness: AsyncFd<Readiness>,
-    /// The ring buffers registered, to notice when a port attached again has new ones.
-    pub(super) captures: Vec<RawFd>,
+    /// `Watch::captures_attached` when made: a port attached again has a new ring buffer.
+    pub(super) captures_attached: u64,
 }
 
 impl Wakeups {
@@ -184,15 +184,7 @@ impl Wakeups {
             readiness: readiness
                 .into_async()
                 .context("waiting for announcements and frames")?,
-            captures: capture_fds(watch),
+            captures_attached: watch.captures_attached,
         })
     }
-}
-
-pub(super) fn capture_fds(watch: &Watch) -> Vec<RawFd> {
-    watch
-        .capture_fds()
-        .iter()
-        .map(|fd| fd.as_raw_fd())
-        .collect()
 }
