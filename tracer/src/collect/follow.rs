@@ -323,10 +323,12 @@ impl FollowedPort {
             netns: location.netns.clone(),
             interface: self.spec.interface.clone(),
         };
+        let start = std::time::Instant::now();
         let attached = match self.prepared.take() {
             Some(loaded) => PortProbe::attach_loaded(&here, &self.options, loaded),
             None => PortProbe::attach_pinned(&here, &self.options, self.pin_directory.as_deref()),
         };
+        debug!("{}: attaching took {:?}", self.spec, start.elapsed());
         match attached {
             Ok(probe) => {
                 info!(

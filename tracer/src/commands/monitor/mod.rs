@@ -151,6 +151,7 @@ pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
                     let changes = ready.get_inner_mut().take();
                     ready.clear_ready();
                     let concern = monitor.borrow().concern(&changes);
+                    log::trace!("announced: {changes:?}: {concern:?}");
                     match concern {
                         Concern::Now => {
                             look_at = None;

@@ -30,7 +30,7 @@ pub(super) const ACTIVE_LINGER: Duration = Duration::from_secs(1);
 /// How often counters and drops are read once nothing has changed for `ACTIVE_LINGER`. Links,
 /// neighbours, addresses and routes are announced by the kernel and captured frames wake
 /// watch at once, so this only bounds how late a drop or bulk data is seen after a quiet spell.
-pub(super) const IDLE_TICK: Duration = Duration::from_millis(250);
+pub(super) const IDLE_TICK: Duration = Duration::from_millis(500);
 /// How often links and neighbours are looked at although nothing was announced, in case an
 /// announcement was lost.
 pub(super) const FULL_LOOK: Duration = Duration::from_secs(5);
