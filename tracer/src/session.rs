@@ -31,13 +31,21 @@ impl Session {
                 .into());
             }
         }
-        // The drop probe is loaded while the ports are attached: a tcx attachment mostly
-        // waits for the kernel (an RCU grace period each), time the probe's loading fills.
+        // The ports and the drop probe are attached side by side: a tcx attachment mostly waits
+        // for the kernel (an RCU grace period each, under the RTNL lock), time the loading of
+        // the other programs fills.
         let (ports, drops) = std::thread::scope(|scope| {
             let drops = scope.spawn(|| DropProbe::attach(&options.log_level));
-            let ports = specs
+            let attaching: Vec<_> = specs
                 .iter()
-                .map(|spec| PortProbe::attach(spec, options))
+                .map(|spec| scope.spawn(move || PortProbe::attach(spec, options)))
+                .collect();
+            let ports = attaching
+                .into_iter()
+                .map(|port| {
+                    port.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
                 .collect::<anyhow::Result<Vec<_>>>();
             let drops = drops
                 .join()
