@@ -52,8 +52,8 @@ const MONITOR_ARGS: [&str; 5] = [
 /// Runs of each timing; medians are reported, with min and max.
 const ATTACH_RUNS: usize = 7;
 const APPEAR_RUNS: usize = 7;
-const THROUGHPUT_ROUNDS: usize = 7;
-const PPS_ROUNDS: usize = 9;
+const THROUGHPUT_ROUNDS: usize = 9;
+const PPS_ROUNDS: usize = 15;
 const VERDICT_RUNS: usize = 3;
 const WATCH_IDLE_RUNS: usize = 3;
 /// Seconds of each idle-CPU measurement, after `tracer watch` is ready.

@@ -81,9 +81,12 @@ impl Pace {
         self.last_full.elapsed() >= FULL_LOOK
     }
 
+    /// Whether the next look is in full. Traffic alone does not make it so: what a full look
+    /// reads (links, neighbours, addresses, routes) is announced when it changes; before tcx,
+    /// a moved port's lost filters are not, so there every look is in full.
     pub(super) fn full_due(&self) -> bool {
         self.woken
-            || self.active()
+            || self.always_busy
             || self.full_look_overdue()
             || self.settle_until.is_some_and(|at| at <= Instant::now())
     }
