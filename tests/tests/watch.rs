@@ -151,7 +151,7 @@ fn healthy_setup_is_ok_and_follows_the_moved_port() {
         probes
             .iter()
             .find(|probe| probe["kind"] == "icmp_reverse")
-            .expect("the target's ping")
+            .unwrap_or_else(|| panic!("the target's ping is not among the probes: {report:#}"))
     };
     assert_eq!(
         counted["reached_peer"], counted["left_origin"],

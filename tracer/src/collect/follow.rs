@@ -9,7 +9,7 @@ use log::{debug, info, warn};
 use crate::{
     collect::{
         events::Changes,
-        ports::{self, LoadedPrograms, PortOptions, PortProbe},
+        ports::{self, LoadedPrograms, PortOptions, PortProbe, TcAttachment},
     },
     locate::{self, Location},
     netlink::Notification,
@@ -54,8 +54,8 @@ pub struct FollowedPort {
     options: PortOptions,
     pin_directory: Option<PathBuf>,
     probe: Option<PortProbe>,
-    /// Programs loaded ahead while the port is awaited: when it appears, only attaching is
-    /// left to do.
+    /// Programs loaded ahead (see `prepare`): when the port appears or, before tcx, has moved,
+    /// only attaching is left to do.
     prepared: Option<LoadedPrograms>,
     /// Where the port is now; `None` while it is not found.
     location: Option<Location>,
@@ -262,9 +262,16 @@ impl FollowedPort {
         refreshed
     }
 
-    /// Loads the port's programs ahead, unless it is attached or they are loaded already.
-    pub fn prepare(&mut self) {
-        if self.probe.is_none() && self.prepared.is_none() {
+    /// Loads the port's programs ahead, unless they are loaded already: while the port is
+    /// missing, and before tcx (6.6) while it is attached too, since a move to another
+    /// namespace takes its qdisc and tracer's filters with it. What is left to do then is the
+    /// attachment alone, before the test's next frames.
+    fn prepare(&mut self) {
+        let needed = self
+            .probe
+            .as_ref()
+            .is_none_or(|probe| probe.tc_attachment == TcAttachment::Clsact);
+        if needed && self.prepared.is_none() {
             match LoadedPrograms::load(&self.options, self.pin_directory.as_deref()) {
                 Ok(loaded) => self.prepared = Some(loaded),
                 Err(err) => debug!("{}: loading ahead: {err:#}", self.spec),

@@ -61,33 +61,23 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         log_level: ebpf_log_level(verbosity),
         ingress: args.ports.counting.ingress_hook,
     };
-    let mut ports = [
-        WatchedPort::new(
-            Side::Initiator,
-            &args.ports.initiator,
-            options,
-            args.capture_frames,
-        ),
-        WatchedPort::new(
-            Side::Target,
-            &args.ports.target,
-            options,
-            args.capture_frames,
-        ),
-    ];
-    // The drop probe and the ports' programs load side by side.
-    let drops = std::thread::scope(|scope| {
-        let drops = scope.spawn(|| DropProbe::attach(&options.log_level));
-        for port in &mut ports {
-            port.follower.prepare();
-        }
-        drops
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })?;
+    let drops = DropProbe::attach(&options.log_level)?;
     let mut watch = Watch {
         started: Instant::now(),
-        ports,
+        ports: [
+            WatchedPort::new(
+                Side::Initiator,
+                &args.ports.initiator,
+                options,
+                args.capture_frames,
+            ),
+            WatchedPort::new(
+                Side::Target,
+                &args.ports.target,
+                options,
+                args.capture_frames,
+            ),
+        ],
         drops,
         last_drops: HashMap::new(),
         all_drops: HashMap::new(),
@@ -157,7 +147,8 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
                 }
                 () = tokio::time::sleep_until(wake_at.into()) => {
                     if pace.full_look_overdue() {
-                        // Namespaces inotify could not report (no /run/netns yet, say).
+                        // Namespaces inotify could not report (no /run/netns yet, say). The
+                        // look that follows is in full: what joined needs no announcing.
                         events.get_mut().resync();
                     }
                     let changes = events.get_mut().take();
