@@ -622,6 +622,22 @@ pub fn scrape(address: &str) -> String {
     response.text()
 }
 
+/// Scrapes until `check` accepts the exposition, for at most 20 s.
+pub fn scrape_until(address: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let exposition = scrape(address);
+        if check(&exposition) {
+            return exposition;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never saw {what} within 20 s:\n{exposition}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The value of the sample `name` whose labels include `labels`, in a text exposition.
 pub fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     exposition.lines().find_map(|line| {

@@ -13,7 +13,7 @@ use std::{
 
 use tracer_tests::{
     End, Lab, Namespaces, PinDir, TracerRun, check, diagnose, free_port, http, output, ping_from,
-    require_root, sample, scrape, tracer, unique,
+    require_root, sample, scrape, scrape_until, tracer, unique,
 };
 
 fn assert_usage_error(out: &Output, mentions: &str) {
@@ -85,21 +85,6 @@ fn packets(exposition: &str, end: &End, direction: &str, kind: &str) -> Option<f
             ("kind", kind),
         ],
     )
-}
-
-fn scrape_until(address: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let exposition = scrape(address);
-        if check(&exposition) {
-            return exposition;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never saw {what} within 20 s:\n{exposition}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 // 1. Metrics server DoS.

@@ -5,12 +5,11 @@ use std::{
     io::Write as _,
     path::Path,
     process::{Command, Output, Stdio},
-    time::{Duration, Instant},
 };
 
 use tracer_tests::{
     End, Lab, Namespaces, PinDir, Prometheus, TracerRun, assert_pings_crossed, check, count, http,
-    output, ping_from, sample, scrape, tracer, unique,
+    output, ping_from, sample, scrape, scrape_until, tracer, unique,
 };
 
 /// A metrics address for one test: a port nobody holds now (other monitors, of other runs or
@@ -68,22 +67,6 @@ fn packets(exposition: &str, netns: &str, interface: &str, direction: &str, kind
         ],
     )
     .unwrap_or_else(|| panic!("no {netns}/{interface} {direction} {kind} in:\n{exposition}"))
-}
-
-/// Scrapes until `check` accepts the exposition (the monitor looks for ports every second).
-fn scrape_until(address: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let exposition = scrape(address);
-        if check(&exposition) {
-            return exposition;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never saw {what} within 20 s:\n{exposition}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// The echo counts of a healthy ping exchange, `n` of each, on both ends; and the ARP counts

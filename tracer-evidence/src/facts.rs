@@ -165,6 +165,19 @@ pub struct Hop {
     pub bridge: Option<String>,
 }
 
+impl Hop {
+    /// The cable between two ports that are not a veth pair: tracer cannot see it.
+    pub fn cable() -> Self {
+        Self {
+            role: HopRole::Cable,
+            netns: String::new(),
+            interface: String::new(),
+            link: None,
+            bridge: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HopRole {
@@ -191,6 +204,22 @@ pub struct PathEvidence {
 }
 
 impl PortEvidence {
+    /// A port as named, before anything about its device is read.
+    pub fn new(side: Side, netns: &str, interface: &str, netns_exists: bool) -> Self {
+        Self {
+            side,
+            netns: netns.to_owned(),
+            interface: interface.to_owned(),
+            netns_exists,
+            link: None,
+            found_elsewhere: Vec::new(),
+            addresses: Vec::new(),
+            programs: Vec::new(),
+            sysctls: Vec::new(),
+            same_subnet_elsewhere: Vec::new(),
+        }
+    }
+
     /// As a port spec: NETNS/IFNAME, or IFNAME in tracer's own namespace.
     pub fn spec(&self) -> String {
         if self.netns.is_empty() {
@@ -387,6 +416,26 @@ pub struct Evidence {
     #[serde(default)]
     pub carrier_gaps: Vec<CarrierGap>,
     pub environment: Environment,
+}
+
+impl Evidence {
+    /// The two ports and the run's environment, before anything is probed or looked up.
+    pub fn new(initiator: PortEvidence, target: PortEvidence, environment: Environment) -> Self {
+        Self {
+            initiator,
+            target,
+            routes: Vec::new(),
+            probes: Vec::new(),
+            drops: Vec::new(),
+            netfilter: Vec::new(),
+            neighbours: Vec::new(),
+            counters: None,
+            path: None,
+            mtu_probes: Vec::new(),
+            carrier_gaps: Vec::new(),
+            environment,
+        }
+    }
 }
 
 /// Frames that left a port while it had no carrier.

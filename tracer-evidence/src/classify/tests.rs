@@ -29,16 +29,9 @@ fn link(name: &str, ifindex: u32) -> Link {
 
 fn port(side: Side, netns: &str, interface: &str, address: &str) -> PortEvidence {
     PortEvidence {
-        side,
-        netns: netns.to_owned(),
-        interface: interface.to_owned(),
-        netns_exists: true,
         link: Some(link(interface, 2)),
-        found_elsewhere: Vec::new(),
         addresses: vec![address.to_owned()],
-        programs: Vec::new(),
-        sysctls: Vec::new(),
-        same_subnet_elsewhere: Vec::new(),
+        ..PortEvidence::new(side, netns, interface, true)
     }
 }
 
@@ -75,9 +68,13 @@ fn route(from: Side, destination: [u8; 4]) -> RouteEvidence {
 }
 
 fn healthy() -> Evidence {
+    let environment = Environment {
+        initiator_ip: "10.0.0.1".to_owned(),
+        target_ip: "10.0.0.2".to_owned(),
+        port: 4420,
+        ..Environment::default()
+    };
     Evidence {
-        initiator: port(Side::Initiator, "", "cvl_0_1", "10.0.0.1/24"),
-        target: port(Side::Target, "cvl_0_0_ns_spdk", "cvl_0_0", "10.0.0.2/24"),
         routes: vec![
             route(Side::Initiator, [10, 0, 0, 2]),
             route(Side::Target, [10, 0, 0, 1]),
@@ -92,18 +89,11 @@ fn healthy() -> Evidence {
             side: Side::Initiator,
             drop: drop("", "cvl_0_1", "NO_SOCKET", "ipv4", 5),
         }],
-        netfilter: Vec::new(),
-        neighbours: Vec::new(),
-        counters: None,
-        path: None,
-        mtu_probes: Vec::new(),
-        carrier_gaps: Vec::new(),
-        environment: Environment {
-            initiator_ip: "10.0.0.1".to_owned(),
-            target_ip: "10.0.0.2".to_owned(),
-            port: 4420,
-            ..Environment::default()
-        },
+        ..Evidence::new(
+            port(Side::Initiator, "", "cvl_0_1", "10.0.0.1/24"),
+            port(Side::Target, "cvl_0_0_ns_spdk", "cvl_0_0", "10.0.0.2/24"),
+            environment,
+        )
     }
 }
 
@@ -138,6 +128,14 @@ fn probe_mut(evidence: &mut Evidence, kind: ProbeKind) -> &mut ProbeEvidence {
         .iter_mut()
         .find(|probe| probe.kind == kind)
         .expect("fixture has every probe")
+}
+
+/// The `kind` probe's requests arrive, and no answer ever leaves the peer.
+fn answers_lost(evidence: &mut Evidence, kind: ProbeKind) {
+    let probe = probe_mut(evidence, kind);
+    probe.outcome.answered = 0;
+    probe.answer_left_peer = 0;
+    probe.answer_reached_origin = 0;
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -256,10 +254,7 @@ fn missing_route_back_from_the_target() {
         message: "Network is unreachable".to_owned(),
     };
     for kind in [ProbeKind::IcmpForward, ProbeKind::IcmpReverse] {
-        let icmp = probe_mut(&mut evidence, kind);
-        icmp.outcome.answered = 0;
-        icmp.answer_left_peer = 0;
-        icmp.answer_reached_origin = 0;
+        answers_lost(&mut evidence, kind);
     }
     let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Route);
@@ -377,10 +372,7 @@ fn hit(
 #[test]
 fn icmp_dropped_on_target_input_is_netfilter_with_the_rule() {
     let mut evidence = healthy();
-    let icmp = probe_mut(&mut evidence, ProbeKind::IcmpForward);
-    icmp.outcome.answered = 0;
-    icmp.answer_left_peer = 0;
-    icmp.answer_reached_origin = 0;
+    answers_lost(&mut evidence, ProbeKind::IcmpForward);
     evidence.drops.push(DropEvidence {
         side: Side::Target,
         drop: drop("cvl_0_0_ns_spdk", "cvl_0_0", "NETFILTER_DROP", "ipv4", 5),
@@ -445,10 +437,7 @@ fn healthy_probes_ignore_unrelated_netfilter_drops() {
 #[test]
 fn unexplained_drop_is_unknown_with_its_reason() {
     let mut evidence = healthy();
-    let icmp = probe_mut(&mut evidence, ProbeKind::IcmpForward);
-    icmp.outcome.answered = 0;
-    icmp.answer_left_peer = 0;
-    icmp.answer_reached_origin = 0;
+    answers_lost(&mut evidence, ProbeKind::IcmpForward);
     evidence.drops.push(DropEvidence {
         side: Side::Target,
         drop: drop("cvl_0_0_ns_spdk", "cvl_0_0", "IP_RPFILTER", "ipv4", 5),
@@ -476,10 +465,7 @@ fn signature_is_stable_and_names_the_place() {
 #[test]
 fn netfilter_without_a_named_rule_still_says_where() {
     let mut evidence = healthy();
-    let icmp = probe_mut(&mut evidence, ProbeKind::IcmpForward);
-    icmp.outcome.answered = 0;
-    icmp.answer_left_peer = 0;
-    icmp.answer_reached_origin = 0;
+    answers_lost(&mut evidence, ProbeKind::IcmpForward);
     evidence.drops.push(DropEvidence {
         side: Side::Target,
         drop: drop("cvl_0_0_ns_spdk", "cvl_0_0", "NETFILTER_DROP", "ipv4", 5),
@@ -527,10 +513,7 @@ fn a_program_on_the_target_ingress_is_program_not_cable() {
         attachment: "tcx".to_owned(),
         position: 0,
     });
-    let icmp = probe_mut(&mut evidence, ProbeKind::IcmpForward);
-    icmp.outcome.answered = 0;
-    icmp.answer_left_peer = 0;
-    icmp.answer_reached_origin = 0;
+    answers_lost(&mut evidence, ProbeKind::IcmpForward);
     let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Program, "{verdict:?}");
     assert_eq!(verdict.class.exit_code(), 17);
@@ -555,10 +538,7 @@ fn no_traffic_at_all_is_nothing_observed() {
 /// Echo requests left the initiator and reached the target; no reply came back.
 fn icmp_unanswered_at_target(evidence: &mut Evidence) {
     for kind in [ProbeKind::IcmpForward, ProbeKind::Tcp] {
-        let probe = probe_mut(evidence, kind);
-        probe.outcome.answered = 0;
-        probe.answer_left_peer = 0;
-        probe.answer_reached_origin = 0;
+        answers_lost(evidence, kind);
     }
 }
 

@@ -45,18 +45,8 @@ pub fn environment(initiator_ip: Ipv4Addr, target_ip: Ipv4Addr, port: u16) -> En
 /// What is at `spec`; `ours` are the ids of tracer's own programs, left out of the port's
 /// attached programs.
 pub fn inspect_port(spec: &PortSpec, side: Side, ours: &[u32]) -> PortEvidence {
-    let mut evidence = PortEvidence {
-        side,
-        netns: spec.netns.clone(),
-        interface: spec.interface.clone(),
-        netns_exists: spec.netns.is_empty() || netns::netns_path(&spec.netns).exists(),
-        link: None,
-        found_elsewhere: Vec::new(),
-        addresses: Vec::new(),
-        programs: Vec::new(),
-        sysctls: Vec::new(),
-        same_subnet_elsewhere: Vec::new(),
-    };
+    let netns_exists = spec.netns.is_empty() || netns::netns_path(&spec.netns).exists();
+    let mut evidence = PortEvidence::new(side, &spec.netns, &spec.interface, netns_exists);
     if evidence.netns_exists
         && let Ok(socket) = RouteSocket::open_in(&spec.netns)
     {

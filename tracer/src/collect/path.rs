@@ -28,13 +28,7 @@ pub fn walk(initiator: &PortEvidence, target: &PortEvidence) -> Option<PathEvide
     if !direct_pair {
         let target_peer = veth_peer(&target.netns, target_link);
         if initiator_peer.is_none() && target_peer.is_none() {
-            hops.push(Hop {
-                role: HopRole::Cable,
-                netns: String::new(),
-                interface: String::new(),
-                link: None,
-                bridge: None,
-            });
+            hops.push(Hop::cable());
         }
         let peers = [initiator_peer, target_peer].map(|peer| peer.map(peer_hop));
         // The bridge one of the peers is a port of (the initiator's first).

@@ -87,20 +87,11 @@ pub fn gather(
 ) -> anyhow::Result<Evidence> {
     // One run at a time on these ports: their probes and neighbour entries would mix.
     let _locks = PortLocks::acquire(&[&args.initiator, &args.target], lock::WAIT)?;
-    let mut evidence = Evidence {
-        initiator: inspect_port(&args.initiator, Side::Initiator, &[]),
-        target: inspect_port(&args.target, Side::Target, &[]),
-        routes: Vec::new(),
-        probes: Vec::new(),
-        drops: Vec::new(),
-        netfilter: Vec::new(),
-        neighbours: Vec::new(),
-        counters: None,
-        path: None,
-        mtu_probes: Vec::new(),
-        carrier_gaps: Vec::new(),
-        environment: environment(args.initiator_ip, args.target_ip, args.port),
-    };
+    let mut evidence = Evidence::new(
+        inspect_port(&args.initiator, Side::Initiator, &[]),
+        inspect_port(&args.target, Side::Target, &[]),
+        environment(args.initiator_ip, args.target_ip, args.port),
+    );
     evidence.path = path::walk(&evidence.initiator, &evidence.target);
     // Probing a missing port or an unroutable address says nothing more: classify now.
     let usable = |port: &PortEvidence| port.link.as_ref().is_some_and(|link| link.admin_up);

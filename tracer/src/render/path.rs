@@ -47,13 +47,7 @@ pub fn hops(evidence: &Evidence) -> Vec<Hop> {
     };
     let mut hops = vec![port_hop(&evidence.initiator)];
     if !is_veth(&evidence.initiator) && !is_veth(&evidence.target) {
-        hops.push(Hop {
-            role: HopRole::Cable,
-            netns: String::new(),
-            interface: String::new(),
-            link: None,
-            bridge: None,
-        });
+        hops.push(Hop::cable());
     }
     hops.push(port_hop(&evidence.target));
     hops
@@ -973,16 +967,9 @@ mod tests {
 
     fn port(side: Side, netns: &str, interface: &str, kind: Option<&str>) -> PortEvidence {
         PortEvidence {
-            side,
-            netns: netns.to_owned(),
-            interface: interface.to_owned(),
-            netns_exists: true,
             link: Some(link(interface, kind)),
-            found_elsewhere: Vec::new(),
             addresses: vec!["10.0.0.9/24".to_owned()],
-            programs: Vec::new(),
-            sysctls: Vec::new(),
-            same_subnet_elsewhere: Vec::new(),
+            ..PortEvidence::new(side, netns, interface, true)
         }
     }
 
@@ -1007,29 +994,24 @@ mod tests {
     /// The lab's ports (a veth pair, or two physical ports with `kind` None), every probe
     /// answered unless the test changes them.
     fn evidence(kind: Option<&str>) -> Evidence {
+        let environment = Environment {
+            initiator_ip: "10.0.0.1".to_owned(),
+            target_ip: "10.0.0.2".to_owned(),
+            port: 4420,
+            ..Environment::default()
+        };
         Evidence {
-            initiator: port(Side::Initiator, "", "cvl_0_1", kind),
-            target: port(Side::Target, "cvl_0_0_ns_spdk", "cvl_0_0", kind),
-            routes: Vec::new(),
             probes: vec![
                 probe(ProbeKind::Arp, Side::Initiator, 3, [3; 4]),
                 probe(ProbeKind::IcmpForward, Side::Initiator, 5, [5; 4]),
                 probe(ProbeKind::IcmpReverse, Side::Target, 5, [5; 4]),
                 probe(ProbeKind::Tcp, Side::Initiator, 3, [3; 4]),
             ],
-            drops: Vec::new(),
-            netfilter: Vec::new(),
-            neighbours: Vec::new(),
-            counters: None,
-            path: None,
-            mtu_probes: Vec::new(),
-            carrier_gaps: Vec::new(),
-            environment: Environment {
-                initiator_ip: "10.0.0.1".to_owned(),
-                target_ip: "10.0.0.2".to_owned(),
-                port: 4420,
-                ..Environment::default()
-            },
+            ..Evidence::new(
+                port(Side::Initiator, "", "cvl_0_1", kind),
+                port(Side::Target, "cvl_0_0_ns_spdk", "cvl_0_0", kind),
+                environment,
+            )
         }
     }
 

@@ -341,18 +341,7 @@ mod tests {
     use super::*;
 
     fn port(side: Side, netns: &str, interface: &str) -> PortEvidence {
-        PortEvidence {
-            side,
-            netns: netns.to_owned(),
-            interface: interface.to_owned(),
-            netns_exists: true,
-            link: None,
-            found_elsewhere: Vec::new(),
-            addresses: Vec::new(),
-            programs: Vec::new(),
-            sysctls: Vec::new(),
-            same_subnet_elsewhere: Vec::new(),
-        }
+        PortEvidence::new(side, netns, interface, true)
     }
 
     fn event(
@@ -412,20 +401,11 @@ mod tests {
             ],
             truncated: 0,
         };
-        let evidence = Evidence {
-            initiator: port(Side::Initiator, "", "cvl_0_1"),
-            target: port(Side::Target, "cvl_0_0_ns_spdk", "cvl_0_0"),
-            routes: Vec::new(),
-            probes: Vec::new(),
-            drops: Vec::new(),
-            netfilter: Vec::new(),
-            neighbours: Vec::new(),
-            counters: None,
-            path: None,
-            mtu_probes: Vec::new(),
-            carrier_gaps: Vec::new(),
-            environment: Environment::default(),
-        };
+        let evidence = Evidence::new(
+            port(Side::Initiator, "", "cvl_0_1"),
+            port(Side::Target, "cvl_0_0_ns_spdk", "cvl_0_0"),
+            Environment::default(),
+        );
         let verdict = Verdict {
             class: VerdictClass::Cable,
             side: Side::Target,
