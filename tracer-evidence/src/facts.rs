@@ -1,6 +1,6 @@
 //! What diagnose and watch gather: plain data. The classifier reads only this.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -53,9 +53,9 @@ pub enum RouteLookup {
         /// Output interface index.
         oif: u32,
         /// Next hop, when the destination is not on a directly connected network.
-        gateway: Option<Ipv4Addr>,
+        gateway: Option<IpAddr>,
         /// Preferred source address.
-        source: Option<Ipv4Addr>,
+        source: Option<IpAddr>,
     },
     /// The kernel refused the lookup.
     Unreachable {
@@ -104,6 +104,17 @@ pub enum Side {
     /// Between the two ports: the cable.
     Wire,
     None,
+}
+
+impl Side {
+    /// The other end; the initiator for anything that is not the target.
+    pub fn opposite(self) -> Self {
+        if self == Self::Target {
+            Self::Initiator
+        } else {
+            Self::Target
+        }
+    }
 }
 
 /// Where a port was looked for, and what was found.
@@ -176,6 +187,17 @@ impl Hop {
             bridge: None,
         }
     }
+
+    /// A watched port as a hop of the path.
+    pub fn port(port: &PortEvidence) -> Self {
+        Self {
+            role: HopRole::Port,
+            netns: port.netns.clone(),
+            interface: port.interface.clone(),
+            link: port.link.clone(),
+            bridge: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,7 +256,7 @@ impl PortEvidence {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteEvidence {
     pub from: Side,
-    pub destination: Ipv4Addr,
+    pub destination: IpAddr,
     pub lookup: RouteLookup,
     /// The interface the route leaves by, by name.
     pub via_interface: Option<String>,
@@ -375,7 +397,7 @@ impl FoundBy {
 pub struct NeighbourEvidence {
     pub side: Side,
     pub netns: String,
-    pub address: Ipv4Addr,
+    pub address: IpAddr,
     pub before: Option<String>,
     pub after: Option<String>,
     /// The MAC of the entry (after the probes, else before), as aa:bb:cc:dd:ee:ff.

@@ -1,18 +1,28 @@
 //! tracer's evidence and verdicts: what the collectors gathered, as plain data that is saved
-//! in every report (`report.json`) and read back, and the classifier, a pure function from
-//! [`Evidence`] to [`Verdict`].
+//! in every report (`report.json`) and read back; the findings, each with its rule, class,
+//! place on the path and words; and the classifier, a pure function from [`Evidence`] to
+//! [`Verdict`] that orders the findings' rules.
 //!
-//! Nothing here does I/O, and nothing here writes English: the renderers in the `tracer` crate
-//! write the sentences from these types.
+//! Nothing here does I/O: renderers in the `tracer` crate ask a verdict for its words and
+//! where it stops, and format them.
 
+pub mod class;
 pub mod classify;
 pub mod counters;
 pub mod facts;
+pub mod findings;
+pub mod ladder;
+pub mod reasons;
 pub mod saved;
+pub mod stop;
 pub mod verdict;
+pub mod words;
 
+pub use class::{CLASSES, ClassInfo, VerdictClass};
 pub use classify::diagnose;
 pub use counters::*;
 pub use facts::*;
+pub use findings::{Describe, Finding, HopProblem};
 pub use saved::{SCHEMA_VERSION, SavedReportError, evidence_from_report};
 pub use verdict::*;
+pub use words::display_netns;

@@ -1,62 +1,22 @@
-//! The classifier's answer: a class, a side, what was found with the things to change named,
-//! and the facts it rests on. Typed only: the renderers write the sentences.
+//! The classifier's answer: a finding (which carries its class and words), the side it is on,
+//! and the facts it rests on, each fact with its own line.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::counters::DropCount;
-use crate::facts::{
-    AttachedProgram, DropEvidence, Evidence, Hop, Link, MtuProbe, NeighbourEvidence,
-    NetfilterEvidence, NetfilterLocation, ProbeEvidence, ProbeKind, RouteLookup, Side, Sysctl,
+use crate::{
+    class::VerdictClass,
+    facts::{
+        AttachedProgram, DropEvidence, Evidence, Hop, Link, MtuProbe, NeighbourEvidence,
+        NetfilterEvidence, NetfilterLocation, ProbeEvidence, RouteLookup, Side, Sysctl,
+    },
+    findings::Finding,
+    words::{
+        display_netns, drop_place, hop_line, ladder, mtu_line, namespace_phrase, netns_exec,
+        port_label, rule_line, sysctl_text,
+    },
 };
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VerdictClass {
-    Ok,
-    Cable,
-    Neighbour,
-    Netfilter,
-    Route,
-    Interface,
-    Unknown,
-    /// Frames larger than a hop's MTU die there: the MTUs along the path differ.
-    Mtu,
-    /// A BPF program another tool attached to a port consumed the probes.
-    Program,
-}
-
-impl VerdictClass {
-    /// Exit codes are part of the interface: scripts depend on them.
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Self::Ok => 0,
-            Self::Cable => 10,
-            Self::Neighbour => 11,
-            Self::Netfilter => 12,
-            Self::Route => 13,
-            Self::Interface => 14,
-            Self::Unknown => 15,
-            Self::Mtu => 16,
-            Self::Program => 17,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::Cable => "cable",
-            Self::Neighbour => "neighbour",
-            Self::Netfilter => "netfilter",
-            Self::Route => "route",
-            Self::Interface => "interface",
-            Self::Unknown => "unknown",
-            Self::Mtu => "mtu",
-            Self::Program => "program",
-        }
-    }
-}
 
 /// A port, by where it is expected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,141 +26,11 @@ pub struct PortRef {
     pub interface: String,
 }
 
-/// What the classifier found, with the things to change named.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Finding {
-    /// Every probe was answered (a RST from a port nobody listens on included).
-    PathWorks {
-        target_ip: String,
-        port: u16,
-        /// Whether a listener accepted on the port; `None` when TCP was not probed.
-        listening: Option<bool>,
-    },
-    NamespaceMissing {
-        port: PortRef,
-        /// Namespaces holding an interface of the port's name ("" for tracer's own).
-        found_elsewhere: Vec<String>,
-    },
-    InterfaceMissing {
-        port: PortRef,
-        found_elsewhere: Vec<String>,
-    },
-    InterfaceDown {
-        port: PortRef,
-        operstate: String,
-    },
-    NoRoute {
-        port: PortRef,
-        destination: Ipv4Addr,
-        message: String,
-    },
-    RouteByOtherInterface {
-        port: PortRef,
-        destination: Ipv4Addr,
-        /// The interface the route leaves by, when it has a name.
-        via: Option<String>,
-    },
-    NetfilterDrop {
-        location: NetfilterLocation,
-        /// Packets the kernel reported dropped by netfilter while probing.
-        dropped: u64,
-    },
-    ProgramTakesProbes {
-        port: PortRef,
-        /// "xdp", "tc ingress" or "tc egress".
-        hook: String,
-        programs: Vec<AttachedProgram>,
-    },
-    NoCarrier {
-        ports: Vec<PortRef>,
-    },
-    FramesLost {
-        probe: ProbeKind,
-        from: PortRef,
-        to: PortRef,
-        left: u64,
-        arrived: u64,
-    },
-    ArpUnanswered {
-        port: PortRef,
-        target_ip: String,
-        owns_address: bool,
-        /// ARP sysctls of the port with values that make it stay silent.
-        sysctls: Vec<Sysctl>,
-    },
-    /// The initiator's neighbour entry for the target's address points at a MAC the target
-    /// port does not have: frames arrive and are dropped as not for this host.
-    NeighbourMismatch {
-        port: PortRef,
-        address: Ipv4Addr,
-        entry_mac: String,
-        entry_state: String,
-        target_mac: String,
-    },
-    /// Reverse-path filtering drops what arrives: the route back to the sender leaves by
-    /// another interface.
-    ReversePathFilter {
-        port: PortRef,
-        sysctl: Sysctl,
-        source: Ipv4Addr,
-        /// The interface the route back leaves by.
-        route_via: Option<String>,
-    },
-    /// A hop between two veth peers does not pass frames on.
-    HopBroken {
-        hop: Hop,
-        problem: HopProblem,
-    },
-    /// Frames larger than a hop's MTU die there.
-    MtuMismatch {
-        from: PortRef,
-        from_mtu: u32,
-        to: PortRef,
-        to_mtu: u32,
-        /// Where the oversize frames die, and its MTU.
-        dropping: PortRef,
-        dropping_mtu: u32,
-        /// The packet size that did not pass.
-        size: u32,
-    },
-    /// A port had no carrier while frames were sent, and got it only later.
-    CarrierLate {
-        port: PortRef,
-        /// Frames that left while it had no carrier.
-        frames_without_carrier: u64,
-        /// Milliseconds from the first of them to carrier up; `None` if it never came.
-        carrier_after_ms: Option<u64>,
-    },
-    UnexplainedDrop {
-        drop: DropCount,
-    },
-    /// Probes went unanswered and the kernel reported no drop for them.
-    Unanswered,
-    /// No ARP, ICMP or port traffic crossed the ports (a watched command that sent nothing):
-    /// nothing shows the path working or failing.
-    NothingObserved,
-}
-
-/// Why a hop does not pass frames on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum HopProblem {
-    /// The veth peer is not a port of the bridge the other peer is in.
-    NotInBridge {
-        bridge: String,
-    },
-    /// The two peers are ports of different bridges.
-    DifferentBridges {
-        bridge: String,
-        other: String,
-    },
-    Down,
-    NoCarrier,
-    /// A bridge port whose STP state is not forwarding.
-    NotForwarding {
-        state: String,
-    },
+impl PortRef {
+    /// For people: `cvl_0_0 (namespace cvl_0_0_ns_spdk)`.
+    pub fn label(&self) -> String {
+        port_label(&self.netns, &self.interface)
+    }
 }
 
 /// One fact a verdict rests on.
@@ -234,7 +64,7 @@ pub enum Fact {
     },
     RouteLookup {
         port: PortRef,
-        destination: Ipv4Addr,
+        destination: IpAddr,
         lookup: RouteLookup,
         via: Option<String>,
     },
@@ -265,8 +95,99 @@ pub enum Fact {
     },
 }
 
+impl Fact {
+    /// The fact in one line.
+    pub fn line(&self) -> String {
+        match self {
+            Self::Probe { probe } => ladder(probe),
+            Self::Drop { drop } => {
+                let drop = &drop.drop;
+                format!(
+                    "kernel dropped {} {} packet(s) with {} on {} in {}",
+                    drop.count,
+                    drop.protocol,
+                    drop.reason,
+                    drop_place(drop),
+                    namespace_phrase(&drop.netns)
+                )
+            }
+            Self::Rule { rule } => rule_line(rule),
+            Self::Neighbour { neighbour } => format!(
+                "neighbour {} in {}: {} -> {}",
+                neighbour.address,
+                namespace_phrase(&neighbour.netns),
+                neighbour.before.as_deref().unwrap_or("none"),
+                neighbour.after.as_deref().unwrap_or("none")
+            ),
+            Self::Program { port, program } => format!(
+                "{}: program {} (id {}) attached by another tool on {}, {} at position {}",
+                port.label(),
+                program.name,
+                program.id,
+                program.hook,
+                program.attachment,
+                program.position
+            ),
+            Self::Link { port, link } => format!(
+                "{}: admin {}, carrier {}, operstate {}",
+                port.label(),
+                if link.admin_up { "up" } else { "down" },
+                u8::from(link.carrier),
+                link.operstate
+            ),
+            Self::Addresses { port, addresses } => format!(
+                "addresses on {}: {}",
+                port.label(),
+                if addresses.is_empty() {
+                    "none".to_owned()
+                } else {
+                    addresses.join(", ")
+                }
+            ),
+            Self::RouteLookup {
+                port,
+                destination,
+                lookup,
+                via,
+            } => {
+                let answer = match lookup {
+                    RouteLookup::Unreachable { message, .. } => message.clone(),
+                    RouteLookup::Via { .. } => {
+                        format!("dev {}", via.as_deref().unwrap_or("another interface"))
+                    }
+                };
+                format!(
+                    "{}ip route get {destination}: {answer}",
+                    netns_exec(&port.netns)
+                )
+            }
+            Self::NoNamespace { netns } => format!("/var/run/netns/{netns} is missing"),
+            Self::NoInterface { port } => format!(
+                "no interface {} in {}",
+                port.interface,
+                namespace_phrase(&port.netns)
+            ),
+            Self::CarrierOnBoth { initiator, target } => {
+                format!("carrier is up on both ports ({initiator} and {target})")
+            }
+            Self::Sysctl { port, sysctl } => {
+                format!("{}: {}", port.label(), sysctl_text(sysctl))
+            }
+            Self::Hop { hop } => hop_line(hop),
+            Self::Mtu { probe } => mtu_line(probe),
+            Self::SameSubnet { port, interfaces } => format!(
+                "beside {} in {}, the same subnet is also on: {}",
+                port.interface,
+                namespace_phrase(&port.netns),
+                interfaces.join(", ")
+            ),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
+    /// The finding's class, saved beside it for readers of report.json.
     pub class: VerdictClass,
     pub side: Side,
     pub finding: Finding,
@@ -275,9 +196,11 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    pub(crate) fn new(class: VerdictClass, side: Side, finding: Finding) -> Self {
+    /// A verdict of `finding`, in the finding's class.
+    pub fn new(side: Side, finding: impl Into<Finding>) -> Self {
+        let finding = finding.into();
         Self {
-            class,
+            class: finding.describe().class(),
             side,
             finding,
             facts: Vec::new(),
@@ -294,10 +217,30 @@ impl Verdict {
         self
     }
 
+    /// The verdict in one sentence.
+    pub fn summary(&self) -> String {
+        self.finding.describe().summary(self.side)
+    }
+
+    /// What to do about it.
+    pub fn advice(&self) -> String {
+        self.finding.describe().advice(self.side)
+    }
+
+    /// The thing to change, when the finding names one.
+    pub fn named_thing(&self) -> Option<String> {
+        self.finding.describe().named_thing()
+    }
+
+    /// What a picture's stop mark says.
+    pub fn mark(&self) -> String {
+        self.finding.describe().mark()
+    }
+
     /// Where netfilter dropped, for a netfilter verdict.
     pub fn netfilter(&self) -> Option<&NetfilterLocation> {
         match &self.finding {
-            Finding::NetfilterDrop { location, .. } => Some(location),
+            Finding::NetfilterDrop(drop) => Some(&drop.location),
             _ => None,
         }
     }
@@ -324,9 +267,4 @@ impl Verdict {
         };
         format!("tracer:{}:{}", self.class.name(), place.replace(' ', "_"))
     }
-}
-
-/// A namespace's name for people and signatures: tracer's own (the empty name) is `(own)`.
-pub fn display_netns(netns: &str) -> &str {
-    if netns.is_empty() { "(own)" } else { netns }
 }

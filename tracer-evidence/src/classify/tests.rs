@@ -2,11 +2,14 @@
 
 use super::*;
 use crate::{
+    class::VerdictClass,
     counters::DropCount,
     facts::{
-        Backend, CarrierGap, Environment, Link, MtuProbe, NeighbourEvidence, NetfilterEvidence,
-        PathEvidence, PortEvidence, ProbeOutcome, RouteEvidence,
+        AttachedProgram, Backend, CarrierGap, DropEvidence, Environment, FoundBy, Hop, HopRole, Link, MtuProbe,
+        NeighbourEvidence, NetfilterEvidence, NetfilterLocation, PathEvidence, PortEvidence,
+        ProbeEvidence, ProbeKind, ProbeOutcome, RouteEvidence, RouteLookup, Sysctl,
     },
+    findings::*,
 };
 
 fn link(name: &str, ifindex: u32) -> Link {
@@ -172,10 +175,10 @@ fn healthy_is_ok() {
     assert_eq!(verdict.class.exit_code(), 0);
     assert!(matches!(
         verdict.finding,
-        Finding::PathWorks {
+        Finding::PathWorks(PathWorks {
             listening: Some(true),
             ..
-        }
+        })
     ));
 }
 
@@ -189,10 +192,10 @@ fn nothing_listening_is_still_ok() {
     assert_eq!(verdict.class, VerdictClass::Ok);
     assert!(matches!(
         verdict.finding,
-        Finding::PathWorks {
+        Finding::PathWorks(PathWorks {
             listening: Some(false),
             ..
-        }
+        })
     ));
 }
 
@@ -206,7 +209,7 @@ fn missing_target_port_says_where_it_is() {
     assert_eq!(verdict.side, Side::Target);
     assert!(matches!(
         &verdict.finding,
-        Finding::InterfaceMissing { found_elsewhere, .. } if found_elsewhere == &[String::new()]
+        Finding::InterfaceMissing(InterfaceMissing { found_elsewhere, .. }) if found_elsewhere == &[String::new()]
     ));
     assert_eq!(verdict.class.exit_code(), 14);
 }
@@ -218,7 +221,7 @@ fn missing_namespace_is_interface() {
     evidence.target.link = None;
     let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Interface);
-    assert!(matches!(verdict.finding, Finding::NamespaceMissing { .. }));
+    assert!(matches!(verdict.finding, Finding::NamespaceMissing(NamespaceMissing { .. })));
 }
 
 #[test]
@@ -230,7 +233,7 @@ fn admin_down_target_is_interface_not_cable() {
     let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Interface);
     assert_eq!(verdict.side, Side::Target);
-    assert!(matches!(verdict.finding, Finding::InterfaceDown { .. }));
+    assert!(matches!(verdict.finding, Finding::InterfaceDown(InterfaceDown { .. })));
 }
 
 #[test]
@@ -281,7 +284,7 @@ fn route_through_another_interface() {
     assert_eq!(verdict.class, VerdictClass::Route);
     assert!(matches!(
         &verdict.finding,
-        Finding::RouteByOtherInterface { via: Some(via), .. } if via == "eth0"
+        Finding::RouteByOtherInterface(RouteByOtherInterface { via: Some(via), .. }) if via == "eth0"
     ));
 }
 
@@ -294,7 +297,7 @@ fn no_carrier_on_both_ports_is_cable() {
     let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Cable);
     assert_eq!(verdict.side, Side::Wire);
-    assert!(matches!(verdict.finding, Finding::NoCarrier { .. }));
+    assert!(matches!(verdict.finding, Finding::NoCarrier(NoCarrier { .. })));
 }
 
 #[test]
@@ -307,7 +310,7 @@ fn miswired_ports_are_cable() {
     assert_eq!(verdict.side, Side::Wire);
     assert!(matches!(
         verdict.finding,
-        Finding::FramesLost { arrived: 0, .. }
+        Finding::FramesLost(FramesLost { arrived: 0, .. })
     ));
     assert_eq!(verdict.class.exit_code(), 10);
 }
@@ -324,7 +327,7 @@ fn partial_loss_on_the_wire_is_cable() {
     assert_eq!(verdict.class, VerdictClass::Cable);
     assert!(matches!(
         verdict.finding,
-        Finding::FramesLost { left, arrived, .. } if arrived > 0 && arrived < left
+        Finding::FramesLost(FramesLost { left, arrived, .. }) if arrived > 0 && arrived < left
     ));
 }
 
@@ -338,10 +341,10 @@ fn absent_target_host_is_neighbour() {
     assert_eq!(verdict.side, Side::Target);
     assert!(matches!(
         verdict.finding,
-        Finding::ArpUnanswered {
+        Finding::ArpUnanswered(ArpUnanswered {
             owns_address: false,
             ..
-        }
+        })
     ));
     assert_eq!(verdict.class.exit_code(), 11);
 }
@@ -446,7 +449,7 @@ fn unexplained_drop_is_unknown_with_its_reason() {
     assert_eq!(verdict.class, VerdictClass::Unknown);
     assert!(matches!(
         &verdict.finding,
-        Finding::UnexplainedDrop { drop } if drop.reason == "IP_RPFILTER"
+        Finding::UnexplainedDrop(UnexplainedDrop { drop }) if drop.reason == "IP_RPFILTER"
     ));
     assert_eq!(verdict.class.exit_code(), 15);
 }
@@ -520,7 +523,7 @@ fn a_program_on_the_target_ingress_is_program_not_cable() {
     assert_eq!(verdict.side, Side::Target);
     assert!(matches!(
         &verdict.finding,
-        Finding::ProgramTakesProbes { hook, programs, .. }
+        Finding::ProgramTakesProbes(ProgramTakesProbes { hook, programs, .. })
             if hook == "tc ingress" && programs[0].id == 42
     ));
 }
@@ -532,7 +535,7 @@ fn no_traffic_at_all_is_nothing_observed() {
     evidence.probes.clear();
     let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Ok);
-    assert_eq!(verdict.finding, Finding::NothingObserved);
+    assert_eq!(verdict.finding, Finding::NothingObserved(NothingObserved {}));
 }
 
 /// Echo requests left the initiator and reached the target; no reply came back.
@@ -594,7 +597,7 @@ fn a_bridge_port_left_out_of_the_bridge_is_named() {
     assert_eq!(verdict.class, VerdictClass::Cable, "{verdict:?}");
     assert!(matches!(
         &verdict.finding,
-        Finding::HopBroken { hop, problem: HopProblem::NotInBridge { bridge } }
+        Finding::HopBroken(HopBroken { hop, problem: HopProblem::NotInBridge { bridge } })
             if hop.interface == "target0_br" && bridge == "nvmf_br"
     ));
 }
@@ -612,7 +615,7 @@ fn a_bridge_port_down_is_named() {
     let verdict = classify(&evidence);
     assert!(matches!(
         &verdict.finding,
-        Finding::HopBroken { hop, problem: HopProblem::Down } if hop.interface == "initiator0_br"
+        Finding::HopBroken(HopBroken { hop, problem: HopProblem::Down }) if hop.interface == "initiator0_br"
     ));
 }
 
@@ -644,7 +647,7 @@ fn jumbo_frames_dying_at_a_smaller_mtu_is_mtu() {
     assert_eq!(verdict.class.exit_code(), 16);
     assert!(matches!(
         &verdict.finding,
-        Finding::MtuMismatch { from_mtu: 9000, to_mtu: 1500, dropping_mtu: 1500, size: 9000, dropping, .. }
+        Finding::MtuMismatch(MtuMismatch { from_mtu: 9000, to_mtu: 1500, dropping_mtu: 1500, size: 9000, dropping, .. })
             if dropping.interface == "cvl_0_0"
     ));
 }
@@ -670,7 +673,7 @@ fn a_stale_neighbour_entry_is_neighbour_on_the_initiator() {
     assert_eq!(verdict.side, Side::Initiator);
     assert!(matches!(
         &verdict.finding,
-        Finding::NeighbourMismatch { entry_mac, target_mac, .. }
+        Finding::NeighbourMismatch(NeighbourMismatch { entry_mac, target_mac, .. })
             if entry_mac == "02:00:00:00:00:99" && target_mac == "02:00:00:00:00:02"
     ));
 }
@@ -687,7 +690,7 @@ fn strict_reverse_path_filtering_is_route_on_the_filtering_side() {
     assert_eq!(verdict.side, Side::Target);
     assert!(matches!(
         &verdict.finding,
-        Finding::ReversePathFilter { sysctl, route_via: Some(via), .. }
+        Finding::ReversePathFilter(ReversePathFilter { sysctl, route_via: Some(via), .. })
             if sysctl.name == "rp_filter" && sysctl.effective == 1 && via == "eth9"
     ));
 }
@@ -705,7 +708,7 @@ fn arp_sysctls_that_keep_the_target_silent_are_named_with_their_values() {
     assert_eq!(verdict.class, VerdictClass::Neighbour, "{verdict:?}");
     assert!(matches!(
         &verdict.finding,
-        Finding::ArpUnanswered { owns_address: true, sysctls, .. }
+        Finding::ArpUnanswered(ArpUnanswered { owns_address: true, sysctls, .. })
             if sysctls.len() == 1 && sysctls[0].name == "arp_ignore" && sysctls[0].effective == 8
     ));
 }
@@ -725,10 +728,10 @@ fn an_address_removed_mid_run_is_neighbour_like_diagnose() {
     assert_eq!(verdict.class, VerdictClass::Neighbour, "{verdict:?}");
     assert!(matches!(
         verdict.finding,
-        Finding::ArpUnanswered {
+        Finding::ArpUnanswered(ArpUnanswered {
             owns_address: false,
             ..
-        }
+        })
     ));
 }
 
@@ -746,11 +749,11 @@ fn frames_sent_before_carrier_came_up_are_cable_naming_the_port() {
     assert_eq!(verdict.side, Side::Initiator);
     assert!(matches!(
         verdict.finding,
-        Finding::CarrierLate {
+        Finding::CarrierLate(CarrierLate {
             frames_without_carrier: 2,
             carrier_after_ms: Some(1500),
             ..
-        }
+        })
     ));
 }
 
@@ -786,7 +789,7 @@ fn the_tests_own_jumbo_frames_lost_are_mtu() {
     assert_eq!(verdict.class, VerdictClass::Mtu, "{verdict:?}");
     assert!(matches!(
         &verdict.finding,
-        Finding::MtuMismatch { from_mtu: 9000, dropping_mtu: 1500, dropping, .. }
+        Finding::MtuMismatch(MtuMismatch { from_mtu: 9000, dropping_mtu: 1500, dropping, .. })
             if dropping.interface == "cvl_0_0"
     ));
 }

@@ -1,0 +1,159 @@
+//! A netfilter hook dropped the packets: namespace, family, table, chain and rule.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Context, Describe};
+use crate::{
+    class::VerdictClass,
+    facts::{DropEvidence, FoundBy, NetfilterLocation, Side},
+    reasons::DropReason,
+    stop::{DrawnPath, Place},
+    verdict::{Fact, Verdict},
+    words::{namespace_phrase, netns_exec, side_name},
+};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetfilterDrop {
+    pub location: NetfilterLocation,
+    /// Packets the kernel reported dropped by netfilter while probing.
+    pub dropped: u64,
+}
+
+pub(crate) fn recognise(context: &Context) -> Option<Verdict> {
+    let failed = context.failures()?;
+    let evidence = context.evidence;
+    let netfilter_drops: Vec<&DropEvidence> = evidence
+        .drops
+        .iter()
+        .filter(|drop| {
+            drop.drop.reason() == DropReason::NetfilterDrop
+                && matches!(drop.drop.protocol.as_str(), "ipv4" | "arp")
+        })
+        .collect();
+    // The rule counters name the table; kfree_skb alone still proves netfilter did it.
+    let best_hit = evidence
+        .netfilter
+        .iter()
+        .filter(|hit| hit.location.family != "ip6")
+        .max_by_key(|hit| (hit.rule_found_by != FoundBy::Candidate, hit.packets));
+    // An inet or ip6 table may be dropping unrelated IPv6 traffic: only IPv4 and ARP count.
+    let ipv4_or_arp_hit = evidence
+        .netfilter
+        .iter()
+        .any(|hit| matches!(hit.location.family.as_str(), "ip" | "arp"));
+    if netfilter_drops.is_empty() && !ipv4_or_arp_hit {
+        return None;
+    }
+    let side = best_hit
+        .map(|hit| hit.side)
+        .or_else(|| netfilter_drops.first().map(|drop| drop.side))
+        .unwrap_or(Side::None);
+    let dropped: u64 = netfilter_drops.iter().map(|drop| drop.drop.count).sum();
+    // Without a rule to name (say, a ruleset tracer could not read), still say where.
+    let location = best_hit.map_or_else(
+        || NetfilterLocation {
+            netns: netfilter_drops.first().map_or_else(
+                || context.port(side).netns.clone(),
+                |drop| drop.drop.netns.clone(),
+            ),
+            family: match netfilter_drops.first().map(|drop| drop.drop.protocol.as_str()) {
+                Some("arp") => "arp".to_owned(),
+                _ => "ip".to_owned(),
+            },
+            table: String::new(),
+            chain: String::new(),
+            rule: String::new(),
+        },
+        |hit| hit.location.clone(),
+    );
+    Some(
+        Verdict::new(side, NetfilterDrop { location, dropped })
+            .because_all(
+                netfilter_drops
+                    .into_iter()
+                    .map(|drop| Fact::Drop { drop: drop.clone() }),
+            )
+            .because_all(
+                evidence
+                    .netfilter
+                    .iter()
+                    .map(|rule| Fact::Rule { rule: rule.clone() }),
+            )
+            .because_all(failed.iter().map(|probe| Fact::Probe {
+                probe: (*probe).clone(),
+            })),
+    )
+}
+
+impl Describe for NetfilterDrop {
+    fn class(&self) -> VerdictClass {
+        VerdictClass::Netfilter
+    }
+
+    fn summary(&self, side: Side) -> String {
+        let location = &self.location;
+        if location.chain.is_empty() {
+            return format!(
+                "Netfilter in the {}'s namespace drops the probes ({} packets).",
+                side_name(side),
+                self.dropped
+            );
+        }
+        let rule = if location.rule.is_empty() {
+            String::new()
+        } else {
+            format!(" by rule `{}`", location.rule)
+        };
+        format!(
+            "Netfilter in {} drops the probes: {} table {} chain {}{rule}.",
+            namespace_phrase(&location.netns),
+            location.family,
+            location.table,
+            location.chain
+        )
+    }
+
+    fn advice(&self, _: Side) -> String {
+        format!(
+            "Inspect the ruleset in {}: {}nft list ruleset (or iptables-save / arptables-save).",
+            namespace_phrase(&self.location.netns),
+            netns_exec(&self.location.netns)
+        )
+    }
+
+    fn stop(&self, path: &DrawnPath, side: Side) -> Option<Place> {
+        path.side(side)
+            .or_else(|| path.in_netns(&self.location.netns))
+    }
+
+    fn named_thing(&self) -> Option<String> {
+        let location = &self.location;
+        if !location.rule.is_empty() {
+            Some(format!(
+                "rule `{}` ({} {} {})",
+                location.rule, location.family, location.table, location.chain
+            ))
+        } else if !location.chain.is_empty() {
+            Some(format!(
+                "{} table {} chain {}",
+                location.family, location.table, location.chain
+            ))
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn example() -> NetfilterDrop {
+    NetfilterDrop {
+        location: NetfilterLocation {
+            netns: "cvl_0_0_ns_spdk".to_owned(),
+            family: "ip".to_owned(),
+            table: "filter".to_owned(),
+            chain: "INPUT".to_owned(),
+            rule: "-A INPUT -p icmp -j DROP".to_owned(),
+        },
+        dropped: 5,
+    }
+}

@@ -1,0 +1,140 @@
+//! Where on the path the packets stopped: the hops from the initiator's port to the target's,
+//! and the place the verdict's finding names (else where the first failed probe's counts fell
+//! short, else the verdict's side). Pictures draw it; they do not decide it.
+
+use crate::{
+    facts::{Evidence, Hop, HopRole, PortEvidence, Side},
+    ladder::{Rung, first_short},
+    verdict::{PortRef, Verdict},
+};
+
+/// A place on the drawn path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    Hop(usize),
+    /// Between hop `i` and hop `i + 1`.
+    Link(usize),
+}
+
+/// The hops from the initiator's port to the target's, as pictures draw them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrawnPath {
+    pub hops: Vec<Hop>,
+}
+
+impl DrawnPath {
+    /// The walked path when there is one; else the two ports, with the cable between them
+    /// unless a veth pair joins them directly.
+    pub fn of(evidence: &Evidence) -> Self {
+        if let Some(path) = &evidence.path
+            && path.hops.len() >= 2
+        {
+            return Self {
+                hops: path.hops.clone(),
+            };
+        }
+        let is_veth = |port: &PortEvidence| {
+            port.link
+                .as_ref()
+                .is_some_and(|link| link.kind.as_deref() == Some("veth"))
+        };
+        let mut hops = vec![Hop::port(&evidence.initiator)];
+        if !is_veth(&evidence.initiator) && !is_veth(&evidence.target) {
+            hops.push(Hop::cable());
+        }
+        hops.push(Hop::port(&evidence.target));
+        Self { hops }
+    }
+
+    pub fn last(&self) -> usize {
+        self.hops.len() - 1
+    }
+
+    /// The hop of this interface in this namespace.
+    pub fn at(&self, netns: &str, interface: &str) -> Option<Place> {
+        self.hops
+            .iter()
+            .position(|hop| hop.netns == netns && hop.interface == interface)
+            .map(Place::Hop)
+    }
+
+    pub fn port(&self, port: &PortRef) -> Option<Place> {
+        self.at(&port.netns, &port.interface)
+    }
+
+    /// The first hop in this namespace.
+    pub fn in_netns(&self, netns: &str) -> Option<Place> {
+        self.hops
+            .iter()
+            .position(|hop| hop.netns == netns)
+            .map(Place::Hop)
+    }
+
+    /// This hop, by role and place.
+    pub fn hop(&self, wanted: &Hop) -> Option<Place> {
+        self.hops
+            .iter()
+            .position(|hop| {
+                hop.role == wanted.role
+                    && hop.netns == wanted.netns
+                    && hop.interface == wanted.interface
+            })
+            .map(Place::Hop)
+    }
+
+    /// A side's port; the wire between them; nothing for no side.
+    pub fn side(&self, side: Side) -> Option<Place> {
+        match side {
+            Side::Initiator => Some(Place::Hop(0)),
+            Side::Target => Some(Place::Hop(self.last())),
+            Side::Wire => Some(self.wire()),
+            Side::None => None,
+        }
+    }
+
+    /// Between the two ports: the cable when there is one, else the middle of the path.
+    pub fn wire(&self) -> Place {
+        if let Some(cable) = self.hops.iter().position(|hop| hop.role == HopRole::Cable) {
+            return Place::Hop(cable);
+        }
+        match self.hops.len() {
+            n if n % 2 == 1 => Place::Hop(n / 2),
+            n => Place::Link(n / 2 - 1),
+        }
+    }
+
+    /// The columns of a probe's origin port and its peer's.
+    pub fn ends(&self, from: Side) -> (usize, usize) {
+        if from == Side::Target {
+            (self.last(), 0)
+        } else {
+            (0, self.last())
+        }
+    }
+
+    /// Where the packets stopped, for this verdict on this evidence.
+    pub fn stop(&self, evidence: &Evidence, verdict: &Verdict) -> Place {
+        verdict
+            .finding
+            .describe()
+            .stop(self, verdict.side)
+            .or_else(|| self.ladder_stop(evidence))
+            .or_else(|| self.side(verdict.side))
+            .unwrap_or_else(|| self.wire())
+    }
+
+    /// Where the first probe that went unanswered stopped, by the first of its counts that
+    /// fell short; an answer that arrived and still went unanswered died at the origin.
+    fn ladder_stop(&self, evidence: &Evidence) -> Option<Place> {
+        let probe = evidence
+            .probes
+            .iter()
+            .find(|probe| probe.skipped.is_none() && !probe.fully_answered())?;
+        let (origin, peer) = self.ends(probe.from);
+        Some(match first_short(probe) {
+            Some(Rung::LeftOrigin) | None => Place::Hop(origin),
+            Some(Rung::ReachedPeer | Rung::AnswerReachedOrigin) => self.wire(),
+            Some(Rung::AnswerLeftPeer) => Place::Hop(peer),
+        })
+    }
+}

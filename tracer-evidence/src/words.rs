@@ -1,0 +1,194 @@
+//! Phrases every finding and fact is written with: places, commands, sysctls, hops, drops.
+//! Pure functions of the evidence's plain data.
+
+use crate::{
+    counters::DropCount,
+    facts::{Hop, HopRole, MtuProbe, NetfilterEvidence, ProbeEvidence, ProbeKind, Side, Sysctl},
+};
+
+/// A namespace's name for people and signatures: tracer's own (the empty name) is `(own)`.
+pub fn display_netns(netns: &str) -> &str {
+    if netns.is_empty() { "(own)" } else { netns }
+}
+
+pub fn side_name(side: Side) -> &'static str {
+    match side {
+        Side::Initiator => "initiator",
+        Side::Target => "target",
+        Side::Wire => "wire",
+        Side::None => "none",
+    }
+}
+
+/// Where the fault is, as a phrase: `target side`.
+pub fn side_label(side: Side) -> &'static str {
+    match side {
+        Side::Initiator => "initiator side",
+        Side::Target => "target side",
+        Side::Wire => "between the ports",
+        Side::None => "no fault",
+    }
+}
+
+pub fn namespace_phrase(netns: &str) -> String {
+    if netns.is_empty() {
+        "tracer's own namespace".to_owned()
+    } else {
+        format!("namespace {netns}")
+    }
+}
+
+/// The prefix that runs a command in `netns` (nothing for tracer's own).
+pub fn netns_exec(netns: &str) -> String {
+    if netns.is_empty() {
+        String::new()
+    } else {
+        format!("ip netns exec {netns} ")
+    }
+}
+
+/// A port for people: `cvl_0_0 (namespace cvl_0_0_ns_spdk)`.
+pub fn port_label(netns: &str, interface: &str) -> String {
+    if netns.is_empty() {
+        interface.to_owned()
+    } else {
+        format!("{interface} (namespace {netns})")
+    }
+}
+
+pub fn probe_name(kind: ProbeKind) -> &'static str {
+    match kind {
+        ProbeKind::Arp => "ARP request",
+        ProbeKind::IcmpForward => "ICMP echo initiator -> target",
+        ProbeKind::IcmpReverse => "ICMP echo target -> initiator",
+        ProbeKind::Tcp => "TCP connect",
+    }
+}
+
+/// Where one probe's packets were seen, in one line.
+pub fn ladder(probe: &ProbeEvidence) -> String {
+    format!(
+        "{}: {} sent, {} answered; left origin port {}, reached peer port {}, answers left peer {}, answers reached origin {}",
+        probe_name(probe.kind),
+        probe.outcome.sent,
+        probe.answers(),
+        probe.left_origin,
+        probe.reached_peer,
+        probe.answer_left_peer,
+        probe.answer_reached_origin
+    )
+}
+
+/// Where a drop happened, for people: the interface, else what the skb had instead.
+pub fn drop_place(drop: &DropCount) -> String {
+    let place = match (drop.interface.is_empty(), drop.ifindex) {
+        (false, _) => drop.interface.clone(),
+        (true, 0) => "no device (a local socket)".to_owned(),
+        (true, ifindex) => format!("ifindex {ifindex}"),
+    };
+    match &drop.location {
+        Some(location) => format!("{place}, freed in {location}"),
+        None => place,
+    }
+}
+
+/// A netfilter rule that dropped while probing: who, where, which rule, how it was found.
+pub fn rule_line(hit: &NetfilterEvidence) -> String {
+    let location = &hit.location;
+    let rule = if location.rule.is_empty() {
+        String::new()
+    } else {
+        format!(", rule `{}`", location.rule)
+    };
+    let packets = if hit.packets > 0 {
+        format!(", {} packets", hit.packets)
+    } else {
+        String::new()
+    };
+    format!(
+        "{} in {}: {} table {} chain {}{rule} [{}{packets}]",
+        hit.backend.name(),
+        display_netns(&location.netns),
+        location.family,
+        location.table,
+        location.chain,
+        hit.rule_found_by.name()
+    )
+}
+
+/// `arp_ignore=1 (all 0, device 1)`.
+pub fn sysctl_text(sysctl: &Sysctl) -> String {
+    format!(
+        "{}={} (all {}, device {})",
+        sysctl.name, sysctl.effective, sysctl.all, sysctl.device
+    )
+}
+
+pub fn sysctl_list(sysctls: &[Sysctl]) -> String {
+    sysctls
+        .iter()
+        .map(sysctl_text)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A hop for people.
+pub fn hop_label(hop: &Hop) -> String {
+    match hop.role {
+        HopRole::Cable => "the cable".to_owned(),
+        HopRole::Bridge => format!("bridge {}", port_label(&hop.netns, &hop.interface)),
+        HopRole::Port | HopRole::VethPeer => port_label(&hop.netns, &hop.interface),
+    }
+}
+
+/// One hop with its state.
+pub fn hop_line(hop: &Hop) -> String {
+    match hop_state(hop) {
+        Some(state) => format!("{}: {state}", hop_label(hop)),
+        None => hop_label(hop),
+    }
+}
+
+/// A hop's link state: `up, carrier 1, mtu 1500, port of br0 (forwarding)`; `None` when its
+/// link was not found (or, for the cable, cannot be seen).
+pub fn hop_state(hop: &Hop) -> Option<String> {
+    let link = hop.link.as_ref()?;
+    let mut line = format!(
+        "{}, carrier {}, mtu {}",
+        if link.admin_up { "up" } else { "DOWN" },
+        u8::from(link.carrier),
+        link.mtu
+    );
+    if let Some(bridge) = &hop.bridge {
+        line.push_str(&format!(", port of {bridge}"));
+    }
+    if let Some(state) = &link.bridge_port_state {
+        line.push_str(&format!(" ({state})"));
+    }
+    Some(line)
+}
+
+pub fn mtu_line(probe: &MtuProbe) -> String {
+    let mut line = format!(
+        "don't-fragment echo of {} bytes from the {}: {} sent, {} answered; left origin port {}, reached peer port {}",
+        probe.size,
+        side_name(probe.from),
+        probe.sent,
+        probe.answered,
+        probe.left_origin,
+        probe.reached_peer
+    );
+    if let Some(error) = &probe.error {
+        line.push_str(&format!(" ({error})"));
+    }
+    line
+}
+
+/// Where else an interface of this name is: `an interface named cvl_0_0 is in namespace x`.
+pub fn found_elsewhere(interface: &str, found: &[String]) -> String {
+    if found.is_empty() {
+        return format!("no namespace has an interface named {interface}");
+    }
+    let places: Vec<String> = found.iter().map(|netns| namespace_phrase(netns)).collect();
+    format!("an interface named {interface} is in {}", places.join(", "))
+}
