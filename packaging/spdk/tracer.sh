@@ -14,9 +14,9 @@
 # tracer_diagnose [DIR]
 #     `tracer diagnose --report DIR` on the test ports (DIR: $output_dir/tracer by default).
 #     Prints its verdict line, its signature and where the report is, each line starting with
-#     "tracer: ", on standard error. Returns diagnose's exit code: 0 ok, 10 to 15 a verdict
-#     (cable, neighbour, netfilter, route, interface, unknown), 2 tracer could not run. Under
-#     `set -e`, call it as `tracer_diagnose || :`.
+#     "tracer: ", on standard error. Returns diagnose's exit code: 0 ok, 10 to 17 a verdict
+#     (cable, neighbour, netfilter, route, interface, unknown, mtu, program), 2 tracer could
+#     not run. Under `set -e`, call it as `tracer_diagnose || :`.
 #
 # tracer_watch NAME CMD...
 #     Runs CMD under `tracer watch`; when CMD fails, the bundle (report.md, report.json,

@@ -158,7 +158,10 @@ mod tests {
         for info in CLASSES {
             let json = serde_json::to_value(info.class).unwrap();
             assert_eq!(json, info.name);
-            assert_eq!(VerdictClass::from_exit_code(info.exit_code.into()), Some(info.class));
+            assert_eq!(
+                VerdictClass::from_exit_code(info.exit_code.into()),
+                Some(info.class)
+            );
         }
     }
 }

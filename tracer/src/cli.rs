@@ -15,6 +15,20 @@ pub const DEFAULT_INITIATOR: &str = "cvl_0_1";
 pub const DEFAULT_TARGET: &str = "cvl_0_0_ns_spdk/cvl_0_0";
 pub const DEFAULT_PORT: &str = "4420";
 
+/// diagnose's help after its flags: the class table, from the one in tracer-evidence.
+fn diagnose_after_help() -> String {
+    format!(
+        "Verdicts and exit codes (fixed; scripts may depend on them):\n{}\n\
+Several pairs: repeat --initiator, --target, --initiator-ip and --target-ip (pair N is the \
+Nth of each); one verdict each, the exit code of the first that failed.\n\
+2 stays a usage or environment error (bad argument, not root, the same address on both sides, \
+another diagnose probing the same ports for over 60 s: runs on a port take turns).\n\n\
+Example:\n  \
+tracer diagnose --initiator cvl_0_1_ns_initiator/cvl_0_1 --report /tmp/tracer-report",
+        tracer_evidence::class::exit_code_help()
+    )
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "tracer",
@@ -84,25 +98,7 @@ probes from the initiator's namespace: ARP requests for the target address, ICMP
 and TCP connects to the port (a SYN-ACK or a RST both mean the path is open). It watches both \
 ports, kernel drops, neighbour state, carrier and netfilter verdicts meanwhile, and prints one \
 verdict with its evidence. It never changes the firewall, and reads rule counters only.",
-        after_help = "Verdicts and exit codes (fixed; scripts may depend on them):\n  \
-ok         0   ARP, ICMP both ways and the port's path work\n  \
-cable      10  frames leave one port and never reach its peer (no carrier, a broken hop such\n  \
-               as a veth peer left out of the bridge, or cabled elsewhere): the hop is named\n  \
-neighbour  11  the target does not answer ARP (address, ARP sysctls named), or the initiator's\n  \
-               neighbour entry holds another MAC than the target's (both named)\n  \
-netfilter  12  a netfilter hook dropped the probes (namespace, table, chain and rule named)\n  \
-route      13  no route, the probes leave by another interface, or strict rp_filter drops\n  \
-               what arrives (sysctl and route named)\n  \
-interface  14  a port is missing, administratively down, or in another namespace\n  \
-unknown    15  a drop no class fits: its kernel drop reason and place are named\n  \
-mtu        16  jumbo frames die where small ones pass: both MTUs and the dropping hop named\n  \
-program    17  another tool's BPF program on a port (XDP, tc) takes the probes: it is named\n  \
-Several pairs: repeat --initiator, --target, --initiator-ip and --target-ip (pair N is the\n  \
-Nth of each); one verdict each, the exit code of the first that failed.\n  \
-2 stays a usage or environment error (bad argument, not root, the same address on both sides, \
-another diagnose probing the same ports for over 60 s: runs on a port take turns).\n\n\
-Example:\n  \
-tracer diagnose --initiator cvl_0_1_ns_initiator/cvl_0_1 --report /tmp/tracer-report"
+        after_help = diagnose_after_help()
     )]
     Diagnose(DiagnoseArgs),
     /// Watch both ports while a command runs; on failure, write the root-cause bundle
@@ -415,4 +411,135 @@ pub struct LabArgs {
         requires = "virt"
     )]
     pub bridge: String,
+}
+
+/// The exit-code tables people read agree with the class table in tracer-evidence.
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+    use tracer_evidence::CLASSES;
+
+    use super::Cli;
+
+    fn document(path: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(path);
+        std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+    }
+
+    /// The verdicts as "a, b and c" lists them, without ok.
+    fn verdict_names() -> Vec<&'static str> {
+        CLASSES
+            .iter()
+            .filter(|info| info.exit_code != 0)
+            .map(|info| info.name)
+            .collect()
+    }
+
+    /// The lowest and highest verdict exit codes, which must leave no gap.
+    fn verdict_range() -> (u8, u8) {
+        let codes: Vec<u8> = CLASSES
+            .iter()
+            .map(|info| info.exit_code)
+            .filter(|code| *code != 0)
+            .collect();
+        let (low, high) = (codes[0], codes[codes.len() - 1]);
+        assert_eq!(
+            usize::from(high - low) + 1,
+            codes.len(),
+            "exit codes with a gap"
+        );
+        (low, high)
+    }
+
+    #[test]
+    fn diagnose_help_lists_every_class() {
+        let mut command = Cli::command();
+        let help = command
+            .find_subcommand_mut("diagnose")
+            .expect("a diagnose command")
+            .render_long_help()
+            .to_string();
+        for info in CLASSES {
+            let line = help
+                .lines()
+                .find(|line| line.trim_start().starts_with(&format!("{} ", info.name)))
+                .unwrap_or_else(|| panic!("{} not in diagnose --help:\n{help}", info.name));
+            assert!(
+                line.split_whitespace().nth(1) == Some(&info.exit_code.to_string()),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn readme_tables_agree() {
+        let readme = document("README.md");
+        // The verdict table: `| name | code | meaning |`.
+        let rows: Vec<(String, u8)> = readme
+            .lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let name = *cells.get(1)?;
+                let code = cells.get(2)?.parse().ok()?;
+                CLASSES
+                    .iter()
+                    .any(|info| info.name == name)
+                    .then(|| (name.to_owned(), code))
+            })
+            .collect();
+        let expected: Vec<(String, u8)> = CLASSES
+            .iter()
+            .map(|info| (info.name.to_owned(), info.exit_code))
+            .collect();
+        assert_eq!(rows, expected, "README's verdict table");
+        // The exit-code table's row of verdicts: their range and every name.
+        let (low, high) = verdict_range();
+        let row = readme
+            .lines()
+            .find(|line| line.starts_with(&format!("| {low}–{high} |")))
+            .unwrap_or_else(|| panic!("README has no exit-code row `| {low}–{high} |`"));
+        for name in verdict_names() {
+            assert!(
+                row.contains(name),
+                "README's exit-code row lacks {name}: {row}"
+            );
+        }
+    }
+
+    #[test]
+    fn schema_lists_every_class_and_exit_code() {
+        let schema = document("docs/SCHEMA.md");
+        let codes: Vec<String> = CLASSES.iter().map(|i| i.exit_code.to_string()).collect();
+        assert!(
+            schema.contains(&format!("| `exit_code` | {} |", codes.join(", "))),
+            "docs/SCHEMA.md's exit_code row"
+        );
+        let names: Vec<String> = CLASSES.iter().map(|i| format!("`{}`", i.name)).collect();
+        assert!(
+            schema.contains(&format!("| `class` | {} |", names.join(", "))),
+            "docs/SCHEMA.md's class row"
+        );
+    }
+
+    #[test]
+    fn the_spdk_hook_and_guide_name_the_verdict_range() {
+        let (low, high) = verdict_range();
+        let hook = document("packaging/spdk/tracer.sh");
+        assert!(
+            hook.contains(&format!("{low} to {high} a verdict")),
+            "tracer.sh"
+        );
+        let names = verdict_names().join(", ");
+        assert!(
+            hook.contains(&format!("({names})")),
+            "tracer.sh lacks ({names})"
+        );
+        let guide = document("docs/SPDK.md");
+        assert!(
+            guide.contains(&format!("{low}–{high} a verdict")),
+            "docs/SPDK.md"
+        );
+    }
 }

@@ -1257,8 +1257,8 @@ fn parse_route(payload: &[u8]) -> io::Result<RouteLookup> {
     };
     Ok(RouteLookup::Via {
         oif: attribute_u32(oif, "RTA_OIF")?,
-        gateway: optional_ipv4(libc::RTA_GATEWAY, "RTA_GATEWAY")?,
-        source: optional_ipv4(libc::RTA_PREFSRC, "RTA_PREFSRC")?,
+        gateway: optional_ipv4(libc::RTA_GATEWAY, "RTA_GATEWAY")?.map(Into::into),
+        source: optional_ipv4(libc::RTA_PREFSRC, "RTA_PREFSRC")?.map(Into::into),
     })
 }
 
@@ -1450,8 +1450,8 @@ mod tests {
             route_lookup_from(answer).unwrap(),
             RouteLookup::Via {
                 oif: 3,
-                gateway: Some(Ipv4Addr::new(10, 0, 0, 254)),
-                source: Some(Ipv4Addr::new(10, 0, 0, 1)),
+                gateway: Some([10, 0, 0, 254].into()),
+                source: Some([10, 0, 0, 1].into()),
             }
         );
     }

@@ -5,9 +5,9 @@ use crate::{
     class::VerdictClass,
     counters::DropCount,
     facts::{
-        AttachedProgram, Backend, CarrierGap, DropEvidence, Environment, FoundBy, Hop, HopRole, Link, MtuProbe,
-        NeighbourEvidence, NetfilterEvidence, NetfilterLocation, PathEvidence, PortEvidence,
-        ProbeEvidence, ProbeKind, ProbeOutcome, RouteEvidence, RouteLookup, Sysctl,
+        AttachedProgram, Backend, CarrierGap, DropEvidence, Environment, FoundBy, Hop, HopRole,
+        Link, MtuProbe, NeighbourEvidence, NetfilterEvidence, NetfilterLocation, PathEvidence,
+        PortEvidence, ProbeEvidence, ProbeKind, ProbeOutcome, RouteEvidence, RouteLookup, Sysctl,
     },
     findings::*,
 };
@@ -221,7 +221,10 @@ fn missing_namespace_is_interface() {
     evidence.target.link = None;
     let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Interface);
-    assert!(matches!(verdict.finding, Finding::NamespaceMissing(NamespaceMissing { .. })));
+    assert!(matches!(
+        verdict.finding,
+        Finding::NamespaceMissing(NamespaceMissing { .. })
+    ));
 }
 
 #[test]
@@ -233,7 +236,10 @@ fn admin_down_target_is_interface_not_cable() {
     let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Interface);
     assert_eq!(verdict.side, Side::Target);
-    assert!(matches!(verdict.finding, Finding::InterfaceDown(InterfaceDown { .. })));
+    assert!(matches!(
+        verdict.finding,
+        Finding::InterfaceDown(InterfaceDown { .. })
+    ));
 }
 
 #[test]
@@ -297,7 +303,10 @@ fn no_carrier_on_both_ports_is_cable() {
     let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Cable);
     assert_eq!(verdict.side, Side::Wire);
-    assert!(matches!(verdict.finding, Finding::NoCarrier(NoCarrier { .. })));
+    assert!(matches!(
+        verdict.finding,
+        Finding::NoCarrier(NoCarrier { .. })
+    ));
 }
 
 #[test]
@@ -535,7 +544,10 @@ fn no_traffic_at_all_is_nothing_observed() {
     evidence.probes.clear();
     let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Ok);
-    assert_eq!(verdict.finding, Finding::NothingObserved(NothingObserved {}));
+    assert_eq!(
+        verdict.finding,
+        Finding::NothingObserved(NothingObserved {})
+    );
 }
 
 /// Echo requests left the initiator and reached the target; no reply came back.

@@ -49,7 +49,10 @@ fn every_kind_has_a_class_words_and_a_stop() {
         let described = finding.describe();
         let class = described.class();
         let info = CLASSES.iter().find(|info| info.class == class);
-        assert!(info.is_some(), "{finding:?}: class {class:?} not in the table");
+        assert!(
+            info.is_some(),
+            "{finding:?}: class {class:?} not in the table"
+        );
         for side in [Side::Initiator, Side::Target, Side::Wire, Side::None] {
             let summary = described.summary(side);
             assert!(summary.ends_with('.'), "{finding:?}: summary {summary:?}");
@@ -86,4 +89,22 @@ fn findings_read_as_the_previous_schema_wrote_them() {
         serde_json::to_string(&unit).unwrap(),
         r#"{"kind":"nothing_observed"}"#
     );
+}
+
+/// docs/SCHEMA.md's table of finding kinds names every kind.
+#[test]
+fn the_schema_documents_every_kind() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/SCHEMA.md");
+    let schema = std::fs::read_to_string(path).unwrap();
+    for finding in examples() {
+        let saved = serde_json::to_value(&finding).unwrap();
+        let kind = saved["kind"].as_str().unwrap().to_owned();
+        let documented = schema
+            .lines()
+            .any(|line| line.starts_with('|') && line.contains(&format!("`{kind}`")));
+        assert!(
+            documented,
+            "docs/SCHEMA.md does not document finding `{kind}`"
+        );
+    }
 }

@@ -18,7 +18,7 @@ use aya::{
 use log::info;
 use serde::{Deserialize, Serialize};
 use tracer_common::{DropKey, InterfaceName, KernelOffsets, WatchedPlace, interface_name};
-use tracer_evidence::{DropCount, protocol_name};
+use tracer_evidence::{DropCount, protocol_name, reasons::DropReason};
 
 use crate::{btf::Btf, collect::loader, error::UsageError, kallsyms::Kallsyms};
 
@@ -435,13 +435,14 @@ fn attach_with_location(ebpf: &mut Ebpf) -> anyhow::Result<()> {
 /// The drop reason a freeing function stands for, on kernels without reasons.
 fn reason_at(location: &str) -> &'static str {
     let function = location.split('+').next().unwrap_or("");
-    if function == "nf_hook_slow" {
-        "NETFILTER_DROP"
+    let reason = if function == "nf_hook_slow" {
+        DropReason::NetfilterDrop
     } else if function.starts_with("neigh_") || function.starts_with("__neigh_") {
-        "NEIGH_FAILED"
+        DropReason::NeighFailed
     } else {
-        "NOT_SPECIFIED"
-    }
+        DropReason::NotSpecified
+    };
+    reason.name().unwrap_or("NOT_SPECIFIED")
 }
 
 #[cfg(test)]

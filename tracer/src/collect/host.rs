@@ -166,7 +166,7 @@ pub fn route_evidence(from: &PortEvidence, destination: Ipv4Addr) -> RouteEviden
             };
             RouteEvidence {
                 from: from.side,
-                destination,
+                destination: destination.into(),
                 via_interface: oif.and_then(|oif| {
                     links
                         .iter()
@@ -179,7 +179,7 @@ pub fn route_evidence(from: &PortEvidence, destination: Ipv4Addr) -> RouteEviden
         }
         Err(err) => RouteEvidence {
             from: from.side,
-            destination,
+            destination: destination.into(),
             lookup: RouteLookup::Unreachable {
                 errno: 0,
                 message: format!("route lookup failed: {err:#}"),

@@ -4,7 +4,7 @@
 
 use std::{
     collections::HashMap,
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, SocketAddrV4},
     time::Duration,
 };
 
@@ -242,7 +242,7 @@ fn neighbour_evidence(
     NeighbourEvidence {
         side,
         netns: netns.to_owned(),
-        address,
+        address: address.into(),
         before: before.map(|entry| entry.state),
         after: after.map(|entry| entry.state),
         mac,
@@ -250,7 +250,7 @@ fn neighbour_evidence(
 }
 
 /// Removes a neighbour entry the probes created, so the table is left as it was found.
-fn forget_neighbour(netns: &str, interface: &str, address: Ipv4Addr) {
+fn forget_neighbour(netns: &str, interface: &str, address: IpAddr) {
     let address = address.to_string();
     if let Err(err) = tool::run(netns, "ip", &["neigh", "del", &address, "dev", interface]) {
         log::warn!(

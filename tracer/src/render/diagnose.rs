@@ -5,20 +5,13 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use tracer_evidence::{
-    Evidence, NeighbourEvidence, NetfilterLocation, PortEvidence, ProbeEvidence, RouteEvidence,
-    RouteLookup, SCHEMA_VERSION, Side, Verdict, VerdictClass,
+    Evidence, Fact, NeighbourEvidence, NetfilterLocation, PortEvidence, ProbeEvidence,
+    RouteEvidence, RouteLookup, SCHEMA_VERSION, Side, Verdict, VerdictClass,
+    ladder::{Rung, first_short},
+    words::{drop_place, probe_name, rule_line, side_label},
 };
 
-use crate::{
-    netns,
-    render::{
-        path,
-        verdict::{
-            Rung, advice, drop_place, fact_line, first_short, probe_name, rule_line, side_label,
-            summary,
-        },
-    },
-};
+use crate::{netns, render::path};
 
 /// The verdict with its signature and its sentences, as JSON shows it.
 #[derive(Debug, Serialize)]
@@ -53,9 +46,9 @@ impl<'a> Report<'a> {
             verdict: VerdictReport {
                 verdict,
                 netfilter: verdict.netfilter(),
-                summary: summary(verdict),
-                evidence: verdict.facts.iter().map(fact_line).collect(),
-                advice: advice(verdict),
+                summary: verdict.summary(),
+                evidence: verdict.facts.iter().map(Fact::line).collect(),
+                advice: verdict.advice(),
                 signature: verdict.signature(evidence),
                 exit_code: verdict.class.exit_code(),
             },

@@ -6,4 +6,3 @@ pub mod metrics;
 pub mod path;
 pub mod svg;
 pub mod timeline;
-pub mod verdict;

@@ -5,238 +5,36 @@
 use std::fmt::Write as _;
 
 use tracer_evidence::{
-    Evidence, Finding, Hop, HopRole, PortEvidence, PortRef, ProbeEvidence, Side, Verdict,
-    VerdictClass,
+    Evidence, HopRole, PortEvidence, ProbeEvidence, Side, Verdict, VerdictClass,
+    ladder::{Rung, first_short},
+    stop::{DrawnPath, Place},
+    words::{hop_label, hop_line, hop_state, namespace_phrase, probe_name, side_label},
 };
 
-use super::{
-    svg::{Font, Svg, clip, escape, text_width, wrap},
-    verdict::{
-        Rung, advice, first_short, hop_label, hop_problem, hop_state, namespace_phrase, probe_name,
-        side_label, summary, sysctl_list, sysctl_text,
-    },
-};
-
-/// One colour per verdict class; ok is green.
-pub fn class_colour(class: VerdictClass) -> &'static str {
-    match class {
-        VerdictClass::Ok => "#2e7d32",
-        VerdictClass::Cable => "#6a1b9a",
-        VerdictClass::Neighbour => "#00838f",
-        VerdictClass::Netfilter => "#c62828",
-        VerdictClass::Route => "#e65100",
-        VerdictClass::Interface => "#5d4037",
-        VerdictClass::Unknown => "#546e7a",
-        VerdictClass::Mtu => "#1565c0",
-        VerdictClass::Program => "#ad1457",
-    }
-}
-
-/// The hops from the initiator's port to the target's: the walked path when there is one; else
-/// the two ports, with the cable between them unless a veth pair joins them directly.
-pub fn hops(evidence: &Evidence) -> Vec<Hop> {
-    if let Some(path) = &evidence.path
-        && path.hops.len() >= 2
-    {
-        return path.hops.clone();
-    }
-    let is_veth = |port: &PortEvidence| {
-        port.link
-            .as_ref()
-            .is_some_and(|link| link.kind.as_deref() == Some("veth"))
-    };
-    let mut hops = vec![port_hop(&evidence.initiator)];
-    if !is_veth(&evidence.initiator) && !is_veth(&evidence.target) {
-        hops.push(Hop::cable());
-    }
-    hops.push(port_hop(&evidence.target));
-    hops
-}
-
-fn port_hop(port: &PortEvidence) -> Hop {
-    Hop {
-        role: HopRole::Port,
-        netns: port.netns.clone(),
-        interface: port.interface.clone(),
-        link: port.link.clone(),
-        bridge: None,
-    }
-}
-
-/// A place on the drawn path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Place {
-    Hop(usize),
-    /// Between hop `i` and hop `i + 1`.
-    Link(usize),
-}
-
-/// Where the packets stopped: the place the finding names, else where the first failed probe's
-/// counts fell short, else the verdict's side. A working path "stops" at the target.
-fn stop(evidence: &Evidence, verdict: &Verdict, hops: &[Hop]) -> Place {
-    let last = hops.len() - 1;
-    let at = |netns: &str, interface: &str| {
-        hops.iter()
-            .position(|hop| hop.netns == netns && hop.interface == interface)
-            .map(Place::Hop)
-    };
-    let port = |port: &PortRef| at(&port.netns, &port.interface);
-    let side = |side: Side| match side {
-        Side::Initiator => Some(Place::Hop(0)),
-        Side::Target => Some(Place::Hop(last)),
-        Side::Wire => Some(wire(hops)),
-        Side::None => None,
-    };
-    let named = match &verdict.finding {
-        Finding::PathWorks { .. } | Finding::NothingObserved => Some(Place::Hop(last)),
-        Finding::NamespaceMissing { port: named, .. }
-        | Finding::InterfaceMissing { port: named, .. }
-        | Finding::InterfaceDown { port: named, .. }
-        | Finding::NoRoute { port: named, .. }
-        | Finding::RouteByOtherInterface { port: named, .. }
-        | Finding::ProgramTakesProbes { port: named, .. }
-        | Finding::ArpUnanswered { port: named, .. }
-        | Finding::NeighbourMismatch { port: named, .. }
-        | Finding::ReversePathFilter { port: named, .. }
-        | Finding::CarrierLate { port: named, .. }
-        | Finding::MtuMismatch {
-            dropping: named, ..
-        } => port(named),
-        Finding::NetfilterDrop { location, .. } => side(verdict.side).or_else(|| {
-            hops.iter()
-                .position(|hop| hop.netns == location.netns)
-                .map(Place::Hop)
-        }),
-        Finding::NoCarrier { ports } => match ports.as_slice() {
-            [only] => port(only),
-            _ => Some(wire(hops)),
-        },
-        Finding::FramesLost { .. } => Some(wire(hops)),
-        Finding::HopBroken { hop: broken, .. } => hops
-            .iter()
-            .position(|hop| {
-                hop.role == broken.role
-                    && hop.netns == broken.netns
-                    && hop.interface == broken.interface
-            })
-            .map(Place::Hop),
-        Finding::UnexplainedDrop { drop } => at(&drop.netns, &drop.interface),
-        Finding::Unanswered => None,
-    };
-    named
-        .or_else(|| ladder_stop(evidence, hops))
-        .or_else(|| side(verdict.side))
-        .unwrap_or_else(|| wire(hops))
-}
-
-/// Where the first probe that went unanswered stopped, by the first of its counts that fell
-/// short; an answer that arrived and still went unanswered died at the origin.
-fn ladder_stop(evidence: &Evidence, hops: &[Hop]) -> Option<Place> {
-    let probe = evidence
-        .probes
-        .iter()
-        .find(|probe| probe.skipped.is_none() && !probe.fully_answered())?;
-    let (origin, peer) = ends(probe.from, hops.len() - 1);
-    Some(match first_short(probe) {
-        Some(Rung::LeftOrigin) | None => Place::Hop(origin),
-        Some(Rung::ReachedPeer | Rung::AnswerReachedOrigin) => wire(hops),
-        Some(Rung::AnswerLeftPeer) => Place::Hop(peer),
-    })
-}
-
-/// Between the two ports: the cable when there is one, else the middle of the path.
-fn wire(hops: &[Hop]) -> Place {
-    if let Some(cable) = hops.iter().position(|hop| hop.role == HopRole::Cable) {
-        return Place::Hop(cable);
-    }
-    match hops.len() {
-        n if n % 2 == 1 => Place::Hop(n / 2),
-        n => Place::Link(n / 2 - 1),
-    }
-}
-
-/// The columns of a probe's origin port and its peer's.
-fn ends(from: Side, last: usize) -> (usize, usize) {
-    if from == Side::Target {
-        (last, 0)
-    } else {
-        (0, last)
-    }
-}
-
-/// What the stop mark says.
-fn mark_text(verdict: &Verdict) -> String {
-    match verdict.finding {
-        Finding::PathWorks { .. } => "✓ answered".to_owned(),
-        Finding::NothingObserved => "no traffic seen".to_owned(),
-        _ => format!("✕ stops here: {}", verdict.class.name()),
-    }
-}
-
-/// The thing to change, when the finding names one: a rule, a sysctl, an MTU, a hop's fault.
-fn named_thing(verdict: &Verdict) -> Option<String> {
-    match &verdict.finding {
-        Finding::NetfilterDrop { location, .. } if !location.rule.is_empty() => Some(format!(
-            "rule `{}` ({} {} {})",
-            location.rule, location.family, location.table, location.chain
-        )),
-        Finding::NetfilterDrop { location, .. } if !location.chain.is_empty() => Some(format!(
-            "{} table {} chain {}",
-            location.family, location.table, location.chain
-        )),
-        Finding::ArpUnanswered { sysctls, .. } if !sysctls.is_empty() => Some(sysctl_list(sysctls)),
-        Finding::ReversePathFilter { sysctl, .. } => Some(sysctl_text(sysctl)),
-        Finding::MtuMismatch {
-            dropping,
-            dropping_mtu,
-            size,
-            ..
-        } => Some(format!(
-            "{} has MTU {dropping_mtu}: {size}-byte packets do not pass",
-            dropping.interface
-        )),
-        Finding::HopBroken { hop, problem } => Some(hop_problem(hop, problem)),
-        Finding::ProgramTakesProbes { hook, programs, .. } => {
-            let names: Vec<String> = programs
-                .iter()
-                .map(|program| format!("{} (id {})", program.name, program.id))
-                .collect();
-            Some(format!("{hook}: {}", names.join(", ")))
-        }
-        Finding::NeighbourMismatch {
-            entry_mac,
-            target_mac,
-            ..
-        } => Some(format!(
-            "neighbour entry {entry_mac}, target port {target_mac}"
-        )),
-        Finding::UnexplainedDrop { drop } => Some(drop.reason.clone()),
-        _ => None,
-    }
-}
+use super::svg::{Font, Svg, clip, escape, text_width, wrap};
 
 /// The path as drawn: its hops and where the packets stopped.
 struct Picture<'a> {
     evidence: &'a Evidence,
     verdict: &'a Verdict,
-    hops: Vec<Hop>,
+    path: DrawnPath,
     stop: Place,
 }
 
 impl<'a> Picture<'a> {
     fn new(evidence: &'a Evidence, verdict: &'a Verdict) -> Self {
-        let hops = hops(evidence);
-        let stop = stop(evidence, verdict, &hops);
+        let path = DrawnPath::of(evidence);
+        let stop = path.stop(evidence, verdict);
         Self {
             evidence,
             verdict,
-            hops,
+            path,
             stop,
         }
     }
 
     fn last(&self) -> usize {
-        self.hops.len() - 1
+        self.path.hops.len() - 1
     }
 
     fn ok(&self) -> bool {
@@ -245,7 +43,7 @@ impl<'a> Picture<'a> {
 
     /// The watched port a hop is, if it is one.
     fn port(&self, index: usize) -> Option<&PortEvidence> {
-        match (self.hops[index].role, index) {
+        match (self.path.hops[index].role, index) {
             (HopRole::Port, 0) => Some(&self.evidence.initiator),
             (HopRole::Port, i) if i == self.last() => Some(&self.evidence.target),
             _ => None,
@@ -253,7 +51,7 @@ impl<'a> Picture<'a> {
     }
 
     fn role(&self, index: usize) -> &'static str {
-        match self.hops[index].role {
+        match self.path.hops[index].role {
             HopRole::Port if index == 0 => "initiator port",
             HopRole::Port => "target port",
             HopRole::VethPeer => "veth peer",
@@ -263,7 +61,7 @@ impl<'a> Picture<'a> {
     }
 
     fn name(&self, index: usize) -> String {
-        let hop = &self.hops[index];
+        let hop = &self.path.hops[index];
         if hop.interface.is_empty() {
             hop_label(hop)
         } else {
@@ -273,14 +71,14 @@ impl<'a> Picture<'a> {
 
     /// The hop's namespace, or for the cable why it has no more to say.
     fn namespace(&self, index: usize) -> String {
-        match self.hops[index].role {
+        match self.path.hops[index].role {
             HopRole::Cable => "not visible to tracer".to_owned(),
-            _ => namespace_phrase(&self.hops[index].netns),
+            _ => namespace_phrase(&self.path.hops[index].netns),
         }
     }
 
     fn state(&self, index: usize) -> String {
-        if let Some(state) = hop_state(&self.hops[index]) {
+        if let Some(state) = hop_state(&self.path.hops[index]) {
             return state;
         }
         match self.port(index) {
@@ -293,7 +91,7 @@ impl<'a> Picture<'a> {
     /// The place the packets stopped, for people.
     fn place_name(&self) -> String {
         match self.stop {
-            Place::Hop(index) => hop_label(&self.hops[index]),
+            Place::Hop(index) => hop_label(&self.path.hops[index]),
             Place::Link(index) => {
                 format!("between {} and {}", self.name(index), self.name(index + 1))
             }
@@ -309,7 +107,7 @@ impl<'a> Picture<'a> {
         if self.ok() {
             return format!("answered {place}");
         }
-        match named_thing(self.verdict) {
+        match self.verdict.named_thing() {
             Some(thing) => format!("{place}: {thing}"),
             None => place,
         }
@@ -378,8 +176,8 @@ impl Count {
 /// stopped, the verdict and what to do.
 pub fn svg(evidence: &Evidence, verdict: &Verdict) -> String {
     let picture = Picture::new(evidence, verdict);
-    let colour = class_colour(verdict.class);
-    let n = picture.hops.len();
+    let colour = verdict.class.colour();
+    let n = picture.path.hops.len();
     let span = MIN_SPAN.max(n as f64 * BOX_W + (n - 1) as f64 * MIN_GAP);
     let width = 2.0 * MARGIN + LABELS + span;
     let step = (span - BOX_W) / (n - 1).max(1) as f64;
@@ -442,7 +240,7 @@ pub fn svg(evidence: &Evidence, verdict: &Verdict) -> String {
     }
     y += 8.0;
     for line in wrap(
-        &format!("What to do: {}", advice(verdict)),
+        &format!("What to do: {}", verdict.advice()),
         (text_span / (13.5 * 0.55)) as usize,
     ) {
         svg.text(MARGIN, y, Font::new(13.5, INK), &line);
@@ -463,7 +261,7 @@ pub fn svg(evidence: &Evidence, verdict: &Verdict) -> String {
     svg.finish(
         width,
         y + MARGIN - 8.0,
-        &format!("tracer: {}", summary(verdict)),
+        &format!("tracer: {}", verdict.summary()),
     )
 }
 
@@ -475,7 +273,7 @@ pub(super) fn draw_verdict(
     verdict: &Verdict,
     width: f64,
 ) -> f64 {
-    let colour = class_colour(verdict.class);
+    let colour = verdict.class.colour();
     let mut y = MARGIN;
     let badge = verdict.class.name().to_uppercase();
     // Bold capitals are wider than the average letter.
@@ -509,7 +307,7 @@ pub(super) fn draw_verdict(
     );
     y += 30.0 + 30.0;
     for line in wrap(
-        &summary(verdict),
+        &verdict.summary(),
         ((width - 2.0 * MARGIN) / (17.0 * 0.64)) as usize,
     ) {
         svg.text(MARGIN, y, Font::new(17.0, INK).bold(), &line);
@@ -557,7 +355,7 @@ fn draw_lanes(
             Font::new(11.5, MUTED),
             &format!("{} sent, {} answered", probe.outcome.sent, probe.answers()),
         );
-        let (origin, peer) = ends(probe.from, last);
+        let (origin, peer) = picture.path.ends(probe.from);
         let expected = u64::from(probe.outcome.sent);
         let short = first_short(probe);
         let unanswered = !probe.fully_answered();
@@ -604,7 +402,7 @@ fn draw_lanes(
             Font::new(11.5, MUTED),
             &format!("{} sent, {} answered", mtu.sent, mtu.answered),
         );
-        let (origin, peer) = ends(mtu.from, last);
+        let (origin, peer) = picture.path.ends(mtu.from);
         let expected = u64::from(mtu.sent);
         let departed = Count {
             value: mtu.left_origin,
@@ -652,7 +450,7 @@ fn arrow_heads(colour: &str) -> String {
 }
 
 fn draw_hop(svg: &mut Svg, picture: &Picture<'_>, index: usize, x: f64, top: f64, colour: &str) {
-    let hop = &picture.hops[index];
+    let hop = &picture.path.hops[index];
     let stopped = picture.stop == Place::Hop(index) && !picture.ok();
     let stroke = if stopped {
         format!(r#"stroke="{colour}" stroke-width="3.5""#)
@@ -676,7 +474,7 @@ fn draw_hop(svg: &mut Svg, picture: &Picture<'_>, index: usize, x: f64, top: f64
             escape(&picture.name(index))
         ),
     );
-    svg.title(&super::verdict::hop_line(hop));
+    svg.title(&hop_line(hop));
     let left = x - BOX_W / 2.0;
     svg.rect(
         left,
@@ -831,7 +629,7 @@ fn draw_stop(
         ));
         svg.text(x, y + 6.0, Font::new(17.0, "#ffffff").bold().middle(), "✕");
     }
-    let mark = mark_text(picture.verdict);
+    let mark = picture.verdict.mark();
     let mark_width = text_width(&mark, 13.5) + 26.0;
     let mark_top = top - 42.0;
     // The label stays on the page; its pointer stays on the place.
@@ -884,10 +682,10 @@ fn mermaid_text(text: &str) -> String {
 /// with the counts at the two ports, and the stop in the class colour.
 pub fn mermaid(evidence: &Evidence, verdict: &Verdict) -> String {
     let picture = Picture::new(evidence, verdict);
-    let colour = class_colour(verdict.class);
-    let mark = mark_text(verdict);
+    let colour = verdict.class.colour();
+    let mark = verdict.mark();
     let mut out = String::from("```mermaid\nflowchart LR\n");
-    for index in 0..picture.hops.len() {
+    for index in 0..picture.path.hops.len() {
         let mut lines = Vec::new();
         if picture.stop == Place::Hop(index) {
             lines.push(mermaid_text(&mark));
@@ -907,7 +705,7 @@ pub fn mermaid(evidence: &Evidence, verdict: &Verdict) -> String {
         let label = lines.join("<br/>");
         let _ = writeln!(out, "  h{index}[\"{label}\"]");
     }
-    for index in 0..picture.hops.len() - 1 {
+    for index in 0..picture.path.hops.len() - 1 {
         if picture.stop == Place::Link(index) {
             let _ = writeln!(
                 out,
@@ -941,8 +739,8 @@ pub fn mermaid(evidence: &Evidence, verdict: &Verdict) -> String {
 #[cfg(test)]
 mod tests {
     use tracer_evidence::{
-        AttachedProgram, Environment, HopProblem, Link, MtuProbe, NetfilterLocation, PathEvidence,
-        ProbeKind, ProbeOutcome, Sysctl,
+        AttachedProgram, Environment, Hop, HopProblem, Link, MtuProbe, NetfilterLocation,
+        PathEvidence, PortRef, ProbeKind, ProbeOutcome, Sysctl, findings::*,
     };
 
     use super::*;
@@ -1015,22 +813,6 @@ mod tests {
         }
     }
 
-    fn verdict(class: VerdictClass, side: Side, finding: Finding) -> Verdict {
-        Verdict {
-            class,
-            side,
-            finding,
-            facts: Vec::new(),
-        }
-    }
-
-    fn port_ref(port: &PortEvidence) -> PortRef {
-        PortRef {
-            netns: port.netns.clone(),
-            interface: port.interface.clone(),
-        }
-    }
-
     fn hop(role: HopRole, netns: &str, interface: &str) -> Hop {
         Hop {
             role,
@@ -1076,7 +858,7 @@ mod tests {
             .filter(|node| node.has_tag_name("text"))
             .filter_map(|node| node.text())
             .collect();
-        for hop in hops(evidence) {
+        for hop in DrawnPath::of(evidence).hops {
             let name = if hop.interface.is_empty() {
                 hop_label(&hop)
             } else {
@@ -1093,7 +875,7 @@ mod tests {
             .expect("a stop mark");
         assert_eq!(stop.attribute("data-class"), Some(verdict.class.name()));
         assert_eq!(stop.attribute("data-place"), Some(place));
-        let colour = class_colour(verdict.class);
+        let colour = verdict.class.colour();
         assert!(
             stop.descendants()
                 .any(|node| node.attribute("fill") == Some(colour)),
@@ -1118,7 +900,7 @@ mod tests {
         let text = check(&evidence, &verdict, TARGET);
         assert!(text.contains("✓ answered"), "{text}");
         // A veth pair joins the ports directly: no cable.
-        assert_eq!(hops(&evidence).len(), 2);
+        assert_eq!(DrawnPath::of(&evidence).hops.len(), 2);
     }
 
     #[test]
@@ -1127,7 +909,7 @@ mod tests {
         evidence.probes = vec![probe(ProbeKind::Arp, Side::Initiator, 3, [3, 0, 0, 0])];
         let verdict = tracer_evidence::diagnose(&evidence);
         assert_eq!(verdict.class, VerdictClass::Cable);
-        assert_eq!(hops(&evidence)[1].role, HopRole::Cable);
+        assert_eq!(DrawnPath::of(&evidence).hops[1].role, HopRole::Cable);
         check(&evidence, &verdict, "the cable");
     }
 
@@ -1140,11 +922,10 @@ mod tests {
             all: 0,
             device: 8,
         };
-        let verdict = verdict(
-            VerdictClass::Neighbour,
+        let verdict = Verdict::new(
             Side::Target,
-            Finding::ArpUnanswered {
-                port: port_ref(&evidence.target),
+            ArpUnanswered {
+                port: PortRef::of(&evidence.target),
                 target_ip: "10.0.0.2".to_owned(),
                 owns_address: true,
                 sysctls: vec![sysctl],
@@ -1160,10 +941,9 @@ mod tests {
         let mut evidence = evidence(Some("veth"));
         evidence.probes[1] = probe(ProbeKind::IcmpForward, Side::Initiator, 5, [5, 5, 0, 0]);
         let rule = r#"-A INPUT -p icmp -m comment --comment "<x> & 'y'" -j DROP"#;
-        let verdict = verdict(
-            VerdictClass::Netfilter,
+        let verdict = Verdict::new(
             Side::Target,
-            Finding::NetfilterDrop {
+            NetfilterDrop {
                 location: NetfilterLocation {
                     netns: "cvl_0_0_ns_spdk".to_owned(),
                     family: "ip".to_owned(),
@@ -1178,17 +958,16 @@ mod tests {
         assert!(text.contains(rule), "{text}");
         // The first count that fell short is drawn in the class colour: the answer never left.
         let document = svg(&evidence, &verdict);
-        assert!(document.contains(&format!(r#"fill="{}" stroke"#, class_colour(verdict.class))));
+        assert!(document.contains(&format!(r#"fill="{}" stroke"#, verdict.class.colour())));
     }
 
     #[test]
     fn route_marks_the_initiator() {
         let evidence = evidence(Some("veth"));
-        let verdict = verdict(
-            VerdictClass::Route,
+        let verdict = Verdict::new(
             Side::Initiator,
-            Finding::NoRoute {
-                port: port_ref(&evidence.initiator),
+            NoRoute {
+                port: PortRef::of(&evidence.initiator),
                 destination: [10, 0, 0, 2].into(),
                 message: "Network is unreachable".to_owned(),
             },
@@ -1210,7 +989,7 @@ mod tests {
     fn unknown_stops_where_the_counts_fell_short() {
         let mut evidence = evidence(Some("veth"));
         evidence.probes[1] = probe(ProbeKind::IcmpForward, Side::Initiator, 5, [5, 2, 2, 2]);
-        let verdict = verdict(VerdictClass::Unknown, Side::None, Finding::Unanswered);
+        let verdict = Verdict::new(Side::None, Unanswered {});
         // Requests left and did not all arrive: lost between the two ends of the veth pair.
         check(&evidence, &verdict, "between cvl_0_1 and cvl_0_0");
         // An answer that arrived and was still not taken died at the origin.
@@ -1231,13 +1010,12 @@ mod tests {
             reached_peer: 0,
             error: None,
         }];
-        let verdict = verdict(
-            VerdictClass::Mtu,
+        let verdict = Verdict::new(
             Side::Wire,
-            Finding::MtuMismatch {
-                from: port_ref(&evidence.initiator),
+            MtuMismatch {
+                from: PortRef::of(&evidence.initiator),
                 from_mtu: 9000,
-                to: port_ref(&evidence.target),
+                to: PortRef::of(&evidence.target),
                 to_mtu: 9000,
                 dropping: PortRef {
                     netns: "sw".to_owned(),
@@ -1276,10 +1054,9 @@ mod tests {
     fn a_broken_hop_is_marked_itself() {
         let evidence = bridged(evidence(Some("veth")));
         let broken = hop(HopRole::VethPeer, "sw", "peer1");
-        let verdict = verdict(
-            VerdictClass::Cable,
+        let verdict = Verdict::new(
             Side::Wire,
-            Finding::HopBroken {
+            HopBroken {
                 hop: broken,
                 problem: HopProblem::NotInBridge {
                     bridge: "br0".to_owned(),
@@ -1295,10 +1072,9 @@ mod tests {
         let mut evidence = evidence(Some("veth"));
         evidence.target.interface = "we\"ird#<if>`".to_owned();
         evidence.probes[1] = probe(ProbeKind::IcmpForward, Side::Initiator, 5, [5, 5, 0, 0]);
-        let dropped = verdict(
-            VerdictClass::Netfilter,
+        let dropped = Verdict::new(
             Side::Target,
-            Finding::NetfilterDrop {
+            NetfilterDrop {
                 location: NetfilterLocation {
                     netns: "cvl_0_0_ns_spdk".to_owned(),
                     family: "ip".to_owned(),
@@ -1330,7 +1106,7 @@ mod tests {
 
         // Lost between the ends of a veth pair: the link is marked.
         evidence.probes[1] = probe(ProbeKind::IcmpForward, Side::Initiator, 5, [5, 0, 0, 0]);
-        let lost = verdict(VerdictClass::Unknown, Side::None, Finding::Unanswered);
+        let lost = Verdict::new(Side::None, Unanswered {});
         let block = mermaid(&evidence, &lost);
         assert!(
             block.contains("h0 ---|\"✕ stops here: unknown\"| h1"),

@@ -4,12 +4,11 @@
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
-use tracer_evidence::{Evidence, PortEvidence, Side, Verdict};
+use tracer_evidence::{Evidence, PortEvidence, Side, Verdict, words::namespace_phrase};
 
 use super::{
     path::{FAINT, INK, MARGIN, MUTED, draw_verdict},
     svg::{Font, Svg, clip, escape, text_width},
-    verdict::namespace_phrase,
 };
 use crate::commands::watch::timeline::{PortChange, Timeline, TimelineEvent};
 
@@ -336,7 +335,7 @@ fn draw_band(svg: &mut Svg, band: &Band, top: f64, x: &impl Fn(f64) -> f64, end:
 
 #[cfg(test)]
 mod tests {
-    use tracer_evidence::{Environment, Finding, PortEvidence, VerdictClass};
+    use tracer_evidence::{Environment, PortEvidence, findings::NoCarrier};
 
     use super::*;
 
@@ -406,12 +405,7 @@ mod tests {
             port(Side::Target, "cvl_0_0_ns_spdk", "cvl_0_0"),
             Environment::default(),
         );
-        let verdict = Verdict {
-            class: VerdictClass::Cable,
-            side: Side::Target,
-            finding: Finding::NoCarrier { ports: Vec::new() },
-            facts: Vec::new(),
-        };
+        let verdict = Verdict::new(Side::Target, NoCarrier { ports: Vec::new() });
         let document = svg(&timeline, &evidence, &verdict);
         let parsed = roxmltree::Document::parse(&document)
             .unwrap_or_else(|err| panic!("{err}:\n{document}"));

@@ -33,7 +33,7 @@ use crate::{
         ports::PortOptions, probing,
     },
     commands::diagnose::prepare_report_dir,
-    preflight, render,
+    preflight,
 };
 
 /// How long after the command exits tracer keeps counting.
@@ -225,7 +225,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
     eprintln!(
         "tracer: verdict {} ({signature}): {}",
         verdict.class.name(),
-        render::verdict::summary(&verdict)
+        verdict.summary()
     );
     if write_bundle_now {
         write_bundle(

@@ -202,7 +202,7 @@ pub(super) fn passive_evidence(
                 .map(|address| NeighbourEvidence {
                     side: port.side,
                     netns: netns.clone(),
-                    address: *address,
+                    address: (*address).into(),
                     before: port.first_neighbours.get(address).cloned(),
                     after: port.neighbours.get(address).cloned(),
                     mac: port.neighbour_macs.get(address).copied().map(mac_text),
