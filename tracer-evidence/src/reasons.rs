@@ -71,3 +71,50 @@ mod tests {
         assert_eq!(DropReason::from_name("IP_INHDR"), DropReason::Other);
     }
 }
+
+/// A neighbour entry's NUD state, as `ip neigh` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NeighbourState {
+    Incomplete,
+    Reachable,
+    Stale,
+    Delay,
+    Probe,
+    Failed,
+    NoArp,
+    Permanent,
+}
+
+impl NeighbourState {
+    /// In the order `ip neigh` prints them.
+    pub const ALL: [(Self, &'static str); 8] = [
+        (Self::Incomplete, "INCOMPLETE"),
+        (Self::Reachable, "REACHABLE"),
+        (Self::Stale, "STALE"),
+        (Self::Delay, "DELAY"),
+        (Self::Probe, "PROBE"),
+        (Self::Failed, "FAILED"),
+        (Self::NoArp, "NOARP"),
+        (Self::Permanent, "PERMANENT"),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(state, _)| *state == self)
+            .map_or("", |(_, name)| name)
+    }
+
+    /// The states a saved state text holds ("REACHABLE", or several separated by spaces or
+    /// commas); unknown names are left out.
+    pub fn parse(text: &str) -> Vec<Self> {
+        text.split([' ', ','])
+            .filter_map(|part| {
+                Self::ALL
+                    .iter()
+                    .find(|(_, name)| *name == part)
+                    .map(|(state, _)| *state)
+            })
+            .collect()
+    }
+}

@@ -8,12 +8,12 @@ use crate::{
     verdict::{PortRef, Verdict},
 };
 
-/// A place on the drawn path.
+/// Where on the drawn path the packets stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Place {
+pub enum Stop {
     Hop(usize),
     /// Between hop `i` and hop `i + 1`.
-    Link(usize),
+    Between(usize),
 }
 
 /// The hops from the initiator's port to the target's, as pictures draw them.
@@ -51,27 +51,27 @@ impl DrawnPath {
     }
 
     /// The hop of this interface in this namespace.
-    pub fn at(&self, netns: &str, interface: &str) -> Option<Place> {
+    pub fn at(&self, netns: &str, interface: &str) -> Option<Stop> {
         self.hops
             .iter()
             .position(|hop| hop.netns == netns && hop.interface == interface)
-            .map(Place::Hop)
+            .map(Stop::Hop)
     }
 
-    pub fn port(&self, port: &PortRef) -> Option<Place> {
+    pub fn port(&self, port: &PortRef) -> Option<Stop> {
         self.at(&port.netns, &port.interface)
     }
 
     /// The first hop in this namespace.
-    pub fn in_netns(&self, netns: &str) -> Option<Place> {
+    pub fn in_netns(&self, netns: &str) -> Option<Stop> {
         self.hops
             .iter()
             .position(|hop| hop.netns == netns)
-            .map(Place::Hop)
+            .map(Stop::Hop)
     }
 
     /// This hop, by role and place.
-    pub fn hop(&self, wanted: &Hop) -> Option<Place> {
+    pub fn hop(&self, wanted: &Hop) -> Option<Stop> {
         self.hops
             .iter()
             .position(|hop| {
@@ -79,27 +79,27 @@ impl DrawnPath {
                     && hop.netns == wanted.netns
                     && hop.interface == wanted.interface
             })
-            .map(Place::Hop)
+            .map(Stop::Hop)
     }
 
     /// A side's port; the wire between them; nothing for no side.
-    pub fn side(&self, side: Side) -> Option<Place> {
+    pub fn side(&self, side: Side) -> Option<Stop> {
         match side {
-            Side::Initiator => Some(Place::Hop(0)),
-            Side::Target => Some(Place::Hop(self.last())),
+            Side::Initiator => Some(Stop::Hop(0)),
+            Side::Target => Some(Stop::Hop(self.last())),
             Side::Wire => Some(self.wire()),
             Side::None => None,
         }
     }
 
     /// Between the two ports: the cable when there is one, else the middle of the path.
-    pub fn wire(&self) -> Place {
+    pub fn wire(&self) -> Stop {
         if let Some(cable) = self.hops.iter().position(|hop| hop.role == HopRole::Cable) {
-            return Place::Hop(cable);
+            return Stop::Hop(cable);
         }
         match self.hops.len() {
-            n if n % 2 == 1 => Place::Hop(n / 2),
-            n => Place::Link(n / 2 - 1),
+            n if n % 2 == 1 => Stop::Hop(n / 2),
+            n => Stop::Between(n / 2 - 1),
         }
     }
 
@@ -113,7 +113,7 @@ impl DrawnPath {
     }
 
     /// Where the packets stopped, for this verdict on this evidence.
-    pub fn stop(&self, evidence: &Evidence, verdict: &Verdict) -> Place {
+    pub fn stop(&self, evidence: &Evidence, verdict: &Verdict) -> Stop {
         verdict
             .finding
             .describe()
@@ -125,16 +125,16 @@ impl DrawnPath {
 
     /// Where the first probe that went unanswered stopped, by the first of its counts that
     /// fell short; an answer that arrived and still went unanswered died at the origin.
-    fn ladder_stop(&self, evidence: &Evidence) -> Option<Place> {
+    fn ladder_stop(&self, evidence: &Evidence) -> Option<Stop> {
         let probe = evidence
             .probes
             .iter()
             .find(|probe| probe.skipped.is_none() && !probe.fully_answered())?;
         let (origin, peer) = self.ends(probe.from);
         Some(match first_short(probe) {
-            Some(Rung::LeftOrigin) | None => Place::Hop(origin),
+            Some(Rung::LeftOrigin) | None => Stop::Hop(origin),
             Some(Rung::ReachedPeer | Rung::AnswerReachedOrigin) => self.wire(),
-            Some(Rung::AnswerLeftPeer) => Place::Hop(peer),
+            Some(Rung::AnswerLeftPeer) => Stop::Hop(peer),
         })
     }
 }

@@ -8,7 +8,7 @@ use super::{Context, Describe};
 use crate::{
     class::VerdictClass,
     facts::{ProbeKind, Side, Sysctl},
-    stop::{DrawnPath, Place},
+    stop::{DrawnPath, Stop},
     verdict::{Fact, PortRef, Verdict},
     words::{namespace_phrase, netns_exec, sysctl_list},
 };
@@ -126,7 +126,7 @@ impl Describe for ArpUnanswered {
         }
     }
 
-    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Place> {
+    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Stop> {
         path.port(&self.port)
     }
 

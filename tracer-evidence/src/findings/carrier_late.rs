@@ -6,7 +6,7 @@ use super::{Context, Describe};
 use crate::{
     class::VerdictClass,
     facts::Side,
-    stop::{DrawnPath, Place},
+    stop::{DrawnPath, Stop},
     verdict::{PortRef, Verdict},
 };
 
@@ -64,7 +64,7 @@ impl Describe for CarrierLate {
         )
     }
 
-    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Place> {
+    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Stop> {
         path.port(&self.port)
     }
 }

@@ -7,7 +7,7 @@ use super::{Context, Describe};
 use crate::{
     class::VerdictClass,
     facts::{ProbeKind, Side},
-    stop::{DrawnPath, Place},
+    stop::{DrawnPath, Stop},
     verdict::{Fact, PortRef, Verdict},
 };
 
@@ -82,7 +82,7 @@ impl Describe for FramesLost {
             .to_owned()
     }
 
-    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Place> {
+    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Stop> {
         Some(path.wire())
     }
 }

@@ -7,7 +7,7 @@ use super::{Context, Describe};
 use crate::{
     class::VerdictClass,
     facts::{Hop, HopRole, Side},
-    stop::{DrawnPath, Place},
+    stop::{DrawnPath, Stop},
     verdict::{Fact, Verdict},
     words::{hop_label, netns_exec},
 };
@@ -139,7 +139,7 @@ impl Describe for HopBroken {
         }
     }
 
-    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Place> {
+    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Stop> {
         path.hop(&self.hop)
     }
 

@@ -6,7 +6,7 @@ use super::{Context, Describe};
 use crate::{
     class::VerdictClass,
     facts::Side,
-    stop::{DrawnPath, Place},
+    stop::{DrawnPath, Stop},
     verdict::{Fact, PortRef, Verdict},
     words::{netns_exec, side_name},
 };
@@ -58,7 +58,7 @@ impl Describe for InterfaceDown {
         )
     }
 
-    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Place> {
+    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Stop> {
         path.port(&self.port)
     }
 }

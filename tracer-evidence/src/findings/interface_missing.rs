@@ -6,7 +6,7 @@ use super::{Context, Describe};
 use crate::{
     class::VerdictClass,
     facts::Side,
-    stop::{DrawnPath, Place},
+    stop::{DrawnPath, Stop},
     verdict::{Fact, PortRef, Verdict},
     words::{found_elsewhere, namespace_phrase, side_name},
 };
@@ -57,7 +57,7 @@ impl Describe for InterfaceMissing {
         )
     }
 
-    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Place> {
+    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Stop> {
         path.port(&self.port)
     }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     class::VerdictClass,
     facts::{Evidence, PortEvidence, ProbeEvidence, ProbeKind, RouteEvidence, Side},
-    stop::{DrawnPath, Place},
+    stop::{DrawnPath, Stop},
     verdict::{Fact, PortRef, Verdict},
 };
 
@@ -20,7 +20,7 @@ pub trait Describe {
     /// What to do about it.
     fn advice(&self, side: Side) -> String;
     /// The place on the path it names; `None` leaves it to where the probes' counts fell short.
-    fn stop(&self, path: &DrawnPath, side: Side) -> Option<Place>;
+    fn stop(&self, path: &DrawnPath, side: Side) -> Option<Stop>;
     /// The thing to change, when it names one: a rule, a sysctl, an MTU, a hop's fault.
     fn named_thing(&self) -> Option<String> {
         None

@@ -9,7 +9,7 @@ use crate::{
     class::VerdictClass,
     facts::{Evidence, Hop, HopRole, PortEvidence, Side},
     reasons::DropReason,
-    stop::{DrawnPath, Place},
+    stop::{DrawnPath, Stop},
     verdict::{Fact, PortRef, Verdict},
     words::netns_exec,
 };
@@ -165,7 +165,7 @@ impl Describe for MtuMismatch {
         )
     }
 
-    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Place> {
+    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Stop> {
         path.port(&self.dropping)
     }
 

@@ -10,7 +10,8 @@ use super::{Context, Describe};
 use crate::{
     class::VerdictClass,
     facts::{Side, mac_text},
-    stop::{DrawnPath, Place},
+    reasons::NeighbourState,
+    stop::{DrawnPath, Stop},
     verdict::{Fact, PortRef, Verdict},
     words::netns_exec,
 };
@@ -81,7 +82,7 @@ impl Describe for NeighbourMismatch {
             &self.port.interface,
             self.address,
         );
-        let fix = if self.entry_state.contains("PERMANENT") {
+        let fix = if NeighbourState::parse(&self.entry_state).contains(&NeighbourState::Permanent) {
             format!(
                 "{exec}ip neigh replace {address} lladdr {} dev {interface} nud permanent (or delete the static entry)",
                 self.target_mac
@@ -92,7 +93,7 @@ impl Describe for NeighbourMismatch {
         format!("Fix the initiator's entry: {fix}.")
     }
 
-    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Place> {
+    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Stop> {
         path.port(&self.port)
     }
 

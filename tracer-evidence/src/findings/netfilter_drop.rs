@@ -7,7 +7,7 @@ use crate::{
     class::VerdictClass,
     facts::{DropEvidence, FoundBy, NetfilterLocation, Side},
     reasons::DropReason,
-    stop::{DrawnPath, Place},
+    stop::{DrawnPath, Stop},
     verdict::{Fact, Verdict},
     words::{namespace_phrase, netns_exec, side_name},
 };
@@ -121,7 +121,7 @@ impl Describe for NetfilterDrop {
         )
     }
 
-    fn stop(&self, path: &DrawnPath, side: Side) -> Option<Place> {
+    fn stop(&self, path: &DrawnPath, side: Side) -> Option<Stop> {
         path.side(side)
             .or_else(|| path.in_netns(&self.location.netns))
     }

@@ -6,7 +6,7 @@ use super::{Context, Describe};
 use crate::{
     class::VerdictClass,
     facts::{PortEvidence, Side},
-    stop::{DrawnPath, Place},
+    stop::{DrawnPath, Stop},
     verdict::{Fact, PortRef, Verdict},
 };
 
@@ -69,7 +69,7 @@ impl Describe for NoCarrier {
         "Check the cable between the two ports and that the far end is up.".to_owned()
     }
 
-    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Place> {
+    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Stop> {
         match self.ports.as_slice() {
             [only] => path.port(only),
             _ => Some(path.wire()),

@@ -8,7 +8,7 @@ use super::{Context, Describe};
 use crate::{
     class::VerdictClass,
     facts::{RouteLookup, Side},
-    stop::{DrawnPath, Place},
+    stop::{DrawnPath, Stop},
     verdict::{PortRef, Verdict},
     words::{netns_exec, side_name},
 };
@@ -69,7 +69,7 @@ impl Describe for NoRoute {
         )
     }
 
-    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Place> {
+    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Stop> {
         path.port(&self.port)
     }
 }

@@ -6,7 +6,7 @@ use super::{Context, Describe};
 use crate::{
     class::VerdictClass,
     facts::Side,
-    stop::{DrawnPath, Place},
+    stop::{DrawnPath, Stop},
     verdict::Verdict,
 };
 
@@ -38,8 +38,8 @@ impl Describe for NothingObserved {
         "Run tracer watch with --probe, or tracer diagnose, to probe the path.".to_owned()
     }
 
-    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Place> {
-        Some(Place::Hop(path.last()))
+    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Stop> {
+        Some(Stop::Hop(path.last()))
     }
 
     fn mark(&self) -> String {

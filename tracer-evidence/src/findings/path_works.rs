@@ -6,7 +6,7 @@ use super::{Context, Describe};
 use crate::{
     class::VerdictClass,
     facts::{ProbeKind, Side},
-    stop::{DrawnPath, Place},
+    stop::{DrawnPath, Stop},
     verdict::{Fact, Verdict},
 };
 
@@ -67,8 +67,8 @@ impl Describe for PathWorks {
     }
 
     /// A working path "stops" at the target.
-    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Place> {
-        Some(Place::Hop(path.last()))
+    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Stop> {
+        Some(Stop::Hop(path.last()))
     }
 
     fn mark(&self) -> String {

@@ -8,7 +8,7 @@ use super::{Context, Describe};
 use crate::{
     class::VerdictClass,
     facts::{AttachedProgram, Side},
-    stop::{DrawnPath, Place},
+    stop::{DrawnPath, Stop},
     verdict::{Fact, PortRef, Verdict},
     words::netns_exec,
 };
@@ -114,7 +114,7 @@ impl Describe for ProgramTakesProbes {
         )
     }
 
-    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Place> {
+    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Stop> {
         path.port(&self.port)
     }
 

@@ -10,7 +10,7 @@ use crate::{
     class::VerdictClass,
     facts::{Side, Sysctl},
     reasons::DropReason,
-    stop::{DrawnPath, Place},
+    stop::{DrawnPath, Stop},
     verdict::{Fact, PortRef, Verdict},
     words::{netns_exec, sysctl_text},
 };
@@ -93,7 +93,7 @@ impl Describe for ReversePathFilter {
         )
     }
 
-    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Place> {
+    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Stop> {
         path.port(&self.port)
     }
 

@@ -8,7 +8,7 @@ use super::{Context, Describe};
 use crate::{
     class::VerdictClass,
     facts::{ProbeKind, RouteLookup, Side},
-    stop::{DrawnPath, Place},
+    stop::{DrawnPath, Stop},
     verdict::{PortRef, Verdict},
     words::{namespace_phrase, side_name},
 };
@@ -73,7 +73,7 @@ impl Describe for RouteByOtherInterface {
         )
     }
 
-    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Place> {
+    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Stop> {
         path.port(&self.port)
     }
 }

@@ -66,8 +66,8 @@ fn every_kind_has_a_class_words_and_a_stop() {
         let verdict = Verdict::new(Side::Target, finding.clone());
         assert_eq!(verdict.class, class);
         match path.stop(&evidence, &verdict) {
-            Place::Hop(hop) => assert!(hop < path.hops.len()),
-            Place::Link(link) => assert!(link + 1 < path.hops.len()),
+            Stop::Hop(hop) => assert!(hop < path.hops.len()),
+            Stop::Between(link) => assert!(link + 1 < path.hops.len()),
         }
         assert!(!verdict.mark().is_empty());
         let saved = serde_json::to_value(&finding).unwrap();

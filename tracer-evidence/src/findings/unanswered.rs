@@ -6,7 +6,7 @@ use super::{Context, Describe, unexplained_drop::ADVICE};
 use crate::{
     class::VerdictClass,
     facts::Side,
-    stop::{DrawnPath, Place},
+    stop::{DrawnPath, Stop},
     verdict::Verdict,
 };
 
@@ -38,7 +38,7 @@ impl Describe for Unanswered {
     }
 
     /// Where the probes' counts fell short.
-    fn stop(&self, _: &DrawnPath, _: Side) -> Option<Place> {
+    fn stop(&self, _: &DrawnPath, _: Side) -> Option<Stop> {
         None
     }
 }

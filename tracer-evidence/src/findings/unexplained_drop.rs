@@ -7,7 +7,7 @@ use crate::{
     class::VerdictClass,
     counters::DropCount,
     facts::Side,
-    stop::{DrawnPath, Place},
+    stop::{DrawnPath, Stop},
     verdict::Verdict,
     words::{drop_place, namespace_phrase},
 };
@@ -59,7 +59,7 @@ impl Describe for UnexplainedDrop {
         ADVICE.to_owned()
     }
 
-    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Place> {
+    fn stop(&self, path: &DrawnPath, _: Side) -> Option<Stop> {
         path.at(&self.drop.netns, &self.drop.interface)
     }
 

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use tracer_evidence::{
     Evidence, HopRole, PortEvidence, ProbeEvidence, Side, Verdict, VerdictClass,
     ladder::{Rung, first_short},
-    stop::{DrawnPath, Place},
+    stop::{DrawnPath, Stop},
     words::{hop_label, hop_line, hop_state, namespace_phrase, probe_name, side_label},
 };
 
@@ -18,7 +18,7 @@ struct Picture<'a> {
     evidence: &'a Evidence,
     verdict: &'a Verdict,
     path: DrawnPath,
-    stop: Place,
+    stop: Stop,
 }
 
 impl<'a> Picture<'a> {
@@ -89,10 +89,10 @@ impl<'a> Picture<'a> {
     }
 
     /// The place the packets stopped, for people.
-    fn place_name(&self) -> String {
+    fn stop_name(&self) -> String {
         match self.stop {
-            Place::Hop(index) => hop_label(&self.path.hops[index]),
-            Place::Link(index) => {
+            Stop::Hop(index) => hop_label(&self.path.hops[index]),
+            Stop::Between(index) => {
                 format!("between {} and {}", self.name(index), self.name(index + 1))
             }
         }
@@ -101,8 +101,8 @@ impl<'a> Picture<'a> {
     /// The line under the summary: where, and the thing to change.
     fn where_line(&self) -> String {
         let place = match self.stop {
-            Place::Hop(_) => format!("at {}", self.place_name()),
-            Place::Link(_) => self.place_name(),
+            Stop::Hop(_) => format!("at {}", self.stop_name()),
+            Stop::Between(_) => self.stop_name(),
         };
         if self.ok() {
             return format!("answered {place}");
@@ -196,7 +196,7 @@ pub fn svg(evidence: &Evidence, verdict: &Verdict) -> String {
     let top = y + 46.0;
     let middle = top + BOX_H / 2.0;
     for index in 0..n - 1 {
-        if picture.stop != Place::Link(index) {
+        if picture.stop != Stop::Between(index) {
             svg.line(
                 (column(index) + BOX_W / 2.0, middle),
                 (column(index + 1) - BOX_W / 2.0, middle),
@@ -252,8 +252,8 @@ pub fn svg(evidence: &Evidence, verdict: &Verdict) -> String {
         &picture,
         colour,
         match picture.stop {
-            Place::Hop(index) => (column(index), BOX_W + 20.0),
-            Place::Link(index) => ((column(index) + column(index + 1)) / 2.0, 40.0),
+            Stop::Hop(index) => (column(index), BOX_W + 20.0),
+            Stop::Between(index) => ((column(index) + column(index + 1)) / 2.0, 40.0),
         },
         (top, lanes_bottom - LANE_GAP / 2.0),
         width,
@@ -451,7 +451,7 @@ fn arrow_heads(colour: &str) -> String {
 
 fn draw_hop(svg: &mut Svg, picture: &Picture<'_>, index: usize, x: f64, top: f64, colour: &str) {
     let hop = &picture.path.hops[index];
-    let stopped = picture.stop == Place::Hop(index) && !picture.ok();
+    let stopped = picture.stop == Stop::Hop(index) && !picture.ok();
     let stroke = if stopped {
         format!(r#"stroke="{colour}" stroke-width="3.5""#)
     } else {
@@ -602,7 +602,7 @@ fn draw_stop(
         &format!(
             r#"id="stop" data-class="{}" data-place="{}""#,
             picture.verdict.class.name(),
-            escape(&picture.place_name())
+            escape(&picture.stop_name())
         ),
     );
     svg.title(&picture.where_line());
@@ -617,7 +617,7 @@ fn draw_stop(
             ),
         );
     }
-    if let Place::Link(_) = picture.stop {
+    if let Stop::Between(_) = picture.stop {
         let y = top + BOX_H / 2.0;
         svg.line(
             (x - 34.0, y),
@@ -687,7 +687,7 @@ pub fn mermaid(evidence: &Evidence, verdict: &Verdict) -> String {
     let mut out = String::from("```mermaid\nflowchart LR\n");
     for index in 0..picture.path.hops.len() {
         let mut lines = Vec::new();
-        if picture.stop == Place::Hop(index) {
+        if picture.stop == Stop::Hop(index) {
             lines.push(mermaid_text(&mark));
         }
         lines.push(picture.role(index).to_owned());
@@ -706,7 +706,7 @@ pub fn mermaid(evidence: &Evidence, verdict: &Verdict) -> String {
         let _ = writeln!(out, "  h{index}[\"{label}\"]");
     }
     for index in 0..picture.path.hops.len() - 1 {
-        if picture.stop == Place::Link(index) {
+        if picture.stop == Stop::Between(index) {
             let _ = writeln!(
                 out,
                 "  h{index} ---|\"{}\"| h{}",
@@ -722,10 +722,10 @@ pub fn mermaid(evidence: &Evidence, verdict: &Verdict) -> String {
         "  classDef stop fill:#ffffff,stroke:{colour},stroke-width:4px,color:{colour}"
     );
     match picture.stop {
-        Place::Hop(index) => {
+        Stop::Hop(index) => {
             let _ = writeln!(out, "  class h{index} stop");
         }
-        Place::Link(index) => {
+        Stop::Between(index) => {
             let _ = writeln!(
                 out,
                 "  linkStyle {index} stroke:{colour},stroke-width:4px,color:{colour}"

@@ -4,7 +4,9 @@
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
-use tracer_evidence::{Evidence, PortEvidence, Side, Verdict, words::namespace_phrase};
+use tracer_evidence::{
+    Evidence, PortEvidence, Side, Verdict, reasons::NeighbourState, words::namespace_phrase,
+};
 
 use super::{
     path::{FAINT, INK, MARGIN, MUTED, draw_verdict},
@@ -38,22 +40,25 @@ fn link_state(change: &PortChange) -> Option<(&'static str, &'static str)> {
 
 /// A band's colour for a neighbour state as `ip neigh` names it; `None` when there is no entry.
 fn neighbour_colour(state: &str) -> Option<&'static str> {
-    let has = |name: &str| state.split(' ').any(|part| part == name);
+    use NeighbourState::*;
     if state.eq_ignore_ascii_case("none") {
-        None
-    } else if has("FAILED") {
-        Some("#e53935")
-    } else if has("INCOMPLETE") {
-        Some("#fb8c00")
-    } else if has("REACHABLE") {
-        Some("#43a047")
-    } else if has("STALE") || has("DELAY") || has("PROBE") {
-        Some("#fdd835")
-    } else if has("PERMANENT") || has("NOARP") {
-        Some("#1e88e5")
-    } else {
-        Some("#90a4ae")
+        return None;
     }
+    let states = NeighbourState::parse(state);
+    let has = |wanted: &[NeighbourState]| states.iter().any(|state| wanted.contains(state));
+    Some(if has(&[Failed]) {
+        "#e53935"
+    } else if has(&[Incomplete]) {
+        "#fb8c00"
+    } else if has(&[Reachable]) {
+        "#43a047"
+    } else if has(&[Stale, Delay, Probe]) {
+        "#fdd835"
+    } else if has(&[Permanent, NoArp]) {
+        "#1e88e5"
+    } else {
+        "#90a4ae"
+    })
 }
 
 /// A tick step of 1, 2 or 5 times a power of ten, about `raw` long.
