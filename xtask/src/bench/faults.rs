@@ -12,6 +12,8 @@ use std::{
 use anyhow::{anyhow, bail};
 use serde_json::Value;
 
+use tracer_topology::{End, Pair, Topology};
+
 use super::*;
 use crate::util::{describe, run_checked, tracer_binary};
 
@@ -50,39 +52,20 @@ pub(super) fn listen_in_netns(netns: &str, address: SocketAddr) -> anyhow::Resul
 
 /// Two ports whose veth peers live in a third namespace: up (cabled elsewhere) or down
 /// (unplugged: no carrier).
-pub(super) fn miscabled(net: &BenchNet, peers_up: bool) -> anyhow::Result<()> {
-    net.remove()?;
-    for netns in [INITIATOR_NS, TARGET_NS, ELSEWHERE_NS] {
-        output_checked(Command::new("ip").args(["netns", "add", netns]))?;
-    }
-    for (netns, port, peer, address) in [
-        (INITIATOR_NS, INITIATOR_IF, "peer1", "10.0.0.1/24"),
-        (TARGET_NS, TARGET_IF, "peer0", "10.0.0.2/24"),
-    ] {
-        run_checked(Command::new("ip").args([
-            "link",
-            "add",
-            port,
-            "netns",
-            netns,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            peer,
-            "netns",
+pub(super) fn miscabled(net: &mut BenchNet, peers_up: bool) -> anyhow::Result<()> {
+    net.rebuild(&Topology {
+        pairs: vec![Pair::cabled_elsewhere(
+            End::new(INITIATOR_NS, INITIATOR_IF).with_address("10.0.0.1/24"),
+            End::new(TARGET_NS, TARGET_IF).with_address("10.0.0.2/24"),
             ELSEWHERE_NS,
-        ]))?;
-        run_checked(Command::new("ip").args(["-n", netns, "addr", "add", address, "dev", port]))?;
-        run_checked(Command::new("ip").args(["-n", netns, "link", "set", port, "up"]))?;
-        if peers_up {
-            run_checked(Command::new("ip").args(["-n", ELSEWHERE_NS, "link", "set", peer, "up"]))?;
-        }
-    }
-    Ok(())
+            ("peer1", "peer0"),
+            peers_up,
+        )],
+        ..Topology::default()
+    })
 }
 
-pub(super) fn build_fault(net: &BenchNet, fault: &str) -> anyhow::Result<FaultSetup> {
+pub(super) fn build_fault(net: &mut BenchNet, fault: &str) -> anyhow::Result<FaultSetup> {
     match fault {
         "unplugged" => {
             miscabled(net, false)?;
@@ -169,7 +152,7 @@ pub(super) struct Verdicts {
 }
 
 /// Every run of diagnose on each fault.
-pub(super) fn measure_verdicts(net: &BenchNet) -> anyhow::Result<Vec<Verdicts>> {
+pub(super) fn measure_verdicts(net: &mut BenchNet) -> anyhow::Result<Vec<Verdicts>> {
     let mut results = Vec::new();
     for (fault, _) in FAULTS {
         let mut seconds = Vec::new();

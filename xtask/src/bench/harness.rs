@@ -2,7 +2,7 @@
 
 use std::{
     io::{BufRead as _, BufReader},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, ChildStderr, Command, Output, Stdio},
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
@@ -10,6 +10,8 @@ use std::{
 
 use anyhow::{anyhow, bail};
 use serde_json::Value;
+
+use tracer_topology::{Network, Topology, delete_namespace, lab::Lab};
 
 use super::*;
 use crate::util::{describe, run_checked, tracer_binary, workspace_root};
@@ -79,51 +81,30 @@ pub(super) fn output_checked(command: &mut Command) -> anyhow::Result<Output> {
     Ok(output)
 }
 
-/// The bench's namespaces. Created clean; removed on drop, on failure too.
+/// The bench's network: the lab, or a fault's ports, one at a time. Leftovers of an earlier
+/// bench (its own names) are removed first; the guard removes what is built, on failure too.
 pub(super) struct BenchNet {
-    // Namespace work is tied to the creating thread's view; keep the guard on it.
-    pub(super) _not_send: std::marker::PhantomData<*const ()>,
+    network: Option<Network>,
 }
 
 impl BenchNet {
     pub(super) fn new() -> anyhow::Result<Self> {
-        let net = Self {
-            _not_send: std::marker::PhantomData,
-        };
-        net.remove()?;
-        Ok(net)
-    }
-
-    /// (Re)builds the lab: `tracer lab up` removes an earlier one first.
-    pub(super) fn lab_up(&self) -> anyhow::Result<()> {
-        self.remove()?;
-        run_checked(
-            Command::new(tracer_binary())
-                .args(["lab", "up"])
-                .args(port_args()),
-        )
-    }
-
-    pub(super) fn remove(&self) -> anyhow::Result<()> {
-        output_checked(
-            Command::new(tracer_binary())
-                .args(["lab", "down"])
-                .args(port_args()),
-        )?;
-        if Path::new("/var/run/netns").join(ELSEWHERE_NS).exists() {
-            output_checked(Command::new("ip").args(["netns", "del", ELSEWHERE_NS]))?;
+        for netns in [INITIATOR_NS, TARGET_NS, ELSEWHERE_NS] {
+            delete_namespace(netns)?;
         }
+        Ok(Self { network: None })
+    }
+
+    /// (Re)builds the lab, as `tracer lab up` makes it under the bench's names.
+    pub(super) fn lab_up(&mut self) -> anyhow::Result<()> {
+        self.rebuild(&Lab::new((INITIATOR_NS, INITIATOR_IF), (TARGET_NS, TARGET_IF)).topology())
+    }
+
+    /// Removes what was built, then builds `topology`.
+    pub(super) fn rebuild(&mut self, topology: &Topology) -> anyhow::Result<()> {
+        self.network = None;
+        self.network = Some(topology.build()?);
         Ok(())
-    }
-}
-
-impl Drop for BenchNet {
-    fn drop(&mut self) {
-        // Never panic here: this runs while an error unwinds the bench too.
-        match self.remove() {
-            Ok(()) => eprintln!("bench: namespaces removed"),
-            Err(err) => eprintln!("bench: removing the bench's namespaces failed: {err:#}"),
-        }
     }
 }
 

@@ -2,13 +2,14 @@
 //! how soon a port is counted, and watch's idle CPU.
 
 use std::{
-    path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{anyhow, bail};
 use serde_json::{Value, json};
+
+use tracer_topology::Topology;
 
 use super::*;
 use crate::util::{describe, tracer_binary};
@@ -331,9 +332,8 @@ pub(super) fn target_attached(exposition: &str) -> bool {
 /// from when `ip link add` returns (the kernel has announced the port by then), then deletes
 /// it again.
 pub(super) fn measure_appears() -> anyhow::Result<Vec<f64>> {
-    if !Path::new("/var/run/netns").join(ELSEWHERE_NS).exists() {
-        output_checked(Command::new("ip").args(["netns", "add", ELSEWHERE_NS]))?;
-    }
+    // Where the appearing port's peer goes; removed after the monitor stopped.
+    let _elsewhere = Topology::namespaces(&[ELSEWHERE_NS]).build()?;
     let address = MONITOR_ARGS[1];
     let mut command = Command::new(tracer_binary());
     command

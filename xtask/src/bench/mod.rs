@@ -107,7 +107,7 @@ pub fn run(json_path: Option<&Path>, rss_seconds: u64) -> anyhow::Result<()> {
     let baseline_tc = number(&test_run, "baseline_tc_ns_per_packet")?;
     check_interrupted()?;
 
-    let net = BenchNet::new()?;
+    let mut net = BenchNet::new()?;
     net.lab_up()?;
     let attach_runs = measure_attach()?;
     let internal = measure_attach_internal()?;
@@ -125,7 +125,7 @@ pub fn run(json_path: Option<&Path>, rss_seconds: u64) -> anyhow::Result<()> {
     drop(server);
     unpin()?;
 
-    let verdicts = measure_verdicts(&net)?;
+    let verdicts = measure_verdicts(&mut net)?;
     drop(net);
 
     let attach = median(&attach_runs.attach_ms);
