@@ -137,7 +137,8 @@ impl End {
     }
 }
 
-/// The built-in lab (`tracer lab up`) under unique names; removed on drop, on failure too.
+/// The built-in lab under unique names, made by `tracer lab up` (the command under test, which
+/// builds it with tracer-topology); removed on drop, on failure too.
 pub struct Lab {
     pub initiator: End,
     pub target: End,
