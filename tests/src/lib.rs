@@ -15,6 +15,7 @@ use std::{
 };
 
 use serde_json::Value;
+use tracer_topology::{Network, Topology};
 
 pub const INITIATOR_IP: &str = "10.0.0.1";
 pub const TARGET_IP: &str = "10.0.0.2";
@@ -136,7 +137,8 @@ impl End {
     }
 }
 
-/// The built-in lab (`tracer lab up`) under unique names; removed on drop, on failure too.
+/// The built-in lab under unique names, made by `tracer lab up` (the command under test, which
+/// builds it with tracer-topology); removed on drop, on failure too.
 pub struct Lab {
     pub initiator: End,
     pub target: End,
@@ -319,45 +321,28 @@ pub fn diagnose(ports: &[String], extra: &[&str]) -> (i32, Value) {
     (code, report)
 }
 
-/// Namespaces a test makes by hand; deleted on drop, on failure too.
-pub struct Namespaces {
-    names: Vec<String>,
-    _not_send: PhantomData<*const ()>,
-}
+/// Namespaces a test makes by hand (the topology builder's guard); deleted on drop, on
+/// failure too.
+pub struct Namespaces(Network);
 
 impl Namespaces {
     pub fn create(names: &[&str]) -> Self {
+        Self::build(&Topology::namespaces(names))
+    }
+
+    /// The namespaces and everything `topology` puts in them.
+    pub fn build(topology: &Topology) -> Self {
         require_root();
-        let namespaces = Self {
-            names: names.iter().map(|name| (*name).to_owned()).collect(),
-            _not_send: PhantomData,
-        };
-        for name in names {
-            check(Command::new("ip").args(["netns", "add", name]));
-        }
-        namespaces
+        Self(
+            topology
+                .build()
+                .unwrap_or_else(|err| panic!("building {topology:?}: {err}")),
+        )
     }
-}
 
-impl Namespaces {
     /// Also removes `name` on drop: a namespace the code under test will create.
-    pub fn adopt(mut self, name: &str) -> Self {
-        self.names.push(name.to_owned());
-        self
-    }
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for name in &self.names {
-            if !Path::new("/var/run/netns").join(name).exists() {
-                continue;
-            }
-            // Never panic here: this may run while a failed test unwinds.
-            if let Err(err) = Command::new("ip").args(["netns", "del", name]).output() {
-                eprintln!("ip netns del {name}: {err}");
-            }
-        }
+    pub fn adopt(self, name: &str) -> Self {
+        Self(self.0.adopt(name))
     }
 }
 

@@ -14,6 +14,7 @@ use tracer_tests::{
     Lab, Namespaces, PinDir, Prometheus, TracerRun, check, free_port, http, output, percent_encode,
     unique,
 };
+use tracer_topology::{Pair, Topology};
 
 fn dashboard() -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/grafana/tracer.json");
@@ -484,19 +485,16 @@ fn lost_panel_shows_ports_cabled_elsewhere() {
         format!("{base}-x"),
     );
     let (initiator, target) = (format!("i{suffix}"), format!("t{suffix}"));
-    let _namespaces = Namespaces::create(&[&initiator_ns, &target_ns, &elsewhere]);
-    for (ns, port, peer, address) in [
-        (&initiator_ns, &initiator, "peer1", "10.0.0.1/24"),
-        (&target_ns, &target, "peer0", "10.0.0.2/24"),
-    ] {
-        check(Command::new("ip").args([
-            "link", "add", port, "netns", ns, "type", "veth", "peer", "name", peer, "netns",
+    let _namespaces = Namespaces::build(&Topology {
+        pairs: vec![Pair::cabled_elsewhere(
+            tracer_topology::End::new(&initiator_ns, &initiator).with_address("10.0.0.1/24"),
+            tracer_topology::End::new(&target_ns, &target).with_address("10.0.0.2/24"),
             &elsewhere,
-        ]));
-        check(Command::new("ip").args(["-n", ns, "addr", "add", address, "dev", port]));
-        check(Command::new("ip").args(["-n", ns, "link", "set", port, "up"]));
-        check(Command::new("ip").args(["-n", &elsewhere, "link", "set", peer, "up"]));
-    }
+            ("peer1", "peer0"),
+            true,
+        )],
+        ..Topology::default()
+    });
     let ports = [
         "--initiator".to_owned(),
         format!("{initiator_ns}/{initiator}"),

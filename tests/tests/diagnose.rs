@@ -1,15 +1,13 @@
 //! `tracer diagnose` on the lab, one fault at a time: the verdict class, its exit code, and
 //! what the report says about where.
 
-use std::{
-    net::{SocketAddr, TcpListener},
-    process::Command,
-};
+use std::net::{SocketAddr, TcpListener};
 
 use serde_json::Value;
 use tracer_tests::{
     End, Lab, Namespaces, Picture, TARGET_IP, TempDir, check, diagnose, in_netns, unique,
 };
+use tracer_topology::{Pair, Topology};
 
 fn class(report: &Value) -> &str {
     report["verdict"]["class"].as_str().expect("verdict.class")
@@ -81,21 +79,16 @@ fn miscabled(tag: &str, peers_up: bool) -> (Namespaces, Vec<String>) {
         format!("{base}-t"),
         format!("{base}-x"),
     );
-    let namespaces = Namespaces::create(&[&initiator_ns, &target_ns, &elsewhere]);
-    for (ns, port, peer, address) in [
-        (&initiator_ns, "cvl_0_1", "peer1", "10.0.0.1/24"),
-        (&target_ns, "cvl_0_0", "peer0", "10.0.0.2/24"),
-    ] {
-        check(Command::new("ip").args([
-            "link", "add", port, "netns", ns, "type", "veth", "peer", "name", peer, "netns",
+    let namespaces = Namespaces::build(&Topology {
+        pairs: vec![Pair::cabled_elsewhere(
+            tracer_topology::End::new(&initiator_ns, "cvl_0_1").with_address("10.0.0.1/24"),
+            tracer_topology::End::new(&target_ns, "cvl_0_0").with_address("10.0.0.2/24"),
             &elsewhere,
-        ]));
-        check(Command::new("ip").args(["-n", ns, "addr", "add", address, "dev", port]));
-        check(Command::new("ip").args(["-n", ns, "link", "set", port, "up"]));
-        if peers_up {
-            check(Command::new("ip").args(["-n", &elsewhere, "link", "set", peer, "up"]));
-        }
-    }
+            ("peer1", "peer0"),
+            peers_up,
+        )],
+        ..Topology::default()
+    });
     let ports = vec![
         "--initiator".to_owned(),
         format!("{initiator_ns}/cvl_0_1"),

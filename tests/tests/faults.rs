@@ -6,6 +6,7 @@ use std::process::Command;
 
 use serde_json::Value;
 use tracer_tests::{Lab, check, output, tracer};
+use tracer_topology::{Join, Pair, Switch, lab::bridge_peer};
 
 /// Both topologies, each on a lab of its own.
 fn labs(tag: &str) -> [Lab; 2] {
@@ -310,20 +311,19 @@ fn several_pairs_get_a_verdict_each() {
     let lab = Lab::virt("two");
     let (host, target) = (&lab.initiator.netns, &lab.target.netns);
     // The second pair: cvl_1_1 (10.0.0.3) and cvl_1_0 (10.0.0.4), their peers in the bridge.
-    for (netns, port, address) in [
-        (host, "cvl_1_1", "10.0.0.3/24"),
-        (target, "cvl_1_0", "10.0.0.4/24"),
-    ] {
-        let peer = format!("{port}_br");
-        check(Command::new("ip").args([
-            "link", "add", port, "netns", netns, "type", "veth", "peer", "name", &peer, "netns",
-            host,
-        ]));
-        ip(netns, &["addr", "add", address, "dev", port]);
-        ip(netns, &["link", "set", port, "up"]);
-        ip(host, &["link", "set", &peer, "master", "nvmf_br"]);
-        ip(host, &["link", "set", &peer, "up"]);
-    }
+    let second = Pair {
+        initiator: tracer_topology::End::new(host, "cvl_1_1").with_address("10.0.0.3/24"),
+        target: tracer_topology::End::new(target, "cvl_1_0").with_address("10.0.0.4/24"),
+        join: Join::Switch(Switch {
+            netns: host.clone(),
+            bridge: Some("nvmf_br".to_owned()),
+            initiator_peer: bridge_peer("cvl_1_1"),
+            target_peer: bridge_peer("cvl_1_0"),
+            peers_up: true,
+        }),
+    };
+    second.create_link().expect("the second pair's veth pairs");
+    second.configure().expect("the second pair's addresses");
     // Each target interface answers ARP for its own address only: with two of them on one
     // bridge, the kernel's default lets either answer for both (ARP flux), and a pair's
     // traffic would then depend on the other pair's hop.

@@ -8,30 +8,14 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
+use tracer_topology::{End, Pair, Topology, lab::Lab};
+
 use crate::util::{describe, run_checked, tracer_binary};
 
 const INITIATOR: &str = "cvl_0_1_ns_initiator/cvl_0_1";
 const INITIATOR_NS: &str = "cvl_0_1_ns_initiator";
 const TARGET_NS: &str = "cvl_0_0_ns_spdk";
 const TARGET_IP: &str = "10.0.0.2";
-
-/// Takes the lab down when dropped, on failure too.
-struct Lab;
-
-impl Lab {
-    fn up() -> anyhow::Result<Self> {
-        run_checked(Command::new(tracer_binary()).args(["lab", "up"]))?;
-        Ok(Self)
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if let Err(err) = run_checked(Command::new(tracer_binary()).args(["lab", "down"])) {
-            eprintln!("demo: taking the lab down failed: {err:#}");
-        }
-    }
-}
 
 fn ready_file() -> PathBuf {
     std::env::temp_dir().join(format!("tracer-demo-{}.ready", std::process::id()))
@@ -114,7 +98,8 @@ fn in_netns(netns: &str, command: &[&str]) -> anyhow::Result<()> {
 }
 
 pub fn run() -> anyhow::Result<()> {
-    let _lab = Lab::up()?;
+    // `tracer lab up`'s lab; removed when dropped, on failure too.
+    let _lab = Lab::default().topology().build()?;
     counters_around_ping("A healthy loop: 5 pings from 10.0.0.1 to 10.0.0.2")?;
     diagnose("tracer diagnose on the healthy loop: verdict ok")?;
 
@@ -145,21 +130,6 @@ pub fn run() -> anyhow::Result<()> {
     the_incident()
 }
 
-/// Namespaces the incident replay makes; deleted on drop, on failure too.
-struct Namespaces(Vec<&'static str>);
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for name in &self.0 {
-            if Path::new("/var/run/netns").join(name).exists()
-                && let Err(err) = run_checked(Command::new("ip").args(["netns", "del", name]))
-            {
-                eprintln!("demo: removing namespace {name} failed: {err:#}");
-            }
-        }
-    }
-}
-
 /// The incident tracer was born from: both ports have carrier, but each is cabled to something
 /// else. SPDK's nvmf_tcp_init runs under `tracer watch`, which follows cvl_0_0 into the
 /// namespace the script creates and says why the ping fails.
@@ -167,17 +137,20 @@ fn the_incident() -> anyhow::Result<()> {
     println!("\n=== The incident: nvmf_tcp_init under `tracer watch`, the ports cabled elsewhere");
     const HOST: &str = "tracer_demo_host";
     const ELSEWHERE: &str = "tracer_demo_switch";
-    let _namespaces = Namespaces(vec![HOST, ELSEWHERE, TARGET_NS]);
-    for name in [HOST, ELSEWHERE] {
-        run_checked(Command::new("ip").args(["netns", "add", name]))?;
-    }
-    for (port, peer) in [("cvl_0_1", "sw_p1"), ("cvl_0_0", "sw_p0")] {
-        run_checked(Command::new("ip").args([
-            "link", "add", port, "netns", HOST, "type", "veth", "peer", "name", peer, "netns",
+    // The ports stay down and without addresses: the script sets them up. TARGET_NS is the
+    // script's, removed with the others.
+    let _network = Topology {
+        pairs: vec![Pair::cabled_elsewhere(
+            End::new(HOST, "cvl_0_1").down(),
+            End::new(HOST, "cvl_0_0").down(),
             ELSEWHERE,
-        ]))?;
-        run_checked(Command::new("ip").args(["-n", ELSEWHERE, "link", "set", peer, "up"]))?;
+            ("sw_p1", "sw_p0"),
+            true,
+        )],
+        ..Topology::default()
     }
+    .build()?
+    .adopt(TARGET_NS);
     let script = format!(
         "set -e
 ip netns add {TARGET_NS}

@@ -10,48 +10,22 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
+use tracer_topology::lab::Lab;
+
 use crate::{
     setup::install_debian_packages,
     util::{describe, run_checked, tracer_binary, workspace_root},
 };
 
 /// The lab with SPDK's port names, in namespaces of its own (the demo's may be in use).
+const INITIATOR_NS: &str = "shot_ns_initiator";
+const TARGET_NS: &str = "shot_ns_spdk";
 const INITIATOR: &str = "shot_ns_initiator/cvl_0_1";
 const TARGET: &str = "shot_ns_spdk/cvl_0_0";
-const TARGET_NS: &str = "shot_ns_spdk";
 /// The browser, and the font the pictures are drawn for.
 const PACKAGES: &[&str] = &["chromium", "fonts-dejavu-core"];
 /// Device pixels per SVG pixel: sharp on high-density screens.
 const SCALE: &str = "2";
-
-/// Takes the lab down when dropped, on failure too.
-struct Lab;
-
-impl Lab {
-    fn up() -> anyhow::Result<Self> {
-        for netns in [INITIATOR, TARGET].map(|spec| spec.split('/').next().unwrap_or(spec)) {
-            if Path::new("/var/run/netns").join(netns).exists() {
-                bail!("namespace {netns} exists: is another `cargo xtask screenshots` running?");
-            }
-        }
-        run_checked(&mut lab("up"))?;
-        Ok(Self)
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if let Err(err) = run_checked(&mut lab("down")) {
-            eprintln!("screenshots: taking the lab down failed: {err:#}");
-        }
-    }
-}
-
-fn lab(action: &str) -> Command {
-    let mut command = Command::new(tracer_binary());
-    command.args(["lab", action, "--initiator", INITIATOR, "--target", TARGET]);
-    command
-}
 
 pub fn run() -> anyhow::Result<()> {
     install_debian_packages(PACKAGES)?;
@@ -60,7 +34,11 @@ pub fn run() -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", pictures.display()))?;
     let images = workspace_root().join("docs/images");
     std::fs::create_dir_all(&images).with_context(|| format!("creating {}", images.display()))?;
-    let lab = Lab::up()?;
+    // Refused if another `cargo xtask screenshots` holds the names; removed when dropped, on
+    // failure too.
+    let lab = Lab::new((INITIATOR_NS, "cvl_0_1"), (TARGET_NS, "cvl_0_0"))
+        .topology()
+        .build()?;
     let ok = diagnose(&pictures.join("path-ok.svg"), 0)?;
     run_checked(Command::new("ip").args([
         "netns", "exec", TARGET_NS, "iptables", "-I", "INPUT", "-p", "icmp", "-j", "DROP",

@@ -23,6 +23,8 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 use serde_json::Value;
 
+use tracer_topology::{Network, lab::Lab};
+
 use crate::util::{describe, run_checked, tracer_binary};
 
 const INITIATOR_NS: &str = "tsoak_i";
@@ -30,9 +32,6 @@ const TARGET_NS: &str = "tsoak_t";
 /// Names no other lab uses: the monitor follows a port by its name into any namespace.
 const INITIATOR_IF: &str = "tsoak_i0";
 const TARGET_IF: &str = "tsoak_t0";
-/// `tracer lab up`'s addresses, given again to every new incarnation of the ports.
-const INITIATOR_ADDR: &str = "10.0.0.1/24";
-const TARGET_ADDR: &str = "10.0.0.2/24";
 const TARGET_IP: &str = "10.0.0.2";
 /// iperf3 on the watched port, so that tracer's port counters work as hard as the rest.
 const PORT: &str = "4420";
@@ -68,48 +67,28 @@ fn in_netns(netns: &str, program: &str) -> Command {
     command
 }
 
-/// The soak's lab; taken down when dropped, on failure too.
-struct Lab;
-
-impl Lab {
-    fn up() -> anyhow::Result<Self> {
-        run_checked(
-            Command::new(tracer_binary())
-                .args(["lab", "up"])
-                .args(port_args()),
-        )?;
-        let lab = Self;
-        offloads_off(INITIATOR_NS, INITIATOR_IF)?;
-        offloads_off(TARGET_NS, TARGET_IF)?;
-        for netns in [INITIATOR_NS, TARGET_NS] {
-            // No IPv6 chatter (ND, MLD): the kernel's counts then hold only what the soak sends
-            // and the ARP that comes with it.
-            // `default` too: the ports' new incarnations are created with it.
-            run_checked(in_netns(netns, "sysctl").args([
-                "-qw",
-                "net.ipv6.conf.all.disable_ipv6=1",
-                "net.ipv6.conf.default.disable_ipv6=1",
-            ]))?;
-        }
-        Ok(lab)
-    }
+/// The soak's lab, as `tracer lab up` makes it (addresses, TCP port) under the soak's names.
+fn lab() -> Lab {
+    Lab::new((INITIATOR_NS, INITIATOR_IF), (TARGET_NS, TARGET_IF))
 }
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let down = Command::new(tracer_binary())
-            .args(["lab", "down"])
-            .args(port_args())
-            .output();
-        match down {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => eprintln!(
-                "soak: taking the lab down failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ),
-            Err(err) => eprintln!("soak: taking the lab down failed: {err}"),
-        }
+/// Builds the soak's lab, with its ports' offloads off and no IPv6; the guard removes it when
+/// dropped, on failure too.
+fn lab_up() -> anyhow::Result<Network> {
+    let network = lab().topology().build()?;
+    offloads_off(INITIATOR_NS, INITIATOR_IF)?;
+    offloads_off(TARGET_NS, TARGET_IF)?;
+    for netns in [INITIATOR_NS, TARGET_NS] {
+        // No IPv6 chatter (ND, MLD): the kernel's counts then hold only what the soak sends
+        // and the ARP that comes with it.
+        // `default` too: the ports' new incarnations are created with it.
+        run_checked(in_netns(netns, "sysctl").args([
+            "-qw",
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ]))?;
     }
+    Ok(network)
 }
 
 /// Child processes killed and reaped when dropped, if they are still running.
@@ -243,29 +222,15 @@ fn delete_ports() -> anyhow::Result<(KernelCounts, KernelCounts)> {
     Ok(counts)
 }
 
-/// The veth pair again, as `tracer lab up` made it: same names, namespaces and addresses, up.
+/// The veth pair again, as the lab was built: same names, namespaces and addresses, the
+/// offloads off before the ports come up.
 fn create_ports() -> anyhow::Result<()> {
-    quiet(Command::new("ip").args([
-        "link",
-        "add",
-        INITIATOR_IF,
-        "netns",
-        INITIATOR_NS,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        TARGET_IF,
-        "netns",
-        TARGET_NS,
-    ]))?;
-    for (netns, interface, address) in [
-        (INITIATOR_NS, INITIATOR_IF, INITIATOR_ADDR),
-        (TARGET_NS, TARGET_IF, TARGET_ADDR),
-    ] {
-        offloads_off(netns, interface)?;
-        ip_in(netns, &["addr", "add", address, "dev", interface])?;
-        ip_in(netns, &["link", "set", interface, "up"])?;
+    let lab = lab().topology();
+    for pair in &lab.pairs {
+        pair.create_link()?;
+        offloads_off(&pair.initiator.netns, &pair.initiator.interface)?;
+        offloads_off(&pair.target.netns, &pair.target.interface)?;
+        pair.configure()?;
     }
     Ok(())
 }
@@ -448,7 +413,7 @@ pub fn run(minutes: u64) -> anyhow::Result<()> {
     let duration = Duration::from_secs(minutes * 60);
     let seconds = duration.as_secs().to_string();
     // Dropped in reverse: the children (the monitor) first, then the pins, then the lab.
-    let _lab = Lab::up()?;
+    let _lab = lab_up()?;
     let pins = Pins::new();
     let mut children = Children::default();
 

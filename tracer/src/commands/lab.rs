@@ -5,12 +5,15 @@
 use std::{
     net::Ipv4Addr,
     path::{Path, PathBuf},
-    process::Command,
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
+use tracer_topology::{
+    End,
+    lab::{Lab, bridge_peer},
+};
 
-use crate::{cli::LabArgs, error::UsageError, spec::PortSpec};
+use crate::{cli::LabArgs, error::UsageError};
 
 fn check_args(args: &LabArgs) -> Result<(), UsageError> {
     for (role, spec) in [("initiator", &args.initiator), ("target", &args.target)] {
@@ -52,40 +55,6 @@ fn check_args(args: &LabArgs) -> Result<(), UsageError> {
     Ok(())
 }
 
-fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
-    let output = Command::new(program).args(args).output().with_context(|| {
-        format!("running {program} (is it installed? `cargo xtask setup` installs it)")
-    })?;
-    if !output.status.success() {
-        bail!(
-            "`{program} {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-/// A veth pair, each end created directly inside its namespace.
-fn veth(netns: &str, interface: &str, peer_netns: &str, peer: &str) -> anyhow::Result<()> {
-    run(
-        "ip",
-        &[
-            "link", "add", interface, "netns", netns, "type", "veth", "peer", "name", peer,
-            "netns", peer_netns,
-        ],
-    )
-}
-
-/// The bridge-side peer of a port in the virtual topology, named as SPDK names it.
-pub fn bridge_peer(interface: &str) -> String {
-    format!("{interface}_br")
-}
-
-fn netns_exists(name: &str) -> bool {
-    crate::netns::netns_path(name).exists()
-}
-
 /// Where `lab up` notes the namespaces it made, each file named after one and holding its
 /// inode: `up` re-creates only those, never a namespace someone else made under that name.
 const LAB_MARKS: &str = "/run/tracer/lab";
@@ -113,9 +82,7 @@ fn mark(netns: &str) -> anyhow::Result<()> {
 pub fn down(args: &LabArgs) -> anyhow::Result<()> {
     check_args(args)?;
     for spec in [&args.initiator, &args.target] {
-        if netns_exists(&spec.netns) {
-            run("ip", &["netns", "del", &spec.netns])?;
-        }
+        tracer_topology::delete_namespace(&spec.netns)?;
         let _ = std::fs::remove_file(mark_path(&spec.netns));
     }
     Ok(())
@@ -126,7 +93,7 @@ pub fn down(args: &LabArgs) -> anyhow::Result<()> {
 pub fn up(args: &LabArgs) -> anyhow::Result<()> {
     check_args(args)?;
     for spec in [&args.initiator, &args.target] {
-        if netns_exists(&spec.netns) && !made_by_lab(&spec.netns) {
+        if tracer_topology::namespace_exists(&spec.netns) && !made_by_lab(&spec.netns) {
             return Err(UsageError::Argument(format!(
                 "namespace `{0}` exists and `tracer lab up` did not make it: it is left alone; \
                  remove it yourself (`ip netns del {0}`) or give the lab other names",
@@ -136,107 +103,23 @@ pub fn up(args: &LabArgs) -> anyhow::Result<()> {
         }
     }
     down(args)?;
-    let result = build(args)
-        .and_then(|()| mark(&args.initiator.netns))
-        .and_then(|()| mark(&args.target.netns));
-    if result.is_err() {
-        // Leave nothing half-made behind.
-        let _ = down(args);
-    }
-    result
+    // On failure the guard removes what was made: nothing half-made stays behind.
+    let network = lab(args).topology().build()?;
+    mark(&args.initiator.netns)?;
+    mark(&args.target.netns)?;
+    network.keep();
+    Ok(())
 }
 
-fn build(args: &LabArgs) -> anyhow::Result<()> {
-    let LabArgs {
-        initiator,
-        target,
-        initiator_ip,
-        target_ip,
-        port,
-        virt,
-        bridge,
-    } = args;
-    let PortSpec {
-        netns: initiator_ns,
-        interface: initiator_if,
-    } = initiator;
-    let PortSpec {
-        netns: target_ns,
-        interface: target_if,
-    } = target;
-    run("ip", &["netns", "add", initiator_ns])?;
-    run("ip", &["netns", "add", target_ns])?;
-    if *virt {
-        // nvmf_veth_init: each port's veth peer, named PORT_br, is a port of one bridge in
-        // the initiator's namespace (SPDK's host), which forwards between them.
-        run(
-            "ip",
-            &["-n", initiator_ns, "link", "add", bridge, "type", "bridge"],
-        )?;
-        run("ip", &["-n", initiator_ns, "link", "set", bridge, "up"])?;
-        for (ns, interface) in [(initiator_ns, initiator_if), (target_ns, target_if)] {
-            let peer = bridge_peer(interface);
-            veth(ns, interface, initiator_ns, &peer)?;
-            run(
-                "ip",
-                &["-n", initiator_ns, "link", "set", &peer, "master", bridge],
-            )?;
-            run("ip", &["-n", initiator_ns, "link", "set", &peer, "up"])?;
-        }
-        run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                initiator_ns,
-                "iptables",
-                "-A",
-                "FORWARD",
-                "-i",
-                bridge,
-                "-o",
-                bridge,
-                "-j",
-                "ACCEPT",
-            ],
-        )?;
-    } else {
-        veth(initiator_ns, initiator_if, target_ns, target_if)?;
+/// The lab `args` describe, as the topology builder takes it.
+fn lab(args: &LabArgs) -> Lab {
+    let end = |spec: &crate::spec::PortSpec, address: &str| {
+        End::new(&spec.netns, &spec.interface).with_address(address)
+    };
+    Lab {
+        initiator: end(&args.initiator, &args.initiator_ip),
+        target: end(&args.target, &args.target_ip),
+        tcp_port: args.port,
+        bridge: args.virt.then(|| args.bridge.clone()),
     }
-    for (ns, interface, address) in [
-        (initiator_ns, initiator_if, initiator_ip),
-        (target_ns, target_if, target_ip),
-    ] {
-        run("ip", &["-n", ns, "addr", "add", address, "dev", interface])?;
-        run("ip", &["-n", ns, "link", "set", interface, "up"])?;
-        run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
-    }
-    let port = port.to_string();
-    let rule = format!("-I INPUT 1 -i {initiator_if} -p tcp --dport {port} -j ACCEPT");
-    let comment = format!("SPDK_NVMF:{rule}");
-    run(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            initiator_ns,
-            "iptables",
-            "-I",
-            "INPUT",
-            "1",
-            "-i",
-            initiator_if,
-            "-p",
-            "tcp",
-            "--dport",
-            &port,
-            "-j",
-            "ACCEPT",
-            "-m",
-            "comment",
-            "--comment",
-            &comment,
-        ],
-    )?;
-    Ok(())
 }

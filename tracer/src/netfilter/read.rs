@@ -1,0 +1,223 @@
+//! Running the tools of every backend in a namespace, and joining what they show.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::{Backend, Rule, Ruleset, parse::*, parse_nft_json};
+use crate::tool::{run, shown};
+
+/// Reads the ruleset of namespace `netns` ("" for tracer's own) from every backend.
+/// Sources that cannot be read are skipped and said so in `errors`.
+pub fn snapshot(netns: &str) -> Ruleset {
+    let mut errors = Vec::new();
+    let xtables_nft = read_xtables_nft(netns, &mut errors);
+    let legacy = read_xtables_legacy(netns, &mut errors);
+    const NFT_ARGS: [&str; 3] = ["-j", "list", "ruleset"];
+    let nft = match run(netns, "nft", &NFT_ARGS).map(|json| parse_nft_json(&json)) {
+        Ok(Ok(parsed)) => Parsed::from(parsed),
+        Ok(Err(err)) => {
+            errors.push(format!("{}: {err}", shown(netns, "nft", &NFT_ARGS)));
+            Parsed::default()
+        }
+        Err(err) => {
+            errors.push(err);
+            Parsed::default()
+        }
+    };
+    assemble(Readings {
+        xtables_nft,
+        legacy,
+        nft,
+        errors,
+    })
+}
+
+/// Everything read from one namespace, before the views of the same tables are reconciled.
+#[derive(Debug, Default)]
+pub(super) struct Readings {
+    /// iptables-nft, ip6tables-nft, arptables-nft: their tables are nftables tables too.
+    pub(super) xtables_nft: Parsed,
+    pub(super) legacy: Parsed,
+    pub(super) nft: Parsed,
+    pub(super) errors: Vec<String>,
+}
+
+pub(super) fn read_xtables_nft(netns: &str, errors: &mut Vec<String>) -> Parsed {
+    let mut parsed = Parsed::default();
+    for (backend, program) in [
+        (Backend::IptablesNft, "iptables-nft-save"),
+        (Backend::Ip6tablesNft, "ip6tables-nft-save"),
+    ] {
+        match run(netns, program, &["-c"]) {
+            Ok(text) => parsed.extend(parse_xtables_save(&text, backend)),
+            Err(err) => errors.push(err),
+        }
+    }
+    match run(netns, "arptables-nft-save", &["-c"]) {
+        Ok(save) => {
+            // arptables-nft-save prints no policy counters; its listing does. Listing a table
+            // that does not exist would only show made-up empty chains, so only ask when needed.
+            let listing = if save.lines().any(|line| line.trim() == "*filter") {
+                match run(
+                    netns,
+                    "arptables-nft",
+                    &["-t", "filter", "-L", "-n", "-v", "-x"],
+                ) {
+                    Ok(listing) => Some(listing),
+                    Err(err) => {
+                        errors.push(err);
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            parsed.extend(parse_arptables_nft(&save, listing.as_deref()));
+        }
+        Err(err) => errors.push(err),
+    }
+    parsed
+}
+
+pub(super) fn read_xtables_legacy(netns: &str, errors: &mut Vec<String>) -> Parsed {
+    let mut parsed = Parsed::default();
+    for (backend, names_file, program) in [
+        (
+            Backend::IptablesLegacy,
+            "/proc/net/ip_tables_names",
+            "iptables-legacy-save",
+        ),
+        (
+            Backend::Ip6tablesLegacy,
+            "/proc/net/ip6_tables_names",
+            "ip6tables-legacy-save",
+        ),
+        // Debian's arptables-legacy-save is a script that lists through `arptables`, which is
+        // arptables-nft: it would show the wrong rules, and without counters.
+        (
+            Backend::ArptablesLegacy,
+            "/proc/net/arp_tables_names",
+            "arptables-legacy",
+        ),
+    ] {
+        for table in legacy_table_names(netns, names_file, errors) {
+            let result = if backend == Backend::ArptablesLegacy {
+                run(netns, program, &["-t", &table, "-L", "-n", "-v", "-x"])
+                    .map(|text| parse_arptables_list(&text, backend, &table))
+            } else {
+                run(netns, program, &["-c", "-t", &table])
+                    .map(|text| parse_xtables_save(&text, backend))
+            };
+            match result {
+                Ok(tables) => parsed.extend(tables),
+                Err(err) => errors.push(err),
+            }
+        }
+    }
+    parsed
+}
+
+/// Legacy tables that already exist in the namespace. Reading this file creates nothing.
+pub(super) fn legacy_table_names(
+    netns: &str,
+    names_file: &str,
+    errors: &mut Vec<String>,
+) -> Vec<String> {
+    match run(netns, "cat", &[names_file]) {
+        Ok(text) => text
+            .lines()
+            .map(str::trim)
+            // The names become arguments: accept only what a table name looks like.
+            .filter(|name| {
+                !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            })
+            .map(str::to_owned)
+            .collect(),
+        // A kernel without legacy x_tables has no such file, and so no legacy tables.
+        Err(err) if err.contains("No such file or directory") => Vec::new(),
+        Err(err) => {
+            errors.push(err);
+            Vec::new()
+        }
+    }
+}
+
+/// Joins the views. iptables-nft's tables are nftables tables too: `nft` shows them again, in
+/// a syntax the user did not write, so they are taken from the xtables view — unless that view
+/// is unfaithful, which happens when a native nft table has an iptables name (iptables-nft-save
+/// 1.8.9 prints `ip saddr { ... } drop` as `-A INPUT -j DROP`, with a made-up counter).
+pub(super) fn assemble(readings: Readings) -> Ruleset {
+    let Readings {
+        mut xtables_nft,
+        legacy,
+        mut nft,
+        mut errors,
+    } = readings;
+    let xtables_tables: BTreeSet<(String, String)> = xtables_nft
+        .chains
+        .iter()
+        .map(|chain| (chain.family.clone(), chain.table.clone()))
+        .chain(
+            xtables_nft
+                .rules
+                .iter()
+                .map(|rule| (rule.family.clone(), rule.table.clone())),
+        )
+        .collect();
+    for (family, table) in &xtables_tables {
+        let same_table =
+            |other_family: &str, other_table: &str| other_family == family && other_table == table;
+        let nft_has_table = nft
+            .chains
+            .iter()
+            .any(|chain| same_table(&chain.family, &chain.table));
+        if !nft_has_table {
+            continue;
+        }
+        if xtables_view_is_faithful(&xtables_nft, &nft, family, table) {
+            nft.retain_tables(|f, t| !same_table(f, t));
+        } else {
+            xtables_nft.retain_tables(|f, t| !same_table(f, t));
+            errors.push(format!(
+                "table {family} {table} holds rules iptables-nft cannot show faithfully; \
+                 it is read with nft instead"
+            ));
+        }
+    }
+    let mut ruleset = Ruleset {
+        errors,
+        ..Ruleset::default()
+    };
+    for parsed in [xtables_nft, legacy, nft] {
+        ruleset.rules.extend(parsed.rules);
+        ruleset.chains.extend(parsed.chains);
+    }
+    ruleset
+}
+
+/// iptables-nft gives every rule a counter and shows every rule: a table where nft sees a rule
+/// without counter, or a different number of rules in a chain, holds rules it did not write.
+pub(super) fn xtables_view_is_faithful(
+    xtables: &Parsed,
+    nft: &Parsed,
+    family: &str,
+    table: &str,
+) -> bool {
+    let in_table = |rule: &&Rule| rule.family == family && rule.table == table;
+    let nft_rules: Vec<&Rule> = nft.rules.iter().filter(in_table).collect();
+    if nft_rules.iter().any(|rule| rule.packets.is_none()) {
+        return false;
+    }
+    let mut rules_per_chain: HashMap<&str, (usize, usize)> = HashMap::new();
+    for rule in xtables.rules.iter().filter(in_table) {
+        rules_per_chain.entry(&rule.chain).or_default().0 += 1;
+    }
+    for rule in nft_rules {
+        rules_per_chain.entry(&rule.chain).or_default().1 += 1;
+    }
+    rules_per_chain
+        .values()
+        .all(|(xtables_count, nft_count)| xtables_count == nft_count)
+}
