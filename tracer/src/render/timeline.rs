@@ -4,14 +4,13 @@
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
-use tracer_evidence::{Evidence, PortEvidence, Side, Verdict};
+use tracer_evidence::{Evidence, PortChange, PortEvidence, Side, Timeline, TimelineEvent, Verdict};
 
 use super::{
     path::{FAINT, INK, MARGIN, MUTED, draw_verdict},
     svg::{Font, Svg, clip, escape, text_width},
     verdict::namespace_phrase,
 };
-use crate::commands::watch::timeline::{PortChange, Timeline, TimelineEvent};
 
 const LABELS: f64 = 210.0;
 const PLOT: f64 = 880.0;
