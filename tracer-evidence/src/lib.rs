@@ -1,7 +1,8 @@
 //! tracer's evidence and verdicts: what the collectors gathered, as plain data that is saved
-//! in every report (`report.json`) and read back; the findings, each with its rule, class,
-//! place on the path and words; and the classifier, a pure function from [`Evidence`] to
-//! [`Verdict`] that orders the findings' rules.
+//! in every report (`report.json`: its envelope, timeline and schema versions live here too)
+//! and read back; the findings, each with its rule, class, place on the path and words; and
+//! the classifier, a pure function from [`Evidence`] to [`Verdict`] that orders the findings'
+//! rules.
 //!
 //! Nothing here does I/O: renderers in the `tracer` crate ask a verdict for its words and
 //! where it stops, and format them.
@@ -13,8 +14,9 @@ pub mod facts;
 pub mod findings;
 pub mod ladder;
 pub mod reasons;
-pub mod saved;
+pub mod report;
 pub mod stop;
+pub mod timeline;
 pub mod verdict;
 pub mod words;
 
@@ -23,6 +25,10 @@ pub use classify::diagnose;
 pub use counters::*;
 pub use facts::*;
 pub use findings::{Describe, Finding, HopProblem};
-pub use saved::{SCHEMA_VERSION, SavedReportError, evidence_from_report};
+pub use report::{
+    CaptureReport, CommandReport, Report, SCHEMA_VERSION, SavedReportError, VerdictReport,
+    WatchReport, evidence_from_report,
+};
+pub use timeline::{PortChange, Timeline, TimelineEvent};
 pub use verdict::*;
 pub use words::display_netns;

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod collect;
 pub mod commands;
 pub mod error;
+pub mod gather;
 pub mod http;
 pub mod kallsyms;
 pub mod locate;

@@ -78,6 +78,24 @@ pub fn inspect_port(spec: &PortSpec, side: Side, ours: &[u32]) -> PortEvidence {
     evidence
 }
 
+/// Reads `port`'s link again (its carrier may have changed since it was inspected); a port gone
+/// since is inspected again in full, for where else its name is.
+pub fn refresh_link(port: &mut PortEvidence) {
+    let link = RouteSocket::open_in(&port.netns)
+        .ok()
+        .and_then(|socket| socket.link(&port.interface).ok().flatten());
+    match link {
+        Some(link) => port.link = Some(link),
+        None => {
+            let spec = PortSpec {
+                netns: port.netns.clone(),
+                interface: port.interface.clone(),
+            };
+            *port = inspect_port(&spec, port.side, &[]);
+        }
+    }
+}
+
 /// Addresses of other interfaces that fall in one of `ifindex`'s subnets: a leftover of an
 /// earlier run makes the kernel route some of the port's traffic elsewhere.
 fn same_subnet_elsewhere(ifindex: u32, addresses: &[Address]) -> Vec<Address> {

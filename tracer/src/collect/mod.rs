@@ -1,4 +1,5 @@
-//! Collectors: one per evidence source, each turning raw kernel data into plain data.
+//! Collectors: one per evidence source, each turning raw kernel data into plain data. What
+//! drives them for a command is in [`crate::gather`].
 
 pub mod drops;
 pub mod events;
@@ -7,7 +8,6 @@ pub mod host;
 mod loader;
 pub mod path;
 pub mod ports;
-pub mod probing;
 pub mod programs;
 pub mod rules;
 

@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use tracer_evidence::{Evidence, Verdict, diagnose, evidence_from_report};
+use tracer_evidence::{Evidence, Report, Verdict, diagnose, evidence_from_report};
 
 use crate::{
     bundle::ReportDir,
     cli::DiagnoseArgs,
-    collect::probing::{self, ProbedPath},
     error::UsageError,
+    gather::{self, Pair},
     output, preflight, render,
 };
 
@@ -34,17 +34,17 @@ pub fn run(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<u8> {
             };
             let mut gathered = Vec::new();
             for pair in &pairs {
-                gathered.push(probing::gather(pair, verbosity, &mut || ready())?);
+                gathered.push(gather::active::gather(pair, verbosity, &mut || ready())?);
             }
             ready()?;
             gathered
         }
     };
     let verdicts: Vec<Verdict> = evidence.iter().map(diagnose).collect();
-    let reports: Vec<render::diagnose::Report> = verdicts
+    let reports: Vec<Report> = verdicts
         .iter()
         .zip(&evidence)
-        .map(|(verdict, evidence)| render::diagnose::Report::new(verdict, evidence))
+        .map(|(verdict, evidence)| Report::new(verdict, evidence))
         .collect();
     let several = reports.len() > 1;
     if args.json {
@@ -92,7 +92,7 @@ pub fn run(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<u8> {
     Ok(verdicts[decisive].class.exit_code())
 }
 
-fn write_report(dir: &ReportDir, report: &render::diagnose::Report) -> anyhow::Result<()> {
+fn write_report(dir: &ReportDir, report: &Report) -> anyhow::Result<()> {
     dir.write("report.md", render::diagnose::markdown(report).as_bytes())?;
     dir.write(
         "report.json",
@@ -116,7 +116,7 @@ fn pair_name(evidence: &Evidence) -> String {
 }
 
 /// The pairs to diagnose: the Nth --initiator, --target, --initiator-ip and --target-ip.
-fn pairs(args: &DiagnoseArgs) -> Result<Vec<ProbedPath>, UsageError> {
+fn pairs(args: &DiagnoseArgs) -> Result<Vec<Pair>, UsageError> {
     let count = args.initiators.len();
     if args.targets.len() != count
         || args.initiator_ips.len() != count
@@ -130,7 +130,7 @@ fn pairs(args: &DiagnoseArgs) -> Result<Vec<ProbedPath>, UsageError> {
         )));
     }
     Ok((0..count)
-        .map(|i| ProbedPath {
+        .map(|i| Pair {
             initiator: args.initiators[i].clone(),
             target: args.targets[i].clone(),
             initiator_ip: args.initiator_ips[i],

@@ -1,82 +1,25 @@
-//! `tracer diagnose` as a terminal report, Markdown, and JSON (the `Report` itself).
+//! `tracer diagnose` as a terminal report and Markdown; its JSON is the saved [`Report`]
+//! itself.
 
 use std::fmt::Write as _;
 
-use serde::Serialize;
-
 use tracer_evidence::{
-    Evidence, Fact, NeighbourEvidence, NetfilterLocation, PortEvidence, ProbeEvidence,
-    RouteEvidence, RouteLookup, SCHEMA_VERSION, Side, Verdict, VerdictClass,
+    NeighbourEvidence, PortEvidence, ProbeEvidence, Report, RouteEvidence, RouteLookup, Side,
+    VerdictClass,
     ladder::{Rung, first_short},
     words::{drop_place, probe_name, rule_line, side_label},
 };
 
 use crate::{netns, render::path};
 
-/// The verdict with its signature and its sentences, as JSON shows it.
-#[derive(Debug, Serialize)]
-pub struct VerdictReport<'a> {
-    #[serde(flatten)]
-    pub verdict: &'a Verdict,
-    /// Where netfilter dropped, for a netfilter verdict.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub netfilter: Option<&'a NetfilterLocation>,
-    pub summary: String,
-    /// The facts, one line each.
-    pub evidence: Vec<String>,
-    pub advice: String,
-    pub signature: String,
-    pub exit_code: u8,
-}
-
-/// Everything diagnose reports; its JSON form is the `--json` output and report.json, which
-/// `tracer diagnose --from` reads back (docs/SCHEMA.md).
-#[derive(Debug, Serialize)]
-pub struct Report<'a> {
-    pub schema_version: u64,
-    pub verdict: VerdictReport<'a>,
-    #[serde(flatten)]
-    pub evidence: &'a Evidence,
-}
-
-impl<'a> Report<'a> {
-    pub fn new(verdict: &'a Verdict, evidence: &'a Evidence) -> Self {
-        Self {
-            schema_version: SCHEMA_VERSION,
-            verdict: VerdictReport {
-                verdict,
-                netfilter: verdict.netfilter(),
-                summary: verdict.summary(),
-                evidence: verdict.facts.iter().map(Fact::line).collect(),
-                advice: verdict.advice(),
-                signature: verdict.signature(evidence),
-                exit_code: verdict.class.exit_code(),
-            },
-            evidence,
-        }
-    }
-
-    fn port(&self, side: Side) -> &PortEvidence {
-        if side == Side::Target {
-            &self.evidence.target
-        } else {
-            &self.evidence.initiator
-        }
-    }
-
-    fn peer(&self, side: Side) -> &PortEvidence {
-        if side == Side::Target {
-            &self.evidence.initiator
-        } else {
-            &self.evidence.target
-        }
-    }
-}
-
 /// The four points of a probe's path, each with its count, and the first one that fell short.
 fn ladder_points(report: &Report<'_>, probe: &ProbeEvidence) -> Vec<(String, u64, bool)> {
-    let origin = &report.port(probe.from).interface;
-    let peer = &report.peer(probe.from).interface;
+    let (origin, peer) = if probe.from == Side::Target {
+        (&report.evidence.target, &report.evidence.initiator)
+    } else {
+        (&report.evidence.initiator, &report.evidence.target)
+    };
+    let (origin, peer) = (&origin.interface, &peer.interface);
     let first_short = first_short(probe);
     Rung::ALL
         .into_iter()

@@ -5,14 +5,14 @@
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
 use tracer_evidence::{
-    Evidence, PortEvidence, Side, Verdict, reasons::NeighbourState, words::namespace_phrase,
+    Evidence, PortChange, PortEvidence, Side, Timeline, TimelineEvent, Verdict,
+    reasons::NeighbourState, words::namespace_phrase,
 };
 
 use super::{
     path::{FAINT, INK, MARGIN, MUTED, draw_verdict},
     svg::{Font, Svg, clip, escape, text_width},
 };
-use crate::commands::watch::timeline::{PortChange, Timeline, TimelineEvent};
 
 const LABELS: f64 = 210.0;
 const PLOT: f64 = 880.0;

@@ -3,37 +3,12 @@
 
 use std::{collections::BTreeMap, path::Path};
 
-use serde::Serialize;
-use tracer_evidence::Evidence;
+use tracer_evidence::{CaptureReport, CommandReport, Evidence, Report, Timeline, WatchReport};
 
-use super::{observe::Watch, timeline::Timeline};
-use crate::{bundle::ReportDir, capture, netfilter::Ruleset, netns, render, tool};
-
-#[derive(Debug, Serialize)]
-pub(super) struct CommandReport {
-    pub(super) argv: Vec<String>,
-    pub(super) exit_code: i32,
-}
-
-#[derive(Debug, Serialize)]
-pub(super) struct CaptureReport {
-    file: &'static str,
-    frames: usize,
-    /// Frames pushed out of the flight recorder (it keeps the last N per port).
-    evicted: u64,
-    /// Frames and drops the kernel programs saw but could not record (ring buffer or map
-    /// full).
-    lost_events: u64,
-}
-
-#[derive(Debug, Serialize)]
-pub(super) struct WatchReport<'a> {
-    #[serde(flatten)]
-    diagnosis: render::diagnose::Report<'a>,
-    timeline: &'a Timeline,
-    command: CommandReport,
-    capture: CaptureReport,
-}
+use crate::{
+    bundle::ReportDir, capture, gather::passive::observe::Watch, netfilter::Ruleset, netns, render,
+    tool,
+};
 
 /// report.md, report.json, capture.pcapng, the pictures and a snapshot of each namespace.
 pub(super) fn write_bundle(
@@ -51,7 +26,7 @@ pub(super) fn write_bundle(
     let frames = recorders.iter().map(|r| r.frames().count()).sum();
     let evicted = recorders.iter().map(|r| r.evicted).sum();
     let report = WatchReport {
-        diagnosis: render::diagnose::Report::new(verdict, evidence),
+        diagnosis: Report::new(verdict, evidence),
         timeline,
         command,
         capture: CaptureReport {

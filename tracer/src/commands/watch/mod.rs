@@ -2,12 +2,7 @@
 //! moves them, and write the root-cause bundle when the test fails.
 
 mod bundle;
-mod drops;
-mod links;
-mod observe;
 mod pace;
-mod passive;
-pub(crate) mod timeline;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -16,23 +11,24 @@ use std::{
 };
 
 use anyhow::Context as _;
-use tracer_evidence::{Side, diagnose};
+use tracer_evidence::{CommandReport, Side, diagnose};
 
 use self::{
-    bundle::{CommandReport, write_bundle},
-    observe::{Watch, WatchedPort},
+    bundle::write_bundle,
     pace::{ANNOUNCEMENTS, GROUPS, Pace, Wakeups},
-    passive::passive_evidence,
-    timeline::Timeline,
 };
 use crate::{
     capture, child,
     cli::WatchArgs,
     collect::{
         drops::DropProbe, ebpf_log_level, events::NetworkEvents, follow::Concern,
-        ports::PortOptions, probing,
+        ports::PortOptions,
     },
     commands::diagnose::prepare_report_dir,
+    gather::{
+        self, Pair,
+        passive::observe::{LiveTimeline, Watch, WatchedPort},
+    },
     preflight,
 };
 
@@ -81,7 +77,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         drops,
         last_drops: HashMap::new(),
         all_drops: HashMap::new(),
-        timeline: Timeline::default(),
+        timeline: LiveTimeline::default(),
         clock_offset: capture::monotonic_to_unix_ns(),
         first_rulesets: HashMap::new(),
         captures_attached: 0,
@@ -184,20 +180,21 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
     } else {
         watch.final_rulesets()
     };
+    // The ports where they are now.
+    let pair = Pair {
+        initiator: watch.ports[0].current_spec(),
+        target: watch.ports[1].current_spec(),
+        initiator_ip: args.initiator_ip,
+        target_ip: args.target_ip,
+        port: args.ports.counting.port,
+        ingress_hook: args.ports.counting.ingress_hook,
+    };
     let evidence = if args.probe {
-        let path = probing::ProbedPath {
-            initiator: watch.ports[0].current_spec(),
-            target: watch.ports[1].current_spec(),
-            initiator_ip: args.initiator_ip,
-            target_ip: args.target_ip,
-            port: args.ports.counting.port,
-            ingress_hook: args.ports.counting.ingress_hook,
-        };
-        let mut evidence = probing::gather(&path, verbosity, &mut || Ok(()))?;
+        let mut evidence = gather::active::gather(&pair, verbosity, &mut || Ok(()))?;
         evidence.drops.extend(watch.drop_evidence());
         evidence
     } else {
-        passive_evidence(&watch, args, &final_rulesets)
+        gather::passive::evidence(&watch, &pair, &final_rulesets)
     };
     let verdict = diagnose(&evidence);
     for port in &watch.ports {

@@ -10,13 +10,13 @@ use std::{
 use anyhow::Context as _;
 use tokio::io::unix::AsyncFd;
 
-use super::observe::Watch;
 use crate::{
     collect::{
         events::{NetworkEvents, Readiness},
         follow::{Concern, MOVE_SETTLE},
         ports::TcAttachment,
     },
+    gather::passive::observe::Watch,
     netlink::Group,
 };
 

@@ -3,11 +3,13 @@
 
 use std::{collections::HashMap, net::Ipv4Addr};
 
-use super::{observe::Watch, timeline::PortChange};
+use tracer_evidence::PortChange;
+
+use super::observe::Watch;
 use crate::netlink::{Link, RouteSocket};
 
 impl Watch {
-    pub(super) fn observe_link(&mut self, index: usize) {
+    pub(crate) fn observe_link(&mut self, index: usize) {
         let now = self.seconds();
         let port = &mut self.ports[index];
         let Some(location) = port.location() else {

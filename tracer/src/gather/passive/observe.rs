@@ -9,9 +9,7 @@ use std::{
 };
 
 use tracer_common::PacketKind;
-use tracer_evidence::{KindCounts, Side};
-
-use super::timeline::{PortChange, Timeline};
+use tracer_evidence::{KindCounts, PortChange, Side, Timeline, TimelineEvent};
 
 /// The kinds of frames a test sends (everything tracer classifies but `other`).
 const TEST_TRAFFIC: [PacketKind; 6] = [
@@ -37,48 +35,90 @@ use crate::{
     spec::PortSpec,
 };
 
+/// (ingress, egress) counts of one port.
+pub(crate) type Totals = (KindCounts, KindCounts);
+
+/// The run's timeline, each event also logged as it is kept (`-v` shows them as they happen).
+#[derive(Debug, Default)]
+pub(crate) struct LiveTimeline(Timeline);
+
+impl LiveTimeline {
+    /// An event of the whole run (the command's).
+    pub(crate) fn push(&mut self, seconds: f64, kind: &'static str, message: String) {
+        log_event(self.0.push(seconds, kind, message));
+    }
+
+    /// An event on one port, with what changed there when something did.
+    pub(crate) fn push_on(
+        &mut self,
+        port: Side,
+        seconds: f64,
+        kind: &'static str,
+        message: String,
+        change: Option<PortChange>,
+    ) {
+        log_event(self.0.push_on(port, seconds, kind, message, change));
+    }
+
+    /// Events pushed so far, kept or not.
+    pub(crate) fn seen(&self) -> u64 {
+        self.0.seen()
+    }
+
+    /// The timeline in time order.
+    pub(crate) fn sorted(self) -> Timeline {
+        self.0.sorted()
+    }
+}
+
+fn log_event(event: Option<&TimelineEvent>) {
+    if let Some(event) = event {
+        log::info!("+{:.3}s {}: {}", event.seconds, event.kind, event.message);
+    }
+}
+
 /// First and last time frames of one kind crossed a port in one direction.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Seen {
-    pub(super) first: f64,
-    pub(super) last: f64,
+pub(crate) struct Seen {
+    pub(crate) first: f64,
+    pub(crate) last: f64,
 }
 
 /// Frames a port sent without carrier: from `since` seconds on, carrier at `carrier_at`.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct CarrierGapSeen {
-    pub(super) frames: u64,
-    pub(super) since: f64,
-    pub(super) carrier_at: Option<f64>,
+pub(crate) struct CarrierGapSeen {
+    pub(crate) frames: u64,
+    pub(crate) since: f64,
+    pub(crate) carrier_at: Option<f64>,
 }
 
 /// A configured port and everything watch has learned about it.
-pub(super) struct WatchedPort {
-    pub(super) side: Side,
-    pub(super) spec: PortSpec,
+pub(crate) struct WatchedPort {
+    pub(crate) side: Side,
+    pub(crate) spec: PortSpec,
     /// Finds the port wherever it is and keeps it attached.
-    pub(super) follower: FollowedPort,
+    pub(crate) follower: FollowedPort,
     /// Every namespace inode and ifindex the port has had: drops there are this port's.
-    pub(super) history: Vec<Location>,
-    pub(super) link: Option<Link>,
-    pub(super) neighbours: HashMap<Ipv4Addr, String>,
+    pub(crate) history: Vec<Location>,
+    pub(crate) link: Option<Link>,
+    pub(crate) neighbours: HashMap<Ipv4Addr, String>,
     /// First state seen of each neighbour entry, for the before -> after evidence.
-    pub(super) first_neighbours: HashMap<Ipv4Addr, String>,
+    pub(crate) first_neighbours: HashMap<Ipv4Addr, String>,
     /// Frames that left while the port had no carrier, and when carrier came.
-    pub(super) carrier_gap: Option<CarrierGapSeen>,
+    pub(crate) carrier_gap: Option<CarrierGapSeen>,
     /// The last MAC each neighbour entry had.
-    pub(super) neighbour_macs: HashMap<Ipv4Addr, [u8; 6]>,
+    pub(crate) neighbour_macs: HashMap<Ipv4Addr, [u8; 6]>,
     /// Counts of earlier attachments (a port deleted and recreated gets new counters).
-    pub(super) carried: (KindCounts, KindCounts),
+    pub(crate) carried: Totals,
     /// (ingress, egress) counts of the whole run so far.
-    pub(super) totals: (KindCounts, KindCounts),
+    pub(crate) totals: Totals,
     /// First and last time each (kind, direction) crossed the port.
-    pub(super) seen: BTreeMap<(&'static str, &'static str), Seen>,
-    pub(super) recorder: FlightRecorder,
+    pub(crate) seen: BTreeMap<(&'static str, &'static str), Seen>,
+    pub(crate) recorder: FlightRecorder,
 }
 
 impl WatchedPort {
-    pub(super) fn new(
+    pub(crate) fn new(
         side: Side,
         spec: &PortSpec,
         options: PortOptions,
@@ -106,20 +146,20 @@ impl WatchedPort {
         }
     }
 
-    pub(super) fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.spec.interface
     }
 
-    pub(super) fn location(&self) -> Option<&Location> {
+    pub(crate) fn location(&self) -> Option<&Location> {
         self.follower.location()
     }
 
-    pub(super) fn probe(&self) -> Option<&PortProbe> {
+    pub(crate) fn probe(&self) -> Option<&PortProbe> {
         self.follower.attached().map(|(_, probe)| probe)
     }
 
     /// The port as found now, as a spec.
-    pub(super) fn current_spec(&self) -> PortSpec {
+    pub(crate) fn current_spec(&self) -> PortSpec {
         PortSpec {
             netns: self
                 .location()
@@ -130,29 +170,29 @@ impl WatchedPort {
 }
 
 /// All the watching state.
-pub(super) struct Watch {
-    pub(super) started: Instant,
-    pub(super) ports: [WatchedPort; 2],
-    pub(super) drops: DropProbe,
-    pub(super) last_drops: HashMap<tracer_common::DropKey, u64>,
-    pub(super) all_drops: HashMap<tracer_common::DropKey, u64>,
-    pub(super) timeline: Timeline,
-    pub(super) clock_offset: i128,
+pub(crate) struct Watch {
+    pub(crate) started: Instant,
+    pub(crate) ports: [WatchedPort; 2],
+    pub(crate) drops: DropProbe,
+    pub(crate) last_drops: HashMap<tracer_common::DropKey, u64>,
+    pub(crate) all_drops: HashMap<tracer_common::DropKey, u64>,
+    pub(crate) timeline: LiveTimeline,
+    pub(crate) clock_offset: i128,
     /// Rulesets of the ports' namespaces before the command started, by name.
-    pub(super) first_rulesets: HashMap<String, Ruleset>,
+    pub(crate) first_rulesets: HashMap<String, Ruleset>,
     /// Capture ring buffers taken so far: a new one is a new descriptor to wake on.
-    pub(super) captures_attached: u64,
+    pub(crate) captures_attached: u64,
 }
 
 impl Watch {
-    pub(super) fn seconds(&self) -> f64 {
+    pub(crate) fn seconds(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
     }
 
     /// Reads what the kernel programs counted and captured; with `full`, first finds each
     /// port, attaching or following it, and reads its link and neighbours. Returns whether
     /// anything of the test's was new: captured frames, a timeline event, test traffic.
-    pub(super) fn tick(&mut self, full: bool) -> bool {
+    pub(crate) fn tick(&mut self, full: bool) -> bool {
         let events_before = self.timeline.seen();
         let totals_before: Vec<_> = self.ports.iter().map(|port| port.totals).collect();
         if full {
@@ -182,7 +222,7 @@ impl Watch {
             captured |= port.recorder.drain(self.clock_offset) > 0;
         }
         // Other traffic (IPv6 housekeeping on fresh links, say) is counted, not hurried after.
-        let test_traffic = |totals: &(KindCounts, KindCounts)| {
+        let test_traffic = |totals: &Totals| {
             (
                 totals.0.sum_of(&TEST_TRAFFIC),
                 totals.1.sum_of(&TEST_TRAFFIC),
@@ -198,7 +238,7 @@ impl Watch {
     }
 
     /// Whether announced changes concern a port: its link, neighbours, addresses or routes.
-    pub(super) fn concern(&self, changes: &Changes) -> Concern {
+    pub(crate) fn concern(&self, changes: &Changes) -> Concern {
         self.ports
             .iter()
             .map(|port| port.follower.concern(changes, true))
@@ -207,14 +247,14 @@ impl Watch {
     }
 
     /// The ports' capture ring buffers, to wake on.
-    pub(super) fn capture_fds(&self) -> Vec<BorrowedFd<'_>> {
+    pub(crate) fn capture_fds(&self) -> Vec<BorrowedFd<'_>> {
         self.ports
             .iter()
             .filter_map(|port| port.recorder.ring_fd())
             .collect()
     }
 
-    pub(super) fn follow(&mut self, index: usize) {
+    pub(crate) fn follow(&mut self, index: usize) {
         let now = self.seconds();
         let port = &mut self.ports[index];
         let interface = port.spec.interface.clone();
@@ -294,7 +334,7 @@ impl Watch {
     /// Rulesets of the namespaces the ports are in before the command starts: what their
     /// counters held before the run. A namespace that appears later is the run's own, and all
     /// its counts are the run's (a snapshot taken while the run goes on would race with it).
-    pub(super) fn snapshot_rulesets(&mut self) {
+    pub(crate) fn snapshot_rulesets(&mut self) {
         for port in &self.ports {
             if let Some(location) = port.location()
                 && !self.first_rulesets.contains_key(&location.netns)
@@ -305,7 +345,7 @@ impl Watch {
         }
     }
 
-    pub(super) fn observe_counters(&mut self) {
+    pub(crate) fn observe_counters(&mut self) {
         let now = self.seconds();
         for port in &mut self.ports {
             let Some(probe) = port.probe() else {
@@ -349,7 +389,7 @@ impl Watch {
     }
 
     /// The netfilter rulesets of the namespaces the ports are in now, each read once.
-    pub(super) fn final_rulesets(&self) -> BTreeMap<String, Ruleset> {
+    pub(crate) fn final_rulesets(&self) -> BTreeMap<String, Ruleset> {
         let mut rulesets = BTreeMap::new();
         for port in &self.ports {
             if let Some(location) = port.location() {
@@ -362,7 +402,7 @@ impl Watch {
     }
 
     /// What the kernel programs could not record: drops (map full) and frames (ring full).
-    pub(super) fn lost_events(&self) -> u64 {
+    pub(crate) fn lost_events(&self) -> u64 {
         let drops = self.drops.lost_events().unwrap_or(0);
         let frames: u64 = self
             .ports

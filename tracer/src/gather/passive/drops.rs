@@ -2,17 +2,14 @@
 //! index it has had) hold it, in the timeline as they happen and as evidence at the end.
 
 use tracer_common::DropKey;
-use tracer_evidence::{DropEvidence, Side, protocol_name};
+use tracer_evidence::{DropEvidence, PortChange, Side, protocol_name};
 
-use super::{
-    observe::{Watch, WatchedPort},
-    timeline::PortChange,
-};
+use super::observe::{Watch, WatchedPort};
 use crate::{collect::drops::RawDrop, netns};
 
 impl Watch {
     /// Which port a drop belongs to, by every place the ports have been.
-    pub(super) fn side_of(&self, key: &DropKey) -> Option<(Side, &WatchedPort)> {
+    pub(crate) fn side_of(&self, key: &DropKey) -> Option<(Side, &WatchedPort)> {
         self.ports.iter().find_map(|port| {
             port.history
                 .iter()
@@ -21,7 +18,7 @@ impl Watch {
         })
     }
 
-    pub(super) fn observe_drops(&mut self) {
+    pub(crate) fn observe_drops(&mut self) {
         let now = self.seconds();
         let Ok(drops) = self.drops.drops() else {
             return;
@@ -66,7 +63,7 @@ impl Watch {
         }
     }
 
-    pub(super) fn drop_evidence(&self) -> Vec<DropEvidence> {
+    pub(crate) fn drop_evidence(&self) -> Vec<DropEvidence> {
         let names = netns::netns_names();
         let mut evidence: Vec<DropEvidence> = self
             .all_drops

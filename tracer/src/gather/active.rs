@@ -1,6 +1,6 @@
-//! diagnose's evidence: inspect both ports and, when they are usable and routed, probe the path
-//! from the initiator's namespace while watching both ports, kernel drops, neighbours and rule
-//! counters.
+//! diagnose's gathering: inspect both ports and, when they are usable and routed, send probes
+//! along the path from the initiator's namespace while watching both ports, kernel drops,
+//! neighbours and rule counters.
 
 use std::{
     collections::HashMap,
@@ -10,26 +10,27 @@ use std::{
 
 use tracer_common::PacketKind;
 use tracer_evidence::{
-    DropEvidence, Evidence, Hop, HopRole, InterfaceCounters, KindCounts, MtuProbe,
-    NeighbourEvidence, PathEvidence, PortEvidence, ProbeEvidence, ProbeKind, RouteLookup, Side,
-    mac_text,
+    DropEvidence, Evidence, Hop, HopRole, InterfaceCounters, MtuProbe, PathEvidence, PortEvidence,
+    ProbeEvidence, ProbeKind, RouteLookup, Side,
 };
 
+use super::{
+    Collector as _, KernelDrops, NamespaceRules, NeighbourSeen, Neighbours, Netfilter, Pair,
+    Routes, collect, found,
+    ladder::{self, Crossed},
+};
 use crate::{
-    collect::ports::IngressHook,
     collect::{
         drops::{PortPlace, RawDrop},
         ebpf_log_level,
-        host::{environment, inspect_port, route_evidence},
-        path,
-        ports::{PortOptions, PortProbe},
-        rules::{netfilter_evidence, rulesets},
+        host::{inspect_port, refresh_link},
+        ports::PortOptions,
+        rules::rulesets,
     },
     lock::{self, PortLocks},
     netlink::{Neighbour, RouteSocket},
     netns, probes,
     session::Session,
-    spec::PortSpec,
     tool,
 };
 
@@ -67,46 +68,31 @@ fn echo_linger(round_trip: Option<Duration>) -> Duration {
     })
 }
 
-/// The path to probe: its two ports, their addresses and the TCP port.
-#[derive(Debug, Clone)]
-pub struct ProbedPath {
-    pub initiator: PortSpec,
-    pub target: PortSpec,
-    pub initiator_ip: Ipv4Addr,
-    pub target_ip: Ipv4Addr,
-    pub port: u16,
-    pub ingress_hook: IngressHook,
-}
-
 /// Inspects both ports and, when they are usable and routed, probes the path; `attached` is
 /// called once tracer's programs are on both ports.
 pub fn gather(
-    args: &ProbedPath,
+    pair: &Pair,
     verbosity: u8,
     attached: &mut dyn FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<Evidence> {
     // One run at a time on these ports: their probes and neighbour entries would mix.
-    let _locks = PortLocks::acquire(&[&args.initiator, &args.target], lock::WAIT)?;
-    let mut evidence = Evidence::new(
-        inspect_port(&args.initiator, Side::Initiator, &[]),
-        inspect_port(&args.target, Side::Target, &[]),
-        environment(args.initiator_ip, args.target_ip, args.port),
+    let _locks = PortLocks::acquire(&[&pair.initiator, &pair.target], lock::WAIT)?;
+    let mut evidence = found(
+        pair,
+        inspect_port(&pair.initiator, Side::Initiator, &[]),
+        inspect_port(&pair.target, Side::Target, &[]),
     );
-    evidence.path = path::walk(&evidence.initiator, &evidence.target);
     // Probing a missing port or an unroutable address says nothing more: classify now.
     let usable = |port: &PortEvidence| port.link.as_ref().is_some_and(|link| link.admin_up);
     if usable(&evidence.initiator) && usable(&evidence.target) {
-        evidence.routes = vec![
-            route_evidence(&evidence.initiator, args.target_ip),
-            route_evidence(&evidence.target, args.initiator_ip),
-        ];
+        Routes(pair).gather(&mut evidence);
         // A route by another interface may still reach the target (two initiators on one
         // bridge): the probes tell.
         let initiator_routed = evidence.routes.iter().any(|route| {
             route.from == Side::Initiator && matches!(route.lookup, RouteLookup::Via { .. })
         });
         if initiator_routed {
-            probe_path(args, verbosity, &mut evidence, attached)?;
+            probe_path(pair, verbosity, &mut evidence, attached)?;
         }
     }
     Ok(evidence)
@@ -129,42 +115,13 @@ fn snapshot(session: &Session) -> anyhow::Result<Snapshot> {
     })
 }
 
-/// What crossed the watched ports between two snapshots.
-struct Crossings {
-    initiator: (KindCounts, KindCounts),
-    target: (KindCounts, KindCounts),
-}
-
-impl Crossings {
-    fn between(before: &Snapshot, after: &Snapshot) -> Self {
-        let delta = |index: usize| {
-            let (b, a) = (&before.ports[index], &after.ports[index]);
-            (a.ingress.since(&b.ingress), a.egress.since(&b.egress))
-        };
-        Self {
-            initiator: delta(0),
-            target: delta(1),
-        }
-    }
-
-    /// (ingress, egress) of the side a probe starts from, then of its peer.
-    fn ends(&self, from: Side) -> (&(KindCounts, KindCounts), &(KindCounts, KindCounts)) {
-        if from == Side::Target {
-            (&self.target, &self.initiator)
-        } else {
-            (&self.initiator, &self.target)
-        }
-    }
-
-    /// Fills a probe's ladder: request kinds out of the origin and into the peer, answer kinds
-    /// out of the peer and back into the origin.
-    fn ladder(&self, probe: &mut ProbeEvidence, requests: &[PacketKind], answers: &[PacketKind]) {
-        let (origin, peer) = self.ends(probe.from);
-        probe.left_origin = origin.1.sum_of(requests);
-        probe.reached_peer = peer.0.sum_of(requests);
-        probe.answer_left_peer = peer.1.sum_of(answers);
-        probe.answer_reached_origin = origin.0.sum_of(answers);
-    }
+/// What crossed the watched ports between two snapshots: (initiator, target).
+fn crossed(before: &Snapshot, after: &Snapshot) -> (Crossed, Crossed) {
+    let delta = |index: usize| {
+        let (b, a) = (&before.ports[index], &after.ports[index]);
+        (a.ingress.since(&b.ingress), a.egress.since(&b.egress))
+    };
+    (delta(0), delta(1))
 }
 
 /// The hops between the ports (not the ports themselves), with where the kernel keys their
@@ -197,23 +154,10 @@ fn jumbo_size(path: &PathEvidence) -> Option<u32> {
     (largest > STANDARD_MTU || differ).then_some(largest)
 }
 
-fn probe_evidence(kind: ProbeKind, from: Side, outcome: probes::ProbeOutcome) -> ProbeEvidence {
-    ProbeEvidence {
-        kind,
-        from,
-        outcome,
-        skipped: None,
-        left_origin: 0,
-        reached_peer: 0,
-        answer_left_peer: 0,
-        answer_reached_origin: 0,
-    }
-}
-
 fn skipped(kind: ProbeKind, from: Side, why: &str) -> ProbeEvidence {
     ProbeEvidence {
         skipped: Some(why.to_owned()),
-        ..probe_evidence(kind, from, probes::ProbeOutcome::default())
+        ..ladder::exchange(kind, from, probes::ProbeOutcome::default())
     }
 }
 
@@ -224,29 +168,6 @@ fn neighbour_entry(netns: &str, ifindex: u32, address: Ipv4Addr) -> Option<Neigh
         .ok()?
         .into_iter()
         .find(|neighbour| neighbour.ifindex == ifindex && neighbour.address == address)
-}
-
-/// The entry before and after the probes, as evidence.
-fn neighbour_evidence(
-    side: Side,
-    netns: &str,
-    address: Ipv4Addr,
-    before: Option<Neighbour>,
-    after: Option<Neighbour>,
-) -> NeighbourEvidence {
-    let mac = after
-        .as_ref()
-        .and_then(|entry| entry.mac)
-        .or_else(|| before.as_ref().and_then(|entry| entry.mac))
-        .map(mac_text);
-    NeighbourEvidence {
-        side,
-        netns: netns.to_owned(),
-        address: address.into(),
-        before: before.map(|entry| entry.state),
-        after: after.map(|entry| entry.state),
-        mac,
-    }
 }
 
 /// Removes a neighbour entry the probes created, so the table is left as it was found.
@@ -260,29 +181,29 @@ fn forget_neighbour(netns: &str, interface: &str, address: IpAddr) {
 }
 
 fn probe_path(
-    args: &ProbedPath,
+    pair: &Pair,
     verbosity: u8,
     evidence: &mut Evidence,
     attached: &mut dyn FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let options = PortOptions {
-        watched_port: args.port,
+        watched_port: pair.port,
         capture: false,
         log_level: ebpf_log_level(verbosity),
-        ingress: args.ingress_hook,
+        ingress: pair.ingress_hook,
     };
-    let mut session = Session::attach(&[&args.initiator, &args.target], &options)?;
+    let mut session = Session::attach(&[&pair.initiator, &pair.target], &options)?;
     // Drops on the hops between the ports are kept apart too: a bridge's FORWARD drops show
     // there.
     let hop_places = evidence.path.as_ref().map(hop_places).unwrap_or_default();
     session.watch_also(hop_places.iter().map(|(place, _)| *place))?;
     attached()?;
-    let (initiator, target) = (&args.initiator, &args.target);
+    let (initiator, target) = (&pair.initiator, &pair.target);
     let initiator_index = session.ports[0].ifindex;
     let target_index = session.ports[1].ifindex;
     let neighbours_before = [
-        neighbour_entry(&initiator.netns, initiator_index, args.target_ip),
-        neighbour_entry(&target.netns, target_index, args.initiator_ip),
+        neighbour_entry(&initiator.netns, initiator_index, pair.target_ip),
+        neighbour_entry(&target.netns, target_index, pair.initiator_ip),
     ];
     let rulesets_before = rulesets(&initiator.netns, &target.netns);
 
@@ -291,22 +212,19 @@ fn probe_path(
     let (arp, round_trip) = probes::finish_timed(probes::arp(
         &initiator.netns,
         &initiator.interface,
-        args.initiator_ip,
-        args.target_ip,
+        pair.initiator_ip,
+        pair.target_ip,
         ARP_PROBES,
     ));
     let after_arp = snapshot(&session)?;
-    let mut arp = probe_evidence(ProbeKind::Arp, Side::Initiator, arp);
-    Crossings::between(&start, &after_arp).ladder(
-        &mut arp,
-        &[PacketKind::ArpRequest],
-        &[PacketKind::ArpReply],
-    );
+    let mut arp = ladder::exchange(ProbeKind::Arp, Side::Initiator, arp);
+    let (initiator_crossed, target_crossed) = crossed(&start, &after_arp);
+    ladder::fill(&mut arp, &initiator_crossed, &target_crossed);
 
     // Phase 2: ICMP both ways and TCP together; their packet kinds and directions keep them
     // apart in the counters.
     let mut phase_two = if arp.outcome.answered == 0 {
-        let why = format!("ARP for {} was not answered", args.target_ip);
+        let why = format!("ARP for {} was not answered", pair.target_ip);
         vec![
             skipped(ProbeKind::IcmpForward, Side::Initiator, &why),
             skipped(ProbeKind::IcmpReverse, Side::Target, &why),
@@ -314,39 +232,32 @@ fn probe_path(
         ]
     } else {
         let linger = echo_linger(round_trip);
-        let forward = probes::echo(&initiator.netns, args.target_ip, ECHO_PROBES, linger);
-        let reverse = probes::echo(&target.netns, args.initiator_ip, ECHO_PROBES, linger);
+        let forward = probes::echo(&initiator.netns, pair.target_ip, ECHO_PROBES, linger);
+        let reverse = probes::echo(&target.netns, pair.initiator_ip, ECHO_PROBES, linger);
         let tcp = probes::tcp(
             &initiator.netns,
-            SocketAddrV4::new(args.target_ip, args.port),
+            SocketAddrV4::new(pair.target_ip, pair.port),
             TCP_PROBES,
             tcp_timeout(round_trip),
         );
         vec![
-            probe_evidence(
+            ladder::exchange(
                 ProbeKind::IcmpForward,
                 Side::Initiator,
                 probes::finish(forward),
             ),
-            probe_evidence(
+            ladder::exchange(
                 ProbeKind::IcmpReverse,
                 Side::Target,
                 probes::finish(reverse),
             ),
-            probe_evidence(ProbeKind::Tcp, Side::Initiator, probes::finish(tcp)),
+            ladder::exchange(ProbeKind::Tcp, Side::Initiator, probes::finish(tcp)),
         ]
     };
     let end = snapshot(&session)?;
-    let crossings = Crossings::between(&after_arp, &end);
+    let (initiator_crossed, target_crossed) = crossed(&after_arp, &end);
     for probe in phase_two.iter_mut().filter(|probe| probe.skipped.is_none()) {
-        let (requests, answers): (&[PacketKind], &[PacketKind]) = match probe.kind {
-            ProbeKind::Tcp => (
-                &[PacketKind::TcpSyn],
-                &[PacketKind::TcpSynAck, PacketKind::TcpRst],
-            ),
-            _ => (&[PacketKind::IcmpEchoRequest], &[PacketKind::IcmpEchoReply]),
-        };
-        crossings.ladder(probe, requests, answers);
+        ladder::fill(probe, &initiator_crossed, &target_crossed);
     }
     let small_echo_passed = phase_two
         .iter()
@@ -357,8 +268,8 @@ fn probe_path(
     let end = if small_echo_passed && let Some(size) = evidence.path.as_ref().and_then(jumbo_size) {
         let mut last = end;
         for (from, netns, destination) in [
-            (Side::Initiator, &initiator.netns, args.target_ip),
-            (Side::Target, &target.netns, args.initiator_ip),
+            (Side::Initiator, &initiator.netns, pair.target_ip),
+            (Side::Target, &target.netns, pair.initiator_ip),
         ] {
             let outcome = probes::finish(probes::echo_dont_fragment(
                 netns,
@@ -368,8 +279,8 @@ fn probe_path(
                 echo_linger(round_trip),
             ));
             let now = snapshot(&session)?;
-            let crossings = Crossings::between(&last, &now);
-            let (origin, peer) = crossings.ends(from);
+            let (initiator_crossed, target_crossed) = crossed(&last, &now);
+            let (origin, peer) = ladder::ends(from, &initiator_crossed, &target_crossed);
             evidence.mtu_probes.push(MtuProbe {
                 from,
                 size,
@@ -388,7 +299,7 @@ fn probe_path(
 
     let rulesets_after = rulesets(&initiator.netns, &target.netns);
     let names = netns::netns_names();
-    evidence.drops = drops_between(&start.drops, &end.drops)
+    let drops = drops_between(&start.drops, &end.drops)
         .into_iter()
         .filter_map(|raw| {
             if let Some(port) = session.port_of(&raw.key) {
@@ -418,57 +329,47 @@ fn probe_path(
             })
         })
         .collect();
-    evidence.netfilter = [
-        (
-            Side::Initiator,
-            &initiator.netns,
-            &rulesets_before.0,
-            &rulesets_after.0,
-        ),
-        (
-            Side::Target,
-            &target.netns,
-            &rulesets_before.1,
-            &rulesets_after.1,
-        ),
-    ]
-    .into_iter()
-    .flat_map(|(side, netns, before, after)| {
-        let dropped: Vec<&DropEvidence> = evidence
-            .drops
-            .iter()
-            .filter(|drop| drop.side == side && drop.drop.reason == "NETFILTER_DROP")
-            .collect();
-        netfilter_evidence(side, netns, &dropped, before.drop_hits(after), after)
-    })
-    .collect();
-    for ruleset in [&rulesets_before.0, &rulesets_before.1] {
-        evidence
-            .environment
-            .limitations
-            .extend(ruleset.errors.iter().map(|err| format!("ruleset: {err}")));
-    }
-    evidence
-        .environment
-        .limitations
-        .extend(session.drops.limitation());
     let [initiator_before, target_before] = neighbours_before;
-    evidence.neighbours = vec![
-        neighbour_evidence(
+    let neighbours = Neighbours(vec![
+        neighbour_seen(
             Side::Initiator,
             &initiator.netns,
-            args.target_ip,
+            pair.target_ip,
             initiator_before,
-            neighbour_entry(&initiator.netns, initiator_index, args.target_ip),
+            neighbour_entry(&initiator.netns, initiator_index, pair.target_ip),
         ),
-        neighbour_evidence(
+        neighbour_seen(
             Side::Target,
             &target.netns,
-            args.initiator_ip,
+            pair.initiator_ip,
             target_before,
-            neighbour_entry(&target.netns, target_index, args.initiator_ip),
+            neighbour_entry(&target.netns, target_index, pair.initiator_ip),
         ),
-    ];
+    ]);
+    collect(
+        evidence,
+        &[
+            &KernelDrops {
+                probe: &session.drops,
+                drops,
+            },
+            &Netfilter(vec![
+                NamespaceRules {
+                    side: Side::Initiator,
+                    netns: &initiator.netns,
+                    before: Some(&rulesets_before.0),
+                    after: &rulesets_after.0,
+                },
+                NamespaceRules {
+                    side: Side::Target,
+                    netns: &target.netns,
+                    before: Some(&rulesets_before.1),
+                    after: &rulesets_after.1,
+                },
+            ]),
+            &neighbours,
+        ],
+    );
     for neighbour in &evidence.neighbours {
         if neighbour.before.is_none() && neighbour.after.is_some() {
             let interface = if neighbour.side == Side::Target {
@@ -480,15 +381,32 @@ fn probe_path(
         }
     }
     // Carrier may have changed while probing; what it is now is what the verdict needs.
-    let ours: Vec<u32> = session
-        .ports
-        .iter()
-        .flat_map(PortProbe::program_ids)
-        .collect();
-    evidence.initiator = inspect_port(initiator, Side::Initiator, &ours);
-    evidence.target = inspect_port(target, Side::Target, &ours);
+    refresh_link(&mut evidence.initiator);
+    refresh_link(&mut evidence.target);
     evidence.counters = Some(session.counters_report()?);
     Ok(())
+}
+
+/// A neighbour entry before and after the probes (its MAC after, else before).
+fn neighbour_seen(
+    side: Side,
+    netns: &str,
+    address: Ipv4Addr,
+    before: Option<Neighbour>,
+    after: Option<Neighbour>,
+) -> NeighbourSeen {
+    let mac = after
+        .as_ref()
+        .and_then(|entry| entry.mac)
+        .or_else(|| before.as_ref().and_then(|entry| entry.mac));
+    NeighbourSeen {
+        side,
+        netns: netns.to_owned(),
+        address,
+        before: before.map(|entry| entry.state),
+        after: after.map(|entry| entry.state),
+        mac,
+    }
 }
 
 fn drops_between(before: &[RawDrop], after: &[RawDrop]) -> Vec<RawDrop> {

@@ -1,9 +1,10 @@
-//! The run's timeline: what happened, when, for the report.
+//! A watch's timeline: what happened, when, as report.json saves it.
 
 use std::net::Ipv4Addr;
 
 use serde::Serialize;
-use tracer_evidence::Side;
+
+use crate::facts::Side;
 
 /// The timeline keeps this many events; later ones are counted, not kept.
 const TIMELINE_LIMIT: usize = 10_000;
@@ -53,49 +54,56 @@ pub struct Timeline {
 
 impl Timeline {
     /// Events pushed so far, kept or not.
-    pub(super) fn seen(&self) -> u64 {
+    pub fn seen(&self) -> u64 {
         self.events.len() as u64 + self.truncated
     }
 
-    /// An event of the whole run (the command's).
-    pub(super) fn push(&mut self, seconds: f64, kind: &'static str, message: String) {
+    /// An event of the whole run (the command's); returns it when kept.
+    pub fn push(
+        &mut self,
+        seconds: f64,
+        kind: &'static str,
+        message: String,
+    ) -> Option<&TimelineEvent> {
         self.record(TimelineEvent {
             seconds,
             kind,
             message,
             port: None,
             change: None,
-        });
+        })
     }
 
-    /// An event on one port, with what changed there when something did.
-    pub(super) fn push_on(
+    /// An event on one port, with what changed there when something did; returns it when
+    /// kept.
+    pub fn push_on(
         &mut self,
         port: Side,
         seconds: f64,
         kind: &'static str,
         message: String,
         change: Option<PortChange>,
-    ) {
+    ) -> Option<&TimelineEvent> {
         self.record(TimelineEvent {
             seconds,
             kind,
             message,
             port: Some(port),
             change,
-        });
+        })
     }
 
-    fn record(&mut self, event: TimelineEvent) {
+    /// Keeps `event` while there is room; returns it when kept.
+    fn record(&mut self, event: TimelineEvent) -> Option<&TimelineEvent> {
         if self.events.len() >= TIMELINE_LIMIT {
             self.truncated += 1;
-            return;
+            return None;
         }
-        log::info!("+{:.3}s {}: {}", event.seconds, event.kind, event.message);
         self.events.push(event);
+        self.events.last()
     }
 
-    pub(super) fn sorted(mut self) -> Self {
+    pub fn sorted(mut self) -> Self {
         self.events.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
         self
     }
