@@ -48,7 +48,7 @@ _tracer_args() {
 		tracer_args+=(--target "$target")
 	fi
 	if [[ -n ${NVMF_PORT:-} ]]; then
-		tracer_args+=(--port "$NVMF_PORT")
+		tracer_args+=(--tcp-port "$NVMF_PORT")
 	fi
 	if [[ -n ${NVMF_INITIATOR_IP:-} ]]; then
 		tracer_args+=(--initiator-ip "$NVMF_INITIATOR_IP")

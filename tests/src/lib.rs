@@ -209,7 +209,7 @@ impl Lab {
             self.initiator.spec(),
             "--target".into(),
             self.target.spec(),
-            "--port".into(),
+            "--tcp-port".into(),
             self.port.to_string(),
         ]
     }

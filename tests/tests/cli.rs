@@ -63,8 +63,8 @@ fn not_root() {
 #[test]
 fn bad_arguments() {
     for (args, mentions) in [
-        (&["counters", "--port", "0"][..], "--port"),
-        (&["counters", "--port", "70000"][..], "--port"),
+        (&["counters", "--tcp-port", "0"][..], "--tcp-port"),
+        (&["counters", "--tcp-port", "70000"][..], "--tcp-port"),
         (&["counters", "--initiator", "a/b/c"][..], "a/b/c"),
         (&["counters", "--target", "/eth0"][..], "/eth0"),
         (&["counters", "--duration", "soon"][..], "--duration"),
@@ -117,9 +117,9 @@ fn bad_diagnose_arguments() {
         (&["--initiator-ip", "::1"][..], "--initiator-ip"),
         (&["--target-ip", "10.0.0.256"][..], "--target-ip"),
         (&["--target-ip", ""][..], "--target-ip"),
-        (&["--port", "0"][..], "--port"),
-        (&["--port", "65536"][..], "--port"),
-        (&["--port", "http"][..], "--port"),
+        (&["--tcp-port", "0"][..], "--tcp-port"),
+        (&["--tcp-port", "65536"][..], "--tcp-port"),
+        (&["--tcp-port", "http"][..], "--tcp-port"),
         (&["--initiator", "a/b/c"][..], "a/b/c"),
         (&["--target", "ns/"][..], "ns/"),
         (&["--report", under_file][..], under_file),
@@ -185,7 +185,7 @@ fn bad_lab_arguments_change_nothing() {
             (&["--initiator-ip", "10.0.0.1/"][..], "--initiator-ip"),
             (&["--target-ip", "fe80::2/64"][..], "--target-ip"),
             (&["--target-ip", "target/24"][..], "--target-ip"),
-            (&["--port", "0"][..], "--port"),
+            (&["--tcp-port", "0"][..], "--tcp-port"),
         ] {
             let out = output(tracer().args(["lab", action]).args(&ends).args(args));
             assert_usage_error(&out, mentions);

@@ -41,7 +41,7 @@ fn healthy_lab_is_ok_every_time() {
                 .contains("nothing listens"),
             "{report:#}"
         );
-        let probes = report["probes"].as_array().unwrap();
+        let probes = report["exchanges"].as_array().unwrap();
         assert_eq!(probes.len(), 4);
         for probe in probes {
             assert!(probe["outcome"]["sent"].as_u64().unwrap() > 0, "{probe}");
@@ -118,7 +118,7 @@ fn ports_cabled_elsewhere_are_cable() {
     let (code, report) = diagnose(&ports, &[]);
     assert_verdict(code, &report, "cable", 10);
     assert_eq!(report["verdict"]["side"], "wire");
-    let arp = &report["probes"][0];
+    let arp = &report["exchanges"][0];
     assert_eq!(arp["kind"], "arp");
     assert!(arp["left_origin"].as_u64().unwrap() > 0, "{arp}");
     assert_eq!(arp["reached_peer"], 0, "{arp}");
@@ -473,7 +473,7 @@ fn a_saved_bundle_is_diagnosed_again_without_the_network() {
         let again: Value = serde_json::from_slice(&out.stdout).expect("JSON");
         assert_eq!(out.status.code(), Some(12));
         assert_eq!(again["verdict"], saved["verdict"]);
-        assert_eq!(again["schema_version"], 2);
+        assert_eq!(again["schema_version"], 3);
     }
 
     let mut newer = saved.clone();

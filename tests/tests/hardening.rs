@@ -533,7 +533,7 @@ fn two_diagnose_runs_at_once_take_turns() {
         let (code, report) = run.join().expect("diagnose thread");
         assert_eq!(report["verdict"]["class"], "ok", "{report:#}");
         assert_eq!(code, 0);
-        for probe in report["probes"].as_array().expect("probes") {
+        for probe in report["exchanges"].as_array().expect("probes") {
             let sent = probe["outcome"]["sent"].as_u64().unwrap();
             let answers = probe["outcome"]["answered"].as_u64().unwrap()
                 + probe["outcome"]["refused"].as_u64().unwrap();

@@ -103,7 +103,7 @@ fn failing_ping_leaves_the_verdict_in_the_log_and_the_bundle() {
             .iter()
             .any(|line| line.starts_with("tracer: diagnosing")
                 && line.contains(&format!("--target {}", lab.target.spec()))
-                && line.contains("--port 4420 --initiator-ip 10.0.0.1 --target-ip 10.0.0.2")),
+                && line.contains("--tcp-port 4420 --initiator-ip 10.0.0.1 --target-ip 10.0.0.2")),
         "{log}"
     );
 

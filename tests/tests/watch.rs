@@ -144,7 +144,7 @@ fn healthy_setup_is_ok_and_follows_the_moved_port() {
     // The pings were counted on the moved port: requests out of one, into the other. Before
     // tcx (6.6) a move takes the port's qdisc and tracer's filters with it: tracer attaches
     // again, and only the exchange after that, the target's own ping, is sure to be counted.
-    let probes = report["probes"].as_array().expect("probes");
+    let probes = report["exchanges"].as_array().expect("probes");
     let counted = if tracer_tests::kernel_at_least(6, 6) {
         &probes[0]
     } else {

@@ -66,12 +66,13 @@ pub enum RouteLookup {
     },
 }
 
-/// What one kind of active probe achieved.
+/// What one kind of exchange achieved: for diagnose, its probes' answers; for watch, what the
+/// test's own traffic got back.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProbeOutcome {
+pub struct ExchangeOutcome {
     pub sent: u32,
     pub answered: u32,
-    /// ICMP destination-unreachable answers to our own probes.
+    /// ICMP destination-unreachable answers to the requests.
     pub unreachable: u32,
     /// For TCP: connects that met a RST (the path works, nothing listens).
     pub refused: u32,
@@ -266,24 +267,26 @@ pub struct RouteEvidence {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ProbeKind {
+pub enum ExchangeKind {
     /// ARP requests for the target address, sent on the initiator port.
     Arp,
     /// ICMP echo, initiator to target.
     IcmpForward,
     /// ICMP echo, target to initiator.
     IcmpReverse,
-    /// TCP connects to the target's port.
+    /// TCP connects to the target's TCP port.
     Tcp,
 }
 
-/// One kind of probe and where its packets were seen: the request leaving its origin port,
-/// arriving at the peer port, the answer leaving the peer port, arriving back.
+/// One kind of request and answer between the ports, sent by tracer (diagnose's probes) or
+/// observed (watch: the test's own traffic), and where its packets were seen: the request
+/// leaving its origin port, arriving at the peer port, the answer leaving the peer port,
+/// arriving back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProbeEvidence {
-    pub kind: ProbeKind,
+pub struct Exchange {
+    pub kind: ExchangeKind,
     pub from: Side,
-    pub outcome: ProbeOutcome,
+    pub outcome: ExchangeOutcome,
     /// Why it was not sent, when it was not.
     pub skipped: Option<String>,
     pub left_origin: u64,
@@ -292,8 +295,8 @@ pub struct ProbeEvidence {
     pub answer_reached_origin: u64,
 }
 
-impl ProbeEvidence {
-    /// Probes that got an answer: a reply, or for TCP a RST (the path works either way).
+impl Exchange {
+    /// Requests that got an answer: a reply, or for TCP a RST (the path works either way).
     pub fn answers(&self) -> u32 {
         self.outcome.answered + self.outcome.refused
     }
@@ -411,7 +414,9 @@ pub struct Environment {
     pub tracer_version: String,
     pub initiator_ip: String,
     pub target_ip: String,
-    pub port: u16,
+    /// The TCP port whose segments are counted (NVMe/TCP's 4420 by default).
+    #[serde(alias = "port")]
+    pub tcp_port: u16,
     /// Probes or sources that could not be used, and why.
     pub limitations: Vec<String>,
 }
@@ -422,7 +427,9 @@ pub struct Evidence {
     pub initiator: PortEvidence,
     pub target: PortEvidence,
     pub routes: Vec<RouteEvidence>,
-    pub probes: Vec<ProbeEvidence>,
+    /// diagnose's probes, or the exchanges watch observed.
+    #[serde(alias = "probes")]
+    pub exchanges: Vec<Exchange>,
     pub drops: Vec<DropEvidence>,
     pub netfilter: Vec<NetfilterEvidence>,
     pub neighbours: Vec<NeighbourEvidence>,
@@ -447,7 +454,7 @@ impl Evidence {
             initiator,
             target,
             routes: Vec::new(),
-            probes: Vec::new(),
+            exchanges: Vec::new(),
             drops: Vec::new(),
             netfilter: Vec::new(),
             neighbours: Vec::new(),

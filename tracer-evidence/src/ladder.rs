@@ -1,6 +1,6 @@
 //! The four points of a probe's way, where tracer counts its packets.
 
-use crate::facts::ProbeEvidence;
+use crate::facts::Exchange;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rung {
@@ -23,7 +23,7 @@ impl Rung {
     ];
 
     /// Packets counted at this point.
-    pub fn count(self, probe: &ProbeEvidence) -> u64 {
+    pub fn count(self, probe: &Exchange) -> u64 {
         match self {
             Self::LeftOrigin => probe.left_origin,
             Self::ReachedPeer => probe.reached_peer,
@@ -44,7 +44,7 @@ impl Rung {
 }
 
 /// The first point of a probe's way where fewer packets were counted than were sent.
-pub fn first_short(probe: &ProbeEvidence) -> Option<Rung> {
+pub fn first_short(probe: &Exchange) -> Option<Rung> {
     let expected = u64::from(probe.outcome.sent);
     Rung::ALL
         .into_iter()

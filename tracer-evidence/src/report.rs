@@ -13,8 +13,9 @@ use crate::{
 };
 
 /// The version of report.json's schema (docs/SCHEMA.md). 1: reports without the field, with the
-/// two ports under `links`; 2: the ports under `initiator` and `target`.
-pub const SCHEMA_VERSION: u64 = 2;
+/// two ports under `links`; 2: the ports under `initiator` and `target`; 3: `probes` became
+/// `exchanges` (watch's are observed, not sent) and `port` `tcp_port`. Older names still read.
+pub const SCHEMA_VERSION: u64 = 3;
 
 #[derive(Debug)]
 pub enum SavedReportError {

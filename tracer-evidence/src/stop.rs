@@ -127,7 +127,7 @@ impl DrawnPath {
     /// fell short; an answer that arrived and still went unanswered died at the origin.
     fn ladder_stop(&self, evidence: &Evidence) -> Option<Stop> {
         let probe = evidence
-            .probes
+            .exchanges
             .iter()
             .find(|probe| probe.skipped.is_none() && !probe.fully_answered())?;
         let (origin, peer) = self.ends(probe.from);

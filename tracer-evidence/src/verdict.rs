@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::{
     class::VerdictClass,
     facts::{
-        AttachedProgram, DropEvidence, Evidence, Hop, Link, MtuProbe, NeighbourEvidence,
-        NetfilterEvidence, NetfilterLocation, ProbeEvidence, RouteLookup, Side, Sysctl,
+        AttachedProgram, DropEvidence, Evidence, Exchange, Hop, Link, MtuProbe, NeighbourEvidence,
+        NetfilterEvidence, NetfilterLocation, RouteLookup, Side, Sysctl,
     },
     findings::Finding,
     words::{
@@ -37,9 +37,11 @@ impl PortRef {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Fact {
-    /// Where one probe's packets were seen.
-    Probe {
-        probe: ProbeEvidence,
+    /// Where one exchange's packets were seen.
+    #[serde(alias = "probe")]
+    Exchange {
+        #[serde(alias = "probe")]
+        exchange: Exchange,
     },
     Drop {
         drop: DropEvidence,
@@ -99,7 +101,7 @@ impl Fact {
     /// The fact in one line.
     pub fn line(&self) -> String {
         match self {
-            Self::Probe { probe } => ladder(probe),
+            Self::Exchange { exchange } => ladder(exchange),
             Self::Drop { drop } => {
                 let drop = &drop.drop;
                 format!(

@@ -3,7 +3,7 @@
 
 use crate::{
     counters::DropCount,
-    facts::{Hop, HopRole, MtuProbe, NetfilterEvidence, ProbeEvidence, ProbeKind, Side, Sysctl},
+    facts::{Exchange, ExchangeKind, Hop, HopRole, MtuProbe, NetfilterEvidence, Side, Sysctl},
 };
 
 /// A namespace's name for people and signatures: tracer's own (the empty name) is `(own)`.
@@ -56,17 +56,17 @@ pub fn port_label(netns: &str, interface: &str) -> String {
     }
 }
 
-pub fn probe_name(kind: ProbeKind) -> &'static str {
+pub fn probe_name(kind: ExchangeKind) -> &'static str {
     match kind {
-        ProbeKind::Arp => "ARP request",
-        ProbeKind::IcmpForward => "ICMP echo initiator -> target",
-        ProbeKind::IcmpReverse => "ICMP echo target -> initiator",
-        ProbeKind::Tcp => "TCP connect",
+        ExchangeKind::Arp => "ARP request",
+        ExchangeKind::IcmpForward => "ICMP echo initiator -> target",
+        ExchangeKind::IcmpReverse => "ICMP echo target -> initiator",
+        ExchangeKind::Tcp => "TCP connect",
     }
 }
 
 /// Where one probe's packets were seen, in one line.
-pub fn ladder(probe: &ProbeEvidence) -> String {
+pub fn ladder(probe: &Exchange) -> String {
     format!(
         "{}: {} sent, {} answered; left origin port {}, reached peer port {}, answers left peer {}, answers reached origin {}",
         probe_name(probe.kind),

@@ -206,9 +206,9 @@ pub struct PortArgs {
 #[derive(Debug, Clone, Args)]
 pub struct CountingArgs {
     /// TCP port whose segments are counted as tcp_port (SYN, SYN-ACK and RST also apart)
-    #[arg(long, value_name = "N", default_value = DEFAULT_PORT,
+    #[arg(long, visible_alias = "port", value_name = "N", default_value = DEFAULT_PORT,
           value_parser = clap::value_parser!(u16).range(1..))]
-    pub port: u16,
+    pub tcp_port: u16,
     /// Ingress hook. tc (the default) runs first in the port's tc chain, so frames another
     /// program consumes are still counted, and leaves MTU, offloads and queues alone. xdp counts
     /// frames before GRO, but native XDP can change the port (on a veth pair it turns off the
@@ -395,9 +395,9 @@ pub struct LabArgs {
     #[arg(long, value_name = "ADDR/LEN", default_value = "10.0.0.2/24")]
     pub target_ip: String,
     /// TCP port the SPDK-style iptables ACCEPT rule opens on the initiator
-    #[arg(long, value_name = "N", default_value = DEFAULT_PORT,
+    #[arg(long, visible_alias = "port", value_name = "N", default_value = DEFAULT_PORT,
           value_parser = clap::value_parser!(u16).range(1..))]
-    pub port: u16,
+    pub tcp_port: u16,
     /// SPDK's virtual topology (nvmf_veth_init, NET_TYPE=virt) instead of a direct pair: each
     /// port's veth peer (PORT_br) is a port of one bridge in the initiator's namespace, with an
     /// iptables FORWARD accept for it

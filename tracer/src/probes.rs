@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use tracer_evidence::ProbeOutcome;
+pub use tracer_evidence::ExchangeOutcome;
 
 use crate::netns::{self, NetnsGuard};
 
@@ -43,16 +43,16 @@ fn in_netns<T: Send + 'static>(
 }
 
 /// Joins a probe thread, turning its failure into the outcome's error.
-pub fn finish(handle: JoinHandle<io::Result<ProbeOutcome>>) -> ProbeOutcome {
+pub fn finish(handle: JoinHandle<io::Result<ExchangeOutcome>>) -> ExchangeOutcome {
     match handle.join() {
         Ok(Ok(outcome)) => outcome,
-        Ok(Err(err)) => ProbeOutcome {
+        Ok(Err(err)) => ExchangeOutcome {
             error: Some(err.to_string()),
-            ..ProbeOutcome::default()
+            ..ExchangeOutcome::default()
         },
-        Err(_) => ProbeOutcome {
+        Err(_) => ExchangeOutcome {
             error: Some("probe thread panicked".to_owned()),
-            ..ProbeOutcome::default()
+            ..ExchangeOutcome::default()
         },
     }
 }
@@ -137,10 +137,10 @@ fn exchange(
     count: u32,
     linger: Duration,
     mut send: impl FnMut(u16) -> io::Result<()>,
-    mut answer: impl FnMut(&[u8], &libc::sockaddr_ll, &mut ProbeOutcome),
-) -> io::Result<ProbeOutcome> {
+    mut answer: impl FnMut(&[u8], &libc::sockaddr_ll, &mut ExchangeOutcome),
+) -> io::Result<ExchangeOutcome> {
     set_receive_timeout(fd, RECEIVE_SLICE)?;
-    let mut outcome = ProbeOutcome::default();
+    let mut outcome = ExchangeOutcome::default();
     let mut buf = [0u8; 2048];
     let mut next_send = Instant::now();
     let mut deadline = None;
@@ -174,21 +174,21 @@ fn exchange(
 
 /// Joins a timed probe's thread (see [`finish`]).
 pub fn finish_timed(
-    handle: JoinHandle<io::Result<(ProbeOutcome, Option<Duration>)>>,
-) -> (ProbeOutcome, Option<Duration>) {
+    handle: JoinHandle<io::Result<(ExchangeOutcome, Option<Duration>)>>,
+) -> (ExchangeOutcome, Option<Duration>) {
     match handle.join() {
         Ok(Ok(timed)) => timed,
         Ok(Err(err)) => (
-            ProbeOutcome {
+            ExchangeOutcome {
                 error: Some(err.to_string()),
-                ..ProbeOutcome::default()
+                ..ExchangeOutcome::default()
             },
             None,
         ),
         Err(_) => (
-            ProbeOutcome {
+            ExchangeOutcome {
                 error: Some("probe thread panicked".to_owned()),
-                ..ProbeOutcome::default()
+                ..ExchangeOutcome::default()
             },
             None,
         ),
@@ -204,7 +204,7 @@ pub fn arp(
     source_ip: Ipv4Addr,
     target_ip: Ipv4Addr,
     count: u32,
-) -> JoinHandle<io::Result<(ProbeOutcome, Option<Duration>)>> {
+) -> JoinHandle<io::Result<(ExchangeOutcome, Option<Duration>)>> {
     let interface = interface.to_owned();
     in_netns(netns, move || {
         let ifindex = netns::ifindex(&interface).ok_or_else(|| {
@@ -412,7 +412,7 @@ pub fn echo(
     destination: Ipv4Addr,
     count: u32,
     linger: Duration,
-) -> JoinHandle<io::Result<ProbeOutcome>> {
+) -> JoinHandle<io::Result<ExchangeOutcome>> {
     echo_of_size(netns, destination, count, None, linger)
 }
 
@@ -424,7 +424,7 @@ pub fn echo_dont_fragment(
     count: u32,
     packet_size: u32,
     linger: Duration,
-) -> JoinHandle<io::Result<ProbeOutcome>> {
+) -> JoinHandle<io::Result<ExchangeOutcome>> {
     echo_of_size(netns, destination, count, Some(packet_size), linger)
 }
 
@@ -434,7 +434,7 @@ fn echo_of_size(
     count: u32,
     dont_fragment_size: Option<u32>,
     linger: Duration,
-) -> JoinHandle<io::Result<ProbeOutcome>> {
+) -> JoinHandle<io::Result<ExchangeOutcome>> {
     in_netns(netns, move || {
         let fd = socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP)?;
         let icmp_len = match dont_fragment_size {
@@ -497,7 +497,7 @@ pub fn tcp(
     destination: SocketAddrV4,
     count: u32,
     timeout: Duration,
-) -> JoinHandle<io::Result<ProbeOutcome>> {
+) -> JoinHandle<io::Result<ExchangeOutcome>> {
     let netns = netns.to_owned();
     std::thread::spawn(move || {
         let attempts: Vec<_> = (0..count)
@@ -510,7 +510,7 @@ pub fn tcp(
                 })
             })
             .collect();
-        let mut outcome = ProbeOutcome::default();
+        let mut outcome = ExchangeOutcome::default();
         for attempt in attempts {
             outcome.sent += 1;
             match attempt.join() {

@@ -7,8 +7,8 @@ use tracer_evidence::{CountersReport, DropCount, ELSEWHERE};
 
 use crate::{
     collect::{
-        drops::{DropProbe, PortPlace, RawDrop},
-        ports::{PortOptions, PortProbe},
+        drops::{DropPrograms, PortPlace, RawDrop},
+        ports::{PortOptions, PortPrograms},
     },
     error::UsageError,
     netns,
@@ -16,8 +16,8 @@ use crate::{
 };
 
 pub struct Session {
-    pub ports: Vec<PortProbe>,
-    pub drops: DropProbe,
+    pub ports: Vec<PortPrograms>,
+    pub drops: DropPrograms,
 }
 
 impl Session {
@@ -35,10 +35,10 @@ impl Session {
         // for the kernel (an RCU grace period each, under the RTNL lock), time the loading of
         // the other programs fills.
         let (ports, drops) = std::thread::scope(|scope| {
-            let drops = scope.spawn(|| DropProbe::attach(&options.log_level));
+            let drops = scope.spawn(|| DropPrograms::attach(&options.log_level));
             let attaching: Vec<_> = specs
                 .iter()
-                .map(|spec| scope.spawn(move || PortProbe::attach(spec, options)))
+                .map(|spec| scope.spawn(move || PortPrograms::attach(spec, options)))
                 .collect();
             let ports = attaching
                 .into_iter()
@@ -53,7 +53,7 @@ impl Session {
             (ports, drops)
         });
         let (ports, mut drops) = (ports?, drops?);
-        drops.watch_ports(ports.iter().map(PortProbe::place))?;
+        drops.watch_ports(ports.iter().map(PortPrograms::place))?;
         drops.watch_names(ports.iter().map(|port| port.spec.interface.as_str()))?;
         Ok(Self { ports, drops })
     }
@@ -63,12 +63,12 @@ impl Session {
         &mut self,
         places: impl IntoIterator<Item = PortPlace>,
     ) -> anyhow::Result<()> {
-        let ports: Vec<PortPlace> = self.ports.iter().map(PortProbe::place).collect();
+        let ports: Vec<PortPlace> = self.ports.iter().map(PortPrograms::place).collect();
         self.drops.watch_ports(ports.into_iter().chain(places))
     }
 
     /// The watched port a drop belongs to (see [`PortPlace::holds`]).
-    pub fn port_of(&self, key: &DropKey) -> Option<&PortProbe> {
+    pub fn port_of(&self, key: &DropKey) -> Option<&PortPrograms> {
         self.ports.iter().find(|port| port.place().holds(key))
     }
 
@@ -91,7 +91,7 @@ impl Session {
         let interfaces = self
             .ports
             .iter()
-            .map(PortProbe::counters)
+            .map(PortPrograms::counters)
             .collect::<anyhow::Result<Vec<_>>>()?;
         let names = netns::netns_names();
         let mut drops = Vec::new();

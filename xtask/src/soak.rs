@@ -54,7 +54,7 @@ fn port_args() -> Vec<String> {
         &format!("{INITIATOR_NS}/{INITIATOR_IF}"),
         "--target",
         &format!("{TARGET_NS}/{TARGET_IF}"),
-        "--port",
+        "--tcp-port",
         PORT,
     ]
     .map(str::to_owned)

@@ -5,9 +5,10 @@ use crate::{
     class::VerdictClass,
     counters::DropCount,
     facts::{
-        AttachedProgram, Backend, CarrierGap, DropEvidence, Environment, FoundBy, Hop, HopRole,
-        Link, MtuProbe, NeighbourEvidence, NetfilterEvidence, NetfilterLocation, PathEvidence,
-        PortEvidence, ProbeEvidence, ProbeKind, ProbeOutcome, RouteEvidence, RouteLookup, Sysctl,
+        AttachedProgram, Backend, CarrierGap, DropEvidence, Environment, Exchange, ExchangeKind,
+        ExchangeOutcome, FoundBy, Hop, HopRole, Link, MtuProbe, NeighbourEvidence,
+        NetfilterEvidence, NetfilterLocation, PathEvidence, PortEvidence, RouteEvidence,
+        RouteLookup, Sysctl,
     },
     findings::*,
 };
@@ -38,15 +39,15 @@ fn port(side: Side, netns: &str, interface: &str, address: &str) -> PortEvidence
     }
 }
 
-fn answered(kind: ProbeKind, from: Side, sent: u32) -> ProbeEvidence {
+fn answered(kind: ExchangeKind, from: Side, sent: u32) -> Exchange {
     let count = u64::from(sent);
-    ProbeEvidence {
+    Exchange {
         kind,
         from,
-        outcome: ProbeOutcome {
+        outcome: ExchangeOutcome {
             sent,
             answered: sent,
-            ..ProbeOutcome::default()
+            ..ExchangeOutcome::default()
         },
         skipped: None,
         left_origin: count,
@@ -74,7 +75,7 @@ fn healthy() -> Evidence {
     let environment = Environment {
         initiator_ip: "10.0.0.1".to_owned(),
         target_ip: "10.0.0.2".to_owned(),
-        port: 4420,
+        tcp_port: 4420,
         ..Environment::default()
     };
     Evidence {
@@ -82,11 +83,11 @@ fn healthy() -> Evidence {
             route(Side::Initiator, [10, 0, 0, 2]),
             route(Side::Target, [10, 0, 0, 1]),
         ],
-        probes: vec![
-            answered(ProbeKind::Arp, Side::Initiator, 3),
-            answered(ProbeKind::IcmpForward, Side::Initiator, 5),
-            answered(ProbeKind::IcmpReverse, Side::Target, 5),
-            answered(ProbeKind::Tcp, Side::Initiator, 3),
+        exchanges: vec![
+            answered(ExchangeKind::Arp, Side::Initiator, 3),
+            answered(ExchangeKind::IcmpForward, Side::Initiator, 5),
+            answered(ExchangeKind::IcmpReverse, Side::Target, 5),
+            answered(ExchangeKind::Tcp, Side::Initiator, 3),
         ],
         drops: vec![DropEvidence {
             side: Side::Initiator,
@@ -125,16 +126,16 @@ fn classify(evidence: &Evidence) -> Verdict {
     verdict
 }
 
-fn probe_mut(evidence: &mut Evidence, kind: ProbeKind) -> &mut ProbeEvidence {
+fn probe_mut(evidence: &mut Evidence, kind: ExchangeKind) -> &mut Exchange {
     evidence
-        .probes
+        .exchanges
         .iter_mut()
         .find(|probe| probe.kind == kind)
         .expect("fixture has every probe")
 }
 
 /// The `kind` probe's requests arrive, and no answer ever leaves the peer.
-fn answers_lost(evidence: &mut Evidence, kind: ProbeKind) {
+fn answers_lost(evidence: &mut Evidence, kind: ExchangeKind) {
     let probe = probe_mut(evidence, kind);
     probe.outcome.answered = 0;
     probe.answer_left_peer = 0;
@@ -151,16 +152,16 @@ enum ArpLost {
 
 /// ARP fails; the probes after it are skipped, as diagnose does when ARP goes unanswered.
 fn arp_fails(evidence: &mut Evidence, lost: ArpLost) {
-    let arp = probe_mut(evidence, ProbeKind::Arp);
+    let arp = probe_mut(evidence, ExchangeKind::Arp);
     arp.outcome.answered = 0;
     if lost == ArpLost::OnTheWire {
         arp.reached_peer = 0;
     }
     arp.answer_left_peer = 0;
     arp.answer_reached_origin = 0;
-    for probe in evidence.probes.iter_mut().skip(1) {
+    for probe in evidence.exchanges.iter_mut().skip(1) {
         probe.skipped = Some("ARP unresolved".to_owned());
-        probe.outcome = ProbeOutcome::default();
+        probe.outcome = ExchangeOutcome::default();
         probe.left_origin = 0;
         probe.reached_peer = 0;
         probe.answer_left_peer = 0;
@@ -185,7 +186,7 @@ fn healthy_is_ok() {
 #[test]
 fn nothing_listening_is_still_ok() {
     let mut evidence = healthy();
-    let tcp = probe_mut(&mut evidence, ProbeKind::Tcp);
+    let tcp = probe_mut(&mut evidence, ExchangeKind::Tcp);
     tcp.outcome.answered = 0;
     tcp.outcome.refused = 3;
     let verdict = classify(&evidence);
@@ -262,7 +263,7 @@ fn missing_route_back_from_the_target() {
         errno: 101,
         message: "Network is unreachable".to_owned(),
     };
-    for kind in [ProbeKind::IcmpForward, ProbeKind::IcmpReverse] {
+    for kind in [ExchangeKind::IcmpForward, ExchangeKind::IcmpReverse] {
         answers_lost(&mut evidence, kind);
     }
     let verdict = classify(&evidence);
@@ -278,7 +279,7 @@ fn route_through_another_interface() {
     // Where it goes, another interface reaches the target too: that is not a fault.
     assert_eq!(classify(&evidence).class, VerdictClass::Ok);
     // Where the probes never left by the port and went unanswered, it is.
-    for kind in [ProbeKind::IcmpForward, ProbeKind::Tcp] {
+    for kind in [ExchangeKind::IcmpForward, ExchangeKind::Tcp] {
         let probe = probe_mut(&mut evidence, kind);
         probe.outcome.answered = 0;
         probe.left_origin = 0;
@@ -327,7 +328,7 @@ fn miswired_ports_are_cable() {
 #[test]
 fn partial_loss_on_the_wire_is_cable() {
     let mut evidence = healthy();
-    let icmp = probe_mut(&mut evidence, ProbeKind::IcmpForward);
+    let icmp = probe_mut(&mut evidence, ExchangeKind::IcmpForward);
     icmp.outcome.answered = 3;
     icmp.reached_peer = 3;
     icmp.answer_left_peer = 3;
@@ -384,7 +385,7 @@ fn hit(
 #[test]
 fn icmp_dropped_on_target_input_is_netfilter_with_the_rule() {
     let mut evidence = healthy();
-    answers_lost(&mut evidence, ProbeKind::IcmpForward);
+    answers_lost(&mut evidence, ExchangeKind::IcmpForward);
     evidence.drops.push(DropEvidence {
         side: Side::Target,
         drop: drop("cvl_0_0_ns_spdk", "cvl_0_0", "NETFILTER_DROP", "ipv4", 5),
@@ -449,7 +450,7 @@ fn healthy_probes_ignore_unrelated_netfilter_drops() {
 #[test]
 fn unexplained_drop_is_unknown_with_its_reason() {
     let mut evidence = healthy();
-    answers_lost(&mut evidence, ProbeKind::IcmpForward);
+    answers_lost(&mut evidence, ExchangeKind::IcmpForward);
     evidence.drops.push(DropEvidence {
         side: Side::Target,
         drop: drop("cvl_0_0_ns_spdk", "cvl_0_0", "IP_RPFILTER", "ipv4", 5),
@@ -477,7 +478,7 @@ fn signature_is_stable_and_names_the_place() {
 #[test]
 fn netfilter_without_a_named_rule_still_says_where() {
     let mut evidence = healthy();
-    answers_lost(&mut evidence, ProbeKind::IcmpForward);
+    answers_lost(&mut evidence, ExchangeKind::IcmpForward);
     evidence.drops.push(DropEvidence {
         side: Side::Target,
         drop: drop("cvl_0_0_ns_spdk", "cvl_0_0", "NETFILTER_DROP", "ipv4", 5),
@@ -525,7 +526,7 @@ fn a_program_on_the_target_ingress_is_program_not_cable() {
         attachment: "tcx".to_owned(),
         position: 0,
     });
-    answers_lost(&mut evidence, ProbeKind::IcmpForward);
+    answers_lost(&mut evidence, ExchangeKind::IcmpForward);
     let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Program, "{verdict:?}");
     assert_eq!(verdict.class.exit_code(), 17);
@@ -541,7 +542,7 @@ fn a_program_on_the_target_ingress_is_program_not_cable() {
 #[test]
 fn no_traffic_at_all_is_nothing_observed() {
     let mut evidence = healthy();
-    evidence.probes.clear();
+    evidence.exchanges.clear();
     let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Ok);
     assert_eq!(
@@ -552,7 +553,7 @@ fn no_traffic_at_all_is_nothing_observed() {
 
 /// Echo requests left the initiator and reached the target; no reply came back.
 fn icmp_unanswered_at_target(evidence: &mut Evidence) {
-    for kind in [ProbeKind::IcmpForward, ProbeKind::Tcp] {
+    for kind in [ExchangeKind::IcmpForward, ExchangeKind::Tcp] {
         answers_lost(evidence, kind);
     }
 }
@@ -792,7 +793,7 @@ fn the_tests_own_jumbo_frames_lost_are_mtu() {
         bridge_nf_call_iptables: None,
     });
     evidence.initiator.link.as_mut().unwrap().mtu = 9000;
-    let icmp = probe_mut(&mut evidence, ProbeKind::IcmpForward);
+    let icmp = probe_mut(&mut evidence, ExchangeKind::IcmpForward);
     icmp.outcome.answered = 3;
     icmp.reached_peer = 3;
     icmp.answer_left_peer = 3;

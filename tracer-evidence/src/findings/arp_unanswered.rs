@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{Context, Describe};
 use crate::{
     class::VerdictClass,
-    facts::{ProbeKind, Side, Sysctl},
+    facts::{ExchangeKind, Side, Sysctl},
     stop::{DrawnPath, Stop},
     verdict::{Fact, PortRef, Verdict},
     words::{namespace_phrase, netns_exec, sysctl_list},
@@ -31,7 +31,7 @@ pub(crate) fn recognise(context: &Context) -> Option<Verdict> {
         .addresses
         .iter()
         .any(|address| address.split('/').next() == Some(target_ip.as_str()));
-    let arp = context.probe(ProbeKind::Arp);
+    let arp = context.probe(ExchangeKind::Arp);
     let arp_failed = arp.is_some_and(|arp| !arp.fully_answered() && arp.reached_peer > 0);
     if !arp_failed && owns_address {
         return None;
@@ -57,7 +57,7 @@ pub(crate) fn recognise(context: &Context) -> Option<Verdict> {
                 sysctls: sysctls.clone(),
             },
         )
-        .because_all(arp.map(|arp| Fact::Probe { probe: arp.clone() }))
+        .because_all(arp.map(|arp| Fact::Exchange { exchange: arp.clone() }))
         .because_all(sysctls.into_iter().map(|sysctl| Fact::Sysctl {
             port: PortRef::of(target),
             sysctl,

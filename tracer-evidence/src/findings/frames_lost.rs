@@ -6,14 +6,15 @@ use serde::{Deserialize, Serialize};
 use super::{Context, Describe};
 use crate::{
     class::VerdictClass,
-    facts::{ProbeKind, Side},
+    facts::{ExchangeKind, Side},
     stop::{DrawnPath, Stop},
     verdict::{Fact, PortRef, Verdict},
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FramesLost {
-    pub probe: ProbeKind,
+    #[serde(alias = "probe")]
+    pub exchange: ExchangeKind,
     pub from: PortRef,
     pub to: PortRef,
     pub left: u64,
@@ -43,7 +44,7 @@ pub(crate) fn recognise(context: &Context) -> Option<Verdict> {
         Verdict::new(
             Side::Wire,
             FramesLost {
-                probe: probe.kind,
+                exchange: probe.kind,
                 from: PortRef::of(context.port(from)),
                 to: PortRef::of(context.port(from.opposite())),
                 left,
@@ -90,7 +91,7 @@ impl Describe for FramesLost {
 #[cfg(test)]
 pub(crate) fn example() -> FramesLost {
     FramesLost {
-        probe: ProbeKind::Arp,
+        exchange: ExchangeKind::Arp,
         from: super::example::initiator(),
         to: super::example::target(),
         left: 3,

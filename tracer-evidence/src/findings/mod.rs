@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     class::VerdictClass,
-    facts::{Evidence, PortEvidence, ProbeEvidence, ProbeKind, RouteEvidence, Side},
+    facts::{Evidence, Exchange, ExchangeKind, PortEvidence, RouteEvidence, Side},
     stop::{DrawnPath, Stop},
     verdict::{Fact, PortRef, Verdict},
 };
@@ -103,13 +103,13 @@ pub use hop_broken::HopProblem;
 /// What a rule reads: the evidence, and the probes that were sent and not all answered.
 pub(crate) struct Context<'a> {
     pub evidence: &'a Evidence,
-    pub failed: Vec<&'a ProbeEvidence>,
+    pub failed: Vec<&'a Exchange>,
 }
 
 impl<'a> Context<'a> {
     pub fn new(evidence: &'a Evidence) -> Self {
         let failed = evidence
-            .probes
+            .exchanges
             .iter()
             .filter(|probe| probe.skipped.is_none() && !probe.fully_answered())
             .collect();
@@ -117,7 +117,7 @@ impl<'a> Context<'a> {
     }
 
     /// The failed probes, for rules that explain a failure; `None` when every probe passed.
-    pub fn failures(&self) -> Option<&[&'a ProbeEvidence]> {
+    pub fn failures(&self) -> Option<&[&'a Exchange]> {
         (!self.failed.is_empty()).then_some(self.failed.as_slice())
     }
 
@@ -133,14 +133,17 @@ impl<'a> Context<'a> {
         }
     }
 
-    pub fn probe(&self, kind: ProbeKind) -> Option<&'a ProbeEvidence> {
-        self.evidence.probes.iter().find(|probe| probe.kind == kind)
+    pub fn probe(&self, kind: ExchangeKind) -> Option<&'a Exchange> {
+        self.evidence
+            .exchanges
+            .iter()
+            .find(|probe| probe.kind == kind)
     }
 
     /// The failed probes as facts.
     pub fn failed_facts(&self) -> impl Iterator<Item = Fact> + '_ {
-        self.failed.iter().map(|probe| Fact::Probe {
-            probe: (*probe).clone(),
+        self.failed.iter().map(|probe| Fact::Exchange {
+            exchange: (*probe).clone(),
         })
     }
 

@@ -120,7 +120,7 @@ fn lost_above_a_smaller_mtu(context: &Context) -> Option<(Side, u32)> {
         .filter_map(|hop| Some(hop.link.as_ref()?.mtu))
         .filter(|mtu| *mtu > 0)
         .min()?;
-    evidence.probes.iter().find_map(|probe| {
+    evidence.exchanges.iter().find_map(|probe| {
         let (side, left, arrived) = if probe.left_origin > probe.reached_peer {
             (probe.from, probe.left_origin, probe.reached_peer)
         } else {

@@ -79,8 +79,8 @@ pub(crate) fn recognise(context: &Context) -> Option<Verdict> {
                     .iter()
                     .map(|rule| Fact::Rule { rule: rule.clone() }),
             )
-            .because_all(failed.iter().map(|probe| Fact::Probe {
-                probe: (*probe).clone(),
+            .because_all(failed.iter().map(|probe| Fact::Exchange {
+                exchange: (*probe).clone(),
             })),
     )
 }

@@ -18,7 +18,7 @@ pub struct NothingObserved {}
 pub(crate) fn recognise(context: &Context) -> Option<Verdict> {
     context
         .evidence
-        .probes
+        .exchanges
         .iter()
         .all(|probe| probe.skipped.is_some())
         .then(|| Verdict::new(Side::None, NothingObserved {}))

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::{Context, Describe};
 use crate::{
     class::VerdictClass,
-    facts::{ProbeKind, Side},
+    facts::{ExchangeKind, Side},
     stop::{DrawnPath, Stop},
     verdict::{Fact, Verdict},
 };
@@ -13,8 +13,9 @@ use crate::{
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PathWorks {
     pub target_ip: String,
-    pub port: u16,
-    /// Whether a listener accepted on the port; `None` when TCP was not probed.
+    #[serde(alias = "port")]
+    pub tcp_port: u16,
+    /// Whether a listener accepted on the TCP port; `None` when TCP was not probed.
     pub listening: Option<bool>,
 }
 
@@ -25,19 +26,19 @@ pub(crate) fn recognise(context: &Context) -> Option<Verdict> {
     }
     let evidence = context.evidence;
     let listening = context
-        .probe(ProbeKind::Tcp)
+        .probe(ExchangeKind::Tcp)
         .map(|tcp| tcp.outcome.answered > 0);
     Some(
         Verdict::new(
             Side::None,
             PathWorks {
                 target_ip: evidence.environment.target_ip.clone(),
-                port: evidence.environment.port,
+                tcp_port: evidence.environment.tcp_port,
                 listening,
             },
         )
-        .because_all(evidence.probes.iter().map(|probe| Fact::Probe {
-            probe: probe.clone(),
+        .because_all(evidence.exchanges.iter().map(|probe| Fact::Exchange {
+            exchange: probe.clone(),
         })),
     )
 }
@@ -49,7 +50,9 @@ impl Describe for PathWorks {
 
     fn summary(&self, _: Side) -> String {
         let Self {
-            target_ip, port, ..
+            target_ip,
+            tcp_port: port,
+            ..
         } = self;
         match self.listening {
             Some(true) => format!(
@@ -80,7 +83,7 @@ impl Describe for PathWorks {
 pub(crate) fn example() -> PathWorks {
     PathWorks {
         target_ip: "10.0.0.2".to_owned(),
-        port: 4420,
+        tcp_port: 4420,
         listening: Some(true),
     }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{Context, Describe};
 use crate::{
     class::VerdictClass,
-    facts::{ProbeKind, RouteLookup, Side},
+    facts::{ExchangeKind, RouteLookup, Side},
     stop::{DrawnPath, Stop},
     verdict::{PortRef, Verdict},
     words::{namespace_phrase, side_name},
@@ -38,7 +38,7 @@ fn by_other_interface(context: &Context, from: Side) -> Option<Verdict> {
 /// other interface may reach the target too.
 pub(crate) fn from_initiator(context: &Context) -> Option<Verdict> {
     let never_left = context.failures()?.iter().any(|probe| {
-        probe.from == Side::Initiator && probe.kind != ProbeKind::Arp && probe.left_origin == 0
+        probe.from == Side::Initiator && probe.kind != ExchangeKind::Arp && probe.left_origin == 0
     });
     never_left.then(|| by_other_interface(context, Side::Initiator))?
 }

@@ -13,7 +13,7 @@ const SCHEMA_2: &str = include_str!("../../fixtures/report-schema2.json");
 const SCHEMA_1: &str = include_str!("../../fixtures/report-schema1.json");
 
 #[test]
-fn schema_2_reads_back_and_writes_the_same_json() {
+fn schema_2_reads_back_to_the_same_words() {
     let evidence = evidence_from_report(SCHEMA_2).unwrap();
     let verdict = diagnose(&evidence);
     assert_eq!(verdict.class, VerdictClass::Netfilter);
@@ -23,11 +23,35 @@ fn schema_2_reads_back_and_writes_the_same_json() {
         (rule.table.as_str(), rule.chain.as_str(), rule.rule.as_str()),
         ("filter", "INPUT", "-A INPUT -p icmp -j DROP")
     );
-    // Field for field what the previous tracer wrote: the envelope, the evidence and the
-    // verdict's words are the same.
+    // What the previous tracer wrote, word for word: the verdict's sentences, signature and
+    // exit code.
     let saved: Value = serde_json::from_str(SCHEMA_2).unwrap();
-    let written = Report::new(&verdict, &evidence);
-    assert_eq!(serde_json::to_value(&written).unwrap(), saved);
+    let written = serde_json::to_value(Report::new(&verdict, &evidence)).unwrap();
+    for field in [
+        "summary",
+        "evidence",
+        "advice",
+        "signature",
+        "exit_code",
+        "class",
+        "side",
+    ] {
+        assert_eq!(
+            written["verdict"][field], saved["verdict"][field],
+            "{field}"
+        );
+    }
+    // Schema 3 renamed what schema 2 called `probes` and `port`; nothing else changed.
+    assert_eq!(written["exchanges"], saved["probes"]);
+    assert_eq!(
+        written["environment"]["tcp_port"],
+        saved["environment"]["port"]
+    );
+    assert_eq!(written["schema_version"], SCHEMA_VERSION);
+    assert_eq!(
+        evidence_from_report(&written.to_string()).unwrap(),
+        evidence
+    );
 }
 
 #[test]
@@ -40,7 +64,7 @@ fn schema_1_reads_back_to_the_same_verdict() {
     );
     assert_eq!(old.target.side, Side::Target);
     assert!(old.path.is_none() && old.initiator.sysctls.is_empty());
-    assert_eq!(old.probes, current.probes);
+    assert_eq!(old.exchanges, current.exchanges);
     assert_eq!(old.netfilter, current.netfilter);
     let (old_verdict, verdict) = (diagnose(&old), diagnose(&current));
     assert_eq!(old_verdict.class, verdict.class);

@@ -27,7 +27,7 @@ use serde_json::json;
 use tracer::{
     collect::{
         ebpf_log_level, loader,
-        ports::{IngressHook, LoadedPrograms, PortOptions, PortProbe},
+        ports::{IngressHook, LoadedPrograms, PortOptions, PortPrograms},
     },
     netns::{self, NetnsGuard},
     preflight,
@@ -448,7 +448,7 @@ fn millis(duration: Duration) -> f64 {
 
 fn attach(initiator: &PortSpec, target: &PortSpec, runs: u32) -> anyhow::Result<serde_json::Value> {
     let options = PortOptions {
-        watched_port: WATCHED_PORT,
+        tcp_port: WATCHED_PORT,
         capture: false,
         log_level: ebpf_log_level(0),
         // What every command attaches by default.
@@ -470,7 +470,7 @@ fn attach(initiator: &PortSpec, target: &PortSpec, runs: u32) -> anyhow::Result<
     for _ in 0..runs {
         let loaded = LoadedPrograms::load(&options, None)?;
         let start = Instant::now();
-        let probe = PortProbe::attach_loaded(target, &options, loaded)?;
+        let probe = PortPrograms::attach_loaded(target, &options, loaded)?;
         attach_loaded_port_ms.push(millis(start.elapsed()));
         drop(probe);
     }

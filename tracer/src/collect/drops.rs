@@ -124,7 +124,7 @@ pub struct RawDrop {
 }
 
 /// The kfree_skb probe, attached. Dropping it detaches.
-pub struct DropProbe {
+pub struct DropPrograms {
     ebpf: Ebpf,
     program: &'static str,
     pub detail: DropDetail,
@@ -137,7 +137,7 @@ pub struct DropProbe {
     watched_names: BTreeSet<InterfaceName>,
 }
 
-impl DropProbe {
+impl DropPrograms {
     /// Reads the running kernel's layout from its BTF, then attaches.
     pub fn attach(log_level: &u8) -> anyhow::Result<Self> {
         Self::attach_pinned(log_level, None)

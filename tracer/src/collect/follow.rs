@@ -9,7 +9,7 @@ use log::{debug, info, warn};
 use crate::{
     collect::{
         events::Changes,
-        ports::{self, LoadedPrograms, PortOptions, PortProbe, TcAttachment},
+        ports::{self, LoadedPrograms, PortOptions, PortPrograms, TcAttachment},
     },
     locate::{self, Location},
     netlink::Notification,
@@ -43,7 +43,7 @@ pub struct Refreshed {
     pub attached: bool,
     /// The probe of a device that is gone, replaced by a new attachment: its counts are the
     /// caller's to keep (pinned maps keep them by themselves).
-    pub replaced: Option<PortProbe>,
+    pub replaced: Option<PortPrograms>,
 }
 
 pub struct FollowedPort {
@@ -53,7 +53,7 @@ pub struct FollowedPort {
     pub spec: PortSpec,
     options: PortOptions,
     pin_directory: Option<PathBuf>,
-    probe: Option<PortProbe>,
+    probe: Option<PortPrograms>,
     /// Programs loaded ahead (see `prepare`): when the port appears or, before tcx, has moved,
     /// only attaching is left to do.
     prepared: Option<LoadedPrograms>,
@@ -136,7 +136,7 @@ impl FollowedPort {
 
     /// Where the port is now and its attached probe; `None` while it is missing or could not
     /// be attached yet.
-    pub fn attached(&self) -> Option<(&Location, &PortProbe)> {
+    pub fn attached(&self) -> Option<(&Location, &PortPrograms)> {
         Some((self.location.as_ref()?, self.probe.as_ref()?))
     }
 
@@ -280,7 +280,7 @@ impl FollowedPort {
     }
 
     /// The attached probe, for a caller that takes its capture.
-    pub fn probe_mut(&mut self) -> Option<&mut PortProbe> {
+    pub fn probe_mut(&mut self) -> Option<&mut PortPrograms> {
         self.probe.as_mut()
     }
 
@@ -332,8 +332,10 @@ impl FollowedPort {
         };
         let start = std::time::Instant::now();
         let attached = match self.prepared.take() {
-            Some(loaded) => PortProbe::attach_loaded(&here, &self.options, loaded),
-            None => PortProbe::attach_pinned(&here, &self.options, self.pin_directory.as_deref()),
+            Some(loaded) => PortPrograms::attach_loaded(&here, &self.options, loaded),
+            None => {
+                PortPrograms::attach_pinned(&here, &self.options, self.pin_directory.as_deref())
+            }
         };
         debug!("{}: attaching took {:?}", self.spec, start.elapsed());
         match attached {
@@ -412,7 +414,7 @@ fn everywhere(interface: &str) -> Vec<Location> {
 /// does, one deleted and created again under the same name does not. `None`: the kernel could
 /// not say. `kept`: the namespace's file, when the caller keeps it open.
 fn runs_probe(
-    probe: &PortProbe,
+    probe: &PortPrograms,
     location: &Location,
     kept: Option<&File>,
     interface: &str,

@@ -29,7 +29,7 @@ const PORT_SYSCTLS: [(&str, Combine); 4] = [
 ];
 
 /// The environment part of the evidence.
-pub fn environment(initiator_ip: Ipv4Addr, target_ip: Ipv4Addr, port: u16) -> Environment {
+pub fn environment(initiator_ip: Ipv4Addr, target_ip: Ipv4Addr, tcp_port: u16) -> Environment {
     Environment {
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|release| release.trim().to_owned())
@@ -37,7 +37,7 @@ pub fn environment(initiator_ip: Ipv4Addr, target_ip: Ipv4Addr, port: u16) -> En
         tracer_version: env!("CARGO_PKG_VERSION").to_owned(),
         initiator_ip: initiator_ip.to_string(),
         target_ip: target_ip.to_string(),
-        port,
+        tcp_port,
         limitations: Vec::new(),
     }
 }

@@ -43,7 +43,7 @@ const CLSACT_EGRESS_PRIORITY: u16 = u16::MAX;
 #[derive(Debug, Clone, Copy)]
 pub struct PortOptions {
     /// TCP port counted as `tcp_port`.
-    pub watched_port: u16,
+    pub tcp_port: u16,
     /// Copy ARP, ICMP and port frames to user space.
     pub capture: bool,
     /// aya-log level for the kernel programs.
@@ -112,7 +112,7 @@ impl LoadedPrograms {
         let capture = u8::from(options.capture);
         let mut loader = loader(&options.log_level);
         loader
-            .override_global("WATCHED_PORT", &options.watched_port, true)
+            .override_global("WATCHED_PORT", &options.tcp_port, true)
             .override_global("CAPTURE", &capture, true);
         if let Some(directory) = pin_directory {
             for name in PINNED_MAPS {
@@ -138,7 +138,7 @@ impl LoadedPrograms {
 }
 
 /// One port with its counting programs attached. Dropping it detaches them.
-pub struct PortProbe {
+pub struct PortPrograms {
     pub spec: PortSpec,
     pub netns_inode: u32,
     pub ifindex: u32,
@@ -150,7 +150,7 @@ pub struct PortProbe {
     ebpf: Option<Ebpf>,
 }
 
-impl PortProbe {
+impl PortPrograms {
     /// Attaches to `spec`, entering its namespace on this thread for the duration.
     pub fn attach(spec: &PortSpec, options: &PortOptions) -> anyhow::Result<Self> {
         Self::attach_pinned(spec, options, None)
@@ -341,7 +341,7 @@ impl PortProbe {
     }
 }
 
-impl Drop for PortProbe {
+impl Drop for PortPrograms {
     /// Detaches inside the port's namespace: clsact filters are found by interface index,
     /// which only means something there. A port that moved on keeps its clsact filters until
     /// the device or its qdisc goes; tcx links and XDP go with the object wherever it is.

@@ -19,7 +19,7 @@ pub fn run(args: &CountersArgs, verbosity: u8) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let options = PortOptions {
-        watched_port: args.ports.counting.port,
+        tcp_port: args.ports.counting.tcp_port,
         capture: false,
         log_level: ebpf_log_level(verbosity),
         ingress: args.ports.counting.ingress_hook,
@@ -57,7 +57,10 @@ pub fn run(args: &CountersArgs, verbosity: u8) -> anyhow::Result<()> {
     if args.json {
         output::print_line(&serde_json::to_string(&report)?)?;
     } else {
-        output::print(&render::counters::text(&report, args.ports.counting.port))?;
+        output::print(&render::counters::text(
+            &report,
+            args.ports.counting.tcp_port,
+        ))?;
     }
     Ok(())
 }

@@ -135,7 +135,7 @@ fn pairs(args: &DiagnoseArgs) -> Result<Vec<Pair>, UsageError> {
             target: args.targets[i].clone(),
             initiator_ip: args.initiator_ips[i],
             target_ip: args.target_ips[i],
-            port: args.counting.port,
+            tcp_port: args.counting.tcp_port,
             ingress_hook: args.counting.ingress_hook,
         })
         .collect())

@@ -8,7 +8,7 @@ use crate::{
     btf::{Btf, VMLINUX_BTF},
     cli::DoctorArgs,
     collect::{
-        drops::{DropDetail, DropProbe},
+        drops::{DropDetail, DropPrograms},
         ebpf_log_level,
         ports::TcAttachment,
     },
@@ -65,11 +65,11 @@ fn examine(verbosity: u8) -> anyhow::Result<DoctorReport> {
         .as_ref()
         .is_some_and(|btf| btf.enum_variants("skb_drop_reason").is_ok());
     // The real test of the drop probe is attaching it: it says which program this kernel took.
-    let drop_probe = DropProbe::attach(&ebpf_log_level(verbosity)).map_err(|err| {
+    let drop_programs = DropPrograms::attach(&ebpf_log_level(verbosity)).map_err(|err| {
         UsageError::KernelLayout(format!("the kfree_skb probe cannot be attached: {err:#}"))
     })?;
-    let tp_btf = drop_probe.detail == DropDetail::Reason;
-    drop(drop_probe);
+    let tp_btf = drop_programs.detail == DropDetail::Reason;
+    drop(drop_programs);
     let tcx = TcAttachment::of_running_kernel() == TcAttachment::Tcx;
     let capabilities = vec![
         Capability {

@@ -119,7 +119,7 @@ fn lab(args: &LabArgs) -> Lab {
     Lab {
         initiator: end(&args.initiator, &args.initiator_ip),
         target: end(&args.target, &args.target_ip),
-        tcp_port: args.port,
+        tcp_port: args.tcp_port,
         bridge: args.virt.then(|| args.bridge.clone()),
     }
 }

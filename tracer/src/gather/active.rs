@@ -10,8 +10,8 @@ use std::{
 
 use tracer_common::PacketKind;
 use tracer_evidence::{
-    DropEvidence, Evidence, Hop, HopRole, InterfaceCounters, MtuProbe, PathEvidence, PortEvidence,
-    ProbeEvidence, ProbeKind, RouteLookup, Side,
+    DropEvidence, Evidence, Exchange, ExchangeKind, Hop, HopRole, InterfaceCounters, MtuProbe,
+    PathEvidence, PortEvidence, RouteLookup, Side,
 };
 
 use super::{
@@ -154,10 +154,10 @@ fn jumbo_size(path: &PathEvidence) -> Option<u32> {
     (largest > STANDARD_MTU || differ).then_some(largest)
 }
 
-fn skipped(kind: ProbeKind, from: Side, why: &str) -> ProbeEvidence {
-    ProbeEvidence {
+fn skipped(kind: ExchangeKind, from: Side, why: &str) -> Exchange {
+    Exchange {
         skipped: Some(why.to_owned()),
-        ..ladder::exchange(kind, from, probes::ProbeOutcome::default())
+        ..ladder::exchange(kind, from, probes::ExchangeOutcome::default())
     }
 }
 
@@ -187,7 +187,7 @@ fn probe_path(
     attached: &mut dyn FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let options = PortOptions {
-        watched_port: pair.port,
+        tcp_port: pair.tcp_port,
         capture: false,
         log_level: ebpf_log_level(verbosity),
         ingress: pair.ingress_hook,
@@ -217,7 +217,7 @@ fn probe_path(
         ARP_PROBES,
     ));
     let after_arp = snapshot(&session)?;
-    let mut arp = ladder::exchange(ProbeKind::Arp, Side::Initiator, arp);
+    let mut arp = ladder::exchange(ExchangeKind::Arp, Side::Initiator, arp);
     let (initiator_crossed, target_crossed) = crossed(&start, &after_arp);
     ladder::fill(&mut arp, &initiator_crossed, &target_crossed);
 
@@ -226,9 +226,9 @@ fn probe_path(
     let mut phase_two = if arp.outcome.answered == 0 {
         let why = format!("ARP for {} was not answered", pair.target_ip);
         vec![
-            skipped(ProbeKind::IcmpForward, Side::Initiator, &why),
-            skipped(ProbeKind::IcmpReverse, Side::Target, &why),
-            skipped(ProbeKind::Tcp, Side::Initiator, &why),
+            skipped(ExchangeKind::IcmpForward, Side::Initiator, &why),
+            skipped(ExchangeKind::IcmpReverse, Side::Target, &why),
+            skipped(ExchangeKind::Tcp, Side::Initiator, &why),
         ]
     } else {
         let linger = echo_linger(round_trip);
@@ -236,22 +236,22 @@ fn probe_path(
         let reverse = probes::echo(&target.netns, pair.initiator_ip, ECHO_PROBES, linger);
         let tcp = probes::tcp(
             &initiator.netns,
-            SocketAddrV4::new(pair.target_ip, pair.port),
+            SocketAddrV4::new(pair.target_ip, pair.tcp_port),
             TCP_PROBES,
             tcp_timeout(round_trip),
         );
         vec![
             ladder::exchange(
-                ProbeKind::IcmpForward,
+                ExchangeKind::IcmpForward,
                 Side::Initiator,
                 probes::finish(forward),
             ),
             ladder::exchange(
-                ProbeKind::IcmpReverse,
+                ExchangeKind::IcmpReverse,
                 Side::Target,
                 probes::finish(reverse),
             ),
-            ladder::exchange(ProbeKind::Tcp, Side::Initiator, probes::finish(tcp)),
+            ladder::exchange(ExchangeKind::Tcp, Side::Initiator, probes::finish(tcp)),
         ]
     };
     let end = snapshot(&session)?;
@@ -261,8 +261,8 @@ fn probe_path(
     }
     let small_echo_passed = phase_two
         .iter()
-        .any(|probe| probe.kind == ProbeKind::IcmpForward && probe.fully_answered());
-    evidence.probes = std::iter::once(arp).chain(phase_two).collect();
+        .any(|probe| probe.kind == ExchangeKind::IcmpForward && probe.fully_answered());
+    evidence.exchanges = std::iter::once(arp).chain(phase_two).collect();
 
     // Phase 3: jumbo frames, where the path claims them: small probes pass where they die.
     let end = if small_echo_passed && let Some(size) = evidence.path.as_ref().and_then(jumbo_size) {

@@ -3,19 +3,19 @@
 //! for the test traffic watch observes alike.
 
 use tracer_common::PacketKind;
-use tracer_evidence::{KindCounts, ProbeEvidence, ProbeKind, ProbeOutcome, Side};
+use tracer_evidence::{Exchange, ExchangeKind, ExchangeOutcome, KindCounts, Side};
 
 /// (ingress, egress) counts at one port.
 pub type Crossed = (KindCounts, KindCounts);
 
 /// The packet kinds that ask and the packet kinds that answer in an exchange of `kind`.
-pub fn packet_kinds(kind: ProbeKind) -> (&'static [PacketKind], &'static [PacketKind]) {
+pub fn packet_kinds(kind: ExchangeKind) -> (&'static [PacketKind], &'static [PacketKind]) {
     match kind {
-        ProbeKind::Arp => (&[PacketKind::ArpRequest], &[PacketKind::ArpReply]),
-        ProbeKind::IcmpForward | ProbeKind::IcmpReverse => {
+        ExchangeKind::Arp => (&[PacketKind::ArpRequest], &[PacketKind::ArpReply]),
+        ExchangeKind::IcmpForward | ExchangeKind::IcmpReverse => {
             (&[PacketKind::IcmpEchoRequest], &[PacketKind::IcmpEchoReply])
         }
-        ProbeKind::Tcp => (
+        ExchangeKind::Tcp => (
             &[PacketKind::TcpSyn],
             &[PacketKind::TcpSynAck, PacketKind::TcpRst],
         ),
@@ -37,7 +37,7 @@ pub fn ends<'a>(
 
 /// Fills `probe`'s ladder: request kinds out of the origin and into the peer, answer kinds out
 /// of the peer and back into the origin.
-pub fn fill(probe: &mut ProbeEvidence, initiator: &Crossed, target: &Crossed) {
+pub fn fill(probe: &mut Exchange, initiator: &Crossed, target: &Crossed) {
     let (requests, answers) = packet_kinds(probe.kind);
     let (origin, peer) = ends(probe.from, initiator, target);
     probe.left_origin = origin.1.sum_of(requests);
@@ -47,8 +47,8 @@ pub fn fill(probe: &mut ProbeEvidence, initiator: &Crossed, target: &Crossed) {
 }
 
 /// An exchange with its outcome and an empty ladder, to be filled.
-pub fn exchange(kind: ProbeKind, from: Side, outcome: ProbeOutcome) -> ProbeEvidence {
-    ProbeEvidence {
+pub fn exchange(kind: ExchangeKind, from: Side, outcome: ExchangeOutcome) -> Exchange {
+    Exchange {
         kind,
         from,
         outcome,

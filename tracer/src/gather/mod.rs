@@ -18,7 +18,7 @@ use tracer_evidence::{
 
 use crate::{
     collect::{
-        drops::DropProbe,
+        drops::DropPrograms,
         host::{environment, route_evidence},
         path,
         ports::IngressHook,
@@ -35,13 +35,13 @@ pub struct Pair {
     pub target: PortSpec,
     pub initiator_ip: Ipv4Addr,
     pub target_ip: Ipv4Addr,
-    pub port: u16,
+    pub tcp_port: u16,
     pub ingress_hook: IngressHook,
 }
 
 impl Pair {
     fn environment(&self) -> Environment {
-        environment(self.initiator_ip, self.target_ip, self.port)
+        environment(self.initiator_ip, self.target_ip, self.tcp_port)
     }
 }
 
@@ -91,7 +91,7 @@ impl Collector for Routes<'_> {
 
 /// The kernel's drops on the ports (and the hops between them), each tied to its side.
 struct KernelDrops<'a> {
-    probe: &'a DropProbe,
+    probe: &'a DropPrograms,
     drops: Vec<DropEvidence>,
 }
 

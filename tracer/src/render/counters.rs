@@ -12,11 +12,11 @@ const HEADERS: [&str; PacketKind::COUNT as usize] = [
     "OTHER",
 ];
 
-pub fn text(report: &CountersReport, watched_port: u16) -> String {
+pub fn text(report: &CountersReport, tcp_port: u16) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Packets (TCP_PORT: segments from or to port {watched_port}; SYN, SYN_ACK, RST among them)"
+        "Packets (TCP_PORT: segments from or to port {tcp_port}; SYN, SYN_ACK, RST among them)"
     );
     let _ = write!(out, "{:<20} {:<15} {:<8}", "NETNS", "INTERFACE", "DIR");
     for header in HEADERS {

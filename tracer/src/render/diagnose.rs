@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use tracer_evidence::{
-    NeighbourEvidence, PortEvidence, ProbeEvidence, Report, RouteEvidence, RouteLookup, Side,
+    Exchange, NeighbourEvidence, PortEvidence, Report, RouteEvidence, RouteLookup, Side,
     VerdictClass,
     ladder::{Rung, first_short},
     words::{drop_place, probe_name, rule_line, side_label},
@@ -13,7 +13,7 @@ use tracer_evidence::{
 use crate::{netns, render::path};
 
 /// The four points of a probe's path, each with its count, and the first one that fell short.
-fn ladder_points(report: &Report<'_>, probe: &ProbeEvidence) -> Vec<(String, u64, bool)> {
+fn ladder_points(report: &Report<'_>, probe: &Exchange) -> Vec<(String, u64, bool)> {
     let (origin, peer) = if probe.from == Side::Target {
         (&report.evidence.target, &report.evidence.initiator)
     } else {
@@ -33,7 +33,7 @@ fn ladder_points(report: &Report<'_>, probe: &ProbeEvidence) -> Vec<(String, u64
         .collect()
 }
 
-fn probe_line(probe: &ProbeEvidence) -> String {
+fn probe_line(probe: &Exchange) -> String {
     if let Some(why) = &probe.skipped {
         return format!("{}: not sent ({why})", probe_name(probe.kind));
     }
@@ -186,12 +186,12 @@ pub fn text(report: &Report<'_>, terminal: bool) -> String {
     }
     let _ = writeln!(out, "  signature: {}", report.verdict.signature);
 
-    if !report.evidence.probes.is_empty() {
+    if !report.evidence.exchanges.is_empty() {
         let _ = writeln!(
             out,
             "\nProbes (first point where an expected packet was missing marked <-):"
         );
-        for probe in &report.evidence.probes {
+        for probe in &report.evidence.exchanges {
             let _ = writeln!(out, "  {}", probe_line(probe));
             if probe.skipped.is_none() {
                 for (label, count, first_short) in ladder_points(report, probe) {
@@ -270,14 +270,14 @@ pub fn markdown(report: &Report<'_>) -> String {
     for fact in &verdict.evidence {
         let _ = writeln!(out, "- {fact}");
     }
-    if !report.evidence.probes.is_empty() {
+    if !report.evidence.exchanges.is_empty() {
         let _ = writeln!(out, "\n## Probes\n");
         let _ = writeln!(
             out,
             "| probe | sent | answered | left origin | reached peer | answer left peer | answer reached origin |"
         );
         let _ = writeln!(out, "|---|---|---|---|---|---|---|");
-        for probe in &report.evidence.probes {
+        for probe in &report.evidence.exchanges {
             match &probe.skipped {
                 Some(why) => {
                     let _ = writeln!(
@@ -350,7 +350,7 @@ pub fn markdown(report: &Report<'_>) -> String {
         environment.kernel,
         environment.initiator_ip,
         environment.target_ip,
-        environment.port
+        environment.tcp_port
     );
     for limitation in &environment.limitations {
         let _ = writeln!(out, "- note: {limitation}");

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use tracer_evidence::{
-    Evidence, HopRole, PortEvidence, ProbeEvidence, Side, Verdict, VerdictClass,
+    Evidence, Exchange, HopRole, PortEvidence, Side, Verdict, VerdictClass,
     ladder::{Rung, first_short},
     stop::{DrawnPath, Stop},
     words::{hop_label, hop_line, hop_state, namespace_phrase, probe_name, side_label},
@@ -115,7 +115,7 @@ impl<'a> Picture<'a> {
 
     /// Counts of one probe at a watched port, as (rightward, leftward): what travelled towards
     /// the target and towards the initiator.
-    fn counts_at(probe: &ProbeEvidence, at: Side) -> (u64, u64) {
+    fn counts_at(probe: &Exchange, at: Side) -> (u64, u64) {
         let (request, answer) = if at == probe.from {
             (probe.left_origin, probe.answer_reached_origin)
         } else {
@@ -330,7 +330,7 @@ fn draw_lanes(
     let mut y = top;
     let last = picture.last();
     let mut went_no_further = false;
-    for probe in &evidence.probes {
+    for probe in &evidence.exchanges {
         lanes.text(
             MARGIN,
             y + 14.0,
@@ -694,7 +694,7 @@ pub fn mermaid(evidence: &Evidence, verdict: &Verdict) -> String {
         lines.push(format!("<b>{}</b>", mermaid_text(&picture.name(index))));
         lines.push(mermaid_text(&picture.namespace(index)));
         if let Some(port) = picture.port(index) {
-            for probe in evidence.probes.iter().filter(|p| p.skipped.is_none()) {
+            for probe in evidence.exchanges.iter().filter(|p| p.skipped.is_none()) {
                 let (right, left) = Picture::counts_at(probe, port.side);
                 lines.push(mermaid_text(&format!(
                     "{}: → {right} ← {left}",
@@ -739,8 +739,8 @@ pub fn mermaid(evidence: &Evidence, verdict: &Verdict) -> String {
 #[cfg(test)]
 mod tests {
     use tracer_evidence::{
-        AttachedProgram, Environment, Hop, HopProblem, Link, MtuProbe, NetfilterLocation,
-        PathEvidence, PortRef, ProbeKind, ProbeOutcome, Sysctl, findings::*,
+        AttachedProgram, Environment, ExchangeKind, ExchangeOutcome, Hop, HopProblem, Link,
+        MtuProbe, NetfilterLocation, PathEvidence, PortRef, Sysctl, findings::*,
     };
 
     use super::*;
@@ -772,14 +772,14 @@ mod tests {
     }
 
     /// A probe with its four counts: left origin, reached peer, answer left peer, answer back.
-    fn probe(kind: ProbeKind, from: Side, sent: u32, counts: [u64; 4]) -> ProbeEvidence {
-        ProbeEvidence {
+    fn probe(kind: ExchangeKind, from: Side, sent: u32, counts: [u64; 4]) -> Exchange {
+        Exchange {
             kind,
             from,
-            outcome: ProbeOutcome {
+            outcome: ExchangeOutcome {
                 sent,
                 answered: counts[3].min(u64::from(sent)) as u32,
-                ..ProbeOutcome::default()
+                ..ExchangeOutcome::default()
             },
             skipped: None,
             left_origin: counts[0],
@@ -795,15 +795,15 @@ mod tests {
         let environment = Environment {
             initiator_ip: "10.0.0.1".to_owned(),
             target_ip: "10.0.0.2".to_owned(),
-            port: 4420,
+            tcp_port: 4420,
             ..Environment::default()
         };
         Evidence {
-            probes: vec![
-                probe(ProbeKind::Arp, Side::Initiator, 3, [3; 4]),
-                probe(ProbeKind::IcmpForward, Side::Initiator, 5, [5; 4]),
-                probe(ProbeKind::IcmpReverse, Side::Target, 5, [5; 4]),
-                probe(ProbeKind::Tcp, Side::Initiator, 3, [3; 4]),
+            exchanges: vec![
+                probe(ExchangeKind::Arp, Side::Initiator, 3, [3; 4]),
+                probe(ExchangeKind::IcmpForward, Side::Initiator, 5, [5; 4]),
+                probe(ExchangeKind::IcmpReverse, Side::Target, 5, [5; 4]),
+                probe(ExchangeKind::Tcp, Side::Initiator, 3, [3; 4]),
             ],
             ..Evidence::new(
                 port(Side::Initiator, "", "cvl_0_1", kind),
@@ -906,7 +906,7 @@ mod tests {
     #[test]
     fn cable_between_physical_ports_stops_at_the_cable() {
         let mut evidence = evidence(None);
-        evidence.probes = vec![probe(ProbeKind::Arp, Side::Initiator, 3, [3, 0, 0, 0])];
+        evidence.exchanges = vec![probe(ExchangeKind::Arp, Side::Initiator, 3, [3, 0, 0, 0])];
         let verdict = tracer_evidence::diagnose(&evidence);
         assert_eq!(verdict.class, VerdictClass::Cable);
         assert_eq!(DrawnPath::of(&evidence).hops[1].role, HopRole::Cable);
@@ -931,7 +931,7 @@ mod tests {
                 sysctls: vec![sysctl],
             },
         );
-        evidence.probes[0] = probe(ProbeKind::Arp, Side::Initiator, 3, [3, 3, 0, 0]);
+        evidence.exchanges[0] = probe(ExchangeKind::Arp, Side::Initiator, 3, [3, 3, 0, 0]);
         let text = check(&evidence, &verdict, TARGET);
         assert!(text.contains("arp_ignore=8"), "{text}");
     }
@@ -939,7 +939,7 @@ mod tests {
     #[test]
     fn netfilter_marks_the_target_and_names_the_rule_escaped() {
         let mut evidence = evidence(Some("veth"));
-        evidence.probes[1] = probe(ProbeKind::IcmpForward, Side::Initiator, 5, [5, 5, 0, 0]);
+        evidence.exchanges[1] = probe(ExchangeKind::IcmpForward, Side::Initiator, 5, [5, 5, 0, 0]);
         let rule = r#"-A INPUT -p icmp -m comment --comment "<x> & 'y'" -j DROP"#;
         let verdict = Verdict::new(
             Side::Target,
@@ -988,13 +988,13 @@ mod tests {
     #[test]
     fn unknown_stops_where_the_counts_fell_short() {
         let mut evidence = evidence(Some("veth"));
-        evidence.probes[1] = probe(ProbeKind::IcmpForward, Side::Initiator, 5, [5, 2, 2, 2]);
+        evidence.exchanges[1] = probe(ExchangeKind::IcmpForward, Side::Initiator, 5, [5, 2, 2, 2]);
         let verdict = Verdict::new(Side::None, Unanswered {});
         // Requests left and did not all arrive: lost between the two ends of the veth pair.
         check(&evidence, &verdict, "between cvl_0_1 and cvl_0_0");
         // An answer that arrived and was still not taken died at the origin.
-        evidence.probes[1] = probe(ProbeKind::IcmpReverse, Side::Target, 5, [5, 5, 5, 5]);
-        evidence.probes[1].outcome.answered = 0;
+        evidence.exchanges[1] = probe(ExchangeKind::IcmpReverse, Side::Target, 5, [5, 5, 5, 5]);
+        evidence.exchanges[1].outcome.answered = 0;
         check(&evidence, &verdict, TARGET);
     }
 
@@ -1035,7 +1035,7 @@ mod tests {
     #[test]
     fn program_marks_its_port() {
         let mut evidence = evidence(Some("veth"));
-        evidence.probes[1] = probe(ProbeKind::IcmpForward, Side::Initiator, 5, [5, 0, 0, 0]);
+        evidence.exchanges[1] = probe(ExchangeKind::IcmpForward, Side::Initiator, 5, [5, 0, 0, 0]);
         let program = AttachedProgram {
             id: 42,
             name: "drop_icmp".to_owned(),
@@ -1071,7 +1071,7 @@ mod tests {
     fn mermaid_marks_the_stop_with_safe_labels() {
         let mut evidence = evidence(Some("veth"));
         evidence.target.interface = "we\"ird#<if>`".to_owned();
-        evidence.probes[1] = probe(ProbeKind::IcmpForward, Side::Initiator, 5, [5, 5, 0, 0]);
+        evidence.exchanges[1] = probe(ExchangeKind::IcmpForward, Side::Initiator, 5, [5, 5, 0, 0]);
         let dropped = Verdict::new(
             Side::Target,
             NetfilterDrop {
@@ -1105,7 +1105,7 @@ mod tests {
         );
 
         // Lost between the ends of a veth pair: the link is marked.
-        evidence.probes[1] = probe(ProbeKind::IcmpForward, Side::Initiator, 5, [5, 0, 0, 0]);
+        evidence.exchanges[1] = probe(ExchangeKind::IcmpForward, Side::Initiator, 5, [5, 0, 0, 0]);
         let lost = Verdict::new(Side::None, Unanswered {});
         let block = mermaid(&evidence, &lost);
         assert!(

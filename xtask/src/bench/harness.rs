@@ -54,7 +54,7 @@ pub(super) fn port_specs() -> Vec<String> {
 /// The port specs and the TCP port, as tracer's commands take them.
 pub(super) fn port_args() -> Vec<String> {
     let mut args = port_specs();
-    args.extend(["--port".to_owned(), PORT.to_owned()]);
+    args.extend(["--tcp-port".to_owned(), PORT.to_owned()]);
     args
 }
 

@@ -9,7 +9,7 @@ use tracer_common::DropKey;
 use crate::{
     cli::MonitorArgs,
     collect::{
-        drops::{self, DropProbe, PortPlace, RawDrop},
+        drops::{self, DropPrograms, PortPlace, RawDrop},
         ebpf_log_level,
         events::Changes,
         follow::{Concern, FollowedPort},
@@ -29,7 +29,7 @@ type DropLabels = (String, String, String);
 
 pub(super) struct Monitor {
     pub(super) ports: Vec<FollowedPort>,
-    pub(super) drops: DropProbe,
+    pub(super) drops: DropPrograms,
     pub(super) kernel: String,
     /// Where the ports were at the last refresh (namespace inode, ifindex), with the namespace
     /// and interface labels their drops were exported under.
@@ -46,7 +46,7 @@ impl Monitor {
         let drops_directory = pins::drops_directory(root);
         pins::prepare_directory(&drops_directory, &drops::PINNED_MAPS)?;
         let options = PortOptions {
-            watched_port: args.ports.counting.port,
+            tcp_port: args.ports.counting.tcp_port,
             capture: false,
             log_level,
             ingress: args.ports.counting.ingress_hook,
@@ -70,7 +70,7 @@ impl Monitor {
         // the other programs fills.
         let drops = std::thread::scope(|scope| {
             let drops =
-                scope.spawn(|| DropProbe::attach_pinned(&log_level, Some(&drops_directory)));
+                scope.spawn(|| DropPrograms::attach_pinned(&log_level, Some(&drops_directory)));
             for port in &mut followed {
                 scope.spawn(|| port.refresh());
             }

@@ -21,7 +21,7 @@ use crate::{
     capture, child,
     cli::WatchArgs,
     collect::{
-        drops::DropProbe, ebpf_log_level, events::NetworkEvents, follow::Concern,
+        drops::DropPrograms, ebpf_log_level, events::NetworkEvents, follow::Concern,
         ports::PortOptions,
     },
     commands::diagnose::prepare_report_dir,
@@ -52,12 +52,12 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         .build()
         .context("starting the async runtime")?;
     let options = PortOptions {
-        watched_port: args.ports.counting.port,
+        tcp_port: args.ports.counting.tcp_port,
         capture: true,
         log_level: ebpf_log_level(verbosity),
         ingress: args.ports.counting.ingress_hook,
     };
-    let drops = DropProbe::attach(&options.log_level)?;
+    let drops = DropPrograms::attach(&options.log_level)?;
     let mut watch = Watch {
         started: Instant::now(),
         ports: [
@@ -186,7 +186,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         target: watch.ports[1].current_spec(),
         initiator_ip: args.initiator_ip,
         target_ip: args.target_ip,
-        port: args.ports.counting.port,
+        tcp_port: args.ports.counting.tcp_port,
         ingress_hook: args.ports.counting.ingress_hook,
     };
     let evidence = if args.probe {

@@ -10,8 +10,8 @@ pub mod observe;
 use std::collections::BTreeMap;
 
 use tracer_evidence::{
-    CarrierGap, CountersReport, Evidence, InterfaceCounters, PortEvidence, ProbeEvidence,
-    ProbeKind, ProbeOutcome, Side,
+    CarrierGap, CountersReport, Evidence, Exchange, ExchangeKind, ExchangeOutcome,
+    InterfaceCounters, PortEvidence, Side,
 };
 
 use self::observe::{Totals, Watch, WatchedPort};
@@ -20,26 +20,26 @@ use super::{
     Routes, collect, found, ladder,
 };
 use crate::{
-    collect::{host::inspect_port, ports::PortProbe},
+    collect::{host::inspect_port, ports::PortPrograms},
     netfilter::Ruleset,
 };
 
 /// The exchanges a test's traffic may hold, each from the side that starts it.
-const EXCHANGES: [(ProbeKind, Side); 5] = [
-    (ProbeKind::Arp, Side::Initiator),
-    (ProbeKind::Arp, Side::Target),
-    (ProbeKind::IcmpForward, Side::Initiator),
-    (ProbeKind::IcmpReverse, Side::Target),
-    (ProbeKind::Tcp, Side::Initiator),
+const EXCHANGES: [(ExchangeKind, Side); 5] = [
+    (ExchangeKind::Arp, Side::Initiator),
+    (ExchangeKind::Arp, Side::Target),
+    (ExchangeKind::IcmpForward, Side::Initiator),
+    (ExchangeKind::IcmpReverse, Side::Target),
+    (ExchangeKind::Tcp, Side::Initiator),
 ];
 
 /// The test's own traffic as ladders: what left one port, reached the other, and came back,
 /// for each kind of exchange that happened at all.
-fn observed_exchanges(initiator: &Totals, target: &Totals) -> Vec<ProbeEvidence> {
+fn observed_exchanges(initiator: &Totals, target: &Totals) -> Vec<Exchange> {
     EXCHANGES
         .into_iter()
         .filter_map(|(kind, from)| {
-            let mut exchange = ladder::exchange(kind, from, ProbeOutcome::default());
+            let mut exchange = ladder::exchange(kind, from, ExchangeOutcome::default());
             ladder::fill(&mut exchange, initiator, target);
             let left_origin = exchange.left_origin;
             if left_origin == 0 {
@@ -53,7 +53,10 @@ fn observed_exchanges(initiator: &Totals, target: &Totals) -> Vec<ProbeEvidence>
 }
 
 fn port_evidence(port: &WatchedPort) -> PortEvidence {
-    let ours = port.probe().map(PortProbe::program_ids).unwrap_or_default();
+    let ours = port
+        .probe()
+        .map(PortPrograms::program_ids)
+        .unwrap_or_default();
     inspect_port(&port.current_spec(), port.side, &ours)
 }
 
@@ -69,7 +72,7 @@ pub(crate) fn evidence(
     if evidence.initiator.link.is_some() && evidence.target.link.is_some() {
         Routes(pair).gather(&mut evidence);
     }
-    evidence.probes = observed_exchanges(&initiator.totals, &target.totals);
+    evidence.exchanges = observed_exchanges(&initiator.totals, &target.totals);
     evidence.carrier_gaps = watch
         .ports
         .iter()
@@ -209,14 +212,14 @@ mod tests {
             counts(&[(PacketKind::ArpReply, 1), (PacketKind::TcpRst, 2)]),
         );
         let probes = observed_exchanges(&initiator, &target);
-        let kinds: Vec<(ProbeKind, Side)> = probes.iter().map(|p| (p.kind, p.from)).collect();
+        let kinds: Vec<(ExchangeKind, Side)> = probes.iter().map(|p| (p.kind, p.from)).collect();
         // No ARP from the target and no echo from it: those exchanges did not happen.
         assert_eq!(
             kinds,
             [
-                (ProbeKind::Arp, Side::Initiator),
-                (ProbeKind::IcmpForward, Side::Initiator),
-                (ProbeKind::Tcp, Side::Initiator)
+                (ExchangeKind::Arp, Side::Initiator),
+                (ExchangeKind::IcmpForward, Side::Initiator),
+                (ExchangeKind::Tcp, Side::Initiator)
             ]
         );
         let icmp = &probes[1];

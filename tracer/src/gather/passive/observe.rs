@@ -23,10 +23,10 @@ const TEST_TRAFFIC: [PacketKind; 6] = [
 use crate::{
     capture::FlightRecorder,
     collect::{
-        drops::{DropProbe, PortPlace},
+        drops::{DropPrograms, PortPlace},
         events::Changes,
         follow::{Concern, FollowedPort},
-        ports::{PortOptions, PortProbe},
+        ports::{PortOptions, PortPrograms},
     },
     locate::Location,
     netfilter::{self, Ruleset},
@@ -154,7 +154,7 @@ impl WatchedPort {
         self.follower.location()
     }
 
-    pub(crate) fn probe(&self) -> Option<&PortProbe> {
+    pub(crate) fn probe(&self) -> Option<&PortPrograms> {
         self.follower.attached().map(|(_, probe)| probe)
     }
 
@@ -173,7 +173,7 @@ impl WatchedPort {
 pub(crate) struct Watch {
     pub(crate) started: Instant,
     pub(crate) ports: [WatchedPort; 2],
-    pub(crate) drops: DropProbe,
+    pub(crate) drops: DropPrograms,
     pub(crate) last_drops: HashMap<tracer_common::DropKey, u64>,
     pub(crate) all_drops: HashMap<tracer_common::DropKey, u64>,
     pub(crate) timeline: LiveTimeline,
