@@ -144,10 +144,7 @@ impl Monitor {
             .iter()
             .filter_map(|port| {
                 let location = port.location()?;
-                Some((
-                    (location.netns_inode, location.ifindex),
-                    port.spec.clone(),
-                ))
+                Some(((location.netns_inode, location.ifindex), port.spec.clone()))
             })
             .collect();
     }
