@@ -413,7 +413,7 @@ fn follows_ports_that_appear_move_and_come_back() {
 
     let waiting = scrape(&address);
     for (role, spec) in [("initiator", &initiator), ("target", &target)] {
-        let labels = [("role", role), ("spec", spec.as_str())];
+        let labels = identity(role, spec);
         assert_eq!(sample(&waiting, "tracer_port_attached", &labels), Some(0.0));
     }
 
