@@ -604,11 +604,9 @@ impl ScrapedLab {
     /// monitor has seen them go, created anew.
     fn recreate(&mut self) {
         drop(self.lab_down.take());
-        scrape_until(&self.address, "both ports gone", |exposition| {
-            ["initiator", "target"].iter().all(|role| {
-                sample(exposition, "tracer_port_attached", &[("role", role)]) == Some(0.0)
-            })
-        });
+        // Scraped while gone: the series have a gap.
+        self.prometheus
+            .wait_for("sum(tracer_port_attached{pair=\"0\"})", 0.0);
         self.lab_down = Some(lab_up(&self.initiator, &self.target));
         self.wait_attached();
     }
@@ -619,11 +617,14 @@ impl ScrapedLab {
         check(Command::new("ip").args(["-n", from, "link", "set", interface, "netns", to]));
         check(Command::new("ip").args(["-n", to, "addr", "add", "10.0.0.2/24", "dev", interface]));
         check(Command::new("ip").args(["-n", to, "link", "set", interface, "up"]));
-        let moved = Some((to.to_owned(), interface.to_owned()));
-        scrape_until(&self.address, "the target where it moved", |exposition| {
-            place(exposition, "target") == moved
-        });
         self.wait_attached();
+        // Scraped where it is now.
+        self.prometheus.wait_for(
+            &format!(
+                "tracer_port_info{{role=\"target\",netns=\"{to}\",interface=\"{interface}\"}}"
+            ),
+            1.0,
+        );
     }
 
     /// Until both ports are counted and have carrier: a ping now crosses both, counted.
@@ -640,34 +641,33 @@ impl ScrapedLab {
         scrape_until(&self.address, "both ports counted, with carrier", ready);
     }
 
-    /// `count` pings from the initiator, every one answered.
-    fn ping(&self, count: u32) -> u32 {
+    /// `count` pings from the initiator, every one answered, added to `sent`; returns once
+    /// Prometheus has scraped every echo series at `sent`.
+    fn ping(&self, count: u32, sent: &mut u32) {
         assert!(ping_from(&self.initiator_ns, count), "ping failed");
-        count
+        *sent += count;
+        for (role, direction, kind) in ECHO_SERIES {
+            let port = if role == "initiator" {
+                &self.initiator
+            } else {
+                &self.target
+            };
+            self.prometheus.wait_for(
+                &format!(
+                    "tracer_packets_total{{{},direction=\"{direction}\",kind=\"{kind}\"}}",
+                    matchers(role, port)
+                ),
+                f64::from(*sent),
+            );
+        }
     }
 
     /// What Prometheus computes from the echo series over the whole test: for each, the sum
     /// of `increase()` over every series of that role, direction and kind, from the scrape
     /// before the first ping (every counter at 0) to the last scrape. With the first sample at
     /// 0 and the window ending on the last, `increase()` extrapolates neither end: it is what
-    /// the series counted. Also the number of series each sum went over.
+    /// the series counted. Each sum goes over one series.
     fn assert_counted_once(&self, since: f64, sent: u32) {
-        let port = |role: &str| {
-            if role == "initiator" {
-                self.initiator.clone()
-            } else {
-                self.target.clone()
-            }
-        };
-        for (role, direction, kind) in ECHO_SERIES {
-            self.prometheus.wait_for(
-                &format!(
-                    "tracer_packets_total{{{},direction=\"{direction}\",kind=\"{kind}\"}}",
-                    matchers(role, &port(role))
-                ),
-                f64::from(sent),
-            );
-        }
         let last = self
             .prometheus
             .query("max(timestamp(tracer_packets_total))");
@@ -680,6 +680,12 @@ impl ScrapedLab {
             let selector = format!(
                 "tracer_packets_total{{role=\"{role}\",direction=\"{direction}\",kind=\"{kind}\"}}[{window_ms}ms] @ {end}"
             );
+            let increase = self.prometheus.query(&format!("sum(increase({selector}))"));
+            assert_eq!(
+                increase.first().map(|(_, value)| *value),
+                Some(f64::from(sent)),
+                "{role} {direction} {kind}: increase over {window_ms} ms to {end}: {increase:?}"
+            );
             let series = self
                 .prometheus
                 .query(&format!("count(count_over_time({selector}))"));
@@ -687,12 +693,6 @@ impl ScrapedLab {
                 series.first().map(|(_, count)| *count),
                 Some(1.0),
                 "{role} {direction} {kind}: one series over the window: {series:?}"
-            );
-            let increase = self.prometheus.query(&format!("sum(increase({selector}))"));
-            assert_eq!(
-                increase.first().map(|(_, value)| *value),
-                Some(f64::from(sent)),
-                "{role} {direction} {kind}: increase over {window_ms} ms to {end}: {increase:?}"
             );
         }
     }
@@ -718,12 +718,13 @@ fn prometheus_counts_a_moving_port_once() {
     let elsewhere = format!("{}-x", unique("mmv"));
     let _namespaces = Namespaces::create(&[&elsewhere]);
     let since = lab.zero_scrape();
-    let mut sent = lab.ping(3);
+    let mut sent = 0;
+    lab.ping(3, &mut sent);
     for _ in 0..3 {
         lab.move_target(&lab.target_ns, &elsewhere);
-        sent += lab.ping(2);
+        lab.ping(2, &mut sent);
         lab.move_target(&elsewhere, &lab.target_ns);
-        sent += lab.ping(4);
+        lab.ping(4, &mut sent);
     }
     lab.assert_counted_once(since, sent);
 }
@@ -734,10 +735,11 @@ fn prometheus_counts_a_moving_port_once() {
 fn prometheus_counts_recreated_ports_once() {
     let mut lab = ScrapedLab::up("mrc");
     let since = lab.zero_scrape();
-    let mut sent = lab.ping(3);
+    let mut sent = 0;
+    lab.ping(3, &mut sent);
     for _ in 0..3 {
         lab.recreate();
-        sent += lab.ping(3);
+        lab.ping(3, &mut sent);
     }
     lab.assert_counted_once(since, sent);
 }
