@@ -374,34 +374,30 @@ fn every_panel_query_runs_and_shows_the_lab() {
             .args(["-I", "INPUT", "-p", "icmp", "-j", "DROP"]),
     );
     assert!(!lab.ping(3), "ping through an ICMP drop succeeded");
+    let (initiator_port, target_port) = (initiator.spec(), target.spec());
     prometheus.wait_for(
         &format!(
-            "tracer_drops_total{{netns=\"{}\",interface=\"{}\",reason=\"NETFILTER_DROP\"}}",
-            target.netns, target.interface
+            "tracer_drops_total{{role=\"target\",pair=\"0\",port=\"{target_port}\",reason=\"NETFILTER_DROP\"}}"
         ),
         3.0,
     );
     prometheus.wait_for(
         &format!(
-            "tracer_packets_total{{interface=\"{}\",direction=\"ingress\",kind=\"icmp_echo_request\"}}",
-            target.interface
+            "tracer_packets_total{{port=\"{target_port}\",direction=\"ingress\",kind=\"icmp_echo_request\"}}"
         ),
         8.0,
     );
     // Two more scrapes: the last samples of both ports are the final counts.
     std::thread::sleep(Duration::from_secs(2));
 
-    let results = run_all(
-        &prometheus,
-        &instance,
-        &[&initiator.interface, &target.interface],
-    );
+    let results = run_all(&prometheus, &instance, &[&initiator_port, &target_port]);
 
     let ingress = panel(&results, "Ingress on $port", None);
     assert!(
         ingress
             .iter()
-            .any(|series| label(series, "interface") == target.interface
+            .any(|series| label(series, "port") == target_port
+                && label(series, "role") == "target"
                 && label(series, "kind") == "icmp_echo_request"),
         "{ingress:#?}"
     );
@@ -409,7 +405,8 @@ fn every_panel_query_runs_and_shows_the_lab() {
     assert!(
         egress
             .iter()
-            .any(|series| label(series, "interface") == initiator.interface
+            .any(|series| label(series, "port") == initiator_port
+                && label(series, "role") == "initiator"
                 && label(series, "kind") == "icmp_echo_request"),
         "{egress:#?}"
     );
@@ -417,7 +414,7 @@ fn every_panel_query_runs_and_shows_the_lab() {
     assert!(
         drops
             .iter()
-            .any(|series| label(series, "interface") == target.interface
+            .any(|series| label(series, "port") == target_port
                 && label(series, "reason") == "NETFILTER_DROP"
                 && last(series) > 0.0),
         "{drops:#?}"
@@ -430,13 +427,14 @@ fn every_panel_query_runs_and_shows_the_lab() {
     );
     assert!(
         lost.iter()
-            .any(|series| label(series, "kind") == "icmp_echo_request"),
+            .any(|series| label(series, "kind") == "icmp_echo_request"
+                && label(series, "pair") == "0"),
         "{lost:#?}"
     );
     for series in &lost {
         assert_eq!(last(series), 0.0, "{series:#}");
     }
-    for (title, name) in [("Carrier", "interface"), ("Ports attached", "role")] {
+    for (title, name) in [("Carrier", "port"), ("Ports attached", "port")] {
         let series = panel(&results, title, None);
         assert_eq!(series.len(), 2, "{title}: {series:#?}");
         assert!(
@@ -446,11 +444,13 @@ fn every_panel_query_runs_and_shows_the_lab() {
         assert!(series.iter().all(|series| !label(series, name).is_empty()));
     }
     let ports = panel(&results, "Ports", None);
-    let mut roles: Vec<(&str, &str, &str)> = ports
+    let mut roles: Vec<(&str, &str, &str, &str, &str)> = ports
         .iter()
         .map(|series| {
             (
                 label(series, "role"),
+                label(series, "port"),
+                label(series, "netns"),
                 label(series, "interface"),
                 label(series, "hook"),
             )
@@ -460,8 +460,20 @@ fn every_panel_query_runs_and_shows_the_lab() {
     assert_eq!(
         roles,
         [
-            ("initiator", initiator.interface.as_str(), "tc"),
-            ("target", target.interface.as_str(), "tc"),
+            (
+                "initiator",
+                initiator_port.as_str(),
+                initiator.netns.as_str(),
+                initiator.interface.as_str(),
+                "tc"
+            ),
+            (
+                "target",
+                target_port.as_str(),
+                target.netns.as_str(),
+                target.interface.as_str(),
+                "tc"
+            ),
         ]
     );
     for title in ["Attach failing", "Lost events", "Neighbour (ARP) failures"] {
@@ -495,11 +507,15 @@ fn lost_panel_shows_ports_cabled_elsewhere() {
         )],
         ..Topology::default()
     });
+    let (initiator_port, target_port) = (
+        format!("{initiator_ns}/{initiator}"),
+        format!("{target_ns}/{target}"),
+    );
     let ports = [
         "--initiator".to_owned(),
-        format!("{initiator_ns}/{initiator}"),
+        initiator_port.clone(),
         "--target".to_owned(),
-        format!("{target_ns}/{target}"),
+        target_port.clone(),
     ];
     let pins = PinDir::new();
     let (_monitor, prometheus, instance) = monitor(&ports, &pins);
@@ -522,12 +538,12 @@ fn lost_panel_shows_ports_cabled_elsewhere() {
     );
     wait_until(
         &prometheus,
-        &format!("tracer_neighbour_failures_total{{interface=\"{initiator}\"}}"),
+        &format!("tracer_neighbour_failures_total{{port=\"{initiator_port}\"}}"),
         |value| value > 0.0,
     );
     std::thread::sleep(Duration::from_secs(2));
 
-    let results = run_all(&prometheus, &instance, &[&initiator, &target]);
+    let results = run_all(&prometheus, &instance, &[&initiator_port, &target_port]);
     let lost = panel(
         &results,
         "Sent by one port, never received by the other",
@@ -542,7 +558,7 @@ fn lost_panel_shows_ports_cabled_elsewhere() {
     assert!(
         failures
             .iter()
-            .any(|series| label(series, "interface") == initiator && last(series) > 0.0),
+            .any(|series| label(series, "port") == initiator_port && last(series) > 0.0),
         "{failures:#?}"
     );
     // Cabled elsewhere, both ports keep their carrier.

@@ -79,8 +79,7 @@ fn packets(exposition: &str, end: &End, direction: &str, kind: &str) -> Option<f
         exposition,
         "tracer_packets_total",
         &[
-            ("netns", &end.netns),
-            ("interface", &end.interface),
+            ("port", &end.spec()),
             ("direction", direction),
             ("kind", kind),
         ],
@@ -398,11 +397,7 @@ fn drops_never_go_backwards_when_a_port_is_recreated() {
         sample(
             exposition,
             "tracer_drops_total",
-            &[
-                ("netns", t.netns.as_str()),
-                ("interface", t.interface.as_str()),
-                ("reason", "NETFILTER_DROP"),
-            ],
+            &[("port", t.spec().as_str()), ("reason", "NETFILTER_DROP")],
         )
     };
     assert!(!ping_from(&i.netns, 3));

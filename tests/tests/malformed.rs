@@ -241,9 +241,9 @@ impl Prng {
 }
 
 /// Every frame of the test, in sending order.
-fn craft(target_mac: [u8; 6], watched_port: u16) -> Vec<Crafted> {
+fn craft(target_mac: [u8; 6], tcp_port: u16) -> Vec<Crafted> {
     let mut c = Crafter::new(target_mac);
-    let port = watched_port;
+    let port = tcp_port;
 
     // Nothing but an Ethernet header: the shortest frame the kernel lets out.
     for ethertype in [

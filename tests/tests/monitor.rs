@@ -8,7 +8,7 @@ use std::{
 };
 
 use tracer_tests::{
-    End, Lab, Namespaces, PinDir, Prometheus, TracerRun, assert_pings_crossed, check, count, http,
+    Lab, Namespaces, PinDir, Prometheus, TracerRun, assert_pings_crossed, check, count, http,
     output, ping_from, sample, scrape, scrape_until, tracer, unique,
 };
 
@@ -54,45 +54,64 @@ fn stop(run: TracerRun) {
     );
 }
 
-/// A packet counter of one lab end, scraped directly.
-fn packets(exposition: &str, netns: &str, interface: &str, direction: &str, kind: &str) -> f64 {
-    sample(
-        exposition,
-        "tracer_packets_total",
-        &[
-            ("netns", netns),
-            ("interface", interface),
-            ("direction", direction),
-            ("kind", kind),
-        ],
-    )
-    .unwrap_or_else(|| panic!("no {netns}/{interface} {direction} {kind} in:\n{exposition}"))
+/// What names a configured port's series: its role, its pair (the monitor watches one) and
+/// its spec as configured, wherever the port is.
+fn identity<'a>(role: &'a str, port: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![("role", role), ("pair", "0"), ("port", port)]
+}
+
+/// The same, as a PromQL label matcher list.
+fn matchers(role: &str, port: &str) -> String {
+    format!("role=\"{role}\",pair=\"0\",port=\"{port}\"")
+}
+
+/// A packet counter of one configured port, scraped directly.
+fn packets(exposition: &str, role: &str, port: &str, direction: &str, kind: &str) -> f64 {
+    let mut labels = identity(role, port);
+    labels.extend([("direction", direction), ("kind", kind)]);
+    sample(exposition, "tracer_packets_total", &labels)
+        .unwrap_or_else(|| panic!("no {role} {port} {direction} {kind} in:\n{exposition}"))
+}
+
+/// Where the exposition says the configured port is now: (netns, interface).
+fn place(exposition: &str, role: &str) -> Option<(String, String)> {
+    let line = exposition.lines().find(|line| {
+        line.starts_with("tracer_port_info{") && line.contains(&format!("role=\"{role}\""))
+    })?;
+    let label = |name: &str| {
+        let start = line.find(&format!(",{name}=\""))? + name.len() + 3;
+        let end = start + line[start..].find('"')?;
+        Some(line[start..end].to_owned())
+    };
+    Some((label("netns")?, label("interface")?))
 }
 
 /// The echo counts of a healthy ping exchange, `n` of each, on both ends; and the ARP counts
 /// when given (later exchanges may or may not refresh the neighbour entry).
 fn assert_pings(exposition: &str, lab: &Lab, n: f64, arp: Option<f64>) {
-    let (i, t) = (&lab.initiator, &lab.target);
+    let (i, t) = (
+        ("initiator", lab.initiator.spec()),
+        ("target", lab.target.spec()),
+    );
     let mut expected = vec![
-        (i, "egress", "icmp_echo_request", n),
-        (t, "ingress", "icmp_echo_request", n),
-        (t, "egress", "icmp_echo_reply", n),
-        (i, "ingress", "icmp_echo_reply", n),
+        (&i, "egress", "icmp_echo_request", n),
+        (&t, "ingress", "icmp_echo_request", n),
+        (&t, "egress", "icmp_echo_reply", n),
+        (&i, "ingress", "icmp_echo_reply", n),
     ];
     if let Some(arp) = arp {
         expected.extend([
-            (i, "egress", "arp_request", arp),
-            (t, "ingress", "arp_request", arp),
-            (t, "egress", "arp_reply", arp),
-            (i, "ingress", "arp_reply", arp),
+            (&i, "egress", "arp_request", arp),
+            (&t, "ingress", "arp_request", arp),
+            (&t, "egress", "arp_reply", arp),
+            (&i, "ingress", "arp_reply", arp),
         ]);
     }
-    for (end, direction, kind, value) in expected {
+    for ((role, port), direction, kind, value) in expected {
         assert_eq!(
-            packets(exposition, &end.netns, &end.interface, direction, kind),
+            packets(exposition, role, port, direction, kind),
             value,
-            "{} {direction} {kind}:\n{exposition}",
-            end.spec()
+            "{role} {port} {direction} {kind}:\n{exposition}"
         );
     }
 }
@@ -123,33 +142,44 @@ fn prometheus_reads_exact_counts() {
     prometheus.wait_for("up{job=\"tracer\"}", 1.0);
 
     assert!(lab.ping(5), "ping across a healthy lab failed");
-    let (i, t) = (&lab.initiator, &lab.target);
-    for (end, direction, kind, value) in [
-        (i, "egress", "icmp_echo_request", 5.0),
-        (t, "ingress", "icmp_echo_request", 5.0),
-        (t, "egress", "icmp_echo_reply", 5.0),
-        (i, "ingress", "icmp_echo_reply", 5.0),
-        (i, "egress", "arp_request", 1.0),
-        (t, "ingress", "arp_request", 1.0),
-        (i, "ingress", "icmp_echo_request", 0.0),
+    let (i, t) = (
+        matchers("initiator", &lab.initiator.spec()),
+        matchers("target", &lab.target.spec()),
+    );
+    for (port, direction, kind, value) in [
+        (&i, "egress", "icmp_echo_request", 5.0),
+        (&t, "ingress", "icmp_echo_request", 5.0),
+        (&t, "egress", "icmp_echo_reply", 5.0),
+        (&i, "ingress", "icmp_echo_reply", 5.0),
+        (&i, "egress", "arp_request", 1.0),
+        (&t, "ingress", "arp_request", 1.0),
+        (&i, "ingress", "icmp_echo_request", 0.0),
     ] {
         prometheus.wait_for(
-            &format!(
-                "tracer_packets_total{{netns=\"{}\",interface=\"{}\",direction=\"{direction}\",kind=\"{kind}\"}}",
-                end.netns, end.interface
-            ),
+            &format!("tracer_packets_total{{{port},direction=\"{direction}\",kind=\"{kind}\"}}"),
             value,
         );
     }
-    for end in [i, t] {
-        let labels = format!("netns=\"{}\",interface=\"{}\"", end.netns, end.interface);
-        prometheus.wait_for(&format!("tracer_link_carrier{{{labels}}}"), 1.0);
-        prometheus.wait_for(&format!("tracer_neighbour_failures_total{{{labels}}}"), 0.0);
+    for (port, end) in [(&i, &lab.initiator), (&t, &lab.target)] {
+        prometheus.wait_for(&format!("tracer_link_carrier{{{port}}}"), 1.0);
+        prometheus.wait_for(&format!("tracer_neighbour_failures_total{{{port}}}"), 0.0);
         prometheus.wait_for(
-            &format!("tracer_port_ingress_hook{{{labels},hook=\"tc\"}}"),
+            &format!("tracer_port_ingress_hook{{{port},hook=\"tc\"}}"),
+            1.0,
+        );
+        // Where the port is, only on the info series.
+        prometheus.wait_for(
+            &format!(
+                "tracer_port_info{{{port},netns=\"{}\",interface=\"{}\"}}",
+                end.netns, end.interface
+            ),
             1.0,
         );
     }
+    prometheus.wait_for(
+        "count({__name__=~\"tracer_.+\",__name__!=\"tracer_port_info\",interface!=\"\"}) or vector(0)",
+        0.0,
+    );
     prometheus.wait_for("tracer_lost_events_total", 0.0);
     prometheus.wait_for("count(tracer_build_info{version!=\"\",kernel!=\"\"})", 1.0);
 
@@ -261,8 +291,8 @@ fn restart_keeps_counts_and_reset_starts_from_zero() {
     assert_eq!(
         packets(
             &exposition,
-            &i.netns,
-            &i.interface,
+            "initiator",
+            &i.spec(),
             "egress",
             "icmp_echo_request"
         ),
@@ -271,8 +301,8 @@ fn restart_keeps_counts_and_reset_starts_from_zero() {
     assert_eq!(
         packets(
             &exposition,
-            &t.netns,
-            &t.interface,
+            "target",
+            &t.spec(),
             "ingress",
             "icmp_echo_request"
         ),
@@ -292,18 +322,15 @@ fn restart_keeps_counts_and_reset_starts_from_zero() {
 }
 
 /// Both ports report `hook` as their ingress hook.
-fn assert_ingress_hook(exposition: &str, ends: [&End; 2], hook: &str) {
-    for end in ends {
-        let labels = [
-            ("netns", end.netns.as_str()),
-            ("interface", end.interface.as_str()),
-            ("hook", hook),
-        ];
+fn assert_ingress_hook(exposition: &str, lab: &Lab, hook: &str) {
+    for (role, end) in [("initiator", &lab.initiator), ("target", &lab.target)] {
+        let spec = end.spec();
+        let mut labels = identity(role, &spec);
+        labels.push(("hook", hook));
         assert_eq!(
             sample(exposition, "tracer_port_ingress_hook", &labels),
             Some(1.0),
-            "{} should count ingress with {hook}",
-            end.spec()
+            "{spec} should count ingress with {hook}"
         );
     }
 }
@@ -323,11 +350,10 @@ fn monitor_and_counters_count_the_same_pings() {
     assert!(lab.ping(5));
     let report = counters.finish();
 
-    let (i, t) = (&lab.initiator, &lab.target);
     assert_pings_crossed(&report, &lab, 5);
     let exposition = scrape(&address);
     assert_pings(&exposition, &lab, 5.0, Some(1.0));
-    assert_ingress_hook(&exposition, [i, t], "xdp");
+    assert_ingress_hook(&exposition, &lab, "xdp");
 }
 
 /// `tracer counters` first holds XDP: the monitor counts ingress with tc, says so, and never
@@ -350,7 +376,7 @@ fn monitor_falls_back_to_tc_where_xdp_is_taken() {
     assert_pings(&exposition, &lab, 5.0, Some(1.0));
     assert_eq!(count(&report, t, "ingress", "icmp_echo_request"), 5);
     assert_eq!(count(&report, i, "ingress", "icmp_echo_reply"), 5);
-    assert_ingress_hook(&exposition, [i, t], "tc");
+    assert_ingress_hook(&exposition, &lab, "tc");
 }
 
 /// Started before the ports exist, the monitor waits for them; it follows the target into
@@ -387,7 +413,7 @@ fn follows_ports_that_appear_move_and_come_back() {
 
     let waiting = scrape(&address);
     for (role, spec) in [("initiator", &initiator), ("target", &target)] {
-        let labels = [("role", role), ("spec", spec.as_str())];
+        let labels = identity(role, spec);
         assert_eq!(sample(&waiting, "tracer_port_attached", &labels), Some(0.0));
     }
 
@@ -409,15 +435,16 @@ fn follows_ports_that_appear_move_and_come_back() {
     assert_eq!(
         packets(
             &exposition,
-            &target_ns,
-            &target_if,
+            "target",
+            &target,
             "ingress",
             "icmp_echo_request"
         ),
         5.0
     );
 
-    // The target moves: its attachment goes with it, its label follows.
+    // The target moves: its attachment goes with it, tracer_port_info says where it is, and
+    // its series stay the same.
     check(Command::new("ip").args([
         "-n", &target_ns, "link", "set", &target_if, "netns", &elsewhere,
     ]));
@@ -431,41 +458,31 @@ fn follows_ports_that_appear_move_and_come_back() {
         &target_if,
     ]));
     check(Command::new("ip").args(["-n", &elsewhere, "link", "set", &target_if, "up"]));
+    let moved = Some((elsewhere.clone(), target_if.clone()));
     scrape_until(&address, "the target in its new namespace", |exposition| {
-        sample(
-            exposition,
-            "tracer_link_carrier",
-            &[("netns", elsewhere.as_str())],
-        )
-        .is_some()
+        place(exposition, "target") == moved
     });
     assert!(ping(5));
     let exposition = scrape(&address);
     assert_eq!(
         packets(
             &exposition,
-            &elsewhere,
-            &target_if,
+            "target",
+            &target,
             "ingress",
             "icmp_echo_request"
         ),
         10.0
     );
     assert_eq!(
-        packets(
-            &exposition,
-            &elsewhere,
-            &target_if,
-            "egress",
-            "icmp_echo_reply"
-        ),
+        packets(&exposition, "target", &target, "egress", "icmp_echo_reply"),
         10.0
     );
     assert_eq!(
         packets(
             &exposition,
-            &initiator_ns,
-            &initiator_if,
+            "initiator",
+            &initiator,
             "egress",
             "icmp_echo_request"
         ),
@@ -490,8 +507,8 @@ fn follows_ports_that_appear_move_and_come_back() {
     assert_eq!(
         packets(
             &exposition,
-            &target_ns,
-            &target_if,
+            "target",
+            &target,
             "ingress",
             "icmp_echo_request"
         ),
@@ -500,13 +517,240 @@ fn follows_ports_that_appear_move_and_come_back() {
     assert_eq!(
         packets(
             &exposition,
-            &initiator_ns,
-            &initiator_if,
+            "initiator",
+            &initiator,
             "ingress",
             "icmp_echo_reply"
         ),
         15.0
     );
+}
+
+/// The echo series of a healthy ping exchange, one of each per ping: (role, direction, kind).
+const ECHO_SERIES: [(&str, &str, &str); 4] = [
+    ("initiator", "egress", "icmp_echo_request"),
+    ("target", "ingress", "icmp_echo_request"),
+    ("target", "egress", "icmp_echo_reply"),
+    ("initiator", "ingress", "icmp_echo_reply"),
+];
+
+/// A lab brought up with `tracer lab up` on ports named for one test (the target's namespace
+/// of its own, so that it can move away and back), a monitor on it, and a Prometheus scraping
+/// the monitor every second. Both ports are counted and every echo series has been scraped at
+/// zero when it returns.
+struct ScrapedLab {
+    initiator_ns: String,
+    target_ns: String,
+    target_if: String,
+    initiator: String,
+    target: String,
+    address: String,
+    // Dropped in this order: Prometheus, the monitor, the lab, the pins.
+    prometheus: Prometheus,
+    _monitor: TracerRun,
+    lab_down: Option<LabDown>,
+    _pins: PinDir,
+}
+
+impl ScrapedLab {
+    fn up(tag: &str) -> Self {
+        let suffix: String = unique(tag).chars().rev().take(10).collect();
+        let (initiator_if, target_if) = (format!("i{suffix}"), format!("t{suffix}"));
+        let base = unique(tag);
+        let (initiator_ns, target_ns) = (format!("{base}-i"), format!("{base}-t"));
+        let initiator = format!("{initiator_ns}/{initiator_if}");
+        let target = format!("{target_ns}/{target_if}");
+        let lab_down = lab_up(&initiator, &target);
+        let pins = PinDir::new();
+        let address = metrics_address();
+        let pin_dir = pins.arg();
+        let monitor = start(
+            &[
+                "monitor".to_owned(),
+                "--initiator".to_owned(),
+                initiator.clone(),
+                "--target".to_owned(),
+                target.clone(),
+                "--metrics-addr".to_owned(),
+                address.clone(),
+                "--pin-dir".to_owned(),
+                pin_dir,
+            ],
+            &[],
+        );
+        let prometheus = Prometheus::start(&[&address]);
+        let lab = Self {
+            initiator_ns,
+            target_ns,
+            target_if,
+            initiator,
+            target,
+            address,
+            prometheus,
+            _monitor: monitor,
+            lab_down: Some(lab_down),
+            _pins: pins,
+        };
+        lab.prometheus.wait_for("up{job=\"tracer\"}", 1.0);
+        lab.wait_attached();
+        lab.prometheus.wait_for(
+            "count(tracer_packets_total{kind=~\"icmp_echo_request|icmp_echo_reply\"} == 0)",
+            8.0,
+        );
+        lab
+    }
+
+    /// Both ports deleted (the veth pair goes with the initiator's namespace) and, once the
+    /// monitor has seen them go, created anew.
+    fn recreate(&mut self) {
+        drop(self.lab_down.take());
+        // Scraped while gone: the series have a gap.
+        self.prometheus
+            .wait_for("sum(tracer_port_attached{pair=\"0\"})", 0.0);
+        self.lab_down = Some(lab_up(&self.initiator, &self.target));
+        self.wait_attached();
+    }
+
+    /// The target port moved to namespace `to` (from wherever it is), with its address, up.
+    fn move_target(&self, from: &str, to: &str) {
+        let interface = self.target_if.as_str();
+        check(Command::new("ip").args(["-n", from, "link", "set", interface, "netns", to]));
+        check(Command::new("ip").args(["-n", to, "addr", "add", "10.0.0.2/24", "dev", interface]));
+        check(Command::new("ip").args(["-n", to, "link", "set", interface, "up"]));
+        self.wait_attached();
+        // Scraped where it is now.
+        self.prometheus.wait_for(
+            &format!(
+                "tracer_port_info{{role=\"target\",netns=\"{to}\",interface=\"{interface}\"}}"
+            ),
+            1.0,
+        );
+    }
+
+    /// Until both ports are counted and have carrier: a ping now crosses both, counted.
+    fn wait_attached(&self) {
+        let ready = |exposition: &str| {
+            [("initiator", &self.initiator), ("target", &self.target)]
+                .iter()
+                .all(|(role, port)| {
+                    let port = identity(role, port);
+                    sample(exposition, "tracer_port_attached", &port) == Some(1.0)
+                        && sample(exposition, "tracer_link_carrier", &port) == Some(1.0)
+                })
+        };
+        scrape_until(&self.address, "both ports counted, with carrier", ready);
+    }
+
+    /// `count` pings from the initiator, every one answered, added to `sent`; returns once
+    /// Prometheus has scraped every echo series at `sent`.
+    fn ping(&self, count: u32, sent: &mut u32) {
+        assert!(ping_from(&self.initiator_ns, count), "ping failed");
+        *sent += count;
+        for (role, direction, kind) in ECHO_SERIES {
+            let port = if role == "initiator" {
+                &self.initiator
+            } else {
+                &self.target
+            };
+            self.prometheus.wait_for(
+                &format!(
+                    "tracer_packets_total{{{},direction=\"{direction}\",kind=\"{kind}\"}}",
+                    matchers(role, port)
+                ),
+                f64::from(*sent),
+            );
+        }
+    }
+
+    /// What Prometheus computes from the echo series over the whole test: for each, the sum
+    /// of `increase()` over every series of that role, direction and kind, from the scrape
+    /// before the first ping (every counter at 0) to the last scrape. With the first sample at
+    /// 0 and the window ending on the last, `increase()` extrapolates neither end: it is what
+    /// the series counted. Each sum goes over one series.
+    fn assert_counted_once(&self, since: f64, sent: u32) {
+        let last = self
+            .prometheus
+            .query("max(timestamp(tracer_packets_total))");
+        let [(_, end)] = last.as_slice() else {
+            panic!("no last scrape: {last:?}");
+        };
+        // Half a scrape before the first zero: no earlier sample (all 0 anyway) matters.
+        let window_ms = ((end - since) * 1000.0).round() as u64 + 500;
+        for (role, direction, kind) in ECHO_SERIES {
+            let selector = format!(
+                "tracer_packets_total{{role=\"{role}\",direction=\"{direction}\",kind=\"{kind}\"}}[{window_ms}ms] @ {end}"
+            );
+            let increase = self.prometheus.query(&format!("sum(increase({selector}))"));
+            assert_eq!(
+                increase.first().map(|(_, value)| *value),
+                Some(f64::from(sent)),
+                "{role} {direction} {kind}: increase over {window_ms} ms to {end}: {increase:?}"
+            );
+            let series = self
+                .prometheus
+                .query(&format!("count(count_over_time({selector}))"));
+            assert_eq!(
+                series.first().map(|(_, count)| *count),
+                Some(1.0),
+                "{role} {direction} {kind}: one series over the window: {series:?}"
+            );
+        }
+    }
+
+    /// When Prometheus last scraped the echo series, all at 0.
+    fn zero_scrape(&self) -> f64 {
+        let zero = self.prometheus.query(
+            "max(timestamp(tracer_packets_total{kind=~\"icmp_echo_request|icmp_echo_reply\"}))",
+        );
+        let [(_, at)] = zero.as_slice() else {
+            panic!("no scrape of the echo series: {zero:?}");
+        };
+        *at
+    }
+}
+
+/// The issue's lab, with Prometheus: the target port moves away to another namespace and back,
+/// three times, pings in between. What `increase()` makes of the series is the pings sent,
+/// exactly: each series is the configured port, wherever it is.
+#[test]
+fn prometheus_counts_a_moving_port_once() {
+    let lab = ScrapedLab::up("mmv");
+    let elsewhere = format!("{}-x", unique("mmv"));
+    let _namespaces = Namespaces::create(&[&elsewhere]);
+    let since = lab.zero_scrape();
+    let mut sent = 0;
+    lab.ping(3, &mut sent);
+    for _ in 0..3 {
+        lab.move_target(&lab.target_ns, &elsewhere);
+        lab.ping(2, &mut sent);
+        lab.move_target(&elsewhere, &lab.target_ns);
+        lab.ping(4, &mut sent);
+    }
+    lab.assert_counted_once(since, sent);
+}
+
+/// Both ports deleted and created anew, three times, pings in between: their counts go on in
+/// the same series, and `increase()` over them is the pings sent, exactly.
+#[test]
+fn prometheus_counts_recreated_ports_once() {
+    let mut lab = ScrapedLab::up("mrc");
+    let since = lab.zero_scrape();
+    let mut sent = 0;
+    lab.ping(3, &mut sent);
+    for _ in 0..3 {
+        lab.recreate();
+        lab.ping(3, &mut sent);
+    }
+    lab.assert_counted_once(since, sent);
+}
+
+/// `tracer lab up` on these ports, and its `lab down` for drop.
+fn lab_up(initiator: &str, target: &str) -> LabDown {
+    check(tracer().args(["lab", "up", "--initiator", initiator, "--target", target]));
+    LabDown {
+        initiator: initiator.to_owned(),
+        target: target.to_owned(),
+    }
 }
 
 /// `tracer lab down` for a lab a test brought up by hand; runs on drop, on failure too.
@@ -555,44 +799,46 @@ fn drops_neighbour_failures_and_carrier() {
     assert!(!absent.status.success());
 
     let exposition = scrape(&address);
-    let value = |name: &str, end: &End, extra: &[(&str, &str)]| {
-        let mut labels = vec![
-            ("netns", end.netns.as_str()),
-            ("interface", end.interface.as_str()),
-        ];
+    let (initiator, target) = (i.spec(), t.spec());
+    let (i, t) = (
+        identity("initiator", &initiator),
+        identity("target", &target),
+    );
+    let value = |name: &str, port: &[(&str, &str)], extra: &[(&str, &str)]| {
+        let mut labels = port.to_vec();
         labels.extend(extra);
         sample(&exposition, name, &labels)
     };
     assert_eq!(
-        value("tracer_drops_total", t, &[("reason", "NETFILTER_DROP")]),
+        value("tracer_drops_total", &t, &[("reason", "NETFILTER_DROP")]),
         Some(5.0),
         "{exposition}"
     );
     // Exported from zero, so that an alert sees the first drop as an increase.
     assert_eq!(
-        value("tracer_drops_total", i, &[("reason", "NETFILTER_DROP")]),
+        value("tracer_drops_total", &i, &[("reason", "NETFILTER_DROP")]),
         Some(0.0)
     );
     assert_eq!(
-        value("tracer_neighbour_failures_total", i, &[]),
+        value("tracer_neighbour_failures_total", &i, &[]),
         Some(3.0),
         "{exposition}"
     );
     assert_eq!(
-        value("tracer_drops_total", i, &[("reason", "NEIGH_FAILED")]),
+        value("tracer_drops_total", &i, &[("reason", "NEIGH_FAILED")]),
         Some(3.0)
     );
-    assert_eq!(value("tracer_neighbour_failures_total", t, &[]), Some(0.0));
-    assert_eq!(value("tracer_link_carrier", i, &[]), Some(1.0));
+    assert_eq!(value("tracer_neighbour_failures_total", &t, &[]), Some(0.0));
+    assert_eq!(value("tracer_link_carrier", &i, &[]), Some(1.0));
 
     // The target goes administratively down: the initiator loses carrier.
-    check(t.exec("ip").args(["link", "set", &t.interface, "down"]));
-    let initiator_labels = [
-        ("netns", i.netns.as_str()),
-        ("interface", i.interface.as_str()),
-    ];
+    check(
+        lab.target
+            .exec("ip")
+            .args(["link", "set", &lab.target.interface, "down"]),
+    );
     scrape_until(&address, "carrier loss on the initiator", |exposition| {
-        sample(exposition, "tracer_link_carrier", &initiator_labels) == Some(0.0)
+        sample(exposition, "tracer_link_carrier", &i) == Some(0.0)
     });
 }
 

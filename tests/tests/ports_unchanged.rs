@@ -207,9 +207,9 @@ fn jumbo_frames_pass_under_monitor() {
     for end in [&lab.initiator, &lab.target] {
         for direction in ["ingress", "egress"] {
             for kind in ["icmp_echo_request", "icmp_echo_reply"] {
+                let port = end.spec();
                 let labels = [
-                    ("netns", end.netns.as_str()),
-                    ("interface", end.interface.as_str()),
+                    ("port", port.as_str()),
                     ("direction", direction),
                     ("kind", kind),
                 ];

@@ -128,24 +128,25 @@ tracer watch --report /tmp/bundle -- ./test/nvmf/target/some_test.sh --transport
         long_about = "Count on both ports for as long as tracer runs, and serve the counts to \
 Prometheus at http://ADDR:PORT/metrics (the Prometheus text format, or OpenMetrics when the scraper \
 asks for it). Metrics:\n\n  \
-tracer_packets_total{netns,interface,direction,kind}   frames per port, direction and kind\n  \
-tracer_drops_total{netns,interface,reason}             kernel drops (kfree_skb) on a port\n  \
-tracer_neighbour_failures_total{netns,interface}       frames dropped on a port because its \
+tracer_packets_total{role,pair,port,direction,kind}   frames per port, direction and kind\n  \
+tracer_drops_total{role,pair,port,reason}             kernel drops (kfree_skb) on a port\n  \
+tracer_neighbour_failures_total{role,pair,port}       frames dropped on a port because its \
 neighbour (ARP) entry failed: exactly the kfree_skb drops with reason NEIGH_FAILED\n  \
-tracer_link_carrier{netns,interface}                   1 with carrier, 0 without\n  \
-tracer_port_ingress_hook{netns,interface,hook}         tc, or xdp when asked for and attachable\n  \
-tracer_port_attached{role,spec}                        1 when counted, 0 while waited for\n  \
-tracer_port_attach_failing{role,spec}                  1 while present but not attachable\n  \
-tracer_port_info{role,spec,netns,interface}            1: which port is where, for joins\n  \
-tracer_lost_events_total                               what the kernel programs could not count\n  \
-tracer_build_info{version,kernel}                      1\n\n\
-netns is where the port is now: ports are followed across namespace moves, waited for while they \
-do not exist, and attached again when they are deleted and created anew. Where several namespaces \
-hold an interface of the port's name, tracer never guesses: the device running its programs, else \
-the one in the spec's namespace, else in tracer's own, else the only one. The kernel keys drops by \
-namespace and interface index: a port's drops series starts from zero in each namespace it \
-moves to, and never goes backwards while the monitor runs (a port deleted and created anew keeps \
-counting up from where its series was). Drops on other \
+tracer_link_carrier{role,pair,port}                   1 with carrier, 0 without\n  \
+tracer_port_ingress_hook{role,pair,port,hook}         tc, or xdp when asked for and attachable\n  \
+tracer_port_attached{role,pair,port}                  1 when counted, 0 while waited for\n  \
+tracer_port_attach_failing{role,pair,port}            1 while present but not attachable\n  \
+tracer_port_info{role,pair,port,netns,interface}      1: where the port is now, for joins\n  \
+tracer_lost_events_total                              what the kernel programs could not count\n  \
+tracer_build_info{version,kernel}                     1\n\n\
+Every port's series are named by what was configured: role (initiator, target), pair (0) and port \
+(the spec as given), never by where the port is, so that rate() and increase() count each frame \
+once: ports are followed across namespace moves, waited for while they do not exist, and attached \
+again when they are deleted and created anew, and their counts go on in the same series. Where \
+several namespaces hold an interface of the port's name, tracer never guesses: the device running \
+its programs, else the one in the spec's namespace, else in tracer's own, else the only one. The \
+kernel keys drops by namespace and interface index: the drops counted where a port was are carried \
+on in its series (and pinned with the rest) when it moves or is created anew. Drops on other \
 interfaces are neither exported nor kept (kfree_skb sees the whole machine: the series would be \
 unbounded; `tracer counters` shows them).\n\n\
 The counters are pinned on bpffs under --pin-dir (bpffs is mounted at /sys/fs/bpf when it is not), \

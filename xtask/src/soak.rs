@@ -316,11 +316,12 @@ fn label<'a>(labels: &[(&str, &'a str)], key: &str) -> Option<&'a str> {
 /// Packets the monitor counted in one direction of one port: every kind but those counted in
 /// addition to `tcp_port`.
 fn monitor_total(exposition: &str, netns: &str, interface: &str, direction: &str) -> u64 {
+    // The series are named by the port as configured, wherever it is.
+    let port = format!("{netns}/{interface}");
     metric(exposition, "tracer_packets_total")
         .iter()
         .filter(|(labels, _)| {
-            label(labels, "netns") == Some(netns)
-                && label(labels, "interface") == Some(interface)
+            label(labels, "port") == Some(port.as_str())
                 && label(labels, "direction") == Some(direction)
                 && label(labels, "kind").is_some_and(|kind| !SUBKINDS.contains(&kind))
         })

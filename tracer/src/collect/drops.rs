@@ -311,6 +311,29 @@ impl DropPrograms {
         Ok(())
     }
 
+    /// Adds `count` to the counts of `key`, a key the kernel never writes: for a reader that
+    /// carries counts on in the map under keys of its own, so that they are pinned with it.
+    pub fn add(&mut self, key: DropKey, count: u64) -> anyhow::Result<()> {
+        let map = self
+            .ebpf
+            .map_mut("DROP_COUNTERS")
+            .ok_or_else(|| anyhow!("DROP_COUNTERS map missing"))?;
+        let mut counters = PerCpuHashMap::<_, DropKey, u64>::try_from(map)?;
+        let held: u64 = match counters.get(&key, 0) {
+            Ok(per_cpu) => per_cpu.iter().sum(),
+            Err(MapError::KeyNotFound) => 0,
+            Err(err) => return Err(err).context("reading DROP_COUNTERS"),
+        };
+        let cpus = aya::util::nr_cpus().map_err(|(what, err)| anyhow!("{what}: {err}"))?;
+        // The sum is all that is read: it goes to the first CPU's slot.
+        let per_cpu: Vec<u64> = (0..cpus)
+            .map(|cpu| if cpu == 0 { held + count } else { 0 })
+            .collect();
+        counters
+            .insert(key, per_cpu.try_into()?, 0)
+            .context("writing DROP_COUNTERS")
+    }
+
     /// Drops the probe saw but could not count, and drops it never saw because the kernel
     /// skipped a re-entered run (BPF recursion misses).
     pub fn lost_events(&self) -> anyhow::Result<u64> {

@@ -7,11 +7,15 @@ use tracer_common::PacketKind;
 
 use tracer_evidence::InterfaceCounters;
 
-/// One watched port as `tracer monitor` exports it.
+/// One watched port as `tracer monitor` exports it. Its series are named by what the user
+/// configured (role, pair, spec), never by where the port is: a port that moves to another
+/// namespace, or is deleted and created anew, goes on counting in the same series.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MonitoredPort {
     /// "initiator" or "target".
     pub role: String,
+    /// The configured pair the port belongs to, as its label value: "0" for the first.
+    pub pair: String,
     /// The port as configured, `[NETNS/]IFNAME`.
     pub spec: String,
     /// What it counted and its state, where it is now; `None` while tracer waits for it.
@@ -23,11 +27,12 @@ pub struct MonitoredPort {
 /// A monitored port that is present and counted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttachedPort {
-    /// Its counters since they were first pinned; `netns` is where the port is now.
+    /// Its counters since they were first pinned; `netns` and `interface` are where the port is
+    /// now.
     pub counters: InterfaceCounters,
     /// `None` when the link could not be read.
     pub carrier: Option<bool>,
-    /// Kernel drops on the port in its current namespace, by reason name.
+    /// Kernel drops on the port wherever it was while tracer watched it, by reason name.
     pub drops: std::collections::BTreeMap<String, u64>,
     /// The NEIGH_FAILED drops among them.
     pub neighbour_failures: u64,
@@ -162,48 +167,55 @@ const BUILD: Family = Family {
 const PORT_ATTACHED: Family = Family {
     name: "tracer_port_attached",
     kind: Type::Gauge,
-    help: "1 when the configured port is found and counted, 0 while tracer waits for it.",
+    help: "1 when the configured port (role, pair, port: the spec as configured) is found and \
+           counted, 0 while tracer waits for it.",
 };
 const PORT_ATTACH_FAILING: Family = Family {
     name: "tracer_port_attach_failing",
     kind: Type::Gauge,
-    help: "1 when the configured port is present but tracer's programs could not be attached to \
-           it (tracer's log says why, and it tries again): its counts are missing, not zero.",
+    help: "1 when the configured port (role, pair, port) is present but tracer's programs could \
+           not be attached to it (tracer's log says why, and it tries again): its counts are \
+           missing, not zero.",
 };
 const PORT: Family = Family {
     name: "tracer_port",
     kind: Type::Info,
-    help: "Which configured port (role, spec) is where (netns, interface): join on netns and \
-           interface to tell the initiator's series from the target's.",
+    help: "Where each configured port (role, pair, port) is now (netns, interface). The other \
+           series are named by the configured port only: join on role, pair and port to learn \
+           where it is.",
 };
 const PACKETS: Family = Family {
     name: "tracer_packets",
     kind: Type::Counter,
-    help: "Frames that crossed a watched port, by direction and kind (tcp_syn, tcp_syn_ack and \
-           tcp_rst are also in tcp_port). netns is where the port is now.",
+    help: "Frames that crossed a configured port (role, pair, port: the spec as configured), by \
+           direction and kind (tcp_syn, tcp_syn_ack and tcp_rst are also in tcp_port). One \
+           series per configured port, wherever the port is: moves to other namespaces and \
+           ports deleted and created anew go on counting in it.",
 };
 const DROPS: Family = Family {
     name: "tracer_drops",
     kind: Type::Counter,
-    help: "Kernel drops (kfree_skb) of frames on a watched port while it was in namespace \
-           netns, by the kernel's drop reason.",
+    help: "Kernel drops (kfree_skb) of frames on a configured port (role, pair, port), by the \
+           kernel's drop reason. One series per configured port, wherever the port is: drops in \
+           namespaces it left and on devices deleted since are carried on in it.",
 };
 const NEIGHBOUR_FAILURES: Family = Family {
     name: "tracer_neighbour_failures",
     kind: Type::Counter,
-    help: "Frames dropped on a watched port because its neighbour (ARP) entry failed: kfree_skb \
-           drops with reason NEIGH_FAILED.",
+    help: "Frames dropped on a configured port (role, pair, port) because its neighbour (ARP) \
+           entry failed: its kfree_skb drops with reason NEIGH_FAILED, in the same series \
+           wherever the port is.",
 };
 const CARRIER: Family = Family {
     name: "tracer_link_carrier",
     kind: Type::Gauge,
-    help: "1 when the watched port has carrier, 0 when it has none.",
+    help: "1 when the configured port (role, pair, port) has carrier, 0 when it has none.",
 };
 const INGRESS_HOOK: Family = Family {
     name: "tracer_port_ingress_hook",
     kind: Type::Gauge,
-    help: "The hook counting a port's ingress: xdp, or tc when another program holds its XDP \
-           hook.",
+    help: "The hook counting a configured port's (role, pair, port) ingress: xdp, or tc when \
+           another program holds its XDP hook.",
 };
 const LOST_EVENTS: Family = Family {
     name: "tracer_lost_events",
@@ -211,10 +223,12 @@ const LOST_EVENTS: Family = Family {
     help: "Events the kernel programs saw but could not count.",
 };
 
-fn location_labels(port: &AttachedPort) -> Labels<'_> {
+/// What names a port's series: what the user configured, never where the port is.
+fn identity(port: &MonitoredPort) -> Labels<'_> {
     vec![
-        ("netns", port.counters.netns.as_str()),
-        ("interface", port.counters.interface.as_str()),
+        ("role", port.role.as_str()),
+        ("pair", port.pair.as_str()),
+        ("port", port.spec.as_str()),
     ]
 }
 
@@ -236,53 +250,44 @@ pub fn exposition(snapshot: &MonitorSnapshot, format: Format) -> String {
     let failing: Vec<_> = snapshot
         .ports
         .iter()
-        .map(|port| {
-            (
-                vec![("role", port.role.as_str()), ("spec", port.spec.as_str())],
-                u64::from(port.attach_failing),
-            )
-        })
+        .map(|port| (identity(port), u64::from(port.attach_failing)))
         .collect();
     PORT_ATTACH_FAILING.write(&mut out, format, &failing);
 
     let attached_samples: Vec<_> = snapshot
         .ports
         .iter()
-        .map(|port| {
-            (
-                vec![("role", port.role.as_str()), ("spec", port.spec.as_str())],
-                u64::from(port.attached.is_some()),
-            )
-        })
+        .map(|port| (identity(port), u64::from(port.attached.is_some())))
         .collect();
     PORT_ATTACHED.write(&mut out, format, &attached_samples);
 
-    let port_samples: Vec<_> = snapshot
+    let attached: Vec<(&MonitoredPort, &AttachedPort)> = snapshot
         .ports
         .iter()
-        .filter_map(|port| {
-            let attached = port.attached.as_ref()?;
-            let mut labels = vec![("role", port.role.as_str()), ("spec", port.spec.as_str())];
-            labels.extend(location_labels(attached));
-            Some((labels, 1))
+        .filter_map(|port| Some((port, port.attached.as_ref()?)))
+        .collect();
+
+    let port_samples: Vec<_> = attached
+        .iter()
+        .map(|(port, attached)| {
+            let mut labels = identity(port);
+            labels.extend([
+                ("netns", attached.counters.netns.as_str()),
+                ("interface", attached.counters.interface.as_str()),
+            ]);
+            (labels, 1)
         })
         .collect();
     PORT.write(&mut out, format, &port_samples);
 
-    let attached: Vec<&AttachedPort> = snapshot
-        .ports
-        .iter()
-        .filter_map(|port| port.attached.as_ref())
-        .collect();
-
     let mut packets = Vec::new();
-    for port in &attached {
+    for (port, attached) in &attached {
         for (direction, counts) in [
-            ("ingress", &port.counters.ingress),
-            ("egress", &port.counters.egress),
+            ("ingress", &attached.counters.ingress),
+            ("egress", &attached.counters.egress),
         ] {
             for kind in PacketKind::ALL {
-                let mut labels = location_labels(port);
+                let mut labels = identity(port);
                 labels.extend([("direction", direction), ("kind", kind.name())]);
                 packets.push((labels, counts.get(kind)));
             }
@@ -291,9 +296,9 @@ pub fn exposition(snapshot: &MonitorSnapshot, format: Format) -> String {
     PACKETS.write(&mut out, format, &packets);
 
     let mut drops = Vec::new();
-    for port in &attached {
-        for (reason, count) in &port.drops {
-            let mut labels = location_labels(port);
+    for (port, attached) in &attached {
+        for (reason, count) in &attached.drops {
+            let mut labels = identity(port);
             labels.push(("reason", reason.as_str()));
             drops.push((labels, *count));
         }
@@ -302,21 +307,21 @@ pub fn exposition(snapshot: &MonitorSnapshot, format: Format) -> String {
 
     let neighbour_failures: Vec<_> = attached
         .iter()
-        .map(|port| (location_labels(port), port.neighbour_failures))
+        .map(|(port, attached)| (identity(port), attached.neighbour_failures))
         .collect();
     NEIGHBOUR_FAILURES.write(&mut out, format, &neighbour_failures);
 
     let carrier: Vec<_> = attached
         .iter()
-        .filter_map(|port| Some((location_labels(port), u64::from(port.carrier?))))
+        .filter_map(|(port, attached)| Some((identity(port), u64::from(attached.carrier?))))
         .collect();
     CARRIER.write(&mut out, format, &carrier);
 
     let hooks: Vec<_> = attached
         .iter()
-        .map(|port| {
-            let mut labels = location_labels(port);
-            labels.push(("hook", port.counters.ingress_hook.as_str()));
+        .map(|(port, attached)| {
+            let mut labels = identity(port);
+            labels.push(("hook", attached.counters.ingress_hook.as_str()));
             (labels, 1)
         })
         .collect();
@@ -343,6 +348,7 @@ mod tests {
             ports: vec![
                 MonitoredPort {
                     role: "initiator".into(),
+                    pair: "0".into(),
                     attach_failing: false,
                     spec: "cvl_0_1".into(),
                     attached: Some(AttachedPort {
@@ -360,6 +366,7 @@ mod tests {
                 },
                 MonitoredPort {
                     role: "target".into(),
+                    pair: "0".into(),
                     attach_failing: false,
                     spec: "ns\"x/cvl_0_0".into(),
                     attached: None,
@@ -374,28 +381,32 @@ mod tests {
     #[test]
     fn prometheus_text() {
         let text = exposition(&snapshot(), Format::Prometheus);
+        let initiator = "role=\"initiator\",pair=\"0\",port=\"cvl_0_1\"";
         assert!(text.contains("# TYPE tracer_packets_total counter\n"));
-        assert!(text.contains(
-            "tracer_packets_total{netns=\"\",interface=\"cvl_0_1\",direction=\"egress\",kind=\"icmp_echo_request\"} 5\n"
-        ));
+        assert!(text.contains(&format!(
+            "tracer_packets_total{{{initiator},direction=\"egress\",kind=\"icmp_echo_request\"}} 5\n"
+        )));
         assert!(text.contains("# TYPE tracer_build_info gauge\n"));
         assert!(text.contains("tracer_build_info{version=\"0.1.0\",kernel=\"6.18.0\"} 1\n"));
+        assert!(text.contains(&format!(
+            "tracer_drops_total{{{initiator},reason=\"NEIGH_FAILED\"}} 3\n"
+        )));
+        assert!(text.contains(&format!(
+            "tracer_neighbour_failures_total{{{initiator}}} 3\n"
+        )));
+        assert!(text.contains(&format!("tracer_link_carrier{{{initiator}}} 1\n")));
+        assert!(text.contains(&format!(
+            "tracer_port_ingress_hook{{{initiator},hook=\"xdp\"}} 1\n"
+        )));
         assert!(text.contains(
-            "tracer_drops_total{netns=\"\",interface=\"cvl_0_1\",reason=\"NEIGH_FAILED\"} 3\n"
+            "tracer_port_attached{role=\"target\",pair=\"0\",port=\"ns\\\"x/cvl_0_0\"} 0\n"
         ));
-        assert!(
-            text.contains("tracer_neighbour_failures_total{netns=\"\",interface=\"cvl_0_1\"} 3\n")
-        );
-        assert!(text.contains("tracer_link_carrier{netns=\"\",interface=\"cvl_0_1\"} 1\n"));
-        assert!(text.contains(
-            "tracer_port_ingress_hook{netns=\"\",interface=\"cvl_0_1\",hook=\"xdp\"} 1\n"
-        ));
-        assert!(
-            text.contains("tracer_port_attached{role=\"target\",spec=\"ns\\\"x/cvl_0_0\"} 0\n")
-        );
-        assert!(text.contains(
-            "tracer_port_info{role=\"initiator\",spec=\"cvl_0_1\",netns=\"\",interface=\"cvl_0_1\"} 1\n"
-        ));
+        // Where the port is, only here.
+        assert!(text.contains(&format!(
+            "tracer_port_info{{{initiator},netns=\"\",interface=\"cvl_0_1\"}} 1\n"
+        )));
+        assert_eq!(text.matches("netns=").count(), 1, "{text}");
+        assert_eq!(text.matches("interface=").count(), 1, "{text}");
         // A port waited for has no location: no info sample.
         assert!(!text.contains("tracer_port_info{role=\"target\""));
         assert!(text.ends_with("tracer_lost_events_total 0\n"));

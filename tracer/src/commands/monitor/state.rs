@@ -18,25 +18,46 @@ use crate::{
     locate::Location,
     pins,
     render::metrics::{AttachedPort, MonitorSnapshot, MonitoredPort},
+    spec::PortSpec,
 };
 
 pub(super) const NEIGH_FAILED: &str = "NEIGH_FAILED";
 /// Drop reasons with a series on every counted port, zero until the first drop.
 const ALWAYS_EXPORTED_REASONS: [&str; 2] = ["NETFILTER_DROP", NEIGH_FAILED];
 
-/// The labels of a drops series: namespace, interface, reason.
-type DropLabels = (String, String, String);
+/// The pair the monitor's two ports make, as its label value: it watches one pair today.
+const PAIR: &str = "0";
+/// Drops counted where a port was before it moved or was created anew are carried on in the
+/// pinned drop map, so that a restart keeps them as it keeps the rest: under this namespace,
+/// which the kernel never writes (no namespace has this inode), and the port's
+/// [`carried_id`] as interface index.
+const CARRIED_NETNS: u32 = u32::MAX;
+
+/// The interface index a port's carried drops are kept under: a hash (FNV-1a) of its spec, as
+/// configured, which also names its pinned packet counters.
+fn carried_id(spec: &PortSpec) -> u32 {
+    spec.to_string().bytes().fold(0x811c_9dc5, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// Where a port's carried drops of the site `key` are kept.
+fn carried_key(spec: &PortSpec, key: &DropKey) -> DropKey {
+    DropKey {
+        netns: CARRIED_NETNS,
+        ifindex: carried_id(spec),
+        ..*key
+    }
+}
 
 pub(super) struct Monitor {
     pub(super) ports: Vec<FollowedPort>,
     pub(super) drops: DropPrograms,
     pub(super) kernel: String,
-    /// Where the ports were at the last refresh (namespace inode, ifindex), with the namespace
-    /// and interface labels their drops were exported under.
-    pub(super) labelled_places: HashMap<(u32, u32), (String, String)>,
-    /// Drops counted at places the ports have left (a port deleted and created anew gets
-    /// another ifindex), by series: tracer_drops_total never goes backwards while tracer runs.
-    pub(super) carried_drops: BTreeMap<DropLabels, u64>,
+    /// Where the ports were at the last refresh (namespace inode, ifindex), with the port
+    /// whose drops were counted there: what is counted at a place a port leaves (another
+    /// namespace, or another ifindex for a port created anew) is carried on in its series.
+    pub(super) last_places: HashMap<(u32, u32), PortSpec>,
 }
 
 impl Monitor {
@@ -82,8 +103,7 @@ impl Monitor {
             ports: followed,
             drops,
             kernel: kernel_release(),
-            labelled_places: HashMap::new(),
-            carried_drops: BTreeMap::new(),
+            last_places: HashMap::new(),
         })
     }
 
@@ -119,15 +139,12 @@ impl Monitor {
         if let Err(err) = self.forget_unexported_drops(&places) {
             warn!("sweeping the drop counters: {err:#}");
         }
-        self.labelled_places = self
+        self.last_places = self
             .ports
             .iter()
             .filter_map(|port| {
                 let location = port.location()?;
-                Some((
-                    (location.netns_inode, location.ifindex),
-                    (location.netns.clone(), port.spec.interface.clone()),
-                ))
+                Some(((location.netns_inode, location.ifindex), port.spec.clone()))
             })
             .collect();
     }
@@ -136,23 +153,27 @@ impl Monitor {
     /// index): both are reused once freed. Keeping only the sites where a port is now, every
     /// second, stops the pinned map from filling up with the rest of the machine, and a port
     /// arriving somewhere from inheriting the counts of a namespace that died there before.
+    /// The counts of a place a port has just left are carried on under its carried key first.
     pub(super) fn forget_unexported_drops(&mut self, places: &[PortPlace]) -> anyhow::Result<()> {
+        let carried_ids: Vec<u32> = self
+            .ports
+            .iter()
+            .map(|port| carried_id(&port.spec))
+            .collect();
         let mut unexported: Vec<DropKey> = Vec::new();
         for site in self.drops.drops()? {
-            if places.iter().any(|place| place.on_device(&site.key)) {
+            let key = site.key;
+            if places.iter().any(|place| place.on_device(&key))
+                || (key.netns == CARRIED_NETNS && carried_ids.contains(&key.ifindex))
+            {
                 continue;
             }
-            // A place a port has just left: its counts stay in the port's series.
-            let place = (site.key.netns, site.key.ifindex);
-            if let Some((netns, interface)) = self.labelled_places.get(&place) {
-                let labels = (
-                    netns.clone(),
-                    interface.clone(),
-                    self.drops.reason_of(&site.key),
-                );
-                *self.carried_drops.entry(labels).or_default() += site.count;
+            if key.netns != CARRIED_NETNS
+                && let Some(spec) = self.last_places.get(&(key.netns, key.ifindex))
+            {
+                self.drops.add(carried_key(spec, &key), site.count)?;
             }
-            unexported.push(site.key);
+            unexported.push(key);
         }
         if !unexported.is_empty() {
             debug!(
@@ -172,6 +193,7 @@ impl Monitor {
             .map(|port| {
                 Ok(MonitoredPort {
                     role: port.role.to_owned(),
+                    pair: PAIR.to_owned(),
                     spec: port.spec.to_string(),
                     attached: self.attached_port(port, &sites)?,
                     attach_failing: port.attach_error().is_some(),
@@ -196,18 +218,14 @@ impl Monitor {
             return Ok(None);
         };
         let mut counters = probe.counters()?;
-        // The probe was attached where the port was then; the labels say where it is now.
+        // The probe was attached where the port was then; it is where it is now.
         counters.netns = location.netns.clone();
+        let carried = carried_id(&port.spec);
         let mut drops = BTreeMap::<String, u64>::new();
-        for ((netns, interface, reason), count) in &self.carried_drops {
-            if *netns == location.netns && *interface == port.spec.interface {
-                drops.insert(reason.clone(), *count);
-            }
-        }
-        for site in sites
-            .iter()
-            .filter(|site| location.place().on_device(&site.key))
-        {
+        for site in sites.iter().filter(|site| {
+            location.place().on_device(&site.key)
+                || (site.key.netns == CARRIED_NETNS && site.key.ifindex == carried)
+        }) {
             *drops.entry(self.drops.reason_of(&site.key)).or_default() += site.count;
         }
         // The reasons alerts watch are exported from zero on: a series that appears at its
