@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    cables::CablePort,
     class::VerdictClass,
     facts::{
         AttachedProgram, DropEvidence, Evidence, Hop, Link, MtuProbe, NeighbourEvidence,
@@ -13,7 +14,7 @@ use crate::{
     },
     findings::Finding,
     words::{
-        display_netns, drop_place, hop_line, ladder, mtu_line, namespace_phrase, netns_exec,
+        cable_line, display_netns, drop_place, hop_line, ladder, mtu_line, namespace_phrase, netns_exec,
         port_label, rule_line, sysctl_text,
     },
 };
@@ -92,6 +93,10 @@ pub enum Fact {
     SameSubnet {
         port: PortRef,
         interfaces: Vec<String>,
+    },
+    /// One port of the cable map: where tracer's own frames from it arrived.
+    Cable {
+        cable: CablePort,
     },
 }
 
@@ -181,6 +186,7 @@ impl Fact {
                 namespace_phrase(&port.netns),
                 interfaces.join(", ")
             ),
+            Self::Cable { cable } => cable_line(cable),
         }
     }
 }

@@ -113,6 +113,8 @@ const TCA_OPTIONS: u16 = 2;
 const TCA_BPF_NAME: u16 = 7;
 const TCA_BPF_ID: u16 = 11;
 const IFLA_XDP: u16 = 43;
+const IFLA_CARRIER_UP_COUNT: u16 = 47;
+const IFLA_CARRIER_DOWN_COUNT: u16 = 48;
 const IFLA_LINK_NETNSID: u16 = 37;
 const RTM_GETNSID: u16 = 90;
 const RTM_NEWNSID: u16 = 88;
@@ -822,7 +824,7 @@ fn encode_request(
 }
 
 /// Appends one attribute, padded to the 4-byte boundary (RTA_ALIGN).
-fn encode_attribute(out: &mut Vec<u8>, kind: u16, value: &[u8]) -> io::Result<()> {
+pub(crate) fn encode_attribute(out: &mut Vec<u8>, kind: u16, value: &[u8]) -> io::Result<()> {
     let length = u16::try_from(RTA_HEADER_LEN + value.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "netlink attribute too long"))?;
     out.extend_from_slice(&length.to_ne_bytes());
@@ -838,7 +840,7 @@ fn is_get_request(message_type: u16) -> bool {
 }
 
 /// NLMSG_ALIGN and RTA_ALIGN: round up to a multiple of 4.
-fn align(length: usize) -> usize {
+pub(crate) fn align(length: usize) -> usize {
     length.saturating_add(3) & !3
 }
 
@@ -846,7 +848,7 @@ fn pad_to_alignment(bytes: &mut Vec<u8>) {
     bytes.resize(align(bytes.len()), 0);
 }
 
-fn malformed(what: impl std::fmt::Display) -> io::Error {
+pub(crate) fn malformed(what: impl std::fmt::Display) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
         format!("malformed netlink message: {what}"),
@@ -855,11 +857,11 @@ fn malformed(what: impl std::fmt::Display) -> io::Error {
 
 /// One netlink message inside a datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Message<'a> {
-    message_type: u16,
-    flags: u16,
-    sequence: u32,
-    payload: &'a [u8],
+pub(crate) struct Message<'a> {
+    pub(crate) message_type: u16,
+    pub(crate) flags: u16,
+    pub(crate) sequence: u32,
+    pub(crate) payload: &'a [u8],
 }
 
 /// Runs every parser of this module over one raw datagram, as if the kernel had sent it: the
@@ -892,7 +894,7 @@ pub fn parse_datagram_for_fuzzing(datagram: &[u8]) -> usize {
 }
 
 /// Splits a datagram into its messages.
-fn parse_messages(datagram: &[u8]) -> io::Result<Vec<Message<'_>>> {
+pub(crate) fn parse_messages(datagram: &[u8]) -> io::Result<Vec<Message<'_>>> {
     let mut messages = Vec::new();
     let mut rest = datagram;
     while !rest.is_empty() {
@@ -929,14 +931,14 @@ fn parse_messages(datagram: &[u8]) -> io::Result<Vec<Message<'_>>> {
 
 /// One attribute (`struct rtattr` plus value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Attribute<'a> {
+pub(crate) struct Attribute<'a> {
     /// Type without the NLA_F_NESTED and NLA_F_NET_BYTEORDER flags.
-    kind: u16,
-    value: &'a [u8],
+    pub(crate) kind: u16,
+    pub(crate) value: &'a [u8],
 }
 
 /// Splits an attribute area (what follows a family header, or a nested attribute's value).
-fn parse_attributes(area: &[u8]) -> io::Result<Vec<Attribute<'_>>> {
+pub(crate) fn parse_attributes(area: &[u8]) -> io::Result<Vec<Attribute<'_>>> {
     let mut attributes = Vec::new();
     let mut rest = area;
     while !rest.is_empty() {
@@ -962,7 +964,7 @@ fn parse_attributes(area: &[u8]) -> io::Result<Vec<Attribute<'_>>> {
 }
 
 /// The value of the first attribute of `kind`.
-fn find_attribute<'a>(attributes: &[Attribute<'a>], kind: u16) -> Option<&'a [u8]> {
+pub(crate) fn find_attribute<'a>(attributes: &[Attribute<'a>], kind: u16) -> Option<&'a [u8]> {
     attributes
         .iter()
         .find(|attribute| attribute.kind == kind)
@@ -1004,19 +1006,19 @@ fn ifindex_from(index: i32, what: &str) -> io::Result<u32> {
 }
 
 /// A string attribute: up to the first NUL, if any.
-fn attribute_string(value: &[u8]) -> String {
+pub(crate) fn attribute_string(value: &[u8]) -> String {
     let text = value.split(|&byte| byte == 0).next().unwrap_or_default();
     String::from_utf8_lossy(text).into_owned()
 }
 
-fn attribute_u8(value: &[u8], what: &str) -> io::Result<u8> {
+pub(crate) fn attribute_u8(value: &[u8], what: &str) -> io::Result<u8> {
     match value {
         [byte] => Ok(*byte),
         _ => Err(malformed(format!("{what} is {} bytes, not 1", value.len()))),
     }
 }
 
-fn attribute_u32(value: &[u8], what: &str) -> io::Result<u32> {
+pub(crate) fn attribute_u32(value: &[u8], what: &str) -> io::Result<u32> {
     <[u8; 4]>::try_from(value)
         .map(u32::from_ne_bytes)
         .map_err(|_| malformed(format!("{what} is {} bytes, not 4", value.len())))
@@ -1172,6 +1174,8 @@ fn parse_link(payload: &[u8]) -> io::Result<Link> {
         peer_netnsid: optional_u32(IFLA_LINK_NETNSID, "IFLA_LINK_NETNSID")?.map(|id| id as i32),
         master: optional_u32(libc::IFLA_MASTER, "IFLA_MASTER")?.filter(|master| *master != 0),
         bridge_port_state,
+        carrier_up_count: optional_u32(IFLA_CARRIER_UP_COUNT, "IFLA_CARRIER_UP_COUNT")?,
+        carrier_down_count: optional_u32(IFLA_CARRIER_DOWN_COUNT, "IFLA_CARRIER_DOWN_COUNT")?,
     })
 }
 
@@ -1375,6 +1379,8 @@ mod tests {
                 peer_netnsid: Some(3),
                 master: Some(4),
                 bridge_port_state: Some("forwarding".to_owned()),
+                carrier_up_count: None,
+                carrier_down_count: None,
             }
         );
     }

@@ -27,6 +27,8 @@ fn link(name: &str, ifindex: u32) -> Link {
         peer_netnsid: None,
         master: None,
         bridge_port_state: None,
+        carrier_up_count: None,
+        carrier_down_count: None,
     }
 }
 
@@ -574,6 +576,8 @@ fn bridged(evidence: &mut Evidence) {
         interface: name.to_owned(),
         link: Some(Link {
             bridge_port_state: bridge.map(|_| "forwarding".to_owned()),
+            carrier_up_count: None,
+            carrier_down_count: None,
             ..link(name, ifindex)
         }),
         bridge: bridge.map(str::to_owned),

@@ -1,5 +1,6 @@
 //! Collectors: one per evidence source, each turning raw kernel data into plain data.
 
+pub mod cables;
 pub mod drops;
 pub mod events;
 pub mod follow;

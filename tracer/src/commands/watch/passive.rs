@@ -229,6 +229,7 @@ pub(super) fn passive_evidence(
         path,
         mtu_probes: Vec::new(),
         carrier_gaps,
+        cables: None,
         environment,
     }
 }
