@@ -75,10 +75,16 @@ pub struct LinkPartner {
 }
 
 impl LinkPartner {
-    /// "tor-3 Ethernet12": the system's name (else its chassis id) and the port's.
+    /// "tor-3 Ethernet12": the system's name (else its chassis id) and the port's, with the
+    /// port's description when it says more.
     pub fn label(&self) -> String {
         let system = self.system_name.as_deref().unwrap_or(&self.chassis_id);
-        format!("{system} {}", self.port_id)
+        match self.port_description.as_deref() {
+            Some(description) if !description.is_empty() && description != self.port_id => {
+                format!("{system} {} ({description})", self.port_id)
+            }
+            _ => format!("{system} {}", self.port_id),
+        }
     }
 }
 

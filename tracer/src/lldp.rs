@@ -152,7 +152,7 @@ mod tests {
         assert_eq!(partner.ttl_secs, 120);
         assert_eq!(partner.autoneg, Some(true));
         assert_eq!(partner.mau_type, Some(16));
-        assert_eq!(partner.label(), "tor-3 Ethernet12");
+        assert_eq!(partner.label(), "tor-3 Ethernet12 (to node 7)");
     }
 
     #[test]

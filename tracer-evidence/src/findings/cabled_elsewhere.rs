@@ -110,8 +110,13 @@ impl Describe for CabledElsewhere {
             .ends
             .iter()
             .map(|end| {
+                let now = match (&end.partner, end.reaches.as_slice()) {
+                    (_, [_, ..]) => format!(" (now reaching {})", port_list(&end.reaches)),
+                    (Some(partner), []) => format!(" (now at {})", partner.label()),
+                    (None, []) => String::new(),
+                };
                 format!(
-                    "move the cable at {} from where it goes now to {}",
+                    "the cable at {}{now} belongs at {}",
                     end.port.interface, end.peer.interface
                 )
             })
