@@ -41,6 +41,8 @@ const FIRMWARE_LLDP_FLAG: &str = "fw-lldp-agent";
 pub struct CableOptions {
     /// How long to wait for LLDP frames after tracer's own have arrived.
     pub listen: Duration,
+    /// Set a port that is down up to send (and down again); otherwise it is skipped.
+    pub bring_up: bool,
     pub log_level: u8,
 }
 
@@ -114,7 +116,11 @@ pub fn map(specs: &[PortSpec], options: &CableOptions) -> anyhow::Result<CableMa
     let prepared: Vec<Result<Port, String>> = std::thread::scope(|scope| {
         let preparing: Vec<_> = specs
             .iter()
-            .map(|spec| scope.spawn(|| prepare(spec, &port_options).map_err(|err| format!("{err:#}"))))
+            .map(|spec| {
+                scope.spawn(|| {
+                    prepare(spec, &port_options, options.bring_up).map_err(|err| format!("{err:#}"))
+                })
+            })
             .collect();
         preparing
             .into_iter()
@@ -219,11 +225,14 @@ fn port_ref(spec: &PortSpec) -> PortRef {
 
 /// Attaches the counting programs with capture on, opens a sending socket, and sets the port
 /// up when it is down.
-fn prepare(spec: &PortSpec, options: &PortOptions) -> anyhow::Result<Port> {
+fn prepare(spec: &PortSpec, options: &PortOptions, bring_up: bool) -> anyhow::Result<Port> {
     let link = RouteSocket::open_in(&spec.netns)
         .and_then(|socket| socket.link(&spec.interface))
         .with_context(|| format!("reading {spec}"))?
         .with_context(|| format!("no interface {spec}"))?;
+    if !link.admin_up && !bring_up {
+        anyhow::bail!("{spec} is down, and only `tracer cables` sets a port up to look");
+    }
     let mut probe = PortProbe::attach(spec, options)?;
     let ring = probe.take_capture();
     let sender = {

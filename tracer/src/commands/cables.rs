@@ -41,6 +41,7 @@ pub fn run(args: &CablesArgs, verbosity: u8) -> anyhow::Result<u8> {
     }
     let options = CableOptions {
         listen: Duration::from_secs(args.listen),
+        bring_up: true,
         log_level: ebpf_log_level(verbosity),
     };
     let mut map = cables::map(&ports, &options)?;

@@ -1,16 +1,23 @@
 //! `tracer diagnose`: gather the evidence of each pair (or read a saved report's), classify,
 //! render.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 
-use tracer_evidence::{Evidence, Verdict, diagnose, evidence_from_report};
+use tracer_evidence::{Evidence, Finding, Verdict, diagnose, evidence_from_report};
 
 use crate::{
     bundle::ReportDir,
     cli::DiagnoseArgs,
-    collect::probing::{self, ProbedPath},
+    collect::{
+        cables::{self, CableOptions},
+        ebpf_log_level,
+        probing::{self, ProbedPath},
+    },
     error::UsageError,
     output, preflight, render,
 };
@@ -34,7 +41,9 @@ pub fn run(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<u8> {
             };
             let mut gathered = Vec::new();
             for pair in &pairs {
-                gathered.push(probing::gather(pair, verbosity, &mut || ready())?);
+                let mut evidence = probing::gather(pair, verbosity, &mut || ready())?;
+                look_at_cabling(pair, &mut evidence, verbosity);
+                gathered.push(evidence);
             }
             ready()?;
             gathered
@@ -90,6 +99,33 @@ pub fn run(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<u8> {
         std::fs::write(file, picture).with_context(|| format!("writing {}", file.display()))?;
     }
     Ok(verdicts[decisive].class.exit_code())
+}
+
+/// When frames left one port and never reached the other, tracer's own frames from both
+/// ports (and from every other physical port that is up) say where each is really cabled.
+fn look_at_cabling(pair: &ProbedPath, evidence: &mut Evidence, verbosity: u8) {
+    if !matches!(diagnose(evidence).finding, Finding::FramesLost(_)) {
+        return;
+    }
+    let (physical, limitations) = cables::physical_ports();
+    let pair_ports = [pair.initiator.clone(), pair.target.clone()];
+    let others = physical.into_iter().filter(|port| !pair_ports.contains(port));
+    let ports: Vec<_> = pair_ports.iter().cloned().chain(others).collect();
+    let options = CableOptions {
+        listen: Duration::ZERO,
+        bring_up: false,
+        log_level: ebpf_log_level(verbosity),
+    };
+    match cables::map(&ports, &options) {
+        Ok(mut map) => {
+            map.limitations.extend(limitations);
+            evidence.cables = Some(map);
+        }
+        Err(err) => evidence
+            .environment
+            .limitations
+            .push(format!("the cabling could not be looked at: {err:#}")),
+    }
 }
 
 fn write_report(dir: &ReportDir, report: &render::diagnose::Report) -> anyhow::Result<()> {
