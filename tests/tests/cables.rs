@@ -27,12 +27,24 @@ impl CableLab {
         let namespaces = Namespaces::create(&[&node, &switch]);
         let ip = |args: &[&str]| check(Command::new("ip").args(args));
         for (a, b) in [("cvl_0_0", "cvl_1_0"), ("cvl_0_1", "cvl_1_1")] {
-            ip(&["-n", &node, "link", "add", a, "type", "veth", "peer", "name", b]);
+            ip(&[
+                "-n", &node, "link", "add", a, "type", "veth", "peer", "name", b,
+            ]);
         }
         for (port, switch_port) in [("cvl_2_0", "swp1"), ("cvl_2_1", "swp2")] {
             ip(&[
-                "-n", &node, "link", "add", port, "type", "veth", "peer", "name", switch_port,
-                "netns", &switch,
+                "-n",
+                &node,
+                "link",
+                "add",
+                port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                switch_port,
+                "netns",
+                &switch,
             ]);
             ip(&["-n", &switch, "link", "set", switch_port, "up"]);
         }
@@ -61,12 +73,17 @@ impl CableLab {
     fn admin_up(&self, port: &str) -> bool {
         let out = check(Command::new("ip").args(["-n", &self.node, "-o", "link", "show", port]));
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let flags = text.split('<').nth(1).and_then(|rest| rest.split('>').next());
+        let flags = text
+            .split('<')
+            .nth(1)
+            .and_then(|rest| rest.split('>').next());
         flags.is_some_and(|flags| flags.split(',').any(|flag| flag == "UP"))
     }
 }
 
-const PORTS: [&str; 6] = ["cvl_0_0", "cvl_0_1", "cvl_1_0", "cvl_1_1", "cvl_2_0", "cvl_2_1"];
+const PORTS: [&str; 6] = [
+    "cvl_0_0", "cvl_0_1", "cvl_1_0", "cvl_1_1", "cvl_2_0", "cvl_2_1",
+];
 
 /// A real lldpd on the switch's ports, with its own control socket and configuration;
 /// stopped on drop.
@@ -178,8 +195,16 @@ fn crossed_cables_and_a_switch_are_mapped() {
     }
     for (ours, theirs) in [("cvl_2_0", "swp1"), ("cvl_2_1", "swp2")] {
         let port = port(&report, ours);
-        assert_eq!(interfaces(&port["reaches"]), Vec::<String>::new(), "{report}");
-        assert_eq!(port["partner"]["system_name"], system_name.as_str(), "{report}");
+        assert_eq!(
+            interfaces(&port["reaches"]),
+            Vec::<String>::new(),
+            "{report}"
+        );
+        assert_eq!(
+            port["partner"]["system_name"],
+            system_name.as_str(),
+            "{report}"
+        );
         assert_eq!(port["partner"]["port_id"], theirs, "{report}");
     }
     assert!(
@@ -199,7 +224,10 @@ fn crossed_cables_and_a_switch_are_mapped() {
         "{summary}"
     );
     let named = verdict["named_thing"].as_str().expect("named thing");
-    assert!(named.contains("cvl_1_0") && named.contains("cvl_1_1"), "{named}");
+    assert!(
+        named.contains("cvl_1_0") && named.contains("cvl_1_1"),
+        "{named}"
+    );
 }
 
 #[test]
@@ -246,8 +274,14 @@ fn carrier_flaps_are_counted_across_a_run() {
     let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let link = &port(&report, "cvl_0_0")["link"];
     assert_eq!(link["carrier_downs_during_run"], 3, "{report}");
-    assert!(link["carrier_down_count"].as_u64().expect("down count") >= 3, "{report}");
-    assert!(link["carrier_up_count"].as_u64().expect("up count") >= 3, "{report}");
+    assert!(
+        link["carrier_down_count"].as_u64().expect("down count") >= 3,
+        "{report}"
+    );
+    assert!(
+        link["carrier_up_count"].as_u64().expect("up count") >= 3,
+        "{report}"
+    );
 }
 
 #[test]
@@ -267,8 +301,12 @@ fn link_state_a_veth_does_not_give_is_named_not_available() {
         .filter_map(Value::as_str)
         .collect();
     assert!(
-        missing.iter().any(|what| what.starts_with("extended link state"))
-            && missing.iter().any(|what| what.starts_with("link-down events")),
+        missing
+            .iter()
+            .any(|what| what.starts_with("extended link state"))
+            && missing
+                .iter()
+                .any(|what| what.starts_with("link-down events")),
         "{report}"
     );
     let text = tracer()

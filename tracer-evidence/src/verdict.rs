@@ -14,8 +14,8 @@ use crate::{
     },
     findings::Finding,
     words::{
-        cable_line, display_netns, drop_place, hop_line, ladder, mtu_line, namespace_phrase, netns_exec,
-        port_label, rule_line, sysctl_text,
+        cable_line, display_netns, drop_place, hop_line, ladder, mtu_line, namespace_phrase,
+        netns_exec, port_label, rule_line, sysctl_text,
     },
 };
 

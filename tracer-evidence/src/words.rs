@@ -244,7 +244,9 @@ pub fn link_state_text(link: &PortLinkState) -> String {
         parts.push(format!("carrier went down {downs} time(s) during the run"));
     }
     if let (Some(up), Some(down)) = (link.carrier_up_count, link.carrier_down_count) {
-        parts.push(format!("carrier up {up}, down {down} since the device appeared"));
+        parts.push(format!(
+            "carrier up {up}, down {down} since the device appeared"
+        ));
     }
     if let Some(events) = link.link_down_events {
         parts.push(format!("{events} link-down event(s) counted by the driver"));

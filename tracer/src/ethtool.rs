@@ -172,7 +172,11 @@ impl EthtoolSocket {
     /// A GET for one device; `Ok(None)` when the driver does not support it.
     fn device_request(&self, command: u8, ifindex: u32) -> io::Result<Option<Vec<u8>>> {
         let mut device = Vec::new();
-        encode_attribute(&mut device, ETHTOOL_A_HEADER_DEV_INDEX, &ifindex.to_ne_bytes())?;
+        encode_attribute(
+            &mut device,
+            ETHTOOL_A_HEADER_DEV_INDEX,
+            &ifindex.to_ne_bytes(),
+        )?;
         let mut header = Vec::new();
         encode_attribute(&mut header, ETHTOOL_A_HEADER | NLA_F_NESTED, &device)?;
         match self.exchange(command, &header)? {
@@ -243,7 +247,11 @@ impl EthtoolSocket {
 
 /// The reply to request `sequence` in one datagram, if it is there: the attributes after the
 /// generic netlink header, or the kernel's errno.
-fn answer_to(datagram: &[u8], sequence: u32, family: u16) -> io::Result<Option<Result<Vec<u8>, i32>>> {
+fn answer_to(
+    datagram: &[u8],
+    sequence: u32,
+    family: u16,
+) -> io::Result<Option<Result<Vec<u8>, i32>>> {
     for message in parse_messages(datagram)? {
         if message.sequence != sequence {
             continue;
@@ -258,7 +266,10 @@ fn answer_to(datagram: &[u8], sequence: u32, family: u16) -> io::Result<Option<R
             return Ok(Some(Err(-errno)));
         }
         if message.message_type == family {
-            let attributes = message.payload.get(align(GENL_HEADER_LEN)..).unwrap_or_default();
+            let attributes = message
+                .payload
+                .get(align(GENL_HEADER_LEN)..)
+                .unwrap_or_default();
             return Ok(Some(Ok(attributes.to_vec())));
         }
     }
@@ -296,7 +307,10 @@ pub fn parse_link_state(reply: &[u8]) -> io::Result<LinkState> {
             .map(|value| attribute_u8(value, what))
             .transpose()
     };
-    let ext_state = byte(ETHTOOL_A_LINKSTATE_EXT_STATE, "ETHTOOL_A_LINKSTATE_EXT_STATE")?;
+    let ext_state = byte(
+        ETHTOOL_A_LINKSTATE_EXT_STATE,
+        "ETHTOOL_A_LINKSTATE_EXT_STATE",
+    )?;
     Ok(LinkState {
         link: byte(ETHTOOL_A_LINKSTATE_LINK, "ETHTOOL_A_LINKSTATE_LINK")?.map(|link| link != 0),
         ext_state: ext_state.map(|state| {
@@ -333,7 +347,10 @@ pub fn parse_private_flags(reply: &[u8]) -> io::Result<Vec<(String, bool)>> {
             let name = find_attribute(&bit, ETHTOOL_A_BITSET_BIT_NAME)
                 .map(attribute_string)
                 .ok_or_else(|| malformed("private flag without a name"))?;
-            Ok((name, find_attribute(&bit, ETHTOOL_A_BITSET_BIT_VALUE).is_some()))
+            Ok((
+                name,
+                find_attribute(&bit, ETHTOOL_A_BITSET_BIT_VALUE).is_some(),
+            ))
         })
         .collect()
 }
@@ -375,13 +392,19 @@ mod tests {
     fn link_state_names_the_extended_state() {
         let mut reply = attribute(ETHTOOL_A_LINKSTATE_LINK, &[0]);
         reply.extend(attribute(ETHTOOL_A_LINKSTATE_EXT_STATE, &[4]));
-        reply.extend(attribute(ETHTOOL_A_LINKSTATE_EXT_DOWN_CNT, &7u32.to_ne_bytes()));
+        reply.extend(attribute(
+            ETHTOOL_A_LINKSTATE_EXT_DOWN_CNT,
+            &7u32.to_ne_bytes(),
+        ));
         let state = parse_link_state(&reply).unwrap();
         assert_eq!(state.link, Some(false));
         assert_eq!(state.ext_state.as_deref(), Some("no_cable"));
         assert_eq!(state.link_down_events, Some(7));
         let newer = attribute(ETHTOOL_A_LINKSTATE_EXT_STATE, &[200]);
-        assert_eq!(parse_link_state(&newer).unwrap().ext_state.as_deref(), Some("200"));
+        assert_eq!(
+            parse_link_state(&newer).unwrap().ext_state.as_deref(),
+            Some("200")
+        );
     }
 
     #[test]

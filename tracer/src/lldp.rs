@@ -94,7 +94,18 @@ fn identifier(value: &[u8], mac_subtype: u8, address_subtype: u8) -> Option<Stri
 
 /// The IEEE 802.3 MAC/PHY TLV: the far end's autonegotiation and operational MAU type.
 fn mac_phy(value: &[u8], partner: &mut LinkPartner) {
-    if let [a, b, c, IEEE_8023_MAC_PHY, autoneg, _, _, mau_high, mau_low, ..] = *value
+    if let [
+        a,
+        b,
+        c,
+        IEEE_8023_MAC_PHY,
+        autoneg,
+        _,
+        _,
+        mau_high,
+        mau_low,
+        ..,
+    ] = *value
         && [a, b, c] == OUI_IEEE_8023
     {
         partner.autoneg = Some(autoneg & AUTONEG_ENABLED != 0);
@@ -133,7 +144,10 @@ mod tests {
     #[test]
     fn decodes_what_a_switch_sends() {
         let frame = frame(&[
-            tlv(TLV_CHASSIS_ID, &[CHASSIS_MAC, 0x52, 0x54, 0, 0x12, 0x34, 0x56]),
+            tlv(
+                TLV_CHASSIS_ID,
+                &[CHASSIS_MAC, 0x52, 0x54, 0, 0x12, 0x34, 0x56],
+            ),
             tlv(TLV_PORT_ID, b"\x05Ethernet12"),
             tlv(TLV_TTL, &120u16.to_be_bytes()),
             tlv(TLV_PORT_DESCRIPTION, b"to node 7"),
@@ -166,7 +180,10 @@ mod tests {
         for cut in 0..whole.len() {
             assert!(partner(&whole[..cut]).is_none(), "cut at {cut}");
         }
-        let without_ttl = frame(&[tlv(TLV_CHASSIS_ID, &[7, b'x']), tlv(TLV_PORT_ID, &[7, b'y'])]);
+        let without_ttl = frame(&[
+            tlv(TLV_CHASSIS_ID, &[7, b'x']),
+            tlv(TLV_PORT_ID, &[7, b'y']),
+        ]);
         assert!(partner(&without_ttl).is_none());
         let mut other = whole.clone();
         other[12] = 0x08;

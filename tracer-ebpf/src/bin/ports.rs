@@ -23,8 +23,8 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use tracer_common::{
-    CAPTURE_SNAPLEN, ETH_P_LLDP, ETH_P_TRACER_CABLE, CAPTURED_DATA_SEGMENTS, CapturedFrame, Direction, FlowKey,
-    PACKET_COUNTER_ENTRIES, PacketKind, counter_index,
+    CAPTURE_SNAPLEN, CAPTURED_DATA_SEGMENTS, CapturedFrame, Direction, ETH_P_LLDP,
+    ETH_P_TRACER_CABLE, FlowKey, PACKET_COUNTER_ENTRIES, PacketKind, counter_index,
 };
 use tracer_ebpf::classify::{Classified, Frame, IPV4_ADDRESSES_OFFSET, classify, fits};
 

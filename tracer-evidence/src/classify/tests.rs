@@ -366,7 +366,9 @@ fn the_cable_map_names_the_far_ends() {
     assert!(matches!(verdict.finding, Finding::CabledElsewhere(_)));
     assert_eq!(verdict.named_thing().as_deref(), Some("cvl_1_0, cvl_1_1"));
     assert!(
-        verdict.summary().starts_with("cvl_0_1's frames arrive at cvl_1_0, not at cvl_0_0"),
+        verdict
+            .summary()
+            .starts_with("cvl_0_1's frames arrive at cvl_1_0, not at cvl_0_0"),
         "{}",
         verdict.summary()
     );
@@ -375,7 +377,10 @@ fn the_cable_map_names_the_far_ends() {
         ports: vec![cable(&initiator, &target), cable(&target, &initiator)],
         ..CableMap::default()
     });
-    assert!(matches!(classify(&evidence).finding, Finding::FramesLost(_)));
+    assert!(matches!(
+        classify(&evidence).finding,
+        Finding::FramesLost(_)
+    ));
 }
 
 #[test]

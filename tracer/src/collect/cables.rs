@@ -56,12 +56,17 @@ pub fn physical_ports() -> (Vec<PortSpec>, Vec<String>) {
     names.sort();
     for netns in names {
         match RouteSocket::open_in(&netns).and_then(|socket| socket.links()) {
-            Ok(links) => ports.extend(links.iter().filter(|link| is_physical(link)).map(|link| {
-                PortSpec {
-                    netns: netns.clone(),
-                    interface: link.name.clone(),
-                }
-            })),
+            Ok(links) => {
+                ports.extend(
+                    links
+                        .iter()
+                        .filter(|link| is_physical(link))
+                        .map(|link| PortSpec {
+                            netns: netns.clone(),
+                            interface: link.name.clone(),
+                        }),
+                )
+            }
             Err(err) => limitations.push(format!(
                 "the links of {} could not be listed: {err}",
                 netns::display_name(&netns)
@@ -124,7 +129,10 @@ pub fn map(specs: &[PortSpec], options: &CableOptions) -> anyhow::Result<CableMa
             .collect();
         preparing
             .into_iter()
-            .map(|port| port.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .map(|port| {
+                port.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
             .collect()
     });
     let mut ports: Vec<(usize, Port)> = Vec::new();
@@ -319,7 +327,9 @@ fn link_state_of(spec: &PortSpec) -> PortLinkState {
                 carrier_down_count: link.carrier_down_count,
                 ..PortLinkState::default()
             };
-            state.missing.push("ethtool link modes and state (port not looked at)".to_owned());
+            state
+                .missing
+                .push("ethtool link modes and state (port not looked at)".to_owned());
             state
         }
         _ => PortLinkState {
@@ -345,7 +355,9 @@ fn link_state(port: &Port) -> PortLinkState {
                 .zip(port.down_count_before)
                 .map(|(after, before)| after.saturating_sub(before));
         }
-        Ok(None) => state.missing.push("the link (gone during the run)".to_owned()),
+        Ok(None) => state
+            .missing
+            .push("the link (gone during the run)".to_owned()),
         Err(err) => state.missing.push(format!("the link ({err})")),
     }
     if state.carrier_down_count.is_none() {
@@ -359,13 +371,15 @@ fn link_state(port: &Port) -> PortLinkState {
     let ethtool = match ethtool {
         Ok(Some(socket)) => socket,
         Ok(None) => {
-            state
-                .missing
-                .push("ethtool link modes and state (no ethtool netlink, kernel before 5.6)".to_owned());
+            state.missing.push(
+                "ethtool link modes and state (no ethtool netlink, kernel before 5.6)".to_owned(),
+            );
             return state;
         }
         Err(err) => {
-            state.missing.push(format!("ethtool link modes and state ({err})"));
+            state
+                .missing
+                .push(format!("ethtool link modes and state ({err})"));
             return state;
         }
     };
@@ -482,15 +496,19 @@ fn set_admin_up(spec: &PortSpec, up: bool) -> anyhow::Result<()> {
     // written and read is the flags.
     unsafe {
         if libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &raw mut request) != 0 {
-            return Err(std::io::Error::last_os_error()).with_context(|| format!("reading the flags of {spec}"));
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("reading the flags of {spec}"));
         }
         let flags = request.ifr_ifru.ifru_flags;
         let up_flag = libc::IFF_UP as libc::c_short;
-        request.ifr_ifru.ifru_flags = if up { flags | up_flag } else { flags & !up_flag };
+        request.ifr_ifru.ifru_flags = if up {
+            flags | up_flag
+        } else {
+            flags & !up_flag
+        };
         if libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &raw const request) != 0 {
-            return Err(std::io::Error::last_os_error()).with_context(|| {
-                format!("setting {spec} {}", if up { "up" } else { "down" })
-            });
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("setting {spec} {}", if up { "up" } else { "down" }));
         }
     }
     Ok(())

@@ -109,7 +109,9 @@ fn look_at_cabling(pair: &ProbedPath, evidence: &mut Evidence, verbosity: u8) {
     }
     let (physical, limitations) = cables::physical_ports();
     let pair_ports = [pair.initiator.clone(), pair.target.clone()];
-    let others = physical.into_iter().filter(|port| !pair_ports.contains(port));
+    let others = physical
+        .into_iter()
+        .filter(|port| !pair_ports.contains(port));
     let ports: Vec<_> = pair_ports.iter().cloned().chain(others).collect();
     let options = CableOptions {
         listen: Duration::ZERO,

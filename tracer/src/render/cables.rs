@@ -104,7 +104,12 @@ pub fn text(report: &CablesReport<'_>) -> String {
     }
     let _ = writeln!(out, "\nLinks:");
     for port in &map.ports {
-        let _ = writeln!(out, "  {}: {}", port.port.label(), link_state_text(&port.link));
+        let _ = writeln!(
+            out,
+            "  {}: {}",
+            port.port.label(),
+            link_state_text(&port.link)
+        );
         if let Some(skipped) = &port.skipped {
             let _ = writeln!(out, "    not looked at: {skipped}");
         }
@@ -145,7 +150,10 @@ pub fn text(report: &CablesReport<'_>) -> String {
             spec(&pair.b),
             pair.verdict
                 .as_ref()
-                .map_or("cabled to each other", |verdict| verdict.verdict.class.name())
+                .map_or("cabled to each other", |verdict| verdict
+                    .verdict
+                    .class
+                    .name())
         );
         if let Some(verdict) = &pair.verdict {
             let _ = writeln!(out, "  {}", verdict.summary);
