@@ -27,10 +27,7 @@ fn ruleset(text: &str) -> Ruleset {
         for rule in &rules {
             assert!(rule.position >= 1, "{rule:?}");
             assert!(!rule.counts_drops || rule.packets.is_some(), "{rule:?}");
-            assert!(
-                rule.handle.is_none() || rule.backend == Backend::Nft,
-                "{rule:?}"
-            );
+            assert!(rule.handle.is_none() || rule.backend == Backend::Nft, "{rule:?}");
         }
         ruleset.rules.extend(rules);
         ruleset.chains.extend(chains);
