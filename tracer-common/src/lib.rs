@@ -74,6 +74,11 @@ pub const fn counter_index(direction: Direction, kind: PacketKind) -> u32 {
 /// Number of entries in a port's `PACKET_COUNTERS` array.
 pub const PACKET_COUNTER_ENTRIES: u32 = Direction::COUNT * PacketKind::COUNT;
 
+/// The EtherType of tracer's own cable-map frames: IEEE 802's first local experimental one.
+pub const ETH_P_TRACER_CABLE: u16 = 0x88b5;
+/// LLDP (IEEE 802.1AB).
+pub const ETH_P_LLDP: u16 = 0x88cc;
+
 /// Bytes of each frame kept by the capture: enough for every header tracer classifies.
 pub const CAPTURE_SNAPLEN: usize = 256;
 

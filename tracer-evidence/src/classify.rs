@@ -10,10 +10,11 @@
 use crate::{
     facts::{Evidence, Side},
     findings::{
-        Context, Unanswered, arp_unanswered, carrier_late, frames_lost, hop_broken, interface_down,
-        interface_missing, mtu_mismatch, namespace_missing, neighbour_mismatch, netfilter_drop,
-        no_carrier, no_route, nothing_observed, path_works, program_takes_probes,
-        reverse_path_filter, route_by_other_interface, unanswered, unexplained_drop,
+        Context, Unanswered, arp_unanswered, cabled_elsewhere, carrier_late, frames_lost,
+        hop_broken, interface_down, interface_missing, mtu_mismatch, namespace_missing,
+        neighbour_mismatch, netfilter_drop, no_carrier, no_route, nothing_observed, path_works,
+        program_takes_probes, reverse_path_filter, route_by_other_interface, unanswered,
+        unexplained_drop,
     },
     verdict::Verdict,
 };
@@ -26,6 +27,8 @@ const RULES: &[Rule] = &[
     namespace_missing::recognise,
     interface_missing::recognise,
     interface_down::recognise,
+    // tracer's own frames show where a port is cabled, whatever the probes did.
+    cabled_elsewhere::recognise,
     no_route::from_initiator,
     nothing_observed::recognise,
     netfilter_drop::recognise,

@@ -4,7 +4,10 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::counters::{CountersReport, DropCount};
+use crate::{
+    cables::CableMap,
+    counters::{CountersReport, DropCount},
+};
 
 /// One network interface, as `ip link` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +46,12 @@ pub struct Link {
     /// "blocking".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bridge_port_state: Option<String>,
+    /// `IFLA_CARRIER_UP_COUNT` and `IFLA_CARRIER_DOWN_COUNT`: carrier changes since the device
+    /// appeared, so that a flapping port shows between two looks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier_up_count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier_down_count: Option<u32>,
 }
 
 /// The kernel's answer to "where would a packet to this address go", like `ip route get`.
@@ -444,6 +453,9 @@ pub struct Evidence {
     /// Frames a port sent while it had no carrier (watch's link history).
     #[serde(default)]
     pub carrier_gaps: Vec<CarrierGap>,
+    /// Where tracer's own frames from each port arrived, and the ports' LLDP partners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cables: Option<CableMap>,
     pub environment: Environment,
 }
 
@@ -462,6 +474,7 @@ impl Evidence {
             path: None,
             mtu_probes: Vec::new(),
             carrier_gaps: Vec::new(),
+            cables: None,
             environment,
         }
     }

@@ -7,6 +7,7 @@
 //! Nothing here does I/O: renderers in the `tracer` crate ask a verdict for its words and
 //! where it stops, and format them.
 
+pub mod cables;
 pub mod class;
 pub mod classify;
 pub mod counters;
@@ -20,11 +21,12 @@ pub mod timeline;
 pub mod verdict;
 pub mod words;
 
+pub use cables::{CableMap, CablePort, LinkPartner, PortLinkState};
 pub use class::{CLASSES, ClassInfo, VerdictClass};
 pub use classify::diagnose;
 pub use counters::*;
 pub use facts::*;
-pub use findings::{Describe, Finding, HopProblem};
+pub use findings::{CableEnd, Describe, Finding, HopProblem, cable_verdict};
 pub use report::{
     CaptureReport, CommandReport, Report, SCHEMA_VERSION, SavedReportError, VerdictReport,
     WatchReport, evidence_from_report,

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    cables::CablePort,
     class::VerdictClass,
     facts::{
         AttachedProgram, DropEvidence, Evidence, Exchange, Hop, Link, MtuProbe, NeighbourEvidence,
@@ -13,8 +14,8 @@ use crate::{
     },
     findings::Finding,
     words::{
-        display_netns, drop_place, hop_line, ladder, mtu_line, namespace_phrase, netns_exec,
-        port_label, rule_line, sysctl_text,
+        cable_line, display_netns, drop_place, hop_line, ladder, mtu_line, namespace_phrase,
+        netns_exec, port_label, rule_line, sysctl_text,
     },
 };
 
@@ -94,6 +95,10 @@ pub enum Fact {
     SameSubnet {
         port: PortRef,
         interfaces: Vec<String>,
+    },
+    /// One port of the cable map: where tracer's own frames from it arrived.
+    Cable {
+        cable: CablePort,
     },
 }
 
@@ -183,6 +188,7 @@ impl Fact {
                 namespace_phrase(&port.netns),
                 interfaces.join(", ")
             ),
+            Self::Cable { cable } => cable_line(cable),
         }
     }
 }

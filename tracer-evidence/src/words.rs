@@ -2,8 +2,10 @@
 //! Pure functions of the evidence's plain data.
 
 use crate::{
+    cables::{CablePort, PortLinkState},
     counters::DropCount,
     facts::{Exchange, ExchangeKind, Hop, HopRole, MtuProbe, NetfilterEvidence, Side, Sysctl},
+    verdict::PortRef,
 };
 
 /// A namespace's name for people and signatures: tracer's own (the empty name) is `(own)`.
@@ -191,4 +193,123 @@ pub fn found_elsewhere(interface: &str, found: &[String]) -> String {
     }
     let places: Vec<String> = found.iter().map(|netns| namespace_phrase(netns)).collect();
     format!("an interface named {interface} is in {}", places.join(", "))
+}
+
+/// Ports for people, joined: `cvl_1_0 and cvl_1_1 (namespace x)`.
+pub fn port_list(ports: &[PortRef]) -> String {
+    let labels: Vec<String> = ports.iter().map(PortRef::label).collect();
+    match labels.as_slice() {
+        [] => "no port".to_owned(),
+        [only] => only.clone(),
+        [first @ .., last] => format!("{} and {last}", first.join(", ")),
+    }
+}
+
+/// One port of the cable map in a line: where its frames went, its partner, its link.
+pub fn cable_line(cable: &CablePort) -> String {
+    let mut line = format!(
+        "{}: {} of {} frame(s) left, arrived at {}",
+        cable.port.label(),
+        cable.left,
+        cable.sent,
+        port_list(&cable.reaches)
+    );
+    if let Some(partner) = &cable.partner {
+        line.push_str(&format!("; LLDP partner {}", partner.label()));
+    }
+    line.push_str(&format!("; {}", link_state_text(&cable.link)));
+    line
+}
+
+/// A port's link as the kernel and driver report it, what they do not named as missing.
+pub fn link_state_text(link: &PortLinkState) -> String {
+    let mut parts = vec![format!(
+        "admin {}, carrier {}",
+        if link.admin_up { "up" } else { "down" },
+        on_off(link.carrier)
+    )];
+    if let (Some(speed), Some(duplex)) = (link.speed_mbps, &link.duplex) {
+        parts.push(format!("{speed} Mb/s {duplex}"));
+    }
+    if let Some(autoneg) = link.autoneg {
+        parts.push(format!("autoneg {}", on_off(autoneg)));
+    }
+    if let Some(state) = &link.ext_state {
+        match link.ext_substate {
+            Some(substate) => parts.push(format!("link state {state} (substate {substate})")),
+            None => parts.push(format!("link state {state}")),
+        }
+    }
+    if let Some(downs) = link.carrier_downs_during_run.filter(|downs| *downs > 0) {
+        parts.push(format!("carrier went down {downs} time(s) during the run"));
+    }
+    if let (Some(up), Some(down)) = (link.carrier_up_count, link.carrier_down_count) {
+        parts.push(format!(
+            "carrier up {up}, down {down} since the device appeared"
+        ));
+    }
+    if let Some(events) = link.link_down_events {
+        parts.push(format!("{events} link-down event(s) counted by the driver"));
+    }
+    if link.firmware_lldp_agent == Some(true) {
+        parts.push(FIRMWARE_LLDP_AGENT.to_owned());
+    }
+    if !link.missing.is_empty() {
+        parts.push(format!("not available: {}", link.missing.join(", ")));
+    }
+    parts.join(", ")
+}
+
+/// What ice's firmware LLDP agent does to LLDP, and how to turn it off.
+pub const FIRMWARE_LLDP_AGENT: &str = "the firmware LLDP agent is on and consumes LLDP frames \
+     (`ethtool --set-priv-flags DEV fw-lldp-agent off` lets them reach the kernel)";
+
+/// Two ends of a cable whose speed, duplex or autonegotiation differ, in a sentence: `cvl_0_1
+/// is at 25000 Mb/s full, cvl_1_0 at 10000 Mb/s full`; `None` when they match or are unknown.
+pub fn link_mismatch(a: &CablePort, b: &CablePort) -> Option<String> {
+    let mode = |link: &PortLinkState| {
+        Some(format!(
+            "{} Mb/s {}",
+            link.speed_mbps?,
+            link.duplex.as_deref()?
+        ))
+    };
+    let (mode_a, mode_b) = (mode(&a.link), mode(&b.link));
+    if let (Some(mode_a), Some(mode_b)) = (&mode_a, &mode_b)
+        && mode_a != mode_b
+    {
+        return Some(format!(
+            "{} is at {mode_a}, {} at {mode_b}",
+            a.port.interface, b.port.interface
+        ));
+    }
+    match (a.link.autoneg, b.link.autoneg) {
+        (Some(autoneg_a), Some(autoneg_b)) if autoneg_a != autoneg_b => Some(format!(
+            "autonegotiation is {} on {} and {} on {}",
+            on_off(autoneg_a),
+            a.port.interface,
+            on_off(autoneg_b),
+            b.port.interface
+        )),
+        _ => None,
+    }
+}
+
+/// A port and its LLDP partner whose autonegotiation differs.
+pub fn partner_mismatch(port: &CablePort) -> Option<String> {
+    let partner = port.partner.as_ref()?;
+    match (port.link.autoneg, partner.autoneg) {
+        (Some(ours), Some(theirs)) if ours != theirs => Some(format!(
+            "autonegotiation is {} on {} and {} on {} (LLDP)",
+            on_off(ours),
+            port.port.interface,
+            on_off(theirs),
+            partner.label()
+        )),
+        _ => None,
+    }
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
 }

@@ -85,6 +85,28 @@ impl Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Say which port is cabled to which: tracer's own frames from each port, LLDP from the
+    /// far end, and each port's link state
+    #[command(
+        long_about = "Say which port is cabled to which, without any IP configuration.\n\n\
+tracer attaches its tc programs to the ports (given ones, or every physical port in every \
+namespace: a device that is its own link, not a veth, bridge or loopback), sends three frames of \
+its own from each (EtherType 0x88B5, to the broadcast address, naming the port and the run) and \
+says where each arrived: which port reaches which, both ways, and the ports that reach no local \
+port. LLDP frames arriving meanwhile name the far end (a switch's system name and port); \
+--listen waits for them longer (LLDP's default interval is 30 s). For each port: carrier and \
+its up/down counts (flaps between two looks), and from ethtool speed, duplex, autonegotiation, \
+the extended link state and link-down events where the driver gives them; what it does not \
+give is named as not available. A port that is down is set up to send and down again \
+afterwards; nothing else changes.\n\n\
+Exit codes: 0, or with --pair the first pair's verdict class (cable: 10) when the two ports do \
+not reach each other; 2 usage or environment error.",
+        after_help = "Examples:\n  \
+tracer cables\n  \
+tracer cables cvl_0_0 cvl_0_1 --listen 31 --json\n  \
+tracer cables --pair cvl_0_1=cvl_0_0_ns_spdk/cvl_0_0"
+    )]
+    Cables(CablesArgs),
     /// Count ARP, ICMP and port traffic on both ports, and kernel drops, until the duration ends
     /// or Ctrl-C
     #[command(after_help = "Example:\n  \
@@ -216,6 +238,35 @@ pub struct CountingArgs {
     /// peer's segmentation offload); where XDP cannot be attached, tracer says so and uses tc
     #[arg(long, value_enum, value_name = "HOOK", default_value = "tc")]
     pub ingress_hook: IngressHook,
+}
+
+#[derive(Debug, Args)]
+pub struct CablesArgs {
+    /// Ports, [NETNS/]IFNAME (default: every physical port in every namespace)
+    #[arg(value_name = "SPEC")]
+    pub ports: Vec<PortSpec>,
+    /// Two ports meant to be cabled to each other, A=B (repeatable): the cable verdict for them
+    #[arg(long = "pair", value_name = "A=B", value_parser = parse_pair)]
+    pub pairs: Vec<(PortSpec, PortSpec)>,
+    /// Wait SECS seconds more for LLDP frames from the far ends
+    #[arg(long, value_name = "SECS", default_value = "0",
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub listen: u64,
+    /// Print one JSON object instead of the table
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_pair(text: &str) -> Result<(PortSpec, PortSpec), String> {
+    let (a, b) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}`: expected A=B, two port specs"))?;
+    let a: PortSpec = a.parse().map_err(|err| format!("{err}"))?;
+    let b: PortSpec = b.parse().map_err(|err| format!("{err}"))?;
+    if a == b {
+        return Err(format!("`{text}`: a port cannot be cabled to itself"));
+    }
+    Ok((a, b))
 }
 
 #[derive(Debug, Args)]

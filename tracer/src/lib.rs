@@ -5,15 +5,18 @@
 
 pub mod btf;
 pub mod bundle;
+pub mod cable_frame;
 pub mod capture;
 pub mod child;
 pub mod cli;
 pub mod collect;
 pub mod commands;
 pub mod error;
+pub mod ethtool;
 pub mod gather;
 pub mod http;
 pub mod kallsyms;
+pub mod lldp;
 pub mod locate;
 pub mod lock;
 pub mod logging;

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_USAGE);
     }
     let result = match &cli.command {
+        Command::Cables(args) => commands::cables::run(args, cli.verbose),
         Command::Counters(args) => commands::counters::run(args, cli.verbose).map(|()| 0),
         Command::Diagnose(args) => commands::diagnose::run(args, cli.verbose),
         Command::Watch(args) => commands::watch::run(args, cli.verbose),

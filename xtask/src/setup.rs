@@ -30,6 +30,8 @@ const PACKAGES: &[&str] = &[
     "ethtool",
     // A real Prometheus server and promtool for `tracer monitor`'s tests.
     "prometheus",
+    // A real LLDP agent at the far end of `tracer cables`'s tests.
+    "lldpd",
     // Throughput for `cargo xtask bench`.
     "iperf3",
     // `cargo xtask kernels`: the guests' initramfs (static busybox, modules listed by modprobe,

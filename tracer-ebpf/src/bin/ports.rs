@@ -4,8 +4,8 @@
 //! The loader loads this object once per port, so the counters need no interface key. Every
 //! program only reads: every path returns pass. With `CAPTURE` set, the frames that explain a
 //! failure are also copied to `CAPTURED_FRAMES` for the pcapng capture: ARP, ICMP, segments of
-//! the watched port that open or end a connection, and the first few data segments of each
-//! connection (the bulk is only counted).
+//! the watched port that open or end a connection, the first few data segments of each
+//! connection (the bulk is only counted), tracer's own cable-map frames and LLDP.
 #![no_std]
 #![no_main]
 
@@ -23,8 +23,8 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use tracer_common::{
-    CAPTURE_SNAPLEN, CAPTURED_DATA_SEGMENTS, CapturedFrame, Direction, FlowKey,
-    PACKET_COUNTER_ENTRIES, PacketKind, counter_index,
+    CAPTURE_SNAPLEN, CAPTURED_DATA_SEGMENTS, CapturedFrame, Direction, ETH_P_LLDP,
+    ETH_P_TRACER_CABLE, FlowKey, PACKET_COUNTER_ENTRIES, PacketKind, counter_index,
 };
 use tracer_ebpf::classify::{Classified, Frame, IPV4_ADDRESSES_OFFSET, classify, fits};
 
@@ -32,7 +32,7 @@ use tracer_ebpf::classify::{Classified, Frame, IPV4_ADDRESSES_OFFSET, classify, 
 #[unsafe(no_mangle)]
 static WATCHED_PORT: Global<u16> = Global::new(4420);
 
-/// Nonzero: copy ARP, ICMP and port frames to `CAPTURED_FRAMES`.
+/// Nonzero: copy ARP, ICMP, port, cable-map and LLDP frames to `CAPTURED_FRAMES`.
 #[unsafe(no_mangle)]
 static CAPTURE: Global<u8> = Global::new(0);
 
@@ -109,7 +109,11 @@ fn count<F: Frame>(frame: &F, direction: Direction, frames: u64) -> Classified {
 #[inline(always)]
 fn worth_capturing<F: Frame>(frame: &F, classified: &Classified) -> bool {
     if classified.kind == PacketKind::Other {
-        return false;
+        // Counted as other, but kept: tracer's cable frames and LLDP name who is at the far end.
+        return matches!(
+            frame.read::<[u8; 2]>(0, 12).map(u16::from_be_bytes),
+            Some(ETH_P_TRACER_CABLE | ETH_P_LLDP)
+        );
     }
     let Some(segment) = classified.tcp else {
         return true;

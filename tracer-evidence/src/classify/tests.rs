@@ -28,6 +28,8 @@ fn link(name: &str, ifindex: u32) -> Link {
         peer_netnsid: None,
         master: None,
         bridge_port_state: None,
+        carrier_up_count: None,
+        carrier_down_count: None,
     }
 }
 
@@ -325,6 +327,63 @@ fn miswired_ports_are_cable() {
     assert_eq!(verdict.class.exit_code(), 10);
 }
 
+/// The cable map of the same ports: the verdict names where each end's frames really arrive;
+/// a map where they reach each other leaves the verdict to the probes.
+#[test]
+fn the_cable_map_names_the_far_ends() {
+    use crate::{
+        cables::{CableMap, CablePort, PortLinkState},
+        verdict::PortRef,
+    };
+    let mut evidence = healthy();
+    arp_fails(&mut evidence, ArpLost::OnTheWire);
+    evidence.drops.clear();
+    let at = |netns: &str, interface: &str| PortRef {
+        netns: netns.to_owned(),
+        interface: interface.to_owned(),
+    };
+    let initiator = PortRef::of(&evidence.initiator);
+    let target = PortRef::of(&evidence.target);
+    let cable = |port: &PortRef, reaches: &PortRef| CablePort {
+        port: port.clone(),
+        sent: 3,
+        left: 3,
+        reaches: vec![reaches.clone()],
+        reached_by: vec![reaches.clone()],
+        partner: None,
+        link: PortLinkState::default(),
+        brought_up: false,
+        skipped: None,
+    };
+    evidence.cables = Some(CableMap {
+        ports: vec![
+            cable(&initiator, &at("", "cvl_1_0")),
+            cable(&target, &at("", "cvl_1_1")),
+        ],
+        ..CableMap::default()
+    });
+    let verdict = classify(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Cable);
+    assert!(matches!(verdict.finding, Finding::CabledElsewhere(_)));
+    assert_eq!(verdict.named_thing().as_deref(), Some("cvl_1_0, cvl_1_1"));
+    assert!(
+        verdict
+            .summary()
+            .starts_with("cvl_0_1's frames arrive at cvl_1_0, not at cvl_0_0"),
+        "{}",
+        verdict.summary()
+    );
+
+    evidence.cables = Some(CableMap {
+        ports: vec![cable(&initiator, &target), cable(&target, &initiator)],
+        ..CableMap::default()
+    });
+    assert!(matches!(
+        classify(&evidence).finding,
+        Finding::FramesLost(_)
+    ));
+}
+
 #[test]
 fn partial_loss_on_the_wire_is_cable() {
     let mut evidence = healthy();
@@ -575,6 +634,8 @@ fn bridged(evidence: &mut Evidence) {
         interface: name.to_owned(),
         link: Some(Link {
             bridge_port_state: bridge.map(|_| "forwarding".to_owned()),
+            carrier_up_count: None,
+            carrier_down_count: None,
             ..link(name, ifindex)
         }),
         bridge: bridge.map(str::to_owned),

@@ -75,6 +75,8 @@ finding_kinds! {
     NamespaceMissing in namespace_missing,
     InterfaceMissing in interface_missing,
     InterfaceDown in interface_down,
+    /// tracer's own frames from a port arrive at another port, or at a switch, not its peer.
+    CabledElsewhere in cabled_elsewhere,
     NoRoute in no_route,
     RouteByOtherInterface in route_by_other_interface,
     NetfilterDrop in netfilter_drop,
@@ -98,6 +100,7 @@ finding_kinds! {
     Unanswered in unanswered,
 }
 
+pub use cabled_elsewhere::{CableEnd, of_pair as cable_verdict};
 pub use hop_broken::HopProblem;
 
 /// What a rule reads: the evidence, and the probes that were sent and not all answered.

@@ -1,6 +1,7 @@
 //! Collectors: one per evidence source, each turning raw kernel data into plain data. What
 //! drives them for a command is in [`crate::gather`].
 
+pub mod cables;
 pub mod drops;
 pub mod events;
 pub mod follow;

@@ -44,7 +44,7 @@ const CLSACT_EGRESS_PRIORITY: u16 = u16::MAX;
 pub struct PortOptions {
     /// TCP port counted as `tcp_port`.
     pub tcp_port: u16,
-    /// Copy ARP, ICMP and port frames to user space.
+    /// Copy ARP, ICMP, port, cable-map and LLDP frames to user space.
     pub capture: bool,
     /// aya-log level for the kernel programs.
     pub log_level: u8,

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod cables;
 pub mod counters;
 pub mod diagnose;
 pub mod doctor;

@@ -52,6 +52,8 @@ pub(super) const TCA_OPTIONS: u16 = 2;
 pub(super) const TCA_BPF_NAME: u16 = 7;
 pub(super) const TCA_BPF_ID: u16 = 11;
 pub(super) const IFLA_XDP: u16 = 43;
+pub(super) const IFLA_CARRIER_UP_COUNT: u16 = 47;
+pub(super) const IFLA_CARRIER_DOWN_COUNT: u16 = 48;
 pub(super) const IFLA_LINK_NETNSID: u16 = 37;
 pub(super) const RTM_GETNSID: u16 = 90;
 pub(super) const RTM_NEWNSID: u16 = 88;
@@ -195,7 +197,7 @@ pub(super) fn encode_request(
 }
 
 /// Appends one attribute, padded to the 4-byte boundary (RTA_ALIGN).
-pub(super) fn encode_attribute(out: &mut Vec<u8>, kind: u16, value: &[u8]) -> io::Result<()> {
+pub(crate) fn encode_attribute(out: &mut Vec<u8>, kind: u16, value: &[u8]) -> io::Result<()> {
     let length = u16::try_from(RTA_HEADER_LEN + value.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "netlink attribute too long"))?;
     out.extend_from_slice(&length.to_ne_bytes());
@@ -211,7 +213,7 @@ pub(super) fn is_get_request(message_type: u16) -> bool {
 }
 
 /// NLMSG_ALIGN and RTA_ALIGN: round up to a multiple of 4.
-pub(super) fn align(length: usize) -> usize {
+pub(crate) fn align(length: usize) -> usize {
     length.saturating_add(3) & !3
 }
 
@@ -219,7 +221,7 @@ pub(super) fn pad_to_alignment(bytes: &mut Vec<u8>) {
     bytes.resize(align(bytes.len()), 0);
 }
 
-pub(super) fn malformed(what: impl std::fmt::Display) -> io::Error {
+pub(crate) fn malformed(what: impl std::fmt::Display) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
         format!("malformed netlink message: {what}"),
@@ -228,15 +230,15 @@ pub(super) fn malformed(what: impl std::fmt::Display) -> io::Error {
 
 /// One netlink message inside a datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Message<'a> {
-    pub(super) message_type: u16,
-    pub(super) flags: u16,
-    pub(super) sequence: u32,
-    pub(super) payload: &'a [u8],
+pub(crate) struct Message<'a> {
+    pub(crate) message_type: u16,
+    pub(crate) flags: u16,
+    pub(crate) sequence: u32,
+    pub(crate) payload: &'a [u8],
 }
 
 /// Splits a datagram into its messages.
-pub(super) fn parse_messages(datagram: &[u8]) -> io::Result<Vec<Message<'_>>> {
+pub(crate) fn parse_messages(datagram: &[u8]) -> io::Result<Vec<Message<'_>>> {
     let mut messages = Vec::new();
     let mut rest = datagram;
     while !rest.is_empty() {
@@ -273,14 +275,14 @@ pub(super) fn parse_messages(datagram: &[u8]) -> io::Result<Vec<Message<'_>>> {
 
 /// One attribute (`struct rtattr` plus value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Attribute<'a> {
+pub(crate) struct Attribute<'a> {
     /// Type without the NLA_F_NESTED and NLA_F_NET_BYTEORDER flags.
-    pub(super) kind: u16,
-    pub(super) value: &'a [u8],
+    pub(crate) kind: u16,
+    pub(crate) value: &'a [u8],
 }
 
 /// Splits an attribute area (what follows a family header, or a nested attribute's value).
-pub(super) fn parse_attributes(area: &[u8]) -> io::Result<Vec<Attribute<'_>>> {
+pub(crate) fn parse_attributes(area: &[u8]) -> io::Result<Vec<Attribute<'_>>> {
     let mut attributes = Vec::new();
     let mut rest = area;
     while !rest.is_empty() {
@@ -306,7 +308,7 @@ pub(super) fn parse_attributes(area: &[u8]) -> io::Result<Vec<Attribute<'_>>> {
 }
 
 /// The value of the first attribute of `kind`.
-pub(super) fn find_attribute<'a>(attributes: &[Attribute<'a>], kind: u16) -> Option<&'a [u8]> {
+pub(crate) fn find_attribute<'a>(attributes: &[Attribute<'a>], kind: u16) -> Option<&'a [u8]> {
     attributes
         .iter()
         .find(|attribute| attribute.kind == kind)
@@ -348,19 +350,19 @@ pub(super) fn ifindex_from(index: i32, what: &str) -> io::Result<u32> {
 }
 
 /// A string attribute: up to the first NUL, if any.
-pub(super) fn attribute_string(value: &[u8]) -> String {
+pub(crate) fn attribute_string(value: &[u8]) -> String {
     let text = value.split(|&byte| byte == 0).next().unwrap_or_default();
     String::from_utf8_lossy(text).into_owned()
 }
 
-pub(super) fn attribute_u8(value: &[u8], what: &str) -> io::Result<u8> {
+pub(crate) fn attribute_u8(value: &[u8], what: &str) -> io::Result<u8> {
     match value {
         [byte] => Ok(*byte),
         _ => Err(malformed(format!("{what} is {} bytes, not 1", value.len()))),
     }
 }
 
-pub(super) fn attribute_u32(value: &[u8], what: &str) -> io::Result<u32> {
+pub(crate) fn attribute_u32(value: &[u8], what: &str) -> io::Result<u32> {
     <[u8; 4]>::try_from(value)
         .map(u32::from_ne_bytes)
         .map_err(|_| malformed(format!("{what} is {} bytes, not 4", value.len())))

@@ -155,6 +155,8 @@ pub(super) fn parse_link(payload: &[u8]) -> io::Result<Link> {
         peer_netnsid: optional_u32(IFLA_LINK_NETNSID, "IFLA_LINK_NETNSID")?.map(|id| id as i32),
         master: optional_u32(libc::IFLA_MASTER, "IFLA_MASTER")?.filter(|master| *master != 0),
         bridge_port_state,
+        carrier_up_count: optional_u32(IFLA_CARRIER_UP_COUNT, "IFLA_CARRIER_UP_COUNT")?,
+        carrier_down_count: optional_u32(IFLA_CARRIER_DOWN_COUNT, "IFLA_CARRIER_DOWN_COUNT")?,
     })
 }
 

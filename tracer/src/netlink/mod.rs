@@ -20,7 +20,7 @@
 //! and attributes, `decode` turns message payloads into typed values, and `names` holds the
 //! kernel's state names as `ip` prints them.
 
-mod codec;
+pub(crate) mod codec;
 mod decode;
 mod events;
 mod names;

@@ -111,6 +111,8 @@ fn parses_link_with_nested_linkinfo() {
             peer_netnsid: Some(3),
             master: Some(4),
             bridge_port_state: Some("forwarding".to_owned()),
+            carrier_up_count: None,
+            carrier_down_count: None,
         }
     );
 }

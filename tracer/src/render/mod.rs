@@ -1,5 +1,6 @@
 //! Renderers: they only format what the collectors and the classifier produced.
 
+pub mod cables;
 pub mod counters;
 pub mod diagnose;
 pub mod metrics;

@@ -760,6 +760,8 @@ mod tests {
             peer_netnsid: None,
             master: None,
             bridge_port_state: None,
+            carrier_up_count: None,
+            carrier_down_count: None,
         }
     }
 
