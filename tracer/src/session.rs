@@ -7,11 +7,12 @@ use tracer_evidence::{CountersReport, DropCount, ELSEWHERE};
 
 use crate::{
     collect::{
-        drops::{DropPrograms, PortPlace, RawDrop},
+        drops::{DropPrograms, RawDrop},
         ports::{PortOptions, PortPrograms},
     },
     error::UsageError,
     netns,
+    place::PlaceKey,
     spec::PortSpec,
 };
 
@@ -53,23 +54,20 @@ impl Session {
             (ports, drops)
         });
         let (ports, mut drops) = (ports?, drops?);
-        drops.watch_ports(ports.iter().map(PortPrograms::place))?;
+        drops.watch_ports(ports.iter().map(PortPrograms::key))?;
         drops.watch_names(ports.iter().map(|port| port.spec.interface.as_str()))?;
         Ok(Self { ports, drops })
     }
 
     /// Keeps the drops at these places apart as well as the ports'.
-    pub fn watch_also(
-        &mut self,
-        places: impl IntoIterator<Item = PortPlace>,
-    ) -> anyhow::Result<()> {
-        let ports: Vec<PortPlace> = self.ports.iter().map(PortPrograms::place).collect();
+    pub fn watch_also(&mut self, places: impl IntoIterator<Item = PlaceKey>) -> anyhow::Result<()> {
+        let ports: Vec<PlaceKey> = self.ports.iter().map(PortPrograms::key).collect();
         self.drops.watch_ports(ports.into_iter().chain(places))
     }
 
-    /// The watched port a drop belongs to (see [`PortPlace::holds`]).
+    /// The watched port a drop belongs to (see [`PlaceKey::holds`]).
     pub fn port_of(&self, key: &DropKey) -> Option<&PortPrograms> {
-        self.ports.iter().find(|port| port.place().holds(key))
+        self.ports.iter().find(|port| port.key().holds(key))
     }
 
     /// A raw drop with names: the namespace's, the interface's when it is a watched port.

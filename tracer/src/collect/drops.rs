@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use tracer_common::{DropKey, InterfaceName, KernelOffsets, WatchedPlace, interface_name};
 use tracer_evidence::{DropCount, protocol_name, reasons::DropReason};
 
-use crate::{btf::Btf, collect::loader, error::UsageError, kallsyms::Kallsyms};
+use crate::{btf::Btf, collect::loader, error::UsageError, kallsyms::Kallsyms, place::PlaceKey};
 
 static DROPS_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-drops"));
 
@@ -93,26 +93,6 @@ impl KernelLayout {
             reasons,
             trace_kfree_skb: btf.typedef_id(TRACE_KFREE_SKB).ok(),
         })
-    }
-}
-
-/// Where a port is, as the kernel keys drops: its namespace inode and interface index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PortPlace {
-    pub netns: u32,
-    pub ifindex: u32,
-}
-
-impl PortPlace {
-    /// Dropped on the port's device.
-    pub fn on_device(self, key: &DropKey) -> bool {
-        key.netns == self.netns && key.ifindex == self.ifindex
-    }
-
-    /// Dropped on the port's device, or without a device in its namespace: a local socket's
-    /// packet, dropped before it had one (on an OUTPUT hook, say).
-    pub fn holds(self, key: &DropKey) -> bool {
-        self.on_device(key) || (key.netns == self.netns && key.ifindex == 0)
     }
 }
 
@@ -192,15 +172,12 @@ impl DropPrograms {
         })
     }
 
-    /// Keeps apart the drops each port [holds](PortPlace::holds); every other drop is a total
+    /// Keeps apart the drops each port [holds](PlaceKey::holds); every other drop is a total
     /// from now on.
-    pub fn watch_ports(
-        &mut self,
-        ports: impl IntoIterator<Item = PortPlace>,
-    ) -> anyhow::Result<()> {
+    pub fn watch_ports(&mut self, ports: impl IntoIterator<Item = PlaceKey>) -> anyhow::Result<()> {
         let places: BTreeSet<WatchedPlace> = ports
             .into_iter()
-            .flat_map(|PortPlace { netns, ifindex }| {
+            .flat_map(|PlaceKey { netns, ifindex }| {
                 [
                     WatchedPlace { netns, ifindex },
                     WatchedPlace { netns, ifindex: 0 },

@@ -11,10 +11,10 @@ use crate::{
         events::Changes,
         ports::{self, LoadedPrograms, PortOptions, PortPrograms, TcAttachment},
     },
-    locate::{self, Location},
     netlink::Notification,
     netlink::RouteSocket,
     netns::{self, NetnsGuard},
+    place::{self, Place},
     spec::PortSpec,
 };
 
@@ -38,7 +38,7 @@ pub enum Concern {
 #[derive(Default)]
 pub struct Refreshed {
     /// Where the port was, when it moved or went away since the last refresh.
-    pub left: Option<Location>,
+    pub left: Option<Place>,
     /// A probe was attached: the port appeared, or came back as a new device.
     pub attached: bool,
     /// The probe of a device that is gone, replaced by a new attachment: its counts are the
@@ -58,27 +58,27 @@ pub struct FollowedPort {
     /// only attaching is left to do.
     prepared: Option<LoadedPrograms>,
     /// Where the port is now; `None` while it is not found.
-    location: Option<Location>,
+    location: Option<Place>,
     /// The last warning about this port, logged once rather than at every retry.
     last_warning: Option<String>,
     /// Why the port, present, could not be attached at the last try.
     attach_error: Option<String>,
     /// The namespace the port is in, kept open: looking at the port again at every refresh
     /// opens no file, so a process out of descriptors still finds it where it is.
-    place: Option<Place>,
+    namespace: Option<OpenNamespace>,
     /// Carrier at the last refresh.
     carrier: Option<bool>,
 }
 
 /// A namespace kept open, with a route socket inside it.
-struct Place {
+struct OpenNamespace {
     inode: u32,
     file: File,
     route: RouteSocket,
 }
 
-impl Place {
-    fn open(location: &Location) -> Option<Self> {
+impl OpenNamespace {
+    fn open(location: &Place) -> Option<Self> {
         let file = netns::open(&location.netns).ok()?;
         let route = RouteSocket::open_in(&location.netns).ok()?;
         Some(Self {
@@ -106,37 +106,37 @@ impl FollowedPort {
             location: None,
             last_warning: None,
             attach_error: None,
-            place: None,
+            namespace: None,
             carrier: None,
         }
     }
 
-    /// The kept place of `location`, if it is the one kept.
-    fn place_of(&self, location: &Location) -> Option<&Place> {
-        self.place
+    /// The kept namespace of `location`, if it is the one kept.
+    fn namespace_of(&self, location: &Place) -> Option<&OpenNamespace> {
+        self.namespace
             .as_ref()
-            .filter(|place| place.inode == location.netns_inode)
+            .filter(|namespace| namespace.inode == location.netns_inode)
     }
 
     /// Whether `interface` is still at `last`: the cheap check before searching every
     /// namespace. A namespace deleted and created again under its name has another inode: not
     /// the same place.
-    fn still_there(&self, last: &Location) -> bool {
+    fn still_there(&self, last: &Place) -> bool {
         if netns::netns_inode(&last.netns).ok() != Some(last.netns_inode) {
             return false;
         }
         let kept = self
-            .place_of(last)
-            .and_then(|place| place.route.link(&self.spec.interface).ok());
+            .namespace_of(last)
+            .and_then(|namespace| namespace.route.link(&self.spec.interface).ok());
         match kept {
             Some(link) => link.is_some_and(|link| link.ifindex == last.ifindex),
-            None => locate::ifindex_in(&last.netns, &self.spec.interface) == Some(last.ifindex),
+            None => place::ifindex_in(&last.netns, &self.spec.interface) == Some(last.ifindex),
         }
     }
 
     /// Where the port is now and its attached probe; `None` while it is missing or could not
     /// be attached yet.
-    pub fn attached(&self) -> Option<(&Location, &PortPrograms)> {
+    pub fn attached(&self) -> Option<(&Place, &PortPrograms)> {
         Some((self.location.as_ref()?, self.probe.as_ref()?))
     }
 
@@ -147,14 +147,15 @@ impl FollowedPort {
     }
 
     /// Where the port is now, attached or not.
-    pub fn location(&self) -> Option<&Location> {
+    pub fn location(&self) -> Option<&Place> {
         self.location.as_ref()
     }
 
     /// A route socket in the port's namespace, kept open while the port stays there.
     pub fn route_socket(&self) -> Option<&RouteSocket> {
         let location = self.location.as_ref()?;
-        self.place_of(location).map(|place| &place.route)
+        self.namespace_of(location)
+            .map(|namespace| &namespace.route)
     }
 
     /// Whether `changes` concern this port: a link of its name anywhere, or its own device (by
@@ -219,13 +220,13 @@ impl FollowedPort {
             .filter(|last| self.still_there(last))
             .or_else(|| self.search());
         match &found {
-            Some(location) if self.place_of(location).is_some() => {}
-            Some(location) => self.place = Place::open(location),
-            None => self.place = None,
+            Some(location) if self.namespace_of(location).is_some() => {}
+            Some(location) => self.namespace = OpenNamespace::open(location),
+            None => self.namespace = None,
         }
         self.carrier = found.as_ref().and_then(|location| {
-            let place = self.place_of(location)?;
-            match place.route.link(&self.spec.interface) {
+            let namespace = self.namespace_of(location)?;
+            match namespace.route.link(&self.spec.interface) {
                 Ok(link) => link.map(|link| link.carrier),
                 Err(err) => {
                     debug!("{}: reading carrier: {err}", self.spec);
@@ -240,7 +241,7 @@ impl FollowedPort {
         };
         if let Some(location) = &found {
             // When the kernel cannot say, the probe is kept rather than churned.
-            let kept = self.place_of(location).map(|place| &place.file);
+            let kept = self.namespace_of(location).map(|namespace| &namespace.file);
             let still_ours = self.probe.as_ref().is_some_and(|probe| {
                 runs_probe(probe, location, kept, &self.spec.interface) != Some(false)
             });
@@ -288,7 +289,7 @@ impl FollowedPort {
     /// test runs), so tracer never guesses: the device that still runs this probe is the port,
     /// wherever it is; else the one in the spec's namespace, then in tracer's own (where a
     /// physical port returns when its namespace is deleted); else the only one there is.
-    fn search(&mut self) -> Option<Location> {
+    fn search(&mut self) -> Option<Place> {
         let interface = &self.spec.interface;
         let candidates = everywhere(interface);
         if let Some(probe) = &self.probe
@@ -325,7 +326,7 @@ impl FollowedPort {
         }
     }
 
-    fn attach(&mut self, location: &Location) {
+    fn attach(&mut self, location: &Place) {
         let here = PortSpec {
             netns: location.netns.clone(),
             interface: self.spec.interface.clone(),
@@ -368,7 +369,7 @@ impl FollowedPort {
     }
 }
 
-fn log_move(spec: &PortSpec, before: Option<&Location>, now: Option<&Location>) {
+fn log_move(spec: &PortSpec, before: Option<&Place>, now: Option<&Place>) {
     match (before, now) {
         (None, Some(now)) => info!("{spec}: found in {}", netns::display_name(&now.netns)),
         (Some(before), Some(now)) if before.netns == now.netns && before != now => info!(
@@ -393,15 +394,15 @@ fn log_move(spec: &PortSpec, before: Option<&Location>, now: Option<&Location>) 
 
 /// Every namespace holding an interface called `interface`: tracer's own first, then the named
 /// ones by name.
-fn everywhere(interface: &str) -> Vec<Location> {
+fn everywhere(interface: &str) -> Vec<Place> {
     let mut names: Vec<String> = netns::netns_names().into_values().collect();
     names.sort();
     names
         .into_iter()
         .filter_map(|netns| {
-            let ifindex = locate::ifindex_in(&netns, interface)?;
+            let ifindex = place::ifindex_in(&netns, interface)?;
             let netns_inode = netns::netns_inode(&netns).ok()?;
-            Some(Location {
+            Some(Place {
                 netns,
                 netns_inode,
                 ifindex,
@@ -415,7 +416,7 @@ fn everywhere(interface: &str) -> Vec<Location> {
 /// not say. `kept`: the namespace's file, when the caller keeps it open.
 fn runs_probe(
     probe: &PortPrograms,
-    location: &Location,
+    location: &Place,
     kept: Option<&File>,
     interface: &str,
 ) -> Option<bool> {

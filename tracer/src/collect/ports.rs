@@ -21,10 +21,11 @@ use serde::{Deserialize, Serialize};
 use tracer_common::{Direction, PacketKind, counter_index};
 
 use crate::{
-    collect::{drops::PortPlace, loader},
+    collect::loader,
     error::UsageError,
     netlink::{ClsactHook, RouteSocket},
     netns::{self, NetnsGuard},
+    place::PlaceKey,
     spec::PortSpec,
 };
 use tracer_evidence::{InterfaceCounters, KindCounts};
@@ -306,8 +307,8 @@ impl PortPrograms {
     }
 
     /// Where the port was when attached, as the kernel keys drops.
-    pub fn place(&self) -> PortPlace {
-        PortPlace {
+    pub fn key(&self) -> PlaceKey {
+        PlaceKey {
             netns: self.netns_inode,
             ifindex: self.ifindex,
         }

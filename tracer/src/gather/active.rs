@@ -22,7 +22,7 @@ use super::{
 use crate::{
     collect::{
         cables::{self, CableOptions},
-        drops::{PortPlace, RawDrop},
+        drops::RawDrop,
         ebpf_log_level,
         host::{inspect_port, refresh_link},
         ports::PortOptions,
@@ -30,7 +30,9 @@ use crate::{
     },
     lock::{self, PortLocks},
     netlink::{Neighbour, RouteSocket},
-    netns, probes,
+    netns,
+    place::PlaceKey,
+    probes,
     session::Session,
     tool,
 };
@@ -157,12 +159,12 @@ fn crossed(before: &Snapshot, after: &Snapshot) -> (Crossed, Crossed) {
 
 /// The hops between the ports (not the ports themselves), with where the kernel keys their
 /// drops.
-fn hop_places(path: &PathEvidence) -> Vec<(PortPlace, Hop)> {
+fn hop_places(path: &PathEvidence) -> Vec<(PlaceKey, Hop)> {
     path.hops
         .iter()
         .filter(|hop| hop.role != HopRole::Port)
         .filter_map(|hop| {
-            let place = PortPlace {
+            let place = PlaceKey {
                 netns: netns::netns_inode(&hop.netns).ok()?,
                 ifindex: hop.link.as_ref()?.ifindex,
             };
@@ -334,7 +336,7 @@ fn probe_path(
         .into_iter()
         .filter_map(|raw| {
             if let Some(port) = session.port_of(&raw.key) {
-                let side = if port.place() == session.ports[0].place() {
+                let side = if port.key() == session.ports[0].key() {
                     Side::Initiator
                 } else {
                     Side::Target

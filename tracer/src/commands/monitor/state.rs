@@ -9,14 +9,14 @@ use tracer_common::DropKey;
 use crate::{
     cli::MonitorArgs,
     collect::{
-        drops::{self, DropPrograms, PortPlace, RawDrop},
+        drops::{self, DropPrograms, RawDrop},
         ebpf_log_level,
         events::Changes,
         follow::{Concern, FollowedPort},
         ports::{self, PortOptions},
     },
-    locate::Location,
     pins,
+    place::{Place, PlaceKey},
     render::metrics::{AttachedPort, MonitorSnapshot, MonitoredPort},
     spec::PortSpec,
 };
@@ -122,11 +122,11 @@ impl Monitor {
         for port in &mut self.ports {
             port.refresh();
         }
-        let places: Vec<PortPlace> = self
+        let places: Vec<PlaceKey> = self
             .ports
             .iter()
             .filter_map(FollowedPort::location)
-            .map(Location::place)
+            .map(Place::key)
             .collect();
         let names = self.ports.iter().map(|port| port.spec.interface.as_str());
         if let Err(err) = self
@@ -154,7 +154,7 @@ impl Monitor {
     /// second, stops the pinned map from filling up with the rest of the machine, and a port
     /// arriving somewhere from inheriting the counts of a namespace that died there before.
     /// The counts of a place a port has just left are carried on under its carried key first.
-    pub(super) fn forget_unexported_drops(&mut self, places: &[PortPlace]) -> anyhow::Result<()> {
+    pub(super) fn forget_unexported_drops(&mut self, places: &[PlaceKey]) -> anyhow::Result<()> {
         let carried_ids: Vec<u32> = self
             .ports
             .iter()
@@ -223,7 +223,7 @@ impl Monitor {
         let carried = carried_id(&port.spec);
         let mut drops = BTreeMap::<String, u64>::new();
         for site in sites.iter().filter(|site| {
-            location.place().on_device(&site.key)
+            location.key().on_device(&site.key)
                 || (site.key.netns == CARRIED_NETNS && site.key.ifindex == carried)
         }) {
             *drops.entry(self.drops.reason_of(&site.key)).or_default() += site.count;

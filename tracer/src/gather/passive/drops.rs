@@ -13,7 +13,7 @@ impl Watch {
         self.ports.iter().find_map(|port| {
             port.history
                 .iter()
-                .any(|place| place.place().holds(key))
+                .any(|place| place.key().holds(key))
                 .then_some((port.side, port))
         })
     }
@@ -70,7 +70,7 @@ impl Watch {
             .iter()
             .filter_map(|(key, count)| {
                 let (side, port) = self.side_of(key)?;
-                let place = port.history.iter().find(|place| place.place().holds(key))?;
+                let place = port.history.iter().find(|place| place.key().holds(key))?;
                 let netns = names
                     .get(&key.netns)
                     .cloned()

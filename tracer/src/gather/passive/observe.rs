@@ -23,15 +23,15 @@ const TEST_TRAFFIC: [PacketKind; 6] = [
 use crate::{
     capture::FlightRecorder,
     collect::{
-        drops::{DropPrograms, PortPlace},
+        drops::DropPrograms,
         events::Changes,
         follow::{Concern, FollowedPort},
         ports::{PortOptions, PortPrograms},
     },
-    locate::Location,
     netfilter::{self, Ruleset},
     netlink::Link,
     netns,
+    place::{Place, PlaceKey},
     spec::PortSpec,
 };
 
@@ -99,7 +99,7 @@ pub(crate) struct WatchedPort {
     /// Finds the port wherever it is and keeps it attached.
     pub(crate) follower: FollowedPort,
     /// Every namespace inode and ifindex the port has had: drops there are this port's.
-    pub(crate) history: Vec<Location>,
+    pub(crate) history: Vec<Place>,
     pub(crate) link: Option<Link>,
     pub(crate) neighbours: HashMap<Ipv4Addr, String>,
     /// First state seen of each neighbour entry, for the before -> after evidence.
@@ -150,7 +150,7 @@ impl WatchedPort {
         &self.spec.interface
     }
 
-    pub(crate) fn location(&self) -> Option<&Location> {
+    pub(crate) fn location(&self) -> Option<&Place> {
         self.follower.location()
     }
 
@@ -200,11 +200,11 @@ impl Watch {
                 self.follow(index);
                 self.observe_link(index);
             }
-            let places: Vec<PortPlace> = self
+            let places: Vec<PlaceKey> = self
                 .ports
                 .iter()
                 .flat_map(|port| &port.history)
-                .map(Location::place)
+                .map(Place::key)
                 .collect();
             let names = self.ports.iter().map(|port| port.spec.interface.as_str());
             if let Err(err) = self
