@@ -6,12 +6,15 @@
 use std::{
     cell::Cell,
     io,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    os::fd::{AsRawFd as _, OwnedFd},
 };
 
-use crate::netlink::codec::{
-    Attribute, align, attribute_string, attribute_u8, attribute_u32, encode_attribute,
-    find_attribute, malformed, parse_attributes, parse_messages,
+use crate::netlink::{
+    codec::{
+        Attribute, align, attribute_string, attribute_u8, attribute_u32, encode_attribute,
+        find_attribute, malformed, parse_attributes, parse_messages,
+    },
+    open_netlink,
 };
 
 const GENL_ID_CTRL: u16 = 0x10;
@@ -67,7 +70,6 @@ const EXT_STATE_NAMES: [&str; 11] = [
 /// The kernel's own "not supported" (include/linux/errno.h), which some drivers return.
 const ENOTSUPP: i32 = 524;
 
-const RECEIVE_TIMEOUT_SECS: libc::time_t = 2;
 const RECEIVE_BUFFER_LEN: usize = 32 * 1024;
 
 /// Speed, duplex and autonegotiation as the driver reports them; `None` for what it does not.
@@ -98,36 +100,7 @@ pub struct EthtoolSocket {
 impl EthtoolSocket {
     /// `Ok(None)` when the kernel has no ethtool netlink family (before 5.6).
     pub fn open() -> io::Result<Option<Self>> {
-        // SAFETY: socket(2) takes no pointers; the result is checked before use.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_GENERIC,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a fresh descriptor nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let timeout = libc::timeval {
-            tv_sec: RECEIVE_TIMEOUT_SECS,
-            tv_usec: 0,
-        };
-        // SAFETY: the option value points to a live timeval of the length passed.
-        let status = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&raw const timeout).cast(),
-                size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if status != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let fd = open_netlink(libc::NETLINK_GENERIC)?;
         let mut socket = Self {
             fd,
             family: GENL_ID_CTRL,

@@ -33,6 +33,7 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 pub use tracer_evidence::{Link, RouteLookup};
 
+pub(crate) use self::socket::open_netlink;
 pub use self::{
     decode::parse_datagram_for_fuzzing,
     events::{EventSocket, Group, Notification},

@@ -35,36 +35,7 @@ impl RouteSocket {
 
     /// Opens a socket bound to the calling thread's current network namespace.
     pub fn open() -> io::Result<Self> {
-        // SAFETY: socket(2) takes no pointers; the result is checked before use.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a freshly created descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let timeout = libc::timeval {
-            tv_sec: RECEIVE_TIMEOUT_SECS,
-            tv_usec: 0,
-        };
-        // SAFETY: the option value points to a live timeval of the length passed.
-        let status = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&raw const timeout).cast(),
-                socklen_of::<libc::timeval>(),
-            )
-        };
-        if status != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let fd = open_netlink(libc::NETLINK_ROUTE)?;
         Ok(Self {
             fd,
             next_sequence: Cell::new(1),
@@ -346,6 +317,37 @@ pub(super) fn kernel_address() -> libc::sockaddr_nl {
     let mut address: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
     address.nl_family = libc::AF_NETLINK as libc::sa_family_t;
     address
+}
+
+/// A netlink socket of `protocol` in the calling thread's network namespace, whose receives
+/// give up after `RECEIVE_TIMEOUT_SECS` (the kernel answers within microseconds: this only
+/// stops hangs).
+pub(crate) fn open_netlink(protocol: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) takes no pointers; the result is checked before use.
+    let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, protocol) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a freshly created descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let timeout = libc::timeval {
+        tv_sec: RECEIVE_TIMEOUT_SECS,
+        tv_usec: 0,
+    };
+    // SAFETY: the option value points to a live timeval of the length passed.
+    let status = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&raw const timeout).cast(),
+            socklen_of::<libc::timeval>(),
+        )
+    };
+    if status != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
 }
 
 pub(super) fn socklen_of<T>() -> libc::socklen_t {
