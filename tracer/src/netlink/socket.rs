@@ -324,7 +324,13 @@ pub(super) fn kernel_address() -> libc::sockaddr_nl {
 /// stops hangs).
 pub(crate) fn open_netlink(protocol: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: socket(2) takes no pointers; the result is checked before use.
-    let raw = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, protocol) };
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            protocol,
+        )
+    };
     if raw < 0 {
         return Err(io::Error::last_os_error());
     }
