@@ -167,6 +167,77 @@ fn scrapes_answer_while_more_idle_clients_than_descriptors_hang_on() {
     assert!(!stderr.contains("gone from"), "{stderr}");
 }
 
+/// An unprivileged local user holding about a thousand idle connections, opened in bursts and
+/// each kept a few seconds, never keeps the scraper out: every scrape is answered within 2 s.
+#[test]
+fn scrapes_answer_within_two_seconds_while_a_user_floods_idle_connections() {
+    let lab = lab("idle");
+    let pins = PinDir::new();
+    let address = format!("127.0.0.1:{}", free_port());
+    let monitor = start(&monitor_args(&lab.port_args(), &address, &pins));
+    let port = address.rsplit(':').next().unwrap();
+    // Ten bursts of 100 connections, half a second apart, each burst held for 3 s, by the
+    // user nobody; bash opens them with /dev/tcp.
+    let script = format!(
+        "for burst in $(seq 10); do \
+           ( for i in $(seq 100); do exec {{fd}}<>/dev/tcp/127.0.0.1/{port} || exit 1; done; sleep 3 ) & \
+           sleep 0.5; \
+         done; wait"
+    );
+    let mut flood = Command::new("bash");
+    flood.args(["-c", &script]).stderr(Stdio::null());
+    // SAFETY: setgroups, setgid and setuid in the forked child before exec; async-signal-safe.
+    unsafe {
+        flood.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut flood = flood.spawn().expect("bash");
+    // Into the flood: the first burst's connections are open by now.
+    std::thread::sleep(Duration::from_millis(1500));
+    let idle = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let held = idle
+        .lines()
+        .filter(|line| line.contains(&format!(":{:04X} ", port.parse::<u16>().unwrap())))
+        .count();
+    assert!(
+        held > 128,
+        "only {held} connections held: the flood did not happen"
+    );
+    for scrape in 1..=5 {
+        let started = Instant::now();
+        let response = http("GET", &address, "/metrics", &[]).unwrap_or_else(|err| {
+            panic!(
+                "scrape {scrape} refused after {:?}: {err}",
+                started.elapsed()
+            )
+        });
+        let took = started.elapsed();
+        assert_eq!(response.status, 200, "scrape {scrape}");
+        assert!(
+            took < Duration::from_secs(2),
+            "scrape {scrape} took {took:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        flood.wait().unwrap().success(),
+        "the flood's connections were not all opened"
+    );
+    let out = monitor.stop_with(libc::SIGINT);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 // 1 and 8: deadlines and HTTP edges, on a monitor whose port the kernel chose.
 
 #[test]

@@ -1,11 +1,19 @@
 //! Just enough HTTP/1.x to serve one resource to Prometheus and curl: a request head is read
 //! (no body is ever expected), one response is written, the connection is closed. A client
 //! gets a deadline for its whole request head and another for reading the response, so that
-//! a slow or idle one cannot hold a connection (and a descriptor) for long.
+//! a slow or idle one cannot hold a connection (and a descriptor) for long; and when every
+//! connection is taken, the oldest one still silent makes room for a newcomer, so that idle
+//! clients on a shared machine cannot keep the real scraper out.
 
-use std::{io, time::Duration};
+use std::{
+    cell::{Cell, RefCell},
+    collections::VecDeque,
+    io,
+    rc::Rc,
+    time::Duration,
+};
 
-use tokio::net::TcpStream;
+use tokio::{net::TcpStream, task::AbortHandle};
 
 /// Longest request head accepted; Prometheus sends a few hundred bytes. Longer: 431.
 pub const MAX_HEAD: usize = 16 * 1024;
@@ -181,9 +189,137 @@ pub async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
         .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
 }
 
+/// The connections served at once, up to a limit. At the limit, the oldest connection that has
+/// not sent its whole request head is closed to make room: a client that sends its request at
+/// once (Prometheus, curl) always gets in, however many idle ones a local user holds open.
+/// Connections being answered are never closed early.
+#[derive(Debug)]
+pub struct Connections {
+    limit: usize,
+    open: Cell<usize>,
+    next_id: Cell<u64>,
+    /// Open connections that have not sent a whole head yet, oldest first.
+    silent: RefCell<VecDeque<(u64, AbortHandle)>>,
+}
+
+/// One admitted connection's place among the [`Connections`]; gives it back when dropped,
+/// whether its task ended or was closed to make room.
+#[derive(Debug)]
+pub struct Admitted {
+    id: u64,
+    connections: Rc<Connections>,
+}
+
+impl Connections {
+    pub fn new(limit: usize) -> Rc<Self> {
+        Rc::new(Self {
+            limit,
+            open: Cell::new(0),
+            next_id: Cell::new(0),
+            silent: RefCell::new(VecDeque::new()),
+        })
+    }
+
+    /// Serves a new connection with `serve`, on a local task, closing the oldest silent one
+    /// when every place is taken; `false` (the newcomer is to be refused) when every open
+    /// connection is being answered.
+    pub fn admit<F>(this: &Rc<Self>, serve: impl FnOnce(Admitted) -> F) -> bool
+    where
+        F: Future<Output = ()> + 'static,
+    {
+        if this.open.get() >= this.limit {
+            let oldest = this.silent.borrow_mut().pop_front();
+            let Some((_, oldest)) = oldest else {
+                return false;
+            };
+            // Its guard gives its place back when the aborted task is dropped.
+            oldest.abort();
+        }
+        let id = this.next_id.get();
+        this.next_id.set(id + 1);
+        this.open.set(this.open.get() + 1);
+        let admitted = Admitted {
+            id,
+            connections: Rc::clone(this),
+        };
+        let task = tokio::task::spawn_local(serve(admitted));
+        this.silent
+            .borrow_mut()
+            .push_back((id, task.abort_handle()));
+        true
+    }
+
+    fn forget(&self, id: u64) {
+        self.silent.borrow_mut().retain(|(silent, _)| *silent != id);
+    }
+}
+
+impl Admitted {
+    /// Its whole request head arrived: it is being answered and is never closed early.
+    pub fn spoke(&self) {
+        self.connections.forget(self.id);
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let connections = &self.connections;
+        connections
+            .open
+            .set(connections.open.get().saturating_sub(1));
+        connections.forget(self.id);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// At the limit, the oldest silent connection makes room; one that spoke is kept, and when
+    /// every open one spoke, a newcomer is refused.
+    #[test]
+    fn the_oldest_silent_connection_makes_room() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        tokio::task::LocalSet::new().block_on(&runtime, async {
+            let connections = Connections::new(2);
+            let ended = Rc::new(RefCell::new(Vec::new()));
+            // Each connection waits forever once admitted; those told to speak say so first.
+            let admit = |name: &'static str, speaks: bool| {
+                let ended = Rc::clone(&ended);
+                Connections::admit(&connections, move |admitted| async move {
+                    if speaks {
+                        admitted.spoke();
+                    }
+                    let _noted = Noted(name, ended);
+                    std::future::pending::<()>().await;
+                    drop(admitted);
+                })
+            };
+            assert!(admit("a", false));
+            assert!(admit("b", true));
+            tokio::task::yield_now().await;
+            // Full: "a" (silent, oldest) makes room for "c"; "b" spoke and stays.
+            assert!(admit("c", true));
+            tokio::task::yield_now().await;
+            assert_eq!(*ended.borrow(), ["a"]);
+            assert_eq!(connections.open.get(), 2);
+            // Every open connection spoke: the next is refused.
+            assert!(!admit("d", false));
+            assert_eq!(*ended.borrow(), ["a"]);
+        });
+    }
+
+    /// Notes its name when dropped.
+    struct Noted(&'static str, Rc<RefCell<Vec<&'static str>>>);
+
+    impl Drop for Noted {
+        fn drop(&mut self) {
+            self.1.borrow_mut().push(self.0);
+        }
+    }
 
     #[test]
     fn prometheus_scrape_request() {

@@ -4,12 +4,7 @@
 
 mod state;
 
-use std::{
-    cell::{Cell, RefCell},
-    path::Path,
-    rc::Rc,
-    time::Duration,
-};
+use std::{cell::RefCell, path::Path, rc::Rc, time::Duration};
 
 use anyhow::Context as _;
 use log::{debug, info, warn};
@@ -39,8 +34,8 @@ use crate::{
 /// swept; scrapes are answered from the last look. Links that appear, move, go or lose carrier
 /// are announced by the kernel and looked at within milliseconds.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
-/// Connections served at once; more are closed as soon as they are accepted, so that clients
-/// can never take the descriptors the ports' follower needs.
+/// Connections served at once, so that clients can never take the descriptors the ports'
+/// follower needs; at the limit the oldest silent one makes room ([`http::Connections`]).
 const MAX_CONNECTIONS: usize = 64;
 
 pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
@@ -118,7 +113,7 @@ pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
             let _ = output::print_line(&format!("serving metrics at http://{bound}/metrics"));
         }
         let monitor = Rc::new(RefCell::new(monitor));
-        let connections = Rc::new(Cell::new(0usize));
+        let connections = http::Connections::new(MAX_CONNECTIONS);
         let mut events = events
             .into_async()
             .context("waiting for link announcements")?;
@@ -178,18 +173,13 @@ pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
                 }
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        if connections.get() >= MAX_CONNECTIONS {
-                            debug!("{MAX_CONNECTIONS} metrics connections open: closing {peer}'s");
-                            drop(stream);
-                            continue;
-                        }
-                        connections.set(connections.get() + 1);
-                        let connections = Rc::clone(&connections);
                         let monitor = Rc::clone(&monitor);
-                        tokio::task::spawn_local(async move {
-                            serve(stream, &monitor).await;
-                            connections.set(connections.get() - 1);
+                        let admitted = http::Connections::admit(&connections, |admitted| {
+                            async move { serve(stream, admitted, &monitor).await }
                         });
+                        if !admitted {
+                            debug!("{MAX_CONNECTIONS} metrics requests being answered: closing {peer}'s");
+                        }
                     }
                     Err(err) => {
                         // Out of descriptors, say: pause rather than spin.
@@ -224,8 +214,10 @@ fn unpin(root: &Path) -> anyhow::Result<()> {
 }
 
 /// One connection: one request, one response, closed.
-async fn serve(stream: TcpStream, monitor: &RefCell<Monitor>) {
-    let (request, response) = match http::read_head(&stream).await {
+async fn serve(stream: TcpStream, admitted: http::Admitted, monitor: &RefCell<Monitor>) {
+    let head = http::read_head(&stream).await;
+    admitted.spoke();
+    let (request, response) = match head {
         Ok(http::Head::Complete(head)) => {
             let request = http::parse_request(&head);
             // Answered at once: the borrow never spans an await.
