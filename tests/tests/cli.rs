@@ -207,3 +207,144 @@ fn bad_lab_arguments_change_nothing() {
         );
     }
 }
+
+/// Errors that teach: a typo gets its suggestion, a command given to watch without `--` the
+/// hint, a bad number a sentence, and each points at the help of its own subcommand.
+#[test]
+fn errors_suggest_hint_and_point_at_the_subcommand() {
+    for (args, mentions) in [
+        (&["diagnos"][..], "a similar subcommand exists: 'diagnose'"),
+        (
+            &["counters", "--duraton", "3"][..],
+            "a similar argument exists: '--duration' (see `tracer counters --help`)",
+        ),
+        (
+            &["watch", "--initiator", "a", "ping", "-c1", "10.0.0.2"][..],
+            "give the command after `--`: tracer watch [OPTIONS] -- CMD",
+        ),
+        (
+            &["counters", "--duration", "1.5"][..],
+            "`1.5` is not a whole number of seconds from 1 to 86400 (see `tracer counters --help`)",
+        ),
+        (
+            &["watch", "--kill-after", "x", "--", "true"][..],
+            "`x` is not a whole number",
+        ),
+    ] {
+        assert_usage_error(&output(tracer().args(args)), mentions);
+    }
+    let out = output(
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(tracer_bin())
+            .args(["counters", "--duration", "1"]),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("tracer: this needs root (missing CAP_"),
+        "{stderr}"
+    );
+}
+
+/// doctor needs no root to say what the kernel offers, and ends with one summary line.
+#[test]
+fn doctor_runs_without_root_and_sums_up() {
+    let out = output(
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(tracer_bin())
+            .arg("doctor"),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let last = stdout.trim_end().lines().last().unwrap_or_default();
+    assert!(last.starts_with("tracer can work here as root"), "{stdout}");
+}
+
+/// Runs `tracer ARGS` under a pseudo-terminal (util-linux `script`), with `env` set; returns what
+/// it printed.
+fn on_a_terminal(env: &[(&str, &str)], args: &[&str]) -> String {
+    let mut line = tracer_bin().display().to_string();
+    for arg in args {
+        line.push(' ');
+        line.push_str(arg);
+    }
+    let mut script = Command::new("script");
+    script.args(["-q", "-e", "-c", &line, "/dev/null"]);
+    script.env_remove("NO_COLOR").env("TERM", "xterm");
+    for (name, value) in env {
+        script.env(name, value);
+    }
+    String::from_utf8_lossy(&output(&mut script).stdout).into_owned()
+}
+
+/// Colour only where it belongs: on a terminal by default, never with NO_COLOR, TERM=dumb or
+/// `--color never`.
+#[test]
+fn no_colour_when_asked() {
+    let lab = Lab::up("clr");
+    let ports = lab.port_args();
+    let mut args: Vec<&str> = vec!["diagnose"];
+    args.extend(ports.iter().map(String::as_str));
+    let coloured = on_a_terminal(&[], &args);
+    assert!(coloured.contains("VERDICT"), "{coloured}");
+    assert!(
+        coloured.contains('\x1b'),
+        "no colour on a terminal: {coloured}"
+    );
+    for (env, extra) in [
+        (&[("NO_COLOR", "1")][..], &[][..]),
+        (&[("TERM", "dumb")][..], &[][..]),
+        (&[][..], &["--color", "never"][..]),
+    ] {
+        let mut with: Vec<&str> = args.clone();
+        with.extend(extra);
+        let text = on_a_terminal(env, &with);
+        assert!(text.contains("VERDICT"), "{text}");
+        assert!(!text.contains('\x1b'), "{env:?} {extra:?}: {text:?}");
+    }
+}
+
+/// Completions load in bash, and the man page renders.
+#[test]
+fn completions_and_man_page() {
+    let dir = std::env::temp_dir().join(unique("help"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for shell in ["bash", "zsh"] {
+        let out = output(tracer().args(["completions", shell]));
+        assert!(out.status.success());
+        std::fs::write(dir.join(shell), &out.stdout).unwrap();
+    }
+    let loaded = output(Command::new("bash").args([
+        "-c",
+        &format!(
+            "source {} && complete -p tracer",
+            dir.join("bash").display()
+        ),
+    ]));
+    assert!(
+        String::from_utf8_lossy(&loaded.stdout).contains("tracer"),
+        "{loaded:?}"
+    );
+    assert!(
+        std::fs::read_to_string(dir.join("zsh"))
+            .unwrap()
+            .contains("#compdef tracer")
+    );
+    let page = output(tracer().arg("man"));
+    std::fs::write(dir.join("tracer.1"), &page.stdout).unwrap();
+    let rendered = output(
+        Command::new("man")
+            .arg("-l")
+            .arg(dir.join("tracer.1"))
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "80"),
+    );
+    let text = String::from_utf8_lossy(&rendered.stdout);
+    assert!(rendered.status.success(), "{rendered:?}");
+    assert!(
+        text.contains("diagnose") && text.contains("watch"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -15,6 +15,13 @@ pub const DEFAULT_INITIATOR: &str = "cvl_0_1";
 pub const DEFAULT_TARGET: &str = "cvl_0_0_ns_spdk/cvl_0_0";
 pub const DEFAULT_PORT: &str = "4420";
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
 /// diagnose's help after its flags: the class table, from the one in tracer-evidence.
 fn diagnose_after_help() -> String {
     format!(
@@ -52,6 +59,16 @@ pub struct Cli {
     /// More logging, repeatable (-v info, -vv debug, -vvv trace), also from the kernel programs
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// When to colour the output: auto (on a terminal, unless NO_COLOR is set or TERM=dumb),
+    /// always or never
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHEN",
+        default_value = "auto",
+        global = true
+    )]
+    pub color: ColorChoice,
 
     #[command(subcommand)]
     pub command: Command,
@@ -205,6 +222,16 @@ Exit codes: 0 tracer can work here, 2 it cannot (one line says why).",
         after_help = "Example:\n  tracer doctor --json"
     )]
     Doctor(DoctorArgs),
+    /// Print shell completions for tracer (bash, zsh, fish, elvish, powershell)
+    #[command(after_help = "Install them where your shell looks, e.g.:\n  \
+tracer completions bash > /etc/bash_completion.d/tracer\n  \
+tracer completions zsh > /usr/local/share/zsh/site-functions/_tracer")]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print tracer's man page (roff), e.g. `tracer man > /usr/local/share/man/man1/tracer.1`
+    Man,
     /// Build or remove the built-in lab: SPDK's test network on a veth pair, inside namespaces
     Lab {
         #[command(subcommand)]
@@ -274,7 +301,7 @@ pub struct CountersArgs {
     #[command(flatten)]
     pub ports: PortArgs,
     /// Stop after SECS seconds (default: run until Ctrl-C or SIGTERM)
-    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, short, value_name = "SECS", value_parser = seconds::<86_400>)]
     pub duration: Option<u64>,
     /// Print one JSON object instead of tables
     #[arg(long)]
@@ -324,6 +351,16 @@ pub struct DiagnoseArgs {
 
 /// Upper bound of --capture-frames: 100 000 frames of up to 256 bytes per port.
 const MAX_CAPTURE_FRAMES: usize = 100_000;
+
+/// A whole number of seconds from 1 to `MAX`, with a message people read.
+fn seconds<const MAX: u64>(value: &str) -> Result<u64, String> {
+    match value.parse::<u64>() {
+        Ok(n) if (1..=MAX).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "`{value}` is not a whole number of seconds from 1 to {MAX}"
+        )),
+    }
+}
 
 fn capture_frames(value: &str) -> Result<usize, String> {
     match value.parse::<usize>() {
@@ -382,7 +419,7 @@ pub struct WatchArgs {
     /// After passing SIGINT or SIGTERM on to CMD's process group, kill the group (SIGKILL)
     /// if it still runs SECS seconds later
     #[arg(long, value_name = "SECS", default_value = "10",
-          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+          value_parser = seconds::<86_400>)]
     pub kill_after: u64,
     /// The command to run, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]

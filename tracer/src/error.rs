@@ -14,7 +14,7 @@ pub enum UsageError {
     },
     #[error(transparent)]
     Netns(#[from] NetnsError),
-    #[error("tracer needs root: missing {missing}; run it with sudo")]
+    #[error("this needs root (missing {missing}): run it with sudo")]
     Privileges { missing: String },
     #[error(
         "this kernel has no BTF ({path} is missing): tracer needs a kernel built with CONFIG_DEBUG_INFO_BTF=y"

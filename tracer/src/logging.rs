@@ -3,16 +3,18 @@
 use anyhow::Context as _;
 use tokio::io::{Interest, unix::AsyncFd};
 
-/// -v info, -vv debug, -vvv trace; warnings always.
+/// tracer's own steps: -v info, -vv debug, -vvv trace; warnings always. The libraries' (aya's
+/// loader and its like) only at -vvv, where everything is traced.
 pub fn init(verbosity: u8) {
-    let level = match verbosity {
-        0 => log::LevelFilter::Warn,
-        1 => log::LevelFilter::Info,
-        2 => log::LevelFilter::Debug,
-        _ => log::LevelFilter::Trace,
+    let (own, everyone) = match verbosity {
+        0 => (log::LevelFilter::Warn, log::LevelFilter::Warn),
+        1 => (log::LevelFilter::Info, log::LevelFilter::Warn),
+        2 => (log::LevelFilter::Debug, log::LevelFilter::Warn),
+        _ => (log::LevelFilter::Trace, log::LevelFilter::Trace),
     };
     env_logger::Builder::new()
-        .filter_level(level)
+        .filter_level(everyone)
+        .filter_module("tracer", own)
         .parse_default_env()
         .format_timestamp_millis()
         .init();

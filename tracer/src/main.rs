@@ -9,7 +9,7 @@ use tracer::{
     commands,
     error::{ExitError, UsageError},
     logging,
-    output::OutputError,
+    output::{self, OutputError},
 };
 
 /// One line on stderr; a stderr that cannot be written is no reason to panic.
@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         Err(err) => return clap_exit(&err),
     };
     logging::init(cli.verbose);
+    output::set_colour(cli.color);
     if let Err(usage) = cli.check() {
         say!("tracer: {usage}");
         return ExitCode::from(EXIT_USAGE);
@@ -45,6 +46,8 @@ fn main() -> ExitCode {
         Command::Watch(args) => commands::watch::run(args, cli.verbose),
         Command::Monitor(args) => commands::monitor::run(args, cli.verbose).map(|()| 0),
         Command::Doctor(args) => commands::doctor::run(args, cli.verbose),
+        Command::Completions { shell } => commands::help::completions(*shell).map(|()| 0),
+        Command::Man => commands::help::man().map(|()| 0),
         Command::Lab { action } => match action {
             LabAction::Up(args) => commands::lab::up(args).map(|()| 0),
             LabAction::Down(args) => commands::lab::down(args).map(|()| 0),
@@ -87,20 +90,53 @@ fn clap_exit(err: &clap::Error) -> ExitCode {
             }
         }
         _ => {
-            let rendered = err.render().to_string();
-            let mut lines = rendered
-                .lines()
-                .map(str::trim)
-                .filter(|line| !line.is_empty());
-            let first = lines.next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            // "the following required arguments were not provided:" names them on the next line.
-            let detail = match lines.next() {
-                Some(next) if first.ends_with(':') => format!(" {next}"),
-                _ => String::new(),
-            };
-            say!("tracer: {first}{detail} (see `tracer --help`)");
+            say!("tracer: {}", one_line(&err.render().to_string()));
             ExitCode::from(EXIT_USAGE)
         }
     }
+}
+
+/// clap's error in one line: what is wrong, its tip (a similar name, say), a hint for a command
+/// given to watch without `--`, and the help of the command it concerns.
+fn one_line(rendered: &str) -> String {
+    let lines: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    let first = lines.first().copied().unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    // "the following required arguments were not provided:" names them on the next line.
+    let mut line = match lines.get(1) {
+        Some(next) if first.ends_with(':') => format!("{first} {next}"),
+        _ => first.to_owned(),
+    };
+    for tip in lines.iter().filter_map(|line| line.strip_prefix("tip: ")) {
+        line.push_str(&format!("; {tip}"));
+    }
+    // `Usage: tracer watch [OPTIONS] -- <COMMAND>...`: the command whose help to see.
+    let usage = lines.iter().find_map(|line| line.strip_prefix("Usage: "));
+    let command: Vec<&str> = usage
+        .map(|usage| {
+            usage
+                .split_whitespace()
+                .take_while(|word| !word.starts_with(['[', '<', '-']))
+                .collect()
+        })
+        .unwrap_or_default();
+    if command.get(1) == Some(&"watch") && first.starts_with("unexpected argument") {
+        line.push_str("; give the command after `--`: tracer watch [OPTIONS] -- CMD [ARGS...]");
+    }
+    // Errors about a value carry no usage line: the subcommand is the first word given.
+    let given = std::env::args()
+        .nth(1)
+        .filter(|word| !word.starts_with('-'));
+    let help = match (command.len() > 1, given) {
+        (true, _) => command.join(" "),
+        (false, Some(subcommand)) if !first.contains("subcommand") => {
+            format!("tracer {subcommand}")
+        }
+        _ => "tracer".to_owned(),
+    };
+    format!("{line} (see `{help} --help`)")
 }

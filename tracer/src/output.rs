@@ -3,9 +3,36 @@
 //! `main` turns into an exit code: 141 (128 + SIGPIPE) quietly for a reader that went away, as
 //! a shell pipeline expects, and 1 with one line for anything else.
 
-use std::io::{self, Write as _};
+use std::{
+    io::{self, IsTerminal as _, Write as _},
+    sync::OnceLock,
+};
 
 use thiserror::Error;
+
+use crate::cli::ColorChoice;
+
+/// The `--color` choice, set once at start.
+static COLOUR: OnceLock<ColorChoice> = OnceLock::new();
+
+pub fn set_colour(choice: ColorChoice) {
+    let _ = COLOUR.set(choice);
+}
+
+/// Whether standard output gets colour: `--color always` or `never` as said; with `auto` (the
+/// default) only on a terminal, and not when NO_COLOR is set (https://no-color.org) or
+/// TERM=dumb.
+pub fn colour() -> bool {
+    match COLOUR.get().copied().unwrap_or(ColorChoice::Auto) {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            io::stdout().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+                && std::env::var("TERM").ok().as_deref() != Some("dumb")
+        }
+    }
+}
 
 /// Writing the output failed.
 #[derive(Debug, Error)]

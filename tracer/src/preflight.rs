@@ -25,14 +25,19 @@ fn effective_capabilities() -> u64 {
         .unwrap_or(0)
 }
 
-/// Checks privileges, then kernel BTF.
-pub fn check() -> Result<(), UsageError> {
+/// The capabilities tracer needs that this process lacks (none as root).
+pub fn missing_capabilities() -> Vec<&'static str> {
     let effective = effective_capabilities();
-    let missing: Vec<&str> = REQUIRED_CAPABILITIES
+    REQUIRED_CAPABILITIES
         .iter()
         .filter(|(bit, _)| effective & (1 << bit) == 0)
         .map(|(_, name)| *name)
-        .collect();
+        .collect()
+}
+
+/// Checks privileges, then kernel BTF.
+pub fn check() -> Result<(), UsageError> {
+    let missing = missing_capabilities();
     if !missing.is_empty() {
         return Err(UsageError::Privileges {
             missing: missing.join(", "),

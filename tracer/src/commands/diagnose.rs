@@ -54,7 +54,7 @@ pub fn run(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<u8> {
         };
         output::print_line(&json)?;
     } else {
-        let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        let terminal = output::colour();
         for (index, report) in reports.iter().enumerate() {
             if several {
                 output::print_line(&format!(

@@ -30,10 +30,15 @@ pub struct Capability {
 pub struct DoctorReport {
     pub kernel: String,
     pub capabilities: Vec<Capability>,
+    /// Capabilities this process lacks: without them the attach test was not run.
+    pub missing_privileges: Vec<&'static str>,
+    /// One line: whether tracer can work here.
+    pub summary: String,
 }
 
+/// Reads what any user can read; as root, also attaches the drop probe, the real test. Exit 0
+/// when tracer can work here (as root), 2 when it cannot.
 pub fn run(args: &DoctorArgs, verbosity: u8) -> anyhow::Result<u8> {
-    preflight::check()?;
     let report = examine(verbosity)?;
     if args.json {
         output::print_line(&serde_json::to_string(&report)?)?;
@@ -51,9 +56,15 @@ pub fn run(args: &DoctorArgs, verbosity: u8) -> anyhow::Result<u8> {
                 capability.tracer_uses
             ));
         }
+        out.push_str(&report.summary);
+        out.push('\n');
         output::print(&out)?;
     }
-    Ok(0)
+    let btf = report
+        .capabilities
+        .iter()
+        .any(|capability| capability.name == "BTF" && capability.present == Some(true));
+    Ok(if btf { 0 } else { 2 })
 }
 
 fn examine(verbosity: u8) -> anyhow::Result<DoctorReport> {
@@ -64,12 +75,17 @@ fn examine(verbosity: u8) -> anyhow::Result<DoctorReport> {
     let drop_reasons = btf
         .as_ref()
         .is_some_and(|btf| btf.enum_variants("skb_drop_reason").is_ok());
+    let missing_privileges = preflight::missing_capabilities();
     // The real test of the drop probe is attaching it: it says which program this kernel took.
-    let drop_programs = DropPrograms::attach(&ebpf_log_level(verbosity)).map_err(|err| {
-        UsageError::KernelLayout(format!("the kfree_skb probe cannot be attached: {err:#}"))
-    })?;
-    let tp_btf = drop_programs.detail == DropDetail::Reason;
-    drop(drop_programs);
+    // Without the privileges to load it, the BTF tells instead (tp_btf needs drop reasons).
+    let tp_btf = if missing_privileges.is_empty() && btf.is_some() {
+        let drop_programs = DropPrograms::attach(&ebpf_log_level(verbosity)).map_err(|err| {
+            UsageError::KernelLayout(format!("the kfree_skb probe cannot be attached: {err:#}"))
+        })?;
+        drop_programs.detail == DropDetail::Reason
+    } else {
+        drop_reasons
+    };
     let tcx = TcAttachment::of_running_kernel() == TcAttachment::Tcx;
     let capabilities = vec![
         Capability {
@@ -122,8 +138,28 @@ fn examine(verbosity: u8) -> anyhow::Result<DoctorReport> {
             tracer_uses: "not needed: netfilter rules are found from their counters".to_owned(),
         },
     ];
+    let summary = match (btf.is_some(), missing_privileges.is_empty()) {
+        (false, _) => format!(
+            "tracer cannot work here: this kernel has no BTF ({VMLINUX_BTF}); it needs CONFIG_DEBUG_INFO_BTF=y"
+        ),
+        (true, true) => format!(
+            "tracer can work here: tc on {}, drops through {}",
+            if tcx { "tcx" } else { "clsact" },
+            if tp_btf {
+                "tp_btf with reasons"
+            } else {
+                "the raw tracepoint"
+            }
+        ),
+        (true, false) => format!(
+            "tracer can work here as root (this user lacks {}; the drop probe was not attached)",
+            missing_privileges.join(", ")
+        ),
+    };
     Ok(DoctorReport {
         kernel,
         capabilities,
+        missing_privileges,
+        summary,
     })
 }

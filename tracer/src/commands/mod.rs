@@ -4,6 +4,7 @@ pub mod cables;
 pub mod counters;
 pub mod diagnose;
 pub mod doctor;
+pub mod help;
 pub mod lab;
 pub mod monitor;
 pub mod watch;
