@@ -28,11 +28,16 @@ use crate::{
     },
     error::UsageError,
     http::{self, Request, Response},
+    layout::{self, WhenNone},
     netlink::Group,
     output,
     pins::{self, PinLock},
     preflight,
-    render::metrics::{self, Format},
+    render::{
+        self,
+        metrics::{self, Format},
+    },
+    spec::PortSpec,
 };
 
 /// How often the ports are looked at without being told of a change, and the drop counters
@@ -48,12 +53,30 @@ pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
     if args.unpin {
         return unpin(&args.pin_dir);
     }
-    if args.ports.initiator == args.ports.target {
+    let plan = layout::plan(
+        &args.ports.flags(&[], &[]),
+        &args.ports.layout,
+        WhenNone::Follow,
+    )?;
+    let specs: Vec<&PortSpec> = plan
+        .pairs
+        .iter()
+        .flat_map(|pair| [&pair.initiator, &pair.target])
+        .collect();
+    if let Some(twice) = specs
+        .iter()
+        .enumerate()
+        .find_map(|(index, spec)| specs[..index].contains(spec).then_some(spec))
+    {
         return Err(UsageError::Argument(format!(
-            "port `{}` is given twice: initiator and target must differ",
-            args.ports.target
+            "port `{twice}` is given twice: initiator and target must differ"
         ))
         .into());
+    }
+    if let Some(found) = &plan.discovery {
+        for line in render::layout::text(found).lines() {
+            info!("{line}");
+        }
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -82,7 +105,7 @@ pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
     // Joined before the first look: nothing that happens after it goes unannounced.
     let events =
         NetworkEvents::new(&[Group::Link]).context("joining rtnetlink's link announcements")?;
-    let mut monitor = Monitor::start(args, verbosity)?;
+    let mut monitor = Monitor::start(args, &plan.pairs, verbosity)?;
     monitor.refresh();
     for port in &monitor.ports {
         // The ready file promises that every port present is counted.

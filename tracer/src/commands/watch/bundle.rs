@@ -19,10 +19,11 @@ pub(super) fn write_bundle(
     command: CommandReport,
     watch: &Watch,
     final_rulesets: &BTreeMap<String, Ruleset>,
+    pairs_markdown: &str,
 ) -> anyhow::Result<()> {
     let dir = ReportDir::open(dir)?;
     let write = |name: &str, bytes: &[u8]| dir.write(name, bytes);
-    let recorders = [&watch.ports[0].recorder, &watch.ports[1].recorder];
+    let recorders: Vec<_> = watch.ports.iter().map(|port| &port.recorder).collect();
     let frames = recorders.iter().map(|r| r.frames().count()).sum();
     let evicted = recorders.iter().map(|r| r.evicted).sum();
     let report = WatchReport {
@@ -37,6 +38,7 @@ pub(super) fn write_bundle(
         },
     };
     let mut markdown = render::diagnose::markdown(&report.diagnosis);
+    markdown.push_str(pairs_markdown);
     markdown.push_str(&format!(
         "\n## Command\n\n- `{}` exited with {}\n",
         report.command.argv.join(" "),
