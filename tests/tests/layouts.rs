@@ -369,3 +369,61 @@ fn none_found_and_half_built_are_said_plainly() {
         "{missing}"
     );
 }
+
+/// SPDK's run_test writes the test's name to the tag file and signals SIGUSR1: the monitor
+/// exports the name as tracer_test_info, and the next one after the next signal.
+#[test]
+fn monitor_reads_the_running_test_at_each_sigusr1() {
+    let lab = LayoutLab::up("virt");
+    let pins = PinDir::new();
+    let dir = TempDir::new("tag");
+    let tag = dir.path.join(".run_test_name");
+    std::fs::write(&tag, "nvmf_tcp\n").expect("writing the tag");
+    let address = format!("127.0.0.1:{}", tracer_tests::free_port());
+    let pin_dir = pins.arg();
+    let tag_arg = tag.display().to_string();
+    let run = TracerRun::start(&[
+        "monitor",
+        "--metrics-addr",
+        &address,
+        "--pin-dir",
+        &pin_dir,
+        "--netns-root",
+        &lab.root,
+        "--test-tag-file",
+        &tag_arg,
+    ]);
+    let has_test = |name: &'static str| {
+        move |exposition: &str| {
+            sample(exposition, "tracer_test_info", &[("test", name)]) == Some(1.0)
+        }
+    };
+    scrape_until(&address, "the first test", has_test("nvmf_tcp"));
+    for name in ["nvmf_timeout", "nvmf_discovery_remove_ifc"] {
+        std::fs::write(&tag, format!("{name}\n")).expect("writing the tag");
+        // SAFETY: signalling our own child, still running.
+        unsafe { libc::kill(run.pid(), libc::SIGUSR1) };
+        let exposition = scrape_until(&address, name, has_test(name));
+        // One test at a time, and on no counter.
+        assert_eq!(
+            exposition
+                .lines()
+                .filter(|l| l.starts_with("tracer_test_info{"))
+                .count(),
+            1,
+            "{exposition}"
+        );
+        assert!(
+            !exposition
+                .lines()
+                .any(|l| l.starts_with("tracer_packets_total{") && l.contains("test=")),
+            "{exposition}"
+        );
+    }
+    let out = run.stop_with(libc::SIGINT);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

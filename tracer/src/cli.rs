@@ -454,6 +454,10 @@ pub struct MonitorArgs {
     /// Create this file once the metrics are served and every port present is counted
     #[arg(long, value_name = "PATH", value_parser = new_file_path)]
     pub ready_file: Option<PathBuf>,
+    /// The file SPDK's run_test writes the running test's name to (`.run_test_name` in its
+    /// output directory): read at start and at each SIGUSR1, exported as tracer_test_info
+    #[arg(long, value_name = "PATH")]
+    pub test_tag_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

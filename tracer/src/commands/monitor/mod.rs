@@ -3,6 +3,7 @@
 //! a restart.
 
 mod state;
+pub(crate) mod test_tag;
 
 use std::{
     cell::{Cell, RefCell},
@@ -106,6 +107,9 @@ pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
     let events =
         NetworkEvents::new(&[Group::Link]).context("joining rtnetlink's link announcements")?;
     let mut monitor = Monitor::start(args, &plan.pairs, verbosity)?;
+    if let Some(path) = &args.test_tag_file {
+        monitor.test = test_tag::read(path);
+    }
     monitor.refresh();
     for port in &monitor.ports {
         // The ready file promises that every port present is counted.
@@ -131,6 +135,9 @@ pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
         }
         // SIGHUP (a closed terminal, `systemctl reload`) looks for the ports at once.
         let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+        // SIGUSR1: SPDK's run_test wrote the next test's name to the tag file.
+        let mut next_test =
+            signal(SignalKind::user_defined1()).context("installing SIGUSR1 handler")?;
         if let Some(path) = &args.ready_file {
             super::write_ready_file(path)?;
         }
@@ -193,6 +200,13 @@ pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
                     {
                         look_at = None;
                         monitor.borrow_mut().refresh();
+                    }
+                }
+                _ = next_test.recv() => {
+                    if let Some(path) = &args.test_tag_file {
+                        let test = test_tag::read(path);
+                        info!("SIGUSR1: test now {}", test.as_deref().unwrap_or("(none)"));
+                        monitor.borrow_mut().test = test;
                     }
                 }
                 _ = hangup.recv() => {

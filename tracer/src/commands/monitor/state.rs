@@ -55,6 +55,8 @@ pub(super) struct Monitor {
     pub(super) pair_labels: Vec<String>,
     pub(super) drops: DropPrograms,
     pub(super) kernel: String,
+    /// The running test's name, read from --test-tag-file at start and at SIGUSR1.
+    pub(super) test: Option<String>,
     /// Where the ports were at the last refresh (namespace inode, ifindex), with the port
     /// whose drops were counted there: what is counted at a place a port leaves (another
     /// namespace, or another ifindex for a port created anew) is carried on in its series.
@@ -114,6 +116,7 @@ impl Monitor {
             pair_labels,
             drops,
             kernel: kernel_release(),
+            test: None,
             last_places: HashMap::new(),
         })
     }
@@ -218,6 +221,7 @@ impl Monitor {
             lost_events: self.drops.lost_events()?,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             kernel: self.kernel.clone(),
+            test: self.test.clone(),
         })
     }
 
