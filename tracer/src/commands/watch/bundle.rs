@@ -10,16 +10,26 @@ use crate::{
     tool,
 };
 
+/// The bundle's verdict: the first failed pair's (else the first's), and a word on every pair
+/// for report.md.
+pub(super) struct Diagnosis<'a> {
+    pub(super) verdict: &'a tracer_evidence::Verdict,
+    pub(super) evidence: &'a Evidence,
+    pub(super) pairs_markdown: &'a str,
+}
+
 /// report.md, report.json, capture.pcapng, the pictures and a snapshot of each namespace.
 pub(super) fn write_bundle(
     dir: &Path,
-    verdict: &tracer_evidence::Verdict,
-    evidence: &Evidence,
+    Diagnosis {
+        verdict,
+        evidence,
+        pairs_markdown,
+    }: Diagnosis<'_>,
     timeline: &Timeline,
     command: CommandReport,
     watch: &Watch,
     final_rulesets: &BTreeMap<String, Ruleset>,
-    pairs_markdown: &str,
 ) -> anyhow::Result<()> {
     let dir = ReportDir::open(dir)?;
     let write = |name: &str, bytes: &[u8]| dir.write(name, bytes);

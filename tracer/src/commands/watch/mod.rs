@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use tracer_evidence::{CommandReport, Report, Side, Verdict, diagnose};
 
 use self::{
-    bundle::write_bundle,
+    bundle::{Diagnosis, write_bundle},
     pace::{ANNOUNCEMENTS, GROUPS, Pace, Wakeups},
 };
 use crate::{
@@ -266,8 +266,11 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         let pairs_markdown = pairs_markdown(plan.discovery.as_ref(), &verdicts, decisive);
         write_bundle(
             &args.report,
-            verdict,
-            evidence,
+            Diagnosis {
+                verdict,
+                evidence,
+                pairs_markdown: &pairs_markdown,
+            },
             &timeline,
             CommandReport {
                 argv: args.command.clone(),
@@ -275,7 +278,6 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
             },
             &watch,
             &final_rulesets,
-            &pairs_markdown,
         )?;
         if verdicts.len() > 1 {
             let dir = ReportDir::open(&args.report)?;
