@@ -17,6 +17,7 @@
 
 mod ip;
 pub mod lab;
+pub mod layouts;
 mod network;
 
 pub use self::{
@@ -33,6 +34,9 @@ pub struct End {
     pub address: Option<String>,
     /// Whether the builder sets the interface up (leave it down for a script that does).
     pub up: bool,
+    /// The interface's alias (`ip link set DEV alias TEXT`): SPDK's newer scripts note each
+    /// port's address there.
+    pub alias: Option<String>,
 }
 
 impl End {
@@ -43,7 +47,13 @@ impl End {
             interface: interface.to_owned(),
             address: None,
             up: true,
+            alias: None,
         }
+    }
+
+    pub fn with_alias(mut self, alias: &str) -> Self {
+        self.alias = Some(alias.to_owned());
+        self
     }
 
     pub fn with_address(mut self, cidr: &str) -> Self {
@@ -143,7 +153,7 @@ impl Topology {
     }
 
     /// The bridges the pairs' switches name, each once: (namespace, bridge).
-    fn bridges(&self) -> Vec<(&str, &str)> {
+    pub(crate) fn bridges(&self) -> Vec<(&str, &str)> {
         let mut bridges = Vec::new();
         for pair in &self.pairs {
             if let Join::Switch(Switch {

@@ -143,6 +143,12 @@ impl Pair {
             if let Some(address) = &end.address {
                 ip_in(&end.netns, &["addr", "add", address, "dev", &end.interface])?;
             }
+            if let Some(alias) = &end.alias {
+                ip_in(
+                    &end.netns,
+                    &["link", "set", "dev", &end.interface, "alias", alias],
+                )?;
+            }
             if end.up {
                 ip_in(&end.netns, &["link", "set", &end.interface, "up"])?;
             }

@@ -7,6 +7,8 @@ use std::{
 
 use clap::{Args, Parser, Subcommand};
 
+use tracer_topology::layouts::LayoutName;
+
 use crate::{
     collect::ports::IngressHook, error::UsageError, pins::DEFAULT_PIN_ROOT, spec::PortSpec,
 };
@@ -84,7 +86,7 @@ impl Cli {
                 .copied()
                 .zip(args.target_ips.iter().copied())
                 .collect(),
-            Command::Watch(args) => vec![(args.initiator_ip, args.target_ip)],
+            Command::Watch(args) => args.initiator_ip.zip(args.target_ip).into_iter().collect(),
             _ => Vec::new(),
         };
         if let Some((initiator, _)) = addresses
@@ -239,17 +241,51 @@ tracer completions zsh > /usr/local/share/zsh/site-functions/_tracer")]
     },
 }
 
-/// The two ports and how to count on them.
+/// The ports and how to count on them.
 #[derive(Debug, Clone, Args)]
 pub struct PortArgs {
-    /// Initiator port, [NETNS/]IFNAME
-    #[arg(long, value_name = "SPEC", default_value = DEFAULT_INITIATOR)]
-    pub initiator: PortSpec,
-    /// Target port, [NETNS/]IFNAME
-    #[arg(long, value_name = "SPEC", default_value = DEFAULT_TARGET)]
-    pub target: PortSpec,
+    /// Initiator port, [NETNS/]IFNAME (default: the pairs of the SPDK layouts found; with
+    /// --target alone, cvl_0_1)
+    #[arg(long, value_name = "SPEC")]
+    pub initiator: Option<PortSpec>,
+    /// Target port, [NETNS/]IFNAME (default: the pairs of the SPDK layouts found; with
+    /// --initiator alone, cvl_0_0_ns_spdk/cvl_0_0)
+    #[arg(long, value_name = "SPEC")]
+    pub target: Option<PortSpec>,
+    #[command(flatten)]
+    pub layout: LayoutArgs,
     #[command(flatten)]
     pub counting: CountingArgs,
+}
+
+impl PortArgs {
+    /// The port flags given, as the layout module takes them.
+    pub fn flags<'a>(
+        &'a self,
+        initiator_ips: &'a [Ipv4Addr],
+        target_ips: &'a [Ipv4Addr],
+    ) -> crate::layout::Flags<'a> {
+        crate::layout::Flags {
+            initiators: self.initiator.as_slice(),
+            targets: self.target.as_slice(),
+            initiator_ips,
+            target_ips,
+        }
+    }
+}
+
+/// Which SPDK layout to take the pairs of, when no port is given.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LayoutArgs {
+    /// Without --initiator/--target: take this SPDK layout's pairs (phy, virt, virt-legacy)
+    /// rather than looking for all three; when it is not there, its names and default
+    /// addresses are used
+    #[arg(long, value_name = "NAME")]
+    pub layout: Option<LayoutName>,
+    /// Look for the layouts as if namespace NAME were the host's own, their namespaces named
+    /// NAME-NETNS (what `tracer lab up --layout` builds); never needed on an SPDK node
+    #[arg(long, value_name = "NAME")]
+    pub netns_root: Option<String>,
 }
 
 /// What is counted on the ports, and where.
@@ -314,19 +350,25 @@ pub struct CountersArgs {
 #[derive(Debug, Args)]
 pub struct DiagnoseArgs {
     /// Initiator port, [NETNS/]IFNAME; repeat it, with --target, --initiator-ip and
-    /// --target-ip, to diagnose several pairs together (the Nth of each make pair N)
-    #[arg(long = "initiator", value_name = "SPEC", default_value = DEFAULT_INITIATOR)]
+    /// --target-ip, to diagnose several pairs together (the Nth of each make pair N).
+    /// Default: every pair of the SPDK layouts found (with --target alone, cvl_0_1)
+    #[arg(long = "initiator", value_name = "SPEC")]
     pub initiators: Vec<PortSpec>,
-    /// Target port, [NETNS/]IFNAME (repeatable, see --initiator)
-    #[arg(long = "target", value_name = "SPEC", default_value = DEFAULT_TARGET)]
+    /// Target port, [NETNS/]IFNAME (repeatable, see --initiator; with --initiator alone,
+    /// cvl_0_0_ns_spdk/cvl_0_0)
+    #[arg(long = "target", value_name = "SPEC")]
     pub targets: Vec<PortSpec>,
     /// The initiator's address: source of the ARP probes, destination of the reverse pings
-    /// (repeatable, see --initiator)
-    #[arg(long = "initiator-ip", value_name = "IP", default_value = "10.0.0.1")]
+    /// (repeatable, see --initiator; default: configured, else the ifalias, else the layout's,
+    /// 10.0.0.1 with port flags)
+    #[arg(long = "initiator-ip", value_name = "IP")]
     pub initiator_ips: Vec<Ipv4Addr>,
-    /// The target's address (repeatable, see --initiator)
-    #[arg(long = "target-ip", value_name = "IP", default_value = "10.0.0.2")]
+    /// The target's address (repeatable, see --initiator; default as --initiator-ip's,
+    /// 10.0.0.2 with port flags)
+    #[arg(long = "target-ip", value_name = "IP")]
     pub target_ips: Vec<Ipv4Addr>,
+    #[command(flatten)]
+    pub layout: LayoutArgs,
     #[command(flatten)]
     pub counting: CountingArgs,
     /// Print one JSON object instead of the report
@@ -395,12 +437,14 @@ fn new_file_path(value: &str) -> Result<PathBuf, String> {
 pub struct WatchArgs {
     #[command(flatten)]
     pub ports: PortArgs,
-    /// The initiator's address (for routes and --probe)
-    #[arg(long, value_name = "IP", default_value = "10.0.0.1")]
-    pub initiator_ip: Ipv4Addr,
-    /// The target's address (for routes and --probe)
-    #[arg(long, value_name = "IP", default_value = "10.0.0.2")]
-    pub target_ip: Ipv4Addr,
+    /// The initiator's address (for routes and --probe; default: found as diagnose finds
+    /// it, 10.0.0.1 with port flags)
+    #[arg(long, value_name = "IP")]
+    pub initiator_ip: Option<Ipv4Addr>,
+    /// The target's address (for routes and --probe; default as --initiator-ip's, 10.0.0.2
+    /// with port flags)
+    #[arg(long, value_name = "IP")]
+    pub target_ip: Option<Ipv4Addr>,
     /// Directory for the bundle (created; symbolic links in it are refused, never followed)
     #[arg(long, value_name = "DIR", default_value = "tracer-report")]
     pub report: PathBuf,
@@ -447,6 +491,10 @@ pub struct MonitorArgs {
     /// Create this file once the metrics are served and every port present is counted
     #[arg(long, value_name = "PATH", value_parser = new_file_path)]
     pub ready_file: Option<PathBuf>,
+    /// The file SPDK's run_test writes the running test's name to (`.run_test_name` in its
+    /// output directory): read at start and at each SIGUSR1, exported as tracer_test_info
+    #[arg(long, value_name = "PATH")]
+    pub test_tag_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -500,6 +548,25 @@ pub struct LabArgs {
         requires = "virt"
     )]
     pub bridge: String,
+    /// Build one of SPDK's layouts faithfully (its names, addresses, bridge, ifalias and
+    /// SPDK_NVMF rules) instead: phy, virt or virt-legacy, inside namespace --netns-root
+    /// standing for the host's and NETNS_ROOT-<the layout's namespace>
+    #[arg(long, value_name = "NAME",
+          conflicts_with_all = ["initiator", "target", "initiator_ip", "target_ip", "virt"])]
+    pub layout: Option<LayoutName>,
+    /// With --layout: how many pairs (default 2 for the virtual layouts; phy has one)
+    #[arg(long, value_name = "N", requires = "layout",
+          value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub pairs: Option<u8>,
+    /// With --layout: the namespace standing for the host's (give the same to the other
+    /// commands' --netns-root)
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "tracer_lab",
+        requires = "layout"
+    )]
+    pub netns_root: String,
 }
 
 /// The exit-code tables people read agree with the class table in tracer-evidence.

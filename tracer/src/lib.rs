@@ -16,6 +16,7 @@ pub mod ethtool;
 pub mod gather;
 pub mod http;
 pub mod kallsyms;
+pub mod layout;
 pub mod lldp;
 pub mod lock;
 pub mod logging;

@@ -8,8 +8,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::{
     cli::CountersArgs,
     collect::{ebpf_log_level, ports::PortOptions},
+    layout::{self, WhenNone},
     output, preflight, render,
     session::Session,
+    spec::PortSpec,
 };
 
 pub fn run(args: &CountersArgs, verbosity: u8) -> anyhow::Result<()> {
@@ -24,7 +26,17 @@ pub fn run(args: &CountersArgs, verbosity: u8) -> anyhow::Result<()> {
         log_level: ebpf_log_level(verbosity),
         ingress: args.ports.counting.ingress_hook,
     };
-    let mut session = Session::attach(&[&args.ports.initiator, &args.ports.target], &options)?;
+    let plan = layout::plan(
+        &args.ports.flags(&[], &[]),
+        &args.ports.layout,
+        WhenNone::Refuse,
+    )?;
+    let specs: Vec<&PortSpec> = plan
+        .pairs
+        .iter()
+        .flat_map(|pair| [&pair.initiator, &pair.target])
+        .collect();
+    let mut session = Session::attach(&specs, &options)?;
     let logger = session.drops.take_logger();
 
     runtime.block_on(async {
@@ -55,8 +67,15 @@ pub fn run(args: &CountersArgs, verbosity: u8) -> anyhow::Result<()> {
     let report = session.counters_report()?;
     drop(session);
     if args.json {
-        output::print_line(&serde_json::to_string(&report)?)?;
+        let mut json = serde_json::to_value(&report)?;
+        if let (Some(found), Some(object)) = (&plan.discovery, json.as_object_mut()) {
+            object.insert("layout".to_owned(), serde_json::to_value(found)?);
+        }
+        output::print_line(&serde_json::to_string(&json)?)?;
     } else {
+        if let Some(found) = &plan.discovery {
+            output::print(&render::layout::text(found))?;
+        }
         output::print(&render::counters::text(
             &report,
             args.ports.counting.tcp_port,

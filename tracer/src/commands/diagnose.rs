@@ -12,14 +12,18 @@ use crate::{
     cli::DiagnoseArgs,
     error::UsageError,
     gather::{self, Pair},
+    layout::{self, PlannedPair, WhenNone},
     output, preflight, render,
 };
 
 pub fn run(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<u8> {
+    let mut discovery = None;
     let evidence: Vec<Evidence> = match &args.from {
         Some(saved) => vec![saved_evidence(saved)?],
         None => {
-            let pairs = pairs(args)?;
+            let plan = layout::plan(&flags(args), &args.layout, WhenNone::Refuse)?;
+            discovery = plan.discovery;
+            let pairs = pairs(args, plan.pairs);
             preflight::check()?;
             if let Some(dir) = &args.report {
                 prepare_report_dir(dir)?;
@@ -48,12 +52,19 @@ pub fn run(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<u8> {
         .collect();
     let several = reports.len() > 1;
     if args.json {
-        let json = match reports.as_slice() {
-            [only] => serde_json::to_string(only)?,
-            all => serde_json::to_string(&serde_json::json!({ "pairs": all }))?,
+        // Pairs that were looked for always come as a list, with what was found.
+        let json = match (reports.as_slice(), &discovery) {
+            ([only], None) => serde_json::to_string(only)?,
+            (all, None) => serde_json::to_string(&serde_json::json!({ "pairs": all }))?,
+            (all, Some(found)) => {
+                serde_json::to_string(&serde_json::json!({ "layout": found, "pairs": all }))?
+            }
         };
         output::print_line(&json)?;
     } else {
+        if let Some(found) = &discovery {
+            output::print(&render::layout::text(found))?;
+        }
         let terminal = output::colour();
         for (index, report) in reports.iter().enumerate() {
             if several {
@@ -92,7 +103,7 @@ pub fn run(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<u8> {
     Ok(verdicts[decisive].class.exit_code())
 }
 
-fn write_report(dir: &ReportDir, report: &Report) -> anyhow::Result<()> {
+pub(crate) fn write_report(dir: &ReportDir, report: &Report) -> anyhow::Result<()> {
     dir.write("report.md", render::diagnose::markdown(report).as_bytes())?;
     dir.write(
         "report.json",
@@ -115,30 +126,28 @@ fn pair_name(evidence: &Evidence) -> String {
     )
 }
 
-/// The pairs to diagnose: the Nth --initiator, --target, --initiator-ip and --target-ip.
-fn pairs(args: &DiagnoseArgs) -> Result<Vec<Pair>, UsageError> {
-    let count = args.initiators.len();
-    if args.targets.len() != count
-        || args.initiator_ips.len() != count
-        || args.target_ips.len() != count
-    {
-        return Err(UsageError::Argument(format!(
-            "{count} --initiator but {} --target, {} --initiator-ip and {} --target-ip: give each once per pair",
-            args.targets.len(),
-            args.initiator_ips.len(),
-            args.target_ips.len()
-        )));
+fn flags(args: &DiagnoseArgs) -> layout::Flags<'_> {
+    layout::Flags {
+        initiators: &args.initiators,
+        targets: &args.targets,
+        initiator_ips: &args.initiator_ips,
+        target_ips: &args.target_ips,
     }
-    Ok((0..count)
-        .map(|i| Pair {
-            initiator: args.initiators[i].clone(),
-            target: args.targets[i].clone(),
-            initiator_ip: args.initiator_ips[i],
-            target_ip: args.target_ips[i],
+}
+
+/// The pairs to diagnose, with the TCP port and hook.
+fn pairs(args: &DiagnoseArgs, planned: Vec<PlannedPair>) -> Vec<Pair> {
+    planned
+        .into_iter()
+        .map(|pair| Pair {
+            initiator: pair.initiator,
+            target: pair.target,
+            initiator_ip: pair.initiator_ip,
+            target_ip: pair.target_ip,
             tcp_port: args.counting.tcp_port,
             ingress_hook: args.counting.ingress_hook,
         })
-        .collect())
+        .collect()
 }
 
 /// The evidence saved in a bundle directory (its report.json) or a report.json itself.

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use tracer_topology::{
     End,
     lab::{Lab, bridge_peer},
+    layouts::{LayoutLab, Scope},
 };
 
 use crate::{cli::LabArgs, error::UsageError};
@@ -78,12 +79,25 @@ fn mark(netns: &str) -> anyhow::Result<()> {
         .with_context(|| format!("noting that tracer made namespace {netns}"))
 }
 
+/// The namespaces the lab `args` describe: the two ports', or a layout's.
+fn namespaces(args: &LabArgs) -> Result<Vec<String>, UsageError> {
+    match &args.layout_lab()? {
+        Some(lab) => Ok(lab.namespaces().to_vec()),
+        None => {
+            check_args(args)?;
+            Ok(vec![
+                args.initiator.netns.clone(),
+                args.target.netns.clone(),
+            ])
+        }
+    }
+}
+
 /// Removes the lab's namespaces; the veth pair and the rules inside go with them.
 pub fn down(args: &LabArgs) -> anyhow::Result<()> {
-    check_args(args)?;
-    for spec in [&args.initiator, &args.target] {
-        tracer_topology::delete_namespace(&spec.netns)?;
-        let _ = std::fs::remove_file(mark_path(&spec.netns));
+    for netns in namespaces(args)? {
+        tracer_topology::delete_namespace(&netns)?;
+        let _ = std::fs::remove_file(mark_path(&netns));
     }
     Ok(())
 }
@@ -91,24 +105,55 @@ pub fn down(args: &LabArgs) -> anyhow::Result<()> {
 /// Builds the lab from scratch (removing an earlier one first), the way nvmf_tcp_init does. A
 /// namespace of that name that `lab up` did not make is refused, never deleted.
 pub fn up(args: &LabArgs) -> anyhow::Result<()> {
-    check_args(args)?;
-    for spec in [&args.initiator, &args.target] {
-        if tracer_topology::namespace_exists(&spec.netns) && !made_by_lab(&spec.netns) {
+    let namespaces = namespaces(args)?;
+    for netns in &namespaces {
+        if tracer_topology::namespace_exists(netns) && !made_by_lab(netns) {
             return Err(UsageError::Argument(format!(
-                "namespace `{0}` exists and `tracer lab up` did not make it: it is left alone; \
-                 remove it yourself (`ip netns del {0}`) or give the lab other names",
-                spec.netns
+                "namespace `{netns}` exists and `tracer lab up` did not make it: it is left \
+                 alone; remove it yourself (`ip netns del {netns}`) or give the lab other names"
             ))
             .into());
         }
     }
     down(args)?;
+    let topology = match args.layout_lab()? {
+        Some(lab) => lab.topology(),
+        None => lab(args).topology(),
+    };
     // On failure the guard removes what was made: nothing half-made stays behind.
-    let network = lab(args).topology().build()?;
-    mark(&args.initiator.netns)?;
-    mark(&args.target.netns)?;
+    let network = topology.build()?;
+    for netns in &namespaces {
+        mark(netns)?;
+    }
     network.keep();
     Ok(())
+}
+
+impl LabArgs {
+    /// The SPDK layout --layout asks for, in its own namespaces.
+    fn layout_lab(&self) -> Result<Option<LayoutLab>, UsageError> {
+        let Some(layout) = self.layout else {
+            return Ok(None);
+        };
+        if self.netns_root.is_empty() {
+            return Err(UsageError::Argument(
+                "--netns-root needs a name: the lab never builds in tracer's own namespace"
+                    .to_owned(),
+            ));
+        }
+        let mut lab = LayoutLab::new(layout, Scope::new(&self.netns_root));
+        if let Some(pairs) = self.pairs {
+            let pairs = usize::from(pairs);
+            if pairs > layout.max_pairs() {
+                return Err(UsageError::Argument(format!(
+                    "--pairs {pairs}: SPDK's {layout} layout has at most {}",
+                    layout.max_pairs()
+                )));
+            }
+            lab.pairs = pairs;
+        }
+        Ok(Some(lab))
+    }
 }
 
 /// The lab `args` describe, as the topology builder takes it.

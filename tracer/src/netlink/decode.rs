@@ -160,6 +160,18 @@ pub(super) fn parse_link(payload: &[u8]) -> io::Result<Link> {
     })
 }
 
+/// A link's index and its alias (`IFLA_IFALIAS`, what `ip link set DEV alias TEXT` set), if it
+/// has one.
+pub(super) fn parse_link_alias(payload: &[u8]) -> io::Result<Option<(u32, String)>> {
+    let (header, attributes) = split_family_header::<IFINFOMSG_LEN>(payload, "ifinfomsg")?;
+    let [_, _, _, _, i0, i1, i2, i3, ..] = *header;
+    let ifindex = ifindex_from(i32::from_ne_bytes([i0, i1, i2, i3]), "link")?;
+    Ok(find_attribute(&attributes, libc::IFLA_IFALIAS)
+        .map(attribute_string)
+        .filter(|alias| !alias.is_empty())
+        .map(|alias| (ifindex, alias)))
+}
+
 /// Parses an RTM_NEWADDR payload; `None` for families other than IPv4.
 pub(super) fn parse_address(payload: &[u8]) -> io::Result<Option<Address>> {
     let (header, attributes) = split_family_header::<IFADDRMSG_LEN>(payload, "ifaddrmsg")?;

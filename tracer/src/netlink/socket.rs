@@ -52,6 +52,17 @@ impl RouteSocket {
             .collect()
     }
 
+    /// The links' aliases (ifalias), by interface index: only links that have one.
+    pub fn aliases(&self) -> io::Result<Vec<(u32, String)>> {
+        let mut header = [0u8; IFINFOMSG_LEN];
+        header[0] = AF_UNSPEC;
+        let mut aliases = Vec::new();
+        for payload in self.dump(libc::RTM_GETLINK, &header, libc::RTM_NEWLINK)? {
+            aliases.extend(parse_link_alias(&payload)?);
+        }
+        Ok(aliases)
+    }
+
     /// The link called `name`, if there is one.
     pub fn link(&self, name: &str) -> io::Result<Option<Link>> {
         Ok(self.links()?.into_iter().find(|link| link.name == name))

@@ -47,6 +47,8 @@ pub struct MonitorSnapshot {
     pub version: String,
     /// The running kernel's release (`uname -r`).
     pub kernel: String,
+    /// The test running now, from --test-tag-file (none: no file given, or empty).
+    pub test: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +166,12 @@ const BUILD: Family = Family {
     kind: Type::Info,
     help: "tracer's version and the running kernel's release.",
 };
+const TEST: Family = Family {
+    name: "tracer_test",
+    kind: Type::Info,
+    help: "The test running now, as SPDK's run_test names it in its tag file (re-read at \
+           SIGUSR1); join it to the counters rather than labelling them.",
+};
 const PORT_ATTACHED: Family = Family {
     name: "tracer_port_attached",
     kind: Type::Gauge,
@@ -246,6 +254,10 @@ pub fn exposition(snapshot: &MonitorSnapshot, format: Format) -> String {
             1,
         )],
     );
+
+    if let Some(test) = &snapshot.test {
+        TEST.write(&mut out, format, &[(vec![("test", test.as_str())], 1)]);
+    }
 
     let failing: Vec<_> = snapshot
         .ports
@@ -375,6 +387,7 @@ mod tests {
             lost_events: 0,
             version: "0.1.0".into(),
             kernel: "6.18.0".into(),
+            test: Some("nvmf_tcp".into()),
         }
     }
 

@@ -3,6 +3,7 @@
 pub mod cables;
 pub mod counters;
 pub mod diagnose;
+pub mod layout;
 pub mod metrics;
 pub mod path;
 pub mod svg;

@@ -3,6 +3,7 @@
 //! a restart.
 
 mod state;
+pub(crate) mod test_tag;
 
 use std::{cell::RefCell, path::Path, rc::Rc, time::Duration};
 
@@ -23,11 +24,16 @@ use crate::{
     },
     error::UsageError,
     http::{self, Request, Response},
+    layout::{self, WhenNone},
     netlink::Group,
     output,
     pins::{self, PinLock},
     preflight,
-    render::metrics::{self, Format},
+    render::{
+        self,
+        metrics::{self, Format},
+    },
+    spec::PortSpec,
 };
 
 /// How often the ports are looked at without being told of a change, and the drop counters
@@ -43,12 +49,30 @@ pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
     if args.unpin {
         return unpin(&args.pin_dir);
     }
-    if args.ports.initiator == args.ports.target {
+    let plan = layout::plan(
+        &args.ports.flags(&[], &[]),
+        &args.ports.layout,
+        WhenNone::Follow,
+    )?;
+    let specs: Vec<&PortSpec> = plan
+        .pairs
+        .iter()
+        .flat_map(|pair| [&pair.initiator, &pair.target])
+        .collect();
+    if let Some(twice) = specs
+        .iter()
+        .enumerate()
+        .find_map(|(index, spec)| specs[..index].contains(spec).then_some(spec))
+    {
         return Err(UsageError::Argument(format!(
-            "port `{}` is given twice: initiator and target must differ",
-            args.ports.target
+            "port `{twice}` is given twice: initiator and target must differ"
         ))
         .into());
+    }
+    if let Some(found) = &plan.discovery {
+        for line in render::layout::text(found).lines() {
+            info!("{line}");
+        }
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -77,7 +101,10 @@ pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
     // Joined before the first look: nothing that happens after it goes unannounced.
     let events =
         NetworkEvents::new(&[Group::Link]).context("joining rtnetlink's link announcements")?;
-    let mut monitor = Monitor::start(args, verbosity)?;
+    let mut monitor = Monitor::start(args, &plan.pairs, verbosity)?;
+    if let Some(path) = &args.test_tag_file {
+        monitor.test = test_tag::read(path);
+    }
     monitor.refresh();
     for port in &monitor.ports {
         // The ready file promises that every port present is counted.
@@ -103,6 +130,9 @@ pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
         }
         // SIGHUP (a closed terminal, `systemctl reload`) looks for the ports at once.
         let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+        // SIGUSR1: SPDK's run_test wrote the next test's name to the tag file.
+        let mut next_test =
+            signal(SignalKind::user_defined1()).context("installing SIGUSR1 handler")?;
         if let Some(path) = &args.ready_file {
             super::write_ready_file(path)?;
         }
@@ -165,6 +195,13 @@ pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
                     {
                         look_at = None;
                         monitor.borrow_mut().refresh();
+                    }
+                }
+                _ = next_test.recv() => {
+                    if let Some(path) = &args.test_tag_file {
+                        let test = test_tag::read(path);
+                        info!("SIGUSR1: test now {}", test.as_deref().unwrap_or("(none)"));
+                        monitor.borrow_mut().test = test;
                     }
                 }
                 _ = hangup.recv() => {

@@ -15,6 +15,7 @@ use crate::{
         follow::{Concern, FollowedPort},
         ports::{self, PortOptions},
     },
+    layout::PlannedPair,
     pins,
     place::{Place, PlaceKey},
     render::metrics::{AttachedPort, MonitorSnapshot, MonitoredPort},
@@ -25,8 +26,6 @@ pub(super) const NEIGH_FAILED: &str = "NEIGH_FAILED";
 /// Drop reasons with a series on every counted port, zero until the first drop.
 const ALWAYS_EXPORTED_REASONS: [&str; 2] = ["NETFILTER_DROP", NEIGH_FAILED];
 
-/// The pair the monitor's two ports make, as its label value: it watches one pair today.
-const PAIR: &str = "0";
 /// Drops counted where a port was before it moved or was created anew are carried on in the
 /// pinned drop map, so that a restart keeps them as it keeps the rest: under this namespace,
 /// which the kernel never writes (no namespace has this inode), and the port's
@@ -52,8 +51,12 @@ fn carried_key(spec: &PortSpec, key: &DropKey) -> DropKey {
 
 pub(super) struct Monitor {
     pub(super) ports: Vec<FollowedPort>,
+    /// Each port's pair, as its label value (the pair's number, 0 first), beside `ports`.
+    pub(super) pair_labels: Vec<String>,
     pub(super) drops: DropPrograms,
     pub(super) kernel: String,
+    /// The running test's name, read from --test-tag-file at start and at SIGUSR1.
+    pub(super) test: Option<String>,
     /// Where the ports were at the last refresh (namespace inode, ifindex), with the port
     /// whose drops were counted there: what is counted at a place a port leaves (another
     /// namespace, or another ifindex for a port created anew) is carried on in its series.
@@ -61,7 +64,11 @@ pub(super) struct Monitor {
 }
 
 impl Monitor {
-    pub(super) fn start(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<Self> {
+    pub(super) fn start(
+        args: &MonitorArgs,
+        pairs: &[PlannedPair],
+        verbosity: u8,
+    ) -> anyhow::Result<Self> {
         let root = &args.pin_dir;
         let log_level = ebpf_log_level(verbosity);
         let drops_directory = pins::drops_directory(root);
@@ -73,10 +80,15 @@ impl Monitor {
             ingress: args.ports.counting.ingress_hook,
         };
         let mut followed = Vec::new();
-        for (role, spec) in [
-            ("initiator", &args.ports.initiator),
-            ("target", &args.ports.target),
-        ] {
+        let mut pair_labels = Vec::new();
+        let roles = pairs.iter().enumerate().flat_map(|(index, pair)| {
+            [
+                (index, "initiator", &pair.initiator),
+                (index, "target", &pair.target),
+            ]
+        });
+        for (index, role, spec) in roles {
+            pair_labels.push(index.to_string());
             let directory = pins::port_directory(root, spec)?;
             pins::prepare_directory(&directory, &ports::PINNED_MAPS)?;
             followed.push(FollowedPort::new(
@@ -101,8 +113,10 @@ impl Monitor {
         })?;
         Ok(Self {
             ports: followed,
+            pair_labels,
             drops,
             kernel: kernel_release(),
+            test: None,
             last_places: HashMap::new(),
         })
     }
@@ -190,10 +204,11 @@ impl Monitor {
         let ports = self
             .ports
             .iter()
-            .map(|port| {
+            .zip(&self.pair_labels)
+            .map(|(port, pair)| {
                 Ok(MonitoredPort {
                     role: port.role.to_owned(),
-                    pair: PAIR.to_owned(),
+                    pair: pair.clone(),
                     spec: port.spec.to_string(),
                     attached: self.attached_port(port, &sites)?,
                     attach_failing: port.attach_error().is_some(),
@@ -206,6 +221,7 @@ impl Monitor {
             lost_events: self.drops.lost_events()?,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             kernel: self.kernel.clone(),
+            test: self.test.clone(),
         })
     }
 

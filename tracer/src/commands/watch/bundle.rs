@@ -10,11 +10,22 @@ use crate::{
     tool,
 };
 
+/// The bundle's verdict: the first failed pair's (else the first's), and a word on every pair
+/// for report.md.
+pub(super) struct Diagnosis<'a> {
+    pub(super) verdict: &'a tracer_evidence::Verdict,
+    pub(super) evidence: &'a Evidence,
+    pub(super) pairs_markdown: &'a str,
+}
+
 /// report.md, report.json, capture.pcapng, the pictures and a snapshot of each namespace.
 pub(super) fn write_bundle(
     dir: &Path,
-    verdict: &tracer_evidence::Verdict,
-    evidence: &Evidence,
+    Diagnosis {
+        verdict,
+        evidence,
+        pairs_markdown,
+    }: Diagnosis<'_>,
     timeline: &Timeline,
     command: CommandReport,
     watch: &Watch,
@@ -22,7 +33,7 @@ pub(super) fn write_bundle(
 ) -> anyhow::Result<()> {
     let dir = ReportDir::open(dir)?;
     let write = |name: &str, bytes: &[u8]| dir.write(name, bytes);
-    let recorders = [&watch.ports[0].recorder, &watch.ports[1].recorder];
+    let recorders: Vec<_> = watch.ports.iter().map(|port| &port.recorder).collect();
     let frames = recorders.iter().map(|r| r.frames().count()).sum();
     let evicted = recorders.iter().map(|r| r.evicted).sum();
     let report = WatchReport {
@@ -37,6 +48,7 @@ pub(super) fn write_bundle(
         },
     };
     let mut markdown = render::diagnose::markdown(&report.diagnosis);
+    markdown.push_str(pairs_markdown);
     markdown.push_str(&format!(
         "\n## Command\n\n- `{}` exited with {}\n",
         report.command.argv.join(" "),

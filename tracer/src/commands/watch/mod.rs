@@ -11,25 +11,27 @@ use std::{
 };
 
 use anyhow::Context as _;
-use tracer_evidence::{CommandReport, Side, diagnose};
+use tracer_evidence::{CommandReport, Report, Side, Verdict, diagnose};
 
 use self::{
-    bundle::write_bundle,
+    bundle::{Diagnosis, write_bundle},
     pace::{ANNOUNCEMENTS, GROUPS, Pace, Wakeups},
 };
 use crate::{
+    bundle::ReportDir,
     capture, child,
     cli::WatchArgs,
     collect::{
         drops::DropPrograms, ebpf_log_level, events::NetworkEvents, follow::Concern,
         ports::PortOptions,
     },
-    commands::diagnose::prepare_report_dir,
+    commands::diagnose::{prepare_report_dir, write_report},
     gather::{
         self, Pair,
         passive::observe::{LiveTimeline, Watch, WatchedPort},
     },
-    preflight,
+    layout::{self, Discovery, WhenNone},
+    preflight, render,
 };
 
 /// How long after the command exits tracer keeps counting.
@@ -57,23 +59,43 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         log_level: ebpf_log_level(verbosity),
         ingress: args.ports.counting.ingress_hook,
     };
+    let plan = layout::plan(
+        &args
+            .ports
+            .flags(args.initiator_ip.as_slice(), args.target_ip.as_slice()),
+        &args.ports.layout,
+        WhenNone::Follow,
+    )?;
+    if let Some(found) = &plan.discovery {
+        eprint!("{}", render::layout::text(found));
+    }
     let drops = DropPrograms::attach(&options.log_level)?;
+    let ports = plan
+        .pairs
+        .iter()
+        .enumerate()
+        .flat_map(|(index, pair)| {
+            [
+                WatchedPort::new(
+                    index,
+                    Side::Initiator,
+                    &pair.initiator,
+                    options,
+                    args.capture_frames,
+                ),
+                WatchedPort::new(
+                    index,
+                    Side::Target,
+                    &pair.target,
+                    options,
+                    args.capture_frames,
+                ),
+            ]
+        })
+        .collect();
     let mut watch = Watch {
         started: Instant::now(),
-        ports: [
-            WatchedPort::new(
-                Side::Initiator,
-                &args.ports.initiator,
-                options,
-                args.capture_frames,
-            ),
-            WatchedPort::new(
-                Side::Target,
-                &args.ports.target,
-                options,
-                args.capture_frames,
-            ),
-        ],
+        ports,
         drops,
         last_drops: HashMap::new(),
         all_drops: HashMap::new(),
@@ -180,23 +202,32 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
     } else {
         watch.final_rulesets()
     };
-    // The ports where they are now.
-    let pair = Pair {
-        initiator: watch.ports[0].current_spec(),
-        target: watch.ports[1].current_spec(),
-        initiator_ip: args.initiator_ip,
-        target_ip: args.target_ip,
-        tcp_port: args.ports.counting.tcp_port,
-        ingress_hook: args.ports.counting.ingress_hook,
-    };
-    let evidence = if args.probe {
-        let mut evidence = gather::active::gather(&pair, verbosity, &mut || Ok(()))?;
-        evidence.drops.extend(watch.drop_evidence());
-        evidence
-    } else {
-        gather::passive::evidence(&watch, &pair, &final_rulesets)
-    };
-    let verdict = diagnose(&evidence);
+    let mut evidences = Vec::new();
+    for (index, planned) in plan.pairs.iter().enumerate() {
+        // The ports where they are now.
+        let pair = Pair {
+            initiator: watch.ports[2 * index].current_spec(),
+            target: watch.ports[2 * index + 1].current_spec(),
+            initiator_ip: planned.initiator_ip,
+            target_ip: planned.target_ip,
+            tcp_port: args.ports.counting.tcp_port,
+            ingress_hook: args.ports.counting.ingress_hook,
+        };
+        evidences.push(if args.probe {
+            let mut evidence = gather::active::gather(&pair, verbosity, &mut || Ok(()))?;
+            evidence.drops.extend(watch.drop_evidence(index));
+            evidence
+        } else {
+            gather::passive::evidence(&watch, index, &pair, &final_rulesets)
+        });
+    }
+    let verdicts: Vec<Verdict> = evidences.iter().map(diagnose).collect();
+    // The first pair that failed is the bundle's; the others are beside it.
+    let decisive = verdicts
+        .iter()
+        .position(|verdict| verdict.class.exit_code() != 0)
+        .unwrap_or(0);
+    let (evidence, verdict) = (&evidences[decisive], &verdicts[decisive]);
     for port in &watch.ports {
         for ((kind, direction), seen) in &port.seen {
             watch.timeline.push_on(
@@ -218,17 +249,28 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         }
     }
     let timeline = std::mem::take(&mut watch.timeline).sorted();
-    let signature = verdict.signature(&evidence);
-    eprintln!(
-        "tracer: verdict {} ({signature}): {}",
-        verdict.class.name(),
-        verdict.summary()
-    );
+    for (index, (verdict, evidence)) in verdicts.iter().zip(&evidences).enumerate() {
+        let pair = if verdicts.len() > 1 {
+            format!("pair {} ", index + 1)
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "tracer: {pair}verdict {} ({}): {}",
+            verdict.class.name(),
+            verdict.signature(evidence),
+            verdict.summary()
+        );
+    }
     if write_bundle_now {
+        let pairs_markdown = pairs_markdown(plan.discovery.as_ref(), &verdicts, decisive);
         write_bundle(
             &args.report,
-            &verdict,
-            &evidence,
+            Diagnosis {
+                verdict,
+                evidence,
+                pairs_markdown: &pairs_markdown,
+            },
             &timeline,
             CommandReport {
                 argv: args.command.clone(),
@@ -237,8 +279,45 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
             &watch,
             &final_rulesets,
         )?;
+        if verdicts.len() > 1 {
+            let dir = ReportDir::open(&args.report)?;
+            for (index, (verdict, evidence)) in verdicts.iter().zip(&evidences).enumerate() {
+                let report = Report::new(verdict, evidence);
+                write_report(&dir.subdirectory(&format!("pair-{}", index + 1))?, &report)?;
+            }
+        }
         eprintln!("tracer: report in {}", args.report.display());
     }
     drop(watch);
     Ok(u8::try_from(code).unwrap_or(1))
+}
+
+/// The layout found and every pair's verdict, for report.md (empty for one pair by flags).
+fn pairs_markdown(discovery: Option<&Discovery>, verdicts: &[Verdict], decisive: usize) -> String {
+    let mut out = String::new();
+    if let Some(found) = discovery {
+        out.push_str(&format!(
+            "\n## Layout\n\n```\n{}```\n",
+            render::layout::text(found)
+        ));
+    }
+    if verdicts.len() > 1 {
+        out.push_str("\n## Pairs\n\n");
+        for (index, verdict) in verdicts.iter().enumerate() {
+            let shown = if index == decisive {
+                " (this report)"
+            } else {
+                ""
+            };
+            out.push_str(&format!(
+                "- pair {}: {}{shown}: {} ([pair-{}/report.md](pair-{}/report.md))\n",
+                index + 1,
+                verdict.class.name(),
+                verdict.summary(),
+                index + 1,
+                index + 1
+            ));
+        }
+    }
+    out
 }

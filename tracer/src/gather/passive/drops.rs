@@ -63,13 +63,14 @@ impl Watch {
         }
     }
 
-    pub(crate) fn drop_evidence(&self) -> Vec<DropEvidence> {
+    /// The drops of pair `pair`'s ports.
+    pub(crate) fn drop_evidence(&self, pair: usize) -> Vec<DropEvidence> {
         let names = netns::netns_names();
         let mut evidence: Vec<DropEvidence> = self
             .all_drops
             .iter()
             .filter_map(|(key, count)| {
-                let (side, port) = self.side_of(key)?;
+                let (side, port) = self.side_of(key).filter(|(_, port)| port.pair == pair)?;
                 let place = port.history.iter().find(|place| place.key().holds(key))?;
                 let netns = names
                     .get(&key.netns)

@@ -60,21 +60,24 @@ fn port_evidence(port: &WatchedPort) -> PortEvidence {
     inspect_port(&port.current_spec(), port.side, &ours)
 }
 
-/// The evidence of a watched run; `final_rulesets` are the rulesets of the ports' namespaces
-/// at the end, by name.
+/// The evidence of pair `index` in a watched run; `final_rulesets` are the rulesets of the
+/// ports' namespaces at the end, by name.
 pub(crate) fn evidence(
     watch: &Watch,
+    index: usize,
     pair: &Pair,
     final_rulesets: &BTreeMap<String, Ruleset>,
 ) -> Evidence {
-    let [initiator, target] = &watch.ports;
+    let ports = &watch.ports[2 * index..2 * index + 2];
+    let [initiator, target] = ports else {
+        unreachable!("every pair has two ports");
+    };
     let mut evidence = found(pair, port_evidence(initiator), port_evidence(target));
     if evidence.initiator.link.is_some() && evidence.target.link.is_some() {
         Routes(pair).gather(&mut evidence);
     }
     evidence.exchanges = observed_exchanges(&initiator.totals, &target.totals);
-    evidence.carrier_gaps = watch
-        .ports
+    evidence.carrier_gaps = ports
         .iter()
         .filter_map(|port| {
             let gap = port.carrier_gap?;
@@ -87,8 +90,7 @@ pub(crate) fn evidence(
             })
         })
         .collect();
-    let rules = watch
-        .ports
+    let rules = ports
         .iter()
         .filter_map(|port| {
             let location = port.location()?;
@@ -100,8 +102,7 @@ pub(crate) fn evidence(
             })
         })
         .collect();
-    let neighbours = watch
-        .ports
+    let neighbours = ports
         .iter()
         .flat_map(|port| {
             let netns = port
@@ -133,26 +134,25 @@ pub(crate) fn evidence(
         &[
             &KernelDrops {
                 probe: &watch.drops,
-                drops: watch.drop_evidence(),
+                drops: watch.drop_evidence(index),
             },
             &Netfilter(rules),
             &Neighbours(neighbours),
         ],
     );
-    if watch.ports.iter().all(|port| port.seen.is_empty()) {
+    if ports.iter().all(|port| port.seen.is_empty()) {
         evidence
             .environment
             .limitations
             .push("no ARP, ICMP or port traffic crossed the ports: pass --probe to probe".into());
     }
-    evidence.counters = Some(run_counters(watch));
+    evidence.counters = Some(run_counters(watch, ports));
     evidence
 }
 
 /// What crossed each port over the whole run, wherever it was.
-fn run_counters(watch: &Watch) -> CountersReport {
-    let interfaces = watch
-        .ports
+fn run_counters(watch: &Watch, ports: &[WatchedPort]) -> CountersReport {
+    let interfaces = ports
         .iter()
         .map(|port| InterfaceCounters {
             netns: port.location().map_or_else(

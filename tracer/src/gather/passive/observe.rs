@@ -115,10 +115,13 @@ pub(crate) struct WatchedPort {
     /// First and last time each (kind, direction) crossed the port.
     pub(crate) seen: BTreeMap<(&'static str, &'static str), Seen>,
     pub(crate) recorder: FlightRecorder,
+    /// The pair the port belongs to (0 first).
+    pub(crate) pair: usize,
 }
 
 impl WatchedPort {
     pub(crate) fn new(
+        pair: usize,
         side: Side,
         spec: &PortSpec,
         options: PortOptions,
@@ -143,6 +146,7 @@ impl WatchedPort {
             totals: Default::default(),
             seen: BTreeMap::new(),
             recorder: FlightRecorder::new(&spec.interface, capture_frames),
+            pair,
         }
     }
 
@@ -172,7 +176,8 @@ impl WatchedPort {
 /// All the watching state.
 pub(crate) struct Watch {
     pub(crate) started: Instant,
-    pub(crate) ports: [WatchedPort; 2],
+    /// Each pair's initiator then target, pair by pair.
+    pub(crate) ports: Vec<WatchedPort>,
     pub(crate) drops: DropPrograms,
     pub(crate) last_drops: HashMap<tracer_common::DropKey, u64>,
     pub(crate) all_drops: HashMap<tracer_common::DropKey, u64>,
