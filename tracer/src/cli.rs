@@ -205,6 +205,23 @@ Exit codes: 0 tracer can work here, 2 it cannot (one line says why).",
         after_help = "Example:\n  tracer doctor --json"
     )]
     Doctor(DoctorArgs),
+    /// Group many saved bundles by what failed: one line per signature, with how many, when,
+    /// on which hosts, kernels and tests
+    #[command(
+        long_about = "Group many saved bundles by what failed.\n\n\
+Each PATH is a directory, searched recursively for bundles (directories holding a report.json; \
+symbolic links are not followed), a .tar.gz or .tgz archive of bundles (read in memory, never \
+extracted), or a report.json. The bundles are grouped by their verdict's signature; for each \
+group: how many, first and last seen (UTC), the hosts, kernels and tests they came from, and an \
+example bundle. A bundle that cannot be read is listed with the reason (one written by a newer \
+tracer says so), never skipped. Needs no root and touches no network.\n\n\
+Exit codes: 0, also when some bundles could not be read; 2 a PATH that does not exist.",
+        after_help = "Examples:\n  \
+tracer triage /var/ci/artifacts\n  \
+tracer triage nightly-*.tar.gz --json\n  \
+tracer triage /var/ci/artifacts --html /var/ci/artifacts/triage.html"
+    )]
+    Triage(TriageArgs),
     /// Build or remove the built-in lab: SPDK's test network on a veth pair, inside namespaces
     Lab {
         #[command(subcommand)]
@@ -305,14 +322,18 @@ pub struct DiagnoseArgs {
     /// Print one JSON object instead of the report
     #[arg(long)]
     pub json: bool,
-    /// Also write DIR/report.md, DIR/report.json and DIR/path.svg (DIR is created; symbolic
-    /// links in it are refused, never followed)
+    /// Also write DIR/report.md, DIR/report.json, DIR/report.html and DIR/path.svg (DIR is
+    /// created; symbolic links in it are refused, never followed)
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
     /// Also write the path as a picture to FILE (SVG): the hops, the counts at the ports, and
     /// where the packets stopped (of several pairs, the first that failed)
     #[arg(long, value_name = "FILE", value_parser = new_file_path)]
     pub svg: Option<PathBuf>,
+    /// Also write the whole report as one page to FILE (HTML, self-contained): with --from, a
+    /// saved bundle's report.html made again, its timeline and capture included
+    #[arg(long, value_name = "FILE", value_parser = new_file_path)]
+    pub html: Option<PathBuf>,
     /// Classify a saved bundle (its directory, or its report.json) again with this tracer's
     /// classifier, without touching the network or needing root
     #[arg(long, value_name = "DIR|FILE", conflicts_with = "ready_file")]
@@ -410,6 +431,19 @@ pub struct MonitorArgs {
     /// Create this file once the metrics are served and every port present is counted
     #[arg(long, value_name = "PATH", value_parser = new_file_path)]
     pub ready_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TriageArgs {
+    /// Directories holding bundles, .tar.gz archives of bundles, or report.json files
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Print one JSON object instead of the groups
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the groups as one page to FILE (HTML), each bundle linked to its report.html
+    #[arg(long, value_name = "FILE", value_parser = new_file_path)]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

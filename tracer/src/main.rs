@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         Command::Watch(args) => commands::watch::run(args, cli.verbose),
         Command::Monitor(args) => commands::monitor::run(args, cli.verbose).map(|()| 0),
         Command::Doctor(args) => commands::doctor::run(args, cli.verbose),
+        Command::Triage(args) => commands::triage::run(args),
         Command::Lab { action } => match action {
             LabAction::Up(args) => commands::lab::up(args).map(|()| 0),
             LabAction::Down(args) => commands::lab::down(args).map(|()| 0),

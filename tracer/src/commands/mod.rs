@@ -6,6 +6,7 @@ pub mod diagnose;
 pub mod doctor;
 pub mod lab;
 pub mod monitor;
+pub mod triage;
 pub mod watch;
 
 use std::path::Path;

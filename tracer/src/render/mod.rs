@@ -3,7 +3,11 @@
 pub mod cables;
 pub mod counters;
 pub mod diagnose;
+pub mod frames;
+pub mod github;
+pub mod html;
 pub mod metrics;
 pub mod path;
 pub mod svg;
 pub mod timeline;
+pub mod triage;
