@@ -134,7 +134,8 @@ with SIGKILL when it still runs --kill-after seconds after a SIGINT or SIGTERM, 
 as they move, disappear and come back, and exits with CMD's exit code (128 + signal when it was \
 killed). CMD never outlives tracer: the kernel kills it when tracer dies, even by SIGKILL. A CMD \
 that is not found exits 127, one that cannot be executed 126.\n\n\
-When CMD fails (or always, with --always), DIR holds report.md (verdict and evidence first, a \
+When CMD fails (or always, with --always), DIR holds report.html (the whole bundle as one page), \
+report.md (verdict and evidence first, a \
 one-line signature for bots, the timeline), report.json (diagnose's schema plus timeline), \
 capture.pcapng (the last N ARP, ICMP and port frames of both ports, with interface and direction) \
 and snapshot/ (addresses, routes, neighbours and netfilter rules of each namespace at the end). \
