@@ -13,11 +13,13 @@ pub mod classify;
 pub mod counters;
 pub mod facts;
 pub mod findings;
+pub mod identity;
 pub mod ladder;
 pub mod reasons;
 pub mod report;
 pub mod stop;
 pub mod timeline;
+pub mod triage;
 pub mod verdict;
 pub mod words;
 
@@ -27,9 +29,10 @@ pub use classify::diagnose;
 pub use counters::*;
 pub use facts::*;
 pub use findings::{CableEnd, Describe, Finding, HopProblem, cable_verdict};
+pub use identity::Identity;
 pub use report::{
-    CaptureReport, CommandReport, Report, SCHEMA_VERSION, SavedReportError, VerdictReport,
-    WatchReport, evidence_from_report,
+    CaptureReport, CommandReport, Report, SCHEMA_VERSION, SavedParts, SavedReportError,
+    VerdictReport, WatchReport, evidence_from_report,
 };
 pub use timeline::{PortChange, Timeline, TimelineEvent};
 pub use verdict::*;

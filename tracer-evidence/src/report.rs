@@ -3,11 +3,12 @@
 //! capture), and reading it back into [`Evidence`] from any schema version, so that a bundle
 //! attached to a bug can be classified again by a newer classifier (`tracer diagnose --from`).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
     facts::{Evidence, NetfilterLocation},
+    identity::Identity,
     timeline::Timeline,
     verdict::{Fact, Verdict},
 };
@@ -64,6 +65,32 @@ pub fn evidence_from_report(text: &str) -> Result<Evidence, SavedReportError> {
     serde_json::from_value(report).map_err(|err| SavedReportError::Unreadable(err.to_string()))
 }
 
+/// What a saved report.json holds besides its evidence, for rendering it again; each part
+/// that is missing or does not read is `None`.
+#[derive(Debug, Default)]
+pub struct SavedParts {
+    pub identity: Option<Identity>,
+    pub timeline: Option<Timeline>,
+    pub command: Option<CommandReport>,
+    pub capture: Option<CaptureReport>,
+}
+
+impl SavedParts {
+    /// The parts of a report.json's text (of a version [`evidence_from_report`] reads).
+    pub fn from_report(text: &str) -> Self {
+        let Ok(report) = serde_json::from_str::<Value>(text) else {
+            return Self::default();
+        };
+        let part = |name: &str| report.get(name).cloned();
+        Self {
+            identity: Identity::from_report(&report),
+            timeline: part("timeline").and_then(|value| serde_json::from_value(value).ok()),
+            command: part("command").and_then(|value| serde_json::from_value(value).ok()),
+            capture: part("capture").and_then(|value| serde_json::from_value(value).ok()),
+        }
+    }
+}
+
 /// The verdict with its signature and its sentences (saved beside the typed verdict, for
 /// readers that do not render), as JSON shows it.
 #[derive(Debug, Serialize)]
@@ -86,6 +113,9 @@ pub struct VerdictReport<'a> {
 #[derive(Debug, Serialize)]
 pub struct Report<'a> {
     pub schema_version: u64,
+    /// Which run wrote it (additive in schema 3: reports without it still read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
     pub verdict: VerdictReport<'a>,
     #[serde(flatten)]
     pub evidence: &'a Evidence,
@@ -95,6 +125,7 @@ impl<'a> Report<'a> {
     pub fn new(verdict: &'a Verdict, evidence: &'a Evidence) -> Self {
         Self {
             schema_version: SCHEMA_VERSION,
+            identity: None,
             verdict: VerdictReport {
                 verdict,
                 netfilter: verdict.netfilter(),
@@ -107,18 +138,26 @@ impl<'a> Report<'a> {
             evidence,
         }
     }
+
+    /// The report with the identity of the run that wrote it.
+    pub fn with_identity(mut self, identity: Identity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
 }
 
 /// The command watch ran.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct CommandReport {
     pub argv: Vec<String>,
     pub exit_code: i32,
 }
 
 /// The bundle's capture file.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct CaptureReport {
+    /// Always capture.pcapng, beside report.json.
+    #[serde(skip_deserializing)]
     pub file: &'static str,
     pub frames: usize,
     /// Frames pushed out of the flight recorder (it keeps the last N per port).

@@ -2,30 +2,58 @@
 
 use std::net::Ipv4Addr;
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::facts::Side;
 
 /// The timeline keeps this many events; later ones are counted, not kept.
 const TIMELINE_LIMIT: usize = 10_000;
 
+/// The kinds of event, as saved; a saved kind not among them reads as `other`.
+const KINDS: &[&str] = &[
+    "attach",
+    "move",
+    "link",
+    "neighbour",
+    "drop",
+    "packets",
+    "command",
+];
+
+/// An event's kind: one of [`KINDS`]. (An alias, so that serde does not take the field for a
+/// string borrowed from the input.)
+type Kind = &'static str;
+
+/// A saved event's kind, as one of [`KINDS`].
+fn saved_kind<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Kind, D::Error> {
+    let kind = String::deserialize(deserializer)?;
+    Ok(KINDS
+        .iter()
+        .copied()
+        .find(|known| *known == kind)
+        .unwrap_or("other"))
+}
+
 /// One thing that happened, at `seconds` after tracer started watching.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TimelineEvent {
     pub seconds: f64,
     /// attach, move, link, neighbour, drop, packets, command.
-    pub kind: &'static str,
+    #[serde(deserialize_with = "saved_kind")]
+    pub kind: Kind,
     pub message: String,
     /// The port it happened on, when it is one port's.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub port: Option<Side>,
     /// What changed on the port, typed, for link, neighbour and drop events.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub change: Option<PortChange>,
 }
 
 /// A port's state after a change, or what the kernel dropped there.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "what", rename_all = "snake_case")]
 pub enum PortChange {
     /// The port's link; `present` is false when the port disappeared.
@@ -45,7 +73,7 @@ pub enum PortChange {
     },
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Timeline {
     pub events: Vec<TimelineEvent>,
     /// Events not kept because the timeline was full.

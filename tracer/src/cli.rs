@@ -153,7 +153,8 @@ with SIGKILL when it still runs --kill-after seconds after a SIGINT or SIGTERM, 
 as they move, disappear and come back, and exits with CMD's exit code (128 + signal when it was \
 killed). CMD never outlives tracer: the kernel kills it when tracer dies, even by SIGKILL. A CMD \
 that is not found exits 127, one that cannot be executed 126.\n\n\
-When CMD fails (or always, with --always), DIR holds report.md (verdict and evidence first, a \
+When CMD fails (or always, with --always), DIR holds report.html (the whole bundle as one page), \
+report.md (verdict and evidence first, a \
 one-line signature for bots, the timeline), report.json (diagnose's schema plus timeline), \
 capture.pcapng (the last N ARP, ICMP and port frames of both ports, with interface and direction) \
 and snapshot/ (addresses, routes, neighbours and netfilter rules of each namespace at the end). \
@@ -234,6 +235,23 @@ tracer completions zsh > /usr/local/share/zsh/site-functions/_tracer")]
     },
     /// Print tracer's man page (roff), e.g. `tracer man > /usr/local/share/man/man1/tracer.1`
     Man,
+    /// Group many saved bundles by what failed: one line per signature, with how many, when,
+    /// on which hosts, kernels and tests
+    #[command(
+        long_about = "Group many saved bundles by what failed.\n\n\
+Each PATH is a directory, searched recursively for bundles (directories holding a report.json; \
+symbolic links are not followed), a .tar.gz or .tgz archive of bundles (read in memory, never \
+extracted), or a report.json. The bundles are grouped by their verdict's signature; for each \
+group: how many, first and last seen (UTC), the hosts, kernels and tests they came from, and an \
+example bundle. A bundle that cannot be read is listed with the reason (one written by a newer \
+tracer says so), never skipped. Needs no root and touches no network.\n\n\
+Exit codes: 0, also when some bundles could not be read; 2 a PATH that does not exist.",
+        after_help = "Examples:\n  \
+tracer triage /var/ci/artifacts\n  \
+tracer triage nightly-*.tar.gz --json\n  \
+tracer triage /var/ci/artifacts --html /var/ci/artifacts/triage.html"
+    )]
+    Triage(TriageArgs),
     /// Build or remove the built-in lab: SPDK's test network on a veth pair, inside namespaces
     Lab {
         #[command(subcommand)]
@@ -374,14 +392,18 @@ pub struct DiagnoseArgs {
     /// Print one JSON object instead of the report
     #[arg(long)]
     pub json: bool,
-    /// Also write DIR/report.md, DIR/report.json and DIR/path.svg (DIR is created; symbolic
-    /// links in it are refused, never followed)
+    /// Also write DIR/report.md, DIR/report.json, DIR/report.html and DIR/path.svg (DIR is
+    /// created; symbolic links in it are refused, never followed)
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
     /// Also write the path as a picture to FILE (SVG): the hops, the counts at the ports, and
     /// where the packets stopped (of several pairs, the first that failed)
     #[arg(long, value_name = "FILE", value_parser = new_file_path)]
     pub svg: Option<PathBuf>,
+    /// Also write the whole report as one page to FILE (HTML, self-contained): with --from, a
+    /// saved bundle's report.html made again, its timeline and capture included
+    #[arg(long, value_name = "FILE", value_parser = new_file_path)]
+    pub html: Option<PathBuf>,
     /// Classify a saved bundle (its directory, or its report.json) again with this tracer's
     /// classifier, without touching the network or needing root
     #[arg(long, value_name = "DIR|FILE", conflicts_with = "ready_file")]
@@ -495,6 +517,19 @@ pub struct MonitorArgs {
     /// output directory): read at start and at each SIGUSR1, exported as tracer_test_info
     #[arg(long, value_name = "PATH")]
     pub test_tag_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TriageArgs {
+    /// Directories holding bundles, .tar.gz archives of bundles, or report.json files
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Print one JSON object instead of the groups
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the groups as one page to FILE (HTML), each bundle linked to its report.html
+    #[arg(long, value_name = "FILE", value_parser = new_file_path)]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -48,6 +48,7 @@ fn main() -> ExitCode {
         Command::Doctor(args) => commands::doctor::run(args, cli.verbose),
         Command::Completions { shell } => commands::help::completions(*shell).map(|()| 0),
         Command::Man => commands::help::man().map(|()| 0),
+        Command::Triage(args) => commands::triage::run(args),
         Command::Lab { action } => match action {
             LabAction::Up(args) => commands::lab::up(args).map(|()| 0),
             LabAction::Down(args) => commands::lab::down(args).map(|()| 0),

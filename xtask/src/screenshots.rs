@@ -1,7 +1,7 @@
 //! `cargo xtask screenshots`: the path.svg of two verdicts on the built-in lab — a healthy loop,
 //! and ICMP dropped on the target's INPUT chain — rendered by headless Chromium into
-//! docs/images/ for the README. Chromium is installed here only, not by `cargo xtask setup`:
-//! nothing else needs it.
+//! docs/images/ for the README. `cargo xtask setup` installs Chromium too (the tests open
+//! report.html in it); installing here keeps this command working on its own.
 
 use std::{
     path::{Path, PathBuf},

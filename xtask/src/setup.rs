@@ -32,6 +32,10 @@ const PACKAGES: &[&str] = &[
     "prometheus",
     // A real LLDP agent at the far end of `tracer cables`'s tests.
     "lldpd",
+    // Headless Chromium opens report.html in the tests (no network, DOM and console checked),
+    // with the font the pictures are drawn for.
+    "chromium",
+    "fonts-dejavu-core",
     // Throughput for `cargo xtask bench`.
     "iperf3",
     // `cargo xtask kernels`: the guests' initramfs (static busybox, modules listed by modprobe,

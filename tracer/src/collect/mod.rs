@@ -6,6 +6,7 @@ pub mod drops;
 pub mod events;
 pub mod follow;
 pub mod host;
+pub mod identity;
 mod loader;
 pub mod path;
 pub mod ports;

@@ -1,25 +1,30 @@
 //! `tracer diagnose`: gather the evidence of each pair (or read a saved report's), classify,
 //! render.
 
-use std::path::{Path, PathBuf};
+use std::{path::Path, time::SystemTime};
 
 use anyhow::Context as _;
 
-use tracer_evidence::{Evidence, Report, Verdict, diagnose, evidence_from_report};
+use tracer_evidence::{Evidence, Report, Verdict, diagnose};
 
 use crate::{
     bundle::ReportDir,
     cli::DiagnoseArgs,
+    collect::identity::identity,
     error::UsageError,
     gather::{self, Pair},
     layout::{self, PlannedPair, WhenNone},
-    output, preflight, render,
+    output, preflight,
+    render::{self, html},
+    saved::{self, SavedBundle},
 };
 
 pub fn run(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<u8> {
+    let started = SystemTime::now();
+    let saved: Option<SavedBundle> = args.from.as_deref().map(saved::read).transpose()?;
     let mut discovery = None;
-    let evidence: Vec<Evidence> = match &args.from {
-        Some(saved) => vec![saved_evidence(saved)?],
+    let evidence: Vec<Evidence> = match &saved {
+        Some(saved) => vec![saved.evidence.clone()],
         None => {
             let plan = layout::plan(&flags(args), &args.layout, WhenNone::Refuse)?;
             discovery = plan.discovery;
@@ -45,10 +50,27 @@ pub fn run(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<u8> {
         }
     };
     let verdicts: Vec<Verdict> = evidence.iter().map(diagnose).collect();
+    // The first pair that failed decides; all ok is 0.
+    let decisive = verdicts
+        .iter()
+        .position(|verdict| verdict.class.exit_code() != 0)
+        .unwrap_or(0);
+    let code = verdicts[decisive].class.exit_code();
+    // A saved bundle keeps the identity of the run that made it.
+    let run_identity = match &saved {
+        Some(saved) => saved.parts.identity.clone(),
+        None => Some(identity(started, i32::from(code))),
+    };
     let reports: Vec<Report> = verdicts
         .iter()
         .zip(&evidence)
-        .map(|(verdict, evidence)| Report::new(verdict, evidence))
+        .map(|(verdict, evidence)| {
+            let report = Report::new(verdict, evidence);
+            match &run_identity {
+                Some(identity) => report.with_identity(identity.clone()),
+                None => report,
+            }
+        })
         .collect();
     let several = reports.len() > 1;
     if args.json {
@@ -83,28 +105,49 @@ pub fn run(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<u8> {
         } else {
             ReportDir::open(dir)?
         };
+        let extras = saved_extras(saved.as_ref());
         for (index, report) in reports.iter().enumerate() {
             if several {
-                write_report(&dir.subdirectory(&format!("pair-{}", index + 1))?, report)?;
+                let pair_dir = dir.subdirectory(&format!("pair-{}", index + 1))?;
+                write_report(&pair_dir, report, &html::Extras::default())?;
             } else {
-                write_report(&dir, report)?;
+                write_report(&dir, report, &extras)?;
             }
         }
     }
-    // The first pair that failed decides; all ok is 0.
-    let decisive = verdicts
-        .iter()
-        .position(|verdict| verdict.class.exit_code() != 0)
-        .unwrap_or(0);
     if let Some(file) = &args.svg {
         let picture = render::path::svg(&evidence[decisive], &verdicts[decisive]);
         std::fs::write(file, picture).with_context(|| format!("writing {}", file.display()))?;
     }
-    Ok(verdicts[decisive].class.exit_code())
+    if let Some(file) = &args.html {
+        let page = html::page(&reports[decisive], &saved_extras(saved.as_ref()));
+        std::fs::write(file, page).with_context(|| format!("writing {}", file.display()))?;
+    }
+    Ok(code)
 }
 
-pub(crate) fn write_report(dir: &ReportDir, report: &Report) -> anyhow::Result<()> {
-    dir.write("report.md", render::diagnose::markdown(report).as_bytes())?;
+/// What a saved watch bundle adds to the page: its timeline, command and capture.
+fn saved_extras(saved: Option<&SavedBundle>) -> html::Extras<'_> {
+    let Some(saved) = saved else {
+        return html::Extras::default();
+    };
+    html::Extras {
+        timeline: saved.parts.timeline.as_ref(),
+        command: saved.parts.command.as_ref(),
+        capture_counts: saved.parts.capture.as_ref(),
+        capture: saved.capture.as_ref(),
+    }
+}
+
+pub(crate) fn write_report(
+    dir: &ReportDir,
+    report: &Report,
+    extras: &html::Extras,
+) -> anyhow::Result<()> {
+    let markdown = render::diagnose::markdown(report);
+    let markdown = render::github::fit(&markdown, render::github::ISSUE_BODY_LIMIT);
+    dir.write("report.md", markdown.as_bytes())?;
+    dir.write("report.html", html::page(report, extras).as_bytes())?;
     dir.write(
         "report.json",
         serde_json::to_string_pretty(report)?.as_bytes(),
@@ -148,19 +191,6 @@ fn pairs(args: &DiagnoseArgs, planned: Vec<PlannedPair>) -> Vec<Pair> {
             ingress_hook: args.counting.ingress_hook,
         })
         .collect()
-}
-
-/// The evidence saved in a bundle directory (its report.json) or a report.json itself.
-fn saved_evidence(path: &Path) -> Result<Evidence, UsageError> {
-    let file: PathBuf = if path.is_dir() {
-        path.join("report.json")
-    } else {
-        path.to_owned()
-    };
-    let text = std::fs::read_to_string(&file)
-        .map_err(|err| UsageError::Argument(format!("cannot read {}: {err}", file.display())))?;
-    evidence_from_report(&text)
-        .map_err(|err| UsageError::Argument(format!("{}: {err}", file.display())))
 }
 
 /// Creates the report directory up front, so that an unwritable one fails before probing.

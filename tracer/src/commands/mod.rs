@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod help;
 pub mod lab;
 pub mod monitor;
+pub mod triage;
 pub mod watch;
 
 use std::path::Path;

@@ -99,7 +99,7 @@ fn link_line(port: &PortEvidence) -> String {
     }
 }
 
-fn route_line(route: &RouteEvidence) -> String {
+pub(crate) fn route_line(route: &RouteEvidence) -> String {
     let from = if route.from == Side::Target {
         "target"
     } else {
@@ -118,7 +118,7 @@ fn route_line(route: &RouteEvidence) -> String {
     }
 }
 
-fn drop_line(drop: &tracer_evidence::DropEvidence) -> String {
+pub(crate) fn drop_line(drop: &tracer_evidence::DropEvidence) -> String {
     format!(
         "{} x {} ({}) on {} in {}",
         drop.drop.count,
@@ -129,7 +129,7 @@ fn drop_line(drop: &tracer_evidence::DropEvidence) -> String {
     )
 }
 
-fn neighbour_line(neighbour: &NeighbourEvidence) -> String {
+pub(crate) fn neighbour_line(neighbour: &NeighbourEvidence) -> String {
     format!(
         "{} in {}: {} -> {}",
         neighbour.address,
@@ -263,7 +263,16 @@ pub fn markdown(report: &Report<'_>) -> String {
     if !verdict.advice.is_empty() {
         let _ = writeln!(out, "- what to do: {}", verdict.advice);
     }
-    let _ = writeln!(out, "- picture: [path.svg](path.svg)");
+    let _ = writeln!(
+        out,
+        "- picture: [path.svg](path.svg); the whole report: report.html"
+    );
+    if let Some(identity) = &report.identity {
+        let _ = writeln!(out, "\n## Run\n");
+        for (name, value) in identity.rows() {
+            let _ = writeln!(out, "- {name}: {}", value.replace('\n', " "));
+        }
+    }
     let _ = writeln!(out, "\n## Path\n");
     out.push_str(&path::mermaid(report.evidence, verdict.verdict));
     let _ = writeln!(out, "\n## Evidence\n");

@@ -1,13 +1,13 @@
 //! The bundle: report.md, report.json, capture.pcapng, path.svg, timeline.svg and a snapshot of
 //! each namespace.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{collections::BTreeMap, path::Path, time::SystemTime};
 
 use tracer_evidence::{CaptureReport, CommandReport, Evidence, Report, Timeline, WatchReport};
 
 use crate::{
-    bundle::ReportDir, capture, gather::passive::observe::Watch, netfilter::Ruleset, netns, render,
-    tool,
+    bundle::ReportDir, capture, collect::identity::identity, gather::passive::observe::Watch,
+    netfilter::Ruleset, netns, pcapng, render, tool,
 };
 
 /// The bundle's verdict: the first failed pair's (else the first's), and a word on every pair
@@ -36,8 +36,10 @@ pub(super) fn write_bundle(
     let recorders: Vec<_> = watch.ports.iter().map(|port| &port.recorder).collect();
     let frames = recorders.iter().map(|r| r.frames().count()).sum();
     let evicted = recorders.iter().map(|r| r.evicted).sum();
+    let started = SystemTime::now() - watch.started.elapsed();
     let report = WatchReport {
-        diagnosis: Report::new(verdict, evidence),
+        diagnosis: Report::new(verdict, evidence)
+            .with_identity(identity(started, command.exit_code)),
         timeline,
         command,
         capture: CaptureReport {
@@ -76,12 +78,24 @@ pub(super) fn write_bundle(
         "\n## Capture\n\n`capture.pcapng`: the last {frames} ARP, ICMP and port frames of both ports ({evicted} older ones not kept); `tcpdump -r capture.pcapng` or Wireshark. Events lost in the kernel programs: {}.\n",
         report.capture.lost_events
     ));
+    let markdown = render::github::fit(&markdown, render::github::ISSUE_BODY_LIMIT);
     write("report.md", markdown.as_bytes())?;
     write(
         "report.json",
         serde_json::to_string_pretty(&report)?.as_bytes(),
     )?;
-    write("capture.pcapng", &capture::pcapng(&recorders))?;
+    let capture_file = capture::pcapng(&recorders);
+    let extras = render::html::Extras {
+        timeline: Some(timeline),
+        command: Some(&report.command),
+        capture_counts: Some(&report.capture),
+        capture: Some(&pcapng::read(&capture_file)),
+    };
+    write(
+        "report.html",
+        render::html::page(&report.diagnosis, &extras).as_bytes(),
+    )?;
+    write("capture.pcapng", &capture_file)?;
     write("path.svg", render::path::svg(evidence, verdict).as_bytes())?;
     write(
         "timeline.svg",

@@ -283,7 +283,11 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
             let dir = ReportDir::open(&args.report)?;
             for (index, (verdict, evidence)) in verdicts.iter().zip(&evidences).enumerate() {
                 let report = Report::new(verdict, evidence);
-                write_report(&dir.subdirectory(&format!("pair-{}", index + 1))?, &report)?;
+                write_report(
+                    &dir.subdirectory(&format!("pair-{}", index + 1))?,
+                    &report,
+                    &render::html::Extras::default(),
+                )?;
             }
         }
         eprintln!("tracer: report in {}", args.report.display());
