@@ -302,6 +302,10 @@ pub struct DiagnoseArgs {
     pub target_ips: Vec<Ipv4Addr>,
     #[command(flatten)]
     pub counting: CountingArgs,
+    /// Ports beside the pair where tracer looks for its far ends when frames were lost,
+    /// [NETNS/]IFNAME,… (every physical port that is up is looked at anyway)
+    #[arg(long, value_name = "SPEC,...", value_delimiter = ',')]
+    pub cable_ports: Vec<PortSpec>,
     /// Print one JSON object instead of the report
     #[arg(long)]
     pub json: bool,
@@ -376,6 +380,10 @@ pub struct WatchArgs {
     /// After CMD, run diagnose's active probes as well
     #[arg(long)]
     pub probe: bool,
+    /// Ports beside the pair where tracer looks for its far ends when frames were lost,
+    /// [NETNS/]IFNAME,… (every physical port that is up is looked at anyway)
+    #[arg(long, value_name = "SPEC,...", value_delimiter = ',')]
+    pub cable_ports: Vec<PortSpec>,
     /// Frames kept per port in the capture (the last N, 1 to 100000; memory stays bounded)
     #[arg(long, value_name = "N", default_value = "2000", value_parser = capture_frames)]
     pub capture_frames: usize,

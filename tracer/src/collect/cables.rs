@@ -341,18 +341,30 @@ fn link_state_of(spec: &PortSpec) -> PortLinkState {
 
 /// The port's link at the end of the run: rtnetlink's carrier history and ethtool's view.
 fn link_state(port: &Port) -> PortLinkState {
-    let spec = &port.spec;
+    port_link_state(&port.spec, port.down_count_before, port.brought_up)
+}
+
+/// A port's link as rtnetlink and ethtool report it now; `down_count_before` is its carrier
+/// down count when tracer first looked (the growth is the run's), `brought_up` whether tracer
+/// set it up (then it is reported as found: down).
+pub fn port_link_state(
+    spec: &PortSpec,
+    down_count_before: Option<u32>,
+    brought_up: bool,
+) -> PortLinkState {
     let mut state = PortLinkState::default();
+    let mut ifindex = None;
     match RouteSocket::open_in(&spec.netns).and_then(|socket| socket.link(&spec.interface)) {
         Ok(Some(link)) => {
+            ifindex = Some(link.ifindex);
             // What tracer found before setting it up.
-            state.admin_up = link.admin_up && !port.brought_up;
+            state.admin_up = link.admin_up && !brought_up;
             state.carrier = link.carrier;
             state.carrier_up_count = link.carrier_up_count;
             state.carrier_down_count = link.carrier_down_count;
             state.carrier_downs_during_run = link
                 .carrier_down_count
-                .zip(port.down_count_before)
+                .zip(down_count_before)
                 .map(|(after, before)| after.saturating_sub(before));
         }
         Ok(None) => state
@@ -365,6 +377,9 @@ fn link_state(port: &Port) -> PortLinkState {
             .missing
             .push("carrier up/down counts (kernel before 4.16)".to_owned());
     }
+    let Some(ifindex) = ifindex else {
+        return state;
+    };
     let ethtool = NetnsGuard::enter(&spec.netns)
         .map_err(std::io::Error::other)
         .and_then(|_inside| EthtoolSocket::open());
@@ -383,7 +398,7 @@ fn link_state(port: &Port) -> PortLinkState {
             return state;
         }
     };
-    match ethtool.link_modes(port.ifindex) {
+    match ethtool.link_modes(ifindex) {
         Ok(Some(modes)) => {
             state.speed_mbps = modes.speed_mbps;
             state.duplex = modes.duplex;
@@ -401,7 +416,7 @@ fn link_state(port: &Port) -> PortLinkState {
             state.missing.push(name.to_owned());
         }
     }
-    match ethtool.link_state(port.ifindex) {
+    match ethtool.link_state(ifindex) {
         Ok(Some(link)) => {
             state.ext_state = link.ext_state;
             state.ext_substate = link.ext_substate;
@@ -420,7 +435,7 @@ fn link_state(port: &Port) -> PortLinkState {
             .missing
             .push("link-down events (the driver does not count them)".to_owned());
     }
-    if let Ok(Some(flags)) = ethtool.private_flags(port.ifindex) {
+    if let Ok(Some(flags)) = ethtool.private_flags(ifindex) {
         state.firmware_lldp_agent = flags
             .iter()
             .find(|(name, _)| name == FIRMWARE_LLDP_FLAG)

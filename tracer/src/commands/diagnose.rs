@@ -137,6 +137,7 @@ fn pairs(args: &DiagnoseArgs) -> Result<Vec<Pair>, UsageError> {
             target_ip: args.target_ips[i],
             tcp_port: args.counting.tcp_port,
             ingress_hook: args.counting.ingress_hook,
+            cable_ports: args.cable_ports.clone(),
         })
         .collect())
 }

@@ -6,6 +6,7 @@
 //! each by a [`Collector`].
 
 pub mod active;
+mod cabling;
 mod ladder;
 pub mod passive;
 
@@ -37,6 +38,9 @@ pub struct Pair {
     pub target_ip: Ipv4Addr,
     pub tcp_port: u16,
     pub ingress_hook: IngressHook,
+    /// Ports beside the pair to look for its cabling at (`--cable-ports`): the physical ports
+    /// are looked at anyway.
+    pub cable_ports: Vec<PortSpec>,
 }
 
 impl Pair {

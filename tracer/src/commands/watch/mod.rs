@@ -188,13 +188,14 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         target_ip: args.target_ip,
         tcp_port: args.ports.counting.tcp_port,
         ingress_hook: args.ports.counting.ingress_hook,
+        cable_ports: args.cable_ports.clone(),
     };
     let evidence = if args.probe {
         let mut evidence = gather::active::gather(&pair, verbosity, &mut || Ok(()))?;
         evidence.drops.extend(watch.drop_evidence());
         evidence
     } else {
-        gather::passive::evidence(&watch, &pair, &final_rulesets)
+        gather::passive::evidence(&watch, &pair, &final_rulesets, verbosity)
     };
     let verdict = diagnose(&evidence);
     for port in &watch.ports {

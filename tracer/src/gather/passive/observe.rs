@@ -9,7 +9,7 @@ use std::{
 };
 
 use tracer_common::PacketKind;
-use tracer_evidence::{KindCounts, PortChange, Side, Timeline, TimelineEvent};
+use tracer_evidence::{KindCounts, LinkPartner, PortChange, Side, Timeline, TimelineEvent};
 
 /// The kinds of frames a test sends (everything tracer classifies but `other`).
 const TEST_TRAFFIC: [PacketKind; 6] = [
@@ -28,6 +28,7 @@ use crate::{
         follow::{Concern, FollowedPort},
         ports::{PortOptions, PortPrograms},
     },
+    lldp,
     locate::Location,
     netfilter::{self, Ruleset},
     netlink::Link,
@@ -115,6 +116,10 @@ pub(crate) struct WatchedPort {
     /// First and last time each (kind, direction) crossed the port.
     pub(crate) seen: BTreeMap<(&'static str, &'static str), Seen>,
     pub(crate) recorder: FlightRecorder,
+    /// The far end, as the last LLDP frame that arrived named it.
+    pub(crate) partner: Option<LinkPartner>,
+    /// The carrier down count when watch first found the port: its growth is the run's.
+    pub(crate) first_carrier_downs: Option<u32>,
 }
 
 impl WatchedPort {
@@ -143,6 +148,8 @@ impl WatchedPort {
             totals: Default::default(),
             seen: BTreeMap::new(),
             recorder: FlightRecorder::new(&spec.interface, capture_frames),
+            partner: None,
+            first_carrier_downs: None,
         }
     }
 
@@ -219,7 +226,15 @@ impl Watch {
         self.observe_drops();
         let mut captured = false;
         for port in &mut self.ports {
-            captured |= port.recorder.drain(self.clock_offset) > 0;
+            let partner = &mut port.partner;
+            let drained = port.recorder.drain(self.clock_offset, |frame| {
+                if frame.inbound
+                    && let Some(found) = lldp::partner(&frame.data)
+                {
+                    *partner = Some(found);
+                }
+            });
+            captured |= drained > 0;
         }
         // Other traffic (IPv6 housekeeping on fresh links, say) is counted, not hurried after.
         let test_traffic = |totals: &Totals| {
