@@ -14,8 +14,8 @@ use std::{
 
 use serde_json::Value;
 use tracer_tests::{
-    INITIATOR_IP, Namespaces, TARGET_IP, WatchBundle, check, diagnose, output, require_root,
-    tracer, unique,
+    INITIATOR_IP, Namespaces, PinDir, TARGET_IP, TracerRun, WatchBundle, check, diagnose,
+    free_port, output, require_root, sample, scrape, scrape_until, tracer, unique,
 };
 
 /// The node's namespace and the switch's, removed on drop.
@@ -510,4 +510,64 @@ impl Drop for ChildGuard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+#[test]
+fn the_monitor_exports_a_crossed_pair_and_its_carrier_downs() {
+    let lab = CrossedPair::up();
+    let pins = PinDir::new();
+    let address = format!("127.0.0.1:{}", free_port());
+    let mut args: Vec<String> = vec!["monitor".to_owned()];
+    args.extend(lab.args());
+    args.extend([
+        "--metrics-addr".to_owned(),
+        address.clone(),
+        "--pin-dir".to_owned(),
+        pins.arg(),
+        "--cable-map".to_owned(),
+    ]);
+    let run = TracerRun::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let initiator_spec = format!("{}/cvl_0_1", lab.node);
+    let initiator = [
+        ("role", "initiator"),
+        ("pair", "0"),
+        ("port", initiator_spec.as_str()),
+    ];
+    // Mapped before the monitor said it was ready.
+    let exposition = scrape(&address);
+    assert_eq!(
+        sample(&exposition, "tracer_cable_reaches_peer", &initiator),
+        Some(0.0),
+        "{exposition}"
+    );
+    let far_end = format!("cvl_1_1 (namespace {})", lab.node);
+    let mut labels = initiator.to_vec();
+    labels.extend([("far_end", far_end.as_str()), ("seen_by", "frames")]);
+    assert_eq!(
+        sample(&exposition, "tracer_cable_far_end_info", &labels),
+        Some(1.0),
+        "{exposition}"
+    );
+    assert_eq!(
+        sample(&exposition, "tracer_link_speed_mbps", &initiator),
+        Some(10000.0),
+        "{exposition}"
+    );
+    let downs = sample(&exposition, "tracer_link_carrier_down_total", &initiator)
+        .expect("a carrier down count");
+
+    // The far end of the initiator's cable goes down and up twice: counted at the next look.
+    for _ in 0..2 {
+        check(Command::new("ip").args(["-n", &lab.node, "link", "set", "cvl_1_1", "down"]));
+        check(Command::new("ip").args(["-n", &lab.node, "link", "set", "cvl_1_1", "up"]));
+    }
+    scrape_until(&address, "two more carrier downs", |exposition| {
+        sample(exposition, "tracer_link_carrier_down_total", &initiator) == Some(downs + 2.0)
+    });
+    let out = run.stop_with(libc::SIGINT);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

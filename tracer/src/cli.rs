@@ -418,6 +418,21 @@ pub struct MonitorArgs {
     /// Create this file once the metrics are served and every port present is counted
     #[arg(long, value_name = "PATH", value_parser = new_file_path)]
     pub ready_file: Option<PathBuf>,
+    /// Map the cabling at start and on SIGHUP: a few frames of tracer's own (EtherType
+    /// 0x88B5, harmless to IP traffic, counted as `other`) from the pair's ports and every
+    /// physical port that is up; exported as whether the pair's ports reach each other and
+    /// what each reaches instead
+    #[arg(long)]
+    pub cable_map: bool,
+    /// Ports beside the pair the cable map also sends from and looks at, [NETNS/]IFNAME,…
+    /// (every physical port that is up is looked at anyway)
+    #[arg(
+        long,
+        value_name = "SPEC,...",
+        value_delimiter = ',',
+        requires = "cable_map"
+    )]
+    pub cable_ports: Vec<PortSpec>,
 }
 
 #[derive(Debug, Args)]

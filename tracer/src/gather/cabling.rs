@@ -37,11 +37,25 @@ pub(super) fn look_when_frames_lost(pair: &Pair, evidence: &mut Evidence, verbos
     }
 }
 
-/// The pair's ports first, then the named ones, then every other physical port.
 fn map(pair: &Pair, verbosity: u8) -> anyhow::Result<CableMap> {
+    map_around(
+        &[pair.initiator.clone(), pair.target.clone()],
+        &pair.cable_ports,
+        verbosity,
+    )
+}
+
+/// Maps `ports` first, then `beside` them, then every other physical port; none is set up.
+/// The caller holds the ports' run locks, or runs where it holds none (a lock is per open file:
+/// taking it again here would wait for ourselves).
+pub fn map_around(
+    ports: &[PortSpec],
+    beside: &[PortSpec],
+    verbosity: u8,
+) -> anyhow::Result<CableMap> {
     let (physical, limitations) = cables::physical_ports();
-    let mut ports: Vec<PortSpec> = vec![pair.initiator.clone(), pair.target.clone()];
-    for port in pair.cable_ports.iter().chain(&physical) {
+    let mut ports: Vec<PortSpec> = ports.to_vec();
+    for port in beside.iter().chain(&physical) {
         if !ports.contains(port) {
             ports.push(port.clone());
         }

@@ -6,7 +6,7 @@
 //! each by a [`Collector`].
 
 pub mod active;
-mod cabling;
+pub mod cabling;
 mod ladder;
 pub mod passive;
 

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use log::{debug, warn};
 use tracer_common::DropKey;
 
+use super::cabling::CableMaps;
 use crate::{
     cli::MonitorArgs,
     collect::{
@@ -58,6 +59,8 @@ pub(super) struct Monitor {
     /// whose drops were counted there: what is counted at a place a port leaves (another
     /// namespace, or another ifindex for a port created anew) is carried on in its series.
     pub(super) last_places: HashMap<(u32, u32), PortSpec>,
+    /// The last cable map of the pair.
+    pub(super) cables: CableMaps,
 }
 
 impl Monitor {
@@ -104,6 +107,7 @@ impl Monitor {
             drops,
             kernel: kernel_release(),
             last_places: HashMap::new(),
+            cables: CableMaps::default(),
         })
     }
 
@@ -190,13 +194,15 @@ impl Monitor {
         let ports = self
             .ports
             .iter()
-            .map(|port| {
+            .enumerate()
+            .map(|(index, port)| {
                 Ok(MonitoredPort {
                     role: port.role.to_owned(),
                     pair: PAIR.to_owned(),
                     spec: port.spec.to_string(),
                     attached: self.attached_port(port, &sites)?,
                     attach_failing: port.attach_error().is_some(),
+                    cable: self.cables.port_cable(index),
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -206,6 +212,7 @@ impl Monitor {
             lost_events: self.drops.lost_events()?,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             kernel: self.kernel.clone(),
+            cable_map_at: self.cables.mapped_at(),
         })
     }
 
@@ -239,6 +246,7 @@ impl Monitor {
             carrier: port.carrier(),
             drops,
             neighbour_failures,
+            carrier_counts: port.carrier_counts(),
         }))
     }
 }
