@@ -303,7 +303,7 @@ pub struct DiagnoseArgs {
     #[command(flatten)]
     pub counting: CountingArgs,
     /// Ports beside the pair where tracer looks for its far ends when frames were lost,
-    /// [NETNS/]IFNAME,… (every physical port that is up is looked at anyway)
+    /// [NETNS/]IFNAME,… (default: every physical port that is up)
     #[arg(long, value_name = "SPEC,...", value_delimiter = ',')]
     pub cable_ports: Vec<PortSpec>,
     /// Print one JSON object instead of the report
@@ -381,7 +381,7 @@ pub struct WatchArgs {
     #[arg(long)]
     pub probe: bool,
     /// Ports beside the pair where tracer looks for its far ends when frames were lost,
-    /// [NETNS/]IFNAME,… (every physical port that is up is looked at anyway)
+    /// [NETNS/]IFNAME,… (default: every physical port that is up)
     #[arg(long, value_name = "SPEC,...", value_delimiter = ',')]
     pub cable_ports: Vec<PortSpec>,
     /// Frames kept per port in the capture (the last N, 1 to 100000; memory stays bounded)
@@ -419,13 +419,13 @@ pub struct MonitorArgs {
     #[arg(long, value_name = "PATH", value_parser = new_file_path)]
     pub ready_file: Option<PathBuf>,
     /// Map the cabling at start and on SIGHUP: a few frames of tracer's own (EtherType
-    /// 0x88B5, harmless to IP traffic, counted as `other`) from the pair's ports and every
-    /// physical port that is up; exported as whether the pair's ports reach each other and
-    /// what each reaches instead
+    /// 0x88B5, harmless to IP traffic, counted as `other`) from the pair's ports and the
+    /// --cable-ports (default: every physical port that is up); exported as whether the pair's
+    /// ports reach each other and what each reaches instead
     #[arg(long)]
     pub cable_map: bool,
     /// Ports beside the pair the cable map also sends from and looks at, [NETNS/]IFNAME,…
-    /// (every physical port that is up is looked at anyway)
+    /// (default: every physical port that is up)
     #[arg(
         long,
         value_name = "SPEC,...",

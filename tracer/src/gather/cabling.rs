@@ -1,7 +1,7 @@
 //! Where the pair's ports are really cabled, for both ways of gathering: when frames left one
 //! port and never reached the other, tracer's own frames (EtherType 0x88B5, no IP) from both
-//! ports, from the ports named with `--cable-ports` and from every physical port that is up
-//! say where each arrives. IP traffic is not touched; a port that is down is not set up here.
+//! ports and from the ports named with `--cable-ports` (by default every physical port that is
+//! up) say where each arrives. IP traffic is not touched; a port that is down is not set up here.
 
 use std::time::Duration;
 
@@ -45,7 +45,8 @@ fn map(pair: &Pair, verbosity: u8) -> anyhow::Result<CableMap> {
     )
 }
 
-/// Maps `ports` first, then `beside` them, then every other physical port; none is set up.
+/// Maps `ports` first, then `beside` them, or, when none is named, every other physical port
+/// (named ports keep tracer's frames off the machine's other ports); none is set up.
 /// The caller holds the ports' run locks, or runs where it holds none (a lock is per open file:
 /// taking it again here would wait for ourselves).
 pub fn map_around(
@@ -53,11 +54,15 @@ pub fn map_around(
     beside: &[PortSpec],
     verbosity: u8,
 ) -> anyhow::Result<CableMap> {
-    let (physical, limitations) = cables::physical_ports();
+    let (others, limitations) = if beside.is_empty() {
+        cables::physical_ports()
+    } else {
+        (beside.to_vec(), Vec::new())
+    };
     let mut ports: Vec<PortSpec> = ports.to_vec();
-    for port in beside.iter().chain(&physical) {
-        if !ports.contains(port) {
-            ports.push(port.clone());
+    for port in others {
+        if !ports.contains(&port) {
+            ports.push(port);
         }
     }
     let options = CableOptions {

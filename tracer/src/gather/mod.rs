@@ -38,8 +38,8 @@ pub struct Pair {
     pub target_ip: Ipv4Addr,
     pub tcp_port: u16,
     pub ingress_hook: IngressHook,
-    /// Ports beside the pair to look for its cabling at (`--cable-ports`): the physical ports
-    /// are looked at anyway.
+    /// Ports beside the pair to look for its cabling at (`--cable-ports`); none: every
+    /// physical port that is up.
     pub cable_ports: Vec<PortSpec>,
 }
 

@@ -1,6 +1,6 @@
 //! The monitor's cable map (`--cable-map`): tracer's own frames (EtherType 0x88B5, no IP) from
-//! the pair's ports, the `--cable-ports` and every physical port that is up, at start and on
-//! SIGHUP, so that a fleet dashboard shows a node whose ports are not cabled to each other
+//! the pair's ports and the `--cable-ports` (by default every physical port that is up), at
+//! start and on SIGHUP, so that a fleet dashboard shows a node whose ports are not cabled to each other
 //! without anyone running `tracer cables`. The frames are harmless to a test's IP traffic, but
 //! they cross its ports (counted as `other`), hence a flag. A port that is down is not set up.
 //! The map takes the ports' run locks, so it waits for a diagnose on them; on SIGHUP it runs in
