@@ -502,8 +502,8 @@ fn every_panel_query_runs_and_shows_the_lab() {
     assert_eq!(
         far_ends,
         [
-            ("initiator", label_of(&target).as_str()),
-            ("target", label_of(&initiator).as_str())
+            ("initiator", label_of(target).as_str()),
+            ("target", label_of(initiator).as_str())
         ],
         "{cabled:#?}"
     );
