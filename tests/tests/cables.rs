@@ -258,13 +258,14 @@ fn a_port_down_before_the_map_is_down_after_it() {
 fn carrier_flaps_are_counted_across_a_run() {
     let lab = CableLab::up();
     let child = tracer()
-        .args(["cables", "--json", "--listen", "4", &lab.spec("cvl_0_0")])
+        .args(["cables", "--json", "--listen", "6", &lab.spec("cvl_0_0")])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting tracer");
-    // The far end flaps three times while tracer listens.
-    std::thread::sleep(Duration::from_secs(2));
+    // The far end flaps three times while tracer listens: once it has read the count before,
+    // which on a loaded machine (other tests attaching) took over 2 s once.
+    std::thread::sleep(Duration::from_secs(3));
     for _ in 0..3 {
         lab.set("cvl_1_0", "down");
         std::thread::sleep(Duration::from_millis(50));
