@@ -2,6 +2,9 @@
 //! namespace, named like E810 ports. cvl_0_0 and cvl_0_1 are meant to be cabled to each other
 //! but are cabled crossed with the second NIC (cvl_0_0 ↔ cvl_1_0, cvl_0_1 ↔ cvl_1_1); cvl_2_0
 //! and cvl_2_1 are cabled to a switch namespace whose ports run a real lldpd.
+//!
+//! diagnose and watch on a pair cabled crossed the same way, the target's port in a namespace of
+//! its own as SPDK's scripts set it up: their cable verdict names where each end's frames go.
 
 use std::{
     path::PathBuf,
@@ -10,7 +13,10 @@ use std::{
 };
 
 use serde_json::Value;
-use tracer_tests::{Namespaces, check, require_root, tracer, unique};
+use tracer_tests::{
+    INITIATOR_IP, Namespaces, PinDir, TARGET_IP, TracerRun, WatchBundle, check, diagnose,
+    free_port, output, require_root, sample, scrape, scrape_until, tracer, unique,
+};
 
 /// The node's namespace and the switch's, removed on drop.
 struct CableLab {
@@ -252,13 +258,14 @@ fn a_port_down_before_the_map_is_down_after_it() {
 fn carrier_flaps_are_counted_across_a_run() {
     let lab = CableLab::up();
     let child = tracer()
-        .args(["cables", "--json", "--listen", "4", &lab.spec("cvl_0_0")])
+        .args(["cables", "--json", "--listen", "6", &lab.spec("cvl_0_0")])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting tracer");
-    // The far end flaps three times while tracer listens.
-    std::thread::sleep(Duration::from_secs(2));
+    // The far end flaps three times while tracer listens: once it has read the count before,
+    // which on a loaded machine (other tests attaching) took over 2 s once.
+    std::thread::sleep(Duration::from_secs(3));
     for _ in 0..3 {
         lab.set("cvl_1_0", "down");
         std::thread::sleep(Duration::from_millis(50));
@@ -317,5 +324,251 @@ fn link_state_a_veth_does_not_give_is_named_not_available() {
     assert!(
         text.contains("not available: extended link state"),
         "{text}"
+    );
+}
+
+/// The intended pair cvl_0_1 (initiator, 10.0.0.1, in the node's namespace) and cvl_0_0
+/// (target, 10.0.0.2, in the target's namespace), cabled crossed with the second NIC: cvl_0_1
+/// to cvl_1_1, cvl_0_0 to cvl_1_0, both in the node's namespace.
+struct CrossedPair {
+    node: String,
+    target: String,
+    _namespaces: Namespaces,
+}
+
+impl CrossedPair {
+    fn up() -> Self {
+        require_root();
+        let node = unique("node");
+        let target = unique("tgt");
+        let namespaces = Namespaces::create(&[&node, &target]);
+        let ip = |args: &[&str]| check(Command::new("ip").args(args));
+        ip(&[
+            "-n", &node, "link", "add", "cvl_0_1", "type", "veth", "peer", "name", "cvl_1_1",
+        ]);
+        ip(&[
+            "-n", &node, "link", "add", "cvl_1_0", "type", "veth", "peer", "name", "cvl_0_0",
+            "netns", &target,
+        ]);
+        ip(&[
+            "-n",
+            &node,
+            "addr",
+            "add",
+            &format!("{INITIATOR_IP}/24"),
+            "dev",
+            "cvl_0_1",
+        ]);
+        ip(&[
+            "-n",
+            &target,
+            "addr",
+            "add",
+            &format!("{TARGET_IP}/24"),
+            "dev",
+            "cvl_0_0",
+        ]);
+        for port in ["cvl_0_1", "cvl_1_0", "cvl_1_1"] {
+            ip(&["-n", &node, "link", "set", port, "up"]);
+        }
+        ip(&["-n", &target, "link", "set", "cvl_0_0", "up"]);
+        Self {
+            node,
+            target,
+            _namespaces: namespaces,
+        }
+    }
+
+    /// The pair's ports, and the second NIC's as the ports to look for them at.
+    fn args(&self) -> Vec<String> {
+        vec![
+            "--initiator".to_owned(),
+            format!("{}/cvl_0_1", self.node),
+            "--target".to_owned(),
+            format!("{}/cvl_0_0", self.target),
+            "--cable-ports".to_owned(),
+            format!("{0}/cvl_1_0,{0}/cvl_1_1", self.node),
+        ]
+    }
+
+    /// `tracer watch --always` around `command`: the bundle.
+    fn watch(&self, command: &[&str]) -> WatchBundle {
+        let dir = std::env::temp_dir().join(unique("bundle"));
+        let out = output(
+            tracer()
+                .arg("watch")
+                .args(self.args())
+                .arg("--report")
+                .arg(&dir)
+                .arg("--always")
+                .arg("--")
+                .args(command),
+        );
+        let json = std::fs::read_to_string(dir.join("report.json")).unwrap_or_else(|err| {
+            panic!(
+                "no report.json ({err}); stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        WatchBundle {
+            code: out.status.code().expect("tracer exited by a signal"),
+            report: serde_json::from_str(&json).expect("report.json is JSON"),
+            dir,
+        }
+    }
+}
+
+/// The cable verdict names the port each end of the pair really reaches.
+fn assert_names_the_far_ends(verdict: &Value, report: &Value) {
+    assert_eq!(verdict["class"], "cable", "{report}");
+    assert_eq!(verdict["finding"]["kind"], "cabled_elsewhere", "{report}");
+    let summary = verdict["summary"].as_str().expect("summary");
+    assert!(
+        summary.contains("cvl_0_1's frames arrive at cvl_1_1")
+            && summary.contains("cvl_0_0's frames arrive at cvl_1_0"),
+        "{summary}"
+    );
+    let advice = verdict["advice"].as_str().expect("advice");
+    assert!(
+        advice.contains("the cable at cvl_0_1 (now reaching cvl_1_1")
+            && advice.contains("the cable at cvl_0_0 (now reaching cvl_1_0"),
+        "{advice}"
+    );
+}
+
+#[test]
+fn diagnose_names_the_ports_a_crossed_pair_reaches() {
+    let lab = CrossedPair::up();
+    let (code, report) = diagnose(&lab.args(), &[]);
+    assert_eq!(code, 10, "{report}");
+    assert_names_the_far_ends(&report["verdict"], &report);
+    let initiator = port(&report["cables"], "cvl_0_1");
+    assert_eq!(interfaces(&initiator["reaches"]), ["cvl_1_1"], "{report}");
+}
+
+#[test]
+fn watch_around_a_failing_ping_names_the_ports_a_crossed_pair_reaches() {
+    let lab = CrossedPair::up();
+    let bundle = lab.watch(&[
+        "ip", "netns", "exec", &lab.node, "ping", "-c", "3", "-i", "0.2", "-W", "1", TARGET_IP,
+    ]);
+    assert_eq!(bundle.code, 1, "ping's failure is the exit code");
+    let report = &bundle.report;
+    assert_names_the_far_ends(&report["verdict"], report);
+    let target = port(&report["cables"], "cvl_0_0");
+    assert_eq!(interfaces(&target["reaches"]), ["cvl_1_0"], "{report}");
+}
+
+#[test]
+fn carrier_flaps_are_counted_across_a_watch_run() {
+    let lab = CrossedPair::up();
+    // The far end of the initiator's cable goes down and up three times while watch runs.
+    let flaps = format!(
+        "for i in 1 2 3; do ip -n {0} link set cvl_1_1 down; sleep 0.05; \
+         ip -n {0} link set cvl_1_1 up; sleep 0.05; done",
+        lab.node
+    );
+    let bundle = lab.watch(&["sh", "-c", &flaps]);
+    let report = &bundle.report;
+    let initiator = port(&report["cables"], "cvl_0_1");
+    assert_eq!(initiator["link"]["carrier_downs_during_run"], 3, "{report}");
+    assert_eq!(initiator["sent"], 0, "watch sent nothing: {report}");
+    let target = port(&report["cables"], "cvl_0_0");
+    assert_eq!(target["link"]["carrier_downs_during_run"], 0, "{report}");
+}
+
+#[test]
+fn a_cable_map_waits_for_another_on_the_same_port() {
+    let lab = CableLab::up();
+    let first = tracer()
+        .args(["cables", "--json", "--listen", "2", &lab.spec("cvl_0_0")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting tracer");
+    let mut first = ChildGuard(first);
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let (code, report) = cables(&[lab.spec("cvl_0_0"), lab.spec("cvl_1_0")]);
+    let waited = started.elapsed();
+    assert_eq!(code, 0, "{report}");
+    assert!(
+        first.0.try_wait().expect("the first map").is_some(),
+        "the second map finished while the first still held the port"
+    );
+    assert!(waited >= Duration::from_millis(1000), "{waited:?}");
+    assert_eq!(
+        interfaces(&port(&report, "cvl_0_0")["reaches"]),
+        ["cvl_1_0"]
+    );
+}
+
+/// The first map's process, killed and reaped on drop.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_monitor_exports_a_crossed_pair_and_its_carrier_downs() {
+    let lab = CrossedPair::up();
+    let pins = PinDir::new();
+    let address = format!("127.0.0.1:{}", free_port());
+    let mut args: Vec<String> = vec!["monitor".to_owned()];
+    args.extend(lab.args());
+    args.extend([
+        "--metrics-addr".to_owned(),
+        address.clone(),
+        "--pin-dir".to_owned(),
+        pins.arg(),
+        "--cable-map".to_owned(),
+    ]);
+    let run = TracerRun::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let initiator_spec = format!("{}/cvl_0_1", lab.node);
+    let initiator = [
+        ("role", "initiator"),
+        ("pair", "0"),
+        ("port", initiator_spec.as_str()),
+    ];
+    // Mapped before the monitor said it was ready.
+    let exposition = scrape(&address);
+    assert_eq!(
+        sample(&exposition, "tracer_cable_reaches_peer", &initiator),
+        Some(0.0),
+        "{exposition}"
+    );
+    let far_end = format!("cvl_1_1 (namespace {})", lab.node);
+    let mut labels = initiator.to_vec();
+    labels.extend([("far_end", far_end.as_str()), ("seen_by", "frames")]);
+    assert_eq!(
+        sample(&exposition, "tracer_cable_far_end_info", &labels),
+        Some(1.0),
+        "{exposition}"
+    );
+    assert_eq!(
+        sample(&exposition, "tracer_link_speed_mbps", &initiator),
+        Some(10000.0),
+        "{exposition}"
+    );
+    let downs = sample(&exposition, "tracer_link_carrier_down_total", &initiator)
+        .expect("a carrier down count");
+
+    // The far end of the initiator's cable goes down and up twice: counted at the next look.
+    for _ in 0..2 {
+        check(Command::new("ip").args(["-n", &lab.node, "link", "set", "cvl_1_1", "down"]));
+        check(Command::new("ip").args(["-n", &lab.node, "link", "set", "cvl_1_1", "up"]));
+    }
+    scrape_until(&address, "two more carrier downs", |exposition| {
+        sample(exposition, "tracer_link_carrier_down_total", &initiator) == Some(downs + 2.0)
+    });
+    let out = run.stop_with(libc::SIGINT);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -350,6 +350,14 @@ fn monitor(ports: &[String], pins: &PinDir) -> (TracerRun, Prometheus, String) {
     args.extend(ports.iter().map(String::as_str));
     let pin_dir = pins.arg();
     args.extend(["--metrics-addr", &address, "--pin-dir", &pin_dir]);
+    // The cabling panel's map: the pair's own ports, never the machine's other ports.
+    let pair: Vec<&str> = ports
+        .windows(2)
+        .filter(|flag| flag[0] == "--initiator" || flag[0] == "--target")
+        .map(|flag| flag[1].as_str())
+        .collect();
+    let cable_ports = pair.join(",");
+    args.extend(["--cable-map", "--cable-ports", &cable_ports]);
     let run = TracerRun::start(&args);
     let prometheus = Prometheus::start(&[&address]);
     prometheus.wait_for("up{job=\"tracer\"}", 1.0);
@@ -483,6 +491,26 @@ fn every_panel_query_runs_and_shows_the_lab() {
             "{title}: {series:#?}"
         );
     }
+    // Cabled to each other: each port's frames reached the other, its far end.
+    let cabled = panel(&results, "Cabled to each other", None);
+    let mut far_ends: Vec<(&str, &str)> = cabled
+        .iter()
+        .map(|series| (label(series, "role"), label(series, "far_end")))
+        .collect();
+    far_ends.sort();
+    let label_of = |end: &tracer_tests::End| format!("{} (namespace {})", end.interface, end.netns);
+    assert_eq!(
+        far_ends,
+        [
+            ("initiator", label_of(target).as_str()),
+            ("target", label_of(initiator).as_str())
+        ],
+        "{cabled:#?}"
+    );
+    assert!(
+        cabled.iter().all(|series| last(series) == 1.0),
+        "{cabled:#?}"
+    );
 }
 
 /// Two ports cabled to peers elsewhere (carrier on, the founding incident): the ARP requests the
@@ -566,5 +594,12 @@ fn lost_panel_shows_ports_cabled_elsewhere() {
     assert!(
         carrier.iter().all(|series| last(series) == 1.0),
         "{carrier:#?}"
+    );
+    // And the cable map says their frames do not reach each other.
+    let cabled = panel(&results, "Cabled to each other", None);
+    assert_eq!(cabled.len(), 2, "{cabled:#?}");
+    assert!(
+        cabled.iter().all(|series| last(series) == 0.0),
+        "{cabled:#?}"
     );
 }

@@ -62,8 +62,9 @@ impl FlightRecorder {
         self.ring.as_ref().map(|ring| ring.as_fd())
     }
 
-    /// Moves every frame waiting in the ring buffer into the recorder; returns how many.
-    pub fn drain(&mut self, monotonic_to_unix_ns: i128) -> usize {
+    /// Moves every frame waiting in the ring buffer into the recorder, showing each to `seen`
+    /// first (the recorder keeps only the last ones); returns how many.
+    pub fn drain(&mut self, monotonic_to_unix_ns: i128, mut seen: impl FnMut(&Frame)) -> usize {
         let Some(ring) = &mut self.ring else {
             return 0;
         };
@@ -73,6 +74,7 @@ impl FlightRecorder {
         }
         let count = decoded.len();
         for frame in decoded {
+            seen(&frame);
             self.push(frame);
         }
         count

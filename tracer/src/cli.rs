@@ -389,6 +389,10 @@ pub struct DiagnoseArgs {
     pub layout: LayoutArgs,
     #[command(flatten)]
     pub counting: CountingArgs,
+    /// Ports beside the pair where tracer looks for its far ends when frames were lost,
+    /// [NETNS/]IFNAME,… (default: every physical port that is up)
+    #[arg(long, value_name = "SPEC,...", value_delimiter = ',')]
+    pub cable_ports: Vec<PortSpec>,
     /// Print one JSON object instead of the report
     #[arg(long)]
     pub json: bool,
@@ -479,6 +483,10 @@ pub struct WatchArgs {
     /// After CMD, run diagnose's active probes as well
     #[arg(long)]
     pub probe: bool,
+    /// Ports beside the pair where tracer looks for its far ends when frames were lost,
+    /// [NETNS/]IFNAME,… (default: every physical port that is up)
+    #[arg(long, value_name = "SPEC,...", value_delimiter = ',')]
+    pub cable_ports: Vec<PortSpec>,
     /// Frames kept per port in the capture (the last N, 1 to 100000; memory stays bounded)
     #[arg(long, value_name = "N", default_value = "2000", value_parser = capture_frames)]
     pub capture_frames: usize,
@@ -517,6 +525,20 @@ pub struct MonitorArgs {
     /// output directory): read at start and at each SIGUSR1, exported as tracer_test_info
     #[arg(long, value_name = "PATH")]
     pub test_tag_file: Option<PathBuf>,
+    /// Map the cabling at start and on SIGHUP: a few frames of tracer's own (EtherType
+    /// 0x88B5, harmless to IP traffic, counted as `other`) from the pair's ports and the
+    /// --cable-ports; exported as whether the pair's ports reach each other and what each
+    /// reaches instead
+    #[arg(long)]
+    pub cable_map: bool,
+    /// Ports beside the pair the cable map also sends from and looks at, [NETNS/]IFNAME,…
+    #[arg(
+        long,
+        value_name = "SPEC,...",
+        value_delimiter = ',',
+        requires = "cable_map"
+    )]
+    pub cable_ports: Vec<PortSpec>,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,6 @@
-//! One diagnose at a time per port: two runs probing the same ports at once would count each
-//! other's probes, and one could remove (or keep) the neighbour entry the other's probes made.
+//! One diagnose (or cable map) at a time per port: two runs probing the same ports at once would
+//! count each other's probes, one could remove (or keep) the neighbour entry the other's probes
+//! made, and a cable map would set up a port diagnose found down.
 //! A lock file per port under /run/tracer, held with `flock` for the whole run: the kernel
 //! releases it when the process ends, however it ends.
 
@@ -95,7 +96,7 @@ impl PortLocks {
                 }
                 if Instant::now() >= deadline {
                     return Err(UsageError::Argument(format!(
-                        "another tracer diagnose has been probing these ports for over {} s \
+                        "another tracer diagnose or cable map has been using these ports for over {} s \
                          (it holds {}): try again once it is done",
                         wait.as_secs(),
                         path.display()
@@ -103,7 +104,7 @@ impl PortLocks {
                 }
                 if !said {
                     info!(
-                        "another tracer diagnose probes these ports: waiting for it ({})",
+                        "another tracer diagnose or cable map uses these ports: waiting for it ({})",
                         path.display()
                     );
                     said = true;

@@ -384,6 +384,79 @@ fn the_cable_map_names_the_far_ends() {
     ));
 }
 
+/// watch's observed cabling: nothing sent by tracer, but the carrier went down during the run
+/// and the ends' speeds differ; the frames-lost verdict says so and shows both ends.
+#[test]
+fn carrier_downs_and_differing_speeds_join_frames_lost() {
+    use crate::{
+        cables::{CableMap, CablePort, PortLinkState},
+        verdict::{Fact, PortRef},
+    };
+    let mut evidence = healthy();
+    arp_fails(&mut evidence, ArpLost::OnTheWire);
+    evidence.drops.clear();
+    let observed = |port: PortRef, downs: u32, speed: u32| CablePort {
+        port,
+        sent: 0,
+        left: 0,
+        reaches: Vec::new(),
+        reached_by: Vec::new(),
+        partner: None,
+        link: PortLinkState {
+            carrier_downs_during_run: Some(downs),
+            speed_mbps: Some(speed),
+            duplex: Some("full".to_owned()),
+            ..PortLinkState::default()
+        },
+        brought_up: false,
+        skipped: None,
+    };
+    let (initiator, target) = (
+        PortRef::of(&evidence.initiator),
+        PortRef::of(&evidence.target),
+    );
+    evidence.cables = Some(CableMap {
+        ports: vec![observed(initiator, 14, 25000), observed(target, 0, 10000)],
+        ..CableMap::default()
+    });
+    let verdict = classify(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Cable);
+    let Finding::FramesLost(lost) = &verdict.finding else {
+        panic!("{:?}", verdict.finding);
+    };
+    assert_eq!(lost.carrier_downs.len(), 1);
+    assert!(
+        verdict
+            .summary()
+            .ends_with("Carrier went down 14 time(s) on cvl_0_1 during the run."),
+        "{}",
+        verdict.summary()
+    );
+    let cables: Vec<String> = verdict
+        .facts
+        .iter()
+        .filter(|fact| matches!(fact, Fact::Cable { .. }))
+        .map(Fact::line)
+        .collect();
+    assert_eq!(cables.len(), 2, "{cables:?}");
+    assert!(cables[0].contains("25000 Mb/s full"), "{cables:?}");
+    assert!(cables[1].contains("10000 Mb/s full"), "{cables:?}");
+
+    // Neither a carrier that stayed up nor matching speeds are part of it.
+    for port in &mut evidence.cables.as_mut().unwrap().ports {
+        port.link.carrier_downs_during_run = Some(0);
+        port.link.speed_mbps = Some(10000);
+    }
+    let verdict = classify(&evidence);
+    assert!(
+        !verdict
+            .facts
+            .iter()
+            .any(|fact| matches!(fact, Fact::Cable { .. }))
+    );
+    assert!(!verdict.summary().contains("Carrier went down"));
+}
+
 #[test]
 fn partial_loss_on_the_wire_is_cable() {
     let mut evidence = healthy();

@@ -1,14 +1,17 @@
 //! Frames left one port and did not all arrive at the other, with carrier on both: the ports
-//! are not cabled to each other, or the wire loses frames.
+//! are not cabled to each other, or the wire loses frames. Where the cable map was looked at,
+//! a carrier that went down during the run and ends whose link modes differ are part of it.
 
 use serde::{Deserialize, Serialize};
 
 use super::{Context, Describe};
 use crate::{
+    cables::CableMap,
     class::VerdictClass,
     facts::{ExchangeKind, Side},
     stop::{DrawnPath, Stop},
     verdict::{Fact, PortRef, Verdict},
+    words::link_mismatch,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +22,15 @@ pub struct FramesLost {
     pub to: PortRef,
     pub left: u64,
     pub arrived: u64,
+    /// The ends whose carrier went down while tracer looked, and how often.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub carrier_downs: Vec<CarrierDowns>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarrierDowns {
+    pub port: PortRef,
+    pub downs: u32,
 }
 
 pub(crate) fn recognise(context: &Context) -> Option<Verdict> {
@@ -40,23 +52,75 @@ pub(crate) fn recognise(context: &Context) -> Option<Verdict> {
         (None, None) => return None,
     };
     let evidence = context.evidence;
+    let ends = [PortRef::of(context.port(from)), PortRef::of(context.port(from.opposite()))];
+    let (carrier_downs, link_facts) = evidence
+        .cables
+        .as_ref()
+        .map(|map| link_trouble(map, &ends))
+        .unwrap_or_default();
+    let [from, to] = ends;
     Some(
         Verdict::new(
             Side::Wire,
             FramesLost {
                 exchange: probe.kind,
-                from: PortRef::of(context.port(from)),
-                to: PortRef::of(context.port(from.opposite())),
+                from,
+                to,
                 left,
                 arrived,
+                carrier_downs,
             },
         )
         .because(Fact::CarrierOnBoth {
             initiator: evidence.initiator.interface.clone(),
             target: evidence.target.interface.clone(),
         })
+        .because_all(link_facts)
         .because_all(context.failed_facts()),
     )
+}
+
+/// The ends whose carrier went down during the run, and the map's view of both ends as facts
+/// when a carrier went down or their speed, duplex or autonegotiation differ.
+fn link_trouble(map: &CableMap, ends: &[PortRef; 2]) -> (Vec<CarrierDowns>, Vec<Fact>) {
+    let found: Vec<_> = ends.iter().filter_map(|end| map.port(end)).collect();
+    let carrier_downs: Vec<CarrierDowns> = found
+        .iter()
+        .filter_map(|cable| {
+            let downs = cable.link.carrier_downs_during_run.filter(|downs| *downs > 0)?;
+            Some(CarrierDowns {
+                port: cable.port.clone(),
+                downs,
+            })
+        })
+        .collect();
+    let modes_differ = matches!(found.as_slice(), [a, b] if link_mismatch(a, b).is_some());
+    let facts = if carrier_downs.is_empty() && !modes_differ {
+        Vec::new()
+    } else {
+        found
+            .into_iter()
+            .map(|cable| Fact::Cable {
+                cable: cable.clone(),
+            })
+            .collect()
+    };
+    (carrier_downs, facts)
+}
+
+impl FramesLost {
+    /// "Carrier went down 14 time(s) on cvl_0_1 during the run.", or nothing.
+    fn carrier_sentence(&self) -> String {
+        self.carrier_downs
+            .iter()
+            .map(|end| {
+                format!(
+                    " Carrier went down {} time(s) on {} during the run.",
+                    end.downs, end.port.interface
+                )
+            })
+            .collect()
+    }
 }
 
 impl Describe for FramesLost {
@@ -65,7 +129,7 @@ impl Describe for FramesLost {
     }
 
     fn summary(&self, _: Side) -> String {
-        if self.arrived == 0 {
+        let lost = if self.arrived == 0 {
             format!(
                 "Frames leave {} but never reach {}: the two ports are not cabled to each other.",
                 self.from.interface, self.to.interface
@@ -75,12 +139,18 @@ impl Describe for FramesLost {
                 "Frames between {} and {} are lost on the wire, part of the time.",
                 self.from.interface, self.to.interface
             )
-        }
+        };
+        format!("{lost}{}", self.carrier_sentence())
     }
 
     fn advice(&self, _: Side) -> String {
-        "Check the cabling: the ports must be connected to each other (a loop), not to something else."
-            .to_owned()
+        if self.carrier_downs.is_empty() {
+            "Check the cabling: the ports must be connected to each other (a loop), not to something else."
+                .to_owned()
+        } else {
+            "Check the cable and the transceivers at both ends: the link went down while frames were lost."
+                .to_owned()
+        }
     }
 
     fn stop(&self, path: &DrawnPath, _: Side) -> Option<Stop> {
@@ -96,5 +166,7 @@ pub(crate) fn example() -> FramesLost {
         to: super::example::target(),
         left: 3,
         arrived: 0,
+        // Empty: report.json written before the field existed reads as this.
+        carrier_downs: Vec::new(),
     }
 }

@@ -8,6 +8,7 @@
 
 use std::{
     collections::BTreeMap,
+    net::Ipv4Addr,
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     time::{Duration, Instant},
 };
@@ -15,7 +16,9 @@ use std::{
 use anyhow::Context as _;
 use log::{debug, warn};
 use tracer_common::ETH_P_TRACER_CABLE;
-use tracer_evidence::{CableMap, CablePort, Link, LinkPartner, PortLinkState, PortRef};
+use tracer_evidence::{
+    CableMap, CablePort, Link, LinkPartner, PortLinkState, PortRef, RouteLookup,
+};
 
 use crate::{
     cable_frame::CableFrame,
@@ -50,23 +53,42 @@ pub struct CableOptions {
 /// link (`iflink == ifindex`), with a MAC, and neither a virtual kind (veth, bridge, …) nor
 /// loopback. Namespaces that cannot be read are named in the limitations.
 pub fn physical_ports() -> (Vec<PortSpec>, Vec<String>) {
+    sweep(false)
+}
+
+/// The physical ports a sweep beside a pair may send from: every one except the port its
+/// namespace's default route leaves by, the machine's way out (its management port, say), which
+/// no test cables and whose network tracer's frames have no business on.
+pub fn physical_ports_beside_a_test() -> (Vec<PortSpec>, Vec<String>) {
+    sweep(true)
+}
+
+fn sweep(spare_the_way_out: bool) -> (Vec<PortSpec>, Vec<String>) {
     let mut ports = Vec::new();
     let mut limitations = Vec::new();
     let mut names: Vec<String> = netns::netns_names().into_values().collect();
     names.sort();
     for netns in names {
-        match RouteSocket::open_in(&netns).and_then(|socket| socket.links()) {
-            Ok(links) => {
-                ports.extend(
-                    links
-                        .iter()
-                        .filter(|link| is_physical(link))
-                        .map(|link| PortSpec {
-                            netns: netns.clone(),
-                            interface: link.name.clone(),
-                        }),
-                )
-            }
+        let listed = RouteSocket::open_in(&netns).and_then(|socket| {
+            let links = socket.links()?;
+            // Where a documentation address (TEST-NET-2, RFC 5737) would leave: by the default
+            // route. A lookup only: nothing is sent.
+            let way_out = match socket.route_get(Ipv4Addr::new(198, 51, 100, 1)) {
+                Ok(RouteLookup::Via { oif, .. }) if spare_the_way_out => Some(oif),
+                _ => None,
+            };
+            Ok((links, way_out))
+        });
+        match listed {
+            Ok((links, way_out)) => ports.extend(
+                links
+                    .iter()
+                    .filter(|link| is_physical(link) && Some(link.ifindex) != way_out)
+                    .map(|link| PortSpec {
+                        netns: netns.clone(),
+                        interface: link.name.clone(),
+                    }),
+            ),
             Err(err) => limitations.push(format!(
                 "the links of {} could not be listed: {err}",
                 netns::display_name(&netns)
@@ -341,18 +363,30 @@ fn link_state_of(spec: &PortSpec) -> PortLinkState {
 
 /// The port's link at the end of the run: rtnetlink's carrier history and ethtool's view.
 fn link_state(port: &Port) -> PortLinkState {
-    let spec = &port.spec;
+    port_link_state(&port.spec, port.down_count_before, port.brought_up)
+}
+
+/// A port's link as rtnetlink and ethtool report it now; `down_count_before` is its carrier
+/// down count when tracer first looked (the growth is the run's), `brought_up` whether tracer
+/// set it up (then it is reported as found: down).
+pub fn port_link_state(
+    spec: &PortSpec,
+    down_count_before: Option<u32>,
+    brought_up: bool,
+) -> PortLinkState {
     let mut state = PortLinkState::default();
+    let mut ifindex = None;
     match RouteSocket::open_in(&spec.netns).and_then(|socket| socket.link(&spec.interface)) {
         Ok(Some(link)) => {
+            ifindex = Some(link.ifindex);
             // What tracer found before setting it up.
-            state.admin_up = link.admin_up && !port.brought_up;
+            state.admin_up = link.admin_up && !brought_up;
             state.carrier = link.carrier;
             state.carrier_up_count = link.carrier_up_count;
             state.carrier_down_count = link.carrier_down_count;
             state.carrier_downs_during_run = link
                 .carrier_down_count
-                .zip(port.down_count_before)
+                .zip(down_count_before)
                 .map(|(after, before)| after.saturating_sub(before));
         }
         Ok(None) => state
@@ -365,6 +399,9 @@ fn link_state(port: &Port) -> PortLinkState {
             .missing
             .push("carrier up/down counts (kernel before 4.16)".to_owned());
     }
+    let Some(ifindex) = ifindex else {
+        return state;
+    };
     let ethtool = NetnsGuard::enter(&spec.netns)
         .map_err(std::io::Error::other)
         .and_then(|_inside| EthtoolSocket::open());
@@ -383,7 +420,7 @@ fn link_state(port: &Port) -> PortLinkState {
             return state;
         }
     };
-    match ethtool.link_modes(port.ifindex) {
+    match ethtool.link_modes(ifindex) {
         Ok(Some(modes)) => {
             state.speed_mbps = modes.speed_mbps;
             state.duplex = modes.duplex;
@@ -401,7 +438,7 @@ fn link_state(port: &Port) -> PortLinkState {
             state.missing.push(name.to_owned());
         }
     }
-    match ethtool.link_state(port.ifindex) {
+    match ethtool.link_state(ifindex) {
         Ok(Some(link)) => {
             state.ext_state = link.ext_state;
             state.ext_substate = link.ext_substate;
@@ -420,7 +457,7 @@ fn link_state(port: &Port) -> PortLinkState {
             .missing
             .push("link-down events (the driver does not count them)".to_owned());
     }
-    if let Ok(Some(flags)) = ethtool.private_flags(port.ifindex) {
+    if let Ok(Some(flags)) = ethtool.private_flags(ifindex) {
         state.firmware_lldp_agent = flags
             .iter()
             .find(|(name, _)| name == FIRMWARE_LLDP_FLAG)

@@ -68,6 +68,8 @@ pub struct FollowedPort {
     namespace: Option<OpenNamespace>,
     /// Carrier at the last refresh.
     carrier: Option<bool>,
+    /// Carrier up and down counts at the last refresh (rtnetlink, since the device appeared).
+    carrier_counts: Option<(u32, u32)>,
 }
 
 /// A namespace kept open, with a route socket inside it.
@@ -108,6 +110,7 @@ impl FollowedPort {
             attach_error: None,
             namespace: None,
             carrier: None,
+            carrier_counts: None,
         }
     }
 
@@ -224,16 +227,19 @@ impl FollowedPort {
             Some(location) => self.namespace = OpenNamespace::open(location),
             None => self.namespace = None,
         }
-        self.carrier = found.as_ref().and_then(|location| {
+        let link = found.as_ref().and_then(|location| {
             let namespace = self.namespace_of(location)?;
             match namespace.route.link(&self.spec.interface) {
-                Ok(link) => link.map(|link| link.carrier),
+                Ok(link) => link,
                 Err(err) => {
                     debug!("{}: reading carrier: {err}", self.spec);
                     None
                 }
             }
         });
+        self.carrier = link.as_ref().map(|link| link.carrier);
+        self.carrier_counts =
+            link.and_then(|link| link.carrier_up_count.zip(link.carrier_down_count));
         log_move(&self.spec, last.as_ref(), found.as_ref());
         let mut refreshed = Refreshed {
             left: last.filter(|last| found.as_ref() != Some(last)),
@@ -366,6 +372,12 @@ impl FollowedPort {
     /// unreadable.
     pub fn carrier(&self) -> Option<bool> {
         self.carrier
+    }
+
+    /// Carrier (up, down) counts at the last refresh; `None` while the port is missing, or on
+    /// a kernel before 4.16.
+    pub fn carrier_counts(&self) -> Option<(u32, u32)> {
+        self.carrier_counts
     }
 }
 

@@ -12,6 +12,7 @@ use crate::{
         ebpf_log_level,
     },
     error::UsageError,
+    lock::{self, PortLocks},
     output, preflight,
     render::cables::{CablesReport, PairReport, PairVerdict, text},
     spec::PortSpec,
@@ -44,6 +45,8 @@ pub fn run(args: &CablesArgs, verbosity: u8) -> anyhow::Result<u8> {
         bring_up: true,
         log_level: ebpf_log_level(verbosity),
     };
+    // diagnose's probes and a map's frames on the same ports take turns.
+    let _locks = PortLocks::acquire(&ports.iter().collect::<Vec<_>>(), lock::WAIT)?;
     let mut map = cables::map(&ports, &options)?;
     map.limitations.extend(limitations);
     let pairs: Vec<PairReport> = args

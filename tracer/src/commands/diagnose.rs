@@ -189,6 +189,7 @@ fn pairs(args: &DiagnoseArgs, planned: Vec<PlannedPair>) -> Vec<Pair> {
             target_ip: pair.target_ip,
             tcp_port: args.counting.tcp_port,
             ingress_hook: args.counting.ingress_hook,
+            cable_ports: args.cable_ports.clone(),
         })
         .collect()
 }

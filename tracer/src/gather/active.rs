@@ -10,18 +10,17 @@ use std::{
 
 use tracer_common::PacketKind;
 use tracer_evidence::{
-    DropEvidence, Evidence, Exchange, ExchangeKind, Finding, Hop, HopRole, InterfaceCounters,
-    MtuProbe, PathEvidence, PortEvidence, RouteLookup, Side, diagnose,
+    DropEvidence, Evidence, Exchange, ExchangeKind, Hop, HopRole, InterfaceCounters, MtuProbe,
+    PathEvidence, PortEvidence, RouteLookup, Side,
 };
 
 use super::{
     Collector as _, KernelDrops, NamespaceRules, NeighbourSeen, Neighbours, Netfilter, Pair,
-    Routes, collect, found,
+    Routes, cabling, collect, found,
     ladder::{self, Crossed},
 };
 use crate::{
     collect::{
-        cables::{self, CableOptions},
         drops::RawDrop,
         ebpf_log_level,
         host::{inspect_port, refresh_link},
@@ -96,39 +95,10 @@ pub fn gather(
         });
         if initiator_routed {
             probe_path(pair, verbosity, &mut evidence, attached)?;
-            look_at_cabling(pair, &mut evidence, verbosity);
+            cabling::look_when_frames_lost(pair, &mut evidence, verbosity);
         }
     }
     Ok(evidence)
-}
-
-/// When frames left one port and never reached the other, tracer's own frames from both
-/// ports (and from every other physical port that is up) say where each is really cabled.
-fn look_at_cabling(pair: &Pair, evidence: &mut Evidence, verbosity: u8) {
-    if !matches!(diagnose(evidence).finding, Finding::FramesLost(_)) {
-        return;
-    }
-    let (physical, limitations) = cables::physical_ports();
-    let pair_ports = [pair.initiator.clone(), pair.target.clone()];
-    let others = physical
-        .into_iter()
-        .filter(|port| !pair_ports.contains(port));
-    let ports: Vec<_> = pair_ports.iter().cloned().chain(others).collect();
-    let options = CableOptions {
-        listen: Duration::ZERO,
-        bring_up: false,
-        log_level: ebpf_log_level(verbosity),
-    };
-    match cables::map(&ports, &options) {
-        Ok(mut map) => {
-            map.limitations.extend(limitations);
-            evidence.cables = Some(map);
-        }
-        Err(err) => evidence
-            .environment
-            .limitations
-            .push(format!("the cabling could not be looked at: {err:#}")),
-    }
 }
 
 /// Counters and drops at one moment.

@@ -6,6 +6,7 @@
 //! each by a [`Collector`].
 
 pub mod active;
+pub mod cabling;
 mod ladder;
 pub mod passive;
 
@@ -37,6 +38,9 @@ pub struct Pair {
     pub target_ip: Ipv4Addr,
     pub tcp_port: u16,
     pub ingress_hook: IngressHook,
+    /// Ports beside the pair to look for its cabling at (`--cable-ports`); none: every
+    /// physical port that is up.
+    pub cable_ports: Vec<PortSpec>,
 }
 
 impl Pair {

@@ -1,11 +1,15 @@
 //! `tracer monitor`'s metrics in the Prometheus text format (0.0.4) or, when the scraper asks
 //! for it, OpenMetrics 1.0.
 
+mod cables;
+
 use std::fmt::Write as _;
 
 use tracer_common::PacketKind;
 
 use tracer_evidence::InterfaceCounters;
+
+pub use self::cables::PortCable;
 
 /// One watched port as `tracer monitor` exports it. Its series are named by what the user
 /// configured (role, pair, spec), never by where the port is: a port that moves to another
@@ -22,6 +26,8 @@ pub struct MonitoredPort {
     pub attached: Option<AttachedPort>,
     /// Present, but tracer's programs could not be attached to it (why, in tracer's log).
     pub attach_failing: bool,
+    /// What the last cable map found of it; `None` before one ran.
+    pub cable: Option<PortCable>,
 }
 
 /// A monitored port that is present and counted.
@@ -36,6 +42,8 @@ pub struct AttachedPort {
     pub drops: std::collections::BTreeMap<String, u64>,
     /// The NEIGH_FAILED drops among them.
     pub neighbour_failures: u64,
+    /// Carrier (up, down) counts since the device appeared; `None` before kernel 4.16.
+    pub carrier_counts: Option<(u32, u32)>,
 }
 
 /// Everything one `tracer monitor` scrape exports.
@@ -49,6 +57,8 @@ pub struct MonitorSnapshot {
     pub kernel: String,
     /// The test running now, from --test-tag-file (none: no file given, or empty).
     pub test: Option<String>,
+    /// When the last cable map ran (Unix seconds), if one did.
+    pub cable_map_at: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,6 +349,8 @@ pub fn exposition(snapshot: &MonitorSnapshot, format: Format) -> String {
         .collect();
     INGRESS_HOOK.write(&mut out, format, &hooks);
 
+    cables::write(&mut out, format, &snapshot.ports, snapshot.cable_map_at);
+
     LOST_EVENTS.write(&mut out, format, &[(vec![], snapshot.lost_events)]);
     if format == Format::OpenMetrics {
         out.push_str("# EOF\n");
@@ -374,6 +386,12 @@ mod tests {
                         carrier: Some(true),
                         drops: BTreeMap::from([("NEIGH_FAILED".to_owned(), 3)]),
                         neighbour_failures: 3,
+                        carrier_counts: Some((2, 1)),
+                    }),
+                    cable: Some(PortCable {
+                        reaches_peer: false,
+                        far_ends: vec![("frames", "cvl_1_1".into())],
+                        speed_mbps: Some(25000),
                     }),
                 },
                 MonitoredPort {
@@ -382,12 +400,14 @@ mod tests {
                     attach_failing: false,
                     spec: "ns\"x/cvl_0_0".into(),
                     attached: None,
+                    cable: None,
                 },
             ],
             lost_events: 0,
             version: "0.1.0".into(),
             kernel: "6.18.0".into(),
             test: Some("nvmf_tcp".into()),
+            cable_map_at: Some(1_700_000_000),
         }
     }
 
@@ -414,6 +434,20 @@ mod tests {
         assert!(text.contains(
             "tracer_port_attached{role=\"target\",pair=\"0\",port=\"ns\\\"x/cvl_0_0\"} 0\n"
         ));
+        // The cabling: carrier history, and what the last map found.
+        for line in [
+            format!("tracer_link_carrier_up_total{{{initiator}}} 2\n"),
+            format!("tracer_link_carrier_down_total{{{initiator}}} 1\n"),
+            format!("tracer_cable_reaches_peer{{{initiator}}} 0\n"),
+            format!(
+                "tracer_cable_far_end_info{{{initiator},far_end=\"cvl_1_1\",seen_by=\"frames\"}} 1\n"
+            ),
+            format!("tracer_link_speed_mbps{{{initiator}}} 25000\n"),
+            "tracer_cable_map_timestamp_seconds 1700000000\n".to_owned(),
+        ] {
+            assert!(text.contains(&line), "{line} missing: {text}");
+        }
+        assert!(!text.contains("tracer_cable_reaches_peer{role=\"target\""));
         // Where the port is, only here.
         assert!(text.contains(&format!(
             "tracer_port_info{{{initiator},netns=\"\",interface=\"cvl_0_1\"}} 1\n"

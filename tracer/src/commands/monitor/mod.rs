@@ -2,6 +2,7 @@
 //! and serves the counts to Prometheus. The counters are pinned on bpffs, so that they outlive
 //! a restart.
 
+mod cabling;
 mod state;
 pub(crate) mod test_tag;
 
@@ -117,6 +118,11 @@ pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
             warn!("{}: not found yet; counting once it appears", port.spec);
         }
     }
+    if args.cable_map {
+        monitor
+            .cables
+            .map_now(&monitor.ports, &args.cable_ports, verbosity);
+    }
     let logger = monitor.drops.take_logger();
 
     let local = tokio::task::LocalSet::new();
@@ -207,6 +213,10 @@ pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
                 _ = hangup.recv() => {
                     info!("SIGHUP: looking for the ports now");
                     monitor.borrow_mut().refresh();
+                    if args.cable_map {
+                        let monitor = monitor.borrow();
+                        monitor.cables.map_in_background(&monitor.ports, &args.cable_ports, verbosity);
+                    }
                 }
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {

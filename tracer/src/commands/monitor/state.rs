@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use log::{debug, warn};
 use tracer_common::DropKey;
 
+use super::cabling::CableMaps;
 use crate::{
     cli::MonitorArgs,
     collect::{
@@ -61,6 +62,8 @@ pub(super) struct Monitor {
     /// whose drops were counted there: what is counted at a place a port leaves (another
     /// namespace, or another ifindex for a port created anew) is carried on in its series.
     pub(super) last_places: HashMap<(u32, u32), PortSpec>,
+    /// The last cable map of the pair.
+    pub(super) cables: CableMaps,
 }
 
 impl Monitor {
@@ -118,6 +121,7 @@ impl Monitor {
             kernel: kernel_release(),
             test: None,
             last_places: HashMap::new(),
+            cables: CableMaps::default(),
         })
     }
 
@@ -205,13 +209,15 @@ impl Monitor {
             .ports
             .iter()
             .zip(&self.pair_labels)
-            .map(|(port, pair)| {
+            .enumerate()
+            .map(|(index, (port, pair))| {
                 Ok(MonitoredPort {
                     role: port.role.to_owned(),
                     pair: pair.clone(),
                     spec: port.spec.to_string(),
                     attached: self.attached_port(port, &sites)?,
                     attach_failing: port.attach_error().is_some(),
+                    cable: self.cables.port_cable(index),
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -222,6 +228,7 @@ impl Monitor {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             kernel: self.kernel.clone(),
             test: self.test.clone(),
+            cable_map_at: self.cables.mapped_at(),
         })
     }
 
@@ -255,6 +262,7 @@ impl Monitor {
             carrier: port.carrier(),
             drops,
             neighbour_failures,
+            carrier_counts: port.carrier_counts(),
         }))
     }
 }

@@ -212,13 +212,14 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
             target_ip: planned.target_ip,
             tcp_port: args.ports.counting.tcp_port,
             ingress_hook: args.ports.counting.ingress_hook,
+            cable_ports: args.cable_ports.clone(),
         };
         evidences.push(if args.probe {
             let mut evidence = gather::active::gather(&pair, verbosity, &mut || Ok(()))?;
             evidence.drops.extend(watch.drop_evidence(index));
             evidence
         } else {
-            gather::passive::evidence(&watch, index, &pair, &final_rulesets)
+            gather::passive::evidence(&watch, index, &pair, &final_rulesets, verbosity)
         });
     }
     let verdicts: Vec<Verdict> = evidences.iter().map(diagnose).collect();

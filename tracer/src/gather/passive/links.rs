@@ -29,6 +29,9 @@ impl Watch {
             }
         };
         let link = socket.link(&port.spec.interface).ok().flatten();
+        if port.first_carrier_downs.is_none() {
+            port.first_carrier_downs = link.as_ref().and_then(|link| link.carrier_down_count);
+        }
         if let (Some(gap), Some(link)) = (&mut port.carrier_gap, &link)
             && link.carrier
             && gap.carrier_at.is_none()

@@ -1,8 +1,9 @@
 //! watch's gathering: the test's own traffic observed while it runs ([`observe`], with the
 //! ports' [`links`] and the kernel's [`drops`]), then as evidence: the ports as they are at
 //! the end, the routes between them, ladders from the run's counts, the drops, the rules that
-//! dropped, the neighbour entries and the frames sent without carrier.
+//! dropped, the neighbour entries, the frames sent without carrier and the ports' cabling.
 
+mod cabling;
 mod drops;
 mod links;
 pub mod observe;
@@ -17,7 +18,7 @@ use tracer_evidence::{
 use self::observe::{Totals, Watch, WatchedPort};
 use super::{
     Collector as _, KernelDrops, NamespaceRules, NeighbourSeen, Neighbours, Netfilter, Pair,
-    Routes, collect, found, ladder,
+    Routes, cabling::look_when_frames_lost, collect, found, ladder,
 };
 use crate::{
     collect::{host::inspect_port, ports::PortPrograms},
@@ -67,6 +68,7 @@ pub(crate) fn evidence(
     index: usize,
     pair: &Pair,
     final_rulesets: &BTreeMap<String, Ruleset>,
+    verbosity: u8,
 ) -> Evidence {
     let ports = &watch.ports[2 * index..2 * index + 2];
     let [initiator, target] = ports else {
@@ -147,6 +149,8 @@ pub(crate) fn evidence(
             .push("no ARP, ICMP or port traffic crossed the ports: pass --probe to probe".into());
     }
     evidence.counters = Some(run_counters(watch, ports));
+    evidence.cables = Some(cabling::observed(ports, watch.seconds()));
+    look_when_frames_lost(pair, &mut evidence, verbosity);
     evidence
 }
 

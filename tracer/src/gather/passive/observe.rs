@@ -9,7 +9,7 @@ use std::{
 };
 
 use tracer_common::PacketKind;
-use tracer_evidence::{KindCounts, PortChange, Side, Timeline, TimelineEvent};
+use tracer_evidence::{KindCounts, LinkPartner, PortChange, Side, Timeline, TimelineEvent};
 
 /// The kinds of frames a test sends (everything tracer classifies but `other`).
 const TEST_TRAFFIC: [PacketKind; 6] = [
@@ -28,6 +28,7 @@ use crate::{
         follow::{Concern, FollowedPort},
         ports::{PortOptions, PortPrograms},
     },
+    lldp,
     netfilter::{self, Ruleset},
     netlink::Link,
     netns,
@@ -117,6 +118,10 @@ pub(crate) struct WatchedPort {
     pub(crate) recorder: FlightRecorder,
     /// The pair the port belongs to (0 first).
     pub(crate) pair: usize,
+    /// The far end, as the last LLDP frame that arrived named it.
+    pub(crate) partner: Option<LinkPartner>,
+    /// The carrier down count when watch first found the port: its growth is the run's.
+    pub(crate) first_carrier_downs: Option<u32>,
 }
 
 impl WatchedPort {
@@ -147,6 +152,8 @@ impl WatchedPort {
             seen: BTreeMap::new(),
             recorder: FlightRecorder::new(&spec.interface, capture_frames),
             pair,
+            partner: None,
+            first_carrier_downs: None,
         }
     }
 
@@ -224,7 +231,15 @@ impl Watch {
         self.observe_drops();
         let mut captured = false;
         for port in &mut self.ports {
-            captured |= port.recorder.drain(self.clock_offset) > 0;
+            let partner = &mut port.partner;
+            let drained = port.recorder.drain(self.clock_offset, |frame| {
+                if frame.inbound
+                    && let Some(found) = lldp::partner(&frame.data)
+                {
+                    *partner = Some(found);
+                }
+            });
+            captured |= drained > 0;
         }
         // Other traffic (IPv6 housekeeping on fresh links, say) is counted, not hurried after.
         let test_traffic = |totals: &Totals| {
