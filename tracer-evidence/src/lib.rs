@@ -19,6 +19,7 @@ pub mod report;
 pub mod stop;
 pub mod timeline;
 pub mod verdict;
+pub mod windows;
 pub mod words;
 
 pub use cables::{CableMap, CablePort, LinkPartner, PortLinkState};
@@ -33,4 +34,7 @@ pub use report::{
 };
 pub use timeline::{PortChange, Timeline, TimelineEvent};
 pub use verdict::*;
+pub use windows::{
+    AddressOwner, CarrierWindow, LossWindow, NeighbourWindow, Request, RuleWindow, SharedAddress, Windows,
+};
 pub use words::display_netns;
