@@ -6,6 +6,7 @@
 mod drops;
 mod links;
 pub mod observe;
+mod windows;
 
 use std::collections::BTreeMap;
 
@@ -146,6 +147,11 @@ pub(crate) fn evidence(
             .push("no ARP, ICMP or port traffic crossed the ports: pass --probe to probe".into());
     }
     evidence.counters = Some(run_counters(watch));
+    evidence.windows = windows::windows(watch, pair);
+    evidence
+        .environment
+        .limitations
+        .extend(watch.rules.limitations.iter().cloned());
     evidence
 }
 
