@@ -34,7 +34,11 @@ impl Windows {
     }
 
     /// The loss windows that overlap `from..until` (`None`: it lasted to the end).
-    pub fn losses_during(&self, from: u64, until: Option<u64>) -> impl Iterator<Item = &LossWindow> {
+    pub fn losses_during(
+        &self,
+        from: u64,
+        until: Option<u64>,
+    ) -> impl Iterator<Item = &LossWindow> {
         self.loss
             .iter()
             .filter(move |loss| overlaps(from, until, loss))

@@ -916,23 +916,36 @@ fn a_rule_that_came_and_went_in_the_loss_window_is_named() {
     let Finding::TransientRule(found) = &verdict.finding else {
         panic!("{verdict:?}");
     };
-    assert_eq!((found.rule.added_ms, found.rule.removed_ms), (Some(2000), Some(5000)));
+    assert_eq!(
+        (found.rule.added_ms, found.rule.removed_ms),
+        (Some(2000), Some(5000))
+    );
     assert_eq!(verdict.side, Side::Target);
-    assert!(verdict.summary().contains("+2.0 s"), "{}", verdict.summary());
+    assert!(
+        verdict.summary().contains("+2.0 s"),
+        "{}",
+        verdict.summary()
+    );
 }
 
 #[test]
 fn a_carrier_window_in_the_loss_is_cable_and_a_rule_outside_it_is_not_blamed() {
     let mut evidence = lossy_watch();
-    evidence.windows.carrier.push(crate::windows::CarrierWindow {
-        side: Side::Initiator,
-        netns: String::new(),
-        interface: "cvl_0_1".to_owned(),
-        lost_ms: 2000,
-        back_ms: Some(4800),
-    });
+    evidence
+        .windows
+        .carrier
+        .push(crate::windows::CarrierWindow {
+            side: Side::Initiator,
+            netns: String::new(),
+            interface: "cvl_0_1".to_owned(),
+            lost_ms: 2000,
+            back_ms: Some(4800),
+        });
     let verdict = classify(&evidence);
-    assert!(matches!(verdict.finding, Finding::CarrierLost(_)), "{verdict:?}");
+    assert!(
+        matches!(verdict.finding, Finding::CarrierLost(_)),
+        "{verdict:?}"
+    );
     assert_eq!(verdict.class, VerdictClass::Cable);
 }
 
@@ -947,8 +960,16 @@ fn a_watched_run_that_lost_nothing_is_ok_with_its_counts() {
     });
     let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Ok);
-    assert!(verdict.summary().starts_with("The network carried everything"));
-    assert!(verdict.summary().contains("5 of 5"), "{}", verdict.summary());
+    assert!(
+        verdict
+            .summary()
+            .starts_with("The network carried everything")
+    );
+    assert!(
+        verdict.summary().contains("5 of 5"),
+        "{}",
+        verdict.summary()
+    );
     // A loss window alone is not a working path.
     evidence.windows.loss = lossy_watch().windows.loss;
     assert_ne!(classify(&evidence).class, VerdictClass::Ok);

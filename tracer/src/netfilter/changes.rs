@@ -73,7 +73,10 @@ fn family_name(family: u8) -> String {
 
 fn text(value: Option<&[u8]>) -> Option<String> {
     let value = value?;
-    let end = value.iter().position(|byte| *byte == 0).unwrap_or(value.len());
+    let end = value
+        .iter()
+        .position(|byte| *byte == 0)
+        .unwrap_or(value.len());
     Some(String::from_utf8_lossy(&value[..end]).into_owned())
 }
 
@@ -82,14 +85,19 @@ pub fn parse_rule_changes(datagram: &[u8]) -> io::Result<Vec<RuleChange>> {
     let mut changes = Vec::new();
     for message in parse_messages(datagram)? {
         let kind = message.message_type;
-        if ![NFT_MSG_NEWRULE, NFT_MSG_DELRULE, NFT_MSG_DELCHAIN, NFT_MSG_DELTABLE].contains(&kind)
+        if ![
+            NFT_MSG_NEWRULE,
+            NFT_MSG_DELRULE,
+            NFT_MSG_DELCHAIN,
+            NFT_MSG_DELTABLE,
+        ]
+        .contains(&kind)
         {
             continue;
         }
-        let (Some(&family), Some(area)) = (
-            message.payload.first(),
-            message.payload.get(NFGENMSG_LEN..),
-        ) else {
+        let (Some(&family), Some(area)) =
+            (message.payload.first(), message.payload.get(NFGENMSG_LEN..))
+        else {
             continue;
         };
         let family = family_name(family);

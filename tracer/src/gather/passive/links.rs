@@ -145,7 +145,11 @@ fn record_usable_macs(port: &mut WatchedPort, entries: &[Neighbour], now: f64) {
         entry.mac.filter(|_| !resolving)
     };
     let mut addresses: Vec<Ipv4Addr> = entries.iter().map(|entry| entry.address).collect();
-    addresses.extend(port.neighbour_history.iter().map(|(_, address, _)| *address));
+    addresses.extend(
+        port.neighbour_history
+            .iter()
+            .map(|(_, address, _)| *address),
+    );
     addresses.sort();
     addresses.dedup();
     for address in addresses {

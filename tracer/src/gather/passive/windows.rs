@@ -26,7 +26,8 @@ pub(crate) fn windows(watch: &Watch, pair: &Pair) -> Windows {
         .unwrap_or_default()
         .saturating_sub(watch.started.elapsed())
         .as_nanos();
-    let at_ms = |frame: &Frame| (u128::from(frame.unix_ns).saturating_sub(start_ns) / 1_000_000) as u64;
+    let at_ms =
+        |frame: &Frame| (u128::from(frame.unix_ns).saturating_sub(start_ns) / 1_000_000) as u64;
     let mut windows = Windows::default();
     let mut answers: BTreeMap<Ipv4Addr, BTreeMap<[u8; 6], AddressOwner>> = BTreeMap::new();
     for port in &watch.ports {
@@ -58,7 +59,11 @@ pub(crate) fn windows(watch: &Watch, pair: &Pair) -> Windows {
     }
     windows.shared_addresses = shared_addresses(watch, answers);
     windows.rules = rules(watch);
-    windows.carrier = watch.ports.iter().flat_map(|port| carrier(watch, port)).collect();
+    windows.carrier = watch
+        .ports
+        .iter()
+        .flat_map(|port| carrier(watch, port))
+        .collect();
     let [initiator, target] = &watch.ports;
     windows.neighbour = [
         stale_entries(initiator, target, pair.target_ip),
@@ -70,14 +75,35 @@ pub(crate) fn windows(watch: &Watch, pair: &Pair) -> Windows {
 
 /// What the loss windows and address owners need of a captured frame.
 enum Packet {
-    EchoRequest { from: Ipv4Addr, to: Ipv4Addr, id: u16, seq: u16 },
-    EchoReply { from: Ipv4Addr, to: Ipv4Addr, id: u16, seq: u16 },
+    EchoRequest {
+        from: Ipv4Addr,
+        to: Ipv4Addr,
+        id: u16,
+        seq: u16,
+    },
+    EchoReply {
+        from: Ipv4Addr,
+        to: Ipv4Addr,
+        id: u16,
+        seq: u16,
+    },
     /// A SYN without ACK; `key` is (from, to, source tcp_port, destination tcp_port, seq).
-    Syn { from: Ipv4Addr, to: Ipv4Addr, key: (Ipv4Addr, Ipv4Addr, u16, u16, u32) },
+    Syn {
+        from: Ipv4Addr,
+        to: Ipv4Addr,
+        key: (Ipv4Addr, Ipv4Addr, u16, u16, u32),
+    },
     /// SYN-ACK or RST: the answer to the SYN whose key this is.
-    SynAnswer { key: (Ipv4Addr, Ipv4Addr, u16, u16, u32) },
-    ArpRequest { target: Ipv4Addr },
-    ArpReply { sender: Ipv4Addr, mac: [u8; 6] },
+    SynAnswer {
+        key: (Ipv4Addr, Ipv4Addr, u16, u16, u32),
+    },
+    ArpRequest {
+        target: Ipv4Addr,
+    },
+    ArpReply {
+        sender: Ipv4Addr,
+        mac: [u8; 6],
+    },
 }
 
 impl Packet {
@@ -107,7 +133,9 @@ impl Packet {
                 let (from, to) = (address(body, 12)?, address(body, 16)?);
                 let payload = body.get(header_len..)?;
                 let word = |at: usize| -> Option<u16> {
-                    Some(u16::from_be_bytes(payload.get(at..at + 2)?.try_into().ok()?))
+                    Some(u16::from_be_bytes(
+                        payload.get(at..at + 2)?.try_into().ok()?,
+                    ))
                 };
                 match body.get(9)? {
                     1 => {
@@ -121,10 +149,13 @@ impl Packet {
                     6 => {
                         let (source, destination) = (word(0)?, word(2)?);
                         let number = |at: usize| -> Option<u32> {
-                            Some(u32::from_be_bytes(payload.get(at..at + 4)?.try_into().ok()?))
+                            Some(u32::from_be_bytes(
+                                payload.get(at..at + 4)?.try_into().ok()?,
+                            ))
                         };
                         let flags = payload.get(13)?;
-                        let (syn, ack, rst) = (flags & 0x02 != 0, flags & 0x10 != 0, flags & 0x04 != 0);
+                        let (syn, ack, rst) =
+                            (flags & 0x02 != 0, flags & 0x10 != 0, flags & 0x04 != 0);
                         if syn && !ack {
                             Some(Self::Syn {
                                 from,
@@ -163,11 +194,20 @@ fn losses(side: Side, frames: &[(u64, bool, Packet)]) -> Vec<tracer_evidence::Lo
     for (ms, inbound, packet) in frames {
         match (inbound, packet) {
             (false, Packet::EchoRequest { from, to, id, seq }) => {
-                let entry = echoes.entry((*from, *to, *id)).or_default().entry(*seq).or_default();
+                let entry = echoes
+                    .entry((*from, *to, *id))
+                    .or_default()
+                    .entry(*seq)
+                    .or_default();
                 entry.0 = Some(entry.0.map_or(*ms, |first: u64| first.min(*ms)));
             }
             (true, Packet::EchoReply { from, to, id, seq }) => {
-                echoes.entry((*to, *from, *id)).or_default().entry(*seq).or_default().1 = true;
+                echoes
+                    .entry((*to, *from, *id))
+                    .or_default()
+                    .entry(*seq)
+                    .or_default()
+                    .1 = true;
             }
             (false, Packet::Syn { from, to, key }) => {
                 syns.push((*ms, format!("TCP from {from} to {to}:{}", key.3), *key));
@@ -187,7 +227,9 @@ fn losses(side: Side, frames: &[(u64, bool, Packet)]) -> Vec<tracer_evidence::Lo
         else {
             continue;
         };
-        let requests = flows.entry(format!("ICMP from {from} to {to}")).or_default();
+        let requests = flows
+            .entry(format!("ICMP from {from} to {to}"))
+            .or_default();
         for seq in *first..=*last {
             let (sent, answered) = sequence.get(&seq).copied().unwrap_or_default();
             let Some(at_ms) = sent.or_else(|| interpolate(&known, seq)) else {
@@ -214,10 +256,13 @@ fn losses(side: Side, frames: &[(u64, bool, Packet)]) -> Vec<tracer_evidence::Lo
         let answered = arp_answers
             .iter()
             .any(|(at, sender)| *sender == target && at >= &ms && *at <= ms + ARP_ANSWER_MS);
-        flows.entry(format!("ARP for {target}")).or_default().push(Request {
-            at_ms: ms,
-            answered,
-        });
+        flows
+            .entry(format!("ARP for {target}"))
+            .or_default()
+            .push(Request {
+                at_ms: ms,
+                answered,
+            });
     }
     flows
         .iter()
@@ -302,7 +347,9 @@ fn rules(watch: &Watch) -> Vec<RuleWindow> {
             let mut window = window.clone();
             let from = window.added_ms.unwrap_or(0) as f64 / 1000.0;
             // A drop is counted at the look after it: give the last one a look's time.
-            let until = window.removed_ms.map_or(f64::MAX, |ms| ms as f64 / 1000.0 + 0.1);
+            let until = window
+                .removed_ms
+                .map_or(f64::MAX, |ms| ms as f64 / 1000.0 + 0.1);
             window.dropped = events
                 .iter()
                 .filter(|event| event.seconds >= from && event.seconds <= until)
@@ -310,9 +357,13 @@ fn rules(watch: &Watch) -> Vec<RuleWindow> {
                     let Some(PortChange::Drop { count, reason }) = &event.change else {
                         return None;
                     };
-                    let port = watch.ports.iter().find(|port| Some(port.side) == event.port)?;
+                    let port = watch
+                        .ports
+                        .iter()
+                        .find(|port| Some(port.side) == event.port)?;
                     let here = port.history.iter().any(|place| place.netns == window.netns);
-                    (here && DropReason::from_name(reason) == DropReason::NetfilterDrop).then_some(*count)
+                    (here && DropReason::from_name(reason) == DropReason::NetfilterDrop)
+                        .then_some(*count)
                 })
                 .sum();
             window
@@ -354,7 +405,11 @@ fn carrier(watch: &Watch, port: &WatchedPort) -> Vec<CarrierWindow> {
 }
 
 /// When `port`'s entry for `address` (the other port's) held a MAC `other` did not have.
-fn stale_entries(port: &WatchedPort, other: &WatchedPort, address: Ipv4Addr) -> Vec<NeighbourWindow> {
+fn stale_entries(
+    port: &WatchedPort,
+    other: &WatchedPort,
+    address: Ipv4Addr,
+) -> Vec<NeighbourWindow> {
     let mut times: Vec<f64> = port
         .neighbour_history
         .iter()
@@ -382,7 +437,9 @@ fn stale_entries(port: &WatchedPort, other: &WatchedPort, address: Ipv4Addr) -> 
     let mut windows: Vec<NeighbourWindow> = Vec::new();
     for time in times {
         let ms = (time * 1000.0) as u64;
-        let open = windows.last_mut().filter(|window| window.until_ms.is_none());
+        let open = windows
+            .last_mut()
+            .filter(|window| window.until_ms.is_none());
         match (entry_at(time), mac_at(time)) {
             (Some(entry), Some(mac)) if entry != mac => {
                 if open.is_none() {
