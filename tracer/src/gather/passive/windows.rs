@@ -371,9 +371,15 @@ fn rules(watch: &Watch) -> Vec<RuleWindow> {
         .collect()
 }
 
-/// The times a port that had carrier lost it, and when it came back.
+/// The times a port that had carrier and carried the test's frames lost it, and when it came
+/// back (carrier lost before any frame is `carrier_late`'s: a port not ready yet).
 fn carrier(watch: &Watch, port: &WatchedPort) -> Vec<CarrierWindow> {
     let spec = port.current_spec();
+    let first_frame = port
+        .seen
+        .values()
+        .map(|seen| seen.first)
+        .fold(f64::INFINITY, f64::min);
     let mut windows: Vec<CarrierWindow> = Vec::new();
     let mut had_carrier = false;
     for event in watch.timeline.events() {
@@ -388,7 +394,7 @@ fn carrier(watch: &Watch, port: &WatchedPort) -> Vec<CarrierWindow> {
         }
         let ms = (event.seconds * 1000.0) as u64;
         let carrier = *present && *carrier;
-        if had_carrier && !carrier {
+        if had_carrier && !carrier && event.seconds > first_frame {
             windows.push(CarrierWindow {
                 side: port.side,
                 netns: spec.netns.clone(),
