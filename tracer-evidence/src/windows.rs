@@ -16,6 +16,9 @@ pub const TIE_MS: u64 = 500;
 /// Everything a watch placed in time.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Windows {
+    /// The exchanges are the test's own traffic, observed by watch (not diagnose's probes).
+    #[serde(default)]
+    pub observed: bool,
     #[serde(default)]
     pub loss: Vec<LossWindow>,
     #[serde(default)]

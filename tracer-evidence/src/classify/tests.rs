@@ -952,12 +952,7 @@ fn a_carrier_window_in_the_loss_is_cable_and_a_rule_outside_it_is_not_blamed() {
 #[test]
 fn a_watched_run_that_lost_nothing_is_ok_with_its_counts() {
     let mut evidence = healthy();
-    evidence.counters = Some(crate::counters::CountersReport {
-        interfaces: Vec::new(),
-        drops: Vec::new(),
-        other_drops: Vec::new(),
-        lost_events: 0,
-    });
+    evidence.windows.observed = true;
     let verdict = classify(&evidence);
     assert_eq!(verdict.class, VerdictClass::Ok);
     assert!(

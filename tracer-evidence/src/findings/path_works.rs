@@ -38,7 +38,7 @@ pub(crate) fn recognise(context: &Context) -> Option<Verdict> {
         return None;
     }
     // Watch observes the test's own traffic and counts it; diagnose probes.
-    let carried = if evidence.counters.is_some() {
+    let carried = if evidence.windows.observed {
         evidence
             .exchanges
             .iter()

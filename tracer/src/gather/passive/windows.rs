@@ -28,7 +28,10 @@ pub(crate) fn windows(watch: &Watch, pair: &Pair) -> Windows {
         .as_nanos();
     let at_ms =
         |frame: &Frame| (u128::from(frame.unix_ns).saturating_sub(start_ns) / 1_000_000) as u64;
-    let mut windows = Windows::default();
+    let mut windows = Windows {
+        observed: true,
+        ..Windows::default()
+    };
     let mut answers: BTreeMap<Ipv4Addr, BTreeMap<[u8; 6], AddressOwner>> = BTreeMap::new();
     for port in &watch.ports {
         let frames: Vec<(u64, bool, Packet)> = port
@@ -73,6 +76,11 @@ pub(crate) fn windows(watch: &Watch, pair: &Pair) -> Windows {
     windows
 }
 
+/// A SYN by (from, to, source tcp_port, destination tcp_port, sequence number).
+type SynKey = (Ipv4Addr, Ipv4Addr, u16, u16, u32);
+/// Echo requests of one (from, to, id), by sequence number: when sent, and whether answered.
+type Echoes = BTreeMap<(Ipv4Addr, Ipv4Addr, u16), BTreeMap<u16, (Option<u64>, bool)>>;
+
 /// What the loss windows and address owners need of a captured frame.
 enum Packet {
     EchoRequest {
@@ -91,11 +99,11 @@ enum Packet {
     Syn {
         from: Ipv4Addr,
         to: Ipv4Addr,
-        key: (Ipv4Addr, Ipv4Addr, u16, u16, u32),
+        key: SynKey,
     },
     /// SYN-ACK or RST: the answer to the SYN whose key this is.
     SynAnswer {
-        key: (Ipv4Addr, Ipv4Addr, u16, u16, u32),
+        key: SynKey,
     },
     ArpRequest {
         target: Ipv4Addr,
@@ -185,10 +193,9 @@ fn losses(side: Side, frames: &[(u64, bool, Packet)]) -> Vec<tracer_evidence::Lo
     // ICMP echo: requests by (from, to, id), each sequence number once. A request that never
     // reached the port (held in a neighbour queue, dropped on the way out) still shows as a
     // gap in the sequence numbers; it is placed between its neighbours in time.
-    let mut echoes: BTreeMap<(Ipv4Addr, Ipv4Addr, u16), BTreeMap<u16, (Option<u64>, bool)>> =
-        BTreeMap::new();
-    let mut syns: Vec<(u64, String, (Ipv4Addr, Ipv4Addr, u16, u16, u32))> = Vec::new();
-    let mut syn_answers: Vec<(u64, (Ipv4Addr, Ipv4Addr, u16, u16, u32))> = Vec::new();
+    let mut echoes = Echoes::new();
+    let mut syns: Vec<(u64, String, SynKey)> = Vec::new();
+    let mut syn_answers: Vec<(u64, SynKey)> = Vec::new();
     let mut arp: Vec<(u64, Ipv4Addr)> = Vec::new();
     let mut arp_answers: Vec<(u64, Ipv4Addr)> = Vec::new();
     for (ms, inbound, packet) in frames {
@@ -427,16 +434,16 @@ fn stale_entries(
     let entry_at = |time: f64| {
         port.neighbour_history
             .iter()
-            .filter(|(at, entry, _)| *entry == address && *at <= time)
-            .last()
+            .rev()
+            .find(|(at, entry, _)| *entry == address && *at <= time)
             .and_then(|(_, _, mac)| *mac)
     };
     let mac_at = |time: f64| {
         other
             .mac_history
             .iter()
-            .filter(|(at, _)| *at <= time)
-            .last()
+            .rev()
+            .find(|(at, _)| *at <= time)
             .map(|(_, mac)| *mac)
     };
     let spec = port.current_spec();
