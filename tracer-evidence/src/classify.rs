@@ -10,11 +10,11 @@
 use crate::{
     facts::{Evidence, Side},
     findings::{
-        Context, Unanswered, arp_unanswered, cabled_elsewhere, carrier_late, frames_lost,
-        hop_broken, interface_down, interface_missing, mtu_mismatch, namespace_missing,
-        neighbour_mismatch, netfilter_drop, no_carrier, no_route, nothing_observed, path_works,
-        program_takes_probes, reverse_path_filter, route_by_other_interface, unanswered,
-        unexplained_drop,
+        Context, Unanswered, arp_unanswered, cabled_elsewhere, carrier_late, carrier_lost,
+        duplicate_address, frames_lost, hop_broken, interface_down, interface_missing,
+        mtu_mismatch, namespace_missing, neighbour_mismatch, netfilter_drop, no_carrier, no_route,
+        nothing_observed, path_works, program_takes_probes, reverse_path_filter,
+        route_by_other_interface, stale_neighbour, transient_rule, unanswered, unexplained_drop,
     },
     verdict::Verdict,
 };
@@ -31,6 +31,11 @@ const RULES: &[Rule] = &[
     cabled_elsewhere::recognise,
     no_route::from_initiator,
     nothing_observed::recognise,
+    // What watch placed in time, gone by the end: the state read then cannot show it.
+    duplicate_address::recognise,
+    transient_rule::recognise,
+    carrier_lost::recognise,
+    stale_neighbour::recognise,
     netfilter_drop::recognise,
     program_takes_probes::recognise,
     carrier_late::recognise,

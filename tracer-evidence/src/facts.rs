@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     cables::CableMap,
     counters::{CountersReport, DropCount},
+    windows::Windows,
 };
 
 /// One network interface, as `ip link` shows it.
@@ -456,6 +457,10 @@ pub struct Evidence {
     /// Where tracer's own frames from each port arrived, and the ports' LLDP partners.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cables: Option<CableMap>,
+    /// What watch placed in time: losses, and the rules, carrier losses and neighbour entries
+    /// that lasted a while.
+    #[serde(default, skip_serializing_if = "Windows::is_empty")]
+    pub windows: Windows,
     pub environment: Environment,
 }
 
@@ -475,6 +480,7 @@ impl Evidence {
             mtu_probes: Vec::new(),
             carrier_gaps: Vec::new(),
             cables: None,
+            windows: Windows::default(),
             environment,
         }
     }

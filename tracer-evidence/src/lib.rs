@@ -21,6 +21,7 @@ pub mod stop;
 pub mod timeline;
 pub mod triage;
 pub mod verdict;
+pub mod windows;
 pub mod words;
 
 pub use cables::{CableMap, CablePort, LinkPartner, PortLinkState};
@@ -36,4 +37,8 @@ pub use report::{
 };
 pub use timeline::{PortChange, Timeline, TimelineEvent};
 pub use verdict::*;
+pub use windows::{
+    AddressOwner, CarrierWindow, LossWindow, NeighbourWindow, Request, RuleWindow, SharedAddress,
+    Windows,
+};
 pub use words::display_netns;

@@ -13,6 +13,7 @@ use crate::{
         NetfilterEvidence, NetfilterLocation, RouteLookup, Side, Sysctl,
     },
     findings::Finding,
+    windows::{LossWindow, loss_line},
     words::{
         cable_line, display_netns, drop_place, hop_line, ladder, mtu_line, namespace_phrase,
         netns_exec, port_label, rule_line, sysctl_text,
@@ -99,6 +100,10 @@ pub enum Fact {
     /// One port of the cable map: where tracer's own frames from it arrived.
     Cable {
         cable: CablePort,
+    },
+    /// Requests of one flow unanswered for a while (watch).
+    Loss {
+        loss: LossWindow,
     },
 }
 
@@ -189,6 +194,7 @@ impl Fact {
                 interfaces.join(", ")
             ),
             Self::Cable { cable } => cable_line(cable),
+            Self::Loss { loss } => loss_line(loss),
         }
     }
 }

@@ -940,3 +940,105 @@ fn the_tests_own_jumbo_frames_lost_are_mtu() {
             if dropping.interface == "cvl_0_0"
     ));
 }
+
+/// A watched run where ICMP went unanswered from +2.1 s to +4.9 s.
+fn lossy_watch() -> Evidence {
+    let mut evidence = healthy();
+    evidence.counters = Some(crate::counters::CountersReport {
+        interfaces: Vec::new(),
+        drops: Vec::new(),
+        other_drops: Vec::new(),
+        lost_events: 0,
+    });
+    let icmp = probe_mut(&mut evidence, ExchangeKind::IcmpForward);
+    icmp.outcome.sent = 40;
+    icmp.outcome.answered = 26;
+    icmp.left_origin = 40;
+    icmp.reached_peer = 40;
+    icmp.answer_left_peer = 26;
+    icmp.answer_reached_origin = 26;
+    evidence.windows.loss.push(crate::windows::LossWindow {
+        flow: "ICMP from 10.0.0.1 to 10.0.0.2".to_owned(),
+        side: Side::Initiator,
+        first_ms: 2100,
+        last_ms: 4900,
+        unanswered: 14,
+    });
+    evidence
+}
+
+#[test]
+fn a_rule_that_came_and_went_in_the_loss_window_is_named() {
+    let mut evidence = lossy_watch();
+    let rule = |added, removed, dropped| crate::windows::RuleWindow {
+        netns: "cvl_0_0_ns_spdk".to_owned(),
+        family: "ip".to_owned(),
+        table: "filter".to_owned(),
+        chain: "INPUT".to_owned(),
+        handle: 7,
+        rule: "-A INPUT -p icmp -j DROP".to_owned(),
+        drops: true,
+        added_ms: Some(added),
+        removed_ms: Some(removed),
+        dropped,
+    };
+    // A rule long gone before the loss explains nothing.
+    evidence.windows.rules.push(rule(100, 300, 0));
+    evidence.windows.rules.push(rule(2000, 5000, 14));
+    let verdict = classify(&evidence);
+    let Finding::TransientRule(found) = &verdict.finding else {
+        panic!("{verdict:?}");
+    };
+    assert_eq!(
+        (found.rule.added_ms, found.rule.removed_ms),
+        (Some(2000), Some(5000))
+    );
+    assert_eq!(verdict.side, Side::Target);
+    assert!(
+        verdict.summary().contains("+2.0 s"),
+        "{}",
+        verdict.summary()
+    );
+}
+
+#[test]
+fn a_carrier_window_in_the_loss_is_cable_and_a_rule_outside_it_is_not_blamed() {
+    let mut evidence = lossy_watch();
+    evidence
+        .windows
+        .carrier
+        .push(crate::windows::CarrierWindow {
+            side: Side::Initiator,
+            netns: String::new(),
+            interface: "cvl_0_1".to_owned(),
+            lost_ms: 2000,
+            back_ms: Some(4800),
+        });
+    let verdict = classify(&evidence);
+    assert!(
+        matches!(verdict.finding, Finding::CarrierLost(_)),
+        "{verdict:?}"
+    );
+    assert_eq!(verdict.class, VerdictClass::Cable);
+}
+
+#[test]
+fn a_watched_run_that_lost_nothing_is_ok_with_its_counts() {
+    let mut evidence = healthy();
+    evidence.windows.observed = true;
+    let verdict = classify(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Ok);
+    assert!(
+        verdict
+            .summary()
+            .starts_with("The network carried everything")
+    );
+    assert!(
+        verdict.summary().contains("5 of 5"),
+        "{}",
+        verdict.summary()
+    );
+    // A loss window alone is not a working path.
+    evidence.windows.loss = lossy_watch().windows.loss;
+    assert_ne!(classify(&evidence).class, VerdictClass::Ok);
+}

@@ -98,6 +98,14 @@ finding_kinds! {
     UnexplainedDrop in unexplained_drop,
     /// Probes went unanswered and the kernel reported no drop for them.
     Unanswered in unanswered,
+    /// A rule that came and went during a watched run dropped the test's frames.
+    TransientRule in transient_rule,
+    /// A port lost carrier for a while during a watched run.
+    CarrierLost in carrier_lost,
+    /// A neighbour entry kept a MAC the other port no longer had.
+    StaleNeighbour in stale_neighbour,
+    /// More than one MAC answered ARP for one address.
+    DuplicateAddress in duplicate_address,
 }
 
 pub use cabled_elsewhere::{CableEnd, of_pair as cable_verdict};

@@ -8,6 +8,7 @@ use crate::{
     facts::{ExchangeKind, Side},
     stop::{DrawnPath, Stop},
     verdict::{Fact, Verdict},
+    words::probe_name,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,14 +18,39 @@ pub struct PathWorks {
     pub tcp_port: u16,
     /// Whether a listener accepted on the TCP port; `None` when TCP was not probed.
     pub listening: Option<bool>,
+    /// For watch: what the test itself sent and got answered, by exchange.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub carried: Vec<Carried>,
+}
+
+/// Requests of one kind of exchange the test sent over the ports, all answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Carried {
+    pub exchange: ExchangeKind,
+    pub sent: u32,
+    pub answered: u32,
 }
 
 /// Nothing failed (the classifier asks the faults that need no failure, MTU, first).
 pub(crate) fn recognise(context: &Context) -> Option<Verdict> {
-    if context.failures().is_some() {
+    let evidence = context.evidence;
+    if context.failures().is_some() || !evidence.windows.loss.is_empty() {
         return None;
     }
-    let evidence = context.evidence;
+    // Watch observes the test's own traffic and counts it; diagnose probes.
+    let carried = if evidence.windows.observed {
+        evidence
+            .exchanges
+            .iter()
+            .map(|exchange| Carried {
+                exchange: exchange.kind,
+                sent: exchange.outcome.sent,
+                answered: exchange.outcome.answered,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let listening = context
         .probe(ExchangeKind::Tcp)
         .map(|tcp| tcp.outcome.answered > 0);
@@ -35,6 +61,7 @@ pub(crate) fn recognise(context: &Context) -> Option<Verdict> {
                 target_ip: evidence.environment.target_ip.clone(),
                 tcp_port: evidence.environment.tcp_port,
                 listening,
+                carried,
             },
         )
         .because_all(evidence.exchanges.iter().map(|probe| Fact::Exchange {
@@ -54,6 +81,24 @@ impl Describe for PathWorks {
             tcp_port: port,
             ..
         } = self;
+        if !self.carried.is_empty() {
+            let counts: Vec<String> = self
+                .carried
+                .iter()
+                .map(|carried| {
+                    format!(
+                        "{} {} of {}",
+                        probe_name(carried.exchange),
+                        carried.answered,
+                        carried.sent
+                    )
+                })
+                .collect();
+            return format!(
+                "The network carried everything the command sent over the ports and every request was answered ({}); nothing was lost on the path, so a failure is the command's own.",
+                counts.join(", ")
+            );
+        }
         match self.listening {
             Some(true) => format!(
                 "ARP, ICMP both ways and TCP to {target_ip}:{port} work; a listener accepts on the port."
@@ -85,5 +130,10 @@ pub(crate) fn example() -> PathWorks {
         target_ip: "10.0.0.2".to_owned(),
         tcp_port: 4420,
         listening: Some(true),
+        carried: vec![Carried {
+            exchange: ExchangeKind::IcmpForward,
+            sent: 40,
+            answered: 40,
+        }],
     }
 }

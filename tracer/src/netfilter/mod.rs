@@ -20,6 +20,7 @@
 //! `parse` and `nft` turn the tools' output into rules, `drops` tells what dropped between two
 //! snapshots.
 
+mod changes;
 mod drops;
 mod model;
 mod nft;
@@ -32,6 +33,7 @@ pub use nft::{NftJsonError, parse_nft_json};
 pub use tracer_evidence::Backend;
 
 pub use self::{
+    changes::RuleWatch,
     model::{Chain, DropHit, Rule, Ruleset},
     parse::parse_xtables_save,
     read::snapshot,

@@ -61,12 +61,27 @@ impl EventSocket {
 
     /// Opens a socket in the calling thread's current namespace joined to `groups`.
     pub fn open(groups: &[Group]) -> io::Result<Self> {
+        let groups: Vec<libc::c_int> = groups.iter().map(|group| *group as libc::c_int).collect();
+        Self::open_protocol(libc::NETLINK_ROUTE, &groups)
+    }
+
+    /// Opens a socket inside namespace `netns` told of nftables' changes (NFNLGRP_NFTABLES:
+    /// tables, chains, rules added or removed, by nft and iptables-nft alike). Read it with
+    /// [`Self::drain_datagrams`].
+    pub fn open_nftables_in(netns: &str) -> io::Result<Self> {
+        /// NFNLGRP_NFTABLES, include/uapi/linux/netfilter/nfnetlink.h.
+        const NFNLGRP_NFTABLES: libc::c_int = 7;
+        let _inside = crate::netns::NetnsGuard::enter(netns).map_err(io::Error::other)?;
+        Self::open_protocol(libc::NETLINK_NETFILTER, &[NFNLGRP_NFTABLES])
+    }
+
+    fn open_protocol(protocol: libc::c_int, groups: &[libc::c_int]) -> io::Result<Self> {
         // SAFETY: socket(2) takes no pointers; the result is checked before use.
         let raw = unsafe {
             libc::socket(
                 libc::AF_NETLINK,
                 libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                libc::NETLINK_ROUTE,
+                protocol,
             )
         };
         if raw < 0 {
@@ -88,14 +103,13 @@ impl EventSocket {
             return Err(io::Error::last_os_error());
         }
         for group in groups {
-            let group = *group as libc::c_int;
             // SAFETY: the option value points to a live c_int of the length passed.
             let joined = unsafe {
                 libc::setsockopt(
                     fd.as_raw_fd(),
                     libc::SOL_NETLINK,
                     libc::NETLINK_ADD_MEMBERSHIP,
-                    (&raw const group).cast(),
+                    std::ptr::from_ref(group).cast(),
                     socklen_of::<libc::c_int>(),
                 )
             };
@@ -108,6 +122,21 @@ impl EventSocket {
 
     /// Every announcement queued now, without waiting (none when nothing is queued).
     pub fn drain(&self, into: &mut Vec<Notification>) -> io::Result<()> {
+        self.drain_datagrams(|datagram| {
+            match datagram {
+                Some(datagram) => into.extend(parse_notifications(datagram)?),
+                None => into.push(Notification::Overrun),
+            }
+            Ok(())
+        })
+    }
+
+    /// Hands every datagram queued now to `each`, without waiting; `None` when the kernel
+    /// dropped announcements because the socket's buffer overflowed.
+    pub fn drain_datagrams(
+        &self,
+        mut each: impl FnMut(Option<&[u8]>) -> io::Result<()>,
+    ) -> io::Result<()> {
         let mut buffer = vec![0u8; RECEIVE_BUFFER_LEN];
         loop {
             // Peek first: a datagram bigger than the buffer would otherwise be cut short.
@@ -115,7 +144,7 @@ impl EventSocket {
                 Ok(Some(pending)) => pending,
                 Ok(None) => return Ok(()),
                 Err(err) if err.raw_os_error() == Some(libc::ENOBUFS) => {
-                    into.push(Notification::Overrun);
+                    each(None)?;
                     continue;
                 }
                 Err(err) => return Err(err),
@@ -129,7 +158,7 @@ impl EventSocket {
             let datagram = buffer
                 .get(..received)
                 .ok_or_else(|| malformed("netlink datagram grew between peek and read"))?;
-            into.extend(parse_notifications(datagram)?);
+            each(Some(datagram))?;
         }
     }
 

@@ -103,6 +103,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         clock_offset: capture::monotonic_to_unix_ns(),
         first_rulesets: HashMap::new(),
         captures_attached: 0,
+        rules: Default::default(),
     };
     // Drops counted before the command starts are not the command's.
     watch.last_drops = watch

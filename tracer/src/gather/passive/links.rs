@@ -3,10 +3,10 @@
 
 use std::{collections::HashMap, net::Ipv4Addr};
 
-use tracer_evidence::PortChange;
+use tracer_evidence::{PortChange, reasons::NeighbourState};
 
-use super::observe::Watch;
-use crate::netlink::{Link, RouteSocket};
+use super::observe::{Watch, WatchedPort};
+use crate::netlink::{Link, Neighbour, RouteSocket};
 
 impl Watch {
     pub(crate) fn observe_link(&mut self, index: usize) {
@@ -37,6 +37,11 @@ impl Watch {
             && gap.carrier_at.is_none()
         {
             gap.carrier_at = Some(now);
+        }
+        if let Some(mac) = link.as_ref().and_then(|link| link.mac)
+            && port.mac_history.last().is_none_or(|(_, last)| *last != mac)
+        {
+            port.mac_history.push((now, mac));
         }
         if let Some(link) = &link {
             let describe = |link: &Link| {
@@ -86,6 +91,7 @@ impl Watch {
                     port.neighbour_macs.insert(entry.address, mac);
                 }
             }
+            record_usable_macs(port, &entries, now);
             let current: HashMap<Ipv4Addr, String> = entries
                 .into_iter()
                 .map(|neighbour| (neighbour.address, neighbour.state))
@@ -128,5 +134,40 @@ impl Watch {
             port.neighbours = current;
         }
         port.link = link;
+    }
+}
+
+/// Records each entry's MAC when it changes: the MAC frames go to, none while the entry is
+/// gone, INCOMPLETE or FAILED.
+fn record_usable_macs(port: &mut WatchedPort, entries: &[Neighbour], now: f64) {
+    let usable = |entry: &Neighbour| {
+        let states = NeighbourState::parse(&entry.state);
+        let resolving = states
+            .iter()
+            .any(|state| matches!(state, NeighbourState::Incomplete | NeighbourState::Failed));
+        entry.mac.filter(|_| !resolving)
+    };
+    let mut addresses: Vec<Ipv4Addr> = entries.iter().map(|entry| entry.address).collect();
+    addresses.extend(
+        port.neighbour_history
+            .iter()
+            .map(|(_, address, _)| *address),
+    );
+    addresses.sort();
+    addresses.dedup();
+    for address in addresses {
+        let now_mac = entries
+            .iter()
+            .find(|entry| entry.address == address)
+            .and_then(usable);
+        let last = port
+            .neighbour_history
+            .iter()
+            .rev()
+            .find(|(_, entry, _)| *entry == address)
+            .map(|(_, _, mac)| *mac);
+        if last != Some(now_mac) {
+            port.neighbour_history.push((now, address, now_mac));
+        }
     }
 }

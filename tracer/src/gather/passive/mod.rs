@@ -7,6 +7,7 @@ mod cabling;
 mod drops;
 mod links;
 pub mod observe;
+mod windows;
 
 use std::collections::BTreeMap;
 
@@ -150,6 +151,11 @@ pub(crate) fn evidence(
     }
     evidence.counters = Some(run_counters(watch, ports));
     evidence.cables = Some(cabling::observed(ports, watch.seconds()));
+    evidence.windows = windows::windows(watch, ports, pair);
+    evidence
+        .environment
+        .limitations
+        .extend(watch.rules.limitations.iter().cloned());
     look_when_frames_lost(pair, &mut evidence, verbosity);
     evidence
 }

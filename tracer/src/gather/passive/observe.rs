@@ -29,7 +29,7 @@ use crate::{
         ports::{PortOptions, PortPrograms},
     },
     lldp,
-    netfilter::{self, Ruleset},
+    netfilter::{self, RuleWatch, Ruleset},
     netlink::Link,
     netns,
     place::{Place, PlaceKey},
@@ -59,6 +59,11 @@ impl LiveTimeline {
         change: Option<PortChange>,
     ) {
         log_event(self.0.push_on(port, seconds, kind, message, change));
+    }
+
+    /// The events kept so far, in the order pushed.
+    pub(crate) fn events(&self) -> &[TimelineEvent] {
+        &self.0.events
     }
 
     /// Events pushed so far, kept or not.
@@ -109,6 +114,11 @@ pub(crate) struct WatchedPort {
     pub(crate) carrier_gap: Option<CarrierGapSeen>,
     /// The last MAC each neighbour entry had.
     pub(crate) neighbour_macs: HashMap<Ipv4Addr, [u8; 6]>,
+    /// Each change of a neighbour entry's usable MAC (none: gone, INCOMPLETE or FAILED), at
+    /// seconds after the start.
+    pub(crate) neighbour_history: Vec<(f64, Ipv4Addr, Option<[u8; 6]>)>,
+    /// Each change of the port's own MAC.
+    pub(crate) mac_history: Vec<(f64, [u8; 6])>,
     /// Counts of earlier attachments (a port deleted and recreated gets new counters).
     pub(crate) carried: Totals,
     /// (ingress, egress) counts of the whole run so far.
@@ -146,6 +156,8 @@ impl WatchedPort {
             neighbours: HashMap::new(),
             first_neighbours: HashMap::new(),
             neighbour_macs: HashMap::new(),
+            neighbour_history: Vec::new(),
+            mac_history: Vec::new(),
             carrier_gap: None,
             carried: Default::default(),
             totals: Default::default(),
@@ -194,6 +206,8 @@ pub(crate) struct Watch {
     pub(crate) first_rulesets: HashMap<String, Ruleset>,
     /// Capture ring buffers taken so far: a new one is a new descriptor to wake on.
     pub(crate) captures_attached: u64,
+    /// Rules added and removed in the ports' namespaces, as they happen.
+    pub(crate) rules: RuleWatch,
 }
 
 impl Watch {
@@ -229,6 +243,7 @@ impl Watch {
         }
         self.observe_counters();
         self.observe_drops();
+        self.observe_rules();
         let mut captured = false;
         for port in &mut self.ports {
             let partner = &mut port.partner;
@@ -406,6 +421,15 @@ impl Watch {
             }
             port.totals = totals;
         }
+    }
+
+    /// Rules added and removed in the namespaces the ports have been in.
+    pub(crate) fn observe_rules(&mut self) {
+        for place in self.ports.iter().flat_map(|port| &port.history) {
+            self.rules.listen(&place.netns);
+        }
+        let now_ms = (self.seconds() * 1000.0) as u64;
+        self.rules.drain(now_ms);
     }
 
     /// The netfilter rulesets of the namespaces the ports are in now, each read once.

@@ -1,0 +1,358 @@
+//! Faults that come and go while `tracer watch` runs a command that pings for about 8 s: each
+//! is found, named and placed in time although it is gone by the end; a failing command on a
+//! healthy network is not blamed on it. Each case runs five times.
+
+use std::{path::PathBuf, process::Command};
+
+use serde_json::Value;
+use tracer_tests::{Lab, Namespaces, WatchBundle, check, unique};
+use tracer_topology::lab::{DEFAULT_BRIDGE, bridge_peer};
+
+const RUNS: usize = 5;
+/// How far a window's ends may be from when the test made and healed the fault.
+const WITHIN_S: f64 = 0.5;
+
+/// The kernel tells of a carrier change through linkwatch, which batches non-urgent events
+/// up to a second (net/core/link_watch.c): a carrier window can be that late.
+const CARRIER_WITHIN_S: f64 = 1.0;
+
+/// When the script started, made the fault and healed it (Unix seconds), written by the
+/// script itself.
+struct Times {
+    file: PathBuf,
+}
+
+impl Times {
+    fn new() -> Self {
+        Self {
+            file: std::env::temp_dir().join(unique("flaky-times")),
+        }
+    }
+
+    /// A script that pings (or runs `traffic`) in the background, makes the fault at +2 s,
+    /// heals it at +5 s, waits for the traffic and fails.
+    fn script(&self, traffic: &str, make: &str, heal: &str) -> String {
+        let file = self.file.display();
+        format!(
+            "start=$(date +%s.%N)
+{traffic} &
+traffic=$!
+sleep 2
+made=$(date +%s.%N)
+{make}
+sleep 3
+healed=$(date +%s.%N)
+{heal}
+wait $traffic
+echo $start $made $healed > {file}
+exit 1"
+        )
+    }
+
+    /// (made, healed) in seconds after tracer began watching, by the command's start in the
+    /// timeline.
+    fn read(&self, report: &Value) -> (f64, f64) {
+        let text = std::fs::read_to_string(&self.file).expect("the script wrote its times");
+        let times: Vec<f64> = text
+            .split_whitespace()
+            .map(|time| time.parse().unwrap())
+            .collect();
+        let started = report["timeline"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|event| event["kind"] == "command")
+            .and_then(|event| event["seconds"].as_f64())
+            .expect("the command's start in the timeline");
+        (started + times[1] - times[0], started + times[2] - times[0])
+    }
+}
+
+impl Drop for Times {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+fn ping(lab: &Lab) -> String {
+    format!(
+        "ip netns exec {} ping -q -c 40 -i 0.2 -W 1 10.0.0.2 > /dev/null",
+        lab.initiator.netns
+    )
+}
+
+fn watch(lab: &Lab, script: &str) -> WatchBundle {
+    let bundle = lab.watch(&[], &["sh", "-c", script]);
+    assert_eq!(
+        bundle.code, 1,
+        "the command's exit code: {:#}",
+        bundle.report
+    );
+    bundle
+}
+
+fn ms(value: &Value) -> f64 {
+    value
+        .as_u64()
+        .unwrap_or_else(|| panic!("not a time: {value}")) as f64
+        / 1000.0
+}
+
+/// `what` happened within [`WITHIN_S`] of `expected`.
+fn near(what: &str, seconds: f64, expected: f64, report: &Value) {
+    near_within(what, seconds, expected, WITHIN_S, report);
+}
+
+fn near_within(what: &str, seconds: f64, expected: f64, within: f64, report: &Value) {
+    assert!(
+        (seconds - expected).abs() <= within,
+        "{what} at {seconds:.3} s, expected {expected:.3} s: {:#}",
+        report["verdict"]
+    );
+}
+
+/// The finding's loss window starts and ends with the fault.
+fn loss_placed(report: &Value, made: f64, healed: f64) {
+    let loss = &report["verdict"]["finding"]["loss"];
+    near("loss start", ms(&loss["first_ms"]), made, report);
+    near("loss end", ms(&loss["last_ms"]), healed, report);
+    assert!(loss["unanswered"].as_u64().unwrap() >= 5, "{loss:#}");
+}
+
+fn finding<'a>(report: &'a Value, class: &str, kind: &str) -> &'a Value {
+    assert_eq!(report["verdict"]["class"], class, "{:#}", report["verdict"]);
+    let finding = &report["verdict"]["finding"];
+    assert_eq!(finding["kind"], kind, "{:#}", report["verdict"]);
+    finding
+}
+
+#[test]
+fn a_rule_that_came_and_went_is_named_and_placed() {
+    for _ in 0..RUNS {
+        let lab = Lab::up("frule");
+        let times = Times::new();
+        let iptables = format!("ip netns exec {} iptables", lab.target.netns);
+        let script = times.script(
+            &ping(&lab),
+            &format!("{iptables} -I INPUT 1 -p icmp -j DROP"),
+            &format!("{iptables} -D INPUT -p icmp -j DROP"),
+        );
+        let bundle = watch(&lab, &script);
+        let report = &bundle.report;
+        let (made, healed) = times.read(report);
+        let found = finding(report, "netfilter", "transient_rule");
+        let rule = &found["rule"];
+        assert_eq!(rule["rule"], "-A INPUT -p icmp -j DROP", "{found:#}");
+        assert_eq!(rule["netns"], lab.target.netns.as_str());
+        assert_eq!(
+            (&rule["table"], &rule["chain"]),
+            (&"filter".into(), &"INPUT".into())
+        );
+        near("rule added", ms(&rule["added_ms"]), made, report);
+        near("rule removed", ms(&rule["removed_ms"]), healed, report);
+        assert!(rule["dropped"].as_u64().unwrap() >= 5, "{found:#}");
+        loss_placed(report, made, healed);
+    }
+}
+
+#[test]
+fn a_port_that_lost_carrier_for_a_while_is_named_and_placed() {
+    for _ in 0..RUNS {
+        let lab = Lab::virt("fcar");
+        let times = Times::new();
+        // The initiator's veth peer in the bridge: down, the initiator has no carrier.
+        let peer = format!(
+            "ip -n {} link set {}",
+            lab.initiator.netns,
+            bridge_peer(&lab.initiator.interface)
+        );
+        let script = times.script(&ping(&lab), &format!("{peer} down"), &format!("{peer} up"));
+        let bundle = watch(&lab, &script);
+        let report = &bundle.report;
+        let (made, healed) = times.read(report);
+        let found = finding(report, "cable", "carrier_lost");
+        assert_eq!(found["port"]["interface"], lab.initiator.interface.as_str());
+        assert_eq!(found["port"]["netns"], lab.initiator.netns.as_str());
+        let window = &found["window"];
+        near_within(
+            "carrier lost",
+            ms(&window["lost_ms"]),
+            made,
+            CARRIER_WITHIN_S,
+            report,
+        );
+        near_within(
+            "carrier back",
+            ms(&window["back_ms"]),
+            healed,
+            CARRIER_WITHIN_S,
+            report,
+        );
+        // Without carrier the neighbour entry is flushed: ARP goes unanswered until the
+        // entry fails, and the echo requests wait in its queue, to be sent once it resolves.
+        let loss = &found["loss"];
+        near_within(
+            "loss start",
+            ms(&loss["first_ms"]),
+            made,
+            CARRIER_WITHIN_S,
+            report,
+        );
+        assert!(ms(&loss["last_ms"]) <= healed + WITHIN_S, "{loss:#}");
+    }
+}
+
+fn mac_of(netns: &str, interface: &str) -> String {
+    // /sys shows the reader's namespace: read it from inside.
+    let out = check(Command::new("ip").args([
+        "netns",
+        "exec",
+        netns,
+        "cat",
+        &format!("/sys/class/net/{interface}/address"),
+    ]));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn a_mac_changed_under_a_stale_neighbour_entry_is_named_and_placed() {
+    for _ in 0..RUNS {
+        let lab = Lab::up("fmac");
+        let times = Times::new();
+        let old = mac_of(&lab.target.netns, &lab.target.interface);
+        let new = "02:00:5e:00:53:99";
+        let set = format!(
+            "ip -n {} link set {} address",
+            lab.target.netns, lab.target.interface
+        );
+        let script = times.script(
+            &ping(&lab),
+            &format!("{set} {new}"),
+            &format!("{set} {old}"),
+        );
+        let bundle = watch(&lab, &script);
+        let report = &bundle.report;
+        let (made, healed) = times.read(report);
+        let found = finding(report, "neighbour", "stale_neighbour");
+        let window = &found["window"];
+        assert_eq!(window["entry_mac"], old.as_str(), "{found:#}");
+        assert_eq!(window["port_mac"], new, "{found:#}");
+        assert_eq!(window["address"], "10.0.0.2");
+        assert_eq!(window["interface"], lab.initiator.interface.as_str());
+        near("MAC changed", ms(&window["changed_ms"]), made, report);
+        near("entry right again", ms(&window["until_ms"]), healed, report);
+        loss_placed(report, made, healed);
+    }
+}
+
+#[test]
+fn two_hosts_answering_arp_for_the_target_are_both_named() {
+    for _ in 0..RUNS {
+        let lab = Lab::virt("fdup");
+        let times = Times::new();
+        // A leftover namespace on the same bridge, taking the target's address for a while.
+        let leftover = format!("{}-x", unique("fdup"));
+        let _namespaces = Namespaces::create(&[&leftover]);
+        let (rogue, rogue_peer) = ("rogue0", format!("rg{}", std::process::id() % 100_000));
+        check(Command::new("ip").args([
+            "link",
+            "add",
+            rogue,
+            "netns",
+            &leftover,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &rogue_peer,
+            "netns",
+            &lab.initiator.netns,
+        ]));
+        check(Command::new("ip").args([
+            "-n",
+            &lab.initiator.netns,
+            "link",
+            "set",
+            &rogue_peer,
+            "master",
+            DEFAULT_BRIDGE,
+            "up",
+        ]));
+        check(Command::new("ip").args(["-n", &leftover, "link", "set", rogue, "up"]));
+        let rogue_mac = mac_of(&leftover, rogue);
+        let target_mac = mac_of(&lab.target.netns, &lab.target.interface);
+        // Every ping asks ARP anew, as an entry that expires would.
+        let traffic = format!(
+            "for i in $(seq 36); do ip -n {0} neigh flush dev {1}; ip netns exec {0} ping -c 1 -W 0.2 10.0.0.2 > /dev/null; sleep 0.2; done",
+            lab.initiator.netns, lab.initiator.interface
+        );
+        let address = format!("ip -n {leftover} addr");
+        let script = times.script(
+            &format!("({traffic})"),
+            &format!("{address} add 10.0.0.2/24 dev {rogue}"),
+            &format!("{address} del 10.0.0.2/24 dev {rogue}"),
+        );
+        let bundle = watch(&lab, &script);
+        let report = &bundle.report;
+        let (made, healed) = times.read(report);
+        let found = finding(report, "neighbour", "duplicate_address");
+        let owners = found["shared"]["owners"].as_array().unwrap();
+        assert_eq!(found["shared"]["address"], "10.0.0.2");
+        let owner = |mac: &str| {
+            owners
+                .iter()
+                .find(|owner| owner["mac"] == mac)
+                .unwrap_or_else(|| panic!("{mac} not among {owners:#?}"))
+        };
+        let (target, leftover_owner) = (owner(&target_mac), owner(&rogue_mac));
+        assert_eq!(target["netns"], lab.target.netns.as_str());
+        assert_eq!(target["interface"], lab.target.interface.as_str());
+        assert_eq!(leftover_owner["netns"], leftover.as_str());
+        assert_eq!(leftover_owner["interface"], rogue);
+        near(
+            "second MAC's first answer",
+            ms(&leftover_owner["first_ms"]),
+            made,
+            report,
+        );
+        near(
+            "second MAC's last answer",
+            ms(&leftover_owner["last_ms"]),
+            healed,
+            report,
+        );
+    }
+}
+
+#[test]
+fn a_failing_command_on_a_healthy_network_is_not_blamed_on_it() {
+    for _ in 0..RUNS {
+        let lab = Lab::up("fok");
+        let script = format!(
+            "ip netns exec {} ping -q -c 20 -i 0.2 10.0.0.2 > /dev/null; exit 3",
+            lab.initiator.netns
+        );
+        let bundle = lab.watch(&[], &["sh", "-c", &script]);
+        assert_eq!(bundle.code, 3, "watch's exit code is the command's");
+        let report = &bundle.report;
+        let found = finding(report, "ok", "path_works");
+        let icmp = found["carried"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|carried| carried["exchange"] == "icmp_forward")
+            .unwrap_or_else(|| panic!("no ICMP counted: {found:#}"));
+        assert_eq!((&icmp["sent"], &icmp["answered"]), (&20.into(), &20.into()));
+        let summary = report["verdict"]["summary"].as_str().unwrap();
+        assert!(
+            summary.starts_with("The network carried everything"),
+            "{summary}"
+        );
+        let markdown = std::fs::read_to_string(bundle.dir.join("report.md")).unwrap();
+        let first_sentence = markdown
+            .lines()
+            .find(|line| line.starts_with("**"))
+            .unwrap();
+        assert!(first_sentence.contains("20 of 20"), "{markdown}");
+    }
+}
