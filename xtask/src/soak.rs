@@ -72,12 +72,12 @@ fn lab() -> Lab {
     Lab::new((INITIATOR_NS, INITIATOR_IF), (TARGET_NS, TARGET_IF))
 }
 
-/// Builds the soak's lab, with its ports' offloads off and no IPv6; the guard removes it when
+/// Builds the soak's lab, with one frame per packet on its ports and no IPv6; the guard removes it when
 /// dropped, on failure too.
 fn lab_up() -> anyhow::Result<Network> {
     let network = lab().topology().build()?;
-    offloads_off(INITIATOR_NS, INITIATOR_IF)?;
-    offloads_off(TARGET_NS, TARGET_IF)?;
+    one_frame_per_packet(INITIATOR_NS, INITIATOR_IF)?;
+    one_frame_per_packet(TARGET_NS, TARGET_IF)?;
     for netns in [INITIATOR_NS, TARGET_NS] {
         // No IPv6 chatter (ND, MLD): the kernel's counts then hold only what the soak sends
         // and the ARP that comes with it.
@@ -203,13 +203,18 @@ fn ip_in(netns: &str, args: &[&str]) -> anyhow::Result<()> {
     quiet(Command::new("ip").args(["-n", netns]).args(args))
 }
 
-/// No TSO, GSO or GRO on a port: tracer counts the wire frames a GSO packet stands for, the
-/// kernel's interface statistics count packets; without them the two are the same.
-fn offloads_off(netns: &str, interface: &str) -> anyhow::Result<()> {
+/// One wire frame per packet on a port: tracer counts the wire frames a GSO packet stands for
+/// (at tc egress, before the device splits it), the kernel counts a packet the device sent as
+/// its frames but a packet it dropped whole (noop qdisc while the port goes down or has no
+/// carrier) as one in tx_dropped. `gso off` alone is not enough: TCP hands the device GSO
+/// packets whatever its features, and the device splits them after tc. With at most one
+/// segment per packet, and no GRO on the way in, the two count the same frames.
+fn one_frame_per_packet(netns: &str, interface: &str) -> anyhow::Result<()> {
     quiet(
         in_netns(netns, "ethtool")
             .args(["-K", interface, "tso", "off", "gso", "off", "gro", "off"]),
-    )
+    )?;
+    ip_in(netns, &["link", "set", interface, "gso_max_segs", "1"])
 }
 
 /// Takes both ports down (nothing crosses them from then on), reads what the kernel counted on
@@ -222,14 +227,14 @@ fn delete_ports() -> anyhow::Result<(KernelCounts, KernelCounts)> {
     Ok(counts)
 }
 
-/// The veth pair again, as the lab was built: same names, namespaces and addresses, the
-/// offloads off before the ports come up.
+/// The veth pair again, as the lab was built: same names, namespaces and addresses, one
+/// frame per packet before the ports come up.
 fn create_ports() -> anyhow::Result<()> {
     let lab = lab().topology();
     for pair in &lab.pairs {
         pair.create_link()?;
-        offloads_off(&pair.initiator.netns, &pair.initiator.interface)?;
-        offloads_off(&pair.target.netns, &pair.target.interface)?;
+        one_frame_per_packet(&pair.initiator.netns, &pair.initiator.interface)?;
+        one_frame_per_packet(&pair.target.netns, &pair.target.interface)?;
         pair.configure()?;
     }
     Ok(())
