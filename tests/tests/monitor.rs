@@ -993,8 +993,8 @@ fn frames(exposition: &str, role: &str, port: &str, direction: &str) -> u64 {
 /// Issue 27 on a lab of its own: TCP data written while the initiator has no carrier (its
 /// qdisc is then noop, which drops everything), a ping flood running, then the port taken
 /// down and deleted. Returns (frames the monitor counted at the initiator's egress, what the
-/// kernel counted as transmitted plus dropped there), read with the port down before it was
-/// deleted, and the kernel's tx_dropped.
+/// kernel counted as transmitted plus dropped there, and of that dropped) while the monitor
+/// was attached, read with the port down before it was deleted.
 fn egress_across_a_deletion(tag: &str, segments_per_packet: Option<&str>) -> (u64, u64, u64) {
     let lab = lab(tag);
     let (i, t) = (&lab.initiator, &lab.target);
@@ -1024,7 +1024,10 @@ fn egress_across_a_deletion(tag: &str, segments_per_packet: Option<&str>) -> (u6
     // A neighbour entry that carrier loss does not flush: the data reaches the device.
     let out = check(Command::new("ip").args(["-n", &t.netns, "-j", "link", "show", &t.interface]));
     let links: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
-    let mac = links[0]["address"].as_str().expect("target's MAC").to_owned();
+    let mac = links[0]["address"]
+        .as_str()
+        .expect("target's MAC")
+        .to_owned();
     check(Command::new("ip").args([
         "-n",
         &i.netns,
@@ -1038,17 +1041,24 @@ fn egress_across_a_deletion(tag: &str, segments_per_packet: Option<&str>) -> (u6
         "nud",
         "permanent",
     ]));
+    // No IPv6 chatter (ND, MLD) on the ports: only the test's traffic.
+    for end in [i, t] {
+        check(end.exec("sysctl").args([
+            "-qw",
+            "net.ipv6.conf.all.disable_ipv6=1",
+            &format!("net.ipv6.conf.{}.disable_ipv6=1", end.interface),
+        ]));
+    }
     let pins = PinDir::new();
     let address = metrics_address();
     let monitor = start(&monitor_args(&lab, &address, &pins), &[]);
+    // What the port sent before the monitor was there.
+    let (base_packets, base_dropped) = kernel_tx(i);
 
+    // Nobody reads: what is written is dropped before it reaches the target. The connection
+    // waits in the listener's backlog.
     let listener = tracer_tests::in_netns(&t.netns, || {
-        let listener = std::net::TcpListener::bind("10.0.0.2:4420").expect("listening");
-        std::thread::spawn(move || {
-            if let Ok((mut stream, _)) = listener.accept() {
-                let _ = std::io::copy(&mut stream, &mut std::io::sink());
-            }
-        })
+        std::net::TcpListener::bind("10.0.0.2:4420").expect("listening")
     })
     .join()
     .expect("listener thread");
@@ -1075,6 +1085,8 @@ fn egress_across_a_deletion(tag: &str, segments_per_packet: Option<&str>) -> (u6
     // As the soak deletes a port: down (nothing leaves it any more), read, deleted.
     check(Command::new("ip").args(["-n", &i.netns, "link", "set", &i.interface, "down"]));
     let (tx_packets, tx_dropped) = kernel_tx(i);
+    // Read while the port is there (a gone port has no packet series until it is back).
+    let counted = frames(&scrape(&address), "initiator", &i.spec(), "egress");
     check(Command::new("ip").args(["-n", &i.netns, "link", "del", &i.interface]));
     let gone = |exposition: &str| {
         sample(
@@ -1083,14 +1095,16 @@ fn egress_across_a_deletion(tag: &str, segments_per_packet: Option<&str>) -> (u6
             &identity("initiator", &i.spec()),
         ) == Some(0.0)
     };
-    let exposition = scrape_until(&address, "the initiator gone", gone);
-    let counted = frames(&exposition, "initiator", &i.spec(), "egress");
+    scrape_until(&address, "the initiator gone", gone);
     let _ = flood.kill();
     let _ = flood.wait();
-    drop(stream);
-    let _ = listener.join();
+    drop((stream, listener));
     stop(monitor);
-    (counted, tx_packets + tx_dropped, tx_dropped)
+    (
+        counted,
+        tx_packets + tx_dropped - base_packets - base_dropped,
+        tx_dropped - base_dropped,
+    )
 }
 
 /// Issue 27's cause. tracer counts at tc egress the wire frames a packet stands for (a GSO
