@@ -1077,7 +1077,8 @@ fn egress_across_a_deletion(tag: &str, segments_per_packet: Option<&str>) -> (u6
 
     // The target end down: the initiator loses carrier and its qdisc turns noop.
     check(Command::new("ip").args(["-n", &t.netns, "link", "set", &t.interface, "down"]));
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // linkwatch swaps the qdisc a moment later (up to a second when it is not urgent).
+    std::thread::sleep(std::time::Duration::from_millis(1200));
     stream.set_nonblocking(true).expect("non-blocking");
     let _ = stream.write(&[0u8; 65536]);
     std::thread::sleep(std::time::Duration::from_millis(300));
