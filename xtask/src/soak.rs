@@ -72,8 +72,8 @@ fn lab() -> Lab {
     Lab::new((INITIATOR_NS, INITIATOR_IF), (TARGET_NS, TARGET_IF))
 }
 
-/// Builds the soak's lab, with one frame per packet on its ports and no IPv6; the guard removes it when
-/// dropped, on failure too.
+/// Builds the soak's lab, with one frame per packet on its ports and no IPv6; the guard removes
+/// it when dropped, on failure too.
 fn lab_up() -> anyhow::Result<Network> {
     let network = lab().topology().build()?;
     one_frame_per_packet(INITIATOR_NS, INITIATOR_IF)?;
@@ -565,7 +565,8 @@ pub fn run(minutes: u64) -> anyhow::Result<()> {
     let memory_flat = growth < RSS_GROWTH_LIMIT_KIB;
 
     type Count = fn(&(KernelCounts, KernelCounts)) -> u64;
-    // tc sees a frame before veth can drop it: what was sent is what was transmitted or dropped.
+    // tc sees a frame before the device can drop it: what was sent is what was transmitted or
+    // dropped, frame for frame with one frame per packet (`one_frame_per_packet`).
     let checks: [(&str, &str, &str, &str, Count); 4] = [
         (
             "initiator egress vs tx",
