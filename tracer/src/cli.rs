@@ -16,6 +16,8 @@ use crate::{
 pub const DEFAULT_INITIATOR: &str = "cvl_0_1";
 pub const DEFAULT_TARGET: &str = "cvl_0_0_ns_spdk/cvl_0_0";
 pub const DEFAULT_PORT: &str = "4420";
+/// Where `tracer lab up` puts the initiator: never in tracer's own namespace.
+pub const DEFAULT_LAB_INITIATOR: &str = "cvl_0_1_ns_initiator/cvl_0_1";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ColorChoice {
@@ -471,9 +473,13 @@ pub struct WatchArgs {
     /// with port flags)
     #[arg(long, value_name = "IP")]
     pub target_ip: Option<Ipv4Addr>,
-    /// Directory for the bundle (created; symbolic links in it are refused, never followed)
+    /// Directory for the bundle, created only when one is written (symbolic links in it are
+    /// refused, never followed; one that already holds a bundle is refused, exit 2)
     #[arg(long, value_name = "DIR", default_value = "tracer-report")]
     pub report: PathBuf,
+    /// Replace the bundle already in the --report directory
+    #[arg(long)]
+    pub force: bool,
     /// Create this file once tracer watches (before CMD starts)
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
@@ -576,7 +582,7 @@ pub struct LabArgs {
     #[arg(
         long,
         value_name = "SPEC",
-        default_value = "cvl_0_1_ns_initiator/cvl_0_1"
+        default_value = DEFAULT_LAB_INITIATOR
     )]
     pub initiator: PortSpec,
     /// Target end, NETNS/IFNAME

@@ -50,6 +50,13 @@ pub fn run(args: &CountersArgs, verbosity: u8) -> anyhow::Result<()> {
         if let Some(logger) = logger {
             crate::logging::forward_ebpf_logs(logger)?;
         }
+        if args.duration.is_none() {
+            eprintln!(
+                "tracer: counting on {} port(s); Ctrl-C or SIGTERM stops and prints the counts \
+                 (--duration SECS stops by itself)",
+                specs.len()
+            );
+        }
         let duration = async {
             match args.duration {
                 Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,

@@ -25,7 +25,7 @@ use crate::{
         drops::DropPrograms, ebpf_log_level, events::NetworkEvents, follow::Concern,
         ports::PortOptions,
     },
-    commands::diagnose::{prepare_report_dir, write_report},
+    commands::diagnose::write_report,
     gather::{
         self, Pair,
         passive::observe::{LiveTimeline, Watch, WatchedPort},
@@ -36,6 +36,9 @@ use crate::{
 
 /// How long after the command exits tracer keeps counting.
 const SETTLE: Duration = Duration::from_millis(200);
+
+/// The file that makes a directory a bundle: one holding it is never overwritten.
+const BUNDLE_MARKER: &str = "report.json";
 
 fn exit_code(status: ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt as _;
@@ -48,7 +51,8 @@ fn exit_code(status: ExitStatus) -> i32 {
 pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
     preflight::check()?;
     child::check(&args.command)?;
-    prepare_report_dir(&args.report)?;
+    // Nothing is created before a bundle is written: a passing run leaves no trace.
+    ReportDir::check_new(&args.report, BUNDLE_MARKER, args.force)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -265,6 +269,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         );
     }
     if write_bundle_now {
+        ReportDir::create(&args.report)?.refuse_bundle(BUNDLE_MARKER, args.force)?;
         let pairs_markdown = pairs_markdown(plan.discovery.as_ref(), &verdicts, decisive);
         write_bundle(
             &args.report,
