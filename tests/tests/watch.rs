@@ -292,3 +292,48 @@ fn a_command_that_sends_nothing_claims_nothing() {
     let summary = json["verdict"]["summary"].as_str().unwrap();
     assert!(!summary.contains(" work."), "{summary}");
 }
+
+/// A second watch into a directory that holds a bundle never destroys it: exit 2 before the
+/// command runs, unless --force, which replaces it.
+#[test]
+fn an_existing_bundle_is_never_overwritten() {
+    let lab = tracer_tests::Lab::up("wov");
+    let first = lab.watch(&[], &["true"]);
+    assert_eq!(first.code, 0);
+    let report = first.dir.join("report.json");
+    let before = std::fs::read(&report).expect("the first bundle's report.json");
+    let marker = first.dir.join("ran");
+    let again = |extra: &[&str]| {
+        output(
+            tracer()
+                .arg("watch")
+                .args(lab.port_args())
+                .arg("--report")
+                .arg(&first.dir)
+                .arg("--always")
+                .args(extra)
+                .arg("--")
+                .args(["touch", marker.to_str().expect("a UTF-8 path")]),
+        )
+    };
+    let refused = again(&[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("already holds a bundle"), "{stderr}");
+    assert!(stderr.contains("--force"), "{stderr}");
+    assert!(
+        !marker.exists(),
+        "the command ran although the bundle was refused"
+    );
+    assert_eq!(std::fs::read(&report).expect("report.json"), before);
+
+    let forced = again(&["--force"]);
+    assert_eq!(
+        forced.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    assert!(marker.exists(), "--force runs the command");
+    assert_ne!(std::fs::read(&report).expect("report.json"), before);
+}
