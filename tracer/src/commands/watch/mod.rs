@@ -31,7 +31,7 @@ use crate::{
         passive::observe::{LiveTimeline, Watch, WatchedPort},
     },
     layout::{self, Discovery, WhenNone},
-    preflight, render,
+    output, preflight, render,
 };
 
 /// How long after the command exits tracer keeps counting.
@@ -71,7 +71,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         WhenNone::Follow,
     )?;
     if let Some(found) = &plan.discovery {
-        eprint!("{}", render::layout::text(found));
+        output::note(&render::layout::text(found));
     }
     let drops = DropPrograms::attach(&options.log_level)?;
     let ports = plan
@@ -261,12 +261,12 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         } else {
             String::new()
         };
-        eprintln!(
-            "tracer: {pair}verdict {} ({}): {}",
+        output::note(&format!(
+            "tracer: {pair}verdict {} ({}): {}\n",
             verdict.class.name(),
             verdict.signature(evidence),
             verdict.summary()
-        );
+        ));
     }
     if write_bundle_now {
         ReportDir::create(&args.report)?.refuse_bundle(BUNDLE_MARKER, args.force)?;
@@ -297,7 +297,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
                 )?;
             }
         }
-        eprintln!("tracer: report in {}", args.report.display());
+        output::note(&format!("tracer: report in {}\n", args.report.display()));
     }
     drop(watch);
     Ok(u8::try_from(code).unwrap_or(1))
