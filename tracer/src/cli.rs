@@ -528,11 +528,11 @@ pub struct WatchArgs {
     pub target_ip: Option<Ipv4Addr>,
     /// Bundle directory, made only for a bundle
     ///
-    /// Symbolic links in it are refused, never followed; a directory that already holds a
-    /// bundle is refused (exit 2) unless --force.
+    /// Symbolic links in it are refused, never followed. A directory that already holds a
+    /// bundle is kept: this run's goes to the first free DIR-N (DIR-2, …) unless --force.
     #[arg(long, value_name = "DIR", default_value = "tracer-report")]
     pub report: PathBuf,
-    /// Replace the bundle already in the --report directory
+    /// Replace the bundle already in the --report directory (else DIR-2, …)
     #[arg(long)]
     pub force: bool,
     /// Create PATH once tracer watches (before CMD starts)
