@@ -348,3 +348,65 @@ fn completions_and_man_page() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A port no flag named came from a default: the error says so and names the flag.
+#[test]
+fn an_unknown_default_port_names_its_flag() {
+    let lab = Lab::up("cdf");
+    let out = output(tracer().args([
+        "counters",
+        "--initiator",
+        &lab.initiator.spec(),
+        "--duration",
+        "1",
+    ]));
+    // Unless a lab of SPDK's names exists here, the default target's namespace does not.
+    if std::path::Path::new("/run/netns/cvl_0_0_ns_spdk").exists() {
+        eprintln!("skipped: namespace cvl_0_0_ns_spdk exists on this machine");
+        return;
+    }
+    assert_usage_error(&out, "is the default --target; pass --target NETNS/IFNAME");
+}
+
+/// On a 100-column terminal, counters and diagnose print no line over 100 columns.
+#[test]
+fn output_fits_a_100_column_terminal() {
+    let lab = Lab::up("c100");
+    let ports = lab.port_args().join(" ");
+    let tracer = tracer_bin().display().to_string();
+    for command in [
+        format!("{tracer} counters {ports} --duration 1"),
+        format!("{tracer} diagnose {ports}"),
+    ] {
+        let mut script = Command::new("script");
+        script.args([
+            "-q",
+            "-c",
+            &format!("stty cols 100; {command}"),
+            "/dev/null",
+        ]);
+        script.env("TERM", "xterm").env("COLUMNS", "100");
+        let text = String::from_utf8_lossy(&output(&mut script).stdout).into_owned();
+        assert!(text.lines().count() > 5, "{command}: {text}");
+        for line in text.lines() {
+            let visible: String = {
+                // Colour escapes take no column.
+                let mut visible = String::new();
+                let mut chars = line.trim_end_matches('\r').chars();
+                while let Some(c) = chars.next() {
+                    if c == '\x1b' {
+                        chars.by_ref().find(char::is_ascii_alphabetic);
+                    } else {
+                        visible.push(c);
+                    }
+                }
+                visible
+            };
+            assert!(
+                visible.chars().count() <= 100,
+                "{command}: a line of {} columns: {visible}",
+                visible.chars().count()
+            );
+        }
+    }
+}

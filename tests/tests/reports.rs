@@ -239,7 +239,7 @@ fn report_md_of_a_huge_timeline_fits_an_issue_body() {
         "{} characters",
         markdown.chars().count()
     );
-    assert!(markdown.starts_with("# tracer diagnose: "), "{markdown}");
+    assert!(markdown.starts_with("# tracer watch: "), "{markdown}");
     assert!(markdown.contains("more rows not shown"));
     assert!(markdown.contains("```mermaid"));
     // report.html has every event.

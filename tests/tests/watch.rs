@@ -292,3 +292,62 @@ fn a_command_that_sends_nothing_claims_nothing() {
     let summary = json["verdict"]["summary"].as_str().unwrap();
     assert!(!summary.contains(" work."), "{summary}");
 }
+
+/// A second watch into a directory that holds a bundle never destroys it: the command runs
+/// and its bundle goes to DIR-2; --force replaces the first.
+#[test]
+fn an_existing_bundle_is_never_overwritten() {
+    let lab = tracer_tests::Lab::up("wov");
+    let first = lab.watch(&[], &["true"]);
+    assert_eq!(first.code, 0);
+    let report = first.dir.join("report.json");
+    let before = std::fs::read(&report).expect("the first bundle's report.json");
+    let mut second_dir = first.dir.clone().into_os_string();
+    second_dir.push("-2");
+    let second_dir = PathBuf::from(second_dir);
+    let _second = TempTree(second_dir.clone());
+    let again = |extra: &[&str], marker: &str| {
+        output(
+            tracer()
+                .arg("watch")
+                .args(lab.port_args())
+                .arg("--report")
+                .arg(&first.dir)
+                .arg("--always")
+                .args(extra)
+                .arg("--")
+                .args([
+                    "touch",
+                    &first.dir.with_extension(marker).display().to_string(),
+                ]),
+        )
+    };
+    let moved = again(&[], "ran2");
+    let stderr = String::from_utf8_lossy(&moved.stderr);
+    assert_eq!(moved.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("already holds a bundle"), "{stderr}");
+    assert!(first.dir.with_extension("ran2").exists(), "the command ran");
+    assert_eq!(std::fs::read(&report).expect("report.json"), before);
+    assert!(second_dir.join("report.json").exists(), "{stderr}");
+
+    let forced = again(&["--force"], "ran3");
+    assert_eq!(
+        forced.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    assert_ne!(std::fs::read(&report).expect("report.json"), before);
+    for marker in ["ran2", "ran3"] {
+        let _ = std::fs::remove_file(first.dir.with_extension(marker));
+    }
+}
+
+/// A directory removed on drop.
+struct TempTree(PathBuf);
+
+impl Drop for TempTree {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -48,7 +48,19 @@ impl DropReason {
 
     /// Normal on a healthy path: says nothing about a fault.
     pub fn is_expected(self) -> bool {
-        matches!(self, Self::NoSocket | Self::QueuePurge | Self::NotSpecified)
+        self.why_expected().is_some()
+    }
+
+    /// Why a drop of this reason is normal on a healthy path, for people.
+    pub fn why_expected(self) -> Option<&'static str> {
+        match self {
+            Self::NoSocket => {
+                Some("ping reads its replies on a raw socket; no other socket takes them")
+            }
+            Self::QueuePurge => Some("a queue purged as a device or socket went away"),
+            Self::NotSpecified => Some("no reason given, as for IPv6 frames on ports without IPv6"),
+            _ => None,
+        }
     }
 }
 

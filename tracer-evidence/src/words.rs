@@ -67,13 +67,61 @@ pub fn probe_name(kind: ExchangeKind) -> &'static str {
     }
 }
 
+/// How a report speaks of its exchanges: diagnose sent probes; watch sent nothing and
+/// observed the command's own traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Voice {
+    /// The command that gathered the evidence.
+    pub command: &'static str,
+    /// The title of the exchanges' section.
+    pub exchanges: &'static str,
+    /// One exchange, as a table's column names it.
+    pub exchange: &'static str,
+    /// When the drops and rule counters were read.
+    pub during: &'static str,
+}
+
+pub fn voice(observed: bool) -> Voice {
+    if observed {
+        Voice {
+            command: "tracer watch",
+            exchanges: "Traffic observed",
+            exchange: "exchange",
+            during: "while watching",
+        }
+    } else {
+        Voice {
+            command: "tracer diagnose",
+            exchanges: "Probes",
+            exchange: "probe",
+            during: "while probing",
+        }
+    }
+}
+
+/// How one exchange went: "3 sent, 0 answered, 3 refused (RST: nothing listens)". The
+/// evidence and the probe ladder both say it in these words.
+pub fn outcome(probe: &Exchange) -> String {
+    let outcome = &probe.outcome;
+    let mut line = format!("{} sent, {} answered", outcome.sent, outcome.answered);
+    if outcome.refused > 0 {
+        line += &format!(", {} refused (RST: nothing listens)", outcome.refused);
+    }
+    if outcome.unreachable > 0 {
+        line += &format!(", {} ICMP unreachable", outcome.unreachable);
+    }
+    if let Some(error) = &outcome.error {
+        line += &format!(", error: {error}");
+    }
+    line
+}
+
 /// Where one probe's packets were seen, in one line.
 pub fn ladder(probe: &Exchange) -> String {
     format!(
-        "{}: {} sent, {} answered; left origin port {}, reached peer port {}, answers left peer {}, answers reached origin {}",
+        "{}: {}; left origin port {}, reached peer port {}, answers left peer {}, answers reached origin {}",
         probe_name(probe.kind),
-        probe.outcome.sent,
-        probe.answers(),
+        outcome(probe),
         probe.left_origin,
         probe.reached_peer,
         probe.answer_left_peer,

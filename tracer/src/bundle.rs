@@ -68,6 +68,58 @@ impl ReportDir {
         Ok(directory)
     }
 
+    /// Checks, creating nothing that stays, that a bundle can be written at `path` later: an
+    /// existing DIR must be writable and hold no bundle (its `marker` file) unless `replace`;
+    /// a missing one must be creatable (its nearest existing ancestor a writable directory).
+    pub fn check_new(path: &Path, marker: &str, replace: bool) -> Result<(), UsageError> {
+        if std::fs::symlink_metadata(path).is_ok() {
+            let directory = Self::open(path)?;
+            directory.write(WRITE_TEST, b"")?;
+            directory.remove(WRITE_TEST);
+            return directory.refuse_bundle(marker, replace);
+        }
+        let ancestor = path
+            .ancestors()
+            .skip(1)
+            .map(|dir| {
+                if dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    dir
+                }
+            })
+            .find(|dir| dir.exists())
+            .unwrap_or(Path::new("/"));
+        let c_ancestor =
+            c_string(ancestor.as_os_str().as_bytes()).map_err(|err| unwritable(path, &err))?;
+        // SAFETY: access with a NUL-terminated path only reads the file system.
+        if !ancestor.is_dir() || unsafe { libc::access(c_ancestor.as_ptr(), libc::W_OK) } != 0 {
+            return Err(UsageError::Argument(format!(
+                "report directory {} cannot be created: {} is not a directory tracer can write to",
+                path.display(),
+                ancestor.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses a directory that already holds a bundle (its `marker` file), unless `replace`.
+    pub fn refuse_bundle(&self, marker: &str, replace: bool) -> Result<(), UsageError> {
+        let c_marker = component(marker).map_err(|err| unwritable(&self.path, &err))?;
+        let holds = self
+            .kind(&c_marker)
+            .map_err(|err| unwritable(&self.path, &err))?
+            .is_some();
+        if holds && !replace {
+            return Err(UsageError::Argument(format!(
+                "{} already holds a bundle ({marker}): tracer never overwrites one; give another \
+                 --report directory, or --force to replace it",
+                self.path.display()
+            )));
+        }
+        Ok(())
+    }
+
     /// Opens an existing DIR, refusing a symbolic link.
     pub fn open(path: &Path) -> Result<Self, UsageError> {
         let name = c_string(path.as_os_str().as_bytes()).map_err(|err| unwritable(path, &err))?;

@@ -16,6 +16,8 @@ use crate::{
 pub const DEFAULT_INITIATOR: &str = "cvl_0_1";
 pub const DEFAULT_TARGET: &str = "cvl_0_0_ns_spdk/cvl_0_0";
 pub const DEFAULT_PORT: &str = "4420";
+/// Where `tracer lab up` puts the initiator: never in tracer's own namespace.
+pub const DEFAULT_LAB_INITIATOR: &str = "cvl_0_1_ns_initiator/cvl_0_1";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ColorChoice {
@@ -24,51 +26,70 @@ pub enum ColorChoice {
     Never,
 }
 
-/// diagnose's help after its flags: the class table, from the one in tracer-evidence.
-fn diagnose_after_help() -> String {
+const DIAGNOSE_EXAMPLES: &str = "Examples:\n  \
+tracer diagnose\n  \
+tracer diagnose -i cvl_0_1_ns_initiator/cvl_0_1 -t cvl_0_0_ns_spdk/cvl_0_0 --report /tmp/bundle";
+
+/// diagnose's long help after its flags: the class table, from the one in tracer-evidence.
+fn diagnose_after_long_help() -> String {
     format!(
         "Verdicts and exit codes (fixed; scripts may depend on them):\n{}\n\
 Several pairs: repeat --initiator, --target, --initiator-ip and --target-ip (pair N is the \
 Nth of each); one verdict each, the exit code of the first that failed.\n\
 2 stays a usage or environment error (bad argument, not root, the same address on both sides, \
 another diagnose probing the same ports for over 60 s: runs on a port take turns).\n\n\
-Example:\n  \
-tracer diagnose --initiator cvl_0_1_ns_initiator/cvl_0_1 --report /tmp/tracer-report",
+{DIAGNOSE_EXAMPLES}",
         tracer_evidence::class::exit_code_help()
     )
 }
+
+/// tracer --help after the commands: what a port spec is, where ports come from, exit codes.
+const ROOT_AFTER_LONG_HELP: &str = "Ports are given as [NETNS/]IFNAME: a namespace name as in \
+`ip netns list`, or none for tracer's own namespace. Without --initiator/--target, every \
+command looks for SPDK's three test layouts (phy, virt, virt-legacy) and takes the pairs it \
+finds; with one of them alone, the other is SPDK's (initiator cvl_0_1, target \
+cvl_0_0_ns_spdk/cvl_0_0). The TCP port is 4420 unless --tcp-port says otherwise.\n\n\
+tracer counts on tc (ingress first in the chain, egress last; XDP on ingress with \
+--ingress-hook xdp) and follows kernel drops (kfree_skb with its reason). It changes nothing \
+on the ports: what it adds it removes.\n\n\
+Exit codes: 0 success, 1 internal error or output that cannot be written, 2 usage or \
+environment error (bad argument, unknown port or namespace, not root, kernel without BTF), \
+10-17 diagnose's verdicts, 141 standard output closed by its reader.\n\n\
+Examples:\n  \
+sudo tracer lab up --layout phy --netns-root tracer_lab   # a lab to try it on\n  \
+sudo tracer diagnose --netns-root tracer_lab\n  \
+sudo tracer watch --report /tmp/bundle -- ./test.sh\n  \
+sudo tracer counters -d 10";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "tracer",
     version,
-    about = "Connectivity tracer for two cabled NIC ports: counts what crosses them and where it dies",
-    long_about = "tracer attaches tc programs (ingress first in the chain, egress last; XDP on ingress \
-with --ingress-hook xdp) to an initiator port and a target port, counts ARP, ICMP and TCP frames of one port number on each, and follows kernel drops \
-(kfree_skb with its reason).\n\n\
-Ports are given as [NETNS/]IFNAME: a namespace name as in /var/run/netns (`ip netns list`), or \
-none for tracer's own namespace. The defaults are SPDK's NVMe-over-TCP test network: initiator \
-cvl_0_1, target cvl_0_0 in namespace cvl_0_0_ns_spdk, TCP port 4420.\n\n\
-Exit codes: 0 success, 1 internal error or output that cannot be written, 2 usage or \
-environment error (bad argument, unknown port or namespace, not root, kernel without BTF), 141 \
-standard output closed by its reader (quietly, as SIGPIPE would).",
-    after_help = "Examples:\n  \
-tracer counters --duration 10\n  \
-tracer counters --initiator lab/veth0 --target peer/veth1 --port 8080 --json\n  \
-tracer lab up && tracer counters --initiator cvl_0_1_ns_initiator/cvl_0_1"
+    max_term_width = 100,
+    about = "Say where a packet between two cabled NIC ports died",
+    after_help = "Start with the README's quick start: sudo tracer lab up --layout phy --netns-root tracer_lab\n\
+`tracer COMMAND -h` lists a command's flags; `--help` explains them at length.",
+    after_long_help = ROOT_AFTER_LONG_HELP
 )]
 pub struct Cli {
-    /// More logging, repeatable (-v info, -vv debug, -vvv trace), also from the kernel programs
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    /// Say more (-v: tracer's steps; -vv: debug; -vvv: the BPF library's too)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, display_order = 900,
+          conflicts_with = "quiet")]
     pub verbose: u8,
-    /// When to colour the output: auto (on a terminal, unless NO_COLOR is set or TERM=dumb),
-    /// always or never
+    /// Print nothing on standard error but errors
+    #[arg(short, long, global = true, display_order = 901)]
+    pub quiet: bool,
+    /// When to colour: auto, always, never
+    ///
+    /// auto: on a terminal, unless NO_COLOR is set or TERM=dumb.
     #[arg(
         long,
         value_enum,
         value_name = "WHEN",
         default_value = "auto",
-        global = true
+        hide_possible_values = true,
+        global = true,
+        display_order = 902
     )]
     pub color: ColorChoice,
 
@@ -104,8 +125,7 @@ impl Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Say which port is cabled to which: tracer's own frames from each port, LLDP from the
-    /// far end, and each port's link state
+    /// Say which port is cabled to which (tracer's own frames, LLDP, link state)
     #[command(
         long_about = "Say which port is cabled to which, without any IP configuration.\n\n\
 tracer attaches its tc programs to the ports (given ones, or every physical port in every \
@@ -126,10 +146,10 @@ tracer cables cvl_0_0 cvl_0_1 --listen 31 --json\n  \
 tracer cables --pair cvl_0_1=cvl_0_0_ns_spdk/cvl_0_0"
     )]
     Cables(CablesArgs),
-    /// Count ARP, ICMP and port traffic on both ports, and kernel drops, until the duration ends
-    /// or Ctrl-C
-    #[command(after_help = "Example:\n  \
-tracer counters --initiator cvl_0_1_ns_initiator/cvl_0_1 --duration 5 --json")]
+    /// Count ARP, ICMP and port traffic on both ports, and kernel drops, until Ctrl-C
+    #[command(after_help = "Examples:\n  \
+tracer counters -d 10\n  \
+tracer counters -i cvl_0_1_ns_initiator/cvl_0_1 -t cvl_0_0_ns_spdk/cvl_0_0 -d 5 --json")]
     Counters(CountersArgs),
     /// Probe the path from initiator to target and say exactly where packets die
     #[command(
@@ -139,10 +159,11 @@ probes from the initiator's namespace: ARP requests for the target address, ICMP
 and TCP connects to the port (a SYN-ACK or a RST both mean the path is open). It watches both \
 ports, kernel drops, neighbour state, carrier and netfilter verdicts meanwhile, and prints one \
 verdict with its evidence. It never changes the firewall, and reads rule counters only.",
-        after_help = diagnose_after_help()
+        after_help = DIAGNOSE_EXAMPLES,
+        after_long_help = diagnose_after_long_help()
     )]
     Diagnose(DiagnoseArgs),
-    /// Watch both ports while a command runs; on failure, write the root-cause bundle
+    /// Watch both ports while a command runs; on failure, write a bundle saying why
     #[command(
         long_about = "Watch both ports while a command runs; on failure, write the root-cause bundle.\n\n\
 tracer attaches to the ports wherever they are (they need not be where their specs say yet: a test \
@@ -161,11 +182,12 @@ and snapshot/ (addresses, routes, neighbours and netfilter rules of each namespa
 tracer creates every file itself and never follows a symbolic link found in DIR (it refuses, \
 exit 2). \
 By default the test's own traffic is the evidence; --probe also runs diagnose's probes at the end.",
-        after_help = "Example:\n  \
-tracer watch --report /tmp/bundle -- ./test/nvmf/target/some_test.sh --transport=tcp"
+        after_help = "Examples:\n  \
+tracer watch -- ./test/nvmf/target/some_test.sh --transport=tcp\n  \
+tracer watch --report /tmp/bundle --always -- ping -c 3 10.0.0.2"
     )]
     Watch(WatchArgs),
-    /// Count on both ports for as long as tracer runs, and serve the counts to Prometheus
+    /// Count on the ports for as long as tracer runs, and serve the counts to Prometheus
     #[command(
         long_about = "Count on both ports for as long as tracer runs, and serve the counts to \
 Prometheus at http://ADDR:PORT/metrics (the Prometheus text format, or OpenMetrics when the scraper \
@@ -212,8 +234,7 @@ tracer monitor --initiator cvl_0_1_ns_initiator/cvl_0_1 --reset\n  \
 tracer monitor --unpin"
     )]
     Monitor(MonitorArgs),
-    /// Say what this kernel offers tracer (BTF, tcx or clsact, XDP, tp_btf, drop reasons,
-    /// bpffs) and what tracer uses where something lacks
+    /// Say what this kernel offers tracer, and what it uses where something lacks
     #[command(
         long_about = "Say what this kernel offers tracer, and what tracer uses where something lacks.\n\n\
 For each capability: whether the kernel has it, and what tracer uses. Kernels before 6.6 have no \
@@ -225,7 +246,7 @@ Exit codes: 0 tracer can work here, 2 it cannot (one line says why).",
         after_help = "Example:\n  tracer doctor --json"
     )]
     Doctor(DoctorArgs),
-    /// Print shell completions for tracer (bash, zsh, fish, elvish, powershell)
+    /// Print shell completions (bash, zsh, fish, elvish, powershell)
     #[command(after_help = "Install them where your shell looks, e.g.:\n  \
 tracer completions bash > /etc/bash_completion.d/tracer\n  \
 tracer completions zsh > /usr/local/share/zsh/site-functions/_tracer")]
@@ -233,10 +254,10 @@ tracer completions zsh > /usr/local/share/zsh/site-functions/_tracer")]
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print tracer's man page (roff), e.g. `tracer man > /usr/local/share/man/man1/tracer.1`
+    /// Print tracer's man page (roff)
+    #[command(after_help = "Example:\n  tracer man > /usr/local/share/man/man1/tracer.1")]
     Man,
-    /// Group many saved bundles by what failed: one line per signature, with how many, when,
-    /// on which hosts, kernels and tests
+    /// Group many saved bundles by what failed
     #[command(
         long_about = "Group many saved bundles by what failed.\n\n\
 Each PATH is a directory, searched recursively for bundles (directories holding a report.json; \
@@ -252,7 +273,10 @@ tracer triage nightly-*.tar.gz --json\n  \
 tracer triage /var/ci/artifacts --html /var/ci/artifacts/triage.html"
     )]
     Triage(TriageArgs),
-    /// Build or remove the built-in lab: SPDK's test network on a veth pair, inside namespaces
+    /// Build or remove the built-in lab: SPDK's test network inside namespaces of its own
+    #[command(after_help = "Example:\n  \
+tracer lab up --layout phy --netns-root tracer_lab\n  \
+tracer lab down --layout phy --netns-root tracer_lab")]
     Lab {
         #[command(subcommand)]
         action: LabAction,
@@ -262,13 +286,16 @@ tracer triage /var/ci/artifacts --html /var/ci/artifacts/triage.html"
 /// The ports and how to count on them.
 #[derive(Debug, Clone, Args)]
 pub struct PortArgs {
-    /// Initiator port, [NETNS/]IFNAME (default: the pairs of the SPDK layouts found; with
-    /// --target alone, cvl_0_1)
-    #[arg(long, value_name = "SPEC")]
+    /// Initiator port, [NETNS/]IFNAME
+    ///
+    /// Default: the pairs of the SPDK layouts found; with --target alone, cvl_0_1.
+    #[arg(short, long, value_name = "SPEC")]
     pub initiator: Option<PortSpec>,
-    /// Target port, [NETNS/]IFNAME (default: the pairs of the SPDK layouts found; with
-    /// --initiator alone, cvl_0_0_ns_spdk/cvl_0_0)
-    #[arg(long, value_name = "SPEC")]
+    /// Target port, [NETNS/]IFNAME
+    ///
+    /// Default: the pairs of the SPDK layouts found; with --initiator alone,
+    /// cvl_0_0_ns_spdk/cvl_0_0.
+    #[arg(short, long, value_name = "SPEC")]
     pub target: Option<PortSpec>,
     #[command(flatten)]
     pub layout: LayoutArgs,
@@ -295,13 +322,16 @@ impl PortArgs {
 /// Which SPDK layout to take the pairs of, when no port is given.
 #[derive(Debug, Clone, Default, Args)]
 pub struct LayoutArgs {
-    /// Without --initiator/--target: take this SPDK layout's pairs (phy, virt, virt-legacy)
-    /// rather than looking for all three; when it is not there, its names and default
-    /// addresses are used
+    /// Take this SPDK layout's pairs: phy, virt, virt-legacy
+    ///
+    /// Without --initiator/--target: this layout's pairs rather than looking for all three;
+    /// when it is not there, its names and default addresses are used.
     #[arg(long, value_name = "NAME")]
     pub layout: Option<LayoutName>,
-    /// Look for the layouts as if namespace NAME were the host's own, their namespaces named
-    /// NAME-NETNS (what `tracer lab up --layout` builds); never needed on an SPDK node
+    /// Look for the layouts in namespace NAME standing for the host's
+    ///
+    /// The layouts' namespaces are then named NAME-NETNS, as `tracer lab up --layout` builds
+    /// them; never needed on an SPDK node.
     #[arg(long, value_name = "NAME")]
     pub netns_root: Option<String>,
 }
@@ -309,15 +339,25 @@ pub struct LayoutArgs {
 /// What is counted on the ports, and where.
 #[derive(Debug, Clone, Args)]
 pub struct CountingArgs {
-    /// TCP port whose segments are counted as tcp_port (SYN, SYN-ACK and RST also apart)
+    /// TCP port counted as tcp_port
+    ///
+    /// Its SYN, SYN-ACK and RST segments are also counted apart.
     #[arg(long, visible_alias = "port", value_name = "N", default_value = DEFAULT_PORT,
           value_parser = clap::value_parser!(u16).range(1..))]
     pub tcp_port: u16,
-    /// Ingress hook. tc (the default) runs first in the port's tc chain, so frames another
-    /// program consumes are still counted, and leaves MTU, offloads and queues alone. xdp counts
-    /// frames before GRO, but native XDP can change the port (on a veth pair it turns off the
-    /// peer's segmentation offload); where XDP cannot be attached, tracer says so and uses tc
-    #[arg(long, value_enum, value_name = "HOOK", default_value = "tc")]
+    /// Count ingress on tc or xdp
+    ///
+    /// tc (the default) runs first in the port's tc chain, so frames another program consumes
+    /// are still counted, and leaves MTU, offloads and queues alone. xdp counts frames before
+    /// GRO, but native XDP can change the port (on a veth pair it turns off the peer's
+    /// segmentation offload); where XDP cannot be attached, tracer says so and uses tc.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "HOOK",
+        default_value = "tc",
+        hide_possible_values = true
+    )]
     pub ingress_hook: IngressHook,
 }
 
@@ -326,10 +366,10 @@ pub struct CablesArgs {
     /// Ports, [NETNS/]IFNAME (default: every physical port in every namespace)
     #[arg(value_name = "SPEC")]
     pub ports: Vec<PortSpec>,
-    /// Two ports meant to be cabled to each other, A=B (repeatable): the cable verdict for them
+    /// Two ports meant to be cabled together, A=B (repeatable): their cable verdict
     #[arg(long = "pair", value_name = "A=B", value_parser = parse_pair)]
     pub pairs: Vec<(PortSpec, PortSpec)>,
-    /// Wait SECS seconds more for LLDP frames from the far ends
+    /// Wait SECS more for LLDP frames from the far ends
     #[arg(long, value_name = "SECS", default_value = "0",
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub listen: u64,
@@ -354,65 +394,78 @@ fn parse_pair(text: &str) -> Result<(PortSpec, PortSpec), String> {
 pub struct CountersArgs {
     #[command(flatten)]
     pub ports: PortArgs,
-    /// Stop after SECS seconds (default: run until Ctrl-C or SIGTERM)
+    /// Stop after SECS seconds (default: at Ctrl-C or SIGTERM)
     #[arg(long, short, value_name = "SECS", value_parser = seconds::<86_400>)]
     pub duration: Option<u64>,
     /// Print one JSON object instead of tables
     #[arg(long)]
     pub json: bool,
-    /// Create this file once every program is attached (for scripts to wait on)
+    /// Create PATH once every program is attached (for scripts to wait on)
     #[arg(long, value_name = "PATH", value_parser = new_file_path)]
     pub ready_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct DiagnoseArgs {
-    /// Initiator port, [NETNS/]IFNAME; repeat it, with --target, --initiator-ip and
-    /// --target-ip, to diagnose several pairs together (the Nth of each make pair N).
-    /// Default: every pair of the SPDK layouts found (with --target alone, cvl_0_1)
-    #[arg(long = "initiator", value_name = "SPEC")]
+    /// Initiator port, [NETNS/]IFNAME (repeatable: one per pair)
+    ///
+    /// Repeat it, with --target, --initiator-ip and --target-ip, to diagnose several pairs
+    /// together (the Nth of each make pair N). Default: every pair of the SPDK layouts found
+    /// (with --target alone, cvl_0_1).
+    #[arg(short, long = "initiator", value_name = "SPEC")]
     pub initiators: Vec<PortSpec>,
-    /// Target port, [NETNS/]IFNAME (repeatable, see --initiator; with --initiator alone,
-    /// cvl_0_0_ns_spdk/cvl_0_0)
-    #[arg(long = "target", value_name = "SPEC")]
+    /// Target port, [NETNS/]IFNAME (repeatable: one per pair)
+    ///
+    /// With --initiator alone, cvl_0_0_ns_spdk/cvl_0_0.
+    #[arg(short, long = "target", value_name = "SPEC")]
     pub targets: Vec<PortSpec>,
-    /// The initiator's address: source of the ARP probes, destination of the reverse pings
-    /// (repeatable, see --initiator; default: configured, else the ifalias, else the layout's,
-    /// 10.0.0.1 with port flags)
+    /// The initiator's address (repeatable: one per pair)
+    ///
+    /// Source of the ARP probes, destination of the reverse pings. Default: configured, else
+    /// the ifalias, else the layout's; 10.0.0.1 with port flags.
     #[arg(long = "initiator-ip", value_name = "IP")]
     pub initiator_ips: Vec<Ipv4Addr>,
-    /// The target's address (repeatable, see --initiator; default as --initiator-ip's,
-    /// 10.0.0.2 with port flags)
+    /// The target's address (repeatable: one per pair)
+    ///
+    /// Default as --initiator-ip's; 10.0.0.2 with port flags.
     #[arg(long = "target-ip", value_name = "IP")]
     pub target_ips: Vec<Ipv4Addr>,
     #[command(flatten)]
     pub layout: LayoutArgs,
     #[command(flatten)]
     pub counting: CountingArgs,
-    /// Ports beside the pair where tracer looks for its far ends when frames were lost,
-    /// [NETNS/]IFNAME,… (default: every physical port that is up)
+    /// Other ports to find far ends on when frames were lost
+    ///
+    /// [NETNS/]IFNAME,… (default: every physical port that is up).
     #[arg(long, value_name = "SPEC,...", value_delimiter = ',')]
     pub cable_ports: Vec<PortSpec>,
     /// Print one JSON object instead of the report
     #[arg(long)]
     pub json: bool,
-    /// Also write DIR/report.md, DIR/report.json, DIR/report.html and DIR/path.svg (DIR is
-    /// created; symbolic links in it are refused, never followed)
+    /// Also write the report files into DIR
+    ///
+    /// DIR/report.md, report.json, report.html and path.svg. DIR is created; symbolic links in
+    /// it are refused, never followed.
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
-    /// Also write the path as a picture to FILE (SVG): the hops, the counts at the ports, and
-    /// where the packets stopped (of several pairs, the first that failed)
+    /// Also write the path as a picture to FILE (SVG)
+    ///
+    /// The hops, the counts at the ports, and where the packets stopped (of several pairs,
+    /// the first that failed).
     #[arg(long, value_name = "FILE", value_parser = new_file_path)]
     pub svg: Option<PathBuf>,
-    /// Also write the whole report as one page to FILE (HTML, self-contained): with --from, a
-    /// saved bundle's report.html made again, its timeline and capture included
+    /// Also write the whole report as one page to FILE (HTML)
+    ///
+    /// Self-contained; with --from, a saved bundle's report.html made again, its timeline and
+    /// capture included.
     #[arg(long, value_name = "FILE", value_parser = new_file_path)]
     pub html: Option<PathBuf>,
-    /// Classify a saved bundle (its directory, or its report.json) again with this tracer's
-    /// classifier, without touching the network or needing root
+    /// Classify a saved bundle again (no network, no root)
+    ///
+    /// Its directory, or its report.json, with this tracer's classifier.
     #[arg(long, value_name = "DIR|FILE", conflicts_with = "ready_file")]
     pub from: Option<PathBuf>,
-    /// Create this file once every program is attached
+    /// Create PATH once every program is attached
     #[arg(long, value_name = "PATH", value_parser = new_file_path)]
     pub ready_file: Option<PathBuf>,
 }
@@ -463,18 +516,26 @@ fn new_file_path(value: &str) -> Result<PathBuf, String> {
 pub struct WatchArgs {
     #[command(flatten)]
     pub ports: PortArgs,
-    /// The initiator's address (for routes and --probe; default: found as diagnose finds
-    /// it, 10.0.0.1 with port flags)
+    /// The initiator's address (for routes and --probe)
+    ///
+    /// Default: found as diagnose finds it; 10.0.0.1 with port flags.
     #[arg(long, value_name = "IP")]
     pub initiator_ip: Option<Ipv4Addr>,
-    /// The target's address (for routes and --probe; default as --initiator-ip's, 10.0.0.2
-    /// with port flags)
+    /// The target's address (for routes and --probe)
+    ///
+    /// Default as --initiator-ip's; 10.0.0.2 with port flags.
     #[arg(long, value_name = "IP")]
     pub target_ip: Option<Ipv4Addr>,
-    /// Directory for the bundle (created; symbolic links in it are refused, never followed)
+    /// Bundle directory, made only for a bundle
+    ///
+    /// Symbolic links in it are refused, never followed. A directory that already holds a
+    /// bundle is kept: this run's goes to the first free DIR-N (DIR-2, …) unless --force.
     #[arg(long, value_name = "DIR", default_value = "tracer-report")]
     pub report: PathBuf,
-    /// Create this file once tracer watches (before CMD starts)
+    /// Replace the bundle already in the --report directory (else DIR-2, …)
+    #[arg(long)]
+    pub force: bool,
+    /// Create PATH once tracer watches (before CMD starts)
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
     /// Write the bundle even when CMD succeeds
@@ -483,15 +544,18 @@ pub struct WatchArgs {
     /// After CMD, run diagnose's active probes as well
     #[arg(long)]
     pub probe: bool,
-    /// Ports beside the pair where tracer looks for its far ends when frames were lost,
-    /// [NETNS/]IFNAME,… (default: every physical port that is up)
+    /// Other ports to find far ends on when frames were lost
+    ///
+    /// [NETNS/]IFNAME,… (default: every physical port that is up).
     #[arg(long, value_name = "SPEC,...", value_delimiter = ',')]
     pub cable_ports: Vec<PortSpec>,
-    /// Frames kept per port in the capture (the last N, 1 to 100000; memory stays bounded)
+    /// Frames kept per port (the last N, 1 to 100000)
     #[arg(long, value_name = "N", default_value = "2000", value_parser = capture_frames)]
     pub capture_frames: usize,
-    /// After passing SIGINT or SIGTERM on to CMD's process group, kill the group (SIGKILL)
-    /// if it still runs SECS seconds later
+    /// SIGKILL CMD SECS after SIGINT/SIGTERM
+    ///
+    /// After passing SIGINT or SIGTERM on to CMD's process group, kill the group (SIGKILL) if
+    /// it still runs SECS seconds later.
     #[arg(long, value_name = "SECS", default_value = "10",
           value_parser = seconds::<86_400>)]
     pub kill_after: u64,
@@ -504,8 +568,9 @@ pub struct WatchArgs {
 pub struct MonitorArgs {
     #[command(flatten)]
     pub ports: PortArgs,
-    /// Serve the metrics at http://ADDR:PORT/metrics (port 0: the kernel chooses, and tracer
-    /// prints the address on standard output)
+    /// Serve the metrics at http://ADDR:PORT/metrics
+    ///
+    /// Port 0: the kernel chooses, and tracer prints the address on standard output.
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9464")]
     pub metrics_addr: SocketAddr,
     /// Keep the counters pinned in DIR, on bpffs
@@ -514,24 +579,28 @@ pub struct MonitorArgs {
     /// Start from zero: remove the pinned counters first
     #[arg(long)]
     pub reset: bool,
-    /// Remove every counter tracer pinned in --pin-dir, then exit (attaches nothing; only maps of
-    /// tracer's shape on bpffs are removed)
+    /// Remove the counters pinned in --pin-dir, then exit
+    ///
+    /// Attaches nothing; only maps of tracer's shape on bpffs are removed.
     #[arg(long, conflicts_with = "reset")]
     pub unpin: bool,
-    /// Create this file once the metrics are served and every port present is counted
+    /// Create PATH once the metrics are served and every port present is counted
     #[arg(long, value_name = "PATH", value_parser = new_file_path)]
     pub ready_file: Option<PathBuf>,
+    /// SPDK's running-test file, exported as tracer_test_info
+    ///
     /// The file SPDK's run_test writes the running test's name to (`.run_test_name` in its
-    /// output directory): read at start and at each SIGUSR1, exported as tracer_test_info
+    /// output directory): read at start and at each SIGUSR1.
     #[arg(long, value_name = "PATH")]
     pub test_tag_file: Option<PathBuf>,
-    /// Map the cabling at start and on SIGHUP: a few frames of tracer's own (EtherType
-    /// 0x88B5, harmless to IP traffic, counted as `other`) from the pair's ports and the
-    /// --cable-ports; exported as whether the pair's ports reach each other and what each
-    /// reaches instead
+    /// Map the cabling at start and on SIGHUP
+    ///
+    /// A few frames of tracer's own (EtherType 0x88B5, harmless to IP traffic, counted as
+    /// `other`) from the pair's ports and the --cable-ports; exported as whether the pair's
+    /// ports reach each other and what each reaches instead.
     #[arg(long)]
     pub cable_map: bool,
-    /// Ports beside the pair the cable map also sends from and looks at, [NETNS/]IFNAME,…
+    /// Ports beside the pair the cable map also uses, [NETNS/]IFNAME,…
     #[arg(
         long,
         value_name = "SPEC,...",
@@ -563,10 +632,12 @@ pub struct DoctorArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum LabAction {
-    /// Create (or re-create) the lab: a veth pair whose ends live in two namespaces. A namespace
-    /// of the lab's names that `lab up` did not make is left alone (exit 2)
+    /// Create (or re-create) the lab, and say what to run next
+    ///
+    /// A veth pair whose ends live in two namespaces (or with --layout one of SPDK's layouts).
+    /// A namespace of the lab's names that `lab up` did not make is left alone (exit 2).
     Up(LabArgs),
-    /// Remove the lab's namespaces, and with them everything in them
+    /// Remove the lab's namespaces and everything in them
     Down(LabArgs),
 }
 
@@ -576,7 +647,7 @@ pub struct LabArgs {
     #[arg(
         long,
         value_name = "SPEC",
-        default_value = "cvl_0_1_ns_initiator/cvl_0_1"
+        default_value = DEFAULT_LAB_INITIATOR
     )]
     pub initiator: PortSpec,
     /// Target end, NETNS/IFNAME
@@ -592,9 +663,11 @@ pub struct LabArgs {
     #[arg(long, visible_alias = "port", value_name = "N", default_value = DEFAULT_PORT,
           value_parser = clap::value_parser!(u16).range(1..))]
     pub tcp_port: u16,
-    /// SPDK's virtual topology (nvmf_veth_init, NET_TYPE=virt) instead of a direct pair: each
-    /// port's veth peer (PORT_br) is a port of one bridge in the initiator's namespace, with an
-    /// iptables FORWARD accept for it
+    /// SPDK's virtual topology (ports' veth peers in one bridge)
+    ///
+    /// nvmf_veth_init, NET_TYPE=virt, instead of a direct pair: each port's veth peer
+    /// (PORT_br) is a port of one bridge in the initiator's namespace, with an iptables
+    /// FORWARD accept for it.
     #[arg(long)]
     pub virt: bool,
     /// The bridge's name, with --virt
@@ -605,9 +678,10 @@ pub struct LabArgs {
         requires = "virt"
     )]
     pub bridge: String,
-    /// Build one of SPDK's layouts faithfully (its names, addresses, bridge, ifalias and
-    /// SPDK_NVMF rules) instead: phy, virt or virt-legacy, inside namespace --netns-root
-    /// standing for the host's and NETNS_ROOT-<the layout's namespace>
+    /// Build one of SPDK's layouts instead: phy, virt or virt-legacy
+    ///
+    /// Faithfully (its names, addresses, bridge, ifalias and SPDK_NVMF rules), inside
+    /// namespace --netns-root standing for the host's and NETNS_ROOT-<the layout's namespace>.
     #[arg(long, value_name = "NAME",
           conflicts_with_all = ["initiator", "target", "initiator_ip", "target_ip", "virt"])]
     pub layout: Option<LayoutName>,
@@ -615,8 +689,9 @@ pub struct LabArgs {
     #[arg(long, value_name = "N", requires = "layout",
           value_parser = clap::value_parser!(u8).range(1..=8))]
     pub pairs: Option<u8>,
-    /// With --layout: the namespace standing for the host's (give the same to the other
-    /// commands' --netns-root)
+    /// With --layout: the namespace standing for the host's
+    ///
+    /// Give the same --netns-root to the other commands.
     #[arg(
         long,
         value_name = "NAME",
@@ -664,6 +739,44 @@ mod tests {
             "exit codes with a gap"
         );
         (low, high)
+    }
+
+    /// Every command's `-h`, as a terminal `columns` wide shows it.
+    fn short_helps(columns: usize) -> Vec<(String, String)> {
+        let mut root = Cli::command().term_width(columns);
+        root.build();
+        let mut helps = vec![("tracer".to_owned(), root.render_help().to_string())];
+        let mut commands: Vec<(String, clap::Command)> = root
+            .get_subcommands()
+            .map(|command| (command.get_name().to_owned(), command.clone()))
+            .collect();
+        while let Some((name, mut command)) = commands.pop() {
+            commands.extend(
+                command
+                    .get_subcommands()
+                    .map(|sub| (format!("{name} {}", sub.get_name()), sub.clone())),
+            );
+            helps.push((name, command.render_help().to_string()));
+        }
+        helps
+    }
+
+    /// `-h` is one screen: at most 40 lines, none over 100 columns, on a 100-column terminal.
+    #[test]
+    fn short_help_fits_a_screen() {
+        let helps = short_helps(100);
+        assert!(helps.len() > 10, "every command: {helps:?}");
+        for (name, help) in helps {
+            let lines: Vec<&str> = help.lines().collect();
+            assert!(
+                lines.len() <= 40,
+                "tracer {name} -h is {} lines:\n{help}",
+                lines.len()
+            );
+            if let Some(long) = lines.iter().find(|line| line.chars().count() > 100) {
+                panic!("tracer {name} -h has a line over 100 columns: {long}");
+            }
+        }
     }
 
     #[test]

@@ -5,8 +5,9 @@ use tokio::io::{Interest, unix::AsyncFd};
 
 /// tracer's own steps: -v info, -vv debug, -vvv trace; warnings always. The libraries' (aya's
 /// loader and its like) only at -vvv, where everything is traced.
-pub fn init(verbosity: u8) {
+pub fn init(verbosity: u8, quiet: bool) {
     let (own, everyone) = match verbosity {
+        _ if quiet => (log::LevelFilter::Error, log::LevelFilter::Error),
         0 => (log::LevelFilter::Warn, log::LevelFilter::Warn),
         1 => (log::LevelFilter::Info, log::LevelFilter::Warn),
         2 => (log::LevelFilter::Debug, log::LevelFilter::Warn),

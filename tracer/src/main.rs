@@ -33,8 +33,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(err) => return clap_exit(&err),
     };
-    logging::init(cli.verbose);
+    logging::init(cli.verbose, cli.quiet);
     output::set_colour(cli.color);
+    output::set_quiet(cli.quiet);
     if let Err(usage) = cli.check() {
         say!("tracer: {usage}");
         return ExitCode::from(EXIT_USAGE);

@@ -19,6 +19,20 @@ pub fn set_colour(choice: ColorChoice) {
     let _ = COLOUR.set(choice);
 }
 
+/// `--quiet`, set once at start: errors only on standard error.
+static QUIET: OnceLock<bool> = OnceLock::new();
+
+pub fn set_quiet(quiet: bool) {
+    let _ = QUIET.set(quiet);
+}
+
+/// A note on standard error about what tracer is doing (not an error): silent with `--quiet`.
+pub fn note(text: &str) {
+    if !QUIET.get().copied().unwrap_or(false) {
+        let _ = io::stderr().write_all(text.as_bytes());
+    }
+}
+
 /// Whether standard output gets colour: `--color always` or `never` as said; with `auto` (the
 /// default) only on a terminal, and not when NO_COLOR is set (https://no-color.org) or
 /// TERM=dumb.
@@ -70,6 +84,37 @@ pub fn print(text: &str) -> Result<(), OutputError> {
     stdout.write_all(text.as_bytes())?;
     stdout.flush()?;
     Ok(())
+}
+
+/// Writes text meant for people: on a terminal, wrapped to its width (scripts reading a pipe
+/// get the lines whole).
+pub fn print_text(text: &str) -> Result<(), OutputError> {
+    match terminal_width() {
+        Some(width) => print(&crate::render::wrap::wrap(text, width)),
+        None => print(text),
+    }
+}
+
+/// The width of the terminal standard output is, from the terminal (else COLUMNS); none when
+/// it is not a terminal.
+fn terminal_width() -> Option<usize> {
+    if !io::stdout().is_terminal() {
+        return None;
+    }
+    // SAFETY: TIOCGWINSZ fills the zeroed winsize it is given, or fails.
+    let columns = unsafe {
+        let mut size: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) == 0 {
+            size.ws_col
+        } else {
+            0
+        }
+    };
+    let columns = match columns {
+        0 => std::env::var("COLUMNS").ok()?.parse().ok()?,
+        columns => usize::from(columns),
+    };
+    (columns >= 20).then_some(columns)
 }
 
 /// Writes `text` and a newline to standard output.

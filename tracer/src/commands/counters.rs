@@ -36,7 +36,7 @@ pub fn run(args: &CountersArgs, verbosity: u8) -> anyhow::Result<()> {
         .iter()
         .flat_map(|pair| [&pair.initiator, &pair.target])
         .collect();
-    let mut session = Session::attach(&specs, &options)?;
+    let mut session = Session::attach(&specs, &options).map_err(|err| plan.explain(err))?;
     let logger = session.drops.take_logger();
 
     runtime.block_on(async {
@@ -49,6 +49,13 @@ pub fn run(args: &CountersArgs, verbosity: u8) -> anyhow::Result<()> {
         }
         if let Some(logger) = logger {
             crate::logging::forward_ebpf_logs(logger)?;
+        }
+        if args.duration.is_none() {
+            output::note(&format!(
+                "tracer: counting on {} port(s); Ctrl-C or SIGTERM stops and prints the counts \
+                 (--duration SECS stops by itself)\n",
+                specs.len()
+            ));
         }
         let duration = async {
             match args.duration {
@@ -74,9 +81,9 @@ pub fn run(args: &CountersArgs, verbosity: u8) -> anyhow::Result<()> {
         output::print_line(&serde_json::to_string(&json)?)?;
     } else {
         if let Some(found) = &plan.discovery {
-            output::print(&render::layout::text(found))?;
+            output::print_text(&render::layout::text(found))?;
         }
-        output::print(&render::counters::text(
+        output::print_text(&render::counters::text(
             &report,
             args.ports.counting.tcp_port,
         ))?;

@@ -85,7 +85,7 @@ pub fn run(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<u8> {
         output::print_line(&json)?;
     } else {
         if let Some(found) = &discovery {
-            output::print(&render::layout::text(found))?;
+            output::print_text(&render::layout::text(found))?;
         }
         let terminal = output::colour();
         for (index, report) in reports.iter().enumerate() {
@@ -96,7 +96,7 @@ pub fn run(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<u8> {
                     pair_name(report.evidence)
                 ))?;
             }
-            output::print(&render::diagnose::text(report, terminal))?;
+            output::print_text(&render::diagnose::text(report, terminal))?;
         }
     }
     if let Some(dir) = &args.report {

@@ -14,7 +14,10 @@ use tracer_topology::{
     layouts::{LayoutLab, Scope},
 };
 
-use crate::{cli::LabArgs, error::UsageError};
+use crate::{
+    cli::{DEFAULT_LAB_INITIATOR, DEFAULT_PORT, DEFAULT_TARGET, LabArgs},
+    error::UsageError,
+};
 
 fn check_args(args: &LabArgs) -> Result<(), UsageError> {
     for (role, spec) in [("initiator", &args.initiator), ("target", &args.target)] {
@@ -93,13 +96,32 @@ fn namespaces(args: &LabArgs) -> Result<Vec<String>, UsageError> {
     }
 }
 
-/// Removes the lab's namespaces; the veth pair and the rules inside go with them.
+/// Removes the lab's namespaces; the veth pair and the rules inside go with them. Says what
+/// it removed.
 pub fn down(args: &LabArgs) -> anyhow::Result<()> {
+    let removed = remove(args)?;
+    if removed.is_empty() {
+        println!("tracer lab down: nothing to remove (no namespace of the lab's names exists)");
+    } else {
+        println!(
+            "tracer lab down: removed namespace(s) {} and everything in them",
+            removed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Deletes the lab's namespaces that exist; returns their names.
+fn remove(args: &LabArgs) -> anyhow::Result<Vec<String>> {
+    let mut removed = Vec::new();
     for netns in namespaces(args)? {
+        if tracer_topology::namespace_exists(&netns) {
+            removed.push(netns.clone());
+        }
         tracer_topology::delete_namespace(&netns)?;
         let _ = std::fs::remove_file(mark_path(&netns));
     }
-    Ok(())
+    Ok(removed)
 }
 
 /// Builds the lab from scratch (removing an earlier one first), the way nvmf_tcp_init does. A
@@ -115,8 +137,9 @@ pub fn up(args: &LabArgs) -> anyhow::Result<()> {
             .into());
         }
     }
-    down(args)?;
-    let topology = match args.layout_lab()? {
+    remove(args)?;
+    let layout_lab = args.layout_lab()?;
+    let topology = match &layout_lab {
         Some(lab) => lab.topology(),
         None => lab(args).topology(),
     };
@@ -126,7 +149,98 @@ pub fn up(args: &LabArgs) -> anyhow::Result<()> {
         mark(netns)?;
     }
     network.keep();
+    print!(
+        "{}",
+        match &layout_lab {
+            Some(lab) => built_layout(lab),
+            None => built(args),
+        }
+    );
     Ok(())
+}
+
+/// What `lab up` built and the commands to run next, for the two-namespace lab.
+fn built(args: &LabArgs) -> String {
+    let (initiator, target) = (&args.initiator, &args.target);
+    let address = |cidr: &str| cidr.split_once('/').map_or(cidr, |(ip, _)| ip).to_owned();
+    let target_ip = address(&args.target_ip);
+    let mut flags = format!("--initiator {initiator} --target {target}");
+    if address(&args.initiator_ip) != "10.0.0.1" || target_ip != "10.0.0.2" {
+        flags += &format!(
+            " --initiator-ip {} --target-ip {target_ip}",
+            address(&args.initiator_ip)
+        );
+    }
+    if args.tcp_port.to_string() != DEFAULT_PORT {
+        flags += &format!(" --tcp-port {}", args.tcp_port);
+    }
+    let cabling = if args.virt {
+        format!("veth pairs whose peers are ports of bridge {}", args.bridge)
+    } else {
+        "a veth pair".to_owned()
+    };
+    format!(
+        "tracer lab up: built the lab, {cabling} between\n  \
+         initiator {} {} in namespace {}\n  \
+         target    {} {} in namespace {}\n\
+         with SPDK's iptables ACCEPT for TCP port {} in the initiator's namespace.\n\
+         Next (the lab is not where tracer looks by default, hence the flags):\n  \
+         sudo tracer diagnose {flags}\n  \
+         sudo tracer watch {flags} -- ip netns exec {} ping -c 3 {target_ip}\n  \
+         sudo tracer lab down{}\n",
+        initiator.interface,
+        args.initiator_ip,
+        initiator.netns,
+        target.interface,
+        args.target_ip,
+        target.netns,
+        args.tcp_port,
+        initiator.netns,
+        lab_flags(args),
+    )
+}
+
+/// What `lab up --layout` built and the commands to run next.
+fn built_layout(lab: &LayoutLab) -> String {
+    let [host, targets] = lab.namespaces();
+    let mut text = format!(
+        "tracer lab up: built SPDK's {} layout in namespace {host} (standing for the host) \
+         and {targets}:\n",
+        lab.layout
+    );
+    for index in 0..lab.pairs {
+        let pair = lab.layout.pair(index);
+        text += &format!(
+            "  pair {}: initiator {} {} in {host}, target {} {} in {targets}\n",
+            index + 1,
+            pair.initiator,
+            pair.initiator_ip,
+            pair.target,
+            pair.target_ip
+        );
+    }
+    let first = lab.layout.pair(0);
+    let scope = format!("--netns-root {host}");
+    text += &format!(
+        "Next (--netns-root makes tracer look for the layouts in the lab, not on the host):\n  \
+         sudo tracer diagnose {scope}\n  \
+         sudo tracer watch {scope} -- ip netns exec {host} ping -c 3 {}\n  \
+         sudo tracer lab down --layout {} {scope}\n",
+        first.target_ip, lab.layout
+    );
+    text
+}
+
+/// The flags `lab down` needs to find this lab again: the names that differ from the defaults.
+fn lab_flags(args: &LabArgs) -> String {
+    let mut flags = String::new();
+    if args.initiator.to_string() != DEFAULT_LAB_INITIATOR {
+        flags += &format!(" --initiator {}", args.initiator);
+    }
+    if args.target.to_string() != DEFAULT_TARGET {
+        flags += &format!(" --target {}", args.target);
+    }
+    flags
 }
 
 impl LabArgs {

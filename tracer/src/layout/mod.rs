@@ -54,6 +54,32 @@ pub struct Discovery {
 pub struct Plan {
     pub pairs: Vec<PlannedPair>,
     pub discovery: Option<Discovery>,
+    /// Ports no flag named, filled from a default, with the flag that names them.
+    pub defaulted: Vec<(PortSpec, &'static str)>,
+}
+
+impl Plan {
+    /// An error about a port that came from a default says so and names the flag.
+    pub fn explain(&self, err: anyhow::Error) -> anyhow::Error {
+        let Some(usage) = err.downcast_ref::<UsageError>() else {
+            return err;
+        };
+        let about = |spec: &PortSpec| match usage {
+            UsageError::UnknownInterface { interface, .. } => *interface == spec.interface,
+            UsageError::Netns(crate::netns::NetnsError::NotFound { name, .. }) => {
+                *name == spec.netns
+            }
+            _ => false,
+        };
+        match self.defaulted.iter().find(|(spec, _)| about(spec)) {
+            Some((spec, flag)) => UsageError::Argument(format!(
+                "{usage} (`{spec}` is the default {flag}; pass {flag} NETNS/IFNAME to name the \
+                 port)"
+            ))
+            .into(),
+            None => err,
+        }
+    }
 }
 
 /// When nothing is found: stop (a command that looks now), or follow every layout's pairs
@@ -121,6 +147,7 @@ pub fn discover(
             netns_root: scope.root.clone(),
             layouts,
         }),
+        defaulted: Vec::new(),
     })
 }
 
@@ -175,6 +202,15 @@ pub fn from_flags(
             given.to_vec()
         }
     };
+    let mut defaulted = Vec::new();
+    for (given, default, flag) in [
+        (initiators, crate::cli::DEFAULT_INITIATOR, "--initiator"),
+        (targets, crate::cli::DEFAULT_TARGET, "--target"),
+    ] {
+        if given.is_empty() {
+            defaulted.push((default.parse().expect("the default spec parses"), flag));
+        }
+    }
     let initiators = or_default(initiators, crate::cli::DEFAULT_INITIATOR);
     let targets = or_default(targets, crate::cli::DEFAULT_TARGET);
     let initiator_ips = ip_or_default(initiator_ips, Ipv4Addr::new(10, 0, 0, 1));
@@ -198,6 +234,7 @@ pub fn from_flags(
             })
             .collect(),
         discovery: None,
+        defaulted,
     })
 }
 

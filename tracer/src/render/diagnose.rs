@@ -7,7 +7,7 @@ use tracer_evidence::{
     Exchange, NeighbourEvidence, PortEvidence, Report, RouteEvidence, RouteLookup, Side,
     VerdictClass,
     ladder::{Rung, first_short},
-    words::{drop_place, probe_name, rule_line, side_label},
+    words::{drop_place, outcome, probe_name, rule_line, side_label, voice},
 };
 
 use crate::{netns, render::path};
@@ -34,26 +34,10 @@ fn ladder_points(report: &Report<'_>, probe: &Exchange) -> Vec<(String, u64, boo
 }
 
 fn probe_line(probe: &Exchange) -> String {
-    if let Some(why) = &probe.skipped {
-        return format!("{}: not sent ({why})", probe_name(probe.kind));
+    match &probe.skipped {
+        Some(why) => format!("{}: not sent ({why})", probe_name(probe.kind)),
+        None => format!("{}: {}", probe_name(probe.kind), outcome(probe)),
     }
-    let outcome = &probe.outcome;
-    let mut line = format!(
-        "{}: {} sent, {} answered",
-        probe_name(probe.kind),
-        outcome.sent,
-        outcome.answered
-    );
-    if outcome.refused > 0 {
-        let _ = write!(line, ", {} refused (RST: nothing listens)", outcome.refused);
-    }
-    if outcome.unreachable > 0 {
-        let _ = write!(line, ", {} ICMP unreachable", outcome.unreachable);
-    }
-    if let Some(error) = &outcome.error {
-        let _ = write!(line, ", error: {error}");
-    }
-    line
 }
 
 fn link_line(port: &PortEvidence) -> String {
@@ -186,10 +170,12 @@ pub fn text(report: &Report<'_>, terminal: bool) -> String {
     }
     let _ = writeln!(out, "  signature: {}", report.verdict.signature);
 
+    let voice = voice(report.evidence.windows.observed);
     if !report.evidence.exchanges.is_empty() {
         let _ = writeln!(
             out,
-            "\nProbes (first point where an expected packet was missing marked <-):"
+            "\n{} (first point where an expected packet was missing marked <-):",
+            voice.exchanges
         );
         for probe in &report.evidence.exchanges {
             let _ = writeln!(out, "  {}", probe_line(probe));
@@ -217,14 +203,27 @@ pub fn text(report: &Report<'_>, terminal: bool) -> String {
             let _ = writeln!(out, "  {}", neighbour_line(neighbour));
         }
     }
-    if !report.evidence.drops.is_empty() {
-        let _ = writeln!(out, "Kernel drops in the two namespaces while probing:");
-        for drop in &report.evidence.drops {
+    // Drops normal on a healthy path are kept apart, each with why it is expected.
+    let (expected, unexpected): (Vec<_>, Vec<_>) = report
+        .evidence
+        .drops
+        .iter()
+        .partition(|drop| drop.drop.reason().is_expected());
+    if !unexpected.is_empty() {
+        let _ = writeln!(out, "Kernel drops in the two namespaces {}:", voice.during);
+        for drop in unexpected {
             let _ = writeln!(out, "  {}", drop_line(drop));
         }
     }
+    if !expected.is_empty() {
+        let _ = writeln!(out, "Expected drops (normal on a healthy path):");
+        for drop in expected {
+            let why = drop.drop.reason().why_expected().unwrap_or_default();
+            let _ = writeln!(out, "  {} ({why})", drop_line(drop));
+        }
+    }
     if !report.evidence.netfilter.is_empty() {
-        let _ = writeln!(out, "Netfilter rules that dropped while probing:");
+        let _ = writeln!(out, "Netfilter rules that dropped {}:", voice.during);
         for hit in &report.evidence.netfilter {
             let _ = writeln!(out, "  {}", rule_line(hit));
         }
@@ -239,7 +238,13 @@ pub fn text(report: &Report<'_>, terminal: bool) -> String {
 pub fn markdown(report: &Report<'_>) -> String {
     let verdict = &report.verdict;
     let mut out = String::new();
-    let _ = writeln!(out, "# tracer diagnose: {}\n", verdict.verdict.class.name());
+    let voice = voice(report.evidence.windows.observed);
+    let _ = writeln!(
+        out,
+        "# {}: {}\n",
+        voice.command,
+        verdict.verdict.class.name()
+    );
     let _ = writeln!(out, "**{}**\n", verdict.summary);
     let _ = writeln!(
         out,
@@ -280,10 +285,11 @@ pub fn markdown(report: &Report<'_>) -> String {
         let _ = writeln!(out, "- {fact}");
     }
     if !report.evidence.exchanges.is_empty() {
-        let _ = writeln!(out, "\n## Probes\n");
+        let _ = writeln!(out, "\n## {}\n", voice.exchanges);
         let _ = writeln!(
             out,
-            "| probe | sent | answered | left origin | reached peer | answer left peer | answer reached origin |"
+            "| {} | sent | answered | left origin | reached peer | answer left peer | answer reached origin |",
+            voice.exchange
         );
         let _ = writeln!(out, "|---|---|---|---|---|---|---|");
         for probe in &report.evidence.exchanges {
@@ -333,7 +339,7 @@ pub fn markdown(report: &Report<'_>) -> String {
                 .collect(),
         ),
         (
-            "Kernel drops while probing",
+            &format!("Kernel drops {}", voice.during),
             report.evidence.drops.iter().map(drop_line).collect(),
         ),
         (

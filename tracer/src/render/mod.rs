@@ -12,3 +12,4 @@ pub mod path;
 pub mod svg;
 pub mod timeline;
 pub mod triage;
+pub mod wrap;

@@ -132,8 +132,8 @@ pub(super) fn namespace_snapshot(netns: &str, ruleset: &Ruleset) -> String {
     for chain in &ruleset.chains {
         if chain.policy_drop {
             out.push_str(&format!(
-                "{:?} {} {} {}: policy drop [{}]\n",
-                chain.backend,
+                "{} {} {} {}: policy drop [{}]\n",
+                chain.backend.name(),
                 chain.family,
                 chain.table,
                 chain.name,
@@ -145,8 +145,8 @@ pub(super) fn namespace_snapshot(netns: &str, ruleset: &Ruleset) -> String {
     }
     for rule in &ruleset.rules {
         out.push_str(&format!(
-            "{:?} {} {} {}: {} [{}]\n",
-            rule.backend,
+            "{} {} {} {}: {} [{}]\n",
+            rule.backend.name(),
             rule.family,
             rule.table,
             rule.chain,

@@ -6,6 +6,7 @@ mod pace;
 
 use std::{
     collections::{BTreeMap, HashMap},
+    path::{Path, PathBuf},
     process::ExitStatus,
     time::{Duration, Instant},
 };
@@ -25,17 +26,44 @@ use crate::{
         drops::DropPrograms, ebpf_log_level, events::NetworkEvents, follow::Concern,
         ports::PortOptions,
     },
-    commands::diagnose::{prepare_report_dir, write_report},
+    commands::diagnose::write_report,
     gather::{
         self, Pair,
         passive::observe::{LiveTimeline, Watch, WatchedPort},
     },
     layout::{self, Discovery, WhenNone},
-    preflight, render,
+    output, preflight, render,
 };
 
 /// How long after the command exits tracer keeps counting.
 const SETTLE: Duration = Duration::from_millis(200);
+
+/// The file that makes a directory a bundle: one holding it is never overwritten.
+const BUNDLE_MARKER: &str = "report.json";
+
+/// Where this run's bundle goes: `--report`, or, when that already holds a bundle (and no
+/// --force), the first `DIR-N` that holds none: an earlier run's evidence is never replaced,
+/// and the command still runs (a CI wrapper's test is not refused for a name).
+fn bundle_dir(report: &Path, force: bool) -> PathBuf {
+    let holds_bundle = |dir: &Path| std::fs::symlink_metadata(dir.join(BUNDLE_MARKER)).is_ok();
+    if force || !holds_bundle(report) {
+        return report.to_owned();
+    }
+    let mut numbered = (2..).map(|n| {
+        let mut name = report.as_os_str().to_owned();
+        name.push(format!("-{n}"));
+        PathBuf::from(name)
+    });
+    let free = numbered
+        .find(|dir| !holds_bundle(dir))
+        .expect("an unbounded range finds a free name");
+    output::note(&format!(
+        "tracer: {} already holds a bundle: this run's goes to {} (--force replaces it)\n",
+        report.display(),
+        free.display()
+    ));
+    free
+}
 
 fn exit_code(status: ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt as _;
@@ -48,7 +76,9 @@ fn exit_code(status: ExitStatus) -> i32 {
 pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
     preflight::check()?;
     child::check(&args.command)?;
-    prepare_report_dir(&args.report)?;
+    // Nothing is created before a bundle is written: a passing run leaves no trace.
+    let report_dir = bundle_dir(&args.report, args.force);
+    ReportDir::check_new(&report_dir, BUNDLE_MARKER, args.force)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -67,7 +97,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         WhenNone::Follow,
     )?;
     if let Some(found) = &plan.discovery {
-        eprint!("{}", render::layout::text(found));
+        output::note(&render::layout::text(found));
     }
     let drops = DropPrograms::attach(&options.log_level)?;
     let ports = plan
@@ -257,17 +287,18 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         } else {
             String::new()
         };
-        eprintln!(
-            "tracer: {pair}verdict {} ({}): {}",
+        output::note(&format!(
+            "tracer: {pair}verdict {} ({}): {}\n",
             verdict.class.name(),
             verdict.signature(evidence),
             verdict.summary()
-        );
+        ));
     }
     if write_bundle_now {
+        ReportDir::create(&report_dir)?.refuse_bundle(BUNDLE_MARKER, args.force)?;
         let pairs_markdown = pairs_markdown(plan.discovery.as_ref(), &verdicts, decisive);
         write_bundle(
-            &args.report,
+            &report_dir,
             Diagnosis {
                 verdict,
                 evidence,
@@ -282,7 +313,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
             &final_rulesets,
         )?;
         if verdicts.len() > 1 {
-            let dir = ReportDir::open(&args.report)?;
+            let dir = ReportDir::open(&report_dir)?;
             for (index, (verdict, evidence)) in verdicts.iter().zip(&evidences).enumerate() {
                 let report = Report::new(verdict, evidence);
                 write_report(
@@ -292,7 +323,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
                 )?;
             }
         }
-        eprintln!("tracer: report in {}", args.report.display());
+        output::note(&format!("tracer: report in {}\n", report_dir.display()));
     }
     drop(watch);
     Ok(u8::try_from(code).unwrap_or(1))
