@@ -36,6 +36,33 @@ impl Windows {
         self == &Self::default()
     }
 
+    /// The latest moment any window mentions (0 when there are none).
+    pub fn last_ms(&self) -> u64 {
+        let loss = self.loss.iter().map(|loss| loss.last_ms);
+        let rules = self
+            .rules
+            .iter()
+            .flat_map(|rule| rule.added_ms.into_iter().chain(rule.removed_ms));
+        let carrier = self
+            .carrier
+            .iter()
+            .flat_map(|carrier| std::iter::once(carrier.lost_ms).chain(carrier.back_ms));
+        let neighbour = self
+            .neighbour
+            .iter()
+            .flat_map(|entry| std::iter::once(entry.changed_ms).chain(entry.until_ms));
+        let shared = self
+            .shared_addresses
+            .iter()
+            .flat_map(|shared| shared.owners.iter().map(|owner| owner.last_ms));
+        loss.chain(rules)
+            .chain(carrier)
+            .chain(neighbour)
+            .chain(shared)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The loss windows that overlap `from..until` (`None`: it lasted to the end).
     pub fn losses_during(
         &self,
@@ -149,6 +176,26 @@ pub struct RuleWindow {
     pub removed_ms: Option<u64>,
     /// Packets the kernel dropped with NETFILTER_DROP in its namespace while it existed.
     pub dropped: u64,
+}
+
+impl RuleWindow {
+    /// The rule's text, or why there is none.
+    pub fn text(&self) -> &str {
+        if self.rule.is_empty() {
+            "(gone before it could be read)"
+        } else {
+            &self.rule
+        }
+    }
+
+    /// "added +2.0 s, removed +5.0 s".
+    pub fn lifetime(&self) -> String {
+        let added = self
+            .added_ms
+            .map_or_else(|| "before watching began".to_owned(), at);
+        let removed = self.removed_ms.map_or_else(|| "never".to_owned(), at);
+        format!("added {added}, removed {removed}")
+    }
 }
 
 /// A watched port without carrier, and when carrier came back.
