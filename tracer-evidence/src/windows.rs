@@ -29,6 +29,8 @@ pub struct Windows {
     pub neighbour: Vec<NeighbourWindow>,
     #[serde(default)]
     pub shared_addresses: Vec<SharedAddress>,
+    #[serde(default)]
+    pub address: Vec<AddressWindow>,
 }
 
 impl Windows {
@@ -55,10 +57,15 @@ impl Windows {
             .shared_addresses
             .iter()
             .flat_map(|shared| shared.owners.iter().map(|owner| owner.last_ms));
+        let address = self
+            .address
+            .iter()
+            .flat_map(|address| std::iter::once(address.removed_ms).chain(address.back_ms));
         loss.chain(rules)
             .chain(carrier)
             .chain(neighbour)
             .chain(shared)
+            .chain(address)
             .max()
             .unwrap_or(0)
     }
@@ -206,6 +213,19 @@ pub struct CarrierWindow {
     pub interface: String,
     pub lost_ms: u64,
     /// `None`: still without carrier at the end.
+    pub back_ms: Option<u64>,
+}
+
+/// A watched port without its address (the pair's address for that side), and when it had it
+/// again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressWindow {
+    pub side: Side,
+    pub netns: String,
+    pub interface: String,
+    pub address: Ipv4Addr,
+    pub removed_ms: u64,
+    /// `None`: still without it at the end.
     pub back_ms: Option<u64>,
 }
 

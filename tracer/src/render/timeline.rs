@@ -471,8 +471,8 @@ mod tests {
     #[test]
     fn each_kind_of_window_is_a_band_with_its_story() {
         use tracer_evidence::{
-            AddressOwner, CarrierWindow, LossWindow, NeighbourWindow, RuleWindow, SharedAddress,
-            Windows,
+            AddressOwner, AddressWindow, CarrierWindow, LossWindow, NeighbourWindow, RuleWindow,
+            SharedAddress, Windows,
         };
         let hostile_rule = r#"-I OUTPUT 1 -d 10.0.0.3 -m comment --comment "<a>&'b'" -j DROP"#;
         let mut evidence = Evidence::new(
@@ -507,6 +507,14 @@ mod tests {
                 interface: "cvl_0_0".to_owned(),
                 lost_ms: 6000,
                 back_ms: None,
+            }],
+            address: vec![AddressWindow {
+                side: Side::Target,
+                netns: "cvl_0_0_ns_spdk".to_owned(),
+                interface: "cvl_0_0".to_owned(),
+                address: [10, 0, 0, 2].into(),
+                removed_ms: 2500,
+                back_ms: Some(3500),
             }],
             neighbour: vec![NeighbourWindow {
                 side: Side::Initiator,
@@ -555,7 +563,14 @@ mod tests {
         let kinds: Vec<&str> = windows.iter().map(|window| window.0).collect();
         assert_eq!(
             kinds,
-            ["loss", "rule", "carrier", "neighbour", "shared_address"]
+            [
+                "loss",
+                "rule",
+                "carrier",
+                "address",
+                "neighbour",
+                "shared_address"
+            ]
         );
         let title = |kind| windows.iter().find(|window| window.0 == kind).unwrap().1;
         assert_eq!(
@@ -570,6 +585,7 @@ mod tests {
             title("loss")
         );
         assert!(title("carrier").contains("from +6.0 s to the end"));
+        assert!(title("address").contains("without 10.0.0.2 from +2.5 s to +3.5 s"));
         assert!(
             title("neighbour")
                 .contains("held 02:00:00:00:00:01 while the port had 02:00:00:00:00:02")

@@ -1,5 +1,6 @@
 //! The windows watch placed in time, drawn under the ports' lanes: one row per flow that lost
-//! requests, per rule that came or went, per carrier loss, per stale neighbour entry and per MAC
+//! requests, per rule that came or went, per carrier loss, per address removed, per stale
+//! neighbour entry and per MAC
 //! that answered for a shared address; each window a band with its full story as a tooltip.
 
 use tracer_evidence::{
@@ -19,12 +20,14 @@ const RULE: &str = "#6a1b9a";
 const CARRIER: &str = "#e53935";
 const NEIGHBOUR: &str = "#f9a825";
 const SHARED: &str = "#00838f";
+const ADDRESS: &str = "#ef6c00";
 
 /// The legend's swatches for the windows' colours.
-pub(super) const SWATCHES: [(&str, &str); 5] = [
+pub(super) const SWATCHES: [(&str, &str); 6] = [
     (LOSS, "requests lost"),
     (RULE, "rule existed"),
     (CARRIER, "carrier lost"),
+    (ADDRESS, "address removed"),
     (NEIGHBOUR, "stale neighbour"),
     (SHARED, "answered for a shared address"),
 ];
@@ -45,8 +48,8 @@ struct Row {
     windows: Vec<Window>,
 }
 
-/// The rows for `windows`, in a fixed order: losses, rules, carrier, neighbours, shared
-/// addresses; a flow's windows share a row.
+/// The rows for `windows`, in a fixed order: losses, rules, carrier, addresses, neighbours,
+/// shared addresses; a flow's windows share a row.
 fn rows(windows: &Windows) -> Vec<Row> {
     let mut rows: Vec<Row> = Vec::new();
     for loss in &windows.loss {
@@ -103,6 +106,26 @@ fn rows(windows: &Windows) -> Vec<Row> {
                     namespace_phrase(&carrier.netns),
                     at(carrier.lost_ms),
                     carrier.back_ms.map_or_else(|| "the end".to_owned(), at)
+                ),
+            }],
+        });
+    }
+    for address in &windows.address {
+        rows.push(Row {
+            label: format!("no {} on {}", address.address, address.interface),
+            windows: vec![Window {
+                kind: "address",
+                colour: ADDRESS,
+                from_ms: Some(address.removed_ms),
+                until_ms: address.back_ms,
+                title: format!(
+                    "{} port {} in {} without {} from {} to {}",
+                    side_name(address.side),
+                    address.interface,
+                    namespace_phrase(&address.netns),
+                    address.address,
+                    at(address.removed_ms),
+                    address.back_ms.map_or_else(|| "the end".to_owned(), at)
                 ),
             }],
         });
