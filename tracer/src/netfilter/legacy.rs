@@ -2,11 +2,27 @@
 //! namespace's legacy tables are read on a short period and each read is compared with the
 //! last: a rule that lived less than the period may be missed, and the evidence says so.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Instant};
 
 use tracer_evidence::RuleWindow;
 
-use super::{Rule, read::read_xtables_legacy};
+use super::{Rule, parse::Parsed, read::read_xtables_legacy};
+use crate::netns::NetnsGuard;
+
+/// Where each legacy family lists the tables that exist in a namespace.
+const TABLE_NAMES: [&str; 3] = ["ip_tables_names", "ip6_tables_names", "arp_tables_names"];
+
+/// Whether any legacy table exists in `netns`, read in place (no tool started): the files
+/// show the namespace of the thread that reads them.
+fn has_legacy_tables(netns: &str) -> bool {
+    let Ok(_inside) = NetnsGuard::enter(netns) else {
+        return false;
+    };
+    TABLE_NAMES.iter().any(|file| {
+        std::fs::read_to_string(format!("/proc/thread-self/net/{file}"))
+            .is_ok_and(|names| !names.trim().is_empty())
+    })
+}
 
 /// How often the legacy tables of a namespace are read.
 pub const READ_EVERY_MS: u64 = 500;
@@ -47,10 +63,17 @@ impl LegacyReads {
         {
             return last.tables;
         }
-        // Only tables /proc/net/*_tables_names lists are read: asking for one would make it.
+        // Asked every period: tools start only where legacy tables exist.
+        let started = Instant::now();
+        let tables = has_legacy_tables(netns);
         let mut errors = Vec::new();
-        let parsed = read_xtables_legacy(netns, &mut errors);
-        let tables = !parsed.chains.is_empty();
+        let parsed = if tables {
+            read_xtables_legacy(netns, &mut errors)
+        } else {
+            Parsed::default()
+        };
+        // A rule seen now may have come while the tools ran: it is placed when they finished.
+        let now_ms = now_ms + started.elapsed().as_millis() as u64;
         for error in errors {
             log::debug!("reading legacy x_tables in {netns:?}: {error}");
         }
