@@ -10,11 +10,12 @@
 use crate::{
     facts::{Evidence, Side},
     findings::{
-        Context, Unanswered, arp_unanswered, cabled_elsewhere, carrier_late, carrier_lost,
-        duplicate_address, frames_lost, hop_broken, interface_down, interface_missing,
-        mtu_mismatch, namespace_missing, neighbour_mismatch, netfilter_drop, no_carrier, no_route,
-        nothing_observed, path_works, program_takes_probes, reverse_path_filter,
-        route_by_other_interface, stale_neighbour, transient_rule, unanswered, unexplained_drop,
+        Context, Unanswered, address_removed, arp_unanswered, cabled_elsewhere, carrier_late,
+        carrier_lost, duplicate_address, frames_lost, hop_broken, interface_down,
+        interface_missing, mtu_mismatch, namespace_missing, neighbour_mismatch, netfilter_drop,
+        no_carrier, no_route, nothing_observed, path_works, program_takes_probes,
+        reverse_path_filter, route_by_other_interface, stale_neighbour, transient_rule, unanswered,
+        unexplained_drop,
     },
     verdict::Verdict,
 };
@@ -35,6 +36,7 @@ const RULES: &[Rule] = &[
     duplicate_address::recognise,
     transient_rule::recognise,
     carrier_lost::recognise,
+    address_removed::recognise,
     stale_neighbour::recognise,
     netfilter_drop::recognise,
     program_takes_probes::recognise,

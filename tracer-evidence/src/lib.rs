@@ -38,7 +38,7 @@ pub use report::{
 pub use timeline::{PortChange, Timeline, TimelineEvent};
 pub use verdict::*;
 pub use windows::{
-    AddressOwner, CarrierWindow, LossWindow, NeighbourWindow, Request, RuleWindow, SharedAddress,
-    Windows,
+    AddressOwner, AddressWindow, CarrierWindow, LossWindow, NeighbourWindow, Request, RuleWindow,
+    SharedAddress, Windows,
 };
 pub use words::display_netns;

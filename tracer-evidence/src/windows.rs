@@ -29,11 +29,45 @@ pub struct Windows {
     pub neighbour: Vec<NeighbourWindow>,
     #[serde(default)]
     pub shared_addresses: Vec<SharedAddress>,
+    #[serde(default)]
+    pub address: Vec<AddressWindow>,
 }
 
 impl Windows {
     pub fn is_empty(&self) -> bool {
         self == &Self::default()
+    }
+
+    /// The latest moment any window mentions (0 when there are none).
+    pub fn last_ms(&self) -> u64 {
+        let loss = self.loss.iter().map(|loss| loss.last_ms);
+        let rules = self
+            .rules
+            .iter()
+            .flat_map(|rule| rule.added_ms.into_iter().chain(rule.removed_ms));
+        let carrier = self
+            .carrier
+            .iter()
+            .flat_map(|carrier| std::iter::once(carrier.lost_ms).chain(carrier.back_ms));
+        let neighbour = self
+            .neighbour
+            .iter()
+            .flat_map(|entry| std::iter::once(entry.changed_ms).chain(entry.until_ms));
+        let shared = self
+            .shared_addresses
+            .iter()
+            .flat_map(|shared| shared.owners.iter().map(|owner| owner.last_ms));
+        let address = self
+            .address
+            .iter()
+            .flat_map(|address| std::iter::once(address.removed_ms).chain(address.back_ms));
+        loss.chain(rules)
+            .chain(carrier)
+            .chain(neighbour)
+            .chain(shared)
+            .chain(address)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The loss windows that overlap `from..until` (`None`: it lasted to the end).
@@ -151,6 +185,26 @@ pub struct RuleWindow {
     pub dropped: u64,
 }
 
+impl RuleWindow {
+    /// The rule's text, or why there is none.
+    pub fn text(&self) -> &str {
+        if self.rule.is_empty() {
+            "(gone before it could be read)"
+        } else {
+            &self.rule
+        }
+    }
+
+    /// "added +2.0 s, removed +5.0 s".
+    pub fn lifetime(&self) -> String {
+        let added = self
+            .added_ms
+            .map_or_else(|| "before watching began".to_owned(), at);
+        let removed = self.removed_ms.map_or_else(|| "never".to_owned(), at);
+        format!("added {added}, removed {removed}")
+    }
+}
+
 /// A watched port without carrier, and when carrier came back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CarrierWindow {
@@ -159,6 +213,19 @@ pub struct CarrierWindow {
     pub interface: String,
     pub lost_ms: u64,
     /// `None`: still without carrier at the end.
+    pub back_ms: Option<u64>,
+}
+
+/// A watched port without its address (the pair's address for that side), and when it had it
+/// again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddressWindow {
+    pub side: Side,
+    pub netns: String,
+    pub interface: String,
+    pub address: Ipv4Addr,
+    pub removed_ms: u64,
+    /// `None`: still without it at the end.
     pub back_ms: Option<u64>,
 }
 

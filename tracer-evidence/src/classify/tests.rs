@@ -1023,6 +1023,33 @@ fn a_carrier_window_in_the_loss_is_cable_and_a_rule_outside_it_is_not_blamed() {
 }
 
 #[test]
+fn an_address_removed_in_the_loss_is_placed_and_one_removed_long_before_is_not_blamed() {
+    let mut evidence = lossy_watch();
+    let removed = |removed_ms, back_ms| crate::windows::AddressWindow {
+        side: Side::Target,
+        netns: "cvl_0_0_ns_spdk".to_owned(),
+        interface: "cvl_0_0".to_owned(),
+        address: [10, 0, 0, 2].into(),
+        removed_ms,
+        back_ms: Some(back_ms),
+    };
+    evidence.windows.address.push(removed(100, 300));
+    let verdict = classify(&evidence);
+    assert!(
+        !matches!(verdict.finding, Finding::AddressRemoved(_)),
+        "{verdict:?}"
+    );
+    evidence.windows.address.push(removed(2000, 5000));
+    let verdict = classify(&evidence);
+    let Finding::AddressRemoved(found) = &verdict.finding else {
+        panic!("{verdict:?}");
+    };
+    assert_eq!(found.window.removed_ms, 2000);
+    assert_eq!(verdict.class, VerdictClass::Neighbour);
+    assert_eq!(verdict.side, Side::Target);
+}
+
+#[test]
 fn a_watched_run_that_lost_nothing_is_ok_with_its_counts() {
     let mut evidence = healthy();
     evidence.windows.observed = true;

@@ -102,6 +102,8 @@ finding_kinds! {
     TransientRule in transient_rule,
     /// A port lost carrier for a while during a watched run.
     CarrierLost in carrier_lost,
+    /// A port's address was removed for a while during a watched run.
+    AddressRemoved in address_removed,
     /// A neighbour entry kept a MAC the other port no longer had.
     StaleNeighbour in stale_neighbour,
     /// More than one MAC answered ARP for one address.

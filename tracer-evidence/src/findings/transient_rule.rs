@@ -9,7 +9,7 @@ use crate::{
     facts::Side,
     stop::{DrawnPath, Stop},
     verdict::{Fact, Verdict},
-    windows::{LossWindow, RuleWindow, at, loss_line, worst_loss},
+    windows::{LossWindow, RuleWindow, loss_line, worst_loss},
     words::{namespace_phrase, netns_exec},
 };
 
@@ -59,15 +59,12 @@ impl Describe for TransientRule {
 
     fn summary(&self, _: Side) -> String {
         let rule = &self.rule;
-        let added = rule
-            .added_ms
-            .map_or_else(|| "before watching began".to_owned(), at);
-        let removed = rule.removed_ms.map_or_else(|| "never".to_owned(), at);
         format!(
-            "{}; in that window rule `{}` in {} existed (added {added}, removed {removed}) and dropped {} packet(s).",
+            "{}; in that window rule `{}` in {} existed ({}) and dropped {} packet(s).",
             loss_line(&self.loss),
-            rule_text(rule),
+            rule.text(),
             namespace_phrase(&rule.netns),
+            rule.lifetime(),
             rule.dropped
         )
     }
@@ -87,21 +84,13 @@ impl Describe for TransientRule {
         let rule = &self.rule;
         Some(format!(
             "rule `{}` ({} {} {}, handle {}) in {}",
-            rule_text(rule),
+            rule.text(),
             rule.family,
             rule.table,
             rule.chain,
             rule.handle,
             namespace_phrase(&rule.netns)
         ))
-    }
-}
-
-fn rule_text(rule: &RuleWindow) -> &str {
-    if rule.rule.is_empty() {
-        "(gone before it could be read)"
-    } else {
-        &rule.rule
     }
 }
 

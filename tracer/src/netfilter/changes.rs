@@ -1,7 +1,7 @@
 //! Rules as they come and go: nftables' change announcements (NFNLGRP_NFTABLES) in each
 //! watched namespace, which nft and iptables-nft both cause. Each added rule is read once, so
 //! that its text is known after it is gone. Legacy x_tables announce nothing: their rules are
-//! only read at the start and the end, and the evidence says so.
+//! read on a short period instead (`legacy`), and the evidence says so.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -10,7 +10,12 @@ use std::{
 
 use tracer_evidence::{Backend, RuleWindow};
 
-use super::{nft::parse_nft_json, parse::Parsed, read::read_xtables_nft};
+use super::{
+    legacy::{LegacyReads, READ_EVERY_MS},
+    nft::parse_nft_json,
+    parse::Parsed,
+    read::read_xtables_nft,
+};
 use crate::{
     netlink::{
         EventSocket,
@@ -157,6 +162,11 @@ pub fn parse_rule_changes(datagram: &[u8]) -> io::Result<Vec<RuleChange>> {
 pub struct RuleWatch {
     sockets: BTreeMap<String, EventSocket>,
     refused: BTreeSet<String>,
+    /// Every namespace listened to, for the legacy tables' reads.
+    namespaces: BTreeSet<String>,
+    legacy: LegacyReads,
+    /// Namespaces where legacy tables were found (and so read on a period).
+    legacy_found: BTreeSet<String>,
     pub windows: Vec<RuleWindow>,
     /// What could not be watched, one line each.
     pub limitations: Vec<String>,
@@ -165,6 +175,7 @@ pub struct RuleWatch {
 impl RuleWatch {
     /// Listens in `netns` from now on (once per namespace).
     pub fn listen(&mut self, netns: &str) {
+        self.namespaces.insert(netns.to_owned());
         if self.sockets.contains_key(netns) || self.refused.contains(netns) {
             return;
         }
@@ -205,6 +216,15 @@ impl RuleWatch {
         }
         for (netns, change) in heard {
             self.apply(&netns, change, now_ms);
+        }
+        for netns in &self.namespaces {
+            let found = self.legacy.read(netns, now_ms, &mut self.windows);
+            if found && self.legacy_found.insert(netns.clone()) {
+                self.limitations.push(format!(
+                    "legacy x_tables in {} read every {READ_EVERY_MS} ms (they announce no changes): a rule that lived less than that may be missed",
+                    crate::netns::display_name(netns)
+                ));
+            }
         }
     }
 

@@ -22,6 +22,7 @@
 
 mod changes;
 mod drops;
+mod legacy;
 mod model;
 mod nft;
 mod parse;

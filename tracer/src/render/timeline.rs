@@ -1,6 +1,9 @@
 //! A watch's timeline as a picture, `timeline.svg`: for each port, its link (carrier) and its
-//! neighbour entries as bands over time and its drops and other events as marks; the command's
-//! start and exit as lines across.
+//! neighbour entries as bands over time and its drops and other events as marks; under them the
+//! windows watch placed in time (losses, rules, carrier, neighbours); the command's start and
+//! exit as lines across.
+
+mod windows;
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
@@ -95,8 +98,11 @@ impl Band {
 /// `timeline.svg`: the verdict, then one lane per port over the run's seconds.
 pub fn svg(timeline: &Timeline, evidence: &Evidence, verdict: &Verdict) -> String {
     let width = 2.0 * MARGIN + LABELS + PLOT;
-    let step = nice_step((timeline.end().max(0.001)) / 8.0);
-    let end = (timeline.end() / step).ceil().max(1.0) * step;
+    let last = timeline
+        .end()
+        .max(evidence.windows.last_ms() as f64 / 1000.0);
+    let step = nice_step(last.max(0.001) / 8.0);
+    let end = (last / step).ceil().max(1.0) * step;
     let left = MARGIN + LABELS;
     let x = |seconds: f64| left + seconds / end * PLOT;
     let mut svg = Svg::default();
@@ -108,6 +114,10 @@ pub fn svg(timeline: &Timeline, evidence: &Evidence, verdict: &Verdict) -> Strin
     y += 16.0;
     for port in [&evidence.initiator, &evidence.target] {
         y = draw_lane(&mut lanes, timeline, port, y, x, end) + 18.0;
+    }
+    let windows_end = windows::draw(&mut lanes, &evidence.windows, y, x, end);
+    if windows_end > y {
+        y = windows_end + 18.0;
     }
     let bottom = y - 10.0;
     let ticks = (end / step).round() as usize;
@@ -153,7 +163,7 @@ pub fn svg(timeline: &Timeline, evidence: &Evidence, verdict: &Verdict) -> Strin
     // The legend.
     let mut y = bottom + 28.0;
     let mut legend_x = MARGIN;
-    let swatches: [(&str, &str); 9] = [
+    let ports: [(&str, &str); 9] = [
         ("#43a047", "carrier / reachable"),
         ("#e53935", "no carrier / failed"),
         ("#90a4ae", "down"),
@@ -164,7 +174,12 @@ pub fn svg(timeline: &Timeline, evidence: &Evidence, verdict: &Verdict) -> Strin
         (DROP, "▼ kernel drops"),
         (INK, "● other events"),
     ];
-    for (colour, name) in swatches {
+    let shown_windows = if evidence.windows.is_empty() {
+        &[][..]
+    } else {
+        &windows::SWATCHES[..]
+    };
+    for &(colour, name) in ports.iter().chain(shown_windows) {
         let item = 20.0 + text_width(name, 11.5) + 16.0;
         if legend_x + item > width - MARGIN {
             legend_x = MARGIN;
@@ -451,6 +466,150 @@ mod tests {
             titles.contains(&"+1.500 s drop: drop <at> 1.5 & more"),
             "{titles:?}"
         );
+    }
+
+    #[test]
+    fn each_kind_of_window_is_a_band_with_its_story() {
+        use tracer_evidence::{
+            AddressOwner, AddressWindow, CarrierWindow, LossWindow, NeighbourWindow, RuleWindow,
+            SharedAddress, Windows,
+        };
+        let hostile_rule = r#"-I OUTPUT 1 -d 10.0.0.3 -m comment --comment "<a>&'b'" -j DROP"#;
+        let mut evidence = Evidence::new(
+            port(Side::Initiator, "", "cvl_0_1"),
+            port(Side::Target, "cvl_0_0_ns_spdk", "cvl_0_0"),
+            Environment::default(),
+        );
+        evidence.windows = Windows {
+            observed: true,
+            loss: vec![LossWindow {
+                flow: "ICMP from 10.0.0.1 to 10.0.0.2".to_owned(),
+                side: Side::Initiator,
+                first_ms: 2100,
+                last_ms: 5000,
+                unanswered: 14,
+            }],
+            rules: vec![RuleWindow {
+                netns: "cvl_0_0_ns_spdk".to_owned(),
+                family: "ip".to_owned(),
+                table: "filter".to_owned(),
+                chain: "OUTPUT".to_owned(),
+                handle: 7,
+                rule: hostile_rule.to_owned(),
+                drops: true,
+                added_ms: Some(2000),
+                removed_ms: Some(5000),
+                dropped: 14,
+            }],
+            carrier: vec![CarrierWindow {
+                side: Side::Target,
+                netns: "cvl_0_0_ns_spdk".to_owned(),
+                interface: "cvl_0_0".to_owned(),
+                lost_ms: 6000,
+                back_ms: None,
+            }],
+            address: vec![AddressWindow {
+                side: Side::Target,
+                netns: "cvl_0_0_ns_spdk".to_owned(),
+                interface: "cvl_0_0".to_owned(),
+                address: [10, 0, 0, 2].into(),
+                removed_ms: 2500,
+                back_ms: Some(3500),
+            }],
+            neighbour: vec![NeighbourWindow {
+                side: Side::Initiator,
+                netns: String::new(),
+                interface: "cvl_0_1".to_owned(),
+                address: [10, 0, 0, 2].into(),
+                entry_mac: "02:00:00:00:00:01".to_owned(),
+                port_mac: "02:00:00:00:00:02".to_owned(),
+                changed_ms: 1000,
+                until_ms: Some(4000),
+            }],
+            shared_addresses: vec![SharedAddress {
+                address: [10, 0, 0, 2].into(),
+                owners: vec![AddressOwner {
+                    mac: "02:00:00:00:00:03".to_owned(),
+                    first_ms: 500,
+                    last_ms: 7000,
+                    answers: 3,
+                    interface: Some("leftover0".to_owned()),
+                    netns: Some("old_ns".to_owned()),
+                }],
+            }],
+        };
+        // The run's events end at 4.2 s; the windows (to 7 s) widen the axis.
+        let timeline = Timeline {
+            events: vec![
+                event(0.1, "command", None, None),
+                event(4.2, "command", None, None),
+            ],
+            truncated: 0,
+        };
+        let verdict = Verdict::new(Side::Target, NoCarrier { ports: Vec::new() });
+        let document = svg(&timeline, &evidence, &verdict);
+        let parsed = roxmltree::Document::parse(&document)
+            .unwrap_or_else(|err| panic!("{err}:\n{document}"));
+        let windows: Vec<(&str, &str, f64, f64)> = parsed
+            .descendants()
+            .filter_map(|node| {
+                let kind = node.attribute("data-window")?;
+                let title = node.children().find(|child| child.has_tag_name("title"))?;
+                let band = node.children().find(|child| child.has_tag_name("rect"))?;
+                let number = |name| band.attribute(name)?.parse::<f64>().ok();
+                Some((kind, title.text()?, number("x")?, number("width")?))
+            })
+            .collect();
+        let kinds: Vec<&str> = windows.iter().map(|window| window.0).collect();
+        assert_eq!(
+            kinds,
+            [
+                "loss",
+                "rule",
+                "carrier",
+                "address",
+                "neighbour",
+                "shared_address"
+            ]
+        );
+        let title = |kind| windows.iter().find(|window| window.0 == kind).unwrap().1;
+        assert_eq!(
+            title("rule"),
+            format!(
+                "rule `{hostile_rule}` (ip filter OUTPUT, handle 7) in namespace cvl_0_0_ns_spdk: added +2.0 s, removed +5.0 s; 14 packet(s) dropped meanwhile"
+            )
+        );
+        assert!(
+            title("loss").contains("+2.1 s to +5.0 s"),
+            "{}",
+            title("loss")
+        );
+        assert!(title("carrier").contains("from +6.0 s to the end"));
+        assert!(title("address").contains("without 10.0.0.2 from +2.5 s to +3.5 s"));
+        assert!(
+            title("neighbour")
+                .contains("held 02:00:00:00:00:01 while the port had 02:00:00:00:00:02")
+        );
+        assert!(title("shared_address").contains("(leftover0 in old_ns)"));
+        // Bands sit at their times: the axis's ticks give the scale.
+        let tick = |label: &str| {
+            parsed
+                .descendants()
+                .find(|node| node.has_tag_name("text") && node.text() == Some(label))
+                .and_then(|node| node.attribute("x")?.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no tick {label}"))
+        };
+        let (zero, two, seven) = (tick("0 s"), tick("2 s"), tick("7 s"));
+        let second = (two - zero) / 2.0;
+        let rule = windows.iter().find(|window| window.0 == "rule").unwrap();
+        assert!((rule.2 - two).abs() < 0.2, "{rule:?} starts at 2 s ({two})");
+        assert!((rule.3 - 3.0 * second).abs() < 0.2, "{rule:?} lasts 3 s");
+        let carrier = windows.iter().find(|window| window.0 == "carrier").unwrap();
+        assert!(
+            (carrier.2 + carrier.3 - seven).abs() < 0.2,
+            "{carrier:?} runs to the end"
+        );
+        assert!(!document.contains("<a>"), "unescaped text in:\n{document}");
     }
 
     #[test]

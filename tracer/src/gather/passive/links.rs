@@ -1,5 +1,5 @@
-//! A watched port's link and neighbours: carrier and state changes, neighbour entries and
-//! their MACs, as they happen.
+//! A watched port's link, addresses and neighbours: carrier and state changes, its addresses,
+//! neighbour entries and their MACs, as they happen.
 
 use std::{collections::HashMap, net::Ipv4Addr};
 
@@ -80,6 +80,21 @@ impl Watch {
                 );
             }
             let ifindex = link.ifindex;
+            let mut addresses: Vec<Ipv4Addr> = socket
+                .addresses()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|address| address.ifindex == ifindex)
+                .map(|address| address.address)
+                .collect();
+            addresses.sort();
+            if port
+                .address_history
+                .last()
+                .is_none_or(|(_, last)| *last != addresses)
+            {
+                port.address_history.push((now, addresses));
+            }
             let entries: Vec<_> = socket
                 .neighbours()
                 .unwrap_or_default()

@@ -119,6 +119,8 @@ pub(crate) struct WatchedPort {
     pub(crate) neighbour_history: Vec<(f64, Ipv4Addr, Option<[u8; 6]>)>,
     /// Each change of the port's own MAC.
     pub(crate) mac_history: Vec<(f64, [u8; 6])>,
+    /// Each change of the port's IPv4 addresses, at seconds after the start.
+    pub(crate) address_history: Vec<(f64, Vec<Ipv4Addr>)>,
     /// Counts of earlier attachments (a port deleted and recreated gets new counters).
     pub(crate) carried: Totals,
     /// (ingress, egress) counts of the whole run so far.
@@ -158,6 +160,7 @@ impl WatchedPort {
             neighbour_macs: HashMap::new(),
             neighbour_history: Vec::new(),
             mac_history: Vec::new(),
+            address_history: Vec::new(),
             carrier_gap: None,
             carried: Default::default(),
             totals: Default::default(),

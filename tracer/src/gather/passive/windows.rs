@@ -1,7 +1,8 @@
 //! What a watched run placed in time: the test's requests that went unanswered (from the
 //! frames the capture kept, with their timestamps), the rules that came and went with the
 //! drops in their namespace meanwhile, the ports' carrier losses, the neighbour entries that
-//! held a MAC the other port no longer had, and addresses answered from more than one MAC.
+//! held a MAC the other port no longer had, the ports' addresses removed for a while, and
+//! addresses answered from more than one MAC.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -10,8 +11,8 @@ use std::{
 };
 
 use tracer_evidence::{
-    AddressOwner, CarrierWindow, NeighbourWindow, PortChange, Request, RuleWindow, SharedAddress,
-    Side, Windows, mac_text, reasons::DropReason, windows::loss_windows,
+    AddressOwner, AddressWindow, CarrierWindow, NeighbourWindow, PortChange, Request, RuleWindow,
+    SharedAddress, Side, Windows, mac_text, reasons::DropReason, windows::loss_windows,
 };
 
 use super::observe::{Watch, WatchedPort};
@@ -72,6 +73,36 @@ pub(crate) fn windows(watch: &Watch, ports: &[WatchedPort], pair: &Pair) -> Wind
         stale_entries(target, initiator, pair.initiator_ip),
     ]
     .concat();
+    windows.address = [
+        address_removed(initiator, pair.initiator_ip),
+        address_removed(target, pair.target_ip),
+    ]
+    .concat();
+    windows
+}
+
+/// The times `port` had had `address` and no longer had it, and when it had it again.
+fn address_removed(port: &WatchedPort, address: Ipv4Addr) -> Vec<AddressWindow> {
+    let spec = port.current_spec();
+    let mut windows: Vec<AddressWindow> = Vec::new();
+    let mut had = false;
+    for (seconds, addresses) in &port.address_history {
+        let ms = (seconds * 1000.0) as u64;
+        let has = addresses.contains(&address);
+        if had && !has {
+            windows.push(AddressWindow {
+                side: port.side,
+                netns: spec.netns.clone(),
+                interface: spec.interface.clone(),
+                address,
+                removed_ms: ms,
+                back_ms: None,
+            });
+        } else if has && let Some(open) = windows.last_mut().filter(|w| w.back_ms.is_none()) {
+            open.back_ms = Some(ms);
+        }
+        had = has;
+    }
     windows
 }
 
