@@ -212,9 +212,40 @@ fn missing_target_port_says_where_it_is() {
     assert_eq!(verdict.side, Side::Target);
     assert!(matches!(
         &verdict.finding,
-        Finding::InterfaceMissing(InterfaceMissing { found_elsewhere, .. }) if found_elsewhere == &[String::new()]
+        Finding::PortElsewhere(PortElsewhere { found_in, .. }) if found_in == &[String::new()]
     ));
     assert_eq!(verdict.class.exit_code(), 14);
+    // Nowhere at all: missing.
+    evidence.target.found_elsewhere.clear();
+    assert!(matches!(
+        classify(&evidence).finding,
+        Finding::InterfaceMissing(_)
+    ));
+}
+
+/// A leftover address of the subnet is a warning on a working path, and the finding when
+/// probes fail and nothing more precise explains it.
+#[test]
+fn address_of_the_subnet_elsewhere_warns_or_explains() {
+    let mut evidence = healthy();
+    evidence.initiator.same_subnet_elsewhere = vec!["old_if 10.0.0.9/24".to_owned()];
+    let verdict = classify(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Ok);
+    assert!(
+        verdict
+            .facts
+            .iter()
+            .any(|fact| matches!(fact, crate::verdict::Fact::SameSubnet { interfaces, .. } if interfaces == &["old_if 10.0.0.9/24".to_owned()])),
+        "{verdict:#?}"
+    );
+    answers_lost(&mut evidence, ExchangeKind::IcmpForward);
+    let verdict = classify(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Route);
+    assert_eq!(verdict.side, Side::Initiator);
+    assert!(matches!(
+        &verdict.finding,
+        Finding::AddressElsewhere(AddressElsewhere { interfaces, .. }) if interfaces == &["old_if 10.0.0.9/24".to_owned()]
+    ));
 }
 
 #[test]
