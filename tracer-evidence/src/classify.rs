@@ -14,8 +14,8 @@ use crate::{
         carrier_lost, duplicate_address, frames_lost, hop_broken, interface_down,
         interface_missing, mtu_mismatch, namespace_missing, neighbour_mismatch, netfilter_drop,
         no_carrier, no_route, nothing_observed, path_works, port_elsewhere, program_takes_probes,
-        reverse_path_filter, route_by_other_interface, stale_neighbour, transient_rule, unanswered,
-        unexplained_drop,
+        reverse_path_filter, route_by_other_interface, rules_before_run, stale_neighbour,
+        transient_rule, unanswered, unexplained_drop,
     },
     verdict::Verdict,
 };
@@ -57,6 +57,7 @@ const RULES: &[Rule] = &[
     path_works::recognise,
     // A leftover address explains a failure only when nothing more precise does.
     address_elsewhere::recognise,
+    rules_before_run::recognise,
     unexplained_drop::recognise,
     unanswered::recognise,
 ];

@@ -223,6 +223,33 @@ fn missing_target_port_says_where_it_is() {
     ));
 }
 
+/// SPDK's rules from before a watched run: a warning on a working path, the finding when the
+/// test's traffic failed and nothing more precise explains it.
+#[test]
+fn spdk_rules_before_the_run_warn_or_explain() {
+    let mut evidence = healthy();
+    let rule = NetfilterLocation {
+        netns: String::new(),
+        family: "ip".to_owned(),
+        table: "filter".to_owned(),
+        chain: "INPUT".to_owned(),
+        rule: "-A INPUT -p tcp -m comment --comment SPDK_NVMF:old -j ACCEPT".to_owned(),
+    };
+    evidence.rules_before_run = vec![rule.clone()];
+    let verdict = classify(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Ok);
+    assert!(verdict.facts.iter().any(
+        |fact| matches!(fact, crate::verdict::Fact::RuleBeforeRun { rule: seen } if seen == &rule)
+    ));
+    answers_lost(&mut evidence, ExchangeKind::Tcp);
+    let verdict = classify(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Netfilter);
+    assert!(matches!(
+        &verdict.finding,
+        Finding::RulesBeforeRun(RulesBeforeRun { rules }) if rules == &[rule.clone()]
+    ));
+}
+
 /// A leftover address of the subnet is a warning on a working path, and the finding when
 /// probes fail and nothing more precise explains it.
 #[test]

@@ -110,6 +110,8 @@ finding_kinds! {
     DuplicateAddress in duplicate_address,
     /// Probes failed and a port's subnet is also on another interface (a leftover, say).
     AddressElsewhere in address_elsewhere,
+    /// Probes failed and rules with SPDK's comment were there before the run (a leftover).
+    RulesBeforeRun in rules_before_run,
 }
 
 pub use cabled_elsewhere::{CableEnd, of_pair as cable_verdict};

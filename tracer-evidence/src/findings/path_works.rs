@@ -73,7 +73,8 @@ pub(crate) fn recognise(context: &Context) -> Option<Verdict> {
                 port: PortRef::of(port),
                 interfaces: port.same_subnet_elsewhere.clone(),
             })
-        })),
+        }))
+        .because_all(super::rules_before_run::facts(context)),
     )
 }
 

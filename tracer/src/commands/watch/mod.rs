@@ -104,6 +104,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         first_rulesets: HashMap::new(),
         captures_attached: 0,
         rules: Default::default(),
+        rules_before_run: Vec::new(),
     };
     // Drops counted before the command starts are not the command's.
     watch.last_drops = watch
@@ -116,6 +117,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
     let events = NetworkEvents::new(&GROUPS).context("joining rtnetlink's announcements")?;
     watch.tick(true);
     watch.snapshot_rulesets();
+    watch.note_rules_before_run();
     for port in &watch.ports {
         if port.probe().is_none() {
             log::warn!(
