@@ -293,6 +293,53 @@ echo nvmf_abort > {tag_text}"
     assert!(markdown.contains("nvmf_abort"), "{markdown}");
 }
 
+/// A rule with SPDK's comment left by an earlier run (there before watch starts) is named as a
+/// leftover beside the ok verdict; the run's own SPDK_NVMF rule is not.
+#[test]
+fn spdk_rules_from_before_the_run_are_named_as_leftovers() {
+    let host = SpdkHost::new("wleft", true);
+    check(Command::new("ip").args([
+        "netns",
+        "exec",
+        &host.host,
+        "iptables",
+        "-A",
+        "INPUT",
+        "-p",
+        "tcp",
+        "--dport",
+        "4421",
+        "-j",
+        "ACCEPT",
+        "-m",
+        "comment",
+        "--comment",
+        "SPDK_NVMF:old",
+    ]));
+    let (code, report) = host.watch(&host.script(""));
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["verdict"]["class"], "ok", "{report:#}");
+    let leftovers: Vec<&Value> = report["verdict"]["facts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|fact| fact["kind"] == "rule_before_run")
+        .collect();
+    assert_eq!(leftovers.len(), 1, "{report:#}");
+    assert_eq!(leftovers[0]["rule"]["netns"], host.host.as_str());
+    let rule = leftovers[0]["rule"]["rule"].as_str().unwrap();
+    assert!(
+        rule.contains("SPDK_NVMF:old") && rule.contains("4421"),
+        "{rule}"
+    );
+    assert_eq!(report["rules_before_run"].as_array().unwrap().len(), 1);
+    let evidence = report["verdict"]["evidence"].to_string();
+    assert!(
+        evidence.contains("before the command started"),
+        "{evidence}"
+    );
+}
+
 #[test]
 fn exit_code_of_the_command_is_tracers() {
     let report = std::env::temp_dir().join(unique("wexit"));
