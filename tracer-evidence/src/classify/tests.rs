@@ -246,7 +246,7 @@ fn spdk_rules_before_the_run_warn_or_explain() {
     assert_eq!(verdict.class, VerdictClass::Netfilter);
     assert!(matches!(
         &verdict.finding,
-        Finding::RulesBeforeRun(RulesBeforeRun { rules }) if rules == &[rule.clone()]
+        Finding::RulesBeforeRun(RulesBeforeRun { rules }) if rules == std::slice::from_ref(&rule)
     ));
 }
 

@@ -68,12 +68,16 @@ pub(crate) fn recognise(context: &Context) -> Option<Verdict> {
             exchange: probe.clone(),
         }))
         // A leftover that does not break the path is a warning, not a failure.
-        .because_all(context.ports().into_iter().filter_map(|port| {
-            (!port.same_subnet_elsewhere.is_empty()).then(|| Fact::SameSubnet {
-                port: PortRef::of(port),
-                interfaces: port.same_subnet_elsewhere.clone(),
-            })
-        }))
+        .because_all(
+            context
+                .ports()
+                .into_iter()
+                .filter(|port| !port.same_subnet_elsewhere.is_empty())
+                .map(|port| Fact::SameSubnet {
+                    port: PortRef::of(port),
+                    interfaces: port.same_subnet_elsewhere.clone(),
+                }),
+        )
         .because_all(super::rules_before_run::facts(context)),
     )
 }
