@@ -20,12 +20,13 @@
 #
 # tracer_watch NAME CMD...
 #     Runs CMD under `tracer watch`; when CMD fails, the bundle (report.md, report.json,
-#     capture.pcapng, snapshot/) is in $output_dir/tracer-NAME. Returns CMD's exit code.
+#     capture.pcapng, snapshot/) is in $output_dir/tracer-NAME. Returns CMD's exit code. The
+#     test run_test names in $output_dir/.run_test_name is recorded in the bundle.
 #         run_test nvmf_example tracer_watch nvmf_example "$testdir/nvmf_example.sh" --transport=tcp
 #
 # The ports, addresses and TCP port are SPDK's when its variables are set (nvmf_tcp_init and
-# nvmf_veth_init set them), tracer's defaults otherwise (cvl_0_1, cvl_0_0_ns_spdk/cvl_0_0,
-# 10.0.0.1, 10.0.0.2, 4420):
+# nvmf_veth_init set them); with none set, tracer finds SPDK's layout (phy, virt or
+# virt-legacy) and every pair of it itself:
 #     initiator port  TRACER_INITIATOR ([NETNS/]IFNAME), else NVMF_INITIATOR_INTERFACE
 #     target port     TRACER_TARGET, else NVMF_TARGET_NAMESPACE/NVMF_TARGET_INTERFACE
 #     addresses       NVMF_INITIATOR_IP, NVMF_FIRST_TARGET_IP
@@ -117,5 +118,6 @@ tracer_watch() {
 		return
 	fi
 	_tracer_args
-	"${TRACER:-tracer}" watch "${tracer_args[@]}" --report "${output_dir:-.}/tracer-$name" -- "$@"
+	"${TRACER:-tracer}" watch "${tracer_args[@]}" --report "${output_dir:-.}/tracer-$name" \
+		--test-tag-file "${output_dir:-.}/.run_test_name" -- "$@"
 }

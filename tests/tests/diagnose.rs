@@ -290,6 +290,41 @@ fn tcp_port_dropped_on_target_is_netfilter() {
     );
 }
 
+/// What host/timeout.sh does on purpose: the verdict names the rule as the test's own and still
+/// says where the packets died.
+#[test]
+fn a_rule_with_spdks_comment_is_named_the_tests_own() {
+    let lab = Lab::up("spk");
+    check(lab.target.exec("iptables").args([
+        "-I",
+        "INPUT",
+        "1",
+        "-p",
+        "tcp",
+        "--dport",
+        "4420",
+        "-j",
+        "DROP",
+        "-m",
+        "comment",
+        "--comment",
+        "SPDK_NVMF:timeout",
+    ]));
+    let (code, report) = lab.diagnose(&[]);
+    assert_verdict(code, &report, "netfilter", 12);
+    let rule = assert_netfilter(&report, &lab.target.netns, "ip", "filter", "INPUT");
+    assert!(rule.contains("SPDK_NVMF:timeout"), "{rule}");
+    let summary = report["verdict"]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains(&format!("namespace {}", lab.target.netns))
+            && summary.contains("chain INPUT by rule `")
+            && summary.ends_with("(SPDK's own test rule, SPDK_NVMF comment)."),
+        "{summary}"
+    );
+    let advice = report["verdict"]["advice"].as_str().unwrap();
+    assert!(advice.contains("grep -v SPDK_NVMF"), "{advice}");
+}
+
 #[test]
 fn arp_dropped_by_arptables_is_netfilter() {
     let lab = Lab::up("arp");

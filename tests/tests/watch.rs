@@ -87,9 +87,15 @@ ip netns exec {target_ns} ping -c 1 -W 2 10.0.0.1
 
     /// Runs `tracer watch --always` around the script: (exit code, report.json).
     fn watch(&self, script: &str) -> (i32, Value) {
+        self.watch_with(script, &[])
+    }
+
+    /// As [`Self::watch`], with `extra` arguments for watch.
+    fn watch_with(&self, script: &str, extra: &[&str]) -> (i32, Value) {
         let out = output(
             tracer()
                 .arg("watch")
+                .args(extra)
                 .args(["--initiator", &format!("{}/{}", self.host, self.initiator)])
                 .args(["--target", &format!("{}/{}", self.target_ns, self.target)])
                 .arg("--report")
@@ -252,6 +258,85 @@ fn icmp_dropped_on_the_target_is_netfilter() {
             .iter()
             .any(|d| d.contains("NETFILTER_DROP")),
         "{report:#}"
+    );
+}
+
+/// SPDK's run_test writes the test's name to its tag file and signals its monitors: watch
+/// names each test in the timeline (read at start, on SIGUSR1, at the end), the last in the
+/// bundle's identity, and the command, a shell, is not killed by the signal.
+#[test]
+fn the_tests_named_by_the_tag_file_are_in_the_bundle() {
+    let host = SpdkHost::new("wtag", true);
+    let tag = std::env::temp_dir().join(unique("wtag-name"));
+    std::fs::write(&tag, "nvmf_tcp\n").unwrap();
+    let tag_text = tag.display().to_string();
+    let next = format!(
+        "echo nvmf_timeout > {tag_text}
+kill -USR1 $PPID
+sleep 1
+echo nvmf_abort > {tag_text}"
+    );
+    let (code, report) = host.watch_with(&host.script(&next), &["--test-tag-file", &tag_text]);
+    let _ = std::fs::remove_file(&tag);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(
+        events(&report, "test"),
+        [
+            "running: nvmf_tcp",
+            "running: nvmf_timeout",
+            "running: nvmf_abort"
+        ],
+        "{report:#}"
+    );
+    assert_eq!(report["identity"]["test"], "nvmf_abort", "{report:#}");
+    let markdown = std::fs::read_to_string(host.report.join("report.md")).unwrap();
+    assert!(markdown.contains("nvmf_abort"), "{markdown}");
+}
+
+/// A rule with SPDK's comment left by an earlier run (there before watch starts) is named as a
+/// leftover beside the ok verdict; the run's own SPDK_NVMF rule is not.
+#[test]
+fn spdk_rules_from_before_the_run_are_named_as_leftovers() {
+    let host = SpdkHost::new("wleft", true);
+    check(Command::new("ip").args([
+        "netns",
+        "exec",
+        &host.host,
+        "iptables",
+        "-A",
+        "INPUT",
+        "-p",
+        "tcp",
+        "--dport",
+        "4421",
+        "-j",
+        "ACCEPT",
+        "-m",
+        "comment",
+        "--comment",
+        "SPDK_NVMF:old",
+    ]));
+    let (code, report) = host.watch(&host.script(""));
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["verdict"]["class"], "ok", "{report:#}");
+    let leftovers: Vec<&Value> = report["verdict"]["facts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|fact| fact["kind"] == "rule_before_run")
+        .collect();
+    assert_eq!(leftovers.len(), 1, "{report:#}");
+    assert_eq!(leftovers[0]["rule"]["netns"], host.host.as_str());
+    let rule = leftovers[0]["rule"]["rule"].as_str().unwrap();
+    assert!(
+        rule.contains("SPDK_NVMF:old") && rule.contains("4421"),
+        "{rule}"
+    );
+    assert_eq!(report["rules_before_run"].as_array().unwrap().len(), 1);
+    let evidence = report["verdict"]["evidence"].to_string();
+    assert!(
+        evidence.contains("before the command started"),
+        "{evidence}"
     );
 }
 

@@ -10,12 +10,12 @@
 use crate::{
     facts::{Evidence, Side},
     findings::{
-        Context, Unanswered, address_removed, arp_unanswered, cabled_elsewhere, carrier_late,
-        carrier_lost, duplicate_address, frames_lost, hop_broken, interface_down,
+        Context, Unanswered, address_elsewhere, address_removed, arp_unanswered, cabled_elsewhere,
+        carrier_late, carrier_lost, duplicate_address, frames_lost, hop_broken, interface_down,
         interface_missing, mtu_mismatch, namespace_missing, neighbour_mismatch, netfilter_drop,
-        no_carrier, no_route, nothing_observed, path_works, program_takes_probes,
-        reverse_path_filter, route_by_other_interface, stale_neighbour, transient_rule, unanswered,
-        unexplained_drop,
+        no_carrier, no_route, nothing_observed, path_works, port_elsewhere, program_takes_probes,
+        reverse_path_filter, route_by_other_interface, rules_before_run, stale_neighbour,
+        transient_rule, unanswered, unexplained_drop,
     },
     verdict::Verdict,
 };
@@ -26,6 +26,7 @@ type Rule = fn(&Context) -> Option<Verdict>;
 /// failed; the others say so in their module.
 const RULES: &[Rule] = &[
     namespace_missing::recognise,
+    port_elsewhere::recognise,
     interface_missing::recognise,
     interface_down::recognise,
     // tracer's own frames show where a port is cabled, whatever the probes did.
@@ -55,6 +56,9 @@ const RULES: &[Rule] = &[
     no_route::from_target,
     route_by_other_interface::from_target,
     path_works::recognise,
+    // A leftover address explains a failure only when nothing more precise does.
+    address_elsewhere::recognise,
+    rules_before_run::recognise,
     unexplained_drop::recognise,
     unanswered::recognise,
 ];

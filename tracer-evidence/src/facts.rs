@@ -461,6 +461,10 @@ pub struct Evidence {
     /// that lasted a while.
     #[serde(default, skip_serializing_if = "Windows::is_empty")]
     pub windows: Windows,
+    /// Rules with SPDK's `SPDK_NVMF` comment already in place when watch started, before the
+    /// command ran: left by an earlier run (watch only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules_before_run: Vec<NetfilterLocation>,
     pub environment: Environment,
 }
 
@@ -481,6 +485,7 @@ impl Evidence {
             carrier_gaps: Vec::new(),
             cables: None,
             windows: Windows::default(),
+            rules_before_run: Vec::new(),
             environment,
         }
     }

@@ -97,6 +97,10 @@ pub enum Fact {
         port: PortRef,
         interfaces: Vec<String>,
     },
+    /// A rule with SPDK's comment in place before the watched command started.
+    RuleBeforeRun {
+        rule: NetfilterLocation,
+    },
     /// One port of the cable map: where tracer's own frames from it arrived.
     Cable {
         cable: CablePort,
@@ -192,6 +196,14 @@ impl Fact {
                 port.interface,
                 namespace_phrase(&port.netns),
                 interfaces.join(", ")
+            ),
+            Self::RuleBeforeRun { rule } => format!(
+                "{} table {} chain {} in {} held `{}` before the command started: a leftover of an earlier run",
+                rule.family,
+                rule.table,
+                rule.chain,
+                namespace_phrase(&rule.netns),
+                rule.rule
             ),
             Self::Cable { cable } => cable_line(cable),
             Self::Loss { loss } => loss_line(loss),

@@ -49,6 +49,23 @@ pub fn netns_exec(netns: &str) -> String {
     }
 }
 
+/// The comment SPDK's test scripts put on every rule they add (and grep for to remove them).
+pub const SPDK_RULE_COMMENT: &str = "SPDK_NVMF";
+
+/// Whether a rule's text carries SPDK's comment: the test's own rule, added on purpose.
+pub fn is_spdk_rule(rule: &str) -> bool {
+    rule.contains(SPDK_RULE_COMMENT)
+}
+
+/// What follows a rule's text when it is SPDK's own: ` (SPDK's own test rule, SPDK_NVMF comment)`.
+pub fn spdk_rule_note(rule: &str) -> &'static str {
+    if is_spdk_rule(rule) {
+        " (SPDK's own test rule, SPDK_NVMF comment)"
+    } else {
+        ""
+    }
+}
+
 /// A port for people: `cvl_0_0 (namespace cvl_0_0_ns_spdk)`.
 pub fn port_label(netns: &str, interface: &str) -> String {
     if netns.is_empty() {

@@ -538,6 +538,11 @@ pub struct WatchArgs {
     /// Create PATH once tracer watches (before CMD starts)
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
+    /// The file SPDK's run_test writes the running test's name to (`.run_test_name` in its
+    /// output directory): read at start, at each SIGUSR1 (then not passed on to the command)
+    /// and at the end; the tests are named in the timeline and the bundle's identity
+    #[arg(long, value_name = "PATH")]
+    pub test_tag_file: Option<PathBuf>,
     /// Write the bundle even when CMD succeeds
     #[arg(long)]
     pub always: bool,

@@ -212,9 +212,67 @@ fn missing_target_port_says_where_it_is() {
     assert_eq!(verdict.side, Side::Target);
     assert!(matches!(
         &verdict.finding,
-        Finding::InterfaceMissing(InterfaceMissing { found_elsewhere, .. }) if found_elsewhere == &[String::new()]
+        Finding::PortElsewhere(PortElsewhere { found_in, .. }) if found_in == &[String::new()]
     ));
     assert_eq!(verdict.class.exit_code(), 14);
+    // Nowhere at all: missing.
+    evidence.target.found_elsewhere.clear();
+    assert!(matches!(
+        classify(&evidence).finding,
+        Finding::InterfaceMissing(_)
+    ));
+}
+
+/// SPDK's rules from before a watched run: a warning on a working path, the finding when the
+/// test's traffic failed and nothing more precise explains it.
+#[test]
+fn spdk_rules_before_the_run_warn_or_explain() {
+    let mut evidence = healthy();
+    let rule = NetfilterLocation {
+        netns: String::new(),
+        family: "ip".to_owned(),
+        table: "filter".to_owned(),
+        chain: "INPUT".to_owned(),
+        rule: "-A INPUT -p tcp -m comment --comment SPDK_NVMF:old -j ACCEPT".to_owned(),
+    };
+    evidence.rules_before_run = vec![rule.clone()];
+    let verdict = classify(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Ok);
+    assert!(verdict.facts.iter().any(
+        |fact| matches!(fact, crate::verdict::Fact::RuleBeforeRun { rule: seen } if seen == &rule)
+    ));
+    answers_lost(&mut evidence, ExchangeKind::Tcp);
+    let verdict = classify(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Netfilter);
+    assert!(matches!(
+        &verdict.finding,
+        Finding::RulesBeforeRun(RulesBeforeRun { rules }) if rules == std::slice::from_ref(&rule)
+    ));
+}
+
+/// A leftover address of the subnet is a warning on a working path, and the finding when
+/// probes fail and nothing more precise explains it.
+#[test]
+fn address_of_the_subnet_elsewhere_warns_or_explains() {
+    let mut evidence = healthy();
+    evidence.initiator.same_subnet_elsewhere = vec!["old_if 10.0.0.9/24".to_owned()];
+    let verdict = classify(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Ok);
+    assert!(
+        verdict
+            .facts
+            .iter()
+            .any(|fact| matches!(fact, crate::verdict::Fact::SameSubnet { interfaces, .. } if interfaces == &["old_if 10.0.0.9/24".to_owned()])),
+        "{verdict:#?}"
+    );
+    answers_lost(&mut evidence, ExchangeKind::IcmpForward);
+    let verdict = classify(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Route);
+    assert_eq!(verdict.side, Side::Initiator);
+    assert!(matches!(
+        &verdict.finding,
+        Finding::AddressElsewhere(AddressElsewhere { interfaces, .. }) if interfaces == &["old_if 10.0.0.9/24".to_owned()]
+    ));
 }
 
 #[test]

@@ -73,6 +73,8 @@ finding_kinds! {
     /// No ARP, ICMP or port traffic crossed the ports (a watched command that sent nothing).
     NothingObserved in nothing_observed,
     NamespaceMissing in namespace_missing,
+    /// A port is in another namespace than its own (a leftover of an earlier run, say).
+    PortElsewhere in port_elsewhere,
     InterfaceMissing in interface_missing,
     InterfaceDown in interface_down,
     /// tracer's own frames from a port arrive at another port, or at a switch, not its peer.
@@ -108,6 +110,10 @@ finding_kinds! {
     StaleNeighbour in stale_neighbour,
     /// More than one MAC answered ARP for one address.
     DuplicateAddress in duplicate_address,
+    /// Probes failed and a port's subnet is also on another interface (a leftover, say).
+    AddressElsewhere in address_elsewhere,
+    /// Probes failed and rules with SPDK's comment were there before the run (a leftover).
+    RulesBeforeRun in rules_before_run,
 }
 
 pub use cabled_elsewhere::{CableEnd, of_pair as cable_verdict};

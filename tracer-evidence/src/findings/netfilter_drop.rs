@@ -9,7 +9,7 @@ use crate::{
     reasons::DropReason,
     stop::{DrawnPath, Stop},
     verdict::{Fact, Verdict},
-    words::{namespace_phrase, netns_exec, side_name},
+    words::{is_spdk_rule, namespace_phrase, netns_exec, side_name, spdk_rule_note},
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,7 +102,7 @@ impl Describe for NetfilterDrop {
         let rule = if location.rule.is_empty() {
             String::new()
         } else {
-            format!(" by rule `{}`", location.rule)
+            format!(" by rule `{}`{}", location.rule, spdk_rule_note(&location.rule))
         };
         format!(
             "Netfilter in {} drops the probes: {} table {} chain {}{rule}.",
@@ -114,6 +114,14 @@ impl Describe for NetfilterDrop {
     }
 
     fn advice(&self, _: Side) -> String {
+        if is_spdk_rule(&self.location.rule) {
+            // A test adds such rules on purpose (host/timeout.sh drops 4420, say); one left
+            // from a crashed run is removed the way SPDK's own teardown does.
+            return format!(
+                "The test added this rule on purpose; if no test is running, it is a leftover of an earlier run: {}sh -c 'iptables-save | grep -v SPDK_NVMF | iptables-restore' removes every such rule.",
+                netns_exec(&self.location.netns)
+            );
+        }
         format!(
             "Inspect the ruleset in {}: {}nft list ruleset (or iptables-save / arptables-save).",
             namespace_phrase(&self.location.netns),
@@ -130,8 +138,12 @@ impl Describe for NetfilterDrop {
         let location = &self.location;
         if !location.rule.is_empty() {
             Some(format!(
-                "rule `{}` ({} {} {})",
-                location.rule, location.family, location.table, location.chain
+                "rule `{}` ({} {} {}){}",
+                location.rule,
+                location.family,
+                location.table,
+                location.chain,
+                spdk_rule_note(&location.rule)
             ))
         } else if !location.chain.is_empty() {
             Some(format!(
@@ -155,5 +167,38 @@ pub(crate) fn example() -> NetfilterDrop {
             rule: "-A INPUT -p icmp -j DROP".to_owned(),
         },
         dropped: 5,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spdk_rule() -> NetfilterDrop {
+        let mut drop = example();
+        drop.location.chain = "OUTPUT".to_owned();
+        drop.location.rule = "-A OUTPUT -d 10.0.0.2/32 -p tcp -m tcp --dport 4420 -m comment --comment SPDK_NVMF:timeout -j DROP".to_owned();
+        drop
+    }
+
+    #[test]
+    fn a_rule_with_spdks_comment_is_named_the_tests_own() {
+        let drop = spdk_rule();
+        let summary = drop.summary(Side::Target);
+        assert!(summary.contains("chain OUTPUT by rule `"), "{summary}");
+        assert!(
+            summary.ends_with("(SPDK's own test rule, SPDK_NVMF comment)."),
+            "{summary}"
+        );
+        assert!(drop.named_thing().unwrap().contains("SPDK's own test rule"));
+        assert!(drop.advice(Side::Target).contains("grep -v SPDK_NVMF"));
+    }
+
+    #[test]
+    fn other_rules_are_not() {
+        let drop = example();
+        assert!(!drop.summary(Side::Target).contains("SPDK"));
+        assert!(!drop.named_thing().unwrap().contains("SPDK"));
+        assert!(drop.advice(Side::Target).contains("nft list ruleset"));
     }
 }

@@ -7,7 +7,7 @@ use crate::{
     class::VerdictClass,
     facts::{ExchangeKind, Side},
     stop::{DrawnPath, Stop},
-    verdict::{Fact, Verdict},
+    verdict::{Fact, PortRef, Verdict},
     words::probe_name,
 };
 
@@ -66,7 +66,19 @@ pub(crate) fn recognise(context: &Context) -> Option<Verdict> {
         )
         .because_all(evidence.exchanges.iter().map(|probe| Fact::Exchange {
             exchange: probe.clone(),
-        })),
+        }))
+        // A leftover that does not break the path is a warning, not a failure.
+        .because_all(
+            context
+                .ports()
+                .into_iter()
+                .filter(|port| !port.same_subnet_elsewhere.is_empty())
+                .map(|port| Fact::SameSubnet {
+                    port: PortRef::of(port),
+                    interfaces: port.same_subnet_elsewhere.clone(),
+                }),
+        )
+        .because_all(super::rules_before_run::facts(context)),
     )
 }
 

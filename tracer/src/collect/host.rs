@@ -4,6 +4,7 @@
 use std::net::Ipv4Addr;
 
 use tracer_evidence::{Environment, PortEvidence, RouteEvidence, RouteLookup, Side, Sysctl};
+use tracer_topology::layouts::LayoutName;
 
 use crate::{
     collect::programs,
@@ -65,7 +66,8 @@ pub fn inspect_port(spec: &PortSpec, side: Side, ours: &[u32]) -> PortEvidence {
                 .into_iter()
                 .filter_map(|address| {
                     let name = &links.iter().find(|l| l.ifindex == address.ifindex)?.name;
-                    Some(format!("{name} {}/{}", address.address, address.prefix_len))
+                    (!same_layout(&spec.interface, name))
+                        .then(|| format!("{name} {}/{}", address.address, address.prefix_len))
                 })
                 .collect();
             evidence.programs = programs::attached_programs(&spec.netns, &spec.interface, ours);
@@ -76,6 +78,19 @@ pub fn inspect_port(spec: &PortSpec, side: Side, ours: &[u32]) -> PortEvidence {
         evidence.found_elsewhere = namespaces_holding(&spec.interface, &spec.netns);
     }
     evidence
+}
+
+/// Whether `other` is a port of the SPDK layout `port` belongs to: both virtual initiators on
+/// one /24 is the layout's normal state, not a leftover (one of the other layout is).
+fn same_layout(port: &str, other: &str) -> bool {
+    LayoutName::ALL.iter().any(|layout| {
+        let names: Vec<String> = layout
+            .all_pairs()
+            .into_iter()
+            .flat_map(|pair| [pair.initiator, pair.target])
+            .collect();
+        names.iter().any(|name| name == port) && names.iter().any(|name| name == other)
+    })
 }
 
 /// Reads `port`'s link again (its carrier may have changed since it was inspected); a port gone

@@ -4,7 +4,6 @@
 
 mod cabling;
 mod state;
-pub(crate) mod test_tag;
 
 use std::{cell::RefCell, path::Path, rc::Rc, time::Duration};
 
@@ -22,6 +21,7 @@ use crate::{
     collect::{
         events::NetworkEvents,
         follow::{Concern, MOVE_SETTLE},
+        test_tag,
     },
     error::UsageError,
     http::{self, Request, Response},

@@ -30,6 +30,7 @@ pub(super) fn write_bundle(
     command: CommandReport,
     watch: &Watch,
     final_rulesets: &BTreeMap<String, Ruleset>,
+    test: Option<&str>,
 ) -> anyhow::Result<()> {
     let dir = ReportDir::open(dir)?;
     let write = |name: &str, bytes: &[u8]| dir.write(name, bytes);
@@ -37,9 +38,10 @@ pub(super) fn write_bundle(
     let frames = recorders.iter().map(|r| r.frames().count()).sum();
     let evicted = recorders.iter().map(|r| r.evicted).sum();
     let started = SystemTime::now() - watch.started.elapsed();
+    let mut identity = identity(started, command.exit_code);
+    identity.test = test.map(str::to_owned);
     let report = WatchReport {
-        diagnosis: Report::new(verdict, evidence)
-            .with_identity(identity(started, command.exit_code)),
+        diagnosis: Report::new(verdict, evidence).with_identity(identity),
         timeline,
         command,
         capture: CaptureReport {

@@ -24,7 +24,7 @@ use crate::{
     cli::WatchArgs,
     collect::{
         drops::DropPrograms, ebpf_log_level, events::NetworkEvents, follow::Concern,
-        ports::PortOptions,
+        ports::PortOptions, test_tag,
     },
     commands::diagnose::write_report,
     gather::{
@@ -134,6 +134,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         first_rulesets: HashMap::new(),
         captures_attached: 0,
         rules: Default::default(),
+        rules_before_run: Vec::new(),
     };
     // Drops counted before the command starts are not the command's.
     watch.last_drops = watch
@@ -146,6 +147,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
     let events = NetworkEvents::new(&GROUPS).context("joining rtnetlink's announcements")?;
     watch.tick(true);
     watch.snapshot_rulesets();
+    watch.note_rules_before_run();
     for port in &watch.ports {
         if port.probe().is_none() {
             log::warn!(
@@ -155,6 +157,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         }
     }
 
+    let mut tests = RunningTest::default();
     let status = runtime.block_on(async {
         let mut signals = child::Signals::install().context("installing signal handlers")?;
         if let Some(path) = &args.ready_file {
@@ -167,6 +170,9 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
             "command",
             format!("started: {}", args.command.join(" ")),
         );
+        if let Some(path) = &args.test_tag_file {
+            tests.read(path, started, &mut watch.timeline);
+        }
         let mut events = events
             .into_async()
             .context("waiting for rtnetlink's announcements")?;
@@ -177,7 +183,12 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
             let pending = wakeups.readiness.readable_mut();
             tokio::select! {
                 status = child.wait() => break status.context("waiting for the command"),
-                number = signals.recv() => child.forward(number),
+                number = signals.recv() => match &args.test_tag_file {
+                    // SPDK's run_test signals its monitors when the test changes; the command
+                    // (a shell, say) would die of SIGUSR1.
+                    Some(path) if number == libc::SIGUSR1 => tests.read(path, watch.seconds(), &mut watch.timeline),
+                    _ => child.forward(number),
+                },
                 ready = pending => {
                     let mut ready = ready.context("waiting for announcements and frames")?;
                     let tokens = ready.get_inner().ready();
@@ -221,6 +232,9 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
     std::thread::sleep(SETTLE);
     watch.tick(true);
     let code = exit_code(status);
+    if let Some(path) = &args.test_tag_file {
+        tests.read(path, watch.seconds(), &mut watch.timeline);
+    }
     watch
         .timeline
         .push(watch.seconds(), "command", format!("exited with {code}"));
@@ -311,6 +325,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
             },
             &watch,
             &final_rulesets,
+            tests.name.as_deref(),
         )?;
         if verdicts.len() > 1 {
             let dir = ReportDir::open(&report_dir)?;
@@ -330,6 +345,26 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
 }
 
 /// The layout found and every pair's verdict, for report.md (empty for one pair by flags).
+/// The test SPDK's tag file names, as last read.
+#[derive(Default)]
+struct RunningTest {
+    name: Option<String>,
+}
+
+impl RunningTest {
+    /// Reads the tag file; a new name goes into the timeline. A file gone or empty keeps the
+    /// last name: the test that ran is still the last one named.
+    fn read(&mut self, path: &Path, seconds: f64, timeline: &mut LiveTimeline) {
+        let Some(name) = test_tag::read(path) else {
+            return;
+        };
+        if self.name.as_deref() != Some(name.as_str()) {
+            timeline.push(seconds, "test", format!("running: {name}"));
+            self.name = Some(name);
+        }
+    }
+}
+
 fn pairs_markdown(discovery: Option<&Discovery>, verdicts: &[Verdict], decisive: usize) -> String {
     let mut out = String::new();
     if let Some(found) = discovery {

@@ -80,6 +80,9 @@ pub(crate) fn evidence(
         Routes(pair).gather(&mut evidence);
     }
     evidence.exchanges = observed_exchanges(&initiator.totals, &target.totals);
+    evidence
+        .rules_before_run
+        .clone_from(&watch.rules_before_run);
     evidence.carrier_gaps = ports
         .iter()
         .filter_map(|port| {

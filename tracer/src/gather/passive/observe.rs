@@ -9,7 +9,10 @@ use std::{
 };
 
 use tracer_common::PacketKind;
-use tracer_evidence::{KindCounts, LinkPartner, PortChange, Side, Timeline, TimelineEvent};
+use tracer_evidence::{
+    KindCounts, LinkPartner, NetfilterLocation, PortChange, Side, Timeline, TimelineEvent,
+    words::is_spdk_rule,
+};
 
 /// The kinds of frames a test sends (everything tracer classifies but `other`).
 const TEST_TRAFFIC: [PacketKind; 6] = [
@@ -211,6 +214,8 @@ pub(crate) struct Watch {
     pub(crate) captures_attached: u64,
     /// Rules added and removed in the ports' namespaces, as they happen.
     pub(crate) rules: RuleWatch,
+    /// Rules with SPDK's comment in the first rulesets, read before the command started.
+    pub(crate) rules_before_run: Vec<NetfilterLocation>,
 }
 
 impl Watch {
@@ -381,6 +386,29 @@ impl Watch {
                 self.first_rulesets.insert(location.netns.clone(), ruleset);
             }
         }
+    }
+
+    /// Notes the rules with SPDK's comment in the rulesets read so far: called before the
+    /// command starts, they are an earlier run's.
+    pub(crate) fn note_rules_before_run(&mut self) {
+        let mut namespaces: Vec<&String> = self.first_rulesets.keys().collect();
+        namespaces.sort();
+        self.rules_before_run = namespaces
+            .into_iter()
+            .flat_map(|netns| {
+                self.first_rulesets[netns]
+                    .rules
+                    .iter()
+                    .filter(|rule| is_spdk_rule(&rule.text))
+                    .map(|rule| NetfilterLocation {
+                        netns: netns.clone(),
+                        family: rule.family.clone(),
+                        table: rule.table.clone(),
+                        chain: rule.chain.clone(),
+                        rule: rule.text.clone(),
+                    })
+            })
+            .collect();
     }
 
     pub(crate) fn observe_counters(&mut self) {

@@ -8,7 +8,7 @@ const MAX_NAME: usize = 256;
 
 /// The name in `path`: its first line, trimmed, control characters dropped, at most
 /// [`MAX_NAME`] bytes; none when the file is missing or holds no name.
-pub(crate) fn read(path: &Path) -> Option<String> {
+pub fn read(path: &Path) -> Option<String> {
     let file = match std::fs::File::open(path) {
         Ok(file) => file,
         Err(err) => {
