@@ -94,7 +94,7 @@ pub(crate) struct CarrierGapSeen {
 
 /// The carrier as one look at the link found it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct CarrierReading {
+struct CarrierReading {
     ifindex: u32,
     carrier: bool,
     /// How often carrier had come up by then (`IFLA_CARRIER_UP_COUNT`), where the kernel says.
