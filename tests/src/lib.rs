@@ -564,6 +564,9 @@ impl HttpResponse {
 }
 
 /// One HTTP request to `address` ("IP:PORT"), read to the end (the connection is closed).
+/// The read timeout only keeps a server that never answers from hanging the test: no test
+/// times an answer with it, and a monitor under emulation and load answers seconds late (its
+/// look for the ports shares the thread that serves).
 pub fn http(
     method: &str,
     address: &str,
@@ -572,7 +575,7 @@ pub fn http(
 ) -> std::io::Result<HttpResponse> {
     use std::io::Write as _;
     let mut stream = std::net::TcpStream::connect(address)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut request =
         format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
     for (name, value) in headers {

@@ -93,12 +93,17 @@ const PORTS: [&str; 6] = [
 
 /// A real lldpd on the switch's ports, with its own control socket and configuration;
 /// stopped on drop.
+/// The switch's ports lldpd runs on.
+const SWITCH_PORTS: [&str; 2] = ["swp1", "swp2"];
+
 struct Lldpd {
     child: Child,
     directory: PathBuf,
 }
 
 impl Lldpd {
+    /// lldpd on the switch's ports, once it has sent on each: its start (privilege separation,
+    /// its configuration) takes seconds under emulation and load, longer than a listen.
     fn start(netns: &str, system_name: &str) -> Self {
         let directory = std::env::temp_dir().join(unique("lldpd"));
         std::fs::create_dir_all(&directory).expect("lldpd's directory");
@@ -118,12 +123,48 @@ impl Lldpd {
             .arg(directory.join("lldpd.socket"))
             .arg("-O")
             .arg(&config)
-            .args(["-I", "swp1,swp2"])
+            .args(["-I", &SWITCH_PORTS.join(",")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("starting lldpd (cargo xtask setup installs it)");
-        Self { child, directory }
+        let mut lldpd = Self { child, directory };
+        lldpd.until_sending(netns);
+        lldpd
+    }
+
+    /// Waits for lldpd's own count of frames sent on each switch port. The limit only keeps a
+    /// lldpd that never sends from hanging the test.
+    fn until_sending(&mut self, netns: &str) {
+        let socket = self.directory.join("lldpd.socket");
+        let started = Instant::now();
+        loop {
+            let statistics = Command::new("ip")
+                .args(["netns", "exec", netns, "lldpcli", "-u"])
+                .arg(&socket)
+                .args(["-f", "keyvalue", "show", "statistics"])
+                .output()
+                .expect("running lldpcli");
+            let text = String::from_utf8_lossy(&statistics.stdout);
+            let sent = |port: &str| {
+                text.lines()
+                    .find_map(|line| line.strip_prefix(&format!("lldp.{port}.tx.tx=")))
+                    .and_then(|count| count.trim().parse::<u64>().ok())
+                    .is_some_and(|count| count > 0)
+            };
+            if SWITCH_PORTS.iter().all(|port| sent(port)) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("lldpd ended ({status}) before it sent on {SWITCH_PORTS:?}");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "lldpd sent nothing on {SWITCH_PORTS:?} in {:?}: {text}",
+                started.elapsed()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 

@@ -232,8 +232,28 @@ fn forward_dropping_by_policy_in_the_bridges_namespace_is_netfilter() {
             .args(["-i", "nvmf_br", "-o", "nvmf_br", "-j", "ACCEPT"]),
     );
     check(Command::new("ip").args(["netns", "exec", host, "iptables", "-P", "FORWARD", "DROP"]));
+    // Bridged frames meet FORWARD only through br_netfilter, a module on most kernels: without
+    // it this policy drops nothing and the fault is not made.
+    let calls_iptables = output(Command::new("ip").args([
+        "netns",
+        "exec",
+        host,
+        "cat",
+        "/proc/sys/net/bridge/bridge-nf-call-iptables",
+    ]));
+    assert_eq!(
+        String::from_utf8_lossy(&calls_iptables.stdout).trim(),
+        "1",
+        "cannot make this fault: bridged frames pass FORWARD only with br_netfilter loaded \
+         (modprobe br_netfilter) and net.bridge.bridge-nf-call-iptables=1 in {host}: {}",
+        String::from_utf8_lossy(&calls_iptables.stderr).trim()
+    );
     let (code, report) = lab.diagnose(&[]);
     assert_class(code, &report, "netfilter", 12);
+    assert_eq!(
+        report["path"]["bridge_nf_call_iptables"], true,
+        "{report:#}"
+    );
     let location = &report["verdict"]["netfilter"];
     assert_eq!(location["netns"], host.as_str(), "{report:#}");
     assert_eq!(location["table"], "filter");

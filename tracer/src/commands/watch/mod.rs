@@ -45,7 +45,11 @@ const BUNDLE_MARKER: &str = "report.json";
 /// --force), the first `DIR-N` that holds none: an earlier run's evidence is never replaced,
 /// and the command still runs (a CI wrapper's test is not refused for a name).
 fn bundle_dir(report: &Path, force: bool) -> PathBuf {
-    let holds_bundle = |dir: &Path| std::fs::symlink_metadata(dir.join(BUNDLE_MARKER)).is_ok();
+    // A bundle's report.json is a regular file; anything else planted there (a symbolic link,
+    // say) is refused when the bundle is written, not taken for an earlier run's.
+    let holds_bundle = |dir: &Path| {
+        std::fs::symlink_metadata(dir.join(BUNDLE_MARKER)).is_ok_and(|meta| meta.is_file())
+    };
     if force || !holds_bundle(report) {
         return report.to_owned();
     }

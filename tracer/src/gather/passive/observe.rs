@@ -33,7 +33,7 @@ use crate::{
     },
     lldp,
     netfilter::{self, RuleWatch, Ruleset},
-    netlink::Link,
+    netlink::{Link, RouteSocket},
     netns,
     place::{Place, PlaceKey},
     spec::PortSpec,
@@ -101,6 +101,34 @@ pub(crate) struct CarrierGapSeen {
     pub(crate) carrier_at: Option<f64>,
 }
 
+/// The carrier as one look at the link found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CarrierReading {
+    ifindex: u32,
+    carrier: bool,
+    /// How often carrier had come up by then (`IFLA_CARRIER_UP_COUNT`), where the kernel says.
+    up_count: Option<u32>,
+}
+
+impl CarrierReading {
+    fn of(link: &Link) -> Self {
+        Self {
+            ifindex: link.ifindex,
+            carrier: link.carrier,
+            up_count: link.carrier_up_count,
+        }
+    }
+
+    /// Whether the port had no carrier from this look to `later`: none at either, on the same
+    /// device, and it never came up in between (as far as the kernel counts).
+    fn without_carrier_until(self, later: Self) -> bool {
+        !self.carrier
+            && !later.carrier
+            && self.ifindex == later.ifindex
+            && self.up_count == later.up_count
+    }
+}
+
 /// A configured port and everything watch has learned about it.
 pub(crate) struct WatchedPort {
     pub(crate) side: Side,
@@ -115,6 +143,8 @@ pub(crate) struct WatchedPort {
     pub(crate) first_neighbours: HashMap<Ipv4Addr, String>,
     /// Frames that left while the port had no carrier, and when carrier came.
     pub(crate) carrier_gap: Option<CarrierGapSeen>,
+    /// The carrier as the last look before the last reading of the counters found it.
+    carrier_at_counting: Option<CarrierReading>,
     /// The last MAC each neighbour entry had.
     pub(crate) neighbour_macs: HashMap<Ipv4Addr, [u8; 6]>,
     /// Each change of a neighbour entry's usable MAC (none: gone, INCOMPLETE or FAILED), at
@@ -165,6 +195,7 @@ impl WatchedPort {
             mac_history: Vec::new(),
             address_history: Vec::new(),
             carrier_gap: None,
+            carrier_at_counting: None,
             carried: Default::default(),
             totals: Default::default(),
             seen: BTreeMap::new(),
@@ -185,6 +216,16 @@ impl WatchedPort {
 
     pub(crate) fn probe(&self) -> Option<&PortPrograms> {
         self.follower.attached().map(|(_, probe)| probe)
+    }
+
+    /// The port's link as the kernel has it now: through the follower's socket in its
+    /// namespace, or one opened for this look.
+    fn read_link(&self) -> Option<Link> {
+        let read = |socket: &RouteSocket| socket.link(&self.spec.interface).ok().flatten();
+        match self.follower.route_socket() {
+            Some(socket) => read(socket),
+            None => read(&RouteSocket::open_in(&self.location()?.netns).ok()?),
+        }
     }
 
     /// The port as found now, as a spec.
@@ -414,6 +455,12 @@ impl Watch {
     pub(crate) fn observe_counters(&mut self) {
         let now = self.seconds();
         for port in &mut self.ports {
+            // Frames counted now left since the counters were last read: the look at the link
+            // before that reading is the last one known to precede them all.
+            let carrier_before = std::mem::replace(
+                &mut port.carrier_at_counting,
+                port.link.as_ref().map(CarrierReading::of),
+            );
             let Some(probe) = port.probe() else {
                 continue;
             };
@@ -441,8 +488,15 @@ impl Watch {
                 }
             }
             let sent = totals.1.since(&port.totals.1).sum_of(&TEST_TRAFFIC);
-            let without_carrier = port.link.as_ref().is_some_and(|link| !link.carrier);
-            if sent > 0 && without_carrier {
+            // A look taken before the frames left is not enough: the link may have come up
+            // (and carrier with it) just before they did. They left without carrier only if a
+            // look now still finds none, and carrier never came up since the look before.
+            let without_carrier = sent > 0
+                && carrier_before.is_some_and(|before| {
+                    port.read_link()
+                        .is_some_and(|now| before.without_carrier_until(CarrierReading::of(&now)))
+                });
+            if without_carrier {
                 let gap = port.carrier_gap.get_or_insert(CarrierGapSeen {
                     frames: 0,
                     since: now,
