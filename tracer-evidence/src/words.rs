@@ -4,7 +4,10 @@
 use crate::{
     cables::{CablePort, PortLinkState},
     counters::DropCount,
-    facts::{Exchange, ExchangeKind, Hop, HopRole, MtuProbe, NetfilterEvidence, Side, Sysctl},
+    facts::{
+        Exchange, ExchangeKind, Hop, HopRole, MtuProbe, NetfilterEvidence, NetfilterLocation, Side,
+        Sysctl,
+    },
     verdict::PortRef,
 };
 
@@ -180,6 +183,23 @@ pub fn rule_line(hit: &NetfilterEvidence) -> String {
         location.table,
         location.chain,
         hit.rule_found_by.name()
+    )
+}
+
+/// Where netfilter dropped, in one line: `namespace x, family ip, table filter, chain INPUT,
+/// rule -A INPUT -p icmp -j DROP`.
+pub fn rule_location(location: &NetfilterLocation) -> String {
+    format!(
+        "namespace {}, family {}, table {}, chain {}, rule {}",
+        display_netns(&location.netns),
+        location.family,
+        location.table,
+        location.chain,
+        if location.rule.is_empty() {
+            "(not identified)"
+        } else {
+            &location.rule
+        }
     )
 }
 

@@ -36,6 +36,8 @@ const PACKAGES: &[&str] = &[
     // with the font the pictures are drawn for.
     "chromium",
     "fonts-dejavu-core",
+    // The man page's test renders it with `man -l`.
+    "man-db",
     // Throughput for `cargo xtask bench`.
     "iperf3",
     // `cargo xtask kernels`: the guests' initramfs (static busybox, modules listed by modprobe,

@@ -11,7 +11,6 @@ use crate::{
     layout::{self, WhenNone},
     output, preflight, render,
     session::Session,
-    spec::PortSpec,
 };
 
 pub fn run(args: &CountersArgs, verbosity: u8) -> anyhow::Result<()> {
@@ -31,11 +30,7 @@ pub fn run(args: &CountersArgs, verbosity: u8) -> anyhow::Result<()> {
         &args.ports.layout,
         WhenNone::Refuse,
     )?;
-    let specs: Vec<&PortSpec> = plan
-        .pairs
-        .iter()
-        .flat_map(|pair| [&pair.initiator, &pair.target])
-        .collect();
+    let specs = plan.ports();
     let mut session = Session::attach(&specs, &options).map_err(|err| plan.explain(err))?;
     let logger = session.drops.take_logger();
 

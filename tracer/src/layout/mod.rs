@@ -59,6 +59,14 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Every pair's ports, initiator then target, pair after pair.
+    pub fn ports(&self) -> Vec<&PortSpec> {
+        self.pairs
+            .iter()
+            .flat_map(|pair| [&pair.initiator, &pair.target])
+            .collect()
+    }
+
     /// An error about a port that came from a default says so and names the flag.
     pub fn explain(&self, err: anyhow::Error) -> anyhow::Error {
         let Some(usage) = err.downcast_ref::<UsageError>() else {

@@ -7,7 +7,7 @@ use tracer_evidence::{
     Exchange, NeighbourEvidence, PortEvidence, Report, RouteEvidence, RouteLookup, Side,
     VerdictClass,
     ladder::{Rung, first_short},
-    words::{drop_place, outcome, probe_name, rule_line, side_label, voice},
+    words::{drop_place, outcome, probe_name, rule_line, rule_location, side_label, voice},
 };
 
 use crate::{netns, render::path};
@@ -148,19 +148,7 @@ pub fn text(report: &Report<'_>, terminal: bool) -> String {
         verdict.summary
     );
     if let Some(nf) = verdict.netfilter {
-        let _ = writeln!(
-            out,
-            "  netfilter: namespace {}, family {}, table {}, chain {}, rule {}",
-            netns::display_name(&nf.netns),
-            nf.family,
-            nf.table,
-            nf.chain,
-            if nf.rule.is_empty() {
-                "(not identified)"
-            } else {
-                &nf.rule
-            }
-        );
+        let _ = writeln!(out, "  netfilter: {}", rule_location(nf));
     }
     for fact in &verdict.evidence {
         let _ = writeln!(out, "  - {fact}");

@@ -11,7 +11,7 @@ use tracer_evidence::{
     CaptureReport, CommandReport, Identity, NetfilterEvidence, PortEvidence, Report, Side,
     Timeline, VerdictClass,
     identity::utc_rfc3339,
-    words::{probe_name, side_label},
+    words::{probe_name, rule_location, side_label},
 };
 
 use crate::{
@@ -279,21 +279,7 @@ pub fn page(report: &Report<'_>, extras: &Extras<'_>) -> String {
         vec!["signature".to_owned(), verdict.signature.clone()],
     ];
     if let Some(nf) = verdict.netfilter {
-        facts.push(vec![
-            "netfilter".to_owned(),
-            format!(
-                "namespace {}, family {}, table {}, chain {}, rule {}",
-                netns::display_name(&nf.netns),
-                nf.family,
-                nf.table,
-                nf.chain,
-                if nf.rule.is_empty() {
-                    "(not identified)"
-                } else {
-                    &nf.rule
-                }
-            ),
-        ]);
+        facts.push(vec!["netfilter".to_owned(), rule_location(nf)]);
     }
     if !verdict.advice.is_empty() {
         facts.push(vec!["what to do".to_owned(), verdict.advice.clone()]);

@@ -34,7 +34,6 @@ use crate::{
         self,
         metrics::{self, Format},
     },
-    spec::PortSpec,
 };
 
 /// How often the ports are looked at without being told of a change, and the drop counters
@@ -55,11 +54,7 @@ pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
         &args.ports.layout,
         WhenNone::Follow,
     )?;
-    let specs: Vec<&PortSpec> = plan
-        .pairs
-        .iter()
-        .flat_map(|pair| [&pair.initiator, &pair.target])
-        .collect();
+    let specs = plan.ports();
     if let Some(twice) = specs
         .iter()
         .enumerate()
