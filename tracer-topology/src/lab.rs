@@ -2,7 +2,7 @@
 //! pair, or its nvmf_veth_init with each port's veth peer in a bridge, both ports inside
 //! namespaces of their own, and SPDK's firewall rule opening the TCP port on the initiator.
 
-use crate::{End, Join, Pair, Rule, Switch, Topology};
+use crate::{End, Join, Pair, Rule, Switch, Topology, layouts::accept_rule};
 
 /// `tracer lab up`'s defaults (its flags say the same).
 pub const DEFAULT_INITIATOR_NETNS: &str = "cvl_0_1_ns_initiator";
@@ -66,29 +66,10 @@ impl Lab {
                 })
             }
         };
-        let interface = self.initiator.interface.as_str();
-        let port = self.tcp_port.to_string();
-        let comment =
-            format!("SPDK_NVMF:-I INPUT 1 -i {interface} -p tcp --dport {port} -j ACCEPT");
-        rules.push(Rule::new(
+        rules.push(accept_rule(
             initiator_ns,
-            &[
-                "-I",
-                "INPUT",
-                "1",
-                "-i",
-                interface,
-                "-p",
-                "tcp",
-                "--dport",
-                &port,
-                "-j",
-                "ACCEPT",
-                "-m",
-                "comment",
-                "--comment",
-                &comment,
-            ],
+            &self.initiator.interface,
+            self.tcp_port,
         ));
         Topology {
             namespaces: Vec::new(),

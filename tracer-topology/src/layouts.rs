@@ -248,31 +248,7 @@ impl LayoutLab {
                     initiator = initiator.with_alias(&names.initiator_ip);
                     target = target.with_alias(&names.target_ip);
                 }
-                let port = TCP_PORT.to_string();
-                let accept = format!(
-                    "-I INPUT 1 -i {} -p tcp --dport {port} -j ACCEPT",
-                    names.initiator
-                );
-                rules.push(Rule::new(
-                    host,
-                    &[
-                        "-I",
-                        "INPUT",
-                        "1",
-                        "-i",
-                        &names.initiator,
-                        "-p",
-                        "tcp",
-                        "--dport",
-                        &port,
-                        "-j",
-                        "ACCEPT",
-                        "-m",
-                        "comment",
-                        "--comment",
-                        &rule_comment(&accept),
-                    ],
-                ));
+                rules.push(accept_rule(host, &names.initiator, TCP_PORT));
                 let join = match names.peers {
                     None => Join::Veth,
                     Some((initiator_peer, target_peer)) => Join::Switch(Switch {
@@ -301,6 +277,32 @@ impl LayoutLab {
 /// The comment SPDK's `ipts` puts on a rule: its tag and the rule itself.
 pub fn rule_comment(rule: &str) -> String {
     format!("{RULE_TAG}:{rule}")
+}
+
+/// SPDK's rule that opens the TCP port on an initiator interface, tagged as SPDK tags it.
+pub fn accept_rule(netns: &str, interface: &str, tcp_port: u16) -> Rule {
+    let port = tcp_port.to_string();
+    let accept = format!("-I INPUT 1 -i {interface} -p tcp --dport {port} -j ACCEPT");
+    Rule::new(
+        netns,
+        &[
+            "-I",
+            "INPUT",
+            "1",
+            "-i",
+            interface,
+            "-p",
+            "tcp",
+            "--dport",
+            &port,
+            "-j",
+            "ACCEPT",
+            "-m",
+            "comment",
+            "--comment",
+            &rule_comment(&accept),
+        ],
+    )
 }
 
 #[cfg(test)]
