@@ -14,8 +14,8 @@ use crate::{
         carrier_late, carrier_lost, duplicate_address, frames_lost, hop_broken, interface_down,
         interface_missing, mtu_mismatch, namespace_missing, neighbour_mismatch, netfilter_drop,
         no_carrier, no_route, nothing_observed, path_works, port_elsewhere, program_takes_probes,
-        reverse_path_filter, route_by_other_interface, rules_before_run, stale_neighbour,
-        transient_rule, unanswered, unexplained_drop,
+        reverse_path_filter, route_by_other_interface, rules_before_run, stale_bridge,
+        stale_neighbour, transient_rule, unanswered, unexplained_drop,
     },
     verdict::Verdict,
 };
@@ -55,6 +55,9 @@ const RULES: &[Rule] = &[
     // The target's way back matters only once ARP has shown it is there.
     no_route::from_target,
     route_by_other_interface::from_target,
+    // The other layout version's peers in the bridge: a failure nothing above explains, or a
+    // working path the next run may lose.
+    stale_bridge::recognise,
     path_works::recognise,
     // A leftover address explains a failure only when nothing more precise does.
     address_elsewhere::recognise,

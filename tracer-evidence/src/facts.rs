@@ -152,6 +152,22 @@ pub struct PortEvidence {
     /// (a leftover of an earlier run, say), as IFNAME ADDR/LEN.
     #[serde(default)]
     pub same_subnet_elsewhere: Vec<String>,
+    /// Bridge-side peers named as the other virtual layout version names them, in the port's
+    /// namespace, when the port is one of a virtual layout's: a leftover of a run of that
+    /// version (both versions call their bridge `nvmf_br`, and neither removes the other's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stale_peers: Vec<StalePeer>,
+}
+
+/// A bridge-side veth peer of another SPDK layout version than the port's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StalePeer {
+    /// The layout whose names it has, e.g. "virt-legacy".
+    pub layout: String,
+    pub interface: String,
+    /// The bridge it is a port of, by name; `None` when it is in none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<String>,
 }
 
 /// A MAC address as `ip` prints it: aa:bb:cc:dd:ee:ff.
@@ -250,6 +266,7 @@ impl PortEvidence {
             programs: Vec::new(),
             sysctls: Vec::new(),
             same_subnet_elsewhere: Vec::new(),
+            stale_peers: Vec::new(),
         }
     }
 

@@ -10,7 +10,7 @@ use crate::{
     class::VerdictClass,
     facts::{
         AttachedProgram, DropEvidence, Evidence, Exchange, Hop, Link, MtuProbe, NeighbourEvidence,
-        NetfilterEvidence, NetfilterLocation, RouteLookup, Side, Sysctl,
+        NetfilterEvidence, NetfilterLocation, RouteLookup, Side, StalePeer, Sysctl,
     },
     findings::Finding,
     windows::{LossWindow, loss_line},
@@ -96,6 +96,11 @@ pub enum Fact {
     SameSubnet {
         port: PortRef,
         interfaces: Vec<String>,
+    },
+    /// A bridge-side peer of the other virtual layout version beside a port.
+    StalePeer {
+        port: PortRef,
+        peer: StalePeer,
     },
     /// A rule with SPDK's comment in place before the watched command started.
     RuleBeforeRun {
@@ -196,6 +201,17 @@ impl Fact {
                 port.interface,
                 namespace_phrase(&port.netns),
                 interfaces.join(", ")
+            ),
+            Self::StalePeer { port, peer } => format!(
+                "beside {} in {}: {}, a bridge-side peer as layout {} names it, {}",
+                port.interface,
+                namespace_phrase(&port.netns),
+                peer.interface,
+                peer.layout,
+                peer.bridge.as_ref().map_or_else(
+                    || "in no bridge".to_owned(),
+                    |bridge| format!("a port of bridge {bridge}")
+                )
             ),
             Self::RuleBeforeRun { rule } => format!(
                 "{} table {} chain {} in {} held `{}` before the command started: a leftover of an earlier run",

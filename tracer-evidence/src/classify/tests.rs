@@ -8,7 +8,7 @@ use crate::{
         AttachedProgram, Backend, CarrierGap, DropEvidence, Environment, Exchange, ExchangeKind,
         ExchangeOutcome, FoundBy, Hop, HopRole, Link, MtuProbe, NeighbourEvidence,
         NetfilterEvidence, NetfilterLocation, PathEvidence, PortEvidence, RouteEvidence,
-        RouteLookup, Sysctl,
+        RouteLookup, StalePeer, Sysctl,
     },
     findings::*,
 };
@@ -272,6 +272,39 @@ fn address_of_the_subnet_elsewhere_warns_or_explains() {
     assert!(matches!(
         &verdict.finding,
         Finding::AddressElsewhere(AddressElsewhere { interfaces, .. }) if interfaces == &["old_if 10.0.0.9/24".to_owned()]
+    ));
+}
+
+/// The other layout version's peers beside a port are named on a working path and when probes
+/// fail with nothing more precise; what explains a failure better still wins.
+#[test]
+fn the_other_versions_peers_are_named_after_every_precise_explanation() {
+    let mut evidence = healthy();
+    let peer = StalePeer {
+        layout: "virt-legacy".to_owned(),
+        interface: "nvmf_init_br".to_owned(),
+        bridge: Some("nvmf_br".to_owned()),
+    };
+    evidence.initiator.stale_peers = vec![peer.clone()];
+    let verdict = classify(&evidence);
+    assert_eq!(verdict.class, VerdictClass::Interface);
+    assert_eq!(verdict.side, Side::Initiator);
+    assert!(matches!(
+        &verdict.finding,
+        Finding::StaleBridge(StaleBridge { peers, .. }) if peers == std::slice::from_ref(&peer)
+    ));
+    assert!(verdict.facts.iter().any(
+        |fact| matches!(fact, crate::verdict::Fact::StalePeer { peer: seen, .. } if seen == &peer)
+    ));
+    answers_lost(&mut evidence, ExchangeKind::IcmpForward);
+    assert!(matches!(
+        classify(&evidence).finding,
+        Finding::StaleBridge(_)
+    ));
+    evidence.target.link.as_mut().unwrap().admin_up = false;
+    assert!(matches!(
+        classify(&evidence).finding,
+        Finding::InterfaceDown(_)
     ));
 }
 

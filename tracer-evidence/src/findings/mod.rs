@@ -114,6 +114,8 @@ finding_kinds! {
     AddressElsewhere in address_elsewhere,
     /// Probes failed and rules with SPDK's comment were there before the run (a leftover).
     RulesBeforeRun in rules_before_run,
+    /// Bridge-side peers of the other virtual layout version beside a port (a leftover).
+    StaleBridge in stale_bridge,
 }
 
 pub use cabled_elsewhere::{CableEnd, of_pair as cable_verdict};

@@ -3,7 +3,9 @@
 
 use std::net::Ipv4Addr;
 
-use tracer_evidence::{Environment, PortEvidence, RouteEvidence, RouteLookup, Side, Sysctl};
+use tracer_evidence::{
+    Environment, PortEvidence, RouteEvidence, RouteLookup, Side, StalePeer, Sysctl,
+};
 use tracer_topology::layouts::LayoutName;
 
 use crate::{
@@ -70,6 +72,7 @@ pub fn inspect_port(spec: &PortSpec, side: Side, ours: &[u32]) -> PortEvidence {
                         .then(|| format!("{name} {}/{}", address.address, address.prefix_len))
                 })
                 .collect();
+            evidence.stale_peers = stale_peers(&spec.interface, &links);
             evidence.programs = programs::attached_programs(&spec.netns, &spec.interface, ours);
             evidence.sysctls = port_sysctls(&spec.netns, &spec.interface);
         }
@@ -91,6 +94,48 @@ fn same_layout(port: &str, other: &str) -> bool {
             .collect();
         names.iter().any(|name| name == port) && names.iter().any(|name| name == other)
     })
+}
+
+/// The bridge-side peers among `links` (the port's namespace) named as a virtual layout other
+/// than `port`'s names them; none when `port` is no virtual layout's. Both versions call their
+/// bridge `nvmf_br` and neither's setup removes the other's names.
+fn stale_peers(port: &str, links: &[tracer_evidence::Link]) -> Vec<StalePeer> {
+    let peers = |layout: LayoutName| -> Vec<String> {
+        layout
+            .all_pairs()
+            .into_iter()
+            .filter_map(|pair| pair.peers)
+            .flat_map(|(initiator, target)| [initiator, target])
+            .collect()
+    };
+    let is_port_of = |layout: LayoutName| {
+        layout
+            .all_pairs()
+            .into_iter()
+            .any(|pair| pair.initiator == port || pair.target == port)
+    };
+    let bridged = LayoutName::ALL.into_iter().filter(|layout| layout.bridged());
+    let Some(own) = bridged.clone().find(|layout| is_port_of(*layout)) else {
+        return Vec::new();
+    };
+    bridged
+        .filter(|layout| *layout != own)
+        .flat_map(|other| {
+            peers(other).into_iter().filter_map(move |name| {
+                let link = links.iter().find(|link| link.name == name)?;
+                Some(StalePeer {
+                    layout: other.as_str().to_owned(),
+                    interface: name,
+                    bridge: link.master.and_then(|master| {
+                        links
+                            .iter()
+                            .find(|bridge| bridge.ifindex == master)
+                            .map(|bridge| bridge.name.clone())
+                    }),
+                })
+            })
+        })
+        .collect()
 }
 
 /// Reads `port`'s link again (its carrier may have changed since it was inspected); a port gone
