@@ -12,6 +12,7 @@ pub mod path;
 pub mod ports;
 pub mod programs;
 pub mod rules;
+pub mod spdk_rules;
 pub mod test_tag;
 
 pub use loader::loader;

@@ -55,8 +55,11 @@ pub struct MonitorSnapshot {
     pub version: String,
     /// The running kernel's release (`uname -r`).
     pub kernel: String,
-    /// The test running now, from --test-tag-file (none: no file given, or empty).
+    /// The test running now, from --test-tag-file: empty when the file names none, `None`
+    /// when no file is given.
     pub test: Option<String>,
+    /// Rules with SPDK's `SPDK_NVMF` comment, by namespace of the configured ports.
+    pub spdk_rules: Vec<(String, u64)>,
     /// When the last cable map ran (Unix seconds), if one did.
     pub cable_map_at: Option<u64>,
 }
@@ -180,7 +183,16 @@ const TEST: Family = Family {
     name: "tracer_test",
     kind: Type::Info,
     help: "The test running now, as SPDK's run_test names it in its tag file (re-read at \
-           SIGUSR1); join it to the counters rather than labelling them.",
+           SIGUSR1; test=\"\" while the file names none); join it to the counters rather than \
+           labelling them.",
+};
+const SPDK_RULES: Family = Family {
+    name: "tracer_spdk_rules",
+    kind: Type::Gauge,
+    help: "Firewall rules with SPDK's SPDK_NVMF comment in each namespace of the configured \
+           ports (netns as configured), counted every 10 s and at SIGUSR1: tests add them and \
+           their teardown removes them all, so any while no test runs \
+           (tracer_test_info{test=\"\"}) are an earlier run's.",
 };
 const PORT_ATTACHED: Family = Family {
     name: "tracer_port_attached",
@@ -268,6 +280,13 @@ pub fn exposition(snapshot: &MonitorSnapshot, format: Format) -> String {
     if let Some(test) = &snapshot.test {
         TEST.write(&mut out, format, &[(vec![("test", test.as_str())], 1)]);
     }
+
+    let spdk_rules: Vec<_> = snapshot
+        .spdk_rules
+        .iter()
+        .map(|(netns, count)| (vec![("netns", netns.as_str())], *count))
+        .collect();
+    SPDK_RULES.write(&mut out, format, &spdk_rules);
 
     let failing: Vec<_> = snapshot
         .ports
@@ -407,6 +426,7 @@ mod tests {
             version: "0.1.0".into(),
             kernel: "6.18.0".into(),
             test: Some("nvmf_tcp".into()),
+            spdk_rules: vec![(String::new(), 2), ("nvmf_ns_spdk".into(), 0)],
             cable_map_at: Some(1_700_000_000),
         }
     }
@@ -421,6 +441,10 @@ mod tests {
         )));
         assert!(text.contains("# TYPE tracer_build_info gauge\n"));
         assert!(text.contains("tracer_build_info{version=\"0.1.0\",kernel=\"6.18.0\"} 1\n"));
+        // SPDK's rules by namespace, one series each, with no test label.
+        assert!(text.contains("# TYPE tracer_spdk_rules gauge\n"));
+        assert!(text.contains("tracer_spdk_rules{netns=\"\"} 2\n"));
+        assert!(text.contains("tracer_spdk_rules{netns=\"nvmf_ns_spdk\"} 0\n"));
         assert!(text.contains(&format!(
             "tracer_drops_total{{{initiator},reason=\"NEIGH_FAILED\"}} 3\n"
         )));

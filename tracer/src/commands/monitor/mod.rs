@@ -99,7 +99,8 @@ pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
         NetworkEvents::new(&[Group::Link]).context("joining rtnetlink's link announcements")?;
     let mut monitor = Monitor::start(args, &plan.pairs, verbosity)?;
     if let Some(path) = &args.test_tag_file {
-        monitor.test = test_tag::read(path);
+        // Given the file, "no test" is known, and exported as such.
+        monitor.test = Some(test_tag::read(path).unwrap_or_default());
     }
     monitor.refresh();
     for port in &monitor.ports {
@@ -202,12 +203,16 @@ pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
                     if let Some(path) = &args.test_tag_file {
                         let test = test_tag::read(path);
                         info!("SIGUSR1: test now {}", test.as_deref().unwrap_or("(none)"));
-                        monitor.borrow_mut().test = test;
+                        let mut monitor = monitor.borrow_mut();
+                        monitor.test = Some(test.unwrap_or_default());
+                        // A test starting or ending: its rules come or go.
+                        monitor.spdk_rules.wake();
                     }
                 }
                 _ = hangup.recv() => {
                     info!("SIGHUP: looking for the ports now");
                     monitor.borrow_mut().refresh();
+                    monitor.borrow().spdk_rules.wake();
                     if args.cable_map {
                         let monitor = monitor.borrow();
                         monitor.cables.map_in_background(&monitor.ports, &args.cable_ports, verbosity);

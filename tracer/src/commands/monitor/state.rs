@@ -15,6 +15,7 @@ use crate::{
         events::Changes,
         follow::{Concern, FollowedPort},
         ports::{self, PortOptions},
+        spdk_rules::SpdkRuleCounts,
     },
     layout::PlannedPair,
     pins,
@@ -56,8 +57,11 @@ pub(super) struct Monitor {
     pub(super) pair_labels: Vec<String>,
     pub(super) drops: DropPrograms,
     pub(super) kernel: String,
-    /// The running test's name, read from --test-tag-file at start and at SIGUSR1.
+    /// The running test's name, read from --test-tag-file at start and at SIGUSR1: empty when
+    /// the file names none, `None` without the file.
     pub(super) test: Option<String>,
+    /// Rules with SPDK's comment in the ports' namespaces, counted in the background.
+    pub(super) spdk_rules: SpdkRuleCounts,
     /// Where the ports were at the last refresh (namespace inode, ifindex), with the port
     /// whose drops were counted there: what is counted at a place a port leaves (another
     /// namespace, or another ifindex for a port created anew) is carried on in its series.
@@ -114,12 +118,17 @@ impl Monitor {
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })?;
+        let namespaces = pairs
+            .iter()
+            .flat_map(|pair| [pair.initiator.netns.clone(), pair.target.netns.clone()])
+            .collect();
         Ok(Self {
             ports: followed,
             pair_labels,
             drops,
             kernel: kernel_release(),
             test: None,
+            spdk_rules: SpdkRuleCounts::start(namespaces),
             last_places: HashMap::new(),
             cables: CableMaps::default(),
         })
@@ -228,6 +237,7 @@ impl Monitor {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             kernel: self.kernel.clone(),
             test: self.test.clone(),
+            spdk_rules: self.spdk_rules.counts(),
             cable_map_at: self.cables.mapped_at(),
         })
     }
