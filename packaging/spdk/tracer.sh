@@ -24,24 +24,40 @@
 #     test run_test names in $output_dir/.run_test_name is recorded in the bundle.
 #         run_test nvmf_example tracer_watch nvmf_example "$testdir/nvmf_example.sh" --transport=tcp
 #
-# The ports, addresses and TCP port are SPDK's when its variables are set (nvmf_tcp_init and
-# nvmf_veth_init set them); with none set, tracer finds SPDK's layout (phy, virt or
-# virt-legacy) and every pair of it itself:
-#     initiator port  TRACER_INITIATOR ([NETNS/]IFNAME), else NVMF_INITIATOR_INTERFACE
-#     target port     TRACER_TARGET, else NVMF_TARGET_NAMESPACE/NVMF_TARGET_INTERFACE
+# Which ports: tracer finds SPDK's layout (phy, virt or virt-legacy) and every pair of it
+# itself, and takes the addresses configured on them. TRACER_INITIATOR and TRACER_TARGET
+# ([NETNS/]IFNAME) name the ports instead (one pair; SPDK's variables below fill the one not
+# given). When tracer_diagnose finds no layout, it takes the first pair SPDK's variables name (nvmf_tcp_init and nvmf_veth_init set them: a
+# physical node whose NICs are named otherwise than cvl_0_0/cvl_0_1, say):
+#     initiator port  NVMF_INITIATOR_INTERFACE
+#     target port     NVMF_TARGET_NAMESPACE/NVMF_TARGET_INTERFACE
 #     addresses       NVMF_INITIATOR_IP, NVMF_FIRST_TARGET_IP
-#     TCP port        NVMF_PORT
+# The TCP port is NVMF_PORT when set. TRACER_NETNS_ROOT names a namespace standing for the
+# host's (tracer's --netns-root: where `tracer lab up --layout` builds a layout).
 # TRACER names the tracer binary (default: tracer, from PATH). Without it, the functions say so
 # and the commands run as they would without tracer. tracer needs root, as SPDK's tests do.
 
-# Fills the caller's array `tracer_args` with the ports, addresses and TCP port.
+# Fills the caller's array `tracer_args` with the ports, addresses and TCP port: the ports
+# TRACER_INITIATOR and TRACER_TARGET name, the rest of the pair from SPDK's variables; with
+# neither of them set, none (tracer finds the layout, in TRACER_NETNS_ROOT when set), unless
+# `spdk` asks for the pair SPDK's variables name.
 _tracer_args() {
-	local initiator=${TRACER_INITIATOR:-${NVMF_INITIATOR_INTERFACE:-}}
+	local initiator=${TRACER_INITIATOR:-}
 	local target=${TRACER_TARGET:-}
+	tracer_args=()
+	if [[ ${1:-} != spdk && -z $initiator && -z $target ]]; then
+		if [[ -n ${TRACER_NETNS_ROOT:-} ]]; then
+			tracer_args+=(--netns-root "$TRACER_NETNS_ROOT")
+		fi
+		if [[ -n ${NVMF_PORT:-} ]]; then
+			tracer_args+=(--tcp-port "$NVMF_PORT")
+		fi
+		return
+	fi
+	initiator=${initiator:-${NVMF_INITIATOR_INTERFACE:-}}
 	if [[ -z $target && -n ${NVMF_TARGET_INTERFACE:-} ]]; then
 		target=${NVMF_TARGET_NAMESPACE:+$NVMF_TARGET_NAMESPACE/}$NVMF_TARGET_INTERFACE
 	fi
-	tracer_args=()
 	if [[ -n $initiator ]]; then
 		tracer_args+=(--initiator "$initiator")
 	fi
@@ -71,24 +87,44 @@ _tracer_found() {
 tracer_diagnose() {
 	local dir=${1:-${output_dir:-.}/tracer}
 	local -a tracer_args
-	local out line verdict="" signature="" rc=0
+	local out line verdicts=0 signed=1 rc=0
 	_tracer_found || return 2
 	_tracer_args
 	echo "tracer: diagnosing ${tracer_args[*]}" >&2
 	out=$("${TRACER:-tracer}" diagnose "${tracer_args[@]}" --report "$dir") || rc=$?
+	# No layout found (exit 2, no verdict): the first pair SPDK's variables name, if any.
+	if ((rc == 2)) && [[ $out != *"VERDICT: "* && -n ${NVMF_TARGET_INTERFACE:-} ]]; then
+		_tracer_args spdk
+		echo "tracer: no layout found; diagnosing ${tracer_args[*]}" >&2
+		rc=0
+		out=$("${TRACER:-tracer}" diagnose "${tracer_args[@]}" --report "$dir") || rc=$?
+	fi
+	# Each pair's header (several pairs), verdict and signature.
 	while IFS= read -r line; do
 		case $line in
-			"VERDICT: "*) [[ -n $verdict ]] || verdict=$line ;;
-			"  signature: "*) [[ -n $signature ]] || signature=${line#"  signature: "} ;;
+			"== pair "*) echo "tracer: $line" >&2 ;;
+			"VERDICT: "*)
+				echo "tracer: $line" >&2
+				verdicts=$((verdicts + 1))
+				signed=0
+				;;
+			"  signature: "*)
+				if ((!signed)); then
+					echo "tracer: signature: ${line#"  signature: "}" >&2
+					signed=1
+				fi
+				;;
 		esac
 	done <<< "$out"
-	if [[ -z $verdict ]]; then
+	if ((verdicts == 0)); then
 		echo "tracer: diagnose exited with $rc and no verdict (its message is above)" >&2
 		return "$rc"
 	fi
-	echo "tracer: $verdict" >&2
-	echo "tracer: signature: $signature" >&2
-	echo "tracer: report in $dir/report.md and $dir/report.json" >&2
+	if ((verdicts > 1)); then
+		echo "tracer: reports in $dir/pair-1 to $dir/pair-$verdicts (report.md, report.json)" >&2
+	else
+		echo "tracer: report in $dir/report.md and $dir/report.json" >&2
+	fi
 	return "$rc"
 }
 

@@ -321,6 +321,75 @@ pub fn diagnose(ports: &[String], extra: &[&str]) -> (i32, Value) {
     (code, report)
 }
 
+/// A layout built by `tracer lab up --layout NAME --netns-root ROOT`; removed on drop.
+pub struct LayoutLab {
+    pub layout: &'static str,
+    /// The namespace standing for the host's.
+    pub root: String,
+}
+
+impl LayoutLab {
+    pub fn up(layout: &'static str) -> Self {
+        require_root();
+        let lab = Self {
+            layout,
+            root: unique("L"),
+        };
+        check(tracer().args(["lab", "up", "--layout", layout, "--netns-root", &lab.root]));
+        lab
+    }
+
+    /// The namespace the layout moves its targets into, in this lab.
+    pub fn target_netns(&self) -> String {
+        let name = match self.layout {
+            "phy" => "cvl_0_0_ns_spdk",
+            "virt" => "nvmf_ns_spdk",
+            _ => "nvmf_tgt_ns_spdk",
+        };
+        format!("{}-{name}", self.root)
+    }
+
+    pub fn scope(&self) -> Vec<String> {
+        vec!["--netns-root".to_owned(), self.root.clone()]
+    }
+
+    /// `ip -n NETNS ARGS`, which must succeed.
+    pub fn ip(netns: &str, args: &[&str]) {
+        check(Command::new("ip").arg("-n").arg(netns).args(args));
+    }
+}
+
+impl Drop for LayoutLab {
+    fn drop(&mut self) {
+        // Never panic here: this may run while a failed test unwinds.
+        let _ = tracer()
+            .args([
+                "lab",
+                "down",
+                "--layout",
+                self.layout,
+                "--netns-root",
+                &self.root,
+            ])
+            .output();
+    }
+}
+
+/// (initiator, target, initiator address, target address) of each pair, as SPDK names them.
+pub fn spdk_pairs(layout: &str) -> Vec<(&'static str, &'static str, &'static str, &'static str)> {
+    match layout {
+        "phy" => vec![("cvl_0_1", "cvl_0_0", "10.0.0.1", "10.0.0.2")],
+        "virt" => vec![
+            ("initiator0", "target0", "10.0.0.1", "10.0.0.2"),
+            ("initiator1", "target1", "10.0.0.3", "10.0.0.4"),
+        ],
+        _ => vec![
+            ("nvmf_init_if", "nvmf_tgt_if", "10.0.0.1", "10.0.0.3"),
+            ("nvmf_init_if2", "nvmf_tgt_if2", "10.0.0.2", "10.0.0.4"),
+        ],
+    }
+}
+
 /// Namespaces a test makes by hand (the topology builder's guard); deleted on drop, on
 /// failure too.
 pub struct Namespaces(Network);

@@ -491,6 +491,22 @@ fn every_panel_query_runs_and_shows_the_lab() {
             "{title}: {series:#?}"
         );
     }
+    // SPDK's rules: the lab's accept in the initiator's namespace, none beside the target (the
+    // test's ICMP drop has no SPDK_NVMF comment).
+    let rules = panel(&results, "SPDK_NVMF rules by namespace", None);
+    let mut counts: Vec<(&str, f64)> = rules
+        .iter()
+        .map(|series| (label(series, "netns"), last(series)))
+        .collect();
+    counts.sort_by(|a, b| a.0.cmp(b.0));
+    assert_eq!(
+        counts,
+        [
+            (initiator.netns.as_str(), 1.0),
+            (target.netns.as_str(), 0.0)
+        ],
+        "{rules:#?}"
+    );
     // Cabled to each other: each port's frames reached the other, its far end.
     let cabled = panel(&results, "Cabled to each other", None);
     let mut far_ends: Vec<(&str, &str)> = cabled

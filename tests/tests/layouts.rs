@@ -5,77 +5,9 @@ use std::process::Command;
 
 use serde_json::Value;
 use tracer_tests::{
-    PinDir, TempDir, TracerRun, check, diagnose, output, require_root, sample, scrape_until,
-    tracer, unique,
+    LayoutLab, PinDir, TempDir, TracerRun, check, diagnose, output, require_root, sample,
+    scrape_until, spdk_pairs, tracer, unique,
 };
-
-/// A layout built by `tracer lab up --layout NAME --netns-root ROOT`; removed on drop.
-struct LayoutLab {
-    layout: &'static str,
-    root: String,
-}
-
-impl LayoutLab {
-    fn up(layout: &'static str) -> Self {
-        require_root();
-        let lab = Self {
-            layout,
-            root: unique("L"),
-        };
-        check(tracer().args(["lab", "up", "--layout", layout, "--netns-root", &lab.root]));
-        lab
-    }
-
-    /// The namespace the layout moves its targets into, in this lab.
-    fn target_netns(&self) -> String {
-        let name = match self.layout {
-            "phy" => "cvl_0_0_ns_spdk",
-            "virt" => "nvmf_ns_spdk",
-            _ => "nvmf_tgt_ns_spdk",
-        };
-        format!("{}-{name}", self.root)
-    }
-
-    fn scope(&self) -> Vec<String> {
-        vec!["--netns-root".to_owned(), self.root.clone()]
-    }
-
-    /// `ip -n NETNS ARGS`, which must succeed.
-    fn ip(netns: &str, args: &[&str]) {
-        check(Command::new("ip").arg("-n").arg(netns).args(args));
-    }
-}
-
-impl Drop for LayoutLab {
-    fn drop(&mut self) {
-        // Never panic here: this may run while a failed test unwinds.
-        let _ = tracer()
-            .args([
-                "lab",
-                "down",
-                "--layout",
-                self.layout,
-                "--netns-root",
-                &self.root,
-            ])
-            .output();
-    }
-}
-
-/// (initiator, target, initiator address, target address) of each pair, as SPDK names them.
-fn spdk_pairs(layout: &str) -> Vec<(&'static str, &'static str, &'static str, &'static str)> {
-    match layout {
-        "phy" => vec![("cvl_0_1", "cvl_0_0", "10.0.0.1", "10.0.0.2")],
-        "virt" => vec![
-            ("initiator0", "target0", "10.0.0.1", "10.0.0.2"),
-            ("initiator1", "target1", "10.0.0.3", "10.0.0.4"),
-        ],
-        _ => vec![
-            ("nvmf_init_if", "nvmf_tgt_if", "10.0.0.1", "10.0.0.3"),
-            ("nvmf_init_if2", "nvmf_tgt_if2", "10.0.0.2", "10.0.0.4"),
-        ],
-    }
-}
 
 /// diagnose with no port flag: (exit code, the layout found, each pair's class).
 fn diagnose_found(lab: &LayoutLab) -> (i32, Value, Vec<String>) {
@@ -120,6 +52,13 @@ fn builds_and_every_pair_is_found_ok(layout: &'static str) {
     }
     assert_eq!(classes, vec!["ok"; expected.len()], "{found:#}");
     assert_eq!(code, 0);
+    // The layout's own bridge-side peers are never the other version's leftovers.
+    let (_, json) = diagnose(&lab.scope(), &[]);
+    for pair in json["pairs"].as_array().expect("pairs") {
+        for side in ["initiator", "target"] {
+            assert!(pair[side]["stale_peers"].is_null(), "{pair:#}");
+        }
+    }
 }
 
 #[test]
@@ -168,6 +107,49 @@ fn virt_fault_on_the_second_pair_only() {
 #[test]
 fn virt_legacy_fault_on_the_second_pair_only() {
     a_fault_on_the_second_pair_only("virt-legacy", "nvmf_init_br2");
+}
+
+/// A crashed run of the other virtual version left its bridge-side peer in `nvmf_br` (both
+/// versions name their bridge so): every pair of the running layout names it as a stale bridge
+/// with the command that removes it. The far end has a name no layout uses, so that discovery
+/// finds the running layout alone.
+fn the_other_versions_peer_in_the_bridge_is_named(layout: &'static str, stale: &str) {
+    let lab = LayoutLab::up(layout);
+    LayoutLab::ip(
+        &lab.root,
+        &["link", "add", stale, "type", "veth", "peer", "name", "far_end"],
+    );
+    LayoutLab::ip(&lab.root, &["link", "set", stale, "master", "nvmf_br"]);
+    LayoutLab::ip(&lab.root, &["link", "set", stale, "up"]);
+    let (code, json) = diagnose(&lab.scope(), &[]);
+    let pairs = json["pairs"].as_array().expect("pairs");
+    assert_eq!(pairs.len(), spdk_pairs(layout).len(), "{json:#}");
+    let removal = format!("ip netns exec {} ip link del {stale}", lab.root);
+    for pair in pairs {
+        let verdict = &pair["verdict"];
+        assert_eq!(verdict["finding"]["kind"], "stale_bridge", "{verdict:#}");
+        assert_eq!(verdict["class"], "interface");
+        assert_eq!(verdict["finding"]["peers"][0]["interface"], stale);
+        assert_eq!(verdict["finding"]["peers"][0]["bridge"], "nvmf_br");
+        let summary = verdict["summary"].as_str().unwrap_or_default();
+        assert!(
+            summary.contains(&format!("{stale} (a port of nvmf_br)")),
+            "{summary}"
+        );
+        let advice = verdict["advice"].as_str().unwrap_or_default();
+        assert!(advice.contains(&removal), "{advice}");
+    }
+    assert_eq!(code, 14, "{json:#}");
+}
+
+#[test]
+fn a_legacy_peer_left_in_the_virt_bridge_is_named() {
+    the_other_versions_peer_in_the_bridge_is_named("virt", "nvmf_init_br");
+}
+
+#[test]
+fn a_virt_peer_left_in_the_legacy_bridge_is_named() {
+    the_other_versions_peer_in_the_bridge_is_named("virt-legacy", "initiator0_br");
 }
 
 /// `ping -c COUNT -I DEV DESTINATION` inside `netns`. Its answers may not come back by DEV:
@@ -426,4 +408,178 @@ fn monitor_reads_the_running_test_at_each_sigusr1() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The monitor counts the rules with SPDK's SPDK_NVMF comment in each namespace of the ports
+/// (the lab's own: the FORWARD accept and one INPUT accept per initiator), again at SIGUSR1, and
+/// says when the tag file names no test (`test=""`): what TracerSpdkRulesWithoutTest joins on.
+#[test]
+fn monitor_counts_spdk_rules_and_says_when_no_test_runs() {
+    let lab = LayoutLab::up("virt");
+    let pins = PinDir::new();
+    let dir = TempDir::new("rul");
+    let tag = dir.path.join(".run_test_name");
+    std::fs::write(&tag, "").expect("writing the tag");
+    let address = format!("127.0.0.1:{}", tracer_tests::free_port());
+    let pin_dir = pins.arg();
+    let tag_arg = tag.display().to_string();
+    let run = TracerRun::start(&[
+        "monitor",
+        "--metrics-addr",
+        &address,
+        "--pin-dir",
+        &pin_dir,
+        "--netns-root",
+        &lab.root,
+        "--test-tag-file",
+        &tag_arg,
+    ]);
+    let target_netns = lab.target_netns();
+    let rules = |host: f64, targets: f64| {
+        let (root, target_netns) = (lab.root.clone(), target_netns.clone());
+        move |exposition: &str| {
+            sample(exposition, "tracer_spdk_rules", &[("netns", &root)]) == Some(host)
+                && sample(exposition, "tracer_spdk_rules", &[("netns", &target_netns)])
+                    == Some(targets)
+        }
+    };
+    let exposition = scrape_until(&address, "the lab's three SPDK rules", rules(3.0, 0.0));
+    assert_eq!(
+        sample(&exposition, "tracer_test_info", &[("test", "")]),
+        Some(1.0),
+        "{exposition}"
+    );
+    // As host/timeout.sh does, in the targets' namespace this time; SIGUSR1 counts at once.
+    check(Command::new("ip").args([
+        "netns",
+        "exec",
+        &target_netns,
+        "iptables",
+        "-I",
+        "INPUT",
+        "1",
+        "-p",
+        "tcp",
+        "--dport",
+        "4420",
+        "-j",
+        "DROP",
+        "-m",
+        "comment",
+        "--comment",
+        "SPDK_NVMF:-I INPUT 1 -p tcp --dport 4420 -j DROP",
+    ]));
+    // SAFETY: signalling our own child, still running.
+    unsafe { libc::kill(run.pid(), libc::SIGUSR1) };
+    scrape_until(&address, "the rule added", rules(3.0, 1.0));
+    std::fs::write(&tag, "nvmf_timeout\n").expect("writing the tag");
+    // SAFETY: as above.
+    unsafe { libc::kill(run.pid(), libc::SIGUSR1) };
+    let exposition = scrape_until(&address, "the test named", |exposition| {
+        sample(exposition, "tracer_test_info", &[("test", "nvmf_timeout")]) == Some(1.0)
+    });
+    assert_eq!(
+        exposition
+            .lines()
+            .filter(|line| line.starts_with("tracer_test_info{"))
+            .count(),
+        1,
+        "{exposition}"
+    );
+    let out = run.stop_with(libc::SIGINT);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// packaging/tracer-monitor.service's ExecStart as written, the binary path substituted, run on
+/// one layout: every pair's ports are found and counted. What a test must change is changed and
+/// said: its own metrics address and pin directory (tests run side by side), and the lab's
+/// stand-in for the host namespace (the unit looks in the real one).
+fn the_unit_counts_every_pair(layout: &'static str) {
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/tracer-monitor.service"),
+    )
+    .expect("the unit file");
+    let exec_start = unit
+        .lines()
+        .find_map(|line| line.strip_prefix("ExecStart="))
+        .expect("an ExecStart line");
+    let mut words = exec_start.split_whitespace();
+    assert_eq!(words.next(), Some("/usr/local/bin/tracer"), "{exec_start}");
+    let address = format!("127.0.0.1:{}", tracer_tests::free_port());
+    let mut args: Vec<&str> = words.collect();
+    let at = args
+        .iter()
+        .position(|arg| *arg == "--metrics-addr")
+        .expect("--metrics-addr in ExecStart");
+    args[at + 1] = &address;
+    let lab = LayoutLab::up(layout);
+    let pins = PinDir::new();
+    let pin_dir = pins.arg();
+    args.extend(["--pin-dir", &pin_dir, "--netns-root", &lab.root]);
+    let run = TracerRun::start_command(Command::new(tracer_tests::tracer_bin()), &args);
+    let pairs = spdk_pairs(layout);
+    let target_netns = lab.target_netns();
+    let ports: Vec<(String, &str, String)> = pairs
+        .iter()
+        .enumerate()
+        .flat_map(|(index, (initiator, target, _, _))| {
+            [
+                (index.to_string(), "initiator", format!("{}/{initiator}", lab.root)),
+                (index.to_string(), "target", format!("{target_netns}/{target}")),
+            ]
+        })
+        .collect();
+    let exposition = scrape_until(&address, "every pair's ports counted", |exposition| {
+        ports.iter().all(|(pair, role, port)| {
+            sample(
+                exposition,
+                "tracer_port_attached",
+                &[("role", role), ("pair", pair), ("port", port)],
+            ) == Some(1.0)
+        })
+    });
+    for (pair, role, port) in &ports {
+        assert!(
+            sample(
+                &exposition,
+                "tracer_packets_total",
+                &[("role", role), ("pair", pair), ("port", port), ("direction", "egress")],
+            )
+            .is_some(),
+            "no packet series for {role} {port}: {exposition}"
+        );
+    }
+    assert_eq!(
+        exposition
+            .lines()
+            .filter(|line| line.starts_with("tracer_port_attached{"))
+            .count(),
+        ports.len(),
+        "{exposition}"
+    );
+    let out = run.stop_with(libc::SIGINT);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_unit_counts_the_phy_pair() {
+    the_unit_counts_every_pair("phy");
+}
+
+#[test]
+fn the_unit_counts_both_virt_pairs() {
+    the_unit_counts_every_pair("virt");
+}
+
+#[test]
+fn the_unit_counts_both_virt_legacy_pairs() {
+    the_unit_counts_every_pair("virt-legacy");
 }

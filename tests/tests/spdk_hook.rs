@@ -1,7 +1,8 @@
 //! packaging/spdk/tracer.sh, sourced by bash as SPDK's test/nvmf/common.sh users would, on the
 //! lab: a failing ping leaves a diagnose bundle and its verdict and signature in the log, a
 //! passing one leaves nothing, and `tracer_watch` keeps the command's exit code and writes the
-//! bundle when it fails.
+//! bundle when it fails. On each of SPDK's layouts, built by `tracer lab up --layout`, the hook
+//! finds every pair.
 
 use std::{
     path::{Path, PathBuf},
@@ -9,7 +10,9 @@ use std::{
 };
 
 use serde_json::Value;
-use tracer_tests::{INITIATOR_IP, Lab, TARGET_IP, check, output, tracer_bin, unique};
+use tracer_tests::{
+    INITIATOR_IP, Lab, LayoutLab, TARGET_IP, check, output, spdk_pairs, tracer_bin, unique,
+};
 
 /// SPDK's `$output_dir` for one test; removed on drop, on failure too.
 struct OutputDir(PathBuf);
@@ -177,4 +180,91 @@ fn without_tracer_the_commands_run_as_before() {
         "{log}"
     );
     assert!(std::fs::read_dir(&out.0).unwrap().next().is_none());
+}
+
+/// The hook on one of SPDK's layouts with its default pairs, SPDK's variables set as the
+/// layout's script sets them (its first pair): tracer_diagnose finds the layout and every pair
+/// itself, and so does tracer_watch around a failing command. TRACER_NETNS_ROOT names the
+/// lab's stand-in for the host namespace.
+fn hook_finds_every_pair(layout: &'static str) {
+    let lab = LayoutLab::up(layout);
+    let out = OutputDir::new();
+    let pairs = spdk_pairs(layout);
+    let (initiator, target, initiator_ip, target_ip) = pairs[0];
+    let hook = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/spdk/tracer.sh");
+    let script = format!(
+        "set -eu\nsource \"$TRACER_HOOK\"\n\
+         tracer_diagnose || echo \"diagnose exit $?\"\n\
+         tracer_watch pairs sh -c 'ip netns exec \"$TRACER_NETNS_ROOT\" ping -c 1 -W 2 -I {initiator} {target_ip}; exit 3' \
+         || echo \"watch exit $?\""
+    );
+    let run = output(
+        Command::new("bash")
+            .args(["-c", &script])
+            .env("TRACER_HOOK", hook)
+            .env("TRACER", tracer_bin())
+            .env("output_dir", &out.0)
+            .env("TRACER_NETNS_ROOT", &lab.root)
+            .env("NVMF_INITIATOR_INTERFACE", initiator)
+            .env("NVMF_TARGET_NAMESPACE", lab.target_netns())
+            .env("NVMF_TARGET_INTERFACE", target)
+            .env("NVMF_INITIATOR_IP", initiator_ip)
+            .env("NVMF_FIRST_TARGET_IP", target_ip)
+            .env("NVMF_PORT", "4420"),
+    );
+    let log = text(&run.stderr);
+    let stdout = text(&run.stdout);
+    assert!(run.status.success(), "{log}");
+    // Every pair ok: diagnose exits 0; the command's own exit code comes back from watch.
+    assert!(!stdout.contains("diagnose exit"), "{stdout}\n{log}");
+    assert!(stdout.ends_with("\nwatch exit 3\n"), "{stdout}\n{log}");
+    let lines = tracer_lines(&log);
+    assert!(
+        lines.contains(&format!("tracer: diagnosing --netns-root {} --tcp-port 4420", lab.root).as_str()),
+        "{log}"
+    );
+    let verdicts: Vec<&&str> = lines
+        .iter()
+        .filter(|line| line.starts_with("tracer: VERDICT: "))
+        .collect();
+    assert_eq!(verdicts.len(), pairs.len(), "{log}");
+    assert!(
+        verdicts.iter().all(|line| line.starts_with("tracer: VERDICT: ok")),
+        "{log}"
+    );
+    let report = |dir: &str, index: usize| -> Value {
+        let dir = if pairs.len() > 1 {
+            out.0.join(dir).join(format!("pair-{}", index + 1))
+        } else {
+            out.0.join(dir)
+        };
+        serde_json::from_str(
+            &std::fs::read_to_string(dir.join("report.json"))
+                .unwrap_or_else(|err| panic!("{}/report.json: {err}\n{log}", dir.display())),
+        )
+        .expect("report.json is JSON")
+    };
+    for (index, (initiator, target, _, _)) in pairs.iter().enumerate() {
+        for dir in ["tracer", "tracer-pairs"] {
+            let json = report(dir, index);
+            assert_eq!(json["initiator"]["interface"], *initiator, "{dir}: {json:#}");
+            assert_eq!(json["target"]["interface"], *target, "{dir}: {json:#}");
+            assert_eq!(json["verdict"]["class"], "ok", "{dir}: {json:#}");
+        }
+    }
+}
+
+#[test]
+fn hook_finds_the_phy_pair() {
+    hook_finds_every_pair("phy");
+}
+
+#[test]
+fn hook_finds_both_virt_pairs() {
+    hook_finds_every_pair("virt");
+}
+
+#[test]
+fn hook_finds_both_virt_legacy_pairs() {
+    hook_finds_every_pair("virt-legacy");
 }
