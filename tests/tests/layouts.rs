@@ -117,7 +117,9 @@ fn the_other_versions_peer_in_the_bridge_is_named(layout: &'static str, stale: &
     let lab = LayoutLab::up(layout);
     LayoutLab::ip(
         &lab.root,
-        &["link", "add", stale, "type", "veth", "peer", "name", "far_end"],
+        &[
+            "link", "add", stale, "type", "veth", "peer", "name", "far_end",
+        ],
     );
     LayoutLab::ip(&lab.root, &["link", "set", stale, "master", "nvmf_br"]);
     LayoutLab::ip(&lab.root, &["link", "set", stale, "up"]);
@@ -500,7 +502,8 @@ fn monitor_counts_spdk_rules_and_says_when_no_test_runs() {
 /// stand-in for the host namespace (the unit looks in the real one).
 fn the_unit_counts_every_pair(layout: &'static str) {
     let unit = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/tracer-monitor.service"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../packaging/tracer-monitor.service"),
     )
     .expect("the unit file");
     let exec_start = unit
@@ -528,8 +531,16 @@ fn the_unit_counts_every_pair(layout: &'static str) {
         .enumerate()
         .flat_map(|(index, (initiator, target, _, _))| {
             [
-                (index.to_string(), "initiator", format!("{}/{initiator}", lab.root)),
-                (index.to_string(), "target", format!("{target_netns}/{target}")),
+                (
+                    index.to_string(),
+                    "initiator",
+                    format!("{}/{initiator}", lab.root),
+                ),
+                (
+                    index.to_string(),
+                    "target",
+                    format!("{target_netns}/{target}"),
+                ),
             ]
         })
         .collect();
@@ -547,7 +558,12 @@ fn the_unit_counts_every_pair(layout: &'static str) {
             sample(
                 &exposition,
                 "tracer_packets_total",
-                &[("role", role), ("pair", pair), ("port", port), ("direction", "egress")],
+                &[
+                    ("role", role),
+                    ("pair", pair),
+                    ("port", port),
+                    ("direction", "egress")
+                ],
             )
             .is_some(),
             "no packet series for {role} {port}: {exposition}"

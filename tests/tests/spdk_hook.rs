@@ -220,7 +220,13 @@ fn hook_finds_every_pair(layout: &'static str) {
     assert!(stdout.ends_with("\nwatch exit 3\n"), "{stdout}\n{log}");
     let lines = tracer_lines(&log);
     assert!(
-        lines.contains(&format!("tracer: diagnosing --netns-root {} --tcp-port 4420", lab.root).as_str()),
+        lines.contains(
+            &format!(
+                "tracer: diagnosing --netns-root {} --tcp-port 4420",
+                lab.root
+            )
+            .as_str()
+        ),
         "{log}"
     );
     let verdicts: Vec<&&str> = lines
@@ -229,7 +235,9 @@ fn hook_finds_every_pair(layout: &'static str) {
         .collect();
     assert_eq!(verdicts.len(), pairs.len(), "{log}");
     assert!(
-        verdicts.iter().all(|line| line.starts_with("tracer: VERDICT: ok")),
+        verdicts
+            .iter()
+            .all(|line| line.starts_with("tracer: VERDICT: ok")),
         "{log}"
     );
     let report = |dir: &str, index: usize| -> Value {
@@ -247,7 +255,10 @@ fn hook_finds_every_pair(layout: &'static str) {
     for (index, (initiator, target, _, _)) in pairs.iter().enumerate() {
         for dir in ["tracer", "tracer-pairs"] {
             let json = report(dir, index);
-            assert_eq!(json["initiator"]["interface"], *initiator, "{dir}: {json:#}");
+            assert_eq!(
+                json["initiator"]["interface"], *initiator,
+                "{dir}: {json:#}"
+            );
             assert_eq!(json["target"]["interface"], *target, "{dir}: {json:#}");
             assert_eq!(json["verdict"]["class"], "ok", "{dir}: {json:#}");
         }

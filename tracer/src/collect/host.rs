@@ -114,7 +114,9 @@ fn stale_peers(port: &str, links: &[tracer_evidence::Link]) -> Vec<StalePeer> {
             .into_iter()
             .any(|pair| pair.initiator == port || pair.target == port)
     };
-    let bridged = LayoutName::ALL.into_iter().filter(|layout| layout.bridged());
+    let bridged = LayoutName::ALL
+        .into_iter()
+        .filter(|layout| layout.bridged());
     let Some(own) = bridged.clone().find(|layout| is_port_of(*layout)) else {
         return Vec::new();
     };

@@ -50,7 +50,9 @@ impl SpdkRuleCounts {
                         .iter()
                         .map(|netns| (netns.clone(), count(netns)))
                         .collect();
-                    *shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = now;
+                    *shared
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner()) = now;
                     if let Err(mpsc::RecvTimeoutError::Disconnected) = woken.recv_timeout(EVERY) {
                         return;
                     }
