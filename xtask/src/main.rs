@@ -66,6 +66,9 @@ enum Task {
         #[arg(long, value_name = "SECS", default_value_t = 60,
               value_parser = clap::value_parser!(u64).range(1..))]
         rss_seconds: u64,
+        /// Run only this part of the bench (faster)
+        #[arg(long, value_enum)]
+        only: Option<bench::Only>,
     },
     /// Set up, build, draw path.svg of two verdicts on the built-in lab (ok, and ICMP dropped by
     /// netfilter) and render them with headless Chromium (installed here) into docs/images/
@@ -123,10 +126,14 @@ fn main() -> ExitCode {
             .and_then(|()| util::require_root("cargo xtask soak"))
             .and_then(|()| util::build_tracer())
             .and_then(|()| soak::run(minutes)),
-        Task::Bench { json, rss_seconds } => setup::run()
+        Task::Bench {
+            json,
+            rss_seconds,
+            only,
+        } => setup::run()
             .and_then(|()| util::require_root("cargo xtask bench"))
             .and_then(|()| util::build_tracer_bins())
-            .and_then(|()| bench::run(json.as_deref(), rss_seconds)),
+            .and_then(|()| bench::run(json.as_deref(), rss_seconds, only)),
         Task::Screenshots => setup::run()
             .and_then(|()| util::require_root("cargo xtask screenshots"))
             .and_then(|()| util::build_tracer())

@@ -1,7 +1,8 @@
 //! tracer-bench: the measurements `cargo xtask bench` needs from inside tracer.
 //!
-//! - `test-run`: what the counting programs cost per packet, by BPF_PROG_TEST_RUN over
-//!   representative frames, next to empty pass-through programs measured the same way.
+//! - `test-run`: what the counting programs cost per packet, counting alone (monitor) and
+//!   capturing too (watch), by BPF_PROG_TEST_RUN over representative frames, next to empty
+//!   pass-through programs measured the same way.
 //! - `attach`: `Session::attach` and its drop, timed in process, on ports that exist; and the
 //!   attachment alone of one port whose programs are loaded already.
 //! - `hold`: programs attached the way a design alternative would attach them, until SIGINT,
@@ -245,26 +246,33 @@ fn frames() -> Vec<Frame> {
     ]
 }
 
-/// The four programs measured, loaded and ready for BPF_PROG_TEST_RUN.
+/// The six programs measured, loaded and ready for BPF_PROG_TEST_RUN.
 struct Programs {
     counting: Ebpf,
+    capturing: Ebpf,
     baseline: Ebpf,
 }
 
 impl Programs {
     fn load() -> anyhow::Result<Self> {
         let log_level = ebpf_log_level(0);
-        let mut counting = loader(&log_level)
-            .override_global("WATCHED_PORT", &WATCHED_PORT, true)
-            // Counting alone, as `tracer counters` runs it: no frame capture.
-            .override_global("CAPTURE", &0u8, false)
-            .load(PORTS_OBJECT)
-            .context("loading the port counting programs")?;
+        let ports = |capture: u8| {
+            loader(&log_level)
+                .override_global("WATCHED_PORT", &WATCHED_PORT, true)
+                .override_global("CAPTURE", &capture, false)
+                .load(PORTS_OBJECT)
+        };
+        // Counting alone, as the monitor runs it: no frame capture.
+        let mut counting = ports(0).context("loading the port counting programs")?;
+        // Counting and capturing, as watch runs it. Nothing reads its ring buffer here: once
+        // full, what it keeps costs a failed reservation.
+        let mut capturing = ports(1).context("loading the port capturing programs")?;
         let mut baseline = loader(&log_level)
             .load(BASELINE_OBJECT)
             .context("loading the baseline programs")?;
         for (ebpf, xdp, tc) in [
             (&mut counting, "tracer_ingress", "tracer_egress"),
+            (&mut capturing, "tracer_ingress", "tracer_egress"),
             (&mut baseline, "baseline_ingress", "baseline_egress"),
         ] {
             let ingress: &mut Xdp = program_mut(ebpf, xdp)?.try_into()?;
@@ -276,7 +284,11 @@ impl Programs {
                 .load()
                 .with_context(|| format!("loading the tc program {tc}"))?;
         }
-        Ok(Self { counting, baseline })
+        Ok(Self {
+            counting,
+            capturing,
+            baseline,
+        })
     }
 }
 
@@ -339,54 +351,46 @@ const XDP: usize = 0;
 const BASELINE_XDP: usize = 1;
 const TC: usize = 2;
 const BASELINE_TC: usize = 3;
+const CAPTURE_XDP: usize = 4;
+const CAPTURE_TC: usize = 5;
+/// Each measured program: its object, name, and whether it is XDP (else tc).
+const MEASURED: [(usize, &str, bool); 6] = [
+    (XDP, "tracer_ingress", true),
+    (BASELINE_XDP, "baseline_ingress", true),
+    (TC, "tracer_egress", false),
+    (BASELINE_TC, "baseline_egress", false),
+    (CAPTURE_XDP, "tracer_ingress", true),
+    (CAPTURE_TC, "tracer_egress", false),
+];
 
 fn test_run(repeat: u32, rounds: u32) -> anyhow::Result<serde_json::Value> {
     let programs = Programs::load()?;
     let frames = frames();
     // samples[frame][program]: one average per round.
-    let mut samples = vec![[const { Vec::new() }; 4]; frames.len()];
+    let mut samples = vec![[const { Vec::new() }; MEASURED.len()]; frames.len()];
     // Rounds are interleaved so that drift (other load, frequency changes) hits every program
     // and frame alike.
     for _ in 0..rounds {
         for (frame, frame_samples) in frames.iter().zip(samples.iter_mut()) {
-            let bytes = &frame.bytes;
-            frame_samples[XDP].push(ns_per_run::<Xdp>(
-                &programs.counting,
-                "tracer_ingress",
-                bytes,
-                repeat,
-                &[XDP_PASS],
-            )?);
-            frame_samples[BASELINE_XDP].push(ns_per_run::<Xdp>(
-                &programs.baseline,
-                "baseline_ingress",
-                bytes,
-                repeat,
-                &[XDP_PASS],
-            )?);
-            frame_samples[TC].push(ns_per_run::<SchedClassifier>(
-                &programs.counting,
-                "tracer_egress",
-                bytes,
-                repeat,
-                TC_PASSING,
-            )?);
-            frame_samples[BASELINE_TC].push(ns_per_run::<SchedClassifier>(
-                &programs.baseline,
-                "baseline_egress",
-                bytes,
-                repeat,
-                TC_PASSING,
-            )?);
+            for (column, name, xdp) in MEASURED {
+                let ebpf = match column {
+                    XDP | TC => &programs.counting,
+                    CAPTURE_XDP | CAPTURE_TC => &programs.capturing,
+                    _ => &programs.baseline,
+                };
+                frame_samples[column].push(if xdp {
+                    ns_per_run::<Xdp>(ebpf, name, &frame.bytes, repeat, &[XDP_PASS])?
+                } else {
+                    ns_per_run::<SchedClassifier>(ebpf, name, &frame.bytes, repeat, TC_PASSING)?
+                });
+            }
         }
     }
-    check_counted(
-        &programs.counting,
-        &frames,
-        u64::from(repeat) * u64::from(rounds),
-    )?;
+    for ebpf in [&programs.counting, &programs.capturing] {
+        check_counted(ebpf, &frames, u64::from(repeat) * u64::from(rounds))?;
+    }
 
-    let mut per_program: [Vec<f64>; 4] = Default::default();
+    let mut per_program: [Vec<f64>; MEASURED.len()] = Default::default();
     let mut frame_reports = Vec::new();
     for (frame, mut frame_samples) in frames.iter().zip(samples) {
         let medians = frame_samples.each_mut().map(|values| median(values));
@@ -400,6 +404,8 @@ fn test_run(repeat: u32, rounds: u32) -> anyhow::Result<serde_json::Value> {
             "baseline_xdp_ns": medians[BASELINE_XDP],
             "tc_ns": medians[TC],
             "baseline_tc_ns": medians[BASELINE_TC],
+            "capture_xdp_ns": medians[CAPTURE_XDP],
+            "capture_tc_ns": medians[CAPTURE_TC],
         }));
     }
     Ok(json!({
@@ -409,6 +415,8 @@ fn test_run(repeat: u32, rounds: u32) -> anyhow::Result<serde_json::Value> {
         "tc_ns_per_packet": mean(&per_program[TC]),
         "baseline_xdp_ns_per_packet": mean(&per_program[BASELINE_XDP]),
         "baseline_tc_ns_per_packet": mean(&per_program[BASELINE_TC]),
+        "capture_xdp_ns_per_packet": mean(&per_program[CAPTURE_XDP]),
+        "capture_tc_ns_per_packet": mean(&per_program[CAPTURE_TC]),
         "frames": frame_reports,
     }))
 }

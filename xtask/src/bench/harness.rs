@@ -284,11 +284,12 @@ impl Drop for Background {
     }
 }
 
-/// `iperf3 -s` on the target's address, up and listening.
+/// `iperf3 -s` on the target's address and the lab's TCP port (the port tracer watches, as
+/// NVMe/TCP's is), up and listening.
 pub(super) fn iperf3_server() -> anyhow::Result<Background> {
     let mut command = in_netns(TARGET_NS, "iperf3");
     command
-        .args(["-s", "-B", TARGET_IP])
+        .args(["-s", "-B", TARGET_IP, "-p", PORT])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     eprintln!("+ {}", describe(&command));
@@ -302,7 +303,8 @@ pub(super) fn iperf3_server() -> anyhow::Result<Background> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         check_interrupted()?;
-        let listening = output_checked(in_netns(TARGET_NS, "ss").args(["-Hltn", "sport = :5201"]))?;
+        let listening =
+            output_checked(in_netns(TARGET_NS, "ss").args(["-Hltn", &format!("sport = :{PORT}")]))?;
         if !listening.stdout.is_empty() {
             return Ok(server);
         }
@@ -313,15 +315,62 @@ pub(super) fn iperf3_server() -> anyhow::Result<Background> {
     }
 }
 
-/// An iperf3 client run from the initiator: received throughput in Gbit/s.
-pub(super) fn iperf3_gbps(seconds: u64) -> anyhow::Result<f64> {
+/// How an iperf3 client runs: by itself in the initiator's namespace, or as the command of
+/// `tracer watch` on the lab's ports, as a test run under watch.
+#[derive(Clone, Copy)]
+pub(super) enum Client {
+    Alone,
+    UnderWatch,
+}
+
+/// An iperf3 client from the initiator to the server, with `args`: its JSON report.
+pub(super) fn iperf3_client(args: &[&str], client: Client) -> anyhow::Result<Value> {
     check_interrupted()?;
-    let mut command = in_netns(INITIATOR_NS, "iperf3");
-    command.args(["-c", TARGET_IP, "-t", &seconds.to_string(), "--json"]);
+    let scratch = std::env::temp_dir().join(format!("tracer-bench-{}", std::process::id()));
+    // Under watch, iperf3 writes its report to a file: watch's output is its own.
+    let log = scratch.with_extension("iperf3.json");
+    let report_dir = scratch.with_extension("watch");
+    let mut command = match client {
+        Client::Alone => in_netns(INITIATOR_NS, "iperf3"),
+        Client::UnderWatch => {
+            let _ = std::fs::remove_file(&log);
+            let mut command = Command::new(tracer_binary());
+            command
+                .arg("watch")
+                .args(port_args())
+                .arg("--report")
+                .arg(&report_dir)
+                .args([
+                    "--",
+                    "ip",
+                    "netns",
+                    "exec",
+                    INITIATOR_NS,
+                    "iperf3",
+                    "--logfile",
+                ])
+                .arg(&log);
+            command
+        }
+    };
+    command
+        .args(["-c", TARGET_IP, "-p", PORT, "--json"])
+        .args(args);
     eprintln!("+ {}", describe(&command));
     let output = output_checked(&mut command)?;
-    let report: Value =
-        serde_json::from_slice(&output.stdout).context("reading iperf3's JSON report")?;
+    let text = match client {
+        Client::Alone => output.stdout,
+        Client::UnderWatch => {
+            let _ = std::fs::remove_dir_all(&report_dir);
+            std::fs::read(&log).with_context(|| format!("reading {}", log.display()))?
+        }
+    };
+    serde_json::from_slice(&text).context("reading iperf3's JSON report")
+}
+
+/// An iperf3 TCP run from the initiator: received throughput in Gbit/s.
+pub(super) fn iperf3_gbps(seconds: u64, client: Client) -> anyhow::Result<f64> {
+    let report = iperf3_client(&["-t", &seconds.to_string()], client)?;
     report["end"]["sum_received"]["bits_per_second"]
         .as_f64()
         .map(|bits| bits / 1e9)

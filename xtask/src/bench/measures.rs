@@ -20,20 +20,24 @@ pub(super) enum Watcher {
     Nothing,
     Tracer,
     Tcpdump,
+    /// The run is the command of `tracer watch`, which also captures frames.
+    Watch,
     /// `tracer-bench hold --hooks NAME`: a design alternative, for comparison.
     Hooks(&'static str),
 }
 
 /// Every throughput run of a round, in the order of the first round; the indices below name
-/// the first three, the alternatives follow.
+/// the first four, the alternatives follow.
 pub(super) const UNWATCHED: usize = 0;
 pub(super) const TRACER: usize = 1;
 pub(super) const TCPDUMP: usize = 2;
-pub(super) const FIRST_ALTERNATIVE: usize = 3;
-pub(super) const WATCHERS: [Watcher; 6] = [
+pub(super) const WATCH: usize = 3;
+pub(super) const FIRST_ALTERNATIVE: usize = 4;
+pub(super) const WATCHERS: [Watcher; 7] = [
     Watcher::Nothing,
     Watcher::Tracer,
     Watcher::Tcpdump,
+    Watcher::Watch,
     Watcher::Hooks("empty"),
     Watcher::Hooks("xdp-generic"),
     Watcher::Hooks("tc-ingress"),
@@ -45,6 +49,7 @@ impl Watcher {
             Self::Nothing => "none".to_owned(),
             Self::Tracer => "tracer".to_owned(),
             Self::Tcpdump => "tcpdump".to_owned(),
+            Self::Watch => "watch".to_owned(),
             Self::Hooks(hooks) => hooks.replace('-', "_"),
         }
     }
@@ -52,11 +57,12 @@ impl Watcher {
     /// One iperf3 run with this watcher on both ports: Gbit/s.
     pub(super) fn throughput(self) -> anyhow::Result<f64> {
         let attached = match self {
-            Self::Nothing => return iperf3_gbps(IPERF_SECONDS),
+            Self::Nothing => return iperf3_gbps(IPERF_SECONDS, Client::Alone),
+            Self::Watch => return iperf3_gbps(IPERF_SECONDS, Client::UnderWatch),
             Self::Tcpdump => {
                 let initiator = tcpdump(INITIATOR_NS, INITIATOR_IF)?;
                 let target = tcpdump(TARGET_NS, TARGET_IF)?;
-                let gbps = iperf3_gbps(IPERF_SECONDS)?;
+                let gbps = iperf3_gbps(IPERF_SECONDS, Client::Alone)?;
                 initiator.interrupt()?;
                 target.interrupt()?;
                 return Ok(gbps);
@@ -64,7 +70,7 @@ impl Watcher {
             Self::Tracer => Attached::start(tracer_command())?.0,
             Self::Hooks(hooks) => Attached::start(hold_command(hooks))?.0,
         };
-        let gbps = iperf3_gbps(IPERF_SECONDS)?;
+        let gbps = iperf3_gbps(IPERF_SECONDS, Client::Alone)?;
         attached.stop()?;
         Ok(gbps)
     }
@@ -92,13 +98,13 @@ impl Throughput {
     }
 }
 
-/// Rounds of one run per watcher, the order rotating each round so that none of them always
-/// runs first.
-pub(super) fn measure_throughput() -> anyhow::Result<Throughput> {
+/// Rounds of one run per watcher (the first `watchers` of `WATCHERS`), the order rotating
+/// each round so that none of them always runs first.
+pub(super) fn measure_throughput(watchers: usize) -> anyhow::Result<Throughput> {
     let mut throughput = Throughput {
-        gbps: vec![Vec::new(); WATCHERS.len()],
+        gbps: vec![Vec::new(); watchers],
     };
-    let mut order: Vec<usize> = (0..WATCHERS.len()).collect();
+    let mut order: Vec<usize> = (0..watchers).collect();
     for _ in 0..THROUGHPUT_ROUNDS {
         for &watcher in &order {
             let gbps = WATCHERS[watcher].throughput()?;
@@ -174,7 +180,7 @@ pub(super) fn measure_rss(seconds: u64) -> anyhow::Result<(f64, f64)> {
         child: ping.spawn().context("starting ping")?,
         _stderr: None,
     };
-    iperf3_gbps(seconds)?;
+    iperf3_gbps(seconds, Client::Alone)?;
     drop(pings);
     let memory = rss_mb(pid)?;
     tracer.stop()?;
@@ -187,12 +193,15 @@ pub(super) enum FloodWatcher {
     Nothing,
     Tracer,
     Tcpdump,
+    Watch,
 }
 
-pub(super) const FLOOD_WATCHERS: [FloodWatcher; 3] = [
+/// In the order of `WATCHERS`' first four: the same indices.
+pub(super) const FLOOD_WATCHERS: [FloodWatcher; 4] = [
     FloodWatcher::Nothing,
     FloodWatcher::Tracer,
     FloodWatcher::Tcpdump,
+    FloodWatcher::Watch,
 ];
 
 /// Packets a second of one flood of small UDP packets from the initiator.
@@ -219,27 +228,21 @@ pub(super) fn target_rx_packets() -> anyhow::Result<f64> {
 }
 
 /// `iperf3 -u -l 64 -b 0` from the initiator: as many small datagrams as it can send.
-pub(super) fn udp_flood() -> anyhow::Result<Flood> {
-    check_interrupted()?;
-    let mut command = in_netns(INITIATOR_NS, "iperf3");
-    command.args([
-        "-c",
-        TARGET_IP,
-        "-u",
-        "-l",
-        PPS_PAYLOAD,
-        "-b",
-        "0",
-        "-t",
-        &IPERF_SECONDS.to_string(),
-        "--json",
-    ]);
-    eprintln!("+ {}", describe(&command));
+pub(super) fn udp_flood(client: Client) -> anyhow::Result<Flood> {
     let rx_before = target_rx_packets()?;
-    let output = output_checked(&mut command)?;
+    let report = iperf3_client(
+        &[
+            "-u",
+            "-l",
+            PPS_PAYLOAD,
+            "-b",
+            "0",
+            "-t",
+            &IPERF_SECONDS.to_string(),
+        ],
+        client,
+    )?;
     let rx = target_rx_packets()? - rx_before;
-    let report: Value =
-        serde_json::from_slice(&output.stdout).context("reading iperf3's JSON report")?;
     let field = |sum: &str, key: &str| {
         report["end"][sum][key]
             .as_f64()
@@ -261,22 +264,24 @@ impl FloodWatcher {
             Self::Nothing => "none",
             Self::Tracer => "tracer",
             Self::Tcpdump => "tcpdump",
+            Self::Watch => "watch",
         }
     }
 
     pub(super) fn flood(self) -> anyhow::Result<Flood> {
         match self {
-            Self::Nothing => udp_flood(),
+            Self::Nothing => udp_flood(Client::Alone),
+            Self::Watch => udp_flood(Client::UnderWatch),
             Self::Tracer => {
                 let (attached, _) = Attached::start(tracer_command())?;
-                let flood = udp_flood()?;
+                let flood = udp_flood(Client::Alone)?;
                 attached.stop()?;
                 Ok(flood)
             }
             Self::Tcpdump => {
                 let initiator = tcpdump(INITIATOR_NS, INITIATOR_IF)?;
                 let target = tcpdump(TARGET_NS, TARGET_IF)?;
-                let flood = udp_flood()?;
+                let flood = udp_flood(Client::Alone)?;
                 initiator.interrupt()?;
                 target.interrupt()?;
                 Ok(flood)

@@ -96,50 +96,145 @@ const FAULTS: &[(&str, &str)] = &[
     ("no_route", "route"),
 ];
 
-pub fn run(json_path: Option<&Path>, rss_seconds: u64) -> anyhow::Result<()> {
+/// A part of the bench that `--only` runs by itself.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Only {
+    /// What watch costs: per packet, TCP throughput and the small-packet flood, beside
+    /// nothing, the monitor and tcpdump (no attach, memory, diagnose or alternative hooks)
+    Watch,
+}
+
+/// The report as it is assembled: numbers, their spread, the goals and whether each was met.
+#[derive(Default)]
+struct Report {
+    values: serde_json::Map<String, Value>,
+    noise: serde_json::Map<String, Value>,
+    goals: serde_json::Map<String, Value>,
+    goals_met: serde_json::Map<String, Value>,
+}
+
+impl Report {
+    fn value(&mut self, key: &str, value: Value) {
+        self.values.insert(key.to_owned(), value);
+    }
+
+    fn noise(&mut self, key: &str, spread: Value) {
+        self.noise.insert(key.to_owned(), spread);
+    }
+
+    fn goal(&mut self, key: &str, goal: f64, met: bool) {
+        self.goals.insert(key.to_owned(), json!(goal));
+        self.goals_met.insert(key.to_owned(), json!(met));
+    }
+
+    fn into_json(mut self) -> Value {
+        self.values
+            .insert("noise".to_owned(), Value::Object(self.noise));
+        self.values
+            .insert("goals".to_owned(), Value::Object(self.goals));
+        self.values
+            .insert("goals_met".to_owned(), Value::Object(self.goals_met));
+        Value::Object(self.values)
+    }
+}
+
+pub fn run(json_path: Option<&Path>, rss_seconds: u64, only: Option<Only>) -> anyhow::Result<()> {
     catch_interrupt();
-    let machine = machine();
+    let mut report = Report::default();
+    report.value("machine", machine());
 
     let test_run = measure_test_run()?;
-    let xdp = number(&test_run, "xdp_ns_per_packet")?;
-    let tc = number(&test_run, "tc_ns_per_packet")?;
-    let baseline_xdp = number(&test_run, "baseline_xdp_ns_per_packet")?;
-    let baseline_tc = number(&test_run, "baseline_tc_ns_per_packet")?;
+    per_packet(&mut report, &test_run)?;
     check_interrupted()?;
 
     let mut net = BenchNet::new()?;
     net.lab_up()?;
-    let attach_runs = measure_attach()?;
-    let internal = measure_attach_internal()?;
-    let attach_internal = numbers(&internal, "attach_ms")?;
-    let detach_internal = numbers(&internal, "detach_ms")?;
-    let attach_loaded_port = numbers(&internal, "attach_loaded_port_ms")?;
-    let appears = measure_appears()?;
-    unpin()?;
-    let watch_idle = measure_watch_idle()?;
-
-    let server = iperf3_server()?;
-    let throughput = measure_throughput()?;
-    let floods = measure_pps()?;
-    let (rss, rss_peak) = measure_rss(rss_seconds)?;
-    drop(server);
-    unpin()?;
-
-    let verdicts = measure_verdicts(&mut net)?;
+    let verdicts = match only {
+        Some(Only::Watch) => {
+            let server = iperf3_server()?;
+            let throughput = measure_throughput(FIRST_ALTERNATIVE)?;
+            let floods = measure_pps()?;
+            drop(server);
+            traffic(&mut report, &throughput, &floods);
+            Vec::new()
+        }
+        None => everything_on_the_lab(&mut report, &mut net, rss_seconds)?,
+    };
     drop(net);
 
-    let attach = median(&attach_runs.attach_ms);
-    let detach = median(&attach_runs.detach_ms);
-    let attach_peak = attach_runs.peak_mb.iter().copied().fold(0.0, f64::max);
-    let appears_ms = median(&appears);
-    let watch_idle_cpu = median(&watch_idle);
-    let ratio_tracer = throughput.ratio(TRACER);
-    let ratio_tcpdump = throughput.ratio(TCPDUMP);
-    let at_port = |flood: &Flood| flood.port_pps;
-    let received = |flood: &Flood| flood.received_pps;
-    let sent = |flood: &Flood| flood.sent_pps;
-    let pps_ratio_tracer = pps_ratio(&floods, 1, at_port);
-    let pps_ratio_tcpdump = pps_ratio(&floods, 2, at_port);
+    let report = report.into_json();
+    print!("{}", table(&report, &verdicts));
+    if let Some(path) = json_path {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("bench: wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// What the kernel programs cost per packet, counting (monitor) and capturing too (watch),
+/// over empty programs.
+fn per_packet(report: &mut Report, test_run: &Value) -> anyhow::Result<()> {
+    let baseline_xdp = number(test_run, "baseline_xdp_ns_per_packet")?;
+    let baseline_tc = number(test_run, "baseline_tc_ns_per_packet")?;
+    for (hook, baseline) in [("xdp", baseline_xdp), ("tc", baseline_tc)] {
+        let baseline_key = format!("baseline_{hook}_ns_per_packet");
+        report.value(&baseline_key, json!(baseline));
+        for prefix in ["", "capture_"] {
+            let ns = number(test_run, &format!("{prefix}{hook}_ns_per_packet"))?;
+            report.value(&format!("{prefix}{hook}_ns_per_packet"), json!(ns));
+            let added = format!("{prefix}{hook}_added_ns_per_packet");
+            report.value(&added, json!(round2(ns - baseline)));
+            if prefix.is_empty() {
+                report.goal(&added, GOAL_ADDED_NS, ns - baseline <= GOAL_ADDED_NS);
+            }
+        }
+    }
+    report.value("test_run", test_run.clone());
+    Ok(())
+}
+
+/// TCP throughput and the small-packet flood with each watcher, against nothing in the same
+/// round. "tracer" is the monitor.
+fn traffic(report: &mut Report, throughput: &Throughput, floods: &[Vec<Flood>]) {
+    let at_port: fn(&Flood) -> f64 = |flood| flood.port_pps;
+    let received: fn(&Flood) -> f64 = |flood| flood.received_pps;
+    let sent: fn(&Flood) -> f64 = |flood| flood.sent_pps;
+    let ratios = |watcher: usize, pps: fn(&Flood) -> f64| -> Vec<f64> {
+        floods[watcher]
+            .iter()
+            .zip(&floods[UNWATCHED])
+            .map(|(with, without)| pps(with) / pps(without))
+            .collect()
+    };
+    for watcher in [TRACER, TCPDUMP, WATCH] {
+        let name = FLOOD_WATCHERS[watcher].name();
+        let throughput_key = format!("throughput_ratio_{name}");
+        let throughput_ratio = throughput.ratio(watcher);
+        report.value(&throughput_key, json!(round2(throughput_ratio)));
+        report.noise(&throughput_key, spread(&throughput.ratios(watcher)));
+        let pps_key = format!("pps_ratio_{name}");
+        let flood_ratio = pps_ratio(floods, watcher, at_port);
+        report.value(&pps_key, json!(round3(flood_ratio)));
+        report.noise(&pps_key, spread(&ratios(watcher, at_port)));
+        for (what, pps) in [("received", received), ("sent", sent)] {
+            let key = format!("pps_{what}_ratio_{name}");
+            report.value(&key, json!(round3(pps_ratio(floods, watcher, pps))));
+        }
+        // tcpdump is the reference, not held to a goal.
+        if watcher != TCPDUMP {
+            report.goal(
+                &throughput_key,
+                GOAL_THROUGHPUT_RATIO,
+                throughput_ratio >= GOAL_THROUGHPUT_RATIO,
+            );
+            report.goal(&pps_key, GOAL_PPS_RATIO, flood_ratio >= GOAL_PPS_RATIO);
+        }
+    }
+    report.noise(
+        "pps_received_ratio_tracer",
+        spread(&ratios(TRACER, received)),
+    );
     let gbps: serde_json::Map<String, Value> = WATCHERS
         .iter()
         .zip(&throughput.gbps)
@@ -150,10 +245,25 @@ pub fn run(json_path: Option<&Path>, rss_seconds: u64) -> anyhow::Result<()> {
             )
         })
         .collect();
-    let pps_runs = |pps: fn(&Flood) -> f64| -> serde_json::Map<String, Value> {
+    report.value("throughput_gbps", Value::Object(gbps));
+    let ratio_alternatives: serde_json::Map<String, Value> = WATCHERS
+        .iter()
+        .enumerate()
+        .take(throughput.gbps.len())
+        .skip(FIRST_ALTERNATIVE)
+        .map(|(index, watcher)| (watcher.name(), json!(round2(throughput.ratio(index)))))
+        .collect();
+    if !ratio_alternatives.is_empty() {
+        // The same ratio for other ways of hooking the ports (tracer-bench hold).
+        report.value(
+            "throughput_ratio_alternatives",
+            Value::Object(ratio_alternatives),
+        );
+    }
+    let pps_runs = |pps: fn(&Flood) -> f64| -> Value {
         FLOOD_WATCHERS
             .iter()
-            .zip(&floods)
+            .zip(floods)
             .map(|(watcher, runs)| {
                 (
                     watcher.name().to_owned(),
@@ -164,14 +274,51 @@ pub fn run(json_path: Option<&Path>, rss_seconds: u64) -> anyhow::Result<()> {
                     ),
                 )
             })
-            .collect()
+            .collect::<serde_json::Map<String, Value>>()
+            .into()
     };
-    let ratio_alternatives: serde_json::Map<String, Value> = WATCHERS
-        .iter()
-        .enumerate()
-        .skip(FIRST_ALTERNATIVE)
-        .map(|(index, watcher)| (watcher.name(), json!(round2(throughput.ratio(index)))))
-        .collect();
+    report.value(
+        "pps_payload_bytes",
+        json!(PPS_PAYLOAD.parse::<u32>().unwrap_or(0)),
+    );
+    report.value("pps_at_target_port", pps_runs(at_port));
+    report.value("pps_received", pps_runs(received));
+    report.value("pps_sent", pps_runs(sent));
+    report.value("iperf3_tcp_port", json!(PORT.parse::<u16>().unwrap_or(0)));
+}
+
+/// Every measure that needs the lab but the per-packet ones: attach, memory, a port that
+/// appears, watch while idle, traffic, diagnose's verdicts.
+fn everything_on_the_lab(
+    report: &mut Report,
+    net: &mut BenchNet,
+    rss_seconds: u64,
+) -> anyhow::Result<Vec<Verdicts>> {
+    let attach_runs = measure_attach()?;
+    let internal = measure_attach_internal()?;
+    let attach_internal = numbers(&internal, "attach_ms")?;
+    let detach_internal = numbers(&internal, "detach_ms")?;
+    let attach_loaded_port = numbers(&internal, "attach_loaded_port_ms")?;
+    let appears = measure_appears()?;
+    unpin()?;
+    let watch_idle = measure_watch_idle()?;
+
+    let server = iperf3_server()?;
+    let throughput = measure_throughput(WATCHERS.len())?;
+    let floods = measure_pps()?;
+    let (rss, rss_peak) = measure_rss(rss_seconds)?;
+    drop(server);
+    unpin()?;
+
+    let verdicts = measure_verdicts(net)?;
+
+    let attach = median(&attach_runs.attach_ms);
+    let detach = median(&attach_runs.detach_ms);
+    let attach_peak = attach_runs.peak_mb.iter().copied().fold(0.0, f64::max);
+    let appears_ms = median(&appears);
+    let watch_idle_cpu = median(&watch_idle);
+    traffic(report, &throughput, &floods);
+
     let verdict_seconds: serde_json::Map<String, Value> = verdicts
         .iter()
         .map(|verdict| {
@@ -202,104 +349,69 @@ pub fn run(json_path: Option<&Path>, rss_seconds: u64) -> anyhow::Result<()> {
         .iter()
         .map(|verdict| median(&verdict.seconds))
         .fold(0.0, f64::max);
-    let ratios = |watcher: usize, pps: fn(&Flood) -> f64| -> Vec<f64> {
-        floods[watcher]
-            .iter()
-            .zip(&floods[0])
-            .map(|(with, without)| pps(with) / pps(without))
-            .collect()
-    };
 
     // Every repeated measurement's min, median and max: the machine is shared.
-    let noise = json!({
-        "attach_ms": spread(&attach_runs.attach_ms),
-        "detach_ms": spread(&attach_runs.detach_ms),
-        "attach_ms_internal": spread(&attach_internal),
-        "detach_ms_internal": spread(&detach_internal),
-        "rss_peak_attach_mb": spread(&attach_runs.peak_mb),
-        "port_appears_counted_ms": spread(&appears),
-        "port_attach_loaded_ms": spread(&attach_loaded_port),
-        "watch_idle_cpu_percent": spread(&watch_idle),
-        "throughput_ratio_tracer": spread(&throughput.ratios(TRACER)),
-        "throughput_ratio_tcpdump": spread(&throughput.ratios(TCPDUMP)),
-        "pps_ratio_tracer": spread(&ratios(1, at_port)),
-        "pps_ratio_tcpdump": spread(&ratios(2, at_port)),
-        "pps_received_ratio_tracer": spread(&ratios(1, received)),
-        "verdict_seconds": verdict_spread,
-    });
-    let goals = json!({
-        "added_ns_per_packet": GOAL_ADDED_NS,
-        "attach_ms": GOAL_ATTACH_MS,
-        "rss_peak_mb": GOAL_RSS_PEAK_MB,
-        "rss_mb": GOAL_RSS_MB,
-        "watch_idle_cpu_percent": GOAL_WATCH_IDLE_CPU_PERCENT,
-        "port_appears_counted_ms": GOAL_APPEARS_COUNTED_MS,
-        "slowest_verdict_seconds": GOAL_VERDICT_SECONDS,
-        "pps_ratio_tracer": GOAL_PPS_RATIO,
-        "throughput_ratio_tracer": GOAL_THROUGHPUT_RATIO,
-    });
-    let goals_met = json!({
-        "xdp_added_ns_per_packet": xdp - baseline_xdp <= GOAL_ADDED_NS,
-        "tc_added_ns_per_packet": tc - baseline_tc <= GOAL_ADDED_NS,
-        "attach_ms": attach <= GOAL_ATTACH_MS,
-        "rss_peak_mb": rss_peak.max(attach_peak) <= GOAL_RSS_PEAK_MB,
-        "rss_mb": rss <= GOAL_RSS_MB,
-        "watch_idle_cpu_percent": watch_idle_cpu <= GOAL_WATCH_IDLE_CPU_PERCENT,
-        "port_appears_counted_ms": appears_ms <= GOAL_APPEARS_COUNTED_MS,
-        "slowest_verdict_seconds": slowest_verdict <= GOAL_VERDICT_SECONDS && wrong_verdicts.is_empty(),
-        "pps_ratio_tracer": pps_ratio_tracer >= GOAL_PPS_RATIO,
-        "throughput_ratio_tracer": ratio_tracer >= GOAL_THROUGHPUT_RATIO,
-    });
-    let report = json!({
-        "machine": machine,
-        "xdp_ns_per_packet": xdp,
-        "tc_ns_per_packet": tc,
-        "baseline_xdp_ns_per_packet": baseline_xdp,
-        "baseline_tc_ns_per_packet": baseline_tc,
-        "xdp_added_ns_per_packet": round2(xdp - baseline_xdp),
-        "tc_added_ns_per_packet": round2(tc - baseline_tc),
-        "test_run": test_run,
-        "attach_ms": round2(attach),
-        "detach_ms": round2(detach),
-        "attach_ms_internal": round2(median(&attach_internal)),
-        "detach_ms_internal": round2(median(&detach_internal)),
-        "attached_command": format!("tracer {ATTACHED_COMMAND}"),
-        "rss_peak_attach_mb": round2(attach_peak),
-        "port_appears_counted_ms": round2(appears_ms),
-        // Its floor: one port's tc attachments alone, its programs loaded ahead.
-        "port_attach_loaded_ms": round2(median(&attach_loaded_port)),
-        "watch_idle_cpu_percent": round3(watch_idle_cpu),
-        "throughput_ratio_tracer": round2(ratio_tracer),
-        "throughput_ratio_tcpdump": round2(ratio_tcpdump),
-        // The same ratio for other ways of hooking the ports (tracer-bench hold).
-        "throughput_ratio_alternatives": ratio_alternatives,
-        "throughput_gbps": gbps,
-        "pps_ratio_tracer": round3(pps_ratio_tracer),
-        "pps_ratio_tcpdump": round3(pps_ratio_tcpdump),
-        "pps_received_ratio_tracer": round3(pps_ratio(&floods, 1, received)),
-        "pps_received_ratio_tcpdump": round3(pps_ratio(&floods, 2, received)),
-        "pps_sent_ratio_tracer": round3(pps_ratio(&floods, 1, sent)),
-        "pps_sent_ratio_tcpdump": round3(pps_ratio(&floods, 2, sent)),
-        "pps_payload_bytes": PPS_PAYLOAD.parse::<u32>().unwrap_or(0),
-        "pps_at_target_port": pps_runs(at_port),
-        "pps_received": pps_runs(received),
-        "pps_sent": pps_runs(sent),
-        "verdict_seconds": verdict_seconds,
-        "slowest_verdict_seconds": round3(slowest_verdict),
-        "verdict_classes": verdict_classes,
-        "wrong_verdicts": wrong_verdicts,
-        "rss_mb": round2(rss),
-        "rss_peak_mb": round2(rss_peak),
-        "rss_seconds": rss_seconds,
-        "noise": noise,
-        "goals": goals,
-        "goals_met": goals_met,
-    });
-    print!("{}", table(&report, &verdicts));
-    if let Some(path) = json_path {
-        let text = serde_json::to_string_pretty(&report)?;
-        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("bench: wrote {}", path.display());
-    }
-    Ok(())
+    report.noise("attach_ms", spread(&attach_runs.attach_ms));
+    report.noise("detach_ms", spread(&attach_runs.detach_ms));
+    report.noise("attach_ms_internal", spread(&attach_internal));
+    report.noise("detach_ms_internal", spread(&detach_internal));
+    report.noise("rss_peak_attach_mb", spread(&attach_runs.peak_mb));
+    report.noise("port_appears_counted_ms", spread(&appears));
+    report.noise("port_attach_loaded_ms", spread(&attach_loaded_port));
+    report.noise("watch_idle_cpu_percent", spread(&watch_idle));
+    report.noise("verdict_seconds", Value::Object(verdict_spread));
+
+    report.goal("attach_ms", GOAL_ATTACH_MS, attach <= GOAL_ATTACH_MS);
+    report.goal(
+        "rss_peak_mb",
+        GOAL_RSS_PEAK_MB,
+        rss_peak.max(attach_peak) <= GOAL_RSS_PEAK_MB,
+    );
+    report.goal("rss_mb", GOAL_RSS_MB, rss <= GOAL_RSS_MB);
+    report.goal(
+        "watch_idle_cpu_percent",
+        GOAL_WATCH_IDLE_CPU_PERCENT,
+        watch_idle_cpu <= GOAL_WATCH_IDLE_CPU_PERCENT,
+    );
+    report.goal(
+        "port_appears_counted_ms",
+        GOAL_APPEARS_COUNTED_MS,
+        appears_ms <= GOAL_APPEARS_COUNTED_MS,
+    );
+    report.goal(
+        "slowest_verdict_seconds",
+        GOAL_VERDICT_SECONDS,
+        slowest_verdict <= GOAL_VERDICT_SECONDS && wrong_verdicts.is_empty(),
+    );
+
+    report.value("attach_ms", json!(round2(attach)));
+    report.value("detach_ms", json!(round2(detach)));
+    report.value(
+        "attach_ms_internal",
+        json!(round2(median(&attach_internal))),
+    );
+    report.value(
+        "detach_ms_internal",
+        json!(round2(median(&detach_internal))),
+    );
+    report.value(
+        "attached_command",
+        json!(format!("tracer {ATTACHED_COMMAND}")),
+    );
+    report.value("rss_peak_attach_mb", json!(round2(attach_peak)));
+    report.value("port_appears_counted_ms", json!(round2(appears_ms)));
+    // Its floor: one port's tc attachments alone, its programs loaded ahead.
+    report.value(
+        "port_attach_loaded_ms",
+        json!(round2(median(&attach_loaded_port))),
+    );
+    report.value("watch_idle_cpu_percent", json!(round3(watch_idle_cpu)));
+    report.value("verdict_seconds", Value::Object(verdict_seconds));
+    report.value("slowest_verdict_seconds", json!(round3(slowest_verdict)));
+    report.value("verdict_classes", Value::Object(verdict_classes));
+    report.value("wrong_verdicts", json!(wrong_verdicts));
+    report.value("rss_mb", json!(round2(rss)));
+    report.value("rss_peak_mb", json!(round2(rss_peak)));
+    report.value("rss_seconds", json!(rss_seconds));
+    Ok(verdicts)
 }

@@ -24,136 +24,154 @@ pub(super) fn table(report: &Value, verdicts: &[Verdicts]) -> String {
     let row = |measure: &str, value: String, goal: String, met: &str, noise: String| {
         (measure.to_owned(), value, goal, met.to_owned(), noise)
     };
-    let mut rows: Vec<(String, String, String, String, String)> = vec![
-        row(
-            "XDP ns/packet: counting | empty",
+    let mut rows: Vec<(String, String, String, String, String)> = Vec::new();
+    // A measure with its goal, when this run made it (`--only` leaves some out).
+    let mut measured =
+        |key: &str, measure: &str, value: String, goal: String, noise_key: Option<&str>| {
+            if report.get(key).is_none() {
+                return;
+            }
+            let met = if goal.is_empty() || goal.starts_with('(') {
+                ""
+            } else {
+                mark(met(key))
+            };
+            let noise = noise_key.map(noise).unwrap_or_default();
+            rows.push(row(measure, value, goal, met, noise));
+        };
+    for hook in ["xdp", "tc"] {
+        let hook_name = hook.to_uppercase();
+        measured(
+            &format!("{hook}_ns_per_packet"),
+            &format!("{hook_name} ns/packet: count | capture | empty"),
             format!(
-                "{:.1} | {:.1}",
-                value("xdp_ns_per_packet"),
-                value("baseline_xdp_ns_per_packet")
+                "{:.1} | {:.1} | {:.1}",
+                value(&format!("{hook}_ns_per_packet")),
+                value(&format!("capture_{hook}_ns_per_packet")),
+                value(&format!("baseline_{hook}_ns_per_packet"))
             ),
             String::new(),
-            "",
-            String::new(),
-        ),
-        row(
-            "XDP ns/packet added by counting",
-            format!("{:.1}", value("xdp_added_ns_per_packet")),
+            None,
+        );
+        measured(
+            &format!("{hook}_added_ns_per_packet"),
+            &format!("{hook_name} ns/packet added by counting"),
+            format!("{:.1}", value(&format!("{hook}_added_ns_per_packet"))),
             format!("<= {GOAL_ADDED_NS}"),
-            mark(met("xdp_added_ns_per_packet")),
-            String::new(),
-        ),
-        row(
-            "tc ns/packet: counting | empty",
+            None,
+        );
+        measured(
+            &format!("capture_{hook}_added_ns_per_packet"),
+            &format!("{hook_name} ns/packet added, capturing (watch)"),
             format!(
-                "{:.1} | {:.1}",
-                value("tc_ns_per_packet"),
-                value("baseline_tc_ns_per_packet")
+                "{:.1}",
+                value(&format!("capture_{hook}_added_ns_per_packet"))
             ),
             String::new(),
-            "",
-            String::new(),
+            None,
+        );
+    }
+    measured(
+        "attach_ms",
+        "attach ms (spawn to ready file)",
+        format!("{:.1}", value("attach_ms")),
+        format!("<= {GOAL_ATTACH_MS}"),
+        Some("attach_ms"),
+    );
+    measured(
+        "detach_ms",
+        "detach ms (SIGINT to exit)",
+        format!("{:.1}", value("detach_ms")),
+        String::new(),
+        Some("detach_ms"),
+    );
+    measured(
+        "attach_ms_internal",
+        "attach | detach ms inside tracer",
+        format!(
+            "{:.1} | {:.1}",
+            value("attach_ms_internal"),
+            value("detach_ms_internal")
         ),
-        row(
-            "tc ns/packet added by counting",
-            format!("{:.1}", value("tc_added_ns_per_packet")),
-            format!("<= {GOAL_ADDED_NS}"),
-            mark(met("tc_added_ns_per_packet")),
-            String::new(),
+        String::new(),
+        None,
+    );
+    measured(
+        "rss_peak_mb",
+        "VmHWM MiB at ready | after traffic",
+        format!(
+            "{:.1} | {:.1}",
+            value("rss_peak_attach_mb"),
+            value("rss_peak_mb")
         ),
-        row(
-            "attach ms (spawn to ready file)",
-            format!("{:.1}", value("attach_ms")),
-            format!("<= {GOAL_ATTACH_MS}"),
-            mark(met("attach_ms")),
-            noise("attach_ms"),
-        ),
-        row(
-            "detach ms (SIGINT to exit)",
-            format!("{:.1}", value("detach_ms")),
-            String::new(),
-            "",
-            noise("detach_ms"),
-        ),
-        row(
-            "attach | detach ms inside tracer",
-            format!(
-                "{:.1} | {:.1}",
-                value("attach_ms_internal"),
-                value("detach_ms_internal")
-            ),
-            String::new(),
-            "",
-            String::new(),
-        ),
-        row(
-            "VmHWM MiB at ready | after traffic",
-            format!(
-                "{:.1} | {:.1}",
-                value("rss_peak_attach_mb"),
-                value("rss_peak_mb")
-            ),
-            format!("<= {GOAL_RSS_PEAK_MB}"),
-            mark(met("rss_peak_mb")),
-            noise("rss_peak_attach_mb"),
-        ),
-        row(
-            &format!("RSS MiB after {} s of traffic", report["rss_seconds"]),
-            format!("{:.1}", value("rss_mb")),
-            format!("<= {GOAL_RSS_MB}"),
-            mark(met("rss_mb")),
-            String::new(),
-        ),
-        row(
-            "port appears -> counted, ms",
-            format!("{:.1}", value("port_appears_counted_ms")),
-            format!("<= {GOAL_APPEARS_COUNTED_MS}"),
-            mark(met("port_appears_counted_ms")),
-            noise("port_appears_counted_ms"),
-        ),
-        row(
-            "  of which attaching the loaded programs",
-            format!("{:.1}", value("port_attach_loaded_ms")),
-            String::new(),
-            "",
-            noise("port_attach_loaded_ms"),
-        ),
-        row(
-            "watch CPU % of a core, command idle",
-            format!("{:.3}", value("watch_idle_cpu_percent")),
-            format!("<= {GOAL_WATCH_IDLE_CPU_PERCENT}"),
-            mark(met("watch_idle_cpu_percent")),
-            noise("watch_idle_cpu_percent"),
-        ),
-        row(
-            "throughput ratio, tracer",
-            format!("{:.3}", value("throughput_ratio_tracer")),
+        format!("<= {GOAL_RSS_PEAK_MB}"),
+        Some("rss_peak_attach_mb"),
+    );
+    measured(
+        "rss_mb",
+        &format!("RSS MiB after {} s of traffic", report["rss_seconds"]),
+        format!("{:.1}", value("rss_mb")),
+        format!("<= {GOAL_RSS_MB}"),
+        None,
+    );
+    measured(
+        "port_appears_counted_ms",
+        "port appears -> counted, ms",
+        format!("{:.1}", value("port_appears_counted_ms")),
+        format!("<= {GOAL_APPEARS_COUNTED_MS}"),
+        Some("attach_ms_internal"),
+    );
+    measured(
+        "port_attach_loaded_ms",
+        "  of which attaching the loaded programs",
+        format!("{:.1}", value("port_attach_loaded_ms")),
+        String::new(),
+        Some("port_attach_loaded_ms"),
+    );
+    measured(
+        "watch_idle_cpu_percent",
+        "watch CPU % of a core, command idle",
+        format!("{:.3}", value("watch_idle_cpu_percent")),
+        format!("<= {GOAL_WATCH_IDLE_CPU_PERCENT}"),
+        Some("watch_idle_cpu_percent"),
+    );
+    for (name, shown, throughput_goal, pps_goal) in [
+        (
+            "tracer",
+            "monitor",
             format!(">= {GOAL_THROUGHPUT_RATIO}"),
-            mark(met("throughput_ratio_tracer")),
-            noise("throughput_ratio_tracer"),
-        ),
-        row(
-            "throughput ratio, tcpdump",
-            format!("{:.3}", value("throughput_ratio_tcpdump")),
-            "(reference)".to_owned(),
-            "",
-            noise("throughput_ratio_tcpdump"),
-        ),
-        row(
-            "UDP 64-byte pps ratio, tracer",
-            format!("{:.3}", value("pps_ratio_tracer")),
             format!(">= {GOAL_PPS_RATIO}"),
-            mark(met("pps_ratio_tracer")),
-            noise("pps_ratio_tracer"),
         ),
-        row(
-            "UDP 64-byte pps ratio, tcpdump",
-            format!("{:.3}", value("pps_ratio_tcpdump")),
+        (
+            "watch",
+            "watch",
+            format!(">= {GOAL_THROUGHPUT_RATIO}"),
+            format!(">= {GOAL_PPS_RATIO}"),
+        ),
+        (
+            "tcpdump",
+            "tcpdump",
             "(reference)".to_owned(),
-            "",
-            noise("pps_ratio_tcpdump"),
+            "(reference)".to_owned(),
         ),
-    ];
+    ] {
+        let key = format!("throughput_ratio_{name}");
+        measured(
+            &key,
+            &format!("throughput ratio, {shown}"),
+            format!("{:.3}", value(&key)),
+            throughput_goal,
+            Some(&key),
+        );
+        let key = format!("pps_ratio_{name}");
+        measured(
+            &key,
+            &format!("UDP 64-byte pps ratio, {shown}"),
+            format!("{:.3}", value(&key)),
+            pps_goal,
+            Some(&key),
+        );
+    }
     if let Some(alternatives) = report["throughput_ratio_alternatives"].as_object() {
         for (hooks, ratio) in alternatives {
             rows.push(row(
