@@ -15,7 +15,7 @@ use crate::{
     findings::Finding,
     windows::{LossWindow, loss_line},
     words::{
-        cable_line, display_netns, drop_place, hop_line, ladder, mtu_line, namespace_phrase,
+        cable_line, display_netns, drop_place, hop_line, ladder, link_removal, mtu_line, namespace_phrase,
         netns_exec, port_label, rule_line, sysctl_text,
     },
 };
@@ -203,7 +203,7 @@ impl Fact {
                 interfaces.join(", ")
             ),
             Self::StalePeer { port, peer } => format!(
-                "beside {} in {}: {}, a bridge-side peer as layout {} names it, {}",
+                "beside {} in {}: {}, a bridge-side peer as layout {} names it, {}; a leftover of that layout's run, removed by `{}`",
                 port.interface,
                 namespace_phrase(&port.netns),
                 peer.interface,
@@ -211,7 +211,8 @@ impl Fact {
                 peer.bridge.as_ref().map_or_else(
                     || "in no bridge".to_owned(),
                     |bridge| format!("a port of bridge {bridge}")
-                )
+                ),
+                link_removal(&port.netns, &peer.interface)
             ),
             Self::RuleBeforeRun { rule } => format!(
                 "{} table {} chain {} in {} held `{}` before the command started: a leftover of an earlier run",

@@ -52,6 +52,11 @@ pub fn netns_exec(netns: &str) -> String {
     }
 }
 
+/// The command that removes a veth end in `netns` (its peer goes with it).
+pub fn link_removal(netns: &str, interface: &str) -> String {
+    format!("{}ip link del {interface}", netns_exec(netns))
+}
+
 /// The comment SPDK's test scripts put on every rule they add (and grep for to remove them).
 pub const SPDK_RULE_COMMENT: &str = "SPDK_NVMF";
 

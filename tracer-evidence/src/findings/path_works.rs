@@ -78,6 +78,7 @@ pub(crate) fn recognise(context: &Context) -> Option<Verdict> {
                     interfaces: port.same_subnet_elsewhere.clone(),
                 }),
         )
+        .because_all(super::stale_bridge::facts(context))
         .because_all(super::rules_before_run::facts(context)),
     )
 }

@@ -5,9 +5,9 @@
 //! numbering (virt-legacy's first target is virt's second initiator, 10.0.0.3), so that ARP may
 //! be answered by the wrong port at any time.
 //!
-//! Asked after every explanation of a failure and before `path_works`: a working path with such
-//! a leftover beside it is named too (it is never SPDK's normal state, and the next run may
-//! meet the wrong port), with the command that removes it.
+//! Asked after every explanation of a failure: it explains a failure nothing more precise does.
+//! On a working path it is a warning beside `path_works` (like a leftover address), with the
+//! command that removes it: the path carried every probe, so it is not the verdict.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +17,7 @@ use crate::{
     facts::{Side, StalePeer},
     stop::{DrawnPath, Stop},
     verdict::{Fact, PortRef, Verdict},
-    words::{namespace_phrase, netns_exec, side_name},
+    words::{link_removal, namespace_phrase, side_name},
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,25 +28,34 @@ pub struct StaleBridge {
 }
 
 pub(crate) fn recognise(context: &Context) -> Option<Verdict> {
+    context.failures()?;
     let port = context
         .ports()
         .into_iter()
         .find(|port| !port.stale_peers.is_empty())?;
-    let at = PortRef::of(port);
     Some(
         Verdict::new(
             port.side,
             StaleBridge {
-                port: at.clone(),
+                port: PortRef::of(port),
                 peers: port.stale_peers.clone(),
             },
         )
-        .because_all(port.stale_peers.iter().map(|peer| Fact::StalePeer {
-            port: at.clone(),
-            peer: peer.clone(),
-        }))
+        .because_all(facts(context))
         .because_all(context.failed_facts()),
     )
+}
+
+/// Every stale peer beside either port, as facts: the failure's evidence, or a working path's
+/// warnings.
+pub(crate) fn facts<'a>(context: &Context<'a>) -> impl Iterator<Item = Fact> + 'a {
+    context.ports().into_iter().flat_map(|port| {
+        let at = PortRef::of(port);
+        port.stale_peers.iter().map(move |peer| Fact::StalePeer {
+            port: at.clone(),
+            peer: peer.clone(),
+        })
+    })
 }
 
 impl StaleBridge {
@@ -54,13 +63,7 @@ impl StaleBridge {
     pub fn removal(&self) -> Vec<String> {
         self.peers
             .iter()
-            .map(|peer| {
-                format!(
-                    "{}ip link del {}",
-                    netns_exec(&self.port.netns),
-                    peer.interface
-                )
-            })
+            .map(|peer| link_removal(&self.port.netns, &peer.interface))
             .collect()
     }
 
