@@ -321,6 +321,7 @@ pub fn page(report: &Report<'_>, extras: &Extras<'_>) -> String {
                         exchange.reached_peer.to_string(),
                         exchange.answer_left_peer.to_string(),
                         exchange.answer_reached_origin.to_string(),
+                        diagnose::marked_point(report, exchange),
                     ]),
                 }
                 row
@@ -337,6 +338,7 @@ pub fn page(report: &Report<'_>, extras: &Extras<'_>) -> String {
                 "reached peer",
                 "answer left peer",
                 "answer reached origin",
+                "marked point",
             ],
             &rows,
         );
