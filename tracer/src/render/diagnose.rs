@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use tracer_evidence::{
-    Exchange, NeighbourEvidence, PortEvidence, Report, RouteEvidence, RouteLookup, Side,
+    Evidence, Exchange, NeighbourEvidence, PortEvidence, Report, RouteEvidence, RouteLookup, Side,
     VerdictClass,
     ladder::{Rung, shortfall},
     stop::DrawnPath,
@@ -128,6 +128,23 @@ pub(crate) fn drop_line(drop: &tracer_evidence::DropEvidence) -> String {
     )
 }
 
+/// The title over the drops normal on a healthy path, wherever they are listed.
+pub(crate) const EXPECTED_DROPS: &str = "Expected drops (normal on a healthy path)";
+
+/// The drops of a run, apart: those nothing on a healthy path explains, then the expected ones
+/// as lines that say why (`DropReason::why_expected`, the one classification).
+pub(crate) fn drops_apart(evidence: &Evidence) -> (Vec<String>, Vec<String>) {
+    let mut unexplained = Vec::new();
+    let mut expected = Vec::new();
+    for drop in &evidence.drops {
+        match drop.drop.reason().why_expected() {
+            Some(why) => expected.push(format!("{} (expected: {why})", drop_line(drop))),
+            None => unexplained.push(drop_line(drop)),
+        }
+    }
+    (unexplained, expected)
+}
+
 pub(crate) fn neighbour_line(neighbour: &NeighbourEvidence) -> String {
     format!(
         "{} in {}: {} -> {}",
@@ -208,22 +225,19 @@ pub fn text(report: &Report<'_>, terminal: bool) -> String {
         }
     }
     // Drops normal on a healthy path are kept apart, each with why it is expected.
-    let (expected, unexpected): (Vec<_>, Vec<_>) = report
-        .evidence
-        .drops
-        .iter()
-        .partition(|drop| drop.drop.reason().is_expected());
-    if !unexpected.is_empty() {
-        let _ = writeln!(out, "Kernel drops in the two namespaces {}:", voice.during);
-        for drop in unexpected {
-            let _ = writeln!(out, "  {}", drop_line(drop));
-        }
-    }
-    if !expected.is_empty() {
-        let _ = writeln!(out, "Expected drops (normal on a healthy path):");
-        for drop in expected {
-            let why = drop.drop.reason().why_expected().unwrap_or_default();
-            let _ = writeln!(out, "  {} ({why})", drop_line(drop));
+    let (unexplained, expected) = drops_apart(report.evidence);
+    for (title, lines) in [
+        (
+            format!("Kernel drops in the two namespaces {}", voice.during),
+            unexplained,
+        ),
+        (EXPECTED_DROPS.to_owned(), expected),
+    ] {
+        if !lines.is_empty() {
+            let _ = writeln!(out, "{title}:");
+            for line in lines {
+                let _ = writeln!(out, "  {line}");
+            }
         }
     }
     if !report.evidence.netfilter.is_empty() {
@@ -322,7 +336,8 @@ pub fn markdown(report: &Report<'_>) -> String {
             }
         }
     }
-    let sections: [(&str, Vec<String>); 5] = [
+    let (unexplained, expected) = drops_apart(report.evidence);
+    let sections: [(&str, Vec<String>); 6] = [
         (
             "Links",
             [&report.evidence.initiator, &report.evidence.target]
@@ -343,10 +358,8 @@ pub fn markdown(report: &Report<'_>) -> String {
                 .map(neighbour_line)
                 .collect(),
         ),
-        (
-            &format!("Kernel drops {}", voice.during),
-            report.evidence.drops.iter().map(drop_line).collect(),
-        ),
+        (&format!("Kernel drops {}", voice.during), unexplained),
+        (EXPECTED_DROPS, expected),
         (
             "Netfilter drop verdicts",
             report.evidence.netfilter.iter().map(rule_line).collect(),
