@@ -52,15 +52,34 @@ fn unknown_namespace() {
     );
 }
 
+/// Without root, every command that needs it says so in one line, exit code 2: `lab` too,
+/// before it tries to make anything.
 #[test]
 fn not_root() {
-    let out = output(
-        Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(tracer_bin())
-            .args(["counters", "--duration", "1"]),
+    let (initiator, target) = (
+        format!("{}/cvl_0_1", unique("nri")),
+        format!("{}/cvl_0_0", unique("nrt")),
     );
-    assert_usage_error(&out, "needs root");
+    for args in [
+        &["counters", "--duration", "1"][..],
+        &["lab", "up", "--initiator", &initiator, "--target", &target][..],
+        &[
+            "lab",
+            "down",
+            "--initiator",
+            &initiator,
+            "--target",
+            &target,
+        ][..],
+    ] {
+        let out = output(
+            Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(tracer_bin())
+                .args(args),
+        );
+        assert_usage_error(&out, "needs root");
+    }
 }
 
 #[test]

@@ -305,7 +305,10 @@ fn answers_lost_after_the_last_counting_point_are_marked() {
         "{text}"
     );
     // The forward echo still marks its first missing point.
-    assert!(text.contains("answer left cvl_0_0             0  <- missing"), "{text}");
+    assert!(
+        text.contains("answer left cvl_0_0             0  <- missing"),
+        "{text}"
+    );
     let drawn = Picture::read(&picture);
     assert_eq!(drawn.after_last, vec![target.clone()], "{drawn:?}");
     // The legend says it, on however many lines it wraps.

@@ -75,7 +75,9 @@ impl Shortfall {
     pub fn mark(self, place: &str) -> String {
         match self {
             Self::At(_) => "missing".to_owned(),
-            Self::AfterLast => format!("went no further: lost after the last counting point, in {place}"),
+            Self::AfterLast => {
+                format!("went no further: lost after the last counting point, in {place}")
+            }
         }
     }
 }

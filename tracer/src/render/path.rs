@@ -374,7 +374,9 @@ fn draw_lanes(
             ),
         ] {
             let row_y = y + 10.0 + row * ROW;
-            let lost_after = after_last.as_ref().filter(|_| arrived == Rung::AnswerReachedOrigin);
+            let lost_after = after_last
+                .as_ref()
+                .filter(|_| arrived == Rung::AnswerReachedOrigin);
             if let Some(place) = lost_after {
                 lanes.open(
                     "g",
