@@ -224,7 +224,7 @@ fn bad_lab_arguments_change_nothing() {
     assert_usage_error(&same_namespace, "different namespaces");
     for netns in [initiator_ns, target_ns] {
         assert!(
-            !std::path::Path::new("/var/run/netns").join(&netns).exists(),
+            !Path::new("/var/run/netns").join(&netns).exists(),
             "a refused `lab` command created namespace {netns}"
         );
     }
@@ -383,7 +383,7 @@ fn an_unknown_default_port_names_its_flag() {
         "1",
     ]));
     // Unless a lab of SPDK's names exists here, the default target's namespace does not.
-    if std::path::Path::new("/run/netns/cvl_0_0_ns_spdk").exists() {
+    if Path::new("/run/netns/cvl_0_0_ns_spdk").exists() {
         eprintln!("skipped: namespace cvl_0_0_ns_spdk exists on this machine");
         return;
     }
