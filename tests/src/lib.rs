@@ -916,6 +916,8 @@ pub struct Picture {
     pub texts: Vec<String>,
     /// The stop mark's `data-class` and `data-place`, when the picture has one.
     pub stop: Option<(String, String)>,
+    /// Where answers that arrived went no further (`data-place` of each exchange marked so).
+    pub after_last: Vec<String>,
 }
 
 impl Picture {
@@ -955,7 +957,16 @@ impl Picture {
                     node.attribute("data-place").unwrap_or_default().to_owned(),
                 )
             });
-        Self { texts, stop }
+        let after_last = root
+            .descendants()
+            .filter(|node| node.attribute("class") == Some("after-last"))
+            .map(|node| node.attribute("data-place").unwrap_or_default().to_owned())
+            .collect();
+        Self {
+            texts,
+            stop,
+            after_last,
+        }
     }
 
     pub fn shows(&self, text: &str) -> bool {

@@ -1,8 +1,11 @@
 //! Usage and environment errors: exit code 2 and one line that names the problem.
 
-use std::process::{Command, Output};
+use std::{
+    path::Path,
+    process::{Command, Output},
+};
 
-use tracer_tests::{Lab, output, require_root, tracer, tracer_bin, unique};
+use tracer_tests::{Lab, PinDir, TracerRun, output, require_root, tracer, tracer_bin, unique};
 
 fn assert_usage_error(out: &Output, mentions: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -49,15 +52,34 @@ fn unknown_namespace() {
     );
 }
 
+/// Without root, every command that needs it says so in one line, exit code 2: `lab` too,
+/// before it tries to make anything.
 #[test]
 fn not_root() {
-    let out = output(
-        Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(tracer_bin())
-            .args(["counters", "--duration", "1"]),
+    let (initiator, target) = (
+        format!("{}/cvl_0_1", unique("nri")),
+        format!("{}/cvl_0_0", unique("nrt")),
     );
-    assert_usage_error(&out, "needs root");
+    for args in [
+        &["counters", "--duration", "1"][..],
+        &["lab", "up", "--initiator", &initiator, "--target", &target][..],
+        &[
+            "lab",
+            "down",
+            "--initiator",
+            &initiator,
+            "--target",
+            &target,
+        ][..],
+    ] {
+        let out = output(
+            Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(tracer_bin())
+                .args(args),
+        );
+        assert_usage_error(&out, "needs root");
+    }
 }
 
 #[test]
@@ -202,7 +224,7 @@ fn bad_lab_arguments_change_nothing() {
     assert_usage_error(&same_namespace, "different namespaces");
     for netns in [initiator_ns, target_ns] {
         assert!(
-            !std::path::Path::new("/var/run/netns").join(&netns).exists(),
+            !Path::new("/var/run/netns").join(&netns).exists(),
             "a refused `lab` command created namespace {netns}"
         );
     }
@@ -361,7 +383,7 @@ fn an_unknown_default_port_names_its_flag() {
         "1",
     ]));
     // Unless a lab of SPDK's names exists here, the default target's namespace does not.
-    if std::path::Path::new("/run/netns/cvl_0_0_ns_spdk").exists() {
+    if Path::new("/run/netns/cvl_0_0_ns_spdk").exists() {
         eprintln!("skipped: namespace cvl_0_0_ns_spdk exists on this machine");
         return;
     }
@@ -409,4 +431,138 @@ fn output_fits_a_100_column_terminal() {
             );
         }
     }
+}
+
+/// tracer with `args` where the only named namespace is `netns` and tracer's own namespace is
+/// new and empty: no port of SPDK's default names can be found anywhere, whatever else runs on
+/// the machine. `keep` is a scratch file the namespace is held on meanwhile.
+fn alone_with(netns: &str, keep: &Path, args: &[&str]) -> Output {
+    std::fs::write(keep, "").unwrap();
+    output(
+        Command::new("unshare")
+            .args(["--mount", "--net", "--propagation", "private", "sh", "-c"])
+            .arg(
+                "mount --bind \"/run/netns/$1\" \"$2\" && mount -t tmpfs none /run/netns && \
+                 touch \"/run/netns/$1\" && mount --bind \"$2\" \"/run/netns/$1\" && \
+                 ip link set lo up && shift 2 && exec timeout -s INT 5 \"$@\"",
+            )
+            .args(["sh", netns])
+            .arg(keep)
+            .arg(tracer_bin())
+            .args(args),
+    )
+}
+
+/// A port no flag named came from a default: every command that takes ports says so and names
+/// the flag, in the same words. Commands that look now (diagnose, counters) stop with exit
+/// code 2; commands that wait for ports (watch, monitor) wait, as the test they watch may yet
+/// make the port, and say the same in their warning. (cables takes no default port: it looks
+/// at every physical port.)
+#[test]
+fn a_missing_default_port_is_named_with_its_flag_by_every_command() {
+    let lab = Lab::up("cdp");
+    let keep = std::env::temp_dir().join(unique("cdp-netns"));
+    let target = lab.target.spec();
+    let pins = PinDir::new();
+    let pin_dir = pins.arg();
+    let note = "(`cvl_0_1` is the default --initiator; pass --initiator NETNS/IFNAME to name the \
+                port)";
+    for command in [
+        vec!["diagnose", "--target", &target],
+        vec!["counters", "--target", &target, "--duration", "1"],
+    ] {
+        let out = alone_with(&lab.target.netns, &keep, &command);
+        assert_usage_error(
+            &out,
+            "interface `cvl_0_1` not found in tracer's network namespace",
+        );
+        assert_usage_error(&out, note);
+    }
+    for command in [
+        vec!["watch", "--target", &target, "--", "true"],
+        vec![
+            "monitor",
+            "--target",
+            &target,
+            "--metrics-addr",
+            "127.0.0.1:9464",
+            "--pin-dir",
+            &pin_dir,
+        ],
+    ] {
+        let out = alone_with(&lab.target.netns, &keep, &command);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let warning = stderr
+            .lines()
+            .find(|line| line.contains("cvl_0_1") && line.contains("not found yet"))
+            .unwrap_or_else(|| panic!("{command:?}: no warning for the missing port: {stderr}"));
+        assert!(warning.ends_with(note), "{command:?}: {warning}");
+        // watch ends with its command's status, monitor at the signal.
+        assert!(
+            matches!(out.status.code(), Some(0 | 124)),
+            "{command:?}: {out:?}"
+        );
+    }
+    let _ = std::fs::remove_file(&keep);
+}
+
+/// `-q` silences what it promises, standard error's feedback, and nothing else: the same
+/// output and exit code; errors still come.
+#[test]
+fn quiet_silences_feedback_not_the_verdict_or_errors() {
+    let help = output(tracer().args(["--help"]));
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("-q, --quiet") && help.contains("Print nothing on standard error but errors"),
+        "{help}"
+    );
+    let lab = Lab::up("cq");
+    let ports = lab.port_args();
+    let ports: Vec<&str> = ports.iter().map(String::as_str).collect();
+    // counters without --duration says once what it does and how to stop it; -q does not.
+    let mut runs = Vec::new();
+    for quiet in [false, true] {
+        let mut args = if quiet { vec!["-q"] } else { vec![] };
+        args.push("counters");
+        args.extend(&ports);
+        let out = TracerRun::start(&args).stop_with(libc::SIGINT);
+        runs.push(out);
+    }
+    let said = String::from_utf8_lossy(&runs[0].stderr);
+    assert!(said.contains("Ctrl-C"), "no feedback without -q: {said}");
+    assert!(
+        runs[1].stderr.is_empty(),
+        "-q printed: {}",
+        String::from_utf8_lossy(&runs[1].stderr)
+    );
+    for out in &runs {
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("cvl_0_0"),
+            "{out:?}"
+        );
+    }
+    // diagnose: the verdict and its exit code stay.
+    let mut args = vec!["-q", "diagnose"];
+    args.extend(&ports);
+    let out = output(tracer().args(&args));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("VERDICT: ok"),
+        "{out:?}"
+    );
+    assert!(out.stderr.is_empty(), "{out:?}");
+    // Errors are not feedback.
+    let out = output(tracer().args([
+        "-q",
+        "counters",
+        "--initiator",
+        "no_such_netns_for_tracer/x",
+        "--duration",
+        "1",
+    ]));
+    assert_usage_error(
+        &out,
+        "network namespace `no_such_netns_for_tracer` not found",
+    );
 }

@@ -264,6 +264,63 @@ fn report_and_svg_draw_where_netfilter_drops() {
     );
 }
 
+/// ICMP dropped in the target's INPUT chain: the reverse echo's answers are counted arriving
+/// at the target and die past the last counting point. The ladder marks its last row with
+/// where, and the picture marks it too.
+#[test]
+fn answers_lost_after_the_last_counting_point_are_marked() {
+    let lab = Lab::up("aft");
+    check(
+        lab.target
+            .exec("iptables")
+            .args(["-A", "INPUT", "-p", "icmp", "-j", "DROP"]),
+    );
+    let files = TempDir::new("aft");
+    let picture = files.path.join("path.svg");
+    let out = tracer_tests::output(
+        tracer_tests::tracer()
+            .arg("diagnose")
+            .args(lab.port_args())
+            .args(["--svg", picture.to_str().unwrap()]),
+    );
+    assert_eq!(out.status.code(), Some(12), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let target = format!("cvl_0_0 (namespace {})", lab.target.netns);
+    let ladder: Vec<&str> = text
+        .lines()
+        .skip_while(|line| !line.starts_with("  ICMP echo target -> initiator:"))
+        .skip(1)
+        .take(4)
+        .collect();
+    assert_eq!(ladder.len(), 4, "{text}");
+    // Every point counted all five; only the last row is marked, with where they died.
+    for row in &ladder[..3] {
+        assert!(row.trim_end().ends_with(" 5"), "{row}\n{text}");
+    }
+    assert!(
+        ladder[3].contains("answer reached cvl_0_0")
+            && ladder[3].contains(&format!(
+                "5  <- went no further: lost after the last counting point, in {target}"
+            )),
+        "{text}"
+    );
+    // The forward echo still marks its first missing point.
+    assert!(
+        text.contains("answer left cvl_0_0             0  <- missing"),
+        "{text}"
+    );
+    let drawn = Picture::read(&picture);
+    assert_eq!(drawn.after_last, vec![target.clone()], "{drawn:?}");
+    // The legend says it, on however many lines it wraps.
+    assert!(
+        drawn
+            .texts
+            .join(" ")
+            .contains(&format!("after the last counting point, in {target}")),
+        "not in the legend: {drawn:?}"
+    );
+}
+
 /// iptables-save output without its timestamp comment lines.
 fn strip_save_comments(out: &[u8]) -> String {
     String::from_utf8_lossy(out)

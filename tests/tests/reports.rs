@@ -520,3 +520,62 @@ fn triage_reads_archives_without_extracting_them() {
     assert!(!PathBuf::from("/tmp/escaped").exists());
     assert!(!files.path.join("../escaped").exists());
 }
+
+/// The sections of a document split at `heading` (`\n## `, `<h2>`): (title line, body).
+fn sections<'a>(text: &'a str, heading: &str) -> Vec<(&'a str, &'a str)> {
+    text.split(heading)
+        .skip(1)
+        .map(|section| section.split_once('\n').unwrap_or((section, "")))
+        .collect()
+}
+
+/// The drops normal on a healthy path (replies to ping's raw socket that no other socket takes,
+/// purged queues, IPv6 on ports without it) are listed apart in report.md and report.html,
+/// under a title that says they are expected, each with why; never among the other drops.
+#[test]
+fn expected_drops_are_kept_apart_in_the_bundle() {
+    let lab = Lab::up("exd");
+    let files = TempDir::new("exd");
+    let dir = files.path.join("bundle");
+    let report = diagnose_bundle(&lab, &dir, 0);
+    let expected: Vec<String> = report["drops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|drop| {
+            ["NO_SOCKET", "QUEUE_PURGE", "NOT_SPECIFIED"]
+                .contains(&drop["reason"].as_str().unwrap())
+        })
+        .map(|drop| {
+            format!(
+                "{} x {} ({})",
+                drop["count"],
+                drop["reason"].as_str().unwrap(),
+                drop["protocol"].as_str().unwrap()
+            )
+        })
+        .collect();
+    // The probes' echo replies reach the stack beside tracer's raw socket.
+    assert!(!expected.is_empty(), "no expected drop to show: {report:#}");
+    let markdown = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    for (document, heading) in [(&markdown, "\n## "), (&html, "<h2>")] {
+        for drop in &expected {
+            for (title, body) in sections(document, heading) {
+                let lines: Vec<&str> = body
+                    .lines()
+                    .filter(|line| line.contains(drop.as_str()))
+                    .collect();
+                if title.starts_with("Expected drops") {
+                    assert!(!lines.is_empty(), "{drop} not under {title}:\n{document}");
+                    assert!(
+                        lines.iter().all(|line| line.contains("(expected: ")),
+                        "{lines:?}"
+                    );
+                } else {
+                    assert!(lines.is_empty(), "{drop} under {title}:\n{document}");
+                }
+            }
+        }
+    }
+}

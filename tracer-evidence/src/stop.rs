@@ -3,9 +3,10 @@
 //! short, else the verdict's side). Pictures draw it; they do not decide it.
 
 use crate::{
-    facts::{Evidence, Hop, HopRole, PortEvidence, Side},
-    ladder::{Rung, first_short},
+    facts::{Evidence, Exchange, Hop, HopRole, PortEvidence, Side},
+    ladder::{Rung, Shortfall, shortfall},
     verdict::{PortRef, Verdict},
+    words::hop_label,
 };
 
 /// Where on the drawn path the packets stopped.
@@ -123,18 +124,45 @@ impl DrawnPath {
             .unwrap_or_else(|| self.wire())
     }
 
-    /// Where the first probe that went unanswered stopped, by the first of its counts that
-    /// fell short; an answer that arrived and still went unanswered died at the origin.
+    /// Where the first probe that went unanswered stopped.
     fn ladder_stop(&self, evidence: &Evidence) -> Option<Stop> {
         let probe = evidence
             .exchanges
             .iter()
             .find(|probe| probe.skipped.is_none() && !probe.fully_answered())?;
+        Some(self.probe_stop(probe))
+    }
+
+    /// Where a probe stopped, by the first of its counts that fell short; answers that
+    /// arrived and still went unanswered died at the origin, after the last counting point.
+    pub fn probe_stop(&self, probe: &Exchange) -> Stop {
         let (origin, peer) = self.ends(probe.from);
-        Some(match first_short(probe) {
-            Some(Rung::LeftOrigin) | None => Stop::Hop(origin),
-            Some(Rung::ReachedPeer | Rung::AnswerReachedOrigin) => self.wire(),
-            Some(Rung::AnswerLeftPeer) => Stop::Hop(peer),
-        })
+        match shortfall(probe) {
+            Some(Shortfall::At(Rung::LeftOrigin) | Shortfall::AfterLast) | None => {
+                Stop::Hop(origin)
+            }
+            Some(Shortfall::At(Rung::ReachedPeer | Rung::AnswerReachedOrigin)) => self.wire(),
+            Some(Shortfall::At(Rung::AnswerLeftPeer)) => Stop::Hop(peer),
+        }
+    }
+
+    /// A hop's name on the picture: its interface, else what it is (the cable).
+    pub fn name(&self, index: usize) -> String {
+        let hop = &self.hops[index];
+        if hop.interface.is_empty() {
+            hop_label(hop)
+        } else {
+            hop.interface.clone()
+        }
+    }
+
+    /// A stop for people: `cvl_0_0 (namespace cvl_0_0_ns_spdk)`, `between cvl_0_1 and cvl_0_0`.
+    pub fn place(&self, stop: Stop) -> String {
+        match stop {
+            Stop::Hop(index) => hop_label(&self.hops[index]),
+            Stop::Between(index) => {
+                format!("between {} and {}", self.name(index), self.name(index + 1))
+            }
+        }
     }
 }

@@ -35,14 +35,21 @@ pub fn missing_capabilities() -> Vec<&'static str> {
         .collect()
 }
 
+/// Checks privileges alone, for what loads no BPF (`lab`).
+pub fn check_privileges() -> Result<(), UsageError> {
+    let missing = missing_capabilities();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(UsageError::Privileges {
+            missing: missing.join(", "),
+        })
+    }
+}
+
 /// Checks privileges, then kernel BTF.
 pub fn check() -> Result<(), UsageError> {
-    let missing = missing_capabilities();
-    if !missing.is_empty() {
-        return Err(UsageError::Privileges {
-            missing: missing.join(", "),
-        });
-    }
+    check_privileges()?;
     if !Path::new(VMLINUX_BTF).exists() {
         return Err(UsageError::NoBtf {
             path: VMLINUX_BTF.to_owned(),

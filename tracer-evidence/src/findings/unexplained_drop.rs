@@ -17,7 +17,7 @@ pub struct UnexplainedDrop {
     pub drop: DropCount,
 }
 
-/// The largest drop that is not expected on a healthy path.
+/// The largest drop that is not expected on a healthy path (and not IPv6: the probes are IPv4).
 pub(crate) fn recognise(context: &Context) -> Option<Verdict> {
     context.failures()?;
     let suspicious = context

@@ -27,9 +27,10 @@ pub fn run(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<u8> {
         Some(saved) => vec![saved.evidence.clone()],
         None => {
             let plan = layout::plan(&flags(args), &args.layout, WhenNone::Refuse)?;
+            preflight::check()?;
+            plan.require_defaulted()?;
             discovery = plan.discovery;
             let pairs = pairs(args, plan.pairs);
-            preflight::check()?;
             if let Some(dir) = &args.report {
                 prepare_report_dir(dir)?;
             }

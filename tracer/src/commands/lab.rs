@@ -99,7 +99,9 @@ fn namespaces(args: &LabArgs) -> Result<Vec<String>, UsageError> {
 /// Removes the lab's namespaces; the veth pair and the rules inside go with them. Says what
 /// it removed.
 pub fn down(args: &LabArgs) -> anyhow::Result<()> {
-    let removed = remove(args)?;
+    let namespaces = namespaces(args)?;
+    crate::preflight::check_privileges()?;
+    let removed = remove(&namespaces)?;
     if removed.is_empty() {
         println!("tracer lab down: nothing to remove (no namespace of the lab's names exists)");
     } else {
@@ -112,14 +114,14 @@ pub fn down(args: &LabArgs) -> anyhow::Result<()> {
 }
 
 /// Deletes the lab's namespaces that exist; returns their names.
-fn remove(args: &LabArgs) -> anyhow::Result<Vec<String>> {
+fn remove(namespaces: &[String]) -> anyhow::Result<Vec<String>> {
     let mut removed = Vec::new();
-    for netns in namespaces(args)? {
-        if tracer_topology::namespace_exists(&netns) {
+    for netns in namespaces {
+        if tracer_topology::namespace_exists(netns) {
             removed.push(netns.clone());
         }
-        tracer_topology::delete_namespace(&netns)?;
-        let _ = std::fs::remove_file(mark_path(&netns));
+        tracer_topology::delete_namespace(netns)?;
+        let _ = std::fs::remove_file(mark_path(netns));
     }
     Ok(removed)
 }
@@ -128,6 +130,7 @@ fn remove(args: &LabArgs) -> anyhow::Result<Vec<String>> {
 /// namespace of that name that `lab up` did not make is refused, never deleted.
 pub fn up(args: &LabArgs) -> anyhow::Result<()> {
     let namespaces = namespaces(args)?;
+    crate::preflight::check_privileges()?;
     for netns in &namespaces {
         if tracer_topology::namespace_exists(netns) && !made_by_lab(netns) {
             return Err(UsageError::Argument(format!(
@@ -137,7 +140,7 @@ pub fn up(args: &LabArgs) -> anyhow::Result<()> {
             .into());
         }
     }
-    remove(args)?;
+    remove(&namespaces)?;
     let layout_lab = args.layout_lab()?;
     let topology = match &layout_lab {
         Some(lab) => lab.topology(),

@@ -67,6 +67,26 @@ impl Plan {
             .collect()
     }
 
+    /// The flag whose default filled `spec`, when no flag named it.
+    pub fn defaulted_flag(&self, spec: &PortSpec) -> Option<&'static str> {
+        self.defaulted
+            .iter()
+            .find(|(defaulted, _)| defaulted == spec)
+            .map(|(_, flag)| *flag)
+    }
+
+    /// A message about `spec`, saying so when the port came from a default and which flag
+    /// names it: the one wording every command uses.
+    pub fn about_port(&self, spec: &PortSpec, message: &str) -> String {
+        match self.defaulted_flag(spec) {
+            Some(flag) => format!(
+                "{message} (`{spec}` is the default {flag}; pass {flag} NETNS/IFNAME to name the \
+                 port)"
+            ),
+            None => message.to_owned(),
+        }
+    }
+
     /// An error about a port that came from a default says so and names the flag.
     pub fn explain(&self, err: anyhow::Error) -> anyhow::Error {
         let Some(usage) = err.downcast_ref::<UsageError>() else {
@@ -80,13 +100,27 @@ impl Plan {
             _ => false,
         };
         match self.defaulted.iter().find(|(spec, _)| about(spec)) {
-            Some((spec, flag)) => UsageError::Argument(format!(
-                "{usage} (`{spec}` is the default {flag}; pass {flag} NETNS/IFNAME to name the \
-                 port)"
-            ))
-            .into(),
+            Some((spec, _)) => {
+                UsageError::Argument(self.about_port(spec, &usage.to_string())).into()
+            }
             None => err,
         }
+    }
+
+    /// For a command that looks now: refuses a port filled from a default that is not there,
+    /// with the error attaching to it would give, explained.
+    pub fn require_defaulted(&self) -> anyhow::Result<()> {
+        for (spec, _) in &self.defaulted {
+            let missing = match crate::netns::netns_inode(&spec.netns) {
+                Err(err) => UsageError::from(err),
+                Ok(_) if crate::place::ifindex_in(&spec.netns, &spec.interface).is_none() => {
+                    UsageError::unknown_interface(&spec.interface, &spec.netns)
+                }
+                Ok(_) => continue,
+            };
+            return Err(self.explain(missing.into()));
+        }
+        Ok(())
     }
 }
 

@@ -4,33 +4,48 @@
 use std::fmt::Write as _;
 
 use tracer_evidence::{
-    Exchange, NeighbourEvidence, PortEvidence, Report, RouteEvidence, RouteLookup, Side,
+    Evidence, Exchange, NeighbourEvidence, PortEvidence, Report, RouteEvidence, RouteLookup, Side,
     VerdictClass,
-    ladder::{Rung, first_short},
+    ladder::{Rung, shortfall},
+    stop::DrawnPath,
     words::{drop_place, outcome, probe_name, rule_line, rule_location, side_label, voice},
 };
 
 use crate::{netns, render::path};
 
-/// The four points of a probe's path, each with its count, and the first one that fell short.
-fn ladder_points(report: &Report<'_>, probe: &Exchange) -> Vec<(String, u64, bool)> {
+/// The four points of a probe's path, each with its count and what its mark says: the first
+/// point that fell short, or the last when the answers went no further (and where they died).
+fn ladder_points(report: &Report<'_>, probe: &Exchange) -> Vec<(String, u64, Option<String>)> {
     let (origin, peer) = if probe.from == Side::Target {
         (&report.evidence.target, &report.evidence.initiator)
     } else {
         (&report.evidence.initiator, &report.evidence.target)
     };
     let (origin, peer) = (&origin.interface, &peer.interface);
-    let first_short = first_short(probe);
+    let shortfall = shortfall(probe);
+    let path = DrawnPath::of(report.evidence);
+    let place = path.place(path.probe_stop(probe));
     Rung::ALL
         .into_iter()
         .map(|rung| {
             (
                 rung.label(origin, peer),
                 rung.count(probe),
-                Some(rung) == first_short,
+                shortfall
+                    .filter(|shortfall| shortfall.rung() == rung)
+                    .map(|shortfall| shortfall.mark(&place)),
             )
         })
         .collect()
+}
+
+/// The marked point of a probe's ladder and what its mark says, for a table's cell:
+/// `answer left cvl_0_0: missing`; empty when nothing is marked.
+pub(crate) fn marked_point(report: &Report<'_>, probe: &Exchange) -> String {
+    ladder_points(report, probe)
+        .into_iter()
+        .find_map(|(label, _, mark)| mark.map(|mark| format!("{label}: {mark}")))
+        .unwrap_or_default()
 }
 
 fn probe_line(probe: &Exchange) -> String {
@@ -113,6 +128,23 @@ pub(crate) fn drop_line(drop: &tracer_evidence::DropEvidence) -> String {
     )
 }
 
+/// The title over the drops normal on a healthy path, wherever they are listed.
+pub(crate) const EXPECTED_DROPS: &str = "Expected drops (normal on a healthy path)";
+
+/// The drops of a run, apart: those nothing on a healthy path explains, then the expected ones
+/// as lines that say why (`DropReason::why_expected`, the one classification).
+pub(crate) fn drops_apart(evidence: &Evidence) -> (Vec<String>, Vec<String>) {
+    let mut unexplained = Vec::new();
+    let mut expected = Vec::new();
+    for drop in &evidence.drops {
+        match drop.drop.reason().why_expected() {
+            Some(why) => expected.push(format!("{} (expected: {why})", drop_line(drop))),
+            None => unexplained.push(drop_line(drop)),
+        }
+    }
+    (unexplained, expected)
+}
+
 pub(crate) fn neighbour_line(neighbour: &NeighbourEvidence) -> String {
     format!(
         "{} in {}: {} -> {}",
@@ -162,14 +194,15 @@ pub fn text(report: &Report<'_>, terminal: bool) -> String {
     if !report.evidence.exchanges.is_empty() {
         let _ = writeln!(
             out,
-            "\n{} (first point where an expected packet was missing marked <-):",
+            "\n{} (marked <-: the first point where an expected packet was missing, or the \
+             last when the answers went no further):",
             voice.exchanges
         );
         for probe in &report.evidence.exchanges {
             let _ = writeln!(out, "  {}", probe_line(probe));
             if probe.skipped.is_none() {
-                for (label, count, first_short) in ladder_points(report, probe) {
-                    let mark = if first_short { "  <- missing" } else { "" };
+                for (label, count, mark) in ladder_points(report, probe) {
+                    let mark = mark.map(|mark| format!("  <- {mark}")).unwrap_or_default();
                     let _ = writeln!(out, "      {label:<28} {count:>4}{mark}");
                 }
             }
@@ -192,22 +225,19 @@ pub fn text(report: &Report<'_>, terminal: bool) -> String {
         }
     }
     // Drops normal on a healthy path are kept apart, each with why it is expected.
-    let (expected, unexpected): (Vec<_>, Vec<_>) = report
-        .evidence
-        .drops
-        .iter()
-        .partition(|drop| drop.drop.reason().is_expected());
-    if !unexpected.is_empty() {
-        let _ = writeln!(out, "Kernel drops in the two namespaces {}:", voice.during);
-        for drop in unexpected {
-            let _ = writeln!(out, "  {}", drop_line(drop));
-        }
-    }
-    if !expected.is_empty() {
-        let _ = writeln!(out, "Expected drops (normal on a healthy path):");
-        for drop in expected {
-            let why = drop.drop.reason().why_expected().unwrap_or_default();
-            let _ = writeln!(out, "  {} ({why})", drop_line(drop));
+    let (unexplained, expected) = drops_apart(report.evidence);
+    for (title, lines) in [
+        (
+            format!("Kernel drops in the two namespaces {}", voice.during),
+            unexplained,
+        ),
+        (EXPECTED_DROPS.to_owned(), expected),
+    ] {
+        if !lines.is_empty() {
+            let _ = writeln!(out, "{title}:");
+            for line in lines {
+                let _ = writeln!(out, "  {line}");
+            }
         }
     }
     if !report.evidence.netfilter.is_empty() {
@@ -276,36 +306,38 @@ pub fn markdown(report: &Report<'_>) -> String {
         let _ = writeln!(out, "\n## {}\n", voice.exchanges);
         let _ = writeln!(
             out,
-            "| {} | sent | answered | left origin | reached peer | answer left peer | answer reached origin |",
+            "| {} | sent | answered | left origin | reached peer | answer left peer | answer reached origin | marked point |",
             voice.exchange
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
         for probe in &report.evidence.exchanges {
             match &probe.skipped {
                 Some(why) => {
                     let _ = writeln!(
                         out,
-                        "| {} | not sent: {why} | | | | | |",
+                        "| {} | not sent: {why} | | | | | | |",
                         probe_name(probe.kind)
                     );
                 }
                 None => {
                     let _ = writeln!(
                         out,
-                        "| {} | {} | {} | {} | {} | {} | {} |",
+                        "| {} | {} | {} | {} | {} | {} | {} | {} |",
                         probe_name(probe.kind),
                         probe.outcome.sent,
                         probe.answers(),
                         probe.left_origin,
                         probe.reached_peer,
                         probe.answer_left_peer,
-                        probe.answer_reached_origin
+                        probe.answer_reached_origin,
+                        marked_point(report, probe)
                     );
                 }
             }
         }
     }
-    let sections: [(&str, Vec<String>); 5] = [
+    let (unexplained, expected) = drops_apart(report.evidence);
+    let sections: [(&str, Vec<String>); 6] = [
         (
             "Links",
             [&report.evidence.initiator, &report.evidence.target]
@@ -326,10 +358,8 @@ pub fn markdown(report: &Report<'_>) -> String {
                 .map(neighbour_line)
                 .collect(),
         ),
-        (
-            &format!("Kernel drops {}", voice.during),
-            report.evidence.drops.iter().map(drop_line).collect(),
-        ),
+        (&format!("Kernel drops {}", voice.during), unexplained),
+        (EXPECTED_DROPS, expected),
         (
             "Netfilter drop verdicts",
             report.evidence.netfilter.iter().map(rule_line).collect(),

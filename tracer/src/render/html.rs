@@ -321,6 +321,7 @@ pub fn page(report: &Report<'_>, extras: &Extras<'_>) -> String {
                         exchange.reached_peer.to_string(),
                         exchange.answer_left_peer.to_string(),
                         exchange.answer_reached_origin.to_string(),
+                        diagnose::marked_point(report, exchange),
                     ]),
                 }
                 row
@@ -337,6 +338,7 @@ pub fn page(report: &Report<'_>, extras: &Extras<'_>) -> String {
                 "reached peer",
                 "answer left peer",
                 "answer reached origin",
+                "marked point",
             ],
             &rows,
         );
@@ -389,8 +391,9 @@ pub fn page(report: &Report<'_>, extras: &Extras<'_>) -> String {
         .map(diagnose::neighbour_line)
         .collect();
     list(&mut out, "Neighbours (before -> after)", &neighbours);
-    let drops: Vec<String> = evidence.drops.iter().map(diagnose::drop_line).collect();
-    list(&mut out, "Kernel drops", &drops);
+    let (unexplained, expected) = diagnose::drops_apart(evidence);
+    list(&mut out, "Kernel drops", &unexplained);
+    list(&mut out, diagnose::EXPECTED_DROPS, &expected);
 
     if let Some(events) = extras.timeline {
         timeline_section(&mut out, events);

@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 
 use tracer_evidence::{
     Evidence, Exchange, HopRole, PortEvidence, Side, Verdict, VerdictClass,
-    ladder::{Rung, first_short},
+    ladder::{Rung, Shortfall, shortfall},
     stop::{DrawnPath, Stop},
-    words::{hop_label, hop_line, hop_state, namespace_phrase, probe_name, side_label},
+    words::{hop_line, hop_state, namespace_phrase, probe_name, side_label},
 };
 
 use super::svg::{Font, Svg, clip, escape, text_width, wrap};
@@ -61,12 +61,7 @@ impl<'a> Picture<'a> {
     }
 
     fn name(&self, index: usize) -> String {
-        let hop = &self.path.hops[index];
-        if hop.interface.is_empty() {
-            hop_label(hop)
-        } else {
-            hop.interface.clone()
-        }
+        self.path.name(index)
     }
 
     /// The hop's namespace, or for the cable why it has no more to say.
@@ -90,12 +85,7 @@ impl<'a> Picture<'a> {
 
     /// The place the packets stopped, for people.
     fn stop_name(&self) -> String {
-        match self.stop {
-            Stop::Hop(index) => hop_label(&self.path.hops[index]),
-            Stop::Between(index) => {
-                format!("between {} and {}", self.name(index), self.name(index + 1))
-            }
-        }
+        self.path.place(self.stop)
     }
 
     /// The line under the summary: where, and the thing to change.
@@ -228,8 +218,11 @@ pub fn svg(evidence: &Evidence, verdict: &Verdict) -> String {
                       packets tracer counted at the port; green: all that were sent; filled: the \
                       first count that fell short."
         .to_owned();
-    if went_no_further {
-        legend.push_str(" Ringed: answers that arrived and went no further.");
+    for place in &went_no_further {
+        legend.push_str(&format!(
+            " Ringed: answers that arrived and {}.",
+            Shortfall::AfterLast.mark(place)
+        ));
     }
     if n > 2 {
         legend.push_str(" –: no counter at this hop.");
@@ -317,19 +310,19 @@ pub(super) fn draw_verdict(
 }
 
 /// One lane per probe from `top`: the request and the answer, with the counts at the two
-/// ports; then one per don't-fragment probe. Returns where the lanes end, and whether a count
-/// is ringed (answers that arrived and went no further).
+/// ports; then one per don't-fragment probe. Returns where the lanes end, and the places where
+/// answers that arrived went no further (their counts are ringed).
 fn draw_lanes(
     lanes: &mut Svg,
     picture: &Picture<'_>,
     column: &impl Fn(usize) -> f64,
     top: f64,
     colour: &str,
-) -> (f64, bool) {
+) -> (f64, Vec<String>) {
     let evidence = picture.evidence;
     let mut y = top;
     let last = picture.last();
-    let mut went_no_further = false;
+    let mut went_no_further = Vec::new();
     for probe in &evidence.exchanges {
         lanes.text(
             MARGIN,
@@ -357,18 +350,21 @@ fn draw_lanes(
         );
         let (origin, peer) = picture.path.ends(probe.from);
         let expected = u64::from(probe.outcome.sent);
-        let short = first_short(probe);
-        let unanswered = !probe.fully_answered();
+        let shortfall = shortfall(probe);
         let count = |rung: Rung| Count {
             value: rung.count(probe),
             expected,
-            mark: match short {
-                Some(short) if short == rung => Mark::FirstShort,
-                None if unanswered && rung == Rung::AnswerReachedOrigin => Mark::WentNoFurther,
+            mark: match shortfall {
+                Some(Shortfall::At(short)) if short == rung => Mark::FirstShort,
+                Some(Shortfall::AfterLast) if rung == Rung::AnswerReachedOrigin => {
+                    Mark::WentNoFurther
+                }
                 _ => Mark::Plain,
             },
         };
-        went_no_further |= short.is_none() && unanswered;
+        // Answers that went no further died past the last counting point: say where.
+        let after_last = (shortfall == Some(Shortfall::AfterLast))
+            .then(|| picture.path.place(picture.path.probe_stop(probe)));
         for (row, (from, to), (departed, arrived)) in [
             (0.0, (origin, peer), (Rung::LeftOrigin, Rung::ReachedPeer)),
             (
@@ -378,6 +374,16 @@ fn draw_lanes(
             ),
         ] {
             let row_y = y + 10.0 + row * ROW;
+            let lost_after = after_last
+                .as_ref()
+                .filter(|_| arrived == Rung::AnswerReachedOrigin);
+            if let Some(place) = lost_after {
+                lanes.open(
+                    "g",
+                    &format!(r#"class="after-last" data-place="{}""#, escape(place)),
+                );
+                lanes.title(&Shortfall::AfterLast.mark(place));
+            }
             draw_arrow(
                 lanes,
                 (column(from), column(to)),
@@ -385,7 +391,15 @@ fn draw_lanes(
                 (count(departed), count(arrived)),
                 colour,
             );
+            if lost_after.is_some() {
+                lanes.close("g");
+            }
             draw_no_counters(lanes, (1..last).map(column), row_y);
+        }
+        if let Some(place) = after_last
+            && !went_no_further.contains(&place)
+        {
+            went_no_further.push(place);
         }
         y += 2.0 * ROW + LANE_GAP;
     }
@@ -860,12 +874,9 @@ mod tests {
             .filter(|node| node.has_tag_name("text"))
             .filter_map(|node| node.text())
             .collect();
-        for hop in DrawnPath::of(evidence).hops {
-            let name = if hop.interface.is_empty() {
-                hop_label(&hop)
-            } else {
-                hop.interface.clone()
-            };
+        let path = DrawnPath::of(evidence);
+        for index in 0..path.hops.len() {
+            let name = path.name(index);
             assert!(
                 texts.contains(&name.as_str()),
                 "{name} not drawn: {texts:?}"
@@ -961,6 +972,43 @@ mod tests {
         // The first count that fell short is drawn in the class colour: the answer never left.
         let document = svg(&evidence, &verdict);
         assert!(document.contains(&format!(r#"fill="{}" stroke"#, verdict.class.colour())));
+    }
+
+    /// ICMP dropped in the target's INPUT chain: the reverse echo's answers were counted
+    /// arriving at the target and went no further; the picture says they died past the last
+    /// counting point, at the finding's stop.
+    #[test]
+    fn answers_lost_after_the_last_counting_point_are_marked_there() {
+        let mut evidence = evidence(Some("veth"));
+        evidence.exchanges[1] = probe(ExchangeKind::IcmpForward, Side::Initiator, 5, [5, 5, 0, 0]);
+        evidence.exchanges[2] = probe(ExchangeKind::IcmpReverse, Side::Target, 5, [5; 4]);
+        evidence.exchanges[2].outcome.answered = 0;
+        let verdict = Verdict::new(
+            Side::Target,
+            NetfilterDrop {
+                location: NetfilterLocation {
+                    netns: "cvl_0_0_ns_spdk".to_owned(),
+                    family: "ip".to_owned(),
+                    table: "filter".to_owned(),
+                    chain: "INPUT".to_owned(),
+                    rule: "-A INPUT -p icmp -j DROP".to_owned(),
+                },
+                dropped: 10,
+            },
+        );
+        let text = check(&evidence, &verdict, TARGET);
+        assert!(
+            text.contains(&format!("after the last counting point, in {TARGET}")),
+            "{text}"
+        );
+        let document = svg(&evidence, &verdict);
+        let parsed = roxmltree::Document::parse(&document).unwrap();
+        let marked: Vec<_> = parsed
+            .descendants()
+            .filter(|node| node.attribute("class") == Some("after-last"))
+            .collect();
+        assert_eq!(marked.len(), 1, "one exchange went no further: {document}");
+        assert_eq!(marked[0].attribute("data-place"), Some(TARGET));
     }
 
     #[test]

@@ -111,7 +111,8 @@ pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
             );
         }
         if port.location().is_none() {
-            warn!("{}: not found yet; counting once it appears", port.spec);
+            let message = format!("{}: not found yet; counting once it appears", port.spec);
+            warn!("{}", plan.about_port(&port.spec, &message));
         }
     }
     if args.cable_map {

@@ -154,9 +154,16 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
     watch.note_rules_before_run();
     for port in &watch.ports {
         if port.probe().is_none() {
+            // The port may yet appear (the test makes it): wait, and say where its name came from.
             log::warn!(
-                "{} not found yet: waiting for it to appear (in any namespace)",
-                port.spec
+                "{}",
+                plan.about_port(
+                    &port.spec,
+                    &format!(
+                        "{} not found yet: waiting for it to appear (in any namespace)",
+                        port.spec
+                    )
+                )
             );
         }
     }
