@@ -157,6 +157,10 @@ pub fn parse_rule_changes(datagram: &[u8]) -> io::Result<Vec<RuleChange>> {
     Ok(changes)
 }
 
+/// The rule windows a watch keeps; past them, the oldest that came and went are counted instead
+/// (those that did not drop first), so that a run of hours stays small.
+pub const KEPT_RULE_WINDOWS: usize = 1000;
+
 /// Every rule added or removed in the namespaces listened to, as windows of time.
 #[derive(Default)]
 pub struct RuleWatch {
@@ -168,6 +172,8 @@ pub struct RuleWatch {
     /// Namespaces where legacy tables were found (and so read on a period).
     legacy_found: BTreeSet<String>,
     pub windows: Vec<RuleWindow>,
+    /// Windows of rules that came and went, counted and not kept (past [`KEPT_RULE_WINDOWS`]).
+    pub forgotten: u64,
     /// What could not be watched, one line each.
     pub limitations: Vec<String>,
 }
@@ -225,6 +231,26 @@ impl RuleWatch {
                     crate::netns::display_name(netns)
                 ));
             }
+        }
+        self.forget_oldest();
+    }
+
+    /// Keeps at most [`KEPT_RULE_WINDOWS`]: forgets the oldest closed windows of rules that
+    /// did not drop, then the oldest closed ones; open windows are always kept.
+    fn forget_oldest(&mut self) {
+        for dropping_too in [false, true] {
+            let before = self.windows.len();
+            let mut excess = before.saturating_sub(KEPT_RULE_WINDOWS);
+            if excess == 0 {
+                return;
+            }
+            self.windows.retain(|window| {
+                let forget =
+                    excess > 0 && window.removed_ms.is_some() && (dropping_too || !window.drops);
+                excess -= usize::from(forget);
+                !forget
+            });
+            self.forgotten += (before - self.windows.len()) as u64;
         }
     }
 
@@ -397,5 +423,35 @@ mod tests {
         watch.apply("ns", RuleChange::Removed(key.clone()), 3000);
         assert_eq!(watch.windows[0].added_ms, None);
         assert_eq!(watch.windows[0].removed_ms, Some(3000));
+    }
+
+    #[test]
+    fn keeps_open_and_dropping_windows_and_counts_the_oldest_it_forgets() {
+        let window = |handle: u64, drops: bool, removed: bool| RuleWindow {
+            netns: "ns".into(),
+            family: "ip".into(),
+            table: "filter".into(),
+            chain: "INPUT".into(),
+            handle,
+            rule: String::new(),
+            drops,
+            added_ms: Some(handle),
+            removed_ms: removed.then_some(handle + 1),
+            dropped: 0,
+        };
+        let mut watch = RuleWatch::default();
+        let extra = 10;
+        // Oldest first: one dropping rule that went, one rule still there, then many that
+        // came and went without dropping.
+        watch.windows.push(window(0, true, true));
+        watch.windows.push(window(1, false, false));
+        for handle in 2..(KEPT_RULE_WINDOWS + extra) as u64 {
+            watch.windows.push(window(handle, false, true));
+        }
+        watch.forget_oldest();
+        assert_eq!(watch.windows.len(), KEPT_RULE_WINDOWS);
+        assert_eq!(watch.forgotten, extra as u64);
+        let handles: Vec<u64> = watch.windows.iter().map(|w| w.handle).take(3).collect();
+        assert_eq!(handles, [0, 1, 2 + extra as u64]);
     }
 }

@@ -200,14 +200,9 @@ pub fn svg(timeline: &Timeline, evidence: &Evidence, verdict: &Verdict) -> Strin
         svg.text(legend_x + 20.0, y, Font::new(11.5, MUTED), name);
         legend_x += item;
     }
-    if timeline.truncated > 0 {
+    for summary in &timeline.summarised {
         y += 20.0;
-        svg.text(
-            MARGIN,
-            y,
-            Font::new(11.5, MUTED),
-            &format!("{} later events not kept", timeline.truncated),
-        );
+        svg.text(MARGIN, y, Font::new(11.5, MUTED), &summary.line());
     }
     svg.finish(width, y + MARGIN, "tracer watch: timeline")
 }
@@ -418,7 +413,7 @@ mod tests {
                 ),
                 event(4.2, "command", None, None),
             ],
-            truncated: 0,
+            ..Timeline::default()
         };
         let evidence = Evidence::new(
             port(Side::Initiator, "", "cvl_0_1"),
@@ -544,7 +539,7 @@ mod tests {
                 event(0.1, "command", None, None),
                 event(4.2, "command", None, None),
             ],
-            truncated: 0,
+            ..Timeline::default()
         };
         let verdict = Verdict::new(Side::Target, NoCarrier { ports: Vec::new() });
         let document = svg(&timeline, &evidence, &verdict);

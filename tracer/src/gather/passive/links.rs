@@ -42,6 +42,7 @@ impl Watch {
             && port.mac_history.last().is_none_or(|(_, last)| *last != mac)
         {
             port.mac_history.push((now, mac));
+            keep_recent(&mut port.mac_history);
         }
         if let Some(link) = &link {
             let describe = |link: &Link| {
@@ -94,6 +95,7 @@ impl Watch {
                 .is_none_or(|(_, last)| *last != addresses)
             {
                 port.address_history.push((now, addresses));
+                keep_recent(&mut port.address_history);
             }
             let entries: Vec<_> = socket
                 .neighbours()
@@ -184,5 +186,17 @@ fn record_usable_macs(port: &mut WatchedPort, entries: &[Neighbour], now: f64) {
         if last != Some(now_mac) {
             port.neighbour_history.push((now, address, now_mac));
         }
+    }
+    keep_recent(&mut port.neighbour_history);
+}
+
+/// The changes a port's histories keep, the latest: a port whose MAC, addresses or neighbours
+/// change all the time for hours keeps its memory flat (the timeline counts those changes).
+const KEPT_HISTORY: usize = 4096;
+
+/// Forgets the oldest half of `history` once it holds twice [`KEPT_HISTORY`].
+fn keep_recent<T>(history: &mut Vec<T>) {
+    if history.len() >= 2 * KEPT_HISTORY {
+        history.drain(..history.len() - KEPT_HISTORY);
     }
 }

@@ -64,9 +64,9 @@ impl LiveTimeline {
         log_event(self.0.push_on(port, seconds, kind, message, change));
     }
 
-    /// The events kept so far, in the order pushed.
-    pub(crate) fn events(&self) -> &[TimelineEvent] {
-        &self.0.events
+    /// The events kept so far: of each kind, in the order pushed.
+    pub(crate) fn events(&self) -> impl Iterator<Item = &TimelineEvent> {
+        self.0.kept()
     }
 
     /// Events pushed so far, kept or not.
@@ -247,6 +247,8 @@ pub(crate) struct Watch {
     pub(crate) drops: DropPrograms,
     pub(crate) last_drops: HashMap<tracer_common::DropKey, u64>,
     pub(crate) all_drops: HashMap<tracer_common::DropKey, u64>,
+    /// Drops away from every port while watching (the probe counts them by reason).
+    pub(crate) other_drops: HashMap<tracer_common::DropKey, u64>,
     pub(crate) timeline: LiveTimeline,
     pub(crate) clock_offset: i128,
     /// Rulesets of the ports' namespaces before the command started, by name.

@@ -383,7 +383,6 @@ fn mac_holders() -> HashMap<[u8; 6], (String, String)> {
 /// The rules heard coming and going, each with the NETFILTER_DROP drops the watch counted in
 /// its namespace while it existed.
 fn rules(watch: &Watch) -> Vec<RuleWindow> {
-    let events = watch.timeline.events();
     watch
         .rules
         .windows
@@ -395,8 +394,9 @@ fn rules(watch: &Watch) -> Vec<RuleWindow> {
             let until = window
                 .removed_ms
                 .map_or(f64::MAX, |ms| ms as f64 / 1000.0 + 0.1);
-            window.dropped = events
-                .iter()
+            window.dropped = watch
+                .timeline
+                .events()
                 .filter(|event| event.seconds >= from && event.seconds <= until)
                 .filter_map(|event| {
                     let Some(PortChange::Drop { count, reason }) = &event.change else {
