@@ -66,6 +66,9 @@ enum Task {
         #[arg(long, value_name = "SECS", default_value_t = 60,
               value_parser = clap::value_parser!(u64).range(1..))]
         rss_seconds: u64,
+        /// Only issue 25's measures: two pairs attached, a long churning watch's memory
+        #[arg(long)]
+        issue25_only: bool,
     },
     /// Set up, build, draw path.svg of two verdicts on the built-in lab (ok, and ICMP dropped by
     /// netfilter) and render them with headless Chromium (installed here) into docs/images/
@@ -123,10 +126,20 @@ fn main() -> ExitCode {
             .and_then(|()| util::require_root("cargo xtask soak"))
             .and_then(|()| util::build_tracer())
             .and_then(|()| soak::run(minutes)),
-        Task::Bench { json, rss_seconds } => setup::run()
+        Task::Bench {
+            json,
+            rss_seconds,
+            issue25_only,
+        } => setup::run()
             .and_then(|()| util::require_root("cargo xtask bench"))
             .and_then(|()| util::build_tracer_bins())
-            .and_then(|()| bench::run(json.as_deref(), rss_seconds)),
+            .and_then(|()| {
+                if issue25_only {
+                    bench::run_issue25_only(json.as_deref())
+                } else {
+                    bench::run(json.as_deref(), rss_seconds)
+                }
+            }),
         Task::Screenshots => setup::run()
             .and_then(|()| util::require_root("cargo xtask screenshots"))
             .and_then(|()| util::build_tracer())

@@ -220,8 +220,10 @@ impl RuleWatch {
                 log::warn!("reading nftables changes in {netns:?}: {err}");
             }
         }
+        let mut read: BTreeMap<String, RulesNow> = BTreeMap::new();
         for (netns, change) in heard {
-            self.apply(&netns, change, now_ms);
+            let rules_now = read.entry(netns.clone()).or_default();
+            self.apply(&netns, change, now_ms, rules_now);
         }
         for netns in &self.namespaces {
             let found = self.legacy.read(netns, now_ms, &mut self.windows);
@@ -254,10 +256,10 @@ impl RuleWatch {
         }
     }
 
-    fn apply(&mut self, netns: &str, change: RuleChange, now_ms: u64) {
+    fn apply(&mut self, netns: &str, change: RuleChange, now_ms: u64, rules_now: &mut RulesNow) {
         match change {
             RuleChange::Added(key) => {
-                let (rule, drops) = describe(netns, &key);
+                let (rule, drops) = describe(netns, &key, rules_now);
                 log::info!("rule added in {netns:?}: {rule}");
                 self.windows.push(RuleWindow {
                     netns: netns.to_owned(),
@@ -317,16 +319,39 @@ impl RuleWatch {
     }
 }
 
-/// The rule's text and whether it drops, read now: as iptables-save prints it when
-/// iptables-nft shows its table, else in nft's syntax; empty when it is already gone.
-fn describe(netns: &str, key: &RuleKey) -> (String, bool) {
-    let nft = match run(netns, "nft", &["-j", "list", "ruleset"]) {
-        Ok(json) => parse_nft_json(&json).map(Parsed::from).unwrap_or_default(),
-        Err(err) => {
-            log::warn!("reading the rule added in {netns:?}: {err}");
-            return (String::new(), false);
-        }
+/// A namespace's rules, read once for all the rules one drain heard added there: a burst of
+/// announcements costs one read, not one each.
+#[derive(Default)]
+struct RulesNow {
+    nft: Option<Parsed>,
+    xtables: Option<Parsed>,
+}
+
+impl RulesNow {
+    fn nft(&mut self, netns: &str) -> &Parsed {
+        self.nft
+            .get_or_insert_with(|| match run(netns, "nft", &["-j", "list", "ruleset"]) {
+                Ok(json) => parse_nft_json(&json).map(Parsed::from).unwrap_or_default(),
+                Err(err) => {
+                    log::warn!("reading the rules added in {netns:?}: {err}");
+                    Parsed::default()
+                }
+            })
+    }
+
+    fn xtables(&mut self, netns: &str) -> &Parsed {
+        self.xtables
+            .get_or_insert_with(|| read_xtables_nft(netns, &mut Vec::new()))
+    }
+}
+
+/// The rule's text and whether it drops, as the drain's read found it: as iptables-save prints
+/// it when iptables-nft shows its table, else in nft's syntax; empty when it was already gone.
+fn describe(netns: &str, key: &RuleKey, rules_now: &mut RulesNow) -> (String, bool) {
+    let same_chain = |family: &str, table: &str, chain: &str| {
+        family == key.family && table == key.table && chain == key.chain
     };
+    let nft = rules_now.nft(netns);
     let Some(rule) = nft.rules.iter().find(|rule| {
         rule.handle == Some(key.handle)
             && rule.family == key.family
@@ -335,18 +360,15 @@ fn describe(netns: &str, key: &RuleKey) -> (String, bool) {
     }) else {
         return (String::new(), false);
     };
+    let (text, drops, position) = (rule.text.clone(), rule.drops, rule.position);
+    let nft_count = nft
+        .rules
+        .iter()
+        .filter(|other| same_chain(&other.family, &other.table, &other.chain))
+        .count();
     if matches!(key.family.as_str(), "ip" | "ip6" | "arp") {
-        let mut errors = Vec::new();
-        let xtables = read_xtables_nft(netns, &mut errors);
-        let same_chain = |family: &str, table: &str, chain: &str| {
-            family == key.family && table == key.table && chain == key.chain
-        };
+        let xtables = rules_now.xtables(netns);
         let xtables_count = xtables
-            .rules
-            .iter()
-            .filter(|other| same_chain(&other.family, &other.table, &other.chain))
-            .count();
-        let nft_count = nft
             .rules
             .iter()
             .filter(|other| same_chain(&other.family, &other.table, &other.chain))
@@ -355,14 +377,14 @@ fn describe(netns: &str, key: &RuleKey) -> (String, bool) {
         if xtables_count == nft_count
             && let Some(xtables_rule) = xtables.rules.iter().find(|other| {
                 same_chain(&other.family, &other.table, &other.chain)
-                    && other.position == rule.position
+                    && other.position == position
                     && other.backend != Backend::Nft
             })
         {
             return (xtables_rule.text.clone(), xtables_rule.drops);
         }
     }
-    (rule.text.clone(), rule.drops)
+    (text, drops)
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 
 mod faults;
 mod harness;
+mod long_run;
 mod measures;
 mod stats;
 mod table;
@@ -27,7 +28,8 @@ use std::path::Path;
 use anyhow::Context as _;
 use serde_json::{Value, json};
 
-use self::{faults::*, harness::*, measures::*, stats::*, table::table};
+pub use self::long_run::run_alone as run_issue25_only;
+use self::{faults::*, harness::*, long_run::*, measures::*, stats::*, table::table};
 
 const INITIATOR_NS: &str = "tbench_i";
 const TARGET_NS: &str = "tbench_t";
@@ -77,7 +79,8 @@ const GOAL_RSS_MB: f64 = 15.0;
 const GOAL_WATCH_IDLE_CPU_PERCENT: f64 = 0.2;
 const GOAL_APPEARS_COUNTED_MS: f64 = 20.0;
 const GOAL_VERDICT_SECONDS: f64 = 1.0;
-const GOAL_PPS_RATIO: f64 = 0.95;
+/// Raised by issue 25 (it was 0.95).
+const GOAL_PPS_RATIO: f64 = 0.97;
 /// Kept from issue 6.
 const GOAL_THROUGHPUT_RATIO: f64 = 0.97;
 
@@ -250,7 +253,7 @@ pub fn run(json_path: Option<&Path>, rss_seconds: u64) -> anyhow::Result<()> {
         "pps_ratio_tracer": pps_ratio_tracer >= GOAL_PPS_RATIO,
         "throughput_ratio_tracer": ratio_tracer >= GOAL_THROUGHPUT_RATIO,
     });
-    let report = json!({
+    let mut report = json!({
         "machine": machine,
         "xdp_ns_per_packet": xdp,
         "tc_ns_per_packet": tc,
@@ -295,7 +298,9 @@ pub fn run(json_path: Option<&Path>, rss_seconds: u64) -> anyhow::Result<()> {
         "goals": goals,
         "goals_met": goals_met,
     });
+    add_issue25_measures(&mut report)?;
     print!("{}", table(&report, &verdicts));
+    print!("{}", issue25_table(&report));
     if let Some(path) = json_path {
         let text = serde_json::to_string_pretty(&report)?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;

@@ -150,6 +150,8 @@ pub(crate) struct WatchedPort {
     /// Each change of a neighbour entry's usable MAC (none: gone, INCOMPLETE or FAILED), at
     /// seconds after the start.
     pub(crate) neighbour_history: Vec<(f64, Ipv4Addr, Option<[u8; 6]>)>,
+    /// The last usable MAC of each entry `neighbour_history` holds a change of.
+    pub(crate) usable_macs: HashMap<Ipv4Addr, Option<[u8; 6]>>,
     /// Each change of the port's own MAC.
     pub(crate) mac_history: Vec<(f64, [u8; 6])>,
     /// Each change of the port's IPv4 addresses, at seconds after the start.
@@ -192,6 +194,7 @@ impl WatchedPort {
             first_neighbours: HashMap::new(),
             neighbour_macs: HashMap::new(),
             neighbour_history: Vec::new(),
+            usable_macs: HashMap::new(),
             mac_history: Vec::new(),
             address_history: Vec::new(),
             carrier_gap: None,

@@ -64,6 +64,7 @@ pub(crate) fn windows(watch: &Watch, ports: &[WatchedPort], pair: &Pair) -> Wind
     }
     windows.shared_addresses = shared_addresses(watch, answers);
     windows.rules = rules(watch);
+    windows.rules_forgotten = watch.rules.forgotten;
     windows.carrier = ports.iter().flat_map(|port| carrier(watch, port)).collect();
     let [initiator, target] = ports else {
         unreachable!("every pair has two ports");
