@@ -79,7 +79,7 @@ fn churn(lab: &Lab, seconds: u64) -> Churned {
     }
 }
 
-fn events<'a>(report: &'a Value) -> &'a [Value] {
+fn events(report: &Value) -> &[Value] {
     report["timeline"]["events"].as_array().expect("events")
 }
 

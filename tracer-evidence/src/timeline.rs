@@ -125,6 +125,14 @@ pub struct Timeline {
 }
 
 impl Timeline {
+    /// A timeline of these events, nothing counted.
+    pub fn from_events(events: Vec<TimelineEvent>) -> Self {
+        Self {
+            events,
+            ..Self::default()
+        }
+    }
+
     /// Events pushed so far, kept or not.
     pub fn seen(&self) -> u64 {
         self.kept().count() as u64 + self.truncated

@@ -442,7 +442,12 @@ mod tests {
             chain: "INPUT".to_owned(),
             handle: 5,
         };
-        watch.apply("ns", RuleChange::Removed(key.clone()), 3000);
+        watch.apply(
+            "ns",
+            RuleChange::Removed(key.clone()),
+            3000,
+            &mut RulesNow::default(),
+        );
         assert_eq!(watch.windows[0].added_ms, None);
         assert_eq!(watch.windows[0].removed_ms, Some(3000));
     }

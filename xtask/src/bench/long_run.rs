@@ -4,7 +4,7 @@
 
 use std::{path::Path, process::Command};
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{anyhow, bail};
 use serde_json::{Value, json};
 use tracer_topology::{
     Network, Topology,
