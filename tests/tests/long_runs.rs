@@ -15,7 +15,7 @@ use serde_json::Value;
 use tracer_tests::{Lab, Namespaces, TARGET_IP, assert_pings_crossed, drops, in_netns, unique};
 use tracer_topology::{
     End, Join, Pair, Topology,
-    churn::{Churn, read_churned},
+    churn::{Churn, NEIGHBOURS_PER_ROUND, read_churned},
 };
 
 /// The timeline's cap: of each kind, this many events from the start and from the end.
@@ -44,7 +44,7 @@ struct Churned {
 
 /// A watch around the churn for `seconds`, then the verdict's fault (ICMP dropped on the
 /// target) and pings that fail.
-fn churn(lab: &Lab, seconds: u64) -> Churned {
+fn churn(lab: &Lab, seconds: u64, neighbours: usize) -> Churned {
     let scratch = std::env::temp_dir().join(unique("churn"));
     std::fs::create_dir_all(&scratch).unwrap();
     let (counts, peak) = (scratch.join("counts"), scratch.join("peak"));
@@ -52,7 +52,7 @@ fn churn(lab: &Lab, seconds: u64) -> Churned {
         initiator: (lab.initiator.netns.clone(), lab.initiator.interface.clone()),
         target: (lab.target.netns.clone(), lab.target.interface.clone()),
         seconds,
-        neighbours: NEIGHBOURS,
+        neighbours,
     };
     let script = format!(
         "{}ip netns exec {} iptables -A INPUT -p icmp -j DROP\nip netns exec {} ping -c 3 -i 0.2 -W 1 {TARGET_IP}\n",
@@ -97,11 +97,11 @@ fn summarised(report: &Value, kind: &str, port: &str) -> u64 {
 #[test]
 fn a_long_churning_run_keeps_within_its_caps_and_counts_what_it_did_not_keep() {
     let lab = Lab::up("lrun");
-    let short = churn(&lab, 1);
+    let short = churn(&lab, 1, NEIGHBOURS_PER_ROUND);
     // A fresh lab for the long run: the short run's neighbour entries are its own.
     drop(lab);
     let lab = Lab::up("lrun");
-    let long = churn(&lab, 25);
+    let long = churn(&lab, 25, NEIGHBOURS);
     let report = &long.bundle.report;
     eprintln!(
         "long run: {} flaps, {} neighbours, {} rules; VmHWM {} kB (short run: {} kB)",

@@ -3,7 +3,7 @@
 //! target's namespace. The long-run test and `cargo xtask bench` run it as the command of a
 //! `tracer watch`; it says what it did, and the watch's (its parent's) peak memory.
 
-/// What the script churns, and for how long.
+/// What the script churns, and for how long at least.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Churn {
     /// (namespace, interface) of the port that flaps.
@@ -23,7 +23,8 @@ pub const RULES_PER_ROUND: usize = 20;
 pub const NEIGHBOURS_PER_ROUND: usize = 25;
 
 impl Churn {
-    /// The script: the loop for `seconds`, then "FLAPS NEIGHBOURS RULES" written to `counts`
+    /// The script: the loop for `seconds` at least and until every neighbour entry is added
+    /// (a loaded machine runs fewer rounds a second), then "FLAPS NEIGHBOURS RULES" written to `counts`
     /// and the `VmHWM:` line of its parent's /proc status to `peak` (the parent is the watch
     /// that runs it). Addresses of the entries are 10.1.0.0/16, never used for traffic.
     pub fn script(&self, counts: &str, peak: &str) -> String {
@@ -36,7 +37,7 @@ ip netns exec {t} nft add table inet churn
 ip netns exec {t} nft add chain inet churn c
 flaps=0; neighbours=0; rules=0
 end=$(( $(date +%s) + {seconds} ))
-while [ "$(date +%s)" -lt "$end" ]; do
+while [ "$(date +%s)" -lt "$end" ] || [ "$neighbours" -lt {neighbours} ]; do
   ip -n {i} link set {iif} down; ip -n {i} link set {iif} up; flaps=$((flaps + 1))
   if [ "$neighbours" -lt {neighbours} ]; then
     batch=""

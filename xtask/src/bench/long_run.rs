@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail};
 use serde_json::{Value, json};
 use tracer_topology::{
     Network, Topology,
-    churn::{Churn, read_churned},
+    churn::{Churn, NEIGHBOURS_PER_ROUND, read_churned},
     delete_namespace,
     lab::Lab,
     layouts::{LayoutLab, LayoutName, Scope},
@@ -67,7 +67,7 @@ fn fresh(topology: &Topology) -> anyhow::Result<Network> {
 
 /// One watch around the churn for `seconds` on the churned lab: its peak memory, MiB, and what
 /// the churn did.
-fn watched_churn(seconds: u64) -> anyhow::Result<(f64, [u64; 3])> {
+fn watched_churn(seconds: u64, neighbours: usize) -> anyhow::Result<(f64, [u64; 3])> {
     let scratch = std::env::temp_dir().join(format!("tracer-bench-churn-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
     let (counts, peak) = (scratch.join("counts"), scratch.join("peak"));
@@ -75,7 +75,7 @@ fn watched_churn(seconds: u64) -> anyhow::Result<(f64, [u64; 3])> {
         initiator: (CHURN_INITIATOR_NS.to_owned(), INITIATOR_IF.to_owned()),
         target: (CHURN_TARGET_NS.to_owned(), TARGET_IF.to_owned()),
         seconds,
-        neighbours: CHURN_NEIGHBOURS,
+        neighbours,
     };
     let script = churn.script(
         counts.to_str().context("temporary directory")?,
@@ -138,7 +138,13 @@ pub(super) fn measure_long_run() -> anyhow::Result<LongRuns> {
             check_interrupted()?;
             // A fresh lab each run: the churn's neighbour entries are its own.
             let network = fresh(&lab)?;
-            let (peak, did) = watched_churn(seconds)?;
+            // The short run adds one round's neighbour entries, the long run all of them.
+            let neighbours = if seconds == LONG_RUN_SECONDS {
+                CHURN_NEIGHBOURS
+            } else {
+                NEIGHBOURS_PER_ROUND
+            };
+            let (peak, did) = watched_churn(seconds, neighbours)?;
             drop(network);
             if seconds == LONG_RUN_SECONDS {
                 runs.long_mb.push(peak);
