@@ -135,7 +135,8 @@ impl Timeline {
 
     /// Events pushed so far, kept or not.
     pub fn seen(&self) -> u64 {
-        self.kept().count() as u64 + self.truncated
+        let latest: usize = self.latest.values().map(VecDeque::len).sum();
+        (self.events.len() + latest) as u64 + self.truncated
     }
 
     /// The events kept so far: of each kind, its first ones in the order pushed, then its
