@@ -35,7 +35,9 @@ pub use report::{
     CaptureReport, CommandReport, Report, SCHEMA_VERSION, SavedParts, SavedReportError,
     VerdictReport, WatchReport, evidence_from_report,
 };
-pub use timeline::{PortChange, Timeline, TimelineEvent};
+pub use timeline::{
+    KEPT_PER_KIND_AT_EACH_END, PortChange, SummarisedEvents, Timeline, TimelineEvent,
+};
 pub use verdict::*;
 pub use windows::{
     AddressOwner, AddressWindow, CarrierWindow, LossWindow, NeighbourWindow, Request, RuleWindow,

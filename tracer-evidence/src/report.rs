@@ -175,6 +175,9 @@ pub struct WatchReport<'a> {
     pub timeline: &'a Timeline,
     pub command: CommandReport,
     pub capture: CaptureReport,
+    /// The size caps this bundle reached, each with what was counted instead of kept (empty
+    /// when none was).
+    pub limits_reached: Vec<String>,
 }
 
 #[cfg(test)]

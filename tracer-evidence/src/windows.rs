@@ -23,6 +23,9 @@ pub struct Windows {
     pub loss: Vec<LossWindow>,
     #[serde(default)]
     pub rules: Vec<RuleWindow>,
+    /// Rules that came and went, counted and not kept: watch keeps the latest windows only.
+    #[serde(default)]
+    pub rules_forgotten: u64,
     #[serde(default)]
     pub carrier: Vec<CarrierWindow>,
     #[serde(default)]

@@ -157,6 +157,10 @@ pub fn parse_rule_changes(datagram: &[u8]) -> io::Result<Vec<RuleChange>> {
     Ok(changes)
 }
 
+/// The rule windows a watch keeps; past them, the oldest that came and went are counted instead
+/// (those that did not drop first), so that a run of hours stays small.
+pub const KEPT_RULE_WINDOWS: usize = 1000;
+
 /// Every rule added or removed in the namespaces listened to, as windows of time.
 #[derive(Default)]
 pub struct RuleWatch {
@@ -168,6 +172,8 @@ pub struct RuleWatch {
     /// Namespaces where legacy tables were found (and so read on a period).
     legacy_found: BTreeSet<String>,
     pub windows: Vec<RuleWindow>,
+    /// Windows of rules that came and went, counted and not kept (past [`KEPT_RULE_WINDOWS`]).
+    pub forgotten: u64,
     /// What could not be watched, one line each.
     pub limitations: Vec<String>,
 }
@@ -214,8 +220,10 @@ impl RuleWatch {
                 log::warn!("reading nftables changes in {netns:?}: {err}");
             }
         }
+        let mut read: BTreeMap<String, RulesNow> = BTreeMap::new();
         for (netns, change) in heard {
-            self.apply(&netns, change, now_ms);
+            let rules_now = read.entry(netns.clone()).or_default();
+            self.apply(&netns, change, now_ms, rules_now);
         }
         for netns in &self.namespaces {
             let found = self.legacy.read(netns, now_ms, &mut self.windows);
@@ -226,12 +234,32 @@ impl RuleWatch {
                 ));
             }
         }
+        self.forget_oldest();
     }
 
-    fn apply(&mut self, netns: &str, change: RuleChange, now_ms: u64) {
+    /// Keeps at most [`KEPT_RULE_WINDOWS`]: forgets the oldest closed windows of rules that
+    /// did not drop, then the oldest closed ones; open windows are always kept.
+    fn forget_oldest(&mut self) {
+        for dropping_too in [false, true] {
+            let before = self.windows.len();
+            let mut excess = before.saturating_sub(KEPT_RULE_WINDOWS);
+            if excess == 0 {
+                return;
+            }
+            self.windows.retain(|window| {
+                let forget =
+                    excess > 0 && window.removed_ms.is_some() && (dropping_too || !window.drops);
+                excess -= usize::from(forget);
+                !forget
+            });
+            self.forgotten += (before - self.windows.len()) as u64;
+        }
+    }
+
+    fn apply(&mut self, netns: &str, change: RuleChange, now_ms: u64, rules_now: &mut RulesNow) {
         match change {
             RuleChange::Added(key) => {
-                let (rule, drops) = describe(netns, &key);
+                let (rule, drops) = describe(netns, &key, rules_now);
                 log::info!("rule added in {netns:?}: {rule}");
                 self.windows.push(RuleWindow {
                     netns: netns.to_owned(),
@@ -291,16 +319,39 @@ impl RuleWatch {
     }
 }
 
-/// The rule's text and whether it drops, read now: as iptables-save prints it when
-/// iptables-nft shows its table, else in nft's syntax; empty when it is already gone.
-fn describe(netns: &str, key: &RuleKey) -> (String, bool) {
-    let nft = match run(netns, "nft", &["-j", "list", "ruleset"]) {
-        Ok(json) => parse_nft_json(&json).map(Parsed::from).unwrap_or_default(),
-        Err(err) => {
-            log::warn!("reading the rule added in {netns:?}: {err}");
-            return (String::new(), false);
-        }
+/// A namespace's rules, read once for all the rules one drain heard added there: a burst of
+/// announcements costs one read, not one each.
+#[derive(Default)]
+struct RulesNow {
+    nft: Option<Parsed>,
+    xtables: Option<Parsed>,
+}
+
+impl RulesNow {
+    fn nft(&mut self, netns: &str) -> &Parsed {
+        self.nft
+            .get_or_insert_with(|| match run(netns, "nft", &["-j", "list", "ruleset"]) {
+                Ok(json) => parse_nft_json(&json).map(Parsed::from).unwrap_or_default(),
+                Err(err) => {
+                    log::warn!("reading the rules added in {netns:?}: {err}");
+                    Parsed::default()
+                }
+            })
+    }
+
+    fn xtables(&mut self, netns: &str) -> &Parsed {
+        self.xtables
+            .get_or_insert_with(|| read_xtables_nft(netns, &mut Vec::new()))
+    }
+}
+
+/// The rule's text and whether it drops, as the drain's read found it: as iptables-save prints
+/// it when iptables-nft shows its table, else in nft's syntax; empty when it was already gone.
+fn describe(netns: &str, key: &RuleKey, rules_now: &mut RulesNow) -> (String, bool) {
+    let same_chain = |family: &str, table: &str, chain: &str| {
+        family == key.family && table == key.table && chain == key.chain
     };
+    let nft = rules_now.nft(netns);
     let Some(rule) = nft.rules.iter().find(|rule| {
         rule.handle == Some(key.handle)
             && rule.family == key.family
@@ -309,18 +360,15 @@ fn describe(netns: &str, key: &RuleKey) -> (String, bool) {
     }) else {
         return (String::new(), false);
     };
+    let (text, drops, position) = (rule.text.clone(), rule.drops, rule.position);
+    let nft_count = nft
+        .rules
+        .iter()
+        .filter(|other| same_chain(&other.family, &other.table, &other.chain))
+        .count();
     if matches!(key.family.as_str(), "ip" | "ip6" | "arp") {
-        let mut errors = Vec::new();
-        let xtables = read_xtables_nft(netns, &mut errors);
-        let same_chain = |family: &str, table: &str, chain: &str| {
-            family == key.family && table == key.table && chain == key.chain
-        };
+        let xtables = rules_now.xtables(netns);
         let xtables_count = xtables
-            .rules
-            .iter()
-            .filter(|other| same_chain(&other.family, &other.table, &other.chain))
-            .count();
-        let nft_count = nft
             .rules
             .iter()
             .filter(|other| same_chain(&other.family, &other.table, &other.chain))
@@ -329,14 +377,14 @@ fn describe(netns: &str, key: &RuleKey) -> (String, bool) {
         if xtables_count == nft_count
             && let Some(xtables_rule) = xtables.rules.iter().find(|other| {
                 same_chain(&other.family, &other.table, &other.chain)
-                    && other.position == rule.position
+                    && other.position == position
                     && other.backend != Backend::Nft
             })
         {
             return (xtables_rule.text.clone(), xtables_rule.drops);
         }
     }
-    (rule.text.clone(), rule.drops)
+    (text, drops)
 }
 
 #[cfg(test)]
@@ -394,8 +442,43 @@ mod tests {
             chain: "INPUT".to_owned(),
             handle: 5,
         };
-        watch.apply("ns", RuleChange::Removed(key.clone()), 3000);
+        watch.apply(
+            "ns",
+            RuleChange::Removed(key.clone()),
+            3000,
+            &mut RulesNow::default(),
+        );
         assert_eq!(watch.windows[0].added_ms, None);
         assert_eq!(watch.windows[0].removed_ms, Some(3000));
+    }
+
+    #[test]
+    fn keeps_open_and_dropping_windows_and_counts_the_oldest_it_forgets() {
+        let window = |handle: u64, drops: bool, removed: bool| RuleWindow {
+            netns: "ns".into(),
+            family: "ip".into(),
+            table: "filter".into(),
+            chain: "INPUT".into(),
+            handle,
+            rule: String::new(),
+            drops,
+            added_ms: Some(handle),
+            removed_ms: removed.then_some(handle + 1),
+            dropped: 0,
+        };
+        let mut watch = RuleWatch::default();
+        let extra = 10;
+        // Oldest first: one dropping rule that went, one rule still there, then many that
+        // came and went without dropping.
+        watch.windows.push(window(0, true, true));
+        watch.windows.push(window(1, false, false));
+        for handle in 2..(KEPT_RULE_WINDOWS + extra) as u64 {
+            watch.windows.push(window(handle, false, true));
+        }
+        watch.forget_oldest();
+        assert_eq!(watch.windows.len(), KEPT_RULE_WINDOWS);
+        assert_eq!(watch.forgotten, extra as u64);
+        let handles: Vec<u64> = watch.windows.iter().map(|w| w.handle).take(3).collect();
+        assert_eq!(handles, [0, 1, 2 + extra as u64]);
     }
 }

@@ -34,7 +34,7 @@ pub use nft::{NftJsonError, parse_nft_json};
 pub use tracer_evidence::Backend;
 
 pub use self::{
-    changes::RuleWatch,
+    changes::{KEPT_RULE_WINDOWS, RuleWatch},
     model::{Chain, DropHit, Rule, Ruleset},
     parse::parse_xtables_save,
     read::snapshot,

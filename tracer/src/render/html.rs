@@ -237,12 +237,8 @@ fn timeline_section(out: &mut String, timeline: &Timeline) {
         })
         .collect();
     table(out, "timeline-events", &["time", "what", "event"], &rows);
-    if timeline.truncated > 0 {
-        let _ = writeln!(
-            out,
-            "<p class=\"note\">{} later events not kept.</p>",
-            timeline.truncated
-        );
+    for summary in &timeline.summarised {
+        let _ = writeln!(out, "<p class=\"note\">{}.</p>", escape(&summary.line()));
     }
 }
 

@@ -200,14 +200,9 @@ pub fn svg(timeline: &Timeline, evidence: &Evidence, verdict: &Verdict) -> Strin
         svg.text(legend_x + 20.0, y, Font::new(11.5, MUTED), name);
         legend_x += item;
     }
-    if timeline.truncated > 0 {
+    for summary in &timeline.summarised {
         y += 20.0;
-        svg.text(
-            MARGIN,
-            y,
-            Font::new(11.5, MUTED),
-            &format!("{} later events not kept", timeline.truncated),
-        );
+        svg.text(MARGIN, y, Font::new(11.5, MUTED), &summary.line());
     }
     svg.finish(width, y + MARGIN, "tracer watch: timeline")
 }
@@ -389,37 +384,34 @@ mod tests {
             address: [10, 0, 0, 2].into(),
             state: state.to_owned(),
         };
-        let timeline = Timeline {
-            events: vec![
-                event(0.0, "link", Some(Side::Initiator), Some(link(true, true))),
-                event(0.0, "link", Some(Side::Target), Some(link(false, false))),
-                event(0.1, "command", None, None),
-                event(0.4, "link", Some(Side::Target), Some(link(true, false))),
-                event(
-                    0.5,
-                    "neighbour",
-                    Some(Side::Initiator),
-                    Some(neighbour("INCOMPLETE")),
-                ),
-                event(
-                    1.5,
-                    "drop",
-                    Some(Side::Initiator),
-                    Some(PortChange::Drop {
-                        count: 3,
-                        reason: "NEIGH_FAILED".to_owned(),
-                    }),
-                ),
-                event(
-                    3.5,
-                    "neighbour",
-                    Some(Side::Initiator),
-                    Some(neighbour("FAILED")),
-                ),
-                event(4.2, "command", None, None),
-            ],
-            truncated: 0,
-        };
+        let timeline = Timeline::from_events(vec![
+            event(0.0, "link", Some(Side::Initiator), Some(link(true, true))),
+            event(0.0, "link", Some(Side::Target), Some(link(false, false))),
+            event(0.1, "command", None, None),
+            event(0.4, "link", Some(Side::Target), Some(link(true, false))),
+            event(
+                0.5,
+                "neighbour",
+                Some(Side::Initiator),
+                Some(neighbour("INCOMPLETE")),
+            ),
+            event(
+                1.5,
+                "drop",
+                Some(Side::Initiator),
+                Some(PortChange::Drop {
+                    count: 3,
+                    reason: "NEIGH_FAILED".to_owned(),
+                }),
+            ),
+            event(
+                3.5,
+                "neighbour",
+                Some(Side::Initiator),
+                Some(neighbour("FAILED")),
+            ),
+            event(4.2, "command", None, None),
+        ]);
         let evidence = Evidence::new(
             port(Side::Initiator, "", "cvl_0_1"),
             port(Side::Target, "cvl_0_0_ns_spdk", "cvl_0_0"),
@@ -537,15 +529,13 @@ mod tests {
                     netns: Some("old_ns".to_owned()),
                 }],
             }],
+            ..Windows::default()
         };
         // The run's events end at 4.2 s; the windows (to 7 s) widen the axis.
-        let timeline = Timeline {
-            events: vec![
-                event(0.1, "command", None, None),
-                event(4.2, "command", None, None),
-            ],
-            truncated: 0,
-        };
+        let timeline = Timeline::from_events(vec![
+            event(0.1, "command", None, None),
+            event(4.2, "command", None, None),
+        ]);
         let verdict = Verdict::new(Side::Target, NoCarrier { ports: Vec::new() });
         let document = svg(&timeline, &evidence, &verdict);
         let parsed = roxmltree::Document::parse(&document)

@@ -18,6 +18,7 @@
 
 mod faults;
 mod harness;
+mod long_run;
 mod measures;
 mod stats;
 mod table;
@@ -27,7 +28,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use serde_json::{Value, json};
 
-use self::{faults::*, harness::*, measures::*, stats::*, table::table};
+use self::{faults::*, harness::*, long_run::*, measures::*, stats::*, table::table};
 
 const INITIATOR_NS: &str = "tbench_i";
 const TARGET_NS: &str = "tbench_t";
@@ -77,7 +78,8 @@ const GOAL_RSS_MB: f64 = 15.0;
 const GOAL_WATCH_IDLE_CPU_PERCENT: f64 = 0.2;
 const GOAL_APPEARS_COUNTED_MS: f64 = 20.0;
 const GOAL_VERDICT_SECONDS: f64 = 1.0;
-const GOAL_PPS_RATIO: f64 = 0.95;
+/// Raised from 0.95 with the round-three goals.
+const GOAL_PPS_RATIO: f64 = 0.97;
 /// Kept from issue 6.
 const GOAL_THROUGHPUT_RATIO: f64 = 0.97;
 
@@ -102,6 +104,8 @@ pub enum Only {
     /// What watch costs: per packet, TCP throughput and the small-packet flood, beside
     /// nothing, the monitor and tcpdump (no attach, memory, diagnose or alternative hooks)
     Watch,
+    /// Two pairs (four ports) attached and a churning watch's memory, short against long
+    LongRun,
 }
 
 /// The report as it is assembled: numbers, their spread, the goals and whether each was met.
@@ -156,6 +160,10 @@ pub fn run(json_path: Option<&Path>, rss_seconds: u64, only: Option<Only>) -> an
             let floods = measure_pps()?;
             drop(server);
             traffic(&mut report, &throughput, &floods);
+            Vec::new()
+        }
+        Some(Only::LongRun) => {
+            long_runs(&mut report)?;
             Vec::new()
         }
         None => everything_on_the_lab(&mut report, &mut net, rss_seconds)?,
@@ -413,5 +421,6 @@ fn everything_on_the_lab(
     report.value("rss_mb", json!(round2(rss)));
     report.value("rss_peak_mb", json!(round2(rss_peak)));
     report.value("rss_seconds", json!(rss_seconds));
+    long_runs(report)?;
     Ok(verdicts)
 }

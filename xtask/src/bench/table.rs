@@ -172,6 +172,27 @@ pub(super) fn table(report: &Value, verdicts: &[Verdicts]) -> String {
             Some(&key),
         );
     }
+    measured(
+        "two_pairs_attach_ms",
+        "two pairs (4 ports) attached, ms",
+        format!("{:.1}", value("two_pairs_attach_ms")),
+        format!("<= {GOAL_TWO_PAIRS_ATTACH_MS}"),
+        Some("two_pairs_attach_ms"),
+    );
+    measured(
+        "long_run_growth_mb",
+        &format!(
+            "watch VmHWM MiB under churn, {} s | {} s",
+            report["short_run_seconds"], report["long_run_seconds"]
+        ),
+        format!(
+            "{:.1} | {:.1}",
+            value("short_run_peak_mb"),
+            value("long_run_peak_mb")
+        ),
+        format!("growth <= {GOAL_LONG_RUN_GROWTH_MB}"),
+        Some("long_run_peak_mb"),
+    );
     if let Some(alternatives) = report["throughput_ratio_alternatives"].as_object() {
         for (hooks, ratio) in alternatives {
             rows.push(row(

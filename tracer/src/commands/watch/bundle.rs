@@ -3,11 +3,18 @@
 
 use std::{collections::BTreeMap, path::Path, time::SystemTime};
 
-use tracer_evidence::{CaptureReport, CommandReport, Evidence, Report, Timeline, WatchReport};
+use tracer_evidence::{
+    CaptureReport, CommandReport, Evidence, KEPT_PER_KIND_AT_EACH_END, Report, Timeline,
+    WatchReport,
+};
 
 use crate::{
-    bundle::ReportDir, capture, collect::identity::identity, gather::passive::observe::Watch,
-    netfilter::Ruleset, netns, pcapng, render, tool,
+    bundle::ReportDir,
+    capture,
+    collect::identity::identity,
+    gather::passive::observe::Watch,
+    netfilter::{KEPT_RULE_WINDOWS, Ruleset},
+    netns, output, pcapng, render, tool,
 };
 
 /// The bundle's verdict: the first failed pair's (else the first's), and a word on every pair
@@ -40,6 +47,11 @@ pub(super) fn write_bundle(
     let started = SystemTime::now() - watch.started.elapsed();
     let mut identity = identity(started, command.exit_code);
     identity.test = test.map(str::to_owned);
+    let capture_file = capture::pcapng(&recorders);
+    let limits_reached = limits_reached(timeline, watch, evicted);
+    for limit in &limits_reached {
+        output::note(&format!("tracer: {limit}\n"));
+    }
     let report = WatchReport {
         diagnosis: Report::new(verdict, evidence).with_identity(identity),
         timeline,
@@ -50,6 +62,7 @@ pub(super) fn write_bundle(
             evicted,
             lost_events: watch.lost_events(),
         },
+        limits_reached,
     };
     let mut markdown = render::diagnose::markdown(&report.diagnosis);
     markdown.push_str(pairs_markdown);
@@ -70,23 +83,38 @@ pub(super) fn write_bundle(
             event.message.replace('|', "\\|").replace('\n', "; ")
         ));
     }
-    if timeline.truncated > 0 {
-        markdown.push_str(&format!(
-            "\n{} later events not kept.\n",
-            timeline.truncated
-        ));
+    if !timeline.summarised.is_empty() {
+        markdown.push('\n');
+    }
+    for summary in &timeline.summarised {
+        markdown.push_str(&format!("- {}.\n", summary.line()));
+    }
+    if let Some(storm) = drops_elsewhere(watch) {
+        markdown.push_str(&format!("\n## Elsewhere\n\n{storm}\n"));
+    }
+    if !report.limits_reached.is_empty() {
+        markdown.push_str("\n## Limits reached\n\n");
+        for limit in &report.limits_reached {
+            markdown.push_str(&format!("- {limit}\n"));
+        }
     }
     markdown.push_str(&format!(
         "\n## Capture\n\n`capture.pcapng`: the last {frames} ARP, ICMP and port frames of both ports ({evicted} older ones not kept); `tcpdump -r capture.pcapng` or Wireshark. Events lost in the kernel programs: {}.\n",
         report.capture.lost_events
     ));
-    let markdown = render::github::fit(&markdown, render::github::ISSUE_BODY_LIMIT);
+    let fitted = render::github::fit(&markdown, render::github::ISSUE_BODY_LIMIT);
+    if fitted != markdown {
+        output::note(&format!(
+            "tracer: report.md cut to GitHub's limit of {} characters (report.json and report.html have it all)\n",
+            render::github::ISSUE_BODY_LIMIT
+        ));
+    }
+    let markdown = fitted;
     write("report.md", markdown.as_bytes())?;
     write(
         "report.json",
         serde_json::to_string_pretty(&report)?.as_bytes(),
     )?;
-    let capture_file = capture::pcapng(&recorders);
     let extras = render::html::Extras {
         timeline: Some(timeline),
         command: Some(&report.command),
@@ -114,6 +142,53 @@ pub(super) fn write_bundle(
         snapshots.write(&file, namespace_snapshot(netns, ruleset).as_bytes())?;
     }
     Ok(())
+}
+
+/// The size caps the bundle reached, one line each: what was kept, what was counted instead.
+fn limits_reached(timeline: &Timeline, watch: &Watch, evicted: u64) -> Vec<String> {
+    let mut limits = Vec::new();
+    if timeline.truncated > 0 {
+        limits.push(format!(
+            "the timeline keeps the first and last {KEPT_PER_KIND_AT_EACH_END} events of each kind: {} between them counted, not kept (report.json: timeline.summarised)",
+            timeline.truncated
+        ));
+    }
+    if evicted > 0 {
+        limits.push(format!(
+            "capture.pcapng keeps the last --capture-frames frames of each port: {evicted} older frames not kept"
+        ));
+    }
+    if watch.rules.forgotten > 0 {
+        limits.push(format!(
+            "the rule windows keep {KEPT_RULE_WINDOWS}: {} older rules that came and went counted, not kept",
+            watch.rules.forgotten
+        ));
+    }
+    limits
+}
+
+/// The kernel's drops away from the watched ports while watching, as one line: how many, by
+/// reason; `None` when there were none.
+fn drops_elsewhere(watch: &Watch) -> Option<String> {
+    let counts = watch.other_drop_counts();
+    let total: u64 = counts.iter().map(|drop| drop.count).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut by_reason: BTreeMap<&str, u64> = BTreeMap::new();
+    for drop in &counts {
+        *by_reason.entry(&drop.reason).or_default() += drop.count;
+    }
+    let mut reasons: Vec<(&str, u64)> = by_reason.into_iter().collect();
+    reasons.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
+    let reasons: Vec<String> = reasons
+        .iter()
+        .map(|(reason, count)| format!("{reason} {count}"))
+        .collect();
+    Some(format!(
+        "Kernel drops away from the watched ports while watching: {total} ({}); report.json: counters.other_drops.",
+        reasons.join(", ")
+    ))
 }
 
 /// Addresses, routes, neighbours and the netfilter ruleset of one namespace, as text.

@@ -133,6 +133,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         drops,
         last_drops: HashMap::new(),
         all_drops: HashMap::new(),
+        other_drops: HashMap::new(),
         timeline: LiveTimeline::default(),
         clock_offset: capture::monotonic_to_unix_ns(),
         first_rulesets: HashMap::new(),

@@ -2,7 +2,7 @@
 //! index it has had) hold it, in the timeline as they happen and as evidence at the end.
 
 use tracer_common::DropKey;
-use tracer_evidence::{DropEvidence, PortChange, Side, protocol_name};
+use tracer_evidence::{DropCount, DropEvidence, ELSEWHERE, PortChange, Side, protocol_name};
 
 use super::observe::{Watch, WatchedPort};
 use crate::{collect::drops::RawDrop, netns};
@@ -34,6 +34,9 @@ impl Watch {
                 .side_of(&key)
                 .map(|(side, port)| (side, port.name().to_owned()))
             else {
+                // The rest of the machine: the probe counts it by reason, a few keys whatever
+                // the rate, and so is it kept here.
+                *self.other_drops.entry(key).or_default() += delta;
                 continue;
             };
             *self.all_drops.entry(key).or_default() += delta;
@@ -61,6 +64,31 @@ impl Watch {
             self.timeline
                 .push_on(side, now, "drop", message, Some(change));
         }
+    }
+
+    /// The drops away from every port while watching, by reason, most first.
+    pub(crate) fn other_drop_counts(&self) -> Vec<DropCount> {
+        let names = netns::netns_names();
+        let mut counts: Vec<DropCount> = self
+            .other_drops
+            .iter()
+            .map(|(key, count)| {
+                let netns = match key.netns {
+                    0 => ELSEWHERE.to_owned(),
+                    inode => names
+                        .get(&inode)
+                        .cloned()
+                        .unwrap_or_else(|| format!("net:[{inode}]")),
+                };
+                let drop = RawDrop {
+                    key: *key,
+                    count: *count,
+                };
+                self.drops.name(&drop, netns, None)
+            })
+            .collect();
+        counts.sort_by_key(|drop| std::cmp::Reverse(drop.count));
+        counts
     }
 
     /// The drops of pair `pair`'s ports.

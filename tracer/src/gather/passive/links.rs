@@ -42,6 +42,7 @@ impl Watch {
             && port.mac_history.last().is_none_or(|(_, last)| *last != mac)
         {
             port.mac_history.push((now, mac));
+            keep_recent(&mut port.mac_history);
         }
         if let Some(link) = &link {
             let describe = |link: &Link| {
@@ -94,6 +95,7 @@ impl Watch {
                 .is_none_or(|(_, last)| *last != addresses)
             {
                 port.address_history.push((now, addresses));
+                keep_recent(&mut port.address_history);
             }
             let entries: Vec<_> = socket
                 .neighbours()
@@ -162,27 +164,33 @@ fn record_usable_macs(port: &mut WatchedPort, entries: &[Neighbour], now: f64) {
             .any(|state| matches!(state, NeighbourState::Incomplete | NeighbourState::Failed));
         entry.mac.filter(|_| !resolving)
     };
-    let mut addresses: Vec<Ipv4Addr> = entries.iter().map(|entry| entry.address).collect();
-    addresses.extend(
-        port.neighbour_history
-            .iter()
-            .map(|(_, address, _)| *address),
-    );
+    let present: HashMap<Ipv4Addr, Option<[u8; 6]>> = entries
+        .iter()
+        .map(|entry| (entry.address, usable(entry)))
+        .collect();
+    let mut addresses: Vec<Ipv4Addr> = present.keys().copied().collect();
+    addresses.extend(port.usable_macs.keys());
     addresses.sort();
     addresses.dedup();
     for address in addresses {
-        let now_mac = entries
-            .iter()
-            .find(|entry| entry.address == address)
-            .and_then(usable);
-        let last = port
-            .neighbour_history
-            .iter()
-            .rev()
-            .find(|(_, entry, _)| *entry == address)
-            .map(|(_, _, mac)| *mac);
-        if last != Some(now_mac) {
+        let now_mac = present.get(&address).copied().flatten();
+        if port.usable_macs.insert(address, now_mac) != Some(now_mac) {
             port.neighbour_history.push((now, address, now_mac));
         }
+    }
+    // An entry gone, once its going is recorded, is forgotten: the map holds what is there.
+    port.usable_macs
+        .retain(|address, mac| mac.is_some() || present.contains_key(address));
+    keep_recent(&mut port.neighbour_history);
+}
+
+/// The changes a port's histories keep, the latest: a port whose MAC, addresses or neighbours
+/// change all the time for hours keeps its memory flat (the timeline counts those changes).
+const KEPT_HISTORY: usize = 4096;
+
+/// Forgets the oldest half of `history` once it holds twice [`KEPT_HISTORY`].
+fn keep_recent<T>(history: &mut Vec<T>) {
+    if history.len() >= 2 * KEPT_HISTORY {
+        history.drain(..history.len() - KEPT_HISTORY);
     }
 }

@@ -184,7 +184,7 @@ fn run_counters(watch: &Watch, ports: &[WatchedPort]) -> CountersReport {
     CountersReport {
         interfaces,
         drops: Vec::new(),
-        other_drops: Vec::new(),
+        other_drops: watch.other_drop_counts(),
         lost_events: watch.lost_events(),
     }
 }

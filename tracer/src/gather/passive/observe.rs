@@ -64,9 +64,9 @@ impl LiveTimeline {
         log_event(self.0.push_on(port, seconds, kind, message, change));
     }
 
-    /// The events kept so far, in the order pushed.
-    pub(crate) fn events(&self) -> &[TimelineEvent] {
-        &self.0.events
+    /// The events kept so far: of each kind, in the order pushed.
+    pub(crate) fn events(&self) -> impl Iterator<Item = &TimelineEvent> {
+        self.0.kept()
     }
 
     /// Events pushed so far, kept or not.
@@ -150,6 +150,8 @@ pub(crate) struct WatchedPort {
     /// Each change of a neighbour entry's usable MAC (none: gone, INCOMPLETE or FAILED), at
     /// seconds after the start.
     pub(crate) neighbour_history: Vec<(f64, Ipv4Addr, Option<[u8; 6]>)>,
+    /// The last usable MAC of each entry `neighbour_history` holds a change of.
+    pub(crate) usable_macs: HashMap<Ipv4Addr, Option<[u8; 6]>>,
     /// Each change of the port's own MAC.
     pub(crate) mac_history: Vec<(f64, [u8; 6])>,
     /// Each change of the port's IPv4 addresses, at seconds after the start.
@@ -192,6 +194,7 @@ impl WatchedPort {
             first_neighbours: HashMap::new(),
             neighbour_macs: HashMap::new(),
             neighbour_history: Vec::new(),
+            usable_macs: HashMap::new(),
             mac_history: Vec::new(),
             address_history: Vec::new(),
             carrier_gap: None,
@@ -247,6 +250,8 @@ pub(crate) struct Watch {
     pub(crate) drops: DropPrograms,
     pub(crate) last_drops: HashMap<tracer_common::DropKey, u64>,
     pub(crate) all_drops: HashMap<tracer_common::DropKey, u64>,
+    /// Drops away from every port while watching (the probe counts them by reason).
+    pub(crate) other_drops: HashMap<tracer_common::DropKey, u64>,
     pub(crate) timeline: LiveTimeline,
     pub(crate) clock_offset: i128,
     /// Rulesets of the ports' namespaces before the command started, by name.

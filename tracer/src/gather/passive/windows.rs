@@ -64,6 +64,7 @@ pub(crate) fn windows(watch: &Watch, ports: &[WatchedPort], pair: &Pair) -> Wind
     }
     windows.shared_addresses = shared_addresses(watch, answers);
     windows.rules = rules(watch);
+    windows.rules_forgotten = watch.rules.forgotten;
     windows.carrier = ports.iter().flat_map(|port| carrier(watch, port)).collect();
     let [initiator, target] = ports else {
         unreachable!("every pair has two ports");
@@ -383,7 +384,6 @@ fn mac_holders() -> HashMap<[u8; 6], (String, String)> {
 /// The rules heard coming and going, each with the NETFILTER_DROP drops the watch counted in
 /// its namespace while it existed.
 fn rules(watch: &Watch) -> Vec<RuleWindow> {
-    let events = watch.timeline.events();
     watch
         .rules
         .windows
@@ -395,8 +395,9 @@ fn rules(watch: &Watch) -> Vec<RuleWindow> {
             let until = window
                 .removed_ms
                 .map_or(f64::MAX, |ms| ms as f64 / 1000.0 + 0.1);
-            window.dropped = events
-                .iter()
+            window.dropped = watch
+                .timeline
+                .events()
                 .filter(|event| event.seconds >= from && event.seconds <= until)
                 .filter_map(|event| {
                     let Some(PortChange::Drop { count, reason }) = &event.change else {
