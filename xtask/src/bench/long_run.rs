@@ -2,7 +2,7 @@
 //! ready file; and `tracer watch`'s peak memory over a long run of link, neighbour and rule
 //! churn next to a short one. Rounds alternate, so that the machine's other work falls on both.
 
-use std::process::Command;
+use std::{path::Path, process::Command};
 
 use anyhow::{anyhow, bail};
 use serde_json::{Value, json};
@@ -97,7 +97,7 @@ fn watched_churn(seconds: u64, neighbours: usize) -> anyhow::Result<(f64, [u64; 
     let output = command
         .output()
         .with_context(|| format!("starting `{}`", describe(&command)))?;
-    let read = |path: &std::path::Path| std::fs::read_to_string(path).unwrap_or_default();
+    let read = |path: &Path| std::fs::read_to_string(path).unwrap_or_default();
     let churned = read_churned(&read(&counts), &read(&peak));
     let _ = std::fs::remove_dir_all(&scratch);
     let Some((did, peak_kb)) = churned else {
