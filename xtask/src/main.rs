@@ -1,5 +1,7 @@
 //! Developer tasks: `cargo xtask setup | build | test | demo | lint | fuzz | soak | bench |
 //! kernels | screenshots`.
+// The bench report is one json! literal, deeper than the default limit allows.
+#![recursion_limit = "256"]
 
 mod bench;
 mod demo;

@@ -27,7 +27,9 @@ pub fn snapshot(netns: &str) -> Ruleset {
         });
         let listings: Vec<_> = nft_tables
             .iter()
-            .filter(|(family, _)| XTABLES_FAMILIES.contains(&family.as_str()))
+            .filter(|(family, table)| {
+                XTABLES_FAMILIES.contains(&family.as_str()) && plain_name(table)
+            })
             .map(|(family, table)| {
                 let listing =
                     scope.spawn(|| run(netns, "nft", &["-a", "list", "table", family, table]));
@@ -35,6 +37,14 @@ pub fn snapshot(netns: &str) -> Ruleset {
             })
             .collect();
         let xtables_nft = read_xtables_nft(netns, &mut errors);
+        // A listing that failed (nft timed out on a loaded machine, say) leaves a table
+        // iptables-nft shows to its view: nft's JSON would cost more still.
+        let in_xtables = |(family, table): (&String, &String)| {
+            xtables_nft
+                .chains
+                .iter()
+                .any(|chain| &chain.family == family && &chain.table == table)
+        };
         let shown_whole: BTreeSet<(&String, &String)> = listings
             .into_iter()
             .filter_map(|(table, listing)| match listing.join() {
@@ -43,10 +53,13 @@ pub fn snapshot(netns: &str) -> Ruleset {
                     rule_counts_agree(&xtables_nft, table.0, table.1, counts).then_some(table)
                 }
                 Ok(Err(err)) => {
-                    errors.push(err);
-                    None
+                    errors.push(format!(
+                        "{err}: {} {} not checked against nft's view",
+                        table.0, table.1
+                    ));
+                    in_xtables(table).then_some(table)
                 }
-                Err(_) => None,
+                Err(_) => in_xtables(table).then_some(table),
             })
             .collect();
         let unread: Vec<&(String, String)> = nft_tables
@@ -89,15 +102,18 @@ fn nft_tables(netns: &str, errors: &mut Vec<String>) -> BTreeSet<(String, String
     }
 }
 
+/// A name nft cannot take for one of its options (`-f FILE` would make it run a file's
+/// commands): the names come from the namespace, which someone else may own.
+pub(super) fn plain_name(name: &str) -> bool {
+    !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
+}
+
 /// nft's JSON of `tables`, one table at a time; the whole ruleset, kept to `tables`, when a
 /// name could pass for one of nft's options.
 fn read_nft_tables(netns: &str, tables: &[&(String, String)], errors: &mut Vec<String>) -> Parsed {
-    let plain = |name: &str| {
-        !name.starts_with('-')
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
-    };
     let mut read = |args: &[&str], parsed: &mut Parsed| match run(netns, "nft", args)
         .map(|json| parse_nft_json(&json))
     {
@@ -108,7 +124,7 @@ fn read_nft_tables(netns: &str, tables: &[&(String, String)], errors: &mut Vec<S
     let mut parsed = Parsed::default();
     if tables
         .iter()
-        .all(|(family, table)| plain(family) && plain(table))
+        .all(|(family, table)| plain_name(family) && plain_name(table))
     {
         for (family, table) in tables {
             read(&["-j", "list", "table", family, table], &mut parsed);

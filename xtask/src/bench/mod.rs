@@ -16,6 +16,7 @@
 //! `stats` summarises repeated runs, `table` prints the report for the terminal; this file
 //! holds the goals and assembles the report.
 
+mod busy;
 mod faults;
 mod harness;
 mod measures;
@@ -27,7 +28,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use serde_json::{Value, json};
 
-use self::{faults::*, harness::*, measures::*, stats::*, table::table};
+use self::{busy::*, faults::*, harness::*, measures::*, stats::*, table::table};
 
 const INITIATOR_NS: &str = "tbench_i";
 const TARGET_NS: &str = "tbench_t";
@@ -57,6 +58,7 @@ const APPEAR_RUNS: usize = 7;
 const THROUGHPUT_ROUNDS: usize = 9;
 const PPS_ROUNDS: usize = 15;
 const VERDICT_RUNS: usize = 3;
+const BIG_RULESET_RUNS: usize = 5;
 const WATCH_IDLE_RUNS: usize = 3;
 /// Seconds of each idle-CPU measurement, after `tracer watch` is ready.
 const WATCH_IDLE_SECONDS: u64 = 10;
@@ -78,6 +80,9 @@ const GOAL_WATCH_IDLE_CPU_PERCENT: f64 = 0.2;
 const GOAL_APPEARS_COUNTED_MS: f64 = 20.0;
 const GOAL_VERDICT_SECONDS: f64 = 1.0;
 const GOAL_PPS_RATIO: f64 = 0.95;
+/// The goals of issue 25 on a busy node (`busy`): a verdict within 2 s, in 100 MB.
+const GOAL_BIG_RULESET_SECONDS: f64 = 2.0;
+const GOAL_BIG_RULESET_PEAK_MB: f64 = 100.0;
 /// Kept from issue 6.
 const GOAL_THROUGHPUT_RATIO: f64 = 0.97;
 
@@ -126,7 +131,17 @@ pub fn run(json_path: Option<&Path>, rss_seconds: u64) -> anyhow::Result<()> {
     unpin()?;
 
     let verdicts = measure_verdicts(&mut net)?;
+    let big_ruleset = measure_big_ruleset(&mut net)?;
     drop(net);
+    let big_ruleset_seconds = median(&big_ruleset.seconds);
+    let big_ruleset_peak = median(&big_ruleset.peak_mb);
+    // diagnose with BIG_RULES iptables rules where it drops and CROWD other namespaces.
+    let big_ruleset_report = json!({
+        "rules": BIG_RULES,
+        "namespaces": CROWD,
+        "seconds": round3(big_ruleset_seconds),
+        "peak_mb": round2(big_ruleset_peak),
+    });
 
     let attach = median(&attach_runs.attach_ms);
     let detach = median(&attach_runs.detach_ms);
@@ -226,6 +241,8 @@ pub fn run(json_path: Option<&Path>, rss_seconds: u64) -> anyhow::Result<()> {
         "pps_ratio_tcpdump": spread(&ratios(2, at_port)),
         "pps_received_ratio_tracer": spread(&ratios(1, received)),
         "verdict_seconds": verdict_spread,
+        "big_ruleset_seconds": spread(&big_ruleset.seconds),
+        "big_ruleset_peak_mb": spread(&big_ruleset.peak_mb),
     });
     let goals = json!({
         "added_ns_per_packet": GOAL_ADDED_NS,
@@ -237,6 +254,8 @@ pub fn run(json_path: Option<&Path>, rss_seconds: u64) -> anyhow::Result<()> {
         "slowest_verdict_seconds": GOAL_VERDICT_SECONDS,
         "pps_ratio_tracer": GOAL_PPS_RATIO,
         "throughput_ratio_tracer": GOAL_THROUGHPUT_RATIO,
+        "big_ruleset_seconds": GOAL_BIG_RULESET_SECONDS,
+        "big_ruleset_peak_mb": GOAL_BIG_RULESET_PEAK_MB,
     });
     let goals_met = json!({
         "xdp_added_ns_per_packet": xdp - baseline_xdp <= GOAL_ADDED_NS,
@@ -249,6 +268,8 @@ pub fn run(json_path: Option<&Path>, rss_seconds: u64) -> anyhow::Result<()> {
         "slowest_verdict_seconds": slowest_verdict <= GOAL_VERDICT_SECONDS && wrong_verdicts.is_empty(),
         "pps_ratio_tracer": pps_ratio_tracer >= GOAL_PPS_RATIO,
         "throughput_ratio_tracer": ratio_tracer >= GOAL_THROUGHPUT_RATIO,
+        "big_ruleset_seconds": big_ruleset_seconds <= GOAL_BIG_RULESET_SECONDS,
+        "big_ruleset_peak_mb": big_ruleset_peak <= GOAL_BIG_RULESET_PEAK_MB,
     });
     let report = json!({
         "machine": machine,
@@ -291,6 +312,7 @@ pub fn run(json_path: Option<&Path>, rss_seconds: u64) -> anyhow::Result<()> {
         "rss_mb": round2(rss),
         "rss_peak_mb": round2(rss_peak),
         "rss_seconds": rss_seconds,
+        "big_ruleset": big_ruleset_report,
         "noise": noise,
         "goals": goals,
         "goals_met": goals_met,
