@@ -209,9 +209,9 @@ impl ReportDir {
         // SAFETY: `fd` was just opened and is owned by nobody else.
         let mut file = unsafe { File::from_raw_fd(fd) };
         // A file cut short (a full disk) is removed: what the bundle holds is whole.
-        file.write_all(bytes).or_else(|err| {
+        file.write_all(bytes).map_err(|err| {
             let _ = self.unlink(&c_name);
-            Err(unwritable(err))
+            unwritable(err)
         })
     }
 

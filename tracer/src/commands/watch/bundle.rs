@@ -96,6 +96,8 @@ pub(super) struct Diagnosis<'a> {
     pub(super) verdict: &'a tracer_evidence::Verdict,
     pub(super) evidence: &'a Evidence,
     pub(super) pairs_markdown: &'a str,
+    /// The test SPDK's tag file named last, if any.
+    pub(super) test: Option<&'a str>,
 }
 
 /// report.md, report.json, capture.pcapng, the pictures and a snapshot of each namespace.
@@ -106,12 +108,12 @@ pub(super) fn write_bundle(
         verdict,
         evidence,
         pairs_markdown,
+        test,
     }: Diagnosis<'_>,
     timeline: &Timeline,
     command: CommandReport,
     watch: &Watch,
     final_rulesets: &BTreeMap<String, Ruleset>,
-    test: Option<&str>,
 ) -> anyhow::Result<()> {
     let mut write = |name: &str, bytes: &[u8]| files.write(dir, name, bytes);
     let recorders: Vec<_> = watch.ports.iter().map(|port| &port.recorder).collect();

@@ -334,6 +334,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
                     verdict,
                     evidence,
                     pairs_markdown: &pairs_markdown,
+                    test: tests.name.as_deref(),
                 },
                 &timeline,
                 CommandReport {
@@ -342,7 +343,6 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
                 },
                 &watch,
                 &final_rulesets,
-                tests.name.as_deref(),
             )?;
             if verdicts.len() > 1 {
                 for (index, (verdict, evidence)) in verdicts.iter().zip(&evidences).enumerate() {
