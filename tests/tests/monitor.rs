@@ -915,39 +915,6 @@ fn alert_rules_pass_promtool() {
     );
 }
 
-/// A counters map pinned by a tracer with another layout (here: too few entries) is replaced,
-/// not reused: the monitor counts exactly, from zero.
-#[test]
-fn pinned_map_of_another_layout_is_replaced() {
-    use aya::maps::{MapData, MapInfo, PerCpuArray};
-
-    let lab = lab("mly");
-    let pins = PinDir::new();
-    let address = metrics_address();
-    let args = monitor_args(&lab, &address, &pins);
-    // A first run makes the pin directory (and mounts bpffs where needed).
-    stop(start(&args, &[]));
-    let t = &lab.target;
-    let pinned = pins
-        .path
-        .join("ports")
-        .join(format!("{}:{}", t.netns, t.interface))
-        .join("PACKET_COUNTERS");
-    std::fs::remove_file(&pinned).expect("removing the pinned counters");
-    PerCpuArray::<MapData, u64>::create(5, 0)
-        .expect("creating a map")
-        .pin(&pinned)
-        .expect("pinning it");
-
-    let monitor = start(&args, &[]);
-    assert!(lab.ping(5));
-    assert_pings(&scrape(&address), &lab, 5.0, Some(1.0));
-    stop(monitor);
-    let info = MapInfo::from_pin(&pinned).expect("reading the pinned map");
-    // Two directions times ten kinds.
-    assert_eq!(info.max_entries(), 20, "{}", pinned.display());
-}
-
 /// What the kernel counted as sent on a port: (tx_packets, tx_dropped).
 fn kernel_tx(end: &tracer_tests::End) -> (u64, u64) {
     let out = check(Command::new("ip").args([

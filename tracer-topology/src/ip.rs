@@ -44,6 +44,41 @@ pub(crate) fn ip_in(netns: &str, args: &[&str]) -> Result<(), Error> {
     run("ip", &all)
 }
 
+/// `ip -batch -`: one `ip` for many commands (`commands`, one a line), which must all succeed.
+pub(crate) fn ip_batch(commands: &str) -> Result<(), Error> {
+    run_with_input("ip", &["-batch", "-"], commands)
+}
+
+/// `program ARGS` reading `input` on its standard input; it must succeed.
+pub(crate) fn run_with_input(program: &str, args: &[&str], input: &str) -> Result<(), Error> {
+    use std::{io::Write as _, process::Stdio};
+    let start = |source| Error::Start {
+        program: program.to_owned(),
+        source,
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(start)?;
+    let written = child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(input.as_bytes());
+    let output = child.wait_with_output().map_err(start)?;
+    written.map_err(start)?;
+    if !output.status.success() {
+        return Err(Error::Failed {
+            command: format!("{program} {}", args.join(" ")),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// `iptables ARGS` inside `netns`.
 pub(crate) fn iptables_in(netns: &str, args: &[String]) -> Result<(), Error> {
     let mut all = vec!["netns", "exec", netns, "iptables"];

@@ -15,6 +15,7 @@
 //! No dependency on tracer itself (nor aya): tests and xtask reach it without building the
 //! eBPF programs.
 
+pub mod busy;
 pub mod churn;
 mod ip;
 pub mod lab;

@@ -42,11 +42,11 @@ fn refused(path: &Path, what: &str) -> UsageError {
     ))
 }
 
-fn unwritable(path: &Path, err: &io::Error) -> UsageError {
-    UsageError::Argument(format!(
-        "report directory {} cannot be written: {err}",
-        path.display()
-    ))
+fn unwritable(path: &Path, err: io::Error) -> UsageError {
+    UsageError::ReportUnwritable {
+        path: path.to_owned(),
+        source: err,
+    }
 }
 
 /// One file name inside the directory: no separator, not `.` or `..`.
@@ -61,7 +61,7 @@ impl ReportDir {
     /// Creates DIR (and its parents) if missing, opens it without following a symbolic link in
     /// its last component, and checks that a file can be created in it.
     pub fn create(path: &Path) -> Result<Self, UsageError> {
-        std::fs::create_dir_all(path).map_err(|err| unwritable(path, &err))?;
+        std::fs::create_dir_all(path).map_err(|err| unwritable(path, err))?;
         let directory = Self::open(path)?;
         directory.write(WRITE_TEST, b"")?;
         directory.remove(WRITE_TEST);
@@ -91,24 +91,27 @@ impl ReportDir {
             .find(|dir| dir.exists())
             .unwrap_or(Path::new("/"));
         let c_ancestor =
-            c_string(ancestor.as_os_str().as_bytes()).map_err(|err| unwritable(path, &err))?;
-        // SAFETY: access with a NUL-terminated path only reads the file system.
-        if !ancestor.is_dir() || unsafe { libc::access(c_ancestor.as_ptr(), libc::W_OK) } != 0 {
+            c_string(ancestor.as_os_str().as_bytes()).map_err(|err| unwritable(path, err))?;
+        if !ancestor.is_dir() {
             return Err(UsageError::Argument(format!(
-                "report directory {} cannot be created: {} is not a directory tracer can write to",
+                "report directory {} cannot be created: {} is not a directory",
                 path.display(),
                 ancestor.display()
             )));
+        }
+        // SAFETY: access with a NUL-terminated path only reads the file system.
+        if unsafe { libc::access(c_ancestor.as_ptr(), libc::W_OK) } != 0 {
+            return Err(unwritable(path, io::Error::last_os_error()));
         }
         Ok(())
     }
 
     /// Refuses a directory that already holds a bundle (its `marker` file), unless `replace`.
     pub fn refuse_bundle(&self, marker: &str, replace: bool) -> Result<(), UsageError> {
-        let c_marker = component(marker).map_err(|err| unwritable(&self.path, &err))?;
+        let c_marker = component(marker).map_err(|err| unwritable(&self.path, err))?;
         let holds = self
             .kind(&c_marker)
-            .map_err(|err| unwritable(&self.path, &err))?
+            .map_err(|err| unwritable(&self.path, err))?
             .is_some();
         if holds && !replace {
             return Err(UsageError::Argument(format!(
@@ -122,7 +125,7 @@ impl ReportDir {
 
     /// Opens an existing DIR, refusing a symbolic link.
     pub fn open(path: &Path) -> Result<Self, UsageError> {
-        let name = c_string(path.as_os_str().as_bytes()).map_err(|err| unwritable(path, &err))?;
+        let name = c_string(path.as_os_str().as_bytes()).map_err(|err| unwritable(path, err))?;
         // SAFETY: a NUL-terminated path; the descriptor returned is owned below.
         let fd = unsafe {
             libc::open(
@@ -135,7 +138,7 @@ impl ReportDir {
             return Err(match err.raw_os_error() {
                 Some(libc::ELOOP) => refused(path, "a symbolic link"),
                 Some(libc::ENOTDIR) => refused(path, "not a directory"),
-                _ => unwritable(path, &err),
+                _ => unwritable(path, err),
             });
         }
         Ok(Self {
@@ -179,7 +182,7 @@ impl ReportDir {
     /// Writes `bytes` to the new file `name` (a regular file of an earlier run is replaced).
     pub fn write(&self, name: &str, bytes: &[u8]) -> Result<(), UsageError> {
         let path = self.path.join(name);
-        let unwritable = |err: io::Error| unwritable(&self.path, &err);
+        let unwritable = |err: io::Error| unwritable(&self.path, err);
         let c_name = component(name).map_err(unwritable)?;
         match self.kind(&c_name).map_err(unwritable)? {
             None => {}
@@ -205,13 +208,17 @@ impl ReportDir {
         }
         // SAFETY: `fd` was just opened and is owned by nobody else.
         let mut file = unsafe { File::from_raw_fd(fd) };
-        file.write_all(bytes).map_err(unwritable)
+        // A file cut short (a full disk) is removed: what the bundle holds is whole.
+        file.write_all(bytes).map_err(|err| {
+            let _ = self.unlink(&c_name);
+            unwritable(err)
+        })
     }
 
     /// Opens the subdirectory `name`, creating it if missing; a link there is refused.
     pub fn subdirectory(&self, name: &str) -> Result<Self, UsageError> {
         let path = self.path.join(name);
-        let unwritable = |err: io::Error| unwritable(&self.path, &err);
+        let unwritable = |err: io::Error| unwritable(&self.path, err);
         let c_name = component(name).map_err(unwritable)?;
         match self.kind(&c_name).map_err(unwritable)? {
             None => {

@@ -216,7 +216,9 @@ unbounded; `tracer counters` shows them).\n\n\
 The counters are pinned on bpffs under --pin-dir (bpffs is mounted at /sys/fs/bpf when it is not), \
 one directory per port named by its spec, so counts survive a restart or an upgrade of tracer and \
 follow a port wherever it moves; --reset starts from zero, --unpin removes them (only maps of the \
-shape tracer pins, on bpffs: nothing else is ever deleted). Only maps are \
+shape tracer pins, on bpffs: nothing else is ever deleted). An earlier tracer's counters are read \
+on; a pin of any other shape where tracer pins is never used nor removed: the monitor names it \
+and exits 2, and --reset replaces it. Only maps are \
 pinned: nothing stays attached after tracer exits. One monitor per pin directory. With \
 --ingress-hook xdp, where XDP cannot be attached (another program holds it, the driver or MTU \
 does not allow it), tracer counts ingress with tc instead and never replaces what is there.\n\n\
@@ -227,7 +229,7 @@ counter maps and opens nothing. With port 0 in --metrics-addr, the port the kern
 printed on standard output (`serving metrics at http://ADDR:PORT/metrics`).\n\n\
 Exit codes: 0 after Ctrl-C or SIGTERM (SIGHUP does not stop it), 2 usage or environment error (a \
 metrics address that is malformed, in use or not bindable; another monitor on the pin directory; \
-a pin directory not on bpffs; not root).",
+a pin directory not on bpffs; a pin of another shape where tracer pins; not root).",
         after_help = "Examples:\n  \
 tracer monitor --metrics-addr 127.0.0.1:9464\n  \
 tracer monitor --initiator cvl_0_1_ns_initiator/cvl_0_1 --reset\n  \
@@ -581,7 +583,8 @@ pub struct MonitorArgs {
     /// Keep the counters pinned in DIR, on bpffs
     #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_ROOT)]
     pub pin_dir: PathBuf,
-    /// Start from zero: remove the pinned counters first
+    /// Start from zero: remove the pinned counters first, and replace any pin of another shape
+    /// where tracer pins
     #[arg(long)]
     pub reset: bool,
     /// Remove the counters pinned in --pin-dir, then exit

@@ -22,6 +22,13 @@ pub enum UsageError {
     NoBtf { path: String },
     #[error("this kernel lacks what the drop probe needs: {0}")]
     KernelLayout(String),
+    /// The disk refuses the report (full, read-only, failing): `watch` still runs its command
+    /// and exits with its code, saying what was not written.
+    #[error("report directory {} cannot be written: {source}", path.display())]
+    ReportUnwritable {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Argument(String),
 }

@@ -20,7 +20,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use aya::maps::{MapInfo, MapType};
+use aya::maps::{Map, MapData, MapInfo, MapType, PerCpuHashMap};
 use log::{info, warn};
 use tracer_common::{DropKey, PACKET_COUNTER_ENTRIES};
 
@@ -243,11 +243,74 @@ fn expected_shape(name: &str) -> Option<MapShape> {
     Some(shape)
 }
 
-/// Creates `directory` for the maps `names`, and removes any of them pinned there with another
-/// layout (their counts restart from zero, and say so).
-pub fn prepare_directory(directory: &Path, names: &[&str]) -> anyhow::Result<()> {
+impl std::fmt::Display for MapShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:?} map, key {} bytes, value {} bytes",
+            self.map_type, self.key_size, self.value_size
+        )?;
+        match self.max_entries {
+            Some(entries) => write!(f, ", {entries} entries"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `DROP_COUNTERS` as the first monitor pinned it: its key had no `location` yet (netns,
+/// ifindex, reason, protocol, padding: 16 bytes). A newer tracer reads its counts on.
+const PREVIOUS_DROP_KEY_SIZE: u32 = 16;
+
+fn is_previous_drop_counters(name: &str, pinned: &MapShape) -> bool {
+    name == "DROP_COUNTERS"
+        && pinned.map_type == MapType::PerCpuHash
+        && pinned.key_size == PREVIOUS_DROP_KEY_SIZE
+        && pinned.value_size == COUNTER_SIZE
+}
+
+/// Counts read from maps an earlier tracer pinned, in this tracer's keys: the maps that
+/// replace them start with these.
+#[derive(Debug, Default)]
+pub struct CarriedCounts {
+    pub drops: Vec<(DropKey, u64)>,
+}
+
+/// Reads a [`PREVIOUS_DROP_KEY_SIZE`] drop map, summed over CPUs, in today's keys (location 0:
+/// that tracer kept none).
+fn read_previous_drops(path: &Path) -> anyhow::Result<Vec<(DropKey, u64)>> {
+    let data = MapData::from_pin(path)?;
+    let map = PerCpuHashMap::<_, [u8; PREVIOUS_DROP_KEY_SIZE as usize], u64>::try_from(
+        Map::from_map_data(data)?,
+    )?;
+    let mut drops = Vec::new();
+    for entry in map.iter() {
+        let (key, per_cpu) = entry?;
+        let word = |at: usize| u32::from_ne_bytes([key[at], key[at + 1], key[at + 2], key[at + 3]]);
+        let key = DropKey {
+            netns: word(0),
+            ifindex: word(4),
+            reason: word(8),
+            protocol: u16::from_ne_bytes([key[12], key[13]]),
+            ..DropKey::default()
+        };
+        drops.push((key, per_cpu.iter().sum()));
+    }
+    Ok(drops)
+}
+
+/// Creates `directory` for the maps `names` and looks at any of them pinned there already:
+/// one of this tracer's shape is reused; one an earlier tracer pinned is read into
+/// [`CarriedCounts`] and unpinned, for the new map to start with its counts; anything else is
+/// never used blindly nor removed: a usage error names it, unless `reset` (the user's
+/// `--reset`) says to replace it.
+pub fn prepare_directory(
+    directory: &Path,
+    names: &[&str],
+    reset: bool,
+) -> anyhow::Result<CarriedCounts> {
     std::fs::create_dir_all(directory)
         .with_context(|| format!("creating the pin directory {}", directory.display()))?;
+    let mut carried = CarriedCounts::default();
     for name in names {
         let path = directory.join(name);
         match std::fs::symlink_metadata(&path) {
@@ -255,23 +318,46 @@ pub fn prepare_directory(directory: &Path, names: &[&str]) -> anyhow::Result<()>
             Ok(metadata) if metadata.is_dir() => return Err(directory_in_the_way(&path).into()),
             Ok(_) => {}
         }
-        let pinned = MapInfo::from_pin(&path).ok();
-        let reusable = match (expected_shape(name), pinned.as_ref().and_then(MapShape::of)) {
-            (Some(expected), Some(pinned)) => expected.accepts(&pinned),
-            (None, Some(_)) => true,
-            (_, None) => false,
-        };
-        if !reusable {
-            warn!(
-                "{} was pinned with another layout (an older tracer?): replacing it, its counts \
-                 start from zero",
-                path.display()
-            );
-            std::fs::remove_file(&path)
-                .with_context(|| format!("removing the stale pin {}", path.display()))?;
+        let pinned = MapInfo::from_pin(&path)
+            .ok()
+            .as_ref()
+            .and_then(MapShape::of);
+        let expected = expected_shape(name);
+        match (expected, pinned) {
+            (Some(expected), Some(pinned)) if expected.accepts(&pinned) => continue,
+            (None, Some(_)) => continue,
+            (_, Some(pinned)) if is_previous_drop_counters(name, &pinned) => {
+                carried.drops = read_previous_drops(&path)
+                    .with_context(|| format!("reading the earlier tracer's {}", path.display()))?;
+                info!(
+                    "{} holds an earlier tracer's drop counters ({pinned}): their {} sites carry \
+                     over into this tracer's layout",
+                    path.display(),
+                    carried.drops.len()
+                );
+            }
+            (expected, pinned) => {
+                let found =
+                    pinned.map_or_else(|| "not a map".to_owned(), |shape| shape.to_string());
+                let wanted = expected.map_or_else(String::new, |shape| {
+                    format!(" (this tracer pins a {shape} there)")
+                });
+                if !reset {
+                    return Err(UsageError::Argument(format!(
+                        "{} holds a pin tracer cannot use: {found}{wanted}. It was left as it \
+                         is. Run the monitor with --reset to replace it (its counts are lost), \
+                         or give it another --pin-dir",
+                        path.display()
+                    ))
+                    .into());
+                }
+                warn!("--reset: replacing {} ({found}){wanted}", path.display());
+            }
         }
+        std::fs::remove_file(&path)
+            .with_context(|| format!("removing the pin {}", path.display()))?;
     }
-    Ok(())
+    Ok(carried)
 }
 
 /// Removes the pin `path` of the map `name` when it is one tracer made: on bpffs, a pinned map

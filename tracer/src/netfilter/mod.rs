@@ -25,6 +25,7 @@ mod drops;
 mod legacy;
 mod model;
 mod nft;
+mod nft_text;
 mod parse;
 mod read;
 #[cfg(test)]

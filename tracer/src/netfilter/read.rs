@@ -2,33 +2,142 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::{Backend, Rule, Ruleset, parse::*, parse_nft_json};
+use super::{
+    Backend, Ruleset,
+    nft_text::{ChainCounts, chain_rule_counts},
+    parse::*,
+    parse_nft_json,
+};
 use crate::tool::{run, shown};
 
 /// Reads the ruleset of namespace `netns` ("" for tracer's own) from every backend.
 /// Sources that cannot be read are skipped and said so in `errors`.
+///
+/// nft's JSON costs a second and 150 MB for a table of 20,000 rules, so it is read only for the
+/// tables iptables-nft does not show whole: the chains nft lists (cheap) say which tables
+/// exist, and a table iptables-nft also shows is checked against nft's plain listing
+/// ([`nft_text`](super::nft_text)), read while the xtables tools run.
 pub fn snapshot(netns: &str) -> Ruleset {
     let mut errors = Vec::new();
-    let xtables_nft = read_xtables_nft(netns, &mut errors);
-    let legacy = read_xtables_legacy(netns, &mut errors);
-    const NFT_ARGS: [&str; 3] = ["-j", "list", "ruleset"];
-    let nft = match run(netns, "nft", &NFT_ARGS).map(|json| parse_nft_json(&json)) {
-        Ok(Ok(parsed)) => Parsed::from(parsed),
-        Ok(Err(err)) => {
-            errors.push(format!("{}: {err}", shown(netns, "nft", &NFT_ARGS)));
-            Parsed::default()
-        }
-        Err(err) => {
-            errors.push(err);
-            Parsed::default()
-        }
-    };
+    let nft_tables = nft_tables(netns, &mut errors);
+    let (xtables_nft, legacy, nft) = std::thread::scope(|scope| {
+        let legacy = scope.spawn(|| {
+            let mut errors = Vec::new();
+            (read_xtables_legacy(netns, &mut errors), errors)
+        });
+        let listings: Vec<_> = nft_tables
+            .iter()
+            .filter(|(family, table)| {
+                XTABLES_FAMILIES.contains(&family.as_str()) && plain_name(table)
+            })
+            .map(|(family, table)| {
+                let listing =
+                    scope.spawn(|| run(netns, "nft", &["-a", "list", "table", family, table]));
+                ((family, table), listing)
+            })
+            .collect();
+        let xtables_nft = read_xtables_nft(netns, &mut errors);
+        // A listing that failed (nft timed out on a loaded machine, say) leaves a table
+        // iptables-nft shows to its view: nft's JSON would cost more still.
+        let in_xtables = |(family, table): (&String, &String)| {
+            xtables_nft
+                .chains
+                .iter()
+                .any(|chain| &chain.family == family && &chain.table == table)
+        };
+        let shown_whole: BTreeSet<(&String, &String)> = listings
+            .into_iter()
+            .filter_map(|(table, listing)| match listing.join() {
+                Ok(Ok(listing)) => {
+                    let counts = chain_rule_counts(&listing);
+                    rule_counts_agree(&xtables_nft, table.0, table.1, counts).then_some(table)
+                }
+                Ok(Err(err)) => {
+                    errors.push(format!(
+                        "{err}: {} {} not checked against nft's view",
+                        table.0, table.1
+                    ));
+                    in_xtables(table).then_some(table)
+                }
+                Err(_) => in_xtables(table).then_some(table),
+            })
+            .collect();
+        let unread: Vec<&(String, String)> = nft_tables
+            .iter()
+            .filter(|(family, table)| !shown_whole.contains(&(family, table)))
+            .collect();
+        let nft = read_nft_tables(netns, &unread, &mut errors);
+        let (legacy, legacy_errors) = legacy.join().unwrap_or_default();
+        errors.extend(legacy_errors);
+        (xtables_nft, legacy, nft)
+    });
     assemble(Readings {
         xtables_nft,
         legacy,
         nft,
         errors,
     })
+}
+
+/// The nftables families iptables-nft, ip6tables-nft and arptables-nft keep their tables in.
+const XTABLES_FAMILIES: [&str; 3] = ["ip", "ip6", "arp"];
+
+/// The tables nftables holds in `netns`, as (family, name), from its chains: nft lists those
+/// without fetching a rule. A table without chains holds no rules.
+fn nft_tables(netns: &str, errors: &mut Vec<String>) -> BTreeSet<(String, String)> {
+    const ARGS: [&str; 3] = ["-j", "list", "chains"];
+    match run(netns, "nft", &ARGS).map(|json| parse_nft_json(&json)) {
+        Ok(Ok((_, chains))) => chains
+            .into_iter()
+            .map(|chain| (chain.family, chain.table))
+            .collect(),
+        Ok(Err(err)) => {
+            errors.push(format!("{}: {err}", shown(netns, "nft", &ARGS)));
+            BTreeSet::new()
+        }
+        Err(err) => {
+            errors.push(err);
+            BTreeSet::new()
+        }
+    }
+}
+
+/// A name nft cannot take for one of its options (`-f FILE` would make it run a file's
+/// commands): the names come from the namespace, which someone else may own.
+pub(super) fn plain_name(name: &str) -> bool {
+    !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
+}
+
+/// nft's JSON of `tables`, one table at a time; the whole ruleset, kept to `tables`, when a
+/// name could pass for one of nft's options.
+fn read_nft_tables(netns: &str, tables: &[&(String, String)], errors: &mut Vec<String>) -> Parsed {
+    let mut read = |args: &[&str], parsed: &mut Parsed| match run(netns, "nft", args)
+        .map(|json| parse_nft_json(&json))
+    {
+        Ok(Ok(tables)) => parsed.extend(tables),
+        Ok(Err(err)) => errors.push(format!("{}: {err}", shown(netns, "nft", args))),
+        Err(err) => errors.push(err),
+    };
+    let mut parsed = Parsed::default();
+    if tables
+        .iter()
+        .all(|(family, table)| plain_name(family) && plain_name(table))
+    {
+        for (family, table) in tables {
+            read(&["-j", "list", "table", family, table], &mut parsed);
+        }
+    } else {
+        read(&["-j", "list", "ruleset"], &mut parsed);
+        parsed.retain_tables(|family, table| {
+            tables
+                .iter()
+                .any(|wanted| wanted.0 == family && wanted.1 == table)
+        });
+    }
+    parsed
 }
 
 /// Everything read from one namespace, before the views of the same tables are reconciled.
@@ -205,17 +314,37 @@ pub(super) fn xtables_view_is_faithful(
     family: &str,
     table: &str,
 ) -> bool {
-    let in_table = |rule: &&Rule| rule.family == family && rule.table == table;
-    let nft_rules: Vec<&Rule> = nft.rules.iter().filter(in_table).collect();
-    if nft_rules.iter().any(|rule| rule.packets.is_none()) {
+    let mut counts = ChainCounts::new();
+    for rule in nft
+        .rules
+        .iter()
+        .filter(|rule| rule.family == family && rule.table == table)
+    {
+        let entry = counts.entry(rule.chain.clone()).or_default();
+        entry.0 += 1;
+        if rule.packets.is_none() {
+            entry.1 += 1;
+        }
+    }
+    rule_counts_agree(xtables, family, table, counts)
+}
+
+/// Whether nft's `counts` of a table's rules (per chain: rules, rules without counter) are
+/// those of the xtables view: every rule counted, as many in each chain.
+fn rule_counts_agree(xtables: &Parsed, family: &str, table: &str, nft: ChainCounts) -> bool {
+    if nft.values().any(|(_, uncounted)| *uncounted > 0) {
         return false;
     }
     let mut rules_per_chain: HashMap<&str, (usize, usize)> = HashMap::new();
-    for rule in xtables.rules.iter().filter(in_table) {
+    for rule in xtables
+        .rules
+        .iter()
+        .filter(|rule| rule.family == family && rule.table == table)
+    {
         rules_per_chain.entry(&rule.chain).or_default().0 += 1;
     }
-    for rule in nft_rules {
-        rules_per_chain.entry(&rule.chain).or_default().1 += 1;
+    for (chain, (rules, _)) in &nft {
+        rules_per_chain.entry(chain).or_default().1 += rules;
     }
     rules_per_chain
         .values()

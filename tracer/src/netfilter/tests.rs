@@ -809,3 +809,13 @@ fn snapshot_of_a_scratch_namespace_creates_nothing_and_finds_the_dropping_rules(
     // Only the table the test made itself.
     assert_eq!(legacy_tables(&netns), "filter\n");
 }
+
+#[test]
+fn table_names_that_could_pass_for_options_are_never_arguments() {
+    for plain in ["filter", "nat", "my-table_2", "a.b/c"] {
+        assert!(plain_name(plain), "{plain}");
+    }
+    for odd in ["-f/tmp/commands", "--file=x", "a b", "a\"b", "table;flush"] {
+        assert!(!plain_name(odd), "{odd}");
+    }
+}

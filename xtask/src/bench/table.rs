@@ -193,6 +193,23 @@ pub(super) fn table(report: &Value, verdicts: &[Verdicts]) -> String {
         format!("growth <= {GOAL_LONG_RUN_GROWTH_MB}"),
         Some("long_run_peak_mb"),
     );
+    if report.get("big_ruleset").is_some() {
+        let big_ruleset = |key: &str| report["big_ruleset"][key].as_f64().unwrap_or(f64::NAN);
+        rows.push(row(
+            &format!("diagnose s, {BIG_RULES} rules and {CROWD} namespaces"),
+            format!("{:.3}", big_ruleset("seconds")),
+            format!("<= {GOAL_BIG_RULESET_SECONDS}"),
+            mark(met("big_ruleset_seconds")),
+            noise("big_ruleset_seconds"),
+        ));
+        rows.push(row(
+            "  its VmHWM MiB (tracer alone)",
+            format!("{:.1}", big_ruleset("peak_mb")),
+            format!("<= {GOAL_BIG_RULESET_PEAK_MB}"),
+            mark(met("big_ruleset_peak_mb")),
+            noise("big_ruleset_peak_mb"),
+        ));
+    }
     if let Some(alternatives) = report["throughput_ratio_alternatives"].as_object() {
         for (hooks, ratio) in alternatives {
             rows.push(row(

@@ -79,7 +79,7 @@ impl Monitor {
         let root = &args.pin_dir;
         let log_level = ebpf_log_level(verbosity);
         let drops_directory = pins::drops_directory(root);
-        pins::prepare_directory(&drops_directory, &drops::PINNED_MAPS)?;
+        let carried = pins::prepare_directory(&drops_directory, &drops::PINNED_MAPS, args.reset)?;
         let options = PortOptions {
             tcp_port: args.ports.counting.tcp_port,
             capture: false,
@@ -97,7 +97,7 @@ impl Monitor {
         for (index, role, spec) in roles {
             pair_labels.push(index.to_string());
             let directory = pins::port_directory(root, spec)?;
-            pins::prepare_directory(&directory, &ports::PINNED_MAPS)?;
+            pins::prepare_directory(&directory, &ports::PINNED_MAPS, args.reset)?;
             followed.push(FollowedPort::new(
                 role,
                 spec.clone(),
@@ -108,7 +108,7 @@ impl Monitor {
         // The ports and the drop probe are attached side by side: a tcx attachment mostly waits
         // for the kernel (an RCU grace period each, under the RTNL lock), time the loading of
         // the other programs fills.
-        let drops = std::thread::scope(|scope| {
+        let mut drops = std::thread::scope(|scope| {
             let drops =
                 scope.spawn(|| DropPrograms::attach_pinned(&log_level, Some(&drops_directory)));
             for port in &mut followed {
@@ -118,6 +118,9 @@ impl Monitor {
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })?;
+        for (key, count) in carried.drops {
+            drops.add(key, count)?;
+        }
         let namespaces = pairs
             .iter()
             .flat_map(|pair| [pair.initiator.netns.clone(), pair.target.netns.clone()])

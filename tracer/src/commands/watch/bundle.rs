@@ -1,7 +1,11 @@
 //! The bundle: report.md, report.json, capture.pcapng, path.svg, timeline.svg and a snapshot of
 //! each namespace.
 
-use std::{collections::BTreeMap, path::Path, time::SystemTime};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
 
 use tracer_evidence::{
     CaptureReport, CommandReport, Evidence, KEPT_PER_KIND_AT_EACH_END, Report, Timeline,
@@ -12,10 +16,87 @@ use crate::{
     bundle::ReportDir,
     capture,
     collect::identity::identity,
+    error::UsageError,
     gather::passive::observe::Watch,
     netfilter::{KEPT_RULE_WINDOWS, Ruleset},
     netns, output, pcapng, render, tool,
 };
+
+/// What of a bundle the disk refused (full, read-only, failing): each file is tried in turn,
+/// so that as much as fits is written, and the ones missing are named. Anything else (a
+/// planted link) stops the bundle at once.
+pub(super) struct BundleFiles {
+    dir: PathBuf,
+    written: usize,
+    missing: Vec<String>,
+    reason: Option<String>,
+}
+
+impl BundleFiles {
+    pub(super) fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            written: 0,
+            missing: Vec::new(),
+            reason: None,
+        }
+    }
+
+    /// The result of writing the file `what`: `None` when the disk refused it.
+    pub(super) fn attempt<T>(
+        &mut self,
+        what: &str,
+        result: Result<T, UsageError>,
+    ) -> anyhow::Result<Option<T>> {
+        let written = self.attempt_directory(what, result)?;
+        self.written += usize::from(written.is_some());
+        Ok(written)
+    }
+
+    /// The result of making the directory `what` (nothing written yet): `None` when the disk
+    /// refused it.
+    pub(super) fn attempt_directory<T>(
+        &mut self,
+        what: &str,
+        result: Result<T, UsageError>,
+    ) -> anyhow::Result<Option<T>> {
+        match result {
+            Ok(value) => Ok(Some(value)),
+            Err(UsageError::ReportUnwritable { source, .. }) => {
+                self.missing.push(what.to_owned());
+                self.reason.get_or_insert_with(|| source.to_string());
+                Ok(None)
+            }
+            Err(refused) => Err(refused.into()),
+        }
+    }
+
+    pub(super) fn write(
+        &mut self,
+        dir: &ReportDir,
+        name: &str,
+        bytes: &[u8],
+    ) -> anyhow::Result<()> {
+        self.attempt(name, dir.write(name, bytes)).map(drop)
+    }
+
+    /// One line for stderr: where the bundle is, or what of it is missing and why.
+    pub(super) fn outcome(&self) -> String {
+        let dir = self.dir.display();
+        let Some(reason) = &self.reason else {
+            return format!("tracer: report in {dir}\n");
+        };
+        let partial = if self.written > 0 {
+            format!("the partial bundle is in {dir}")
+        } else {
+            format!("nothing was written to {dir}")
+        };
+        format!(
+            "tracer: the report could not be written whole ({reason}): {} not written; {partial}\n",
+            self.missing.join(", ")
+        )
+    }
+}
 
 /// The bundle's verdict: the first failed pair's (else the first's), and a word on every pair
 /// for report.md.
@@ -23,24 +104,26 @@ pub(super) struct Diagnosis<'a> {
     pub(super) verdict: &'a tracer_evidence::Verdict,
     pub(super) evidence: &'a Evidence,
     pub(super) pairs_markdown: &'a str,
+    /// The test SPDK's tag file named last, if any.
+    pub(super) test: Option<&'a str>,
 }
 
 /// report.md, report.json, capture.pcapng, the pictures and a snapshot of each namespace.
 pub(super) fn write_bundle(
-    dir: &Path,
+    dir: &ReportDir,
+    files: &mut BundleFiles,
     Diagnosis {
         verdict,
         evidence,
         pairs_markdown,
+        test,
     }: Diagnosis<'_>,
     timeline: &Timeline,
     command: CommandReport,
     watch: &Watch,
     final_rulesets: &BTreeMap<String, Ruleset>,
-    test: Option<&str>,
 ) -> anyhow::Result<()> {
-    let dir = ReportDir::open(dir)?;
-    let write = |name: &str, bytes: &[u8]| dir.write(name, bytes);
+    let mut write = |name: &str, bytes: &[u8]| files.write(dir, name, bytes);
     let recorders: Vec<_> = watch.ports.iter().map(|port| &port.recorder).collect();
     let frames = recorders.iter().map(|r| r.frames().count()).sum();
     let evicted = recorders.iter().map(|r| r.evicted).sum();
@@ -132,14 +215,19 @@ pub(super) fn write_bundle(
         render::timeline::svg(timeline, evidence, verdict).as_bytes(),
     )?;
 
-    let snapshots = dir.subdirectory("snapshot")?;
+    let Some(snapshots) = files.attempt_directory("snapshot/", dir.subdirectory("snapshot"))?
+    else {
+        return Ok(());
+    };
     for (netns, ruleset) in final_rulesets {
         let file = if netns.is_empty() {
             "own-namespace.txt".to_owned()
         } else {
             format!("{netns}.txt")
         };
-        snapshots.write(&file, namespace_snapshot(netns, ruleset).as_bytes())?;
+        let shown = format!("snapshot/{file}");
+        let written = snapshots.write(&file, namespace_snapshot(netns, ruleset).as_bytes());
+        files.attempt(&shown, written)?;
     }
     Ok(())
 }

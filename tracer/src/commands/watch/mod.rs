@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use tracer_evidence::{CommandReport, Report, Side, Verdict, diagnose};
 
 use self::{
-    bundle::{Diagnosis, write_bundle},
+    bundle::{BundleFiles, Diagnosis, write_bundle},
     pace::{ANNOUNCEMENTS, GROUPS, Pace, Wakeups},
 };
 use crate::{
@@ -27,6 +27,7 @@ use crate::{
         ports::PortOptions, test_tag,
     },
     commands::diagnose::write_report,
+    error::UsageError,
     gather::{
         self, Pair,
         passive::observe::{LiveTimeline, Watch, WatchedPort},
@@ -82,7 +83,15 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
     child::check(&args.command)?;
     // Nothing is created before a bundle is written: a passing run leaves no trace.
     let report_dir = bundle_dir(&args.report, args.force);
-    ReportDir::check_new(&report_dir, BUNDLE_MARKER, args.force)?;
+    match ReportDir::check_new(&report_dir, BUNDLE_MARKER, args.force) {
+        // The command is what the user came for: it runs, and the bundle is tried at the end.
+        Err(UsageError::ReportUnwritable { path, source }) => output::note(&format!(
+            "tracer: report directory {} cannot be written ({source}): the command runs; its \
+             report will be tried at the end\n",
+            path.display()
+        )),
+        checked => checked?,
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -321,36 +330,46 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         ));
     }
     if write_bundle_now {
-        ReportDir::create(&report_dir)?.refuse_bundle(BUNDLE_MARKER, args.force)?;
-        let pairs_markdown = pairs_markdown(plan.discovery.as_ref(), &verdicts, decisive);
-        write_bundle(
-            &report_dir,
-            Diagnosis {
-                verdict,
-                evidence,
-                pairs_markdown: &pairs_markdown,
-            },
-            &timeline,
-            CommandReport {
-                argv: args.command.clone(),
-                exit_code: code,
-            },
-            &watch,
-            &final_rulesets,
-            tests.name.as_deref(),
-        )?;
-        if verdicts.len() > 1 {
-            let dir = ReportDir::open(&report_dir)?;
-            for (index, (verdict, evidence)) in verdicts.iter().zip(&evidences).enumerate() {
-                let report = Report::new(verdict, evidence);
-                write_report(
-                    &dir.subdirectory(&format!("pair-{}", index + 1))?,
-                    &report,
-                    &render::html::Extras::default(),
-                )?;
+        // The command's exit code is what watch exits with, whatever the disk says.
+        let mut files = BundleFiles::new(&report_dir);
+        if let Some(dir) = files.attempt_directory("the bundle", ReportDir::create(&report_dir))? {
+            dir.refuse_bundle(BUNDLE_MARKER, args.force)?;
+            let pairs_markdown = pairs_markdown(plan.discovery.as_ref(), &verdicts, decisive);
+            write_bundle(
+                &dir,
+                &mut files,
+                Diagnosis {
+                    verdict,
+                    evidence,
+                    pairs_markdown: &pairs_markdown,
+                    test: tests.name.as_deref(),
+                },
+                &timeline,
+                CommandReport {
+                    argv: args.command.clone(),
+                    exit_code: code,
+                },
+                &watch,
+                &final_rulesets,
+            )?;
+            if verdicts.len() > 1 {
+                for (index, (verdict, evidence)) in verdicts.iter().zip(&evidences).enumerate() {
+                    let name = format!("pair-{}", index + 1);
+                    let report = Report::new(verdict, evidence);
+                    let Some(pair_dir) = files.attempt_directory(&name, dir.subdirectory(&name))?
+                    else {
+                        continue;
+                    };
+                    write_report(&pair_dir, &report, &render::html::Extras::default()).or_else(
+                        |err| match err.downcast::<UsageError>() {
+                            Ok(refused) => files.attempt::<()>(&name, Err(refused)).map(drop),
+                            Err(err) => Err(err),
+                        },
+                    )?;
+                }
             }
         }
-        output::note(&format!("tracer: report in {}\n", report_dir.display()));
+        output::note(&files.outcome());
     }
     drop(watch);
     Ok(u8::try_from(code).unwrap_or(1))
