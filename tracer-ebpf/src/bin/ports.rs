@@ -37,9 +37,7 @@ use tracer_common::{
     CAPTURE_SNAPLEN, CAPTURED_DATA_SEGMENTS, CapturedFrame, Direction, ETH_P_LLDP,
     ETH_P_TRACER_CABLE, FlowKey, PACKET_COUNTER_ENTRIES, PacketKind, counter_index,
 };
-use tracer_ebpf::classify::{
-    Classified, Frame, IPV4_ADDRESSES_OFFSET, TcpSegment, classify, fits,
-};
+use tracer_ebpf::classify::{Classified, Frame, IPV4_ADDRESSES_OFFSET, TcpSegment, classify, fits};
 
 /// The TCP port whose segments are counted as `tcp_port` (host byte order).
 #[unsafe(no_mangle)]
