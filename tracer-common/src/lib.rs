@@ -166,18 +166,6 @@ pub struct FlowKey {
 }
 const _: () = assert!(size_of::<FlowKey>() == 12);
 
-impl FlowKey {
-    /// The other direction of the same connection.
-    pub const fn reversed(self) -> Self {
-        let [s0, s1, s2, s3, d0, d1, d2, d3] = self.addresses;
-        let [sp0, sp1, dp0, dp1] = self.ports;
-        Self {
-            addresses: [d0, d1, d2, d3, s0, s1, s2, s3],
-            ports: [dp0, dp1, sp0, sp1],
-        }
-    }
-}
-
 /// Data segments (no SYN, FIN or RST) the capture keeps from each direction of a connection:
 /// enough to see it carry data; the bulk is only counted.
 pub const CAPTURED_DATA_SEGMENTS: u32 = 4;

@@ -37,9 +37,7 @@ use tracer_common::{
     CAPTURE_SNAPLEN, CAPTURED_DATA_SEGMENTS, CapturedFrame, Direction, ETH_P_LLDP,
     ETH_P_TRACER_CABLE, FlowKey, PACKET_COUNTER_ENTRIES, PacketKind, counter_index,
 };
-use tracer_ebpf::classify::{
-    Classified, Frame, IPV4_ADDRESSES_OFFSET, TcpSegment, classify, fits,
-};
+use tracer_ebpf::classify::{Classified, Frame, IPV4_ADDRESSES_OFFSET, TcpSegment, classify, fits};
 
 /// The TCP port whose segments are counted as `tcp_port` (host byte order).
 #[unsafe(no_mangle)]
@@ -141,22 +139,61 @@ fn worth_capturing<F: Frame>(frame: &F, classified: &Classified) -> bool {
     let Some(segment) = classified.tcp else {
         return true;
     };
-    let Some(addresses) = frame.read::<[u8; 8]>(0, IPV4_ADDRESSES_OFFSET) else {
+    let Some(addresses) = frame.read::<u64>(0, IPV4_ADDRESSES_OFFSET) else {
         return false;
     };
     keep_segment(
-        FlowKey {
+        Flow {
             addresses,
-            ports: segment.ports,
+            ports: u32::from_ne_bytes(segment.ports),
         },
         segment,
     )
 }
 
+/// One direction of a connection as whole words, kept in registers: a `FlowKey` is only
+/// written for the map helpers, never read back byte by byte (verifiers before 5.14 refuse a
+/// narrower read of an 8-byte word on the stack).
+#[derive(Clone, Copy)]
+struct Flow {
+    /// Source and destination address, as on the wire.
+    addresses: u64,
+    /// Source and destination port, as on the wire.
+    ports: u32,
+}
+
+impl Flow {
+    #[inline(always)]
+    fn key(self) -> FlowKey {
+        FlowKey {
+            addresses: self.addresses.to_ne_bytes(),
+            ports: self.ports.to_ne_bytes(),
+        }
+    }
+
+    /// The other direction: each word's halves swapped, in either byte order.
+    #[inline(always)]
+    fn reversed(self) -> Self {
+        Self {
+            addresses: self.addresses.rotate_left(32),
+            ports: self.ports.rotate_left(16),
+        }
+    }
+
+    /// Its slot in `YOUNG_SLOTS`: its words folded (both directions share one).
+    #[inline(always)]
+    fn slot(self) -> u32 {
+        let mut hash = self.addresses as u32 ^ (self.addresses >> 32) as u32 ^ self.ports;
+        hash ^= hash >> 16;
+        hash ^= hash >> 8;
+        hash & (YOUNG_SLOT_COUNT - 1)
+    }
+}
+
 /// Whether the capture keeps a segment of the watched port: SYN, FIN and RST always, and the
 /// first few data segments of each connection direction whose SYN was seen.
 #[inline(always)]
-fn keep_segment(flow: FlowKey, segment: TcpSegment) -> bool {
+fn keep_segment(flow: Flow, segment: TcpSegment) -> bool {
     if segment.opens() {
         young_flow_begins(flow);
         return true;
@@ -169,14 +206,14 @@ fn keep_segment(flow: FlowKey, segment: TcpSegment) -> bool {
         }
         return true;
     }
-    let Some(slot) = YOUNG_SLOTS.get_ptr(young_slot(&flow)) else {
+    let Some(slot) = YOUNG_SLOTS.get_ptr(flow.slot()) else {
         return false;
     };
     // SAFETY: an array value; a stale read only costs or saves one lookup.
     if unsafe { *slot } == 0 {
         return false;
     }
-    let Some(captured) = YOUNG_FLOWS.get_ptr_mut(flow) else {
+    let Some(captured) = YOUNG_FLOWS.get_ptr_mut(flow.key()) else {
         return false;
     };
     // SAFETY: a map value; a racing CPU can at worst let one extra segment through.
@@ -194,43 +231,34 @@ fn keep_segment(flow: FlowKey, segment: TcpSegment) -> bool {
 /// A SYN or SYN-ACK: this direction starts its budget of data segments (again, for a new
 /// connection on the same addresses and ports).
 #[inline(always)]
-fn young_flow_begins(flow: FlowKey) {
-    if let Some(captured) = YOUNG_FLOWS.get_ptr_mut(flow) {
+fn young_flow_begins(flow: Flow) {
+    if let Some(captured) = YOUNG_FLOWS.get_ptr_mut(flow.key()) {
         // SAFETY: a map value.
         unsafe { *captured = 0 };
-    } else if YOUNG_FLOWS.insert(flow, 0, BPF_NOEXIST.into()).is_ok() {
+    } else if YOUNG_FLOWS
+        .insert(flow.key(), 0, BPF_NOEXIST.into())
+        .is_ok()
+    {
         // Only the CPU whose insert succeeds counts it up.
-        add_to_slot(&flow, 1);
+        add_to_slot(flow, 1);
     }
 }
 
 #[inline(always)]
-fn young_flow_ends(flow: FlowKey) {
+fn young_flow_ends(flow: Flow) {
     // Only the CPU whose delete succeeds counts it down.
-    if YOUNG_FLOWS.remove(flow).is_ok() {
-        add_to_slot(&flow, u64::MAX);
+    if YOUNG_FLOWS.remove(flow.key()).is_ok() {
+        add_to_slot(flow, u64::MAX);
     }
 }
 
 /// Adds `delta` (wrapping: u64::MAX takes one away) to the flow's slot, atomically.
 #[inline(always)]
-fn add_to_slot(flow: &FlowKey, delta: u64) {
-    if let Some(slot) = YOUNG_SLOTS.get_ptr_mut(young_slot(flow)) {
+fn add_to_slot(flow: Flow, delta: u64) {
+    if let Some(slot) = YOUNG_SLOTS.get_ptr_mut(flow.slot()) {
         // SAFETY: an aligned u64 array value; every writer adds atomically (BPF_XADD).
         unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(slot, delta) };
     }
-}
-
-/// The flow's slot in `YOUNG_SLOTS`: its words folded (both directions share one).
-#[inline(always)]
-fn young_slot(flow: &FlowKey) -> u32 {
-    let [a0, a1, a2, a3, b0, b1, b2, b3] = flow.addresses;
-    let mut hash = u32::from_ne_bytes([a0, a1, a2, a3])
-        ^ u32::from_ne_bytes([b0, b1, b2, b3])
-        ^ u32::from_ne_bytes(flow.ports);
-    hash ^= hash >> 16;
-    hash ^= hash >> 8;
-    hash & (YOUNG_SLOT_COUNT - 1)
 }
 
 /// Copies up to CAPTURE_SNAPLEN bytes of a frame with `copy(dst, len)` into the ring buffer.

@@ -362,7 +362,9 @@ pub(super) fn iperf3_client(args: &[&str], client: Client) -> anyhow::Result<Val
         Client::Alone => output.stdout,
         Client::UnderWatch => {
             let _ = std::fs::remove_dir_all(&report_dir);
-            std::fs::read(&log).with_context(|| format!("reading {}", log.display()))?
+            let text = std::fs::read(&log).with_context(|| format!("reading {}", log.display()));
+            let _ = std::fs::remove_file(&log);
+            text?
         }
     };
     serde_json::from_slice(&text).context("reading iperf3's JSON report")
