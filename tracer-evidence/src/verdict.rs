@@ -15,8 +15,8 @@ use crate::{
     findings::Finding,
     windows::{LossWindow, loss_line},
     words::{
-        cable_line, display_netns, drop_place, hop_line, ladder, link_removal, mtu_line, namespace_phrase,
-        netns_exec, port_label, rule_line, sysctl_text,
+        cable_line, display_netns, drop_place, hop_line, ladder, link_removal, mtu_line,
+        namespace_phrase, netns_exec, port_label, rule_line, sysctl_text,
     },
 };
 
