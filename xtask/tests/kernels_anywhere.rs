@@ -112,6 +112,7 @@ fn the_kernel_matrix_runs_from_a_clone_under_tmp() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+    eprintln!("{stdout}");
     // The run's table: one kernel, the one test passed.
     let row = stdout
         .lines()
