@@ -92,6 +92,21 @@ impl std::fmt::Display for Unavailable {
 
 impl std::error::Error for Unavailable {}
 
+/// Work timed on the host before each boot and in the guest before the tests, with the host's
+/// own tools: the ratio is TRACER_TESTS_TIME_SCALE, by which the tests scale their hang guards.
+const SPEED_PROBE: &str = "dd if=/dev/zero bs=1M count=32 2>/dev/null | sha256sum >/dev/null";
+
+/// Nanoseconds SPEED_PROBE takes on the host.
+fn host_probe_nanos() -> anyhow::Result<u128> {
+    let start = Instant::now();
+    let status = Command::new("sh")
+        .args(["-c", SPEED_PROBE])
+        .status()
+        .context("timing the speed probe on the host")?;
+    ensure!(status.success(), "`{SPEED_PROBE}` failed on the host");
+    Ok(start.elapsed().as_nanos().max(1))
+}
+
 /// Lines of a failing test's output shown, from its start: the panic message comes first.
 const FAILURE_LINES: usize = 15;
 /// Lines of the console shown when a guest ended without a result.
@@ -790,7 +805,12 @@ fn quote(text: &str) -> String {
 }
 
 /// The guest's PID 1 after switch_root: the host's `/bin/sh` on the overlay.
-fn guest_script(kernel: &Prepared, binaries: &[TestBinary], harness_args: &[String]) -> String {
+fn guest_script(
+    kernel: &Prepared,
+    binaries: &[TestBinary],
+    harness_args: &[String],
+    host_nanos: u128,
+) -> String {
     let release = &kernel.resolved.release;
     let harness: String = harness_args
         .iter()
@@ -839,6 +859,12 @@ mount --bind {modules} /lib/modules/{release}
 modprobe br_netfilter || echo "guest: no br_netfilter"
 ip link set lo up
 uname -r > {GUEST_RESULTS}/uname
+# How many times slower than the host this guest runs, rounded up: the tests' hang guards.
+start=$(date +%s%N)
+{SPEED_PROBE}
+end=$(date +%s%N)
+export TRACER_TESTS_TIME_SCALE=$(( (end - start + {host_nanos} - 1) / {host_nanos} ))
+echo $TRACER_TESTS_TIME_SCALE > {GUEST_RESULTS}/time_scale
 set +e
 status=0
 {runs}echo $status > {GUEST_RESULTS}/done
@@ -876,6 +902,8 @@ struct KernelRun {
     name: &'static str,
     release: String,
     guest_release: Option<String>,
+    /// TRACER_TESTS_TIME_SCALE as the guest measured it.
+    time_scale: Option<String>,
     seconds: u64,
     ending: Ending,
     binaries: Vec<BinaryResult>,
@@ -929,7 +957,7 @@ fn boot(
     fs::create_dir_all(&results).with_context(|| format!("creating {}", results.display()))?;
     fs::write(
         results.join("guest.sh"),
-        guest_script(kernel, binaries, harness_args),
+        guest_script(kernel, binaries, harness_args, host_probe_nanos()?),
     )
     .context("writing the guest script")?;
     let console = kernel.dir.join("console.log");
@@ -1011,6 +1039,7 @@ fn boot(
         name: kernel.resolved.kernel.name,
         release: release.clone(),
         guest_release: read("uname").map(|r| r.trim().to_owned()),
+        time_scale: read("time_scale").map(|scale| scale.trim().to_owned()),
         seconds: start.elapsed().as_secs(),
         ending,
         binaries,
@@ -1154,11 +1183,12 @@ pub fn run(selection: &[String], timeout: Duration, harness_args: &[String]) -> 
     for kernel in &kernels {
         let run = boot(kernel, &binaries, harness_args, timeout)?;
         eprintln!(
-            "kernels: {}: {} passed, {} failed, {} s: {}",
+            "kernels: {}: {} passed, {} failed, {} s, time scale {}: {}",
             run.release,
             run.passed(),
             run.failed(),
             run.seconds,
+            run.time_scale.as_deref().unwrap_or("unmeasured"),
             run.result()
         );
         runs.push(run);
