@@ -72,9 +72,14 @@ fn the_kernel_matrix_runs_from_a_clone_under_tmp() {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target"));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    // The clone's xtask is built apart: cargo does not put this checkout's own binaries back in
+    // target/ when they are fresh, and `cargo xtask` here must stay this checkout's. Its
+    // builds of tracer and the tests go to the shared target (CARGO_TARGET_DIR).
     let out = Command::new(cargo)
+        .args(["run", "--quiet", "--package", "xtask", "--target-dir"])
+        .arg(clone.0.join("target-xtask"))
         .args([
-            "xtask",
+            "--",
             "kernels",
             "--kernel",
             KERNEL,
