@@ -20,6 +20,23 @@ use tracer_topology::{Network, Topology};
 pub const INITIATOR_IP: &str = "10.0.0.1";
 pub const TARGET_IP: &str = "10.0.0.2";
 
+/// How many times slower than natively this machine runs tracer: `cargo xtask kernels`
+/// measures it in each guest (the same work timed on the host and in the guest) and passes it
+/// in TRACER_TESTS_TIME_SCALE; 1 elsewhere.
+pub fn time_scale() -> u32 {
+    std::env::var("TRACER_TESTS_TIME_SCALE")
+        .ok()
+        .and_then(|scale| scale.parse().ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// A hang guard's bound on this machine: `native` times the measured slowness. Only for
+/// waits that end on an event; no test times tracer with it.
+pub fn scaled(native: Duration) -> Duration {
+    native * time_scale()
+}
+
 /// The tracer binary under test: `cargo xtask test` passes the release build.
 pub fn tracer_bin() -> PathBuf {
     std::env::var_os("TRACER_BIN")
@@ -447,7 +464,8 @@ impl TracerRun {
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let bound = scaled(Duration::from_secs(30));
+        let deadline = Instant::now() + bound;
         while !self.ready.exists() {
             let child = self.child.as_mut().expect("running");
             if let Some(status) = child.try_wait().expect("polling tracer") {
@@ -457,19 +475,24 @@ impl TracerRun {
                 }
                 panic!("tracer exited before it was ready ({status}): {stderr}");
             }
-            assert!(Instant::now() < deadline, "tracer not ready within 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "tracer not ready within {} s",
+                bound.as_secs()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
 
-    /// The next line tracer prints on its standard output within 30 s (what came, when none).
+    /// The next line tracer prints on its standard output within 30 s, scaled (what came, when
+    /// none).
     pub fn stdout_line(&mut self) -> String {
         let stdout = self
             .child
             .as_mut()
             .and_then(|child| child.stdout.as_mut())
             .expect("tracer's stdout");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + scaled(Duration::from_secs(30));
         let mut line = Vec::new();
         let mut byte = [0u8; 1];
         // Byte by byte: nothing after the line is taken from the pipe.
@@ -679,9 +702,10 @@ pub fn scrape(address: &str) -> String {
     response.text()
 }
 
-/// Scrapes until `check` accepts the exposition, for at most 20 s.
+/// Scrapes until `check` accepts the exposition, for at most 20 s (scaled).
 pub fn scrape_until(address: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let bound = scaled(Duration::from_secs(20));
+    let deadline = Instant::now() + bound;
     loop {
         let exposition = scrape(address);
         if check(&exposition) {
@@ -689,7 +713,8 @@ pub fn scrape_until(address: &str, what: &str, check: impl Fn(&str) -> bool) -> 
         }
         assert!(
             Instant::now() < deadline,
-            "never saw {what} within 20 s:\n{exposition}"
+            "never saw {what} within {} s:\n{exposition}",
+            bound.as_secs()
         );
         std::thread::sleep(Duration::from_millis(100));
     }

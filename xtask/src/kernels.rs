@@ -17,7 +17,7 @@ use std::{
 use anyhow::{Context as _, anyhow, bail, ensure};
 use serde_json::Value;
 
-use crate::util::{cargo, describe, run_checked, tracer_binary, workspace_root};
+use crate::util::{cargo, describe, run_checked, target_dir, tracer_binary, workspace_root};
 
 /// A kernel of the matrix: the newest `linux-image-amd64` among its suites.
 struct Kernel {
@@ -76,13 +76,44 @@ for fs in proc sys dev; do mount --move /$fs /newroot/$fs; done
 exec switch_root /newroot /bin/sh /xtask-results/guest.sh
 "#;
 
+/// `cargo xtask kernels` exits with this when a kernel it needs could not be downloaded (the
+/// mirror unreachable, nothing cached), so a caller tells "cannot run here" from a failed run.
+pub const UNAVAILABLE_EXIT: u8 = 3;
+
+/// The package lists or a kernel's packages could not be downloaded.
+#[derive(Debug)]
+pub struct Unavailable(anyhow::Error);
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "kernels not downloadable: {:#}", self.0)
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+/// Work timed on the host before each boot and in the guest before the tests, with the host's
+/// own tools: the ratio is TRACER_TESTS_TIME_SCALE, by which the tests scale their hang guards.
+const SPEED_PROBE: &str = "dd if=/dev/zero bs=1M count=32 2>/dev/null | sha256sum >/dev/null";
+
+/// Nanoseconds SPEED_PROBE takes on the host.
+fn host_probe_nanos() -> anyhow::Result<u128> {
+    let start = Instant::now();
+    let status = Command::new("sh")
+        .args(["-c", SPEED_PROBE])
+        .status()
+        .context("timing the speed probe on the host")?;
+    ensure!(status.success(), "`{SPEED_PROBE}` failed on the host");
+    Ok(start.elapsed().as_nanos().max(1))
+}
+
 /// Lines of a failing test's output shown, from its start: the panic message comes first.
 const FAILURE_LINES: usize = 15;
 /// Lines of the console shown when a guest ended without a result.
 const CONSOLE_LINES: usize = 40;
 
 fn kernels_dir() -> PathBuf {
-    workspace_root().join("target/kernels")
+    target_dir().join("kernels")
 }
 
 /// Copies of tracer, its helper binaries and the test binaries the guests run: the guests read
@@ -457,7 +488,8 @@ fn prepare(apt: &PrivateApt, resolved: Resolved) -> anyhow::Result<Prepared> {
                     .arg("download")
                     .args(&missing)
                     .current_dir(&debs),
-            )?;
+            )
+            .map_err(Unavailable)?;
         }
         eprintln!("kernels: unpacking {release}");
         if dir.exists() {
@@ -721,12 +753,64 @@ fn test_binaries(harness_args: &[String]) -> anyhow::Result<Vec<TestBinary>> {
     Ok(binaries)
 }
 
+/// Where the guest mounts a fresh tmpfs (with its mode): the host's namespaces, locks and files
+/// must not leak in.
+const FRESH_DIRS: &[(&str, &str)] = &[("/run", "0755"), ("/tmp", "1777")];
+
+/// Of the host directories the guest reads (the checkout, the kernel cache with the snapshot,
+/// the modules), those a fresh tmpfs would hide, outermost only.
+fn kept_dirs(needed: impl Iterator<Item = PathBuf>) -> Vec<PathBuf> {
+    let mut hidden: Vec<PathBuf> = needed
+        // A symbolic link in the way (/tmp to elsewhere) is resolved as the guest's mount would.
+        .map(|dir| dir.canonicalize().unwrap_or(dir))
+        .filter(|dir| FRESH_DIRS.iter().any(|(fresh, _)| dir.starts_with(fresh)))
+        .collect();
+    hidden.sort();
+    hidden.dedup();
+    let outermost: Vec<PathBuf> = hidden
+        .iter()
+        .filter(|dir| {
+            !hidden
+                .iter()
+                .any(|other| other != *dir && dir.starts_with(other))
+        })
+        .cloned()
+        .collect();
+    outermost
+}
+
+/// The guest script's lines that mount FRESH_DIRS, with each of `kept` bound aside before and
+/// moved back on top after: a checkout under /tmp stays where the test binaries look for it.
+fn fresh_mounts(kept: &[PathBuf]) -> String {
+    let mut lines = String::from("mkdir -p /xtask-kept\n");
+    for (index, dir) in kept.iter().enumerate() {
+        lines += &format!(
+            "mkdir /xtask-kept/{index}\nmount --bind {dir} /xtask-kept/{index}\n",
+            dir = quote(&dir.to_string_lossy())
+        );
+    }
+    for (dir, mode) in FRESH_DIRS {
+        lines += &format!("mount -t tmpfs -o mode={mode} tmpfs {dir}\n");
+    }
+    lines += "mkdir -p /run/lock\n";
+    for (index, dir) in kept.iter().enumerate() {
+        let dir = quote(&dir.to_string_lossy());
+        lines += &format!("mkdir -p {dir}\nmount --move /xtask-kept/{index} {dir}\n");
+    }
+    lines
+}
+
 fn quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// The guest's PID 1 after switch_root: the host's `/bin/sh` on the overlay.
-fn guest_script(kernel: &Prepared, binaries: &[TestBinary], harness_args: &[String]) -> String {
+fn guest_script(
+    kernel: &Prepared,
+    binaries: &[TestBinary],
+    harness_args: &[String],
+    host_nanos: u128,
+) -> String {
     let release = &kernel.resolved.release;
     let harness: String = harness_args
         .iter()
@@ -735,11 +819,16 @@ fn guest_script(kernel: &Prepared, binaries: &[TestBinary], harness_args: &[Stri
     let mut runs = String::new();
     for binary in binaries {
         let name = &binary.name;
+        // Run where cargo runs it; a crate directory the guest cannot see fails the binary.
         runs += &format!(
             "echo \"guest: {name}\"\n\
-             cd {dir}\n\
-             TRACER_BIN={tracer} {path}{harness} > {GUEST_RESULTS}/{name}.log 2>&1\n\
-             rc=$?\n\
+             if cd {dir}; then\n\
+             \x20   TRACER_BIN={tracer} {path}{harness} > {GUEST_RESULTS}/{name}.log 2>&1\n\
+             \x20   rc=$?\n\
+             else\n\
+             \x20   echo \"guest: cannot enter {dir}\" > {GUEST_RESULTS}/{name}.log\n\
+             \x20   rc=1\n\
+             fi\n\
              echo $rc > {GUEST_RESULTS}/{name}.rc\n\
              [ $rc -eq 0 ] || status=1\n",
             tracer = quote(&snapshot_dir().join("tracer").to_string_lossy()),
@@ -752,11 +841,9 @@ fn guest_script(kernel: &Prepared, binaries: &[TestBinary], harness_args: &[Stri
 # Written by `cargo xtask kernels` for {release}.
 set -eu
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8
-# Fresh /run and /tmp: the host's namespaces, locks and files must not leak in.
-mount -t tmpfs -o mode=0755 tmpfs /run
-mkdir -p /run/lock
-mount -t tmpfs -o mode=1777 tmpfs /tmp
-mount -t bpf bpf /sys/fs/bpf
+# Fresh /run and /tmp, so the host's namespaces, locks and files do not leak in; what the guest
+# reads from under them (a checkout in /tmp) is bound aside first and moved back on top.
+{fresh}mount -t bpf bpf /sys/fs/bpf
 mount -t tracefs tracefs /sys/kernel/tracing
 mount -t debugfs debugfs /sys/kernel/debug
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
@@ -772,6 +859,12 @@ mount --bind {modules} /lib/modules/{release}
 modprobe br_netfilter || echo "guest: no br_netfilter"
 ip link set lo up
 uname -r > {GUEST_RESULTS}/uname
+# How many times slower than the host this guest runs, rounded up: the tests' hang guards.
+start=$(date +%s%N)
+{SPEED_PROBE}
+end=$(date +%s%N)
+export TRACER_TESTS_TIME_SCALE=$(( (end - start + {host_nanos} - 1) / {host_nanos} ))
+echo $TRACER_TESTS_TIME_SCALE > {GUEST_RESULTS}/time_scale
 set +e
 status=0
 {runs}echo $status > {GUEST_RESULTS}/done
@@ -781,6 +874,11 @@ echo o > /proc/sysrq-trigger
 sleep 60
 "#,
         modules = quote(&kernel.modules.to_string_lossy()),
+        fresh = fresh_mounts(&kept_dirs(
+            [workspace_root(), kernels_dir(), kernel.modules.clone()]
+                .into_iter()
+                .chain(binaries.iter().map(|binary| binary.dir.clone()))
+        )),
     )
 }
 
@@ -804,6 +902,8 @@ struct KernelRun {
     name: &'static str,
     release: String,
     guest_release: Option<String>,
+    /// TRACER_TESTS_TIME_SCALE as the guest measured it.
+    time_scale: Option<String>,
     seconds: u64,
     ending: Ending,
     binaries: Vec<BinaryResult>,
@@ -857,7 +957,7 @@ fn boot(
     fs::create_dir_all(&results).with_context(|| format!("creating {}", results.display()))?;
     fs::write(
         results.join("guest.sh"),
-        guest_script(kernel, binaries, harness_args),
+        guest_script(kernel, binaries, harness_args, host_probe_nanos()?),
     )
     .context("writing the guest script")?;
     let console = kernel.dir.join("console.log");
@@ -939,6 +1039,7 @@ fn boot(
         name: kernel.resolved.kernel.name,
         release: release.clone(),
         guest_release: read("uname").map(|r| r.trim().to_owned()),
+        time_scale: read("time_scale").map(|scale| scale.trim().to_owned()),
         seconds: start.elapsed().as_secs(),
         ending,
         binaries,
@@ -1072,7 +1173,7 @@ pub fn run(selection: &[String], timeout: Duration, harness_args: &[String]) -> 
                 eprintln!("kernels: {err:#}; going on with the old package lists");
             }
         }
-        None => apt.update()?,
+        None => apt.update().map_err(Unavailable)?,
     }
     let kernels = select(&apt, selection)?
         .into_iter()
@@ -1082,11 +1183,12 @@ pub fn run(selection: &[String], timeout: Duration, harness_args: &[String]) -> 
     for kernel in &kernels {
         let run = boot(kernel, &binaries, harness_args, timeout)?;
         eprintln!(
-            "kernels: {}: {} passed, {} failed, {} s: {}",
+            "kernels: {}: {} passed, {} failed, {} s, time scale {}: {}",
             run.release,
             run.passed(),
             run.failed(),
             run.seconds,
+            run.time_scale.as_deref().unwrap_or("unmeasured"),
             run.result()
         );
         runs.push(run);
@@ -1125,6 +1227,29 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn only_what_a_fresh_tmpfs_hides_is_kept_outermost_first() {
+        let needed = [
+            "/tmp/xtask-no-such-clone/target/kernels",
+            "/work/elsewhere",
+            "/tmp/xtask-no-such-clone",
+            "/run/xtask-no-such-dir",
+            "/tmpfoo/xtask-no-such-dir",
+        ]
+        .map(PathBuf::from);
+        assert_eq!(
+            kept_dirs(needed.into_iter()),
+            ["/run/xtask-no-such-dir", "/tmp/xtask-no-such-clone"].map(PathBuf::from)
+        );
+        let lines = fresh_mounts(&[PathBuf::from("/tmp/a b")]);
+        let bind = lines.find("mount --bind '/tmp/a b' /xtask-kept/0").unwrap();
+        let fresh = lines
+            .find("mount -t tmpfs -o mode=1777 tmpfs /tmp")
+            .unwrap();
+        let moved = lines.find("mount --move /xtask-kept/0 '/tmp/a b'").unwrap();
+        assert!(bind < fresh && fresh < moved, "{lines}");
     }
 
     #[test]

@@ -151,7 +151,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("xtask: {err:#}");
-            ExitCode::FAILURE
+            if err.is::<kernels::Unavailable>() {
+                ExitCode::from(kernels::UNAVAILABLE_EXIT)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -14,7 +14,7 @@ use tracer_topology::lab::Lab;
 
 use crate::{
     setup::install_debian_packages,
-    util::{describe, run_checked, tracer_binary, workspace_root},
+    util::{describe, run_checked, target_dir, tracer_binary, workspace_root},
 };
 
 /// The lab with SPDK's port names, in namespaces of its own (the demo's may be in use).
@@ -29,7 +29,7 @@ const SCALE: &str = "2";
 
 pub fn run() -> anyhow::Result<()> {
     install_debian_packages(PACKAGES)?;
-    let pictures = workspace_root().join("target/screenshots");
+    let pictures = target_dir().join("screenshots");
     std::fs::create_dir_all(&pictures)
         .with_context(|| format!("creating {}", pictures.display()))?;
     let images = workspace_root().join("docs/images");

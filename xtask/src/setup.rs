@@ -6,7 +6,7 @@ use anyhow::{Context as _, bail};
 
 use crate::{
     kernels::PrivateApt,
-    util::{is_root, run_checked, workspace_root},
+    util::{is_root, run_checked, target_dir},
 };
 
 /// Pinned: bpf-linker must share its LLVM major with this nightly's LLVM (22).
@@ -135,8 +135,7 @@ fn install_backports_packages() -> anyhow::Result<()> {
         "setup: installing Debian packages {} from {suite}",
         missing.join(" ")
     );
-    let apt =
-        PrivateApt::extending_host(&workspace_root().join("target/kernels/apt-host"), &[&suite])?;
+    let apt = PrivateApt::extending_host(&target_dir().join("kernels/apt-host"), &[&suite])?;
     apt.update()?;
     run_checked(
         apt.command("apt-get")

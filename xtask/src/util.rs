@@ -12,8 +12,18 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Cargo's target directory: CARGO_TARGET_DIR when set (relative to where cargo was started,
+/// as cargo takes it), else the workspace's target/. A clone can so share another checkout's
+/// builds and its kernel cache.
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => std::path::absolute(&dir).unwrap_or_else(|_| PathBuf::from(dir)),
+        None => workspace_root().join("target"),
+    }
+}
+
 pub fn tracer_binary() -> PathBuf {
-    workspace_root().join("target/release/tracer")
+    target_dir().join("release/tracer")
 }
 
 pub fn is_root() -> bool {
