@@ -48,10 +48,16 @@ pub fn snapshot(netns: &str) -> Ruleset {
         let shown_whole: BTreeSet<(&String, &String)> = listings
             .into_iter()
             .filter_map(|(table, listing)| match listing.join() {
-                Ok(Ok(listing)) => {
-                    let counts = chain_rule_counts(&listing);
-                    rule_counts_agree(&xtables_nft, table.0, table.1, counts).then_some(table)
-                }
+                // A table iptables-nft does not show (a native nft table of the ip family,
+                // say) is nft's alone, whatever its rules.
+                Ok(Ok(listing)) => (in_xtables(table)
+                    && rule_counts_agree(
+                        &xtables_nft,
+                        table.0,
+                        table.1,
+                        chain_rule_counts(&listing),
+                    ))
+                .then_some(table),
                 Ok(Err(err)) => {
                     errors.push(format!(
                         "{err}: {} {} not checked against nft's view",
