@@ -355,49 +355,92 @@ fn none_found_and_half_built_are_said_plainly() {
     );
 }
 
-/// SPDK's run_test writes the test's name to the tag file and signals SIGUSR1: the monitor
-/// exports the name as tracer_test_info, and the next one after the next signal.
-#[test]
-fn monitor_reads_the_running_test_at_each_sigusr1() {
-    let lab = LayoutLab::up("virt");
-    let pins = PinDir::new();
-    let dir = TempDir::new("tag");
-    let tag = dir.path.join(".run_test_name");
-    std::fs::write(&tag, "nvmf_tcp\n").expect("writing the tag");
-    let address = format!("127.0.0.1:{}", tracer_tests::free_port());
-    let pin_dir = pins.arg();
-    let tag_arg = tag.display().to_string();
-    let run = TracerRun::start(&[
-        "monitor",
-        "--metrics-addr",
-        &address,
-        "--pin-dir",
-        &pin_dir,
-        "--netns-root",
-        &lab.root,
-        "--test-tag-file",
-        &tag_arg,
-    ]);
-    let has_test = |name: &'static str| {
-        move |exposition: &str| {
-            sample(exposition, "tracer_test_info", &[("test", name)]) == Some(1.0)
+/// A monitor on a virtual layout lab with SPDK's tag file holding `first`; stopped, and its
+/// lab, pins and tag removed, on drop.
+struct TaggedMonitor {
+    run: TracerRun,
+    address: String,
+    tag: std::path::PathBuf,
+    _dir: TempDir,
+    _pins: PinDir,
+    lab: LayoutLab,
+}
+
+impl TaggedMonitor {
+    fn start(first: &str) -> Self {
+        let lab = LayoutLab::up("virt");
+        let pins = PinDir::new();
+        let dir = TempDir::new("tag");
+        let tag = dir.path.join(".run_test_name");
+        std::fs::write(&tag, first).expect("writing the tag");
+        let address = format!("127.0.0.1:{}", tracer_tests::free_port());
+        let run = TracerRun::start(&[
+            "monitor",
+            "--metrics-addr",
+            &address,
+            "--pin-dir",
+            &pins.arg(),
+            "--netns-root",
+            &lab.root,
+            "--test-tag-file",
+            &tag.display().to_string(),
+        ]);
+        Self {
+            run,
+            address,
+            tag,
+            _dir: dir,
+            _pins: pins,
+            lab,
         }
-    };
-    scrape_until(&address, "the first test", has_test("nvmf_tcp"));
-    for name in ["nvmf_timeout", "nvmf_discovery_remove_ifc"] {
-        std::fs::write(&tag, format!("{name}\n")).expect("writing the tag");
-        // SAFETY: signalling our own child, still running.
-        unsafe { libc::kill(run.pid(), libc::SIGUSR1) };
-        let exposition = scrape_until(&address, name, has_test(name));
-        // One test at a time, and on no counter.
+    }
+
+    /// Writes `name` to the tag and signals, as run_test does; returns the scrape naming it,
+    /// which names one test only.
+    fn switch_to(&self, name: &str) -> String {
+        std::fs::write(&self.tag, format!("{name}\n")).expect("writing the tag");
+        self.signal();
+        let exposition = scrape_until(&self.address, name, |exposition| {
+            sample(exposition, "tracer_test_info", &[("test", name)]) == Some(1.0)
+        });
         assert_eq!(
             exposition
                 .lines()
-                .filter(|l| l.starts_with("tracer_test_info{"))
+                .filter(|line| line.starts_with("tracer_test_info{"))
                 .count(),
             1,
             "{exposition}"
         );
+        exposition
+    }
+
+    fn signal(&self) {
+        // SAFETY: signalling our own child, still running.
+        unsafe { libc::kill(self.run.pid(), libc::SIGUSR1) };
+    }
+
+    /// Stops the monitor as systemd does and checks it ended well.
+    fn stop(self) {
+        let out = self.run.stop_with(libc::SIGINT);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// SPDK's run_test writes the test's name to the tag file and signals SIGUSR1: the monitor
+/// exports the name as tracer_test_info, and the next one after the next signal.
+#[test]
+fn monitor_reads_the_running_test_at_each_sigusr1() {
+    let monitor = TaggedMonitor::start("nvmf_tcp\n");
+    scrape_until(&monitor.address, "the first test", |exposition| {
+        sample(exposition, "tracer_test_info", &[("test", "nvmf_tcp")]) == Some(1.0)
+    });
+    for name in ["nvmf_timeout", "nvmf_discovery_remove_ifc"] {
+        let exposition = monitor.switch_to(name);
+        // On no counter.
         assert!(
             !exposition
                 .lines()
@@ -405,12 +448,7 @@ fn monitor_reads_the_running_test_at_each_sigusr1() {
             "{exposition}"
         );
     }
-    let out = run.stop_with(libc::SIGINT);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    monitor.stop();
 }
 
 /// The monitor counts the rules with SPDK's SPDK_NVMF comment in each namespace of the ports
@@ -418,25 +456,8 @@ fn monitor_reads_the_running_test_at_each_sigusr1() {
 /// says when the tag file names no test (`test=""`): what TracerSpdkRulesWithoutTest joins on.
 #[test]
 fn monitor_counts_spdk_rules_and_says_when_no_test_runs() {
-    let lab = LayoutLab::up("virt");
-    let pins = PinDir::new();
-    let dir = TempDir::new("rul");
-    let tag = dir.path.join(".run_test_name");
-    std::fs::write(&tag, "").expect("writing the tag");
-    let address = format!("127.0.0.1:{}", tracer_tests::free_port());
-    let pin_dir = pins.arg();
-    let tag_arg = tag.display().to_string();
-    let run = TracerRun::start(&[
-        "monitor",
-        "--metrics-addr",
-        &address,
-        "--pin-dir",
-        &pin_dir,
-        "--netns-root",
-        &lab.root,
-        "--test-tag-file",
-        &tag_arg,
-    ]);
+    let monitor = TaggedMonitor::start("");
+    let (lab, address) = (&monitor.lab, &monitor.address);
     let target_netns = lab.target_netns();
     let rules = |host: f64, targets: f64| {
         let (root, target_netns) = (lab.root.clone(), target_netns.clone());
@@ -446,7 +467,7 @@ fn monitor_counts_spdk_rules_and_says_when_no_test_runs() {
                     == Some(targets)
         }
     };
-    let exposition = scrape_until(&address, "the lab's three SPDK rules", rules(3.0, 0.0));
+    let exposition = scrape_until(address, "the lab's three SPDK rules", rules(3.0, 0.0));
     assert_eq!(
         sample(&exposition, "tracer_test_info", &[("test", "")]),
         Some(1.0),
@@ -472,29 +493,10 @@ fn monitor_counts_spdk_rules_and_says_when_no_test_runs() {
         "--comment",
         "SPDK_NVMF:-I INPUT 1 -p tcp --dport 4420 -j DROP",
     ]));
-    // SAFETY: signalling our own child, still running.
-    unsafe { libc::kill(run.pid(), libc::SIGUSR1) };
-    scrape_until(&address, "the rule added", rules(3.0, 1.0));
-    std::fs::write(&tag, "nvmf_timeout\n").expect("writing the tag");
-    // SAFETY: as above.
-    unsafe { libc::kill(run.pid(), libc::SIGUSR1) };
-    let exposition = scrape_until(&address, "the test named", |exposition| {
-        sample(exposition, "tracer_test_info", &[("test", "nvmf_timeout")]) == Some(1.0)
-    });
-    assert_eq!(
-        exposition
-            .lines()
-            .filter(|line| line.starts_with("tracer_test_info{"))
-            .count(),
-        1,
-        "{exposition}"
-    );
-    let out = run.stop_with(libc::SIGINT);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    monitor.signal();
+    scrape_until(address, "the rule added", rules(3.0, 1.0));
+    monitor.switch_to("nvmf_timeout");
+    monitor.stop();
 }
 
 /// packaging/tracer-monitor.service's ExecStart as written, the binary path substituted, run on
