@@ -31,19 +31,9 @@ pub struct TcpSegment {
 }
 
 impl TcpSegment {
-    /// SYN (or SYN-ACK): opens its direction of a connection.
-    pub fn opens(self) -> bool {
-        self.flags & TCP_SYN != 0
-    }
-
-    /// FIN or RST: ends its direction of a connection (RST both).
-    pub fn ends(self) -> bool {
-        self.flags & (TCP_FIN | TCP_RST) != 0
-    }
-
-    /// RST: ends both directions.
-    pub fn resets(self) -> bool {
-        self.flags & TCP_RST != 0
+    /// SYN, FIN or RST: a segment that opens or ends a connection.
+    pub fn opens_or_ends(self) -> bool {
+        self.flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0
     }
 }
 
