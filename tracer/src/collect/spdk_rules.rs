@@ -28,10 +28,12 @@ pub fn count(netns: &str) -> u64 {
 }
 
 /// The last counts, by namespace as configured, kept by a thread that counts every [`EVERY`]
-/// and when woken; it ends when this is dropped.
+/// and when woken; it ends when this is dropped, and is waited for: a firewall tool it runs
+/// must not outlive the monitor (a monitor restarted at once would find its pins still locked).
 pub struct SpdkRuleCounts {
     counts: Arc<Mutex<Vec<(String, u64)>>>,
-    wake: mpsc::Sender<()>,
+    wake: Option<mpsc::Sender<()>>,
+    counter: Option<std::thread::JoinHandle<()>>,
 }
 
 impl SpdkRuleCounts {
@@ -60,15 +62,21 @@ impl SpdkRuleCounts {
                     while woken.try_recv().is_ok() {}
                 }
             });
-        if let Err(err) = spawned {
-            log::warn!("counting SPDK's rules: cannot start a thread: {err}");
+        let counter = spawned
+            .inspect_err(|err| log::warn!("counting SPDK's rules: cannot start a thread: {err}"))
+            .ok();
+        Self {
+            counts,
+            wake: Some(wake),
+            counter,
         }
-        Self { counts, wake }
     }
 
     /// Counts again now.
     pub fn wake(&self) {
-        let _ = self.wake.send(());
+        if let Some(wake) = &self.wake {
+            let _ = wake.send(());
+        }
     }
 
     /// The last counts; empty before the first.
@@ -77,5 +85,16 @@ impl SpdkRuleCounts {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
+    }
+}
+
+impl Drop for SpdkRuleCounts {
+    fn drop(&mut self) {
+        // The thread ends at its next look once the channel is gone; a count under way ends
+        // within the tools' time limit.
+        drop(self.wake.take());
+        if let Some(counter) = self.counter.take() {
+            let _ = counter.join();
+        }
     }
 }
