@@ -109,10 +109,27 @@ fn virt_legacy_fault_on_the_second_pair_only() {
     a_fault_on_the_second_pair_only("virt-legacy", "nvmf_init_br2");
 }
 
+/// The stale-peer warnings of one pair's verdict: exactly one, `stale` in `nvmf_br`, with the
+/// command that removes it.
+fn warns_of_the_stale_peer(verdict: &Value, stale: &str, removal: &str) {
+    assert_eq!(verdict["class"], "ok", "{verdict:#}");
+    let warnings: Vec<&Value> = verdict["facts"]
+        .as_array()
+        .expect("facts")
+        .iter()
+        .filter(|fact| fact["kind"] == "stale_peer")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{verdict:#}");
+    assert_eq!(warnings[0]["peer"]["interface"], stale);
+    assert_eq!(warnings[0]["peer"]["bridge"], "nvmf_br");
+    let lines = verdict["evidence"].to_string();
+    assert!(lines.contains(removal), "{verdict:#}");
+}
+
 /// A crashed run of the other virtual version left its bridge-side peer in `nvmf_br` (both
 /// versions name their bridge so): the path still works, so every pair says ok and warns of it
-/// with the command that removes it. The far end has a name no layout uses, so that discovery
-/// finds the running layout alone.
+/// with the command that removes it, in diagnose and in watch's bundle. The far end has a name
+/// no layout uses, so that discovery finds the running layout alone.
 fn the_other_versions_peer_in_the_bridge_is_named(layout: &'static str, stale: &str) {
     let lab = LayoutLab::up(layout);
     LayoutLab::ip(
@@ -128,21 +145,42 @@ fn the_other_versions_peer_in_the_bridge_is_named(layout: &'static str, stale: &
     assert_eq!(pairs.len(), spdk_pairs(layout).len(), "{json:#}");
     let removal = format!("ip netns exec {} ip link del {stale}", lab.root);
     for pair in pairs {
-        let verdict = &pair["verdict"];
-        assert_eq!(verdict["class"], "ok", "{verdict:#}");
-        let warnings: Vec<&Value> = verdict["facts"]
-            .as_array()
-            .expect("facts")
-            .iter()
-            .filter(|fact| fact["kind"] == "stale_peer")
-            .collect();
-        assert_eq!(warnings.len(), 1, "{verdict:#}");
-        assert_eq!(warnings[0]["peer"]["interface"], stale);
-        assert_eq!(warnings[0]["peer"]["bridge"], "nvmf_br");
-        let lines = verdict["evidence"].to_string();
-        assert!(lines.contains(&removal), "{verdict:#}");
+        warns_of_the_stale_peer(&pair["verdict"], stale, &removal);
     }
     assert_eq!(code, 0, "{json:#}");
+
+    // watch around one ping per pair: each pair's report carries the same warning.
+    let pings: Vec<String> = spdk_pairs(layout)
+        .iter()
+        .map(|(initiator, _, _, target_ip)| {
+            format!(
+                "ip netns exec {} ping -c 2 -i 0.2 -W 2 -I {initiator} {target_ip}",
+                lab.root
+            )
+        })
+        .collect();
+    let dir = TempDir::new("ls");
+    let report = dir.path.join("bundle");
+    let out = output(
+        tracer()
+            .args(["watch", "--always", "--netns-root", &lab.root, "--report"])
+            .arg(&report)
+            .args(["--", "sh", "-c", &pings.join(" && ")]),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for index in 1..=pairs.len() {
+        let pair: Value = serde_json::from_str(
+            &std::fs::read_to_string(report.join(format!("pair-{index}/report.json")))
+                .expect("a report per pair"),
+        )
+        .expect("JSON");
+        warns_of_the_stale_peer(&pair["verdict"], stale, &removal);
+    }
 }
 
 #[test]
