@@ -11,6 +11,10 @@ use std::{
     os::{fd::AsRawFd as _, unix::fs::PermissionsExt as _},
     path::{Path, PathBuf},
     process::{Command, Stdio},
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant, SystemTime},
 };
 
@@ -1148,7 +1152,44 @@ fn report(runs: &[KernelRun]) {
     }
 }
 
-pub fn run(selection: &[String], timeout: Duration, harness_args: &[String]) -> anyhow::Result<()> {
+/// Runs `boot` on every kernel, `jobs` at a time, and gives the runs in the kernels' order.
+fn boot_all(
+    kernels: &[Prepared],
+    jobs: usize,
+    boot: impl Fn(&Prepared) -> anyhow::Result<KernelRun> + Sync,
+) -> anyhow::Result<Vec<KernelRun>> {
+    let next = AtomicUsize::new(0);
+    let runs: Mutex<Vec<(usize, KernelRun)>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs.clamp(1, kernels.len().max(1)))
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<()> {
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(kernel) = kernels.get(index) else {
+                            return Ok(());
+                        };
+                        let run = boot(kernel)?;
+                        runs.lock().expect("no worker panics").push((index, run));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .try_for_each(|worker| worker.join().expect("no worker panics"))
+    })?;
+    let mut runs = runs.into_inner().expect("no worker panics");
+    runs.sort_by_key(|(index, _)| *index);
+    Ok(runs.into_iter().map(|(_, run)| run).collect())
+}
+
+pub fn run(
+    selection: &[String],
+    timeout: Duration,
+    jobs: usize,
+    harness_args: &[String],
+) -> anyhow::Result<()> {
     let _lock = lock()?;
     let binaries = test_binaries(harness_args)?;
     eprintln!(
@@ -1179,8 +1220,7 @@ pub fn run(selection: &[String], timeout: Duration, harness_args: &[String]) -> 
         .into_iter()
         .map(|resolved| prepare(&apt, resolved))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut runs = Vec::new();
-    for kernel in &kernels {
+    let runs = boot_all(&kernels, jobs, |kernel| {
         let run = boot(kernel, &binaries, harness_args, timeout)?;
         eprintln!(
             "kernels: {}: {} passed, {} failed, {} s, time scale {}: {}",
@@ -1191,8 +1231,8 @@ pub fn run(selection: &[String], timeout: Duration, harness_args: &[String]) -> 
             run.time_scale.as_deref().unwrap_or("unmeasured"),
             run.result()
         );
-        runs.push(run);
-    }
+        Ok(run)
+    })?;
     report(&runs);
     let failed: Vec<String> = runs
         .iter()

@@ -89,6 +89,11 @@ enum Task {
         #[arg(long, value_name = "SECS", default_value_t = 1800,
               value_parser = clap::value_parser!(u64).range(1..))]
         timeout: u64,
+        /// How many kernels boot at once. A guest waits on its 9p share and the tests' timers
+        /// as much as it computes, so two guests on two cores take less than twice one's time
+        #[arg(long, value_name = "N", default_value_t = 1,
+              value_parser = clap::value_parser!(u64).range(1..=8))]
+        jobs: u64,
         /// Arguments for each test binary's harness, e.g. test name filters
         #[arg(last = true)]
         harness_args: Vec<String>,
@@ -141,11 +146,19 @@ fn main() -> ExitCode {
         Task::Kernels {
             kernels: selection,
             timeout,
+            jobs,
             harness_args,
         } => setup::run()
             .and_then(|()| util::require_root("cargo xtask kernels"))
             .and_then(|()| util::build_tracer())
-            .and_then(|()| kernels::run(&selection, Duration::from_secs(timeout), &harness_args)),
+            .and_then(|()| {
+                kernels::run(
+                    &selection,
+                    Duration::from_secs(timeout),
+                    jobs as usize,
+                    &harness_args,
+                )
+            }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
