@@ -7,7 +7,10 @@ use serde_json::Value;
 use tracer_tests::{
     End, Lab, Namespaces, Picture, TARGET_IP, TempDir, check, diagnose, in_netns, unique,
 };
-use tracer_topology::{Pair, Topology};
+use tracer_topology::{
+    Pair, Topology,
+    layouts::{TCP_PORT, drop_rule},
+};
 
 fn class(report: &Value) -> &str {
     report["verdict"]["class"].as_str().expect("verdict.class")
@@ -352,25 +355,13 @@ fn tcp_port_dropped_on_target_is_netfilter() {
 #[test]
 fn a_rule_with_spdks_comment_is_named_the_tests_own() {
     let lab = Lab::up("spk");
-    check(lab.target.exec("iptables").args([
-        "-I",
-        "INPUT",
-        "1",
-        "-p",
-        "tcp",
-        "--dport",
-        "4420",
-        "-j",
-        "DROP",
-        "-m",
-        "comment",
-        "--comment",
-        "SPDK_NVMF:timeout",
-    ]));
+    let drop = drop_rule(&lab.target.netns, TCP_PORT);
+    drop.add().expect("adding SPDK's DROP rule");
     let (code, report) = lab.diagnose(&[]);
     assert_verdict(code, &report, "netfilter", 12);
     let rule = assert_netfilter(&report, &lab.target.netns, "ip", "filter", "INPUT");
-    assert!(rule.contains("SPDK_NVMF:timeout"), "{rule}");
+    let comment = drop.iptables.last().expect("the rule's comment");
+    assert!(rule.contains(comment.as_str()), "{rule}");
     let summary = report["verdict"]["summary"].as_str().unwrap();
     assert!(
         summary.contains(&format!("namespace {}", lab.target.netns))

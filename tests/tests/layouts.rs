@@ -5,9 +5,10 @@ use std::process::Command;
 
 use serde_json::Value;
 use tracer_tests::{
-    LayoutLab, PinDir, TempDir, TracerRun, check, diagnose, output, require_root, sample,
-    scrape_until, spdk_pairs, tracer, unique,
+    LayoutLab, PinDir, TempDir, TracerRun, diagnose, output, require_root, sample, scrape_until,
+    spdk_pairs, tracer, unique,
 };
+use tracer_topology::layouts::{TCP_PORT, drop_rule};
 
 /// diagnose with no port flag: (exit code, the layout found, each pair's class).
 fn diagnose_found(lab: &LayoutLab) -> (i32, Value, Vec<String>) {
@@ -512,25 +513,9 @@ fn monitor_counts_spdk_rules_and_says_when_no_test_runs() {
         "{exposition}"
     );
     // As host/timeout.sh does, in the targets' namespace this time; SIGUSR1 counts at once.
-    check(Command::new("ip").args([
-        "netns",
-        "exec",
-        &target_netns,
-        "iptables",
-        "-I",
-        "INPUT",
-        "1",
-        "-p",
-        "tcp",
-        "--dport",
-        "4420",
-        "-j",
-        "DROP",
-        "-m",
-        "comment",
-        "--comment",
-        "SPDK_NVMF:-I INPUT 1 -p tcp --dport 4420 -j DROP",
-    ]));
+    drop_rule(&target_netns, TCP_PORT)
+        .add()
+        .expect("adding SPDK's DROP rule");
     monitor.signal();
     scrape_until(address, "the rule added", rules(3.0, 1.0));
     monitor.switch_to("nvmf_timeout");

@@ -305,6 +305,32 @@ pub fn accept_rule(netns: &str, interface: &str, tcp_port: u16) -> Rule {
     )
 }
 
+/// SPDK's rule that drops the TCP port, tagged as SPDK tags it: what host/timeout.sh adds on
+/// purpose (there on OUTPUT towards the target's address; here on INPUT, where the target
+/// receives).
+pub fn drop_rule(netns: &str, tcp_port: u16) -> Rule {
+    let port = tcp_port.to_string();
+    let drop = format!("-I INPUT 1 -p tcp --dport {port} -j DROP");
+    Rule::new(
+        netns,
+        &[
+            "-I",
+            "INPUT",
+            "1",
+            "-p",
+            "tcp",
+            "--dport",
+            &port,
+            "-j",
+            "DROP",
+            "-m",
+            "comment",
+            "--comment",
+            &rule_comment(&drop),
+        ],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -114,6 +114,12 @@ impl Rule {
             iptables: iptables.iter().map(|arg| (*arg).to_owned()).collect(),
         }
     }
+
+    /// Runs the command in its namespace: a rule added to a network already up (a fault a
+    /// test makes) goes away with the namespace.
+    pub fn add(&self) -> Result<(), Error> {
+        ip::iptables_in(&self.netns, &self.iptables)
+    }
 }
 
 /// Namespaces, the pairs inside them, and the rules added once they are up.

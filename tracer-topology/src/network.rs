@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 
 use crate::{
     End, Join, Pair, Switch, Topology,
-    ip::{Error, delete_namespace, ip, ip_batch, ip_in, iptables_in, namespace_exists},
+    ip::{Error, delete_namespace, ip, ip_batch, ip_in, namespace_exists},
 };
 
 /// The namespaces a build made; each is deleted when this is dropped, with everything in it.
@@ -75,7 +75,7 @@ impl Topology {
             pair.configure()?;
         }
         for rule in &self.rules {
-            iptables_in(&rule.netns, &rule.iptables)?;
+            rule.add()?;
         }
         Ok(network)
     }

@@ -208,11 +208,14 @@ impl ReportDir {
         }
         // SAFETY: `fd` was just opened and is owned by nobody else.
         let mut file = unsafe { File::from_raw_fd(fd) };
-        // A file cut short (a full disk) is removed: what the bundle holds is whole.
-        file.write_all(bytes).map_err(|err| {
-            let _ = self.unlink(&c_name);
-            unwritable(err)
-        })
+        // A file cut short (a full disk) or whose data the disk failed to keep (EIO, which
+        // only a sync reports) is removed: what the bundle holds is whole.
+        file.write_all(bytes)
+            .and_then(|()| file.sync_data())
+            .map_err(|err| {
+                let _ = self.unlink(&c_name);
+                unwritable(err)
+            })
     }
 
     /// Opens the subdirectory `name`, creating it if missing; a link there is refused.

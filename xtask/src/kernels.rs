@@ -2,7 +2,8 @@
 //! matrix boots under QEMU with the host's root shared read-only over 9p and a tmpfs overlay on
 //! top, so the guest runs the very test binaries and tracer the host built; a second, writable
 //! 9p share carries each test binary's output and exit code out. Package lists, packages,
-//! extracted kernels and initramfs images are cached under target/kernels/.
+//! extracted kernels and initramfs images are cached under target/kernels/ (XTASK_KERNELS_DIR
+//! moves the cache).
 
 use std::{
     collections::BTreeSet,
@@ -116,8 +117,13 @@ const FAILURE_LINES: usize = 15;
 /// Lines of the console shown when a guest ended without a result.
 const CONSOLE_LINES: usize = 40;
 
+/// The kernel cache: XTASK_KERNELS_DIR when set (a clone building into a target directory of
+/// its own shares another checkout's downloads), else the target directory's kernels/.
 fn kernels_dir() -> PathBuf {
-    target_dir().join("kernels")
+    match std::env::var_os("XTASK_KERNELS_DIR") {
+        Some(dir) => std::path::absolute(&dir).unwrap_or_else(|_| PathBuf::from(dir)),
+        None => target_dir().join("kernels"),
+    }
 }
 
 /// Copies of tracer, its helper binaries and the test binaries the guests run: the guests read
@@ -126,7 +132,7 @@ fn snapshot_dir() -> PathBuf {
     kernels_dir().join("bin")
 }
 
-/// Held while a run uses target/kernels/: two runs would share the snapshot and the results.
+/// Held while a run uses the kernel cache: two runs would share the snapshot and the results.
 fn lock() -> anyhow::Result<fs::File> {
     fs::create_dir_all(kernels_dir())
         .with_context(|| format!("creating {}", kernels_dir().display()))?;

@@ -1,6 +1,10 @@
 //! `cargo xtask kernels` from a clone under /tmp, where the guest mounts a fresh tmpfs: the
-//! guest must still find the checkout. The clone shares this checkout's target directory
-//! (CARGO_TARGET_DIR), so the build reuses its dependencies and the boot its cached kernels.
+//! guest must still find the checkout. The clone builds into a target directory of its own,
+//! seeded with a copy of this checkout's builds (so only the workspace crates are compiled
+//! again), and boots from this checkout's kernel cache (XTASK_KERNELS_DIR), so nothing is
+//! downloaded twice. Never this checkout's target directory itself: cargo names a workspace
+//! crate's builds by its path inside the workspace, so the clone's would replace this
+//! checkout's, and later runs here would take them, pointing at the deleted clone, as fresh.
 
 use std::{
     path::{Path, PathBuf},
@@ -71,25 +75,27 @@ fn the_kernel_matrix_runs_from_a_clone_under_tmp() {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target"));
+    let clone_target = clone.0.join("target");
+    std::fs::create_dir_all(&clone_target).expect("creating the clone's target directory");
+    // A copy, not links: nothing the clone builds may write into this checkout's files.
+    for profile in ["release", "debug"] {
+        if target.join(profile).is_dir() {
+            checked(
+                Command::new("cp")
+                    .arg("-a")
+                    .arg(target.join(profile))
+                    .arg(&clone_target),
+            );
+        }
+    }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    // The clone's xtask is built apart: cargo does not put this checkout's own binaries back in
-    // target/ when they are fresh, and `cargo xtask` here must stay this checkout's. Its
-    // builds of tracer and the tests go to the shared target (CARGO_TARGET_DIR).
     let out = Command::new(cargo)
-        .args(["run", "--quiet", "--package", "xtask", "--target-dir"])
-        .arg(clone.0.join("target-xtask"))
-        .args([
-            "--",
-            "kernels",
-            "--kernel",
-            KERNEL,
-            "--timeout",
-            "900",
-            "--",
-        ])
+        .args(["run", "--quiet", "--package", "xtask", "--"])
+        .args(["kernels", "--kernel", KERNEL, "--timeout", "900", "--"])
         .args(["--exact", TEST])
         .current_dir(&clone.0)
-        .env("CARGO_TARGET_DIR", &target)
+        .env("CARGO_TARGET_DIR", &clone_target)
+        .env("XTASK_KERNELS_DIR", target.join("kernels"))
         .output()
         .expect("running cargo xtask kernels in the clone");
     let stdout = String::from_utf8_lossy(&out.stdout);
