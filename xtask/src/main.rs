@@ -89,8 +89,8 @@ enum Task {
         #[arg(long, value_name = "SECS", default_value_t = 1800,
               value_parser = clap::value_parser!(u64).range(1..))]
         timeout: u64,
-        /// How many kernels boot at once. A guest waits on its 9p share and the tests' timers
-        /// as much as it computes, so two guests on two cores take less than twice one's time
+        /// How many kernels boot at once (each guest has 2 vCPUs and 2 GiB); the tests scale
+        /// their hang guards by the slowness each guest measures, contention included
         #[arg(long, value_name = "N", default_value_t = 1,
               value_parser = clap::value_parser!(u64).range(1..=8))]
         jobs: u64,
