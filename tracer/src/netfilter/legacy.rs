@@ -6,22 +6,20 @@ use std::{collections::BTreeMap, time::Instant};
 
 use tracer_evidence::RuleWindow;
 
-use super::{Rule, parse::Parsed, read::read_xtables_legacy};
-use crate::netns::NetnsGuard;
+use super::{
+    Rule,
+    parse::Parsed,
+    read::{legacy_table_names, read_xtables_legacy},
+};
 
 /// Where each legacy family lists the tables that exist in a namespace.
 const TABLE_NAMES: [&str; 3] = ["ip_tables_names", "ip6_tables_names", "arp_tables_names"];
 
-/// Whether any legacy table exists in `netns`, read in place (no tool started): the files
-/// show the namespace of the thread that reads them.
+/// Whether any legacy table exists in `netns` (read in place: no tool started).
 fn has_legacy_tables(netns: &str) -> bool {
-    let Ok(_inside) = NetnsGuard::enter(netns) else {
-        return false;
-    };
-    TABLE_NAMES.iter().any(|file| {
-        std::fs::read_to_string(format!("/proc/thread-self/net/{file}"))
-            .is_ok_and(|names| !names.trim().is_empty())
-    })
+    TABLE_NAMES
+        .iter()
+        .any(|file| !legacy_table_names(netns, file, &mut Vec::new()).is_empty())
 }
 
 /// How often the legacy tables of a namespace are read.

@@ -8,7 +8,10 @@ use super::{
     parse::*,
     parse_nft_json,
 };
-use crate::tool::{run, shown};
+use crate::{
+    netns::NetnsGuard,
+    tool::{run, shown},
+};
 
 /// Reads the ruleset of namespace `netns` ("" for tracer's own) from every backend.
 /// Sources that cannot be read are skipped and said so in `errors`.
@@ -198,19 +201,19 @@ pub(super) fn read_xtables_legacy(netns: &str, errors: &mut Vec<String>) -> Pars
     for (backend, names_file, program) in [
         (
             Backend::IptablesLegacy,
-            "/proc/net/ip_tables_names",
+            "ip_tables_names",
             "iptables-legacy-save",
         ),
         (
             Backend::Ip6tablesLegacy,
-            "/proc/net/ip6_tables_names",
+            "ip6_tables_names",
             "ip6tables-legacy-save",
         ),
         // Debian's arptables-legacy-save is a script that lists through `arptables`, which is
         // arptables-nft: it would show the wrong rules, and without counters.
         (
             Backend::ArptablesLegacy,
-            "/proc/net/arp_tables_names",
+            "arp_tables_names",
             "arptables-legacy",
         ),
     ] {
@@ -231,13 +234,23 @@ pub(super) fn read_xtables_legacy(netns: &str, errors: &mut Vec<String>) -> Pars
     parsed
 }
 
-/// Legacy tables that already exist in the namespace. Reading this file creates nothing.
+/// Legacy tables that already exist in the namespace, from `/proc/net/{names_file}`. The file is
+/// read in place, no tool started (it shows the namespace of the thread that reads it), and
+/// reading it creates nothing.
 pub(super) fn legacy_table_names(
     netns: &str,
     names_file: &str,
     errors: &mut Vec<String>,
 ) -> Vec<String> {
-    match run(netns, "cat", &[names_file]) {
+    let path = format!("/proc/thread-self/net/{names_file}");
+    let read = match NetnsGuard::enter(netns) {
+        Ok(_inside) => std::fs::read_to_string(&path),
+        Err(err) => {
+            errors.push(err.to_string());
+            return Vec::new();
+        }
+    };
+    match read {
         Ok(text) => text
             .lines()
             .map(str::trim)
@@ -251,9 +264,11 @@ pub(super) fn legacy_table_names(
             .map(str::to_owned)
             .collect(),
         // A kernel without legacy x_tables has no such file, and so no legacy tables.
-        Err(err) if err.contains("No such file or directory") => Vec::new(),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(err) => {
-            errors.push(err);
+            errors.push(format!(
+                "/proc/net/{names_file} in namespace {netns:?}: {err}"
+            ));
             Vec::new()
         }
     }
