@@ -371,11 +371,18 @@ fn each_connection_direction_keeps_its_first_data_segments() {
             1,
             &["--capture-frames", "1000", "--ingress-hook", hook],
         );
+        // The capture copies an XDP frame with bpf_xdp_load_bytes, which came with 5.18:
+        // before, watch counts and captures ingress with tc instead, and says so.
+        let expected = if hook == "xdp" && !tracer_tests::kernel_at_least(5, 18) {
+            "tc"
+        } else {
+            hook
+        };
         for port in bundle.report["counters"]["interfaces"]
             .as_array()
             .expect("interfaces")
         {
-            assert_eq!(port["ingress_hook"], hook, "{port}");
+            assert_eq!(port["ingress_hook"], expected, "{port}");
         }
         let listing = String::from_utf8_lossy(
             &check(
