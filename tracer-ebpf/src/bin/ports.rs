@@ -151,9 +151,8 @@ fn worth_capturing<F: Frame>(frame: &F, classified: &Classified) -> bool {
     )
 }
 
-/// One direction of a connection as whole words, kept in registers: a `FlowKey` is only
-/// written for the map helpers, never read back byte by byte (verifiers before 5.14 refuse a
-/// narrower read of an 8-byte word on the stack).
+/// One direction of a connection as whole words, kept in registers: its slot and its
+/// reversal are a few word operations, and a `FlowKey` is only written for the map helpers.
 #[derive(Clone, Copy)]
 struct Flow {
     /// Source and destination address, as on the wire.
