@@ -18,7 +18,19 @@ pub trait Frame {
 pub struct Classified {
     pub kind: PacketKind,
     pub tcp_flags_kind: Option<PacketKind>,
-    pub tcp: Option<TcpSegment>,
+    /// The segment when `kind` is `TcpPort`, zeros otherwise: written on every path, never
+    /// left undefined. An undefined field (an `Option`'s payload) lets LLVM load its stack
+    /// slot on every path, and verifiers before 6.5 refuse a read of stack never written,
+    /// even for root (5.10 and 6.1 refused the XDP program: `invalid read from stack`).
+    segment: TcpSegment,
+}
+
+impl Classified {
+    /// The segment of the watched port, if this frame is one.
+    #[inline(always)]
+    pub fn tcp(&self) -> Option<TcpSegment> {
+        (self.kind == PacketKind::TcpPort).then_some(self.segment)
+    }
 }
 
 /// A segment from or to the watched port.
@@ -31,9 +43,19 @@ pub struct TcpSegment {
 }
 
 impl TcpSegment {
-    /// SYN, FIN or RST: a segment that opens or ends a connection.
-    pub fn opens_or_ends(self) -> bool {
-        self.flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0
+    /// SYN (or SYN-ACK): opens its direction of a connection.
+    pub fn opens(self) -> bool {
+        self.flags & TCP_SYN != 0
+    }
+
+    /// FIN or RST: ends its direction of a connection (RST both).
+    pub fn ends(self) -> bool {
+        self.flags & (TCP_FIN | TCP_RST) != 0
+    }
+
+    /// RST: ends both directions.
+    pub fn resets(self) -> bool {
+        self.flags & TCP_RST != 0
     }
 }
 
@@ -61,7 +83,10 @@ const fn only(kind: PacketKind) -> Classified {
     Classified {
         kind,
         tcp_flags_kind: None,
-        tcp: None,
+        segment: TcpSegment {
+            flags: 0,
+            ports: [0; 4],
+        },
     }
 }
 
@@ -150,7 +175,7 @@ fn classify_tcp<F: Frame>(frame: &F, transport: usize, watched_port: u16) -> Cla
     Classified {
         kind: PacketKind::TcpPort,
         tcp_flags_kind,
-        tcp: Some(TcpSegment { flags, ports }),
+        segment: TcpSegment { flags, ports },
     }
 }
 

@@ -6,27 +6,38 @@
 //! failure are also copied to `CAPTURED_FRAMES` for the pcapng capture: ARP, ICMP, segments of
 //! the watched port that open or end a connection, the first few data segments of each
 //! connection (the bulk is only counted), tracer's own cable-map frames and LLDP.
+//!
+//! The bulk is what a storage test sends, so it touches no hash map: a connection direction
+//! is tracked from its SYN only while it is young (`YOUNG_FLOWS`), and a slot counter shared
+//! by a few flows (`YOUNG_SLOTS`, an array read) says when a segment's flow cannot be young.
 #![no_std]
 #![no_main]
+// The BPF target has atomic adds (BPF_XADD) but no compare-and-swap, so core's atomic types
+// offer no fetch_add: the intrinsic is what they would call.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
-use core::ffi::c_void;
+use core::{
+    ffi::c_void,
+    intrinsics::{AtomicOrdering, atomic_xadd},
+};
 
 use aya_ebpf::{
     Global,
-    bindings::{TC_ACT_UNSPEC, xdp_action},
+    bindings::{BPF_NOEXIST, TC_ACT_UNSPEC, xdp_action},
     helpers::{
         bpf_ktime_get_ns,
         generated::{bpf_skb_load_bytes, bpf_xdp_load_bytes},
     },
     macros::{classifier, map, xdp},
-    maps::{LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::{TcContext, XdpContext},
 };
 use tracer_common::{
     CAPTURE_SNAPLEN, CAPTURED_DATA_SEGMENTS, CapturedFrame, Direction, ETH_P_LLDP,
     ETH_P_TRACER_CABLE, FlowKey, PACKET_COUNTER_ENTRIES, PacketKind, counter_index,
 };
-use tracer_ebpf::classify::{Classified, Frame, IPV4_ADDRESSES_OFFSET, classify, fits};
+use tracer_ebpf::classify::{Classified, Frame, IPV4_ADDRESSES_OFFSET, TcpSegment, classify, fits};
 
 /// The TCP port whose segments are counted as `tcp_port` (host byte order).
 #[unsafe(no_mangle)]
@@ -42,9 +53,19 @@ static PACKET_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(PACKET_
 #[map]
 static CAPTURED_FRAMES: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 
-/// Data segments captured so far per connection direction; least recently used ones go first.
+/// Data segments captured so far per connection direction, from its SYN (or SYN-ACK) until
+/// its first few are kept or it ends; least recently used ones go first.
 #[map]
-static CAPTURED_SEGMENTS: LruHashMap<FlowKey, u32> = LruHashMap::with_max_entries(4096, 0);
+static YOUNG_FLOWS: LruHashMap<FlowKey, u32> = LruHashMap::with_max_entries(4096, 0);
+
+/// Flows in `YOUNG_FLOWS` per slot of a flow hash: a segment whose slot holds none belongs
+/// to no young flow, and skips the hash map. Only the CPU that inserted (deleted) a flow
+/// counts it up (down); a flow the LRU evicted stays counted, which only costs its slot's
+/// flows a lookup.
+#[map]
+static YOUNG_SLOTS: Array<u64> = Array::with_max_entries(YOUNG_SLOT_COUNT, 0);
+
+const YOUNG_SLOT_COUNT: u32 = 1024;
 
 /// Frames that could not be captured because the ring buffer was full.
 #[map]
@@ -115,33 +136,127 @@ fn worth_capturing<F: Frame>(frame: &F, classified: &Classified) -> bool {
             Some(ETH_P_TRACER_CABLE | ETH_P_LLDP)
         );
     }
-    let Some(segment) = classified.tcp else {
+    let Some(segment) = classified.tcp() else {
         return true;
     };
-    let Some(addresses) = frame.read::<[u8; 8]>(0, IPV4_ADDRESSES_OFFSET) else {
+    let Some(addresses) = frame.read::<u64>(0, IPV4_ADDRESSES_OFFSET) else {
         return false;
     };
-    let flow = FlowKey {
-        addresses,
-        ports: segment.ports,
-    };
-    if segment.opens_or_ends() {
-        // A new connection on the same addresses and ports starts a new budget.
-        let _ = CAPTURED_SEGMENTS.remove(flow);
+    keep_segment(
+        Flow {
+            addresses,
+            ports: u32::from_ne_bytes(segment.ports),
+        },
+        segment,
+    )
+}
+
+/// One direction of a connection as whole words, kept in registers: its slot and its
+/// reversal are a few word operations, and a `FlowKey` is only written for the map helpers.
+#[derive(Clone, Copy)]
+struct Flow {
+    /// Source and destination address, as on the wire.
+    addresses: u64,
+    /// Source and destination port, as on the wire.
+    ports: u32,
+}
+
+impl Flow {
+    #[inline(always)]
+    fn key(self) -> FlowKey {
+        FlowKey {
+            addresses: self.addresses.to_ne_bytes(),
+            ports: self.ports.to_ne_bytes(),
+        }
+    }
+
+    /// The other direction: each word's halves swapped, in either byte order.
+    #[inline(always)]
+    fn reversed(self) -> Self {
+        Self {
+            addresses: self.addresses.rotate_left(32),
+            ports: self.ports.rotate_left(16),
+        }
+    }
+
+    /// Its slot in `YOUNG_SLOTS`: its words folded (both directions share one).
+    #[inline(always)]
+    fn slot(self) -> u32 {
+        let mut hash = self.addresses as u32 ^ (self.addresses >> 32) as u32 ^ self.ports;
+        hash ^= hash >> 16;
+        hash ^= hash >> 8;
+        hash & (YOUNG_SLOT_COUNT - 1)
+    }
+}
+
+/// Whether the capture keeps a segment of the watched port: SYN, FIN and RST always, and the
+/// first few data segments of each connection direction whose SYN was seen.
+#[inline(always)]
+fn keep_segment(flow: Flow, segment: TcpSegment) -> bool {
+    if segment.opens() {
+        young_flow_begins(flow);
         return true;
     }
-    match CAPTURED_SEGMENTS.get_ptr_mut(flow) {
-        Some(captured) => {
-            // SAFETY: a map value; a racing CPU can at worst let one extra segment through.
-            unsafe {
-                if *captured >= CAPTURED_DATA_SEGMENTS {
-                    return false;
-                }
-                *captured += 1;
-            }
-            true
+    if segment.ends() {
+        young_flow_ends(flow);
+        if segment.resets() {
+            // No FIN will end the other direction.
+            young_flow_ends(flow.reversed());
         }
-        None => CAPTURED_SEGMENTS.insert(flow, 1, 0).is_ok(),
+        return true;
+    }
+    let Some(slot) = YOUNG_SLOTS.get_ptr(flow.slot()) else {
+        return false;
+    };
+    // SAFETY: an array value; a stale read only costs or saves one lookup.
+    if unsafe { *slot } == 0 {
+        return false;
+    }
+    let Some(captured) = YOUNG_FLOWS.get_ptr_mut(flow.key()) else {
+        return false;
+    };
+    // SAFETY: a map value; a racing CPU can at worst let one extra segment through.
+    let captured = unsafe {
+        *captured += 1;
+        *captured
+    };
+    if captured >= CAPTURED_DATA_SEGMENTS {
+        // Grown up: its later segments skip the map.
+        young_flow_ends(flow);
+    }
+    captured <= CAPTURED_DATA_SEGMENTS
+}
+
+/// A SYN or SYN-ACK: this direction starts its budget of data segments (again, for a new
+/// connection on the same addresses and ports).
+#[inline(always)]
+fn young_flow_begins(flow: Flow) {
+    if let Some(captured) = YOUNG_FLOWS.get_ptr_mut(flow.key()) {
+        // SAFETY: a map value.
+        unsafe { *captured = 0 };
+    } else if YOUNG_FLOWS
+        .insert(flow.key(), 0, BPF_NOEXIST.into())
+        .is_ok()
+    {
+        // Only the CPU whose insert succeeds counts it up.
+        add_to_slot(flow, 1);
+    }
+}
+
+#[inline(always)]
+fn young_flow_ends(flow: Flow) {
+    // Only the CPU whose delete succeeds counts it down.
+    if YOUNG_FLOWS.remove(flow.key()).is_ok() {
+        add_to_slot(flow, u64::MAX);
+    }
+}
+
+/// Adds `delta` (wrapping: u64::MAX takes one away) to the flow's slot, atomically.
+#[inline(always)]
+fn add_to_slot(flow: Flow, delta: u64) {
+    if let Some(slot) = YOUNG_SLOTS.get_ptr_mut(flow.slot()) {
+        // SAFETY: an aligned u64 array value; every writer adds atomically (BPF_XADD).
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(slot, delta) };
     }
 }
 

@@ -83,8 +83,10 @@ const GOAL_VERDICT_SECONDS: f64 = 1.0;
 /// On a busy node (`busy`): a verdict within 2 s, in 100 MB.
 const GOAL_BIG_RULESET_SECONDS: f64 = 2.0;
 const GOAL_BIG_RULESET_PEAK_MB: f64 = 100.0;
-/// Raised from 0.95 with the round-three goals.
+/// The monitor's: raised from 0.95 with the round-three goals.
 const GOAL_PPS_RATIO: f64 = 0.97;
+/// watch's (issue 30): it also picks the frames its capture keeps.
+const GOAL_WATCH_PPS_RATIO: f64 = 0.95;
 /// Kept from issue 6.
 const GOAL_THROUGHPUT_RATIO: f64 = 0.97;
 
@@ -247,7 +249,12 @@ fn traffic(report: &mut Report, throughput: &Throughput, floods: &[Vec<Flood>]) 
                 GOAL_THROUGHPUT_RATIO,
                 throughput_ratio >= GOAL_THROUGHPUT_RATIO,
             );
-            report.goal(&pps_key, GOAL_PPS_RATIO, flood_ratio >= GOAL_PPS_RATIO);
+            let pps_goal = if watcher == WATCH {
+                GOAL_WATCH_PPS_RATIO
+            } else {
+                GOAL_PPS_RATIO
+            };
+            report.goal(&pps_key, pps_goal, flood_ratio >= pps_goal);
         }
     }
     report.noise(
