@@ -110,6 +110,13 @@ fn virt_legacy_fault_on_the_second_pair_only() {
     a_fault_on_the_second_pair_only("virt-legacy", "nvmf_init_br2");
 }
 
+/// The report.json of pair `index` (from 1) in a watch bundle of several pairs.
+fn pair_report(bundle: &std::path::Path, index: usize) -> Value {
+    let path = bundle.join(format!("pair-{index}/report.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("a report per pair"))
+        .expect("report.json is JSON")
+}
+
 /// The stale-peer warnings of one pair's verdict: exactly one, `stale` in `nvmf_br`, with the
 /// command that removes it.
 fn warns_of_the_stale_peer(verdict: &Value, stale: &str, removal: &str) {
@@ -175,12 +182,7 @@ fn the_other_versions_peer_in_the_bridge_is_named(layout: &'static str, stale: &
         String::from_utf8_lossy(&out.stderr)
     );
     for index in 1..=pairs.len() {
-        let pair: Value = serde_json::from_str(
-            &std::fs::read_to_string(report.join(format!("pair-{index}/report.json")))
-                .expect("a report per pair"),
-        )
-        .expect("JSON");
-        warns_of_the_stale_peer(&pair["verdict"], stale, &removal);
+        warns_of_the_stale_peer(&pair_report(&report, index)["verdict"], stale, &removal);
     }
 }
 
@@ -346,11 +348,7 @@ fn watch_follows_both_targets(layout: &'static str) {
     if pairs.len() > 1 {
         assert!(markdown.contains("## Pairs"), "{markdown}");
         for index in 1..=pairs.len() {
-            let pair: Value = serde_json::from_str(
-                &std::fs::read_to_string(report.join(format!("pair-{index}/report.json")))
-                    .expect("a report per pair"),
-            )
-            .expect("JSON");
+            let pair = pair_report(&report, index);
             assert_eq!(pair["verdict"]["class"], "ok", "pair {index}: {pair:#}");
         }
     }
