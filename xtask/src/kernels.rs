@@ -870,6 +870,8 @@ mount --bind {modules} /lib/modules/{release}
 # kube-proxy do on real hosts): without it no bridged frame meets the FORWARD chain, and the
 # tests that drop there say they cannot make their fault.
 modprobe br_netfilter || echo "guest: no br_netfilter"
+# The failing-disk tests put a file system on a loop device; Debian builds loop as a module.
+modprobe loop || echo "guest: no loop"
 ip link set lo up
 uname -r > {GUEST_RESULTS}/uname
 # How many times slower than the host this guest runs, rounded up: the tests' hang guards.
