@@ -1,11 +1,15 @@
 //! Usage and environment errors: exit code 2 and one line that names the problem.
 
 use std::{
+    io::{BufRead as _, BufReader, Read as _},
     path::Path,
-    process::{Command, Output},
+    process::{Command, Output, Stdio},
+    time::Duration,
 };
 
-use tracer_tests::{Lab, PinDir, TracerRun, output, require_root, tracer, tracer_bin, unique};
+use tracer_tests::{
+    Lab, PinDir, TracerRun, output, require_root, scaled, tracer, tracer_bin, unique,
+};
 
 fn assert_usage_error(out: &Output, mentions: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -435,22 +439,52 @@ fn output_fits_a_100_column_terminal() {
 
 /// tracer with `args` where the only named namespace is `netns` and tracer's own namespace is
 /// new and empty: no port of SPDK's default names can be found anywhere, whatever else runs on
-/// the machine. `keep` is a scratch file the namespace is held on meanwhile.
-fn alone_with(netns: &str, keep: &Path, args: &[&str]) -> Output {
+/// the machine. `keep` is a scratch file the namespace is held on meanwhile. A tracer that
+/// runs until told (monitor) is interrupted once a line of its standard error holds
+/// `stop_at`; a hang guard of 30 s (times the measured slowness) interrupts it otherwise.
+fn alone_with(netns: &str, keep: &Path, args: &[&str], stop_at: Option<&str>) -> Output {
     std::fs::write(keep, "").unwrap();
-    output(
-        Command::new("unshare")
-            .args(["--mount", "--net", "--propagation", "private", "sh", "-c"])
-            .arg(
-                "mount --bind \"/run/netns/$1\" \"$2\" && mount -t tmpfs none /run/netns && \
-                 touch \"/run/netns/$1\" && mount --bind \"$2\" \"/run/netns/$1\" && \
-                 ip link set lo up && shift 2 && exec timeout -s INT 5 \"$@\"",
-            )
-            .args(["sh", netns])
-            .arg(keep)
-            .arg(tracer_bin())
-            .args(args),
-    )
+    let guard = scaled(Duration::from_secs(30)).as_secs().to_string();
+    let mut command = Command::new("unshare");
+    command
+        .args(["--mount", "--net", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "mount --bind \"/run/netns/$1\" \"$2\" && mount -t tmpfs none /run/netns && \
+             touch \"/run/netns/$1\" && mount --bind \"$2\" \"/run/netns/$1\" && \
+             ip link set lo up && guard=$3 && shift 3 && exec timeout -s INT \"$guard\" \"$@\"",
+        )
+        .args(["sh", netns])
+        .arg(keep)
+        .arg(guard)
+        .arg(tracer_bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // unshare and sh exec: the child is `timeout`, which passes SIGINT on to tracer.
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|err| panic!("running {command:?}: {err}"));
+    let mut stdout = child.stdout.take().unwrap();
+    let stdout = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        bytes
+    });
+    let mut stderr = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).split(b'\n') {
+        let line = line.unwrap_or_default();
+        if stop_at.is_some_and(|stop_at| String::from_utf8_lossy(&line).contains(stop_at)) {
+            // SAFETY: kill has no memory preconditions; the child is not reaped yet.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        }
+        stderr.extend(line);
+        stderr.push(b'\n');
+    }
+    Output {
+        status: child.wait().unwrap(),
+        stdout: stdout.join().unwrap(),
+        stderr,
+    }
 }
 
 /// A port no flag named came from a default: every command that takes ports says so and names
@@ -471,7 +505,7 @@ fn a_missing_default_port_is_named_with_its_flag_by_every_command() {
         vec!["diagnose", "--target", &target],
         vec!["counters", "--target", &target, "--duration", "1"],
     ] {
-        let out = alone_with(&lab.target.netns, &keep, &command);
+        let out = alone_with(&lab.target.netns, &keep, &command, None);
         assert_usage_error(
             &out,
             "interface `cvl_0_1` not found in tracer's network namespace",
@@ -490,7 +524,9 @@ fn a_missing_default_port_is_named_with_its_flag_by_every_command() {
             &pin_dir,
         ],
     ] {
-        let out = alone_with(&lab.target.netns, &keep, &command);
+        // monitor runs until told: told once it has warned.
+        let stop_at = (command[0] == "monitor").then_some("not found yet");
+        let out = alone_with(&lab.target.netns, &keep, &command, stop_at);
         let stderr = String::from_utf8_lossy(&out.stderr);
         let warning = stderr
             .lines()
