@@ -1,7 +1,7 @@
 //! External tools (nft, iptables-save, ip, …) run inside a namespace with limits: a hung tool
-//! must not hang tracer. Each runs in a process group of its own, killed whole when it uses no
-//! CPU for [`TOOL_IDLE`] (it waits on something that does not come) or is still working after
-//! [`TOOL_LIMIT`]. A tool that works slowly (a large ruleset, a loaded or emulated machine) is
+//! must not hang tracer. Each runs in a process group of its own, killed whole when it neither
+//! uses CPU nor waits for one for [`TOOL_IDLE`] (it waits on something that does not come) or
+//! is still working after [`TOOL_LIMIT`]. A tool that works slowly (a large ruleset, a loaded or emulated machine) is
 //! not cut short: a fixed time would make a slow machine's tools look hung.
 
 use std::{
@@ -12,7 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// How long a tool may go without using CPU (its whole process group) before it counts as hung.
+/// How long a tool (its whole process group) may go without using or waiting for CPU before it
+/// counts as hung.
 pub const TOOL_IDLE: Duration = Duration::from_secs(5);
 /// How long a tool that keeps working may run in all.
 pub const TOOL_LIMIT: Duration = Duration::from_secs(60);
@@ -64,7 +65,8 @@ fn run_with_limits(
     let stdout = read_in_background(child.stdout.take());
     let stderr = read_in_background(child.stderr.take());
     let started = Instant::now();
-    // The group's CPU time is looked at once per `idle`: it must have grown since the last look.
+    // The group is looked at once per `idle`: its CPU time must have grown since the last look,
+    // or one of its processes be runnable.
     let mut next_look = started + idle;
     let mut cpu_ticks = 0;
     // Most tools are done within milliseconds: looking every millisecond adds little to them.
@@ -73,8 +75,8 @@ fn run_with_limits(
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) if Instant::now() >= next_look => {
-                let used = group_cpu_ticks(child.id());
-                let ended = if used == cpu_ticks {
+                let progress = group_progress(child.id());
+                let ended = if progress.cpu_ticks == cpu_ticks && !progress.runnable {
                     Some(format!("hung: no CPU used for {} ms", idle.as_millis()))
                 } else if started.elapsed() >= limit {
                     Some(format!("still working after {} ms", limit.as_millis()))
@@ -86,7 +88,7 @@ fn run_with_limits(
                     // The readers end once the group is gone; they are not waited for.
                     return Err(format!("{shown}: {ended}"));
                 }
-                cpu_ticks = used;
+                cpu_ticks = progress.cpu_ticks;
                 next_look = (Instant::now() + idle).min(started + limit);
             }
             Ok(None) => {
@@ -111,11 +113,18 @@ fn run_with_limits(
     Ok(String::from_utf8_lossy(&stdout).into_owned())
 }
 
-/// The CPU time (clock ticks) used by the processes of process group `group` and by the
-/// children they have reaped, from /proc/PID/stat.
-fn group_cpu_ticks(group: u32) -> u64 {
+/// How far a tool's process group has got: the CPU time (clock ticks) its processes and the
+/// children they reaped used, and whether one of them is runnable now (waiting for a CPU on a
+/// loaded machine is not hanging), from /proc/PID/stat.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Progress {
+    cpu_ticks: u64,
+    runnable: bool,
+}
+
+fn group_progress(group: u32) -> Progress {
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
+        return Progress::default();
     };
     entries
         .flatten()
@@ -126,9 +135,15 @@ fn group_cpu_ticks(group: u32) -> u64 {
             // state, ppid, pgrp, … utime (14th of the line), stime, cutime, cstime.
             let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
             let field = |index: usize| fields.get(index)?.parse::<u64>().ok();
-            (field(2)? == u64::from(group)).then(|| (11..=14).filter_map(field).sum::<u64>())
+            (field(2)? == u64::from(group)).then(|| Progress {
+                cpu_ticks: (11..=14).filter_map(field).sum(),
+                runnable: fields.first() == Some(&"R"),
+            })
         })
-        .sum()
+        .fold(Progress::default(), |total, one| Progress {
+            cpu_ticks: total.cpu_ticks + one.cpu_ticks,
+            runnable: total.runnable || one.runnable,
+        })
 }
 
 fn read_in_background(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
