@@ -1,10 +1,9 @@
 //! Usage and environment errors: exit code 2 and one line that names the problem.
 
 use std::{
-    io::{BufRead as _, BufReader, Read as _},
     path::Path,
     process::{Command, Output, Stdio},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use tracer_tests::{
@@ -440,9 +439,9 @@ fn output_fits_a_100_column_terminal() {
 /// tracer with `args` where the only named namespace is `netns` and tracer's own namespace is
 /// new and empty: no port of SPDK's default names can be found anywhere, whatever else runs on
 /// the machine. `keep` is a scratch file the namespace is held on meanwhile. A tracer that
-/// runs until told (monitor) is interrupted once a line of its standard error holds
-/// `stop_at`; a hang guard of 30 s (times the measured slowness) interrupts it otherwise.
-fn alone_with(netns: &str, keep: &Path, args: &[&str], stop_at: Option<&str>) -> Output {
+/// runs until told (monitor) is interrupted once it has written `ready_file`; a hang guard of
+/// 30 s (times the measured slowness) interrupts it otherwise.
+fn alone_with(netns: &str, keep: &Path, args: &[&str], ready_file: Option<&Path>) -> Output {
     std::fs::write(keep, "").unwrap();
     let guard = scaled(Duration::from_secs(30)).as_secs().to_string();
     let mut command = Command::new("unshare");
@@ -461,30 +460,26 @@ fn alone_with(netns: &str, keep: &Path, args: &[&str], stop_at: Option<&str>) ->
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     // unshare and sh exec: the child is `timeout`, which passes SIGINT on to tracer.
-    let mut child = command
+    let child = command
         .spawn()
         .unwrap_or_else(|err| panic!("running {command:?}: {err}"));
-    let mut stdout = child.stdout.take().unwrap();
-    let stdout = std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = stdout.read_to_end(&mut bytes);
-        bytes
-    });
-    let mut stderr = Vec::new();
-    for line in BufReader::new(child.stderr.take().unwrap()).split(b'\n') {
-        let line = line.unwrap_or_default();
-        if stop_at.is_some_and(|stop_at| String::from_utf8_lossy(&line).contains(stop_at)) {
-            // SAFETY: kill has no memory preconditions; the child is not reaped yet.
-            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-        }
-        stderr.extend(line);
-        stderr.push(b'\n');
+    if let Some(ready_file) = ready_file {
+        let (pid, ready_file) = (child.id() as i32, ready_file.to_owned());
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + scaled(Duration::from_secs(30));
+            while !ready_file.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            // Only while tracer runs (it waits for the signal once ready): never a reaped pid.
+            if ready_file.exists() {
+                // SAFETY: kill has no memory preconditions.
+                unsafe { libc::kill(pid, libc::SIGINT) };
+            }
+        });
     }
-    Output {
-        status: child.wait().unwrap(),
-        stdout: stdout.join().unwrap(),
-        stderr,
-    }
+    child
+        .wait_with_output()
+        .unwrap_or_else(|err| panic!("waiting for {command:?}: {err}"))
 }
 
 /// A port no flag named came from a default: every command that takes ports says so and names
@@ -499,6 +494,8 @@ fn a_missing_default_port_is_named_with_its_flag_by_every_command() {
     let target = lab.target.spec();
     let pins = PinDir::new();
     let pin_dir = pins.arg();
+    let ready = std::env::temp_dir().join(unique("cdp-ready"));
+    let ready_arg = ready.to_string_lossy().into_owned();
     let note = "(`cvl_0_1` is the default --initiator; pass --initiator NETNS/IFNAME to name the \
                 port)";
     for command in [
@@ -522,11 +519,13 @@ fn a_missing_default_port_is_named_with_its_flag_by_every_command() {
             "127.0.0.1:9464",
             "--pin-dir",
             &pin_dir,
+            "--ready-file",
+            &ready_arg,
         ],
     ] {
-        // monitor runs until told: told once it has warned.
-        let stop_at = (command[0] == "monitor").then_some("not found yet");
-        let out = alone_with(&lab.target.netns, &keep, &command, stop_at);
+        // monitor runs until told: told once ready (its signal handlers are in place).
+        let ready_file = (command[0] == "monitor").then_some(ready.as_path());
+        let out = alone_with(&lab.target.netns, &keep, &command, ready_file);
         let stderr = String::from_utf8_lossy(&out.stderr);
         let warning = stderr
             .lines()
@@ -540,6 +539,7 @@ fn a_missing_default_port_is_named_with_its_flag_by_every_command() {
         );
     }
     let _ = std::fs::remove_file(&keep);
+    let _ = std::fs::remove_file(&ready);
 }
 
 /// `-q` silences what it promises, standard error's feedback, and nothing else: the same
