@@ -2,10 +2,13 @@
 
 use std::{
     path::Path,
-    process::{Command, Output},
+    process::{Command, Output, Stdio},
+    time::{Duration, Instant},
 };
 
-use tracer_tests::{Lab, PinDir, TracerRun, output, require_root, tracer, tracer_bin, unique};
+use tracer_tests::{
+    Lab, PinDir, TracerRun, output, require_root, scaled, tracer, tracer_bin, unique,
+};
 
 fn assert_usage_error(out: &Output, mentions: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -435,22 +438,48 @@ fn output_fits_a_100_column_terminal() {
 
 /// tracer with `args` where the only named namespace is `netns` and tracer's own namespace is
 /// new and empty: no port of SPDK's default names can be found anywhere, whatever else runs on
-/// the machine. `keep` is a scratch file the namespace is held on meanwhile.
-fn alone_with(netns: &str, keep: &Path, args: &[&str]) -> Output {
+/// the machine. `keep` is a scratch file the namespace is held on meanwhile. A tracer that
+/// runs until told (monitor) is interrupted once it has written `ready_file`; a hang guard of
+/// 30 s (times the measured slowness) interrupts it otherwise.
+fn alone_with(netns: &str, keep: &Path, args: &[&str], ready_file: Option<&Path>) -> Output {
     std::fs::write(keep, "").unwrap();
-    output(
-        Command::new("unshare")
-            .args(["--mount", "--net", "--propagation", "private", "sh", "-c"])
-            .arg(
-                "mount --bind \"/run/netns/$1\" \"$2\" && mount -t tmpfs none /run/netns && \
-                 touch \"/run/netns/$1\" && mount --bind \"$2\" \"/run/netns/$1\" && \
-                 ip link set lo up && shift 2 && exec timeout -s INT 5 \"$@\"",
-            )
-            .args(["sh", netns])
-            .arg(keep)
-            .arg(tracer_bin())
-            .args(args),
-    )
+    let guard = scaled(Duration::from_secs(30)).as_secs().to_string();
+    let mut command = Command::new("unshare");
+    command
+        .args(["--mount", "--net", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "mount --bind \"/run/netns/$1\" \"$2\" && mount -t tmpfs none /run/netns && \
+             touch \"/run/netns/$1\" && mount --bind \"$2\" \"/run/netns/$1\" && \
+             ip link set lo up && guard=$3 && shift 3 && exec timeout -s INT \"$guard\" \"$@\"",
+        )
+        .args(["sh", netns])
+        .arg(keep)
+        .arg(guard)
+        .arg(tracer_bin())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // unshare and sh exec: the child is `timeout`, which passes SIGINT on to tracer.
+    let child = command
+        .spawn()
+        .unwrap_or_else(|err| panic!("running {command:?}: {err}"));
+    if let Some(ready_file) = ready_file {
+        let (pid, ready_file) = (child.id() as i32, ready_file.to_owned());
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + scaled(Duration::from_secs(30));
+            while !ready_file.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            // Only while tracer runs (it waits for the signal once ready): never a reaped pid.
+            if ready_file.exists() {
+                // SAFETY: kill has no memory preconditions.
+                unsafe { libc::kill(pid, libc::SIGINT) };
+            }
+        });
+    }
+    child
+        .wait_with_output()
+        .unwrap_or_else(|err| panic!("waiting for {command:?}: {err}"))
 }
 
 /// A port no flag named came from a default: every command that takes ports says so and names
@@ -465,13 +494,15 @@ fn a_missing_default_port_is_named_with_its_flag_by_every_command() {
     let target = lab.target.spec();
     let pins = PinDir::new();
     let pin_dir = pins.arg();
+    let ready = std::env::temp_dir().join(unique("cdp-ready"));
+    let ready_arg = ready.to_string_lossy().into_owned();
     let note = "(`cvl_0_1` is the default --initiator; pass --initiator NETNS/IFNAME to name the \
                 port)";
     for command in [
         vec!["diagnose", "--target", &target],
         vec!["counters", "--target", &target, "--duration", "1"],
     ] {
-        let out = alone_with(&lab.target.netns, &keep, &command);
+        let out = alone_with(&lab.target.netns, &keep, &command, None);
         assert_usage_error(
             &out,
             "interface `cvl_0_1` not found in tracer's network namespace",
@@ -488,9 +519,13 @@ fn a_missing_default_port_is_named_with_its_flag_by_every_command() {
             "127.0.0.1:9464",
             "--pin-dir",
             &pin_dir,
+            "--ready-file",
+            &ready_arg,
         ],
     ] {
-        let out = alone_with(&lab.target.netns, &keep, &command);
+        // monitor runs until told: told once ready (its signal handlers are in place).
+        let ready_file = (command[0] == "monitor").then_some(ready.as_path());
+        let out = alone_with(&lab.target.netns, &keep, &command, ready_file);
         let stderr = String::from_utf8_lossy(&out.stderr);
         let warning = stderr
             .lines()
@@ -504,6 +539,7 @@ fn a_missing_default_port_is_named_with_its_flag_by_every_command() {
         );
     }
     let _ = std::fs::remove_file(&keep);
+    let _ = std::fs::remove_file(&ready);
 }
 
 /// `-q` silences what it promises, standard error's feedback, and nothing else: the same

@@ -91,7 +91,7 @@ impl SpdkRuleCounts {
 impl Drop for SpdkRuleCounts {
     fn drop(&mut self) {
         // The thread ends at its next look once the channel is gone; a count under way ends
-        // within the tools' time limit.
+        // within the tools' limits.
         drop(self.wake.take());
         if let Some(counter) = self.counter.take() {
             let _ = counter.join();

@@ -13,8 +13,8 @@
 //! ([`Ruleset::drop_hits`]); rules without counters can only be named as candidates
 //! ([`Ruleset::uncounted_drop_candidates`]).
 //!
-//! Every tool runs with a time limit ([`crate::tool::TOOL_TIMEOUT`]): a hung `nft` must not
-//! hang a diagnosis.
+//! Every tool runs with limits ([`crate::tool::TOOL_IDLE`], [`crate::tool::TOOL_LIMIT`]): a
+//! hung `nft` must not hang a diagnosis.
 //!
 //! By job: `model` holds the rules and chains, `read` runs the tools and joins their views,
 //! `parse` and `nft` turn the tools' output into rules, `drops` tells what dropped between two

@@ -228,6 +228,11 @@ pub fn run(args: &MonitorArgs, verbosity: u8) -> anyhow::Result<()> {
                         if !admitted {
                             debug!("{MAX_CONNECTIONS} metrics requests being answered: closing {peer}'s");
                         }
+                        // A connection closed to make room keeps its descriptor until the local
+                        // set runs its aborted task: let it run before the next accept, or a
+                        // backlog of connections (a slow machine, a flood) accepted in one go
+                        // holds more descriptors than the limit allows for.
+                        tokio::task::yield_now().await;
                     }
                     Err(err) => {
                         // Out of descriptors, say: pause rather than spin.
