@@ -1,16 +1,19 @@
 //! External tools (nft, iptables-save, ip, …) run inside a namespace with limits: a hung tool
 //! must not hang tracer. Each runs in a process group of its own, killed whole when it neither
 //! uses CPU nor waits for one for [`TOOL_IDLE`] (it waits on something that does not come) or
-//! is still working after [`TOOL_LIMIT`]. A tool that works slowly (a large ruleset, a loaded or emulated machine) is
-//! not cut short: a fixed time would make a slow machine's tools look hung.
+//! is still working after [`TOOL_LIMIT`]. A tool that works slowly (a large ruleset, a loaded
+//! or emulated machine) is not cut short: a fixed time would make a slow machine's tools look
+//! hung.
 
 use std::{
     io::Read,
-    os::unix::process::CommandExt as _,
+    os::{fd::AsRawFd as _, unix::process::CommandExt as _},
     process::{Child, Command, Stdio},
     thread::JoinHandle,
     time::{Duration, Instant},
 };
+
+use crate::netns;
 
 /// How long a tool (its whole process group) may go without using or waiting for CPU before it
 /// counts as hung.
@@ -41,13 +44,29 @@ fn run_with_limits(
     idle: Duration,
     limit: Duration,
 ) -> Result<String, String> {
-    let mut command = if netns.is_empty() {
-        Command::new(program)
+    let shown = shown(netns, program, args);
+    let mut command = Command::new(program);
+    // The tool enters the namespace between fork and exec: what `ip netns exec` does for the
+    // network, which is all these tools use of it, without starting an `ip` for each.
+    let namespace = if netns.is_empty() {
+        None
     } else {
-        let mut command = Command::new("ip");
-        command.args(["netns", "exec", netns, program]);
-        command
+        Some(netns::open(netns).map_err(|err| format!("{shown}: {err}"))?)
     };
+    if let Some(file) = &namespace {
+        let fd = file.as_raw_fd();
+        // SAFETY: setns is async-signal-safe and changes only the child, between fork and
+        // exec; `namespace` lives until after the spawn, so the descriptor is open then.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
     command
         .args(args)
         // The parsers expect the tools' untranslated output.
@@ -56,11 +75,11 @@ fn run_with_limits(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let shown = shown(netns, program, args);
     log::debug!("running {shown}");
     let mut child = command
         .spawn()
         .map_err(|err| format!("{shown}: cannot run: {err}"))?;
+    drop(namespace);
     // Read both pipes while waiting, so that a tool filling one never blocks.
     let stdout = read_in_background(child.stdout.take());
     let stderr = read_in_background(child.stderr.take());
