@@ -110,6 +110,19 @@ fn virt_legacy_fault_on_the_second_pair_only() {
     a_fault_on_the_second_pair_only("virt-legacy", "nvmf_init_br2");
 }
 
+/// `tracer watch --always` of the layout found under the lab's root around `sh -c SCRIPT`; its
+/// bundle is `bundle` in the directory returned.
+fn watch_layout(lab: &LayoutLab, script: &str) -> (std::process::Output, TempDir) {
+    let dir = TempDir::new("lw");
+    let out = output(
+        tracer()
+            .args(["watch", "--always", "--netns-root", &lab.root, "--report"])
+            .arg(dir.path.join("bundle"))
+            .args(["--", "sh", "-c", script]),
+    );
+    (out, dir)
+}
+
 /// The report.json of pair `index` (from 1) in a watch bundle of several pairs.
 fn pair_report(bundle: &std::path::Path, index: usize) -> Value {
     let path = bundle.join(format!("pair-{index}/report.json"));
@@ -167,14 +180,8 @@ fn the_other_versions_peer_in_the_bridge_is_named(layout: &'static str, stale: &
             )
         })
         .collect();
-    let dir = TempDir::new("ls");
+    let (out, dir) = watch_layout(&lab, &pings.join(" && "));
     let report = dir.path.join("bundle");
-    let out = output(
-        tracer()
-            .args(["watch", "--always", "--netns-root", &lab.root, "--report"])
-            .arg(&report)
-            .args(["--", "sh", "-c", &pings.join(" && ")]),
-    );
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -318,14 +325,8 @@ fn watch_follows_both_targets(layout: &'static str) {
         ));
     }
     script.push_str(&format!("ip netns del {away}\n"));
-    let dir = TempDir::new("lw");
+    let (out, dir) = watch_layout(&lab, &script);
     let report = dir.path.join("bundle");
-    let out = output(
-        tracer()
-            .args(["watch", "--always", "--netns-root", &lab.root, "--report"])
-            .arg(&report)
-            .args(["--", "sh", "-c", &script]),
-    );
     let _ = Command::new("ip").args(["netns", "del", &away]).output();
     assert_eq!(
         out.status.code(),
