@@ -168,6 +168,8 @@ pub fn run(json_path: Option<&Path>, rss_seconds: u64, only: Option<Only>) -> an
             let throughput = measure_throughput(FIRST_ALTERNATIVE)?;
             let floods = measure_pps()?;
             drop(server);
+            // The monitor's pins go, as after the whole bench.
+            unpin()?;
             traffic(&mut report, &throughput, &floods);
             Vec::new()
         }
