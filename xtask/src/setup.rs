@@ -40,6 +40,9 @@ const PACKAGES: &[&str] = &[
     "man-db",
     // Throughput for `cargo xtask bench`.
     "iperf3",
+    // The failing-disk tests: an ext4 image on a loop device (mkfs.ext4, losetup).
+    "e2fsprogs",
+    "mount",
     // `cargo xtask kernels`: the guests' initramfs (static busybox, modules listed by modprobe,
     // packed by cpio) and depmod for the extracted kernels.
     "busybox-static",
