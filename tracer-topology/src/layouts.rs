@@ -282,25 +282,10 @@ pub fn rule_comment(rule: &str) -> String {
 /// SPDK's rule that opens the TCP port on an initiator interface, tagged as SPDK tags it.
 pub fn accept_rule(netns: &str, interface: &str, tcp_port: u16) -> Rule {
     let port = tcp_port.to_string();
-    let accept = format!("-I INPUT 1 -i {interface} -p tcp --dport {port} -j ACCEPT");
-    Rule::new(
+    tagged_rule(
         netns,
         &[
-            "-I",
-            "INPUT",
-            "1",
-            "-i",
-            interface,
-            "-p",
-            "tcp",
-            "--dport",
-            &port,
-            "-j",
-            "ACCEPT",
-            "-m",
-            "comment",
-            "--comment",
-            &rule_comment(&accept),
+            "-I", "INPUT", "1", "-i", interface, "-p", "tcp", "--dport", &port, "-j", "ACCEPT",
         ],
     )
 }
@@ -310,25 +295,19 @@ pub fn accept_rule(netns: &str, interface: &str, tcp_port: u16) -> Rule {
 /// receives).
 pub fn drop_rule(netns: &str, tcp_port: u16) -> Rule {
     let port = tcp_port.to_string();
-    let drop = format!("-I INPUT 1 -p tcp --dport {port} -j DROP");
-    Rule::new(
+    tagged_rule(
         netns,
         &[
-            "-I",
-            "INPUT",
-            "1",
-            "-p",
-            "tcp",
-            "--dport",
-            &port,
-            "-j",
-            "DROP",
-            "-m",
-            "comment",
-            "--comment",
-            &rule_comment(&drop),
+            "-I", "INPUT", "1", "-p", "tcp", "--dport", &port, "-j", "DROP",
         ],
     )
+}
+
+/// The iptables rule `rule`, with SPDK's comment: its tag and the rule's own words.
+fn tagged_rule(netns: &str, rule: &[&str]) -> Rule {
+    let comment = rule_comment(&rule.join(" "));
+    let tag = ["-m", "comment", "--comment", &comment];
+    Rule::new(netns, &[rule, &tag].concat())
 }
 
 #[cfg(test)]

@@ -64,8 +64,8 @@ const GUEST_RESULTS: &str = "/xtask-results";
 /// results share, then hands over to the guest script the host wrote there. The root is cached
 /// in the guest (`cache=loose`): a process the tests start reads its binary and libraries from
 /// the guest's memory, not over 9p again (240 starts of ip, nft, iptables and ping took 40%
-/// less time), and what the guest runs of the host's build is a snapshot that does not change. Any failure ends
-/// init: the kernel panics and, with panic=-1 and -no-reboot, QEMU exits.
+/// less time), and what the guest runs of the host's build is a snapshot that does not change.
+/// Any failure ends init: the kernel panics and, with panic=-1 and -no-reboot, QEMU exits.
 const INIT: &str = r#"#!/bin/busybox sh
 set -e
 /bin/busybox --install -s /bin
