@@ -226,3 +226,25 @@ fn diagnose_report_on_a_full_read_only_or_failing_disk_exits_2_with_the_reason()
         );
     }
 }
+
+/// `--svg` and `--html` name files outside a report directory: synced like the report's, so
+/// that a disk that fails to keep them is an exit 2 with the reason and no file cut short.
+#[test]
+fn diagnose_pictures_on_a_failing_disk_exit_2_and_leave_no_file_cut_short() {
+    let lab = Lab::up("dks");
+    let mount = TempDir::new("dks");
+    let ports = lab.port_args();
+    for option in ["--svg", "--html"] {
+        let mut args = vec!["diagnose", option, "{DIR}/picture"];
+        args.extend(ports.iter().map(String::as_str));
+        let (out, left) = on_disk(&Disk::Failing(FailingDisk::new("dksf")), &mount.path, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{option}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(
+            stderr.contains("Input/output error") && stderr.contains("picture"),
+            "{option}: {stderr}"
+        );
+        assert!(left.is_empty(), "{option}: {left:?}");
+    }
+}

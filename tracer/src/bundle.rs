@@ -23,6 +23,27 @@ use crate::error::UsageError;
 /// Created and removed again to find out, before any probing, whether DIR can be written.
 const WRITE_TEST: &str = ".tracer-write-test";
 
+/// Writes one file of output named on the command line outside a report directory (`--svg`,
+/// `--html`), synced like the report's files: a full or failing disk is an error, and the file
+/// cut short is removed.
+pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), UsageError> {
+    let unwritable = |source| UsageError::OutputUnwritable {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = File::create(path).map_err(unwritable)?;
+    write_whole(&mut file, bytes).map_err(|err| {
+        let _ = std::fs::remove_file(path);
+        unwritable(err)
+    })
+}
+
+/// All of `bytes`, kept by the disk: a failed write-back (EIO) shows only at a sync.
+fn write_whole(file: &mut File, bytes: &[u8]) -> io::Result<()> {
+    file.write_all(bytes)?;
+    file.sync_data()
+}
+
 /// An open report directory.
 #[derive(Debug)]
 pub struct ReportDir {
@@ -210,12 +231,10 @@ impl ReportDir {
         let mut file = unsafe { File::from_raw_fd(fd) };
         // A file cut short (a full disk) or whose data the disk failed to keep (EIO, which
         // only a sync reports) is removed: what the bundle holds is whole.
-        file.write_all(bytes)
-            .and_then(|()| file.sync_data())
-            .map_err(|err| {
-                let _ = self.unlink(&c_name);
-                unwritable(err)
-            })
+        write_whole(&mut file, bytes).map_err(|err| {
+            let _ = self.unlink(&c_name);
+            unwritable(err)
+        })
     }
 
     /// Opens the subdirectory `name`, creating it if missing; a link there is refused.

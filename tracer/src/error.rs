@@ -29,6 +29,12 @@ pub enum UsageError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    /// A file named on the command line (`--svg`, `--html`) that the disk refuses.
+    #[error("{} cannot be written: {source}", path.display())]
+    OutputUnwritable {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Argument(String),
 }

@@ -3,12 +3,10 @@
 
 use std::{path::Path, time::SystemTime};
 
-use anyhow::Context as _;
-
 use tracer_evidence::{Evidence, Report, Verdict, diagnose};
 
 use crate::{
-    bundle::ReportDir,
+    bundle::{self, ReportDir},
     cli::DiagnoseArgs,
     collect::identity::identity,
     error::UsageError,
@@ -118,11 +116,11 @@ pub fn run(args: &DiagnoseArgs, verbosity: u8) -> anyhow::Result<u8> {
     }
     if let Some(file) = &args.svg {
         let picture = render::path::svg(&evidence[decisive], &verdicts[decisive]);
-        std::fs::write(file, picture).with_context(|| format!("writing {}", file.display()))?;
+        bundle::write_file(file, picture.as_bytes())?;
     }
     if let Some(file) = &args.html {
         let page = html::page(&reports[decisive], &saved_extras(saved.as_ref()));
-        std::fs::write(file, page).with_context(|| format!("writing {}", file.display()))?;
+        bundle::write_file(file, page.as_bytes())?;
     }
     Ok(code)
 }

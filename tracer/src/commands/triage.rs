@@ -19,7 +19,7 @@ use tracer_evidence::{
     triage::{BundleSummary, Triage, Unreadable, group, summarize},
 };
 
-use crate::{cli::TriageArgs, error::UsageError, output, render};
+use crate::{bundle, cli::TriageArgs, error::UsageError, output, render};
 
 /// A report.json larger than this is not read.
 const REPORT_LIMIT: u64 = 64 << 20;
@@ -208,7 +208,7 @@ pub fn run(args: &TriageArgs) -> anyhow::Result<u8> {
         let base = std::fs::canonicalize(base.unwrap_or(Path::new(".")))
             .with_context(|| format!("finding the directory of {}", file.display()))?;
         let page = render::triage::page(&found, &base);
-        std::fs::write(file, page).with_context(|| format!("writing {}", file.display()))?;
+        bundle::write_file(file, page.as_bytes())?;
     }
     Ok(0)
 }
