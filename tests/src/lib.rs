@@ -31,6 +31,17 @@ pub fn time_scale() -> u32 {
         .max(1)
 }
 
+/// How many times a test that repeats a case to show it is steady runs it: `natively` on the
+/// host; once in a `cargo xtask kernels` guest (which sets TRACER_TESTS_TIME_SCALE), where a
+/// case costs 5-30 times as much and one run shows what the kernel does.
+pub fn repeats(natively: usize) -> usize {
+    if std::env::var_os("TRACER_TESTS_TIME_SCALE").is_some() {
+        1
+    } else {
+        natively
+    }
+}
+
 /// A hang guard's bound on this machine: `native` times the measured slowness. Only for
 /// waits that end on an event; no test times tracer with it.
 pub fn scaled(native: Duration) -> Duration {
@@ -146,12 +157,30 @@ impl End {
         format!("{}/{}", self.netns, self.interface)
     }
 
+    /// The port's MAC address.
+    pub fn mac(&self) -> String {
+        mac_of(&self.netns, &self.interface)
+    }
+
     /// A command run inside this end's namespace.
     pub fn exec(&self, program: &str) -> Command {
         let mut command = Command::new("ip");
         command.args(["netns", "exec", &self.netns, program]);
         command
     }
+}
+
+/// The MAC address of `interface` in `netns`.
+pub fn mac_of(netns: &str, interface: &str) -> String {
+    // /sys shows the reader's namespace: read it from inside.
+    let out = check(Command::new("ip").args([
+        "netns",
+        "exec",
+        netns,
+        "cat",
+        &format!("/sys/class/net/{interface}/address"),
+    ]));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// The built-in lab under unique names, made by `tracer lab up` (the command under test, which
@@ -832,7 +861,8 @@ impl Prometheus {
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let bound = scaled(Duration::from_secs(60));
+        let deadline = Instant::now() + bound;
         loop {
             if let Ok(response) = http("GET", &self.address, "/-/ready", &[])
                 && response.status == 200
@@ -844,7 +874,7 @@ impl Prometheus {
             }
             assert!(
                 Instant::now() < deadline,
-                "prometheus not ready within 60 s: {}",
+                "prometheus not ready within {bound:?}: {}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(100));
@@ -876,7 +906,8 @@ impl Prometheus {
 
     /// Polls `expression` until it has exactly one result of value `expected`.
     pub fn wait_for(&self, expression: &str, expected: f64) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let bound = scaled(Duration::from_secs(30));
+        let deadline = Instant::now() + bound;
         loop {
             let results = self.query(expression);
             if let [(_, value)] = results.as_slice()
@@ -886,7 +917,7 @@ impl Prometheus {
             }
             assert!(
                 Instant::now() < deadline,
-                "`{expression}` never became {expected} within 30 s; last: {results:?}"
+                "`{expression}` never became {expected} within {bound:?}; last: {results:?}"
             );
             std::thread::sleep(Duration::from_millis(200));
         }

@@ -1,6 +1,6 @@
 //! Faults that come and go while `tracer watch` runs a command that pings for about 8 s: each
 //! is found, named and placed in time although it is gone by the end; a failing command on a
-//! healthy network is not blamed on it. Each case runs five times.
+//! healthy network is not blamed on it. Each case runs five times ([`tracer_tests::repeats`]).
 
 use std::{path::PathBuf, process::Command};
 
@@ -165,7 +165,7 @@ fn what_was_seen(report: &Value) -> String {
 /// 500 ms, so their window's ends can be that much later still, and the report says so.
 fn a_rule_came_and_went(iptables: &str, legacy: bool) {
     let within = if legacy { WITHIN_S + 0.5 } else { WITHIN_S };
-    for _ in 0..RUNS {
+    for _ in 0..tracer_tests::repeats(RUNS) {
         let lab = Lab::up("frule");
         let times = Times::new();
         let iptables = format!("ip netns exec {} {iptables}", lab.target.netns);
@@ -231,7 +231,7 @@ fn a_legacy_rule_that_came_and_went_is_named_and_placed() {
 
 #[test]
 fn a_port_that_lost_carrier_for_a_while_is_named_and_placed() {
-    for _ in 0..RUNS {
+    for _ in 0..tracer_tests::repeats(RUNS) {
         let lab = Lab::virt("fcar");
         let times = Times::new();
         // The initiator's veth peer in the bridge: down, the initiator has no carrier.
@@ -266,7 +266,7 @@ fn a_port_that_lost_carrier_for_a_while_is_named_and_placed() {
 
 #[test]
 fn an_address_removed_for_a_while_is_named_and_placed() {
-    for _ in 0..RUNS {
+    for _ in 0..tracer_tests::repeats(RUNS) {
         let lab = Lab::up("faddr");
         let times = Times::new();
         // As SPDK's discovery_remove_ifc.sh does to the target's port.
@@ -293,24 +293,12 @@ fn an_address_removed_for_a_while_is_named_and_placed() {
     }
 }
 
-fn mac_of(netns: &str, interface: &str) -> String {
-    // /sys shows the reader's namespace: read it from inside.
-    let out = check(Command::new("ip").args([
-        "netns",
-        "exec",
-        netns,
-        "cat",
-        &format!("/sys/class/net/{interface}/address"),
-    ]));
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 #[test]
 fn a_mac_changed_under_a_stale_neighbour_entry_is_named_and_placed() {
-    for _ in 0..RUNS {
+    for _ in 0..tracer_tests::repeats(RUNS) {
         let lab = Lab::up("fmac");
         let times = Times::new();
-        let old = mac_of(&lab.target.netns, &lab.target.interface);
+        let old = lab.target.mac();
         let new = "02:00:5e:00:53:99";
         let set = format!(
             "ip -n {} link set {} address",
@@ -338,7 +326,7 @@ fn a_mac_changed_under_a_stale_neighbour_entry_is_named_and_placed() {
 
 #[test]
 fn two_hosts_answering_arp_for_the_target_are_both_named() {
-    for _ in 0..RUNS {
+    for _ in 0..tracer_tests::repeats(RUNS) {
         let lab = Lab::virt("fdup");
         let times = Times::new();
         // A leftover namespace on the same bridge, taking the target's address for a while.
@@ -370,8 +358,8 @@ fn two_hosts_answering_arp_for_the_target_are_both_named() {
             "up",
         ]));
         check(Command::new("ip").args(["-n", &leftover, "link", "set", rogue, "up"]));
-        let rogue_mac = mac_of(&leftover, rogue);
-        let target_mac = mac_of(&lab.target.netns, &lab.target.interface);
+        let rogue_mac = tracer_tests::mac_of(&leftover, rogue);
+        let target_mac = lab.target.mac();
         // Every ping asks ARP anew, as an entry that expires would.
         let traffic = format!(
             "while :; do ip -n {0} neigh flush dev {1}; ip netns exec {0} ping -c 1 -W 0.2 10.0.0.2 > /dev/null; sleep 0.2; done",
@@ -420,7 +408,7 @@ fn two_hosts_answering_arp_for_the_target_are_both_named() {
 
 #[test]
 fn a_failing_command_on_a_healthy_network_is_not_blamed_on_it() {
-    for _ in 0..RUNS {
+    for _ in 0..tracer_tests::repeats(RUNS) {
         let lab = Lab::up("fok");
         let script = format!(
             "ip netns exec {} ping -q -c 20 -i 0.2 10.0.0.2 > /dev/null; exit 3",

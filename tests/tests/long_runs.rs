@@ -5,6 +5,7 @@
 
 use std::{
     net::{Ipv4Addr, SocketAddr, UdpSocket},
+    process::Command,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -12,7 +13,9 @@ use std::{
 };
 
 use serde_json::Value;
-use tracer_tests::{Lab, Namespaces, TARGET_IP, assert_pings_crossed, drops, in_netns, unique};
+use tracer_tests::{
+    INITIATOR_IP, Lab, Namespaces, TARGET_IP, assert_pings_crossed, check, drops, in_netns, unique,
+};
 use tracer_topology::{
     End, Join, Pair, Topology,
     churn::{Churn, NEIGHBOURS_PER_ROUND, read_churned},
@@ -54,6 +57,22 @@ fn churn(lab: &Lab, seconds: u64, neighbours: usize) -> Churned {
         seconds,
         neighbours,
     };
+    // The target's entry for the initiator, permanent: ARP (the probes, the pings) changes it
+    // no more, nor does a kernel that evicts entries on carrier loss (5.10, at every flap).
+    // The target's only neighbour changes are then the churn's.
+    check(Command::new("ip").args([
+        "-n",
+        &lab.target.netns,
+        "neigh",
+        "replace",
+        INITIATOR_IP,
+        "lladdr",
+        &lab.initiator.mac(),
+        "dev",
+        &lab.target.interface,
+        "nud",
+        "permanent",
+    ]));
     let script = format!(
         "{}ip netns exec {} iptables -A INPUT -p icmp -j DROP\nip netns exec {} ping -c 3 -i 0.2 -W 1 {TARGET_IP}\n",
         churn.script(counts.to_str().unwrap(), peak.to_str().unwrap()),
@@ -169,15 +188,33 @@ fn a_long_churning_run_keeps_within_its_caps_and_counts_what_it_did_not_keep() {
         .count() as u64;
     let counted = summarised(report, "neighbour", "target");
     assert!(counted > 0, "the neighbour events went past the cap");
-    assert_eq!(kept_added + counted, long.neighbours);
-    // Each flap is at most two changes on each port (watch sees the states it looks at).
+    assert_eq!(
+        kept_added + counted,
+        long.neighbours,
+        "kept {kept_added} added, {counted} counted; the other target neighbour events kept: {:?}",
+        events(report)
+            .iter()
+            .filter(|event| event["port"] == "target"
+                && event["change"]["what"] == "neighbour"
+                && !event["change"]["address"]
+                    .as_str()
+                    .is_some_and(|address| address.starts_with("10.1.")))
+            .map(|event| format!(
+                "{} {}",
+                event["change"]["address"], event["change"]["state"]
+            ))
+            .collect::<Vec<_>>()
+    );
+    // Each flap is at most four changes on each port: admin down and up, carrier off and on.
+    // Watch keeps the states it reads, so fewer when one read finds two at once (on this
+    // machine mostly two a flap; under emulation, where carrier follows later, three).
     let kept_links = events(report)
         .iter()
         .filter(|event| event["kind"] == "link" && event["port"] == "initiator")
         .count() as u64;
     let links = kept_links + summarised(report, "link", "initiator");
     assert!(
-        links <= 2 * long.flaps + 1,
+        links <= 4 * long.flaps + 1,
         "{links} link events, {} flaps",
         long.flaps
     );

@@ -11,6 +11,7 @@ use tracer_tests::{
     Lab, Namespaces, PinDir, Prometheus, TracerRun, assert_pings_crossed, check, count, http,
     output, ping_from, sample, scrape, scrape_until, tracer, unique,
 };
+use tracer_topology::lab::{DEFAULT_INITIATOR_ADDRESS, DEFAULT_TARGET_ADDRESS};
 
 /// A metrics address for one test: a port nobody holds now (other monitors, of other runs or
 /// users, may hold fixed ones).
@@ -962,9 +963,78 @@ fn frames(exposition: &str, role: &str, port: &str, direction: &str) -> u64 {
 /// down and deleted. Returns (frames the monitor counted at the initiator's egress, what the
 /// kernel counted as transmitted plus dropped there, and of that dropped) while the monitor
 /// was attached, read with the port down before it was deleted.
-fn egress_across_a_deletion(tag: &str, segments_per_packet: Option<&str>) -> (u64, u64, u64) {
+/// The lab's veth pair made again, each end with at most `segments` segments per GSO packet,
+/// its address and up. Before 5.19 the kernel takes gso_max_segs only when a device is made
+/// (`ip link set` accepts it and changes nothing); read back, so a kernel that keeps its own
+/// value fails here and says so.
+fn remake_pair_with_gso_max_segs(lab: &Lab, segments: &str) {
+    let (i, t) = (&lab.initiator, &lab.target);
+    check(Command::new("ip").args(["-n", &i.netns, "link", "del", &i.interface]));
+    check(Command::new("ip").args([
+        "link",
+        "add",
+        &i.interface,
+        "netns",
+        &i.netns,
+        "gso_max_segs",
+        segments,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &t.interface,
+        "netns",
+        &t.netns,
+        "gso_max_segs",
+        segments,
+    ]));
+    for (end, address) in [(i, DEFAULT_INITIATOR_ADDRESS), (t, DEFAULT_TARGET_ADDRESS)] {
+        check(Command::new("ip").args([
+            "-n",
+            &end.netns,
+            "addr",
+            "add",
+            address,
+            "dev",
+            &end.interface,
+        ]));
+        check(Command::new("ip").args(["-n", &end.netns, "link", "set", &end.interface, "up"]));
+        let out = check(Command::new("ip").args([
+            "-n",
+            &end.netns,
+            "-d",
+            "-j",
+            "link",
+            "show",
+            &end.interface,
+        ]));
+        let links: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
+        assert_eq!(
+            links[0]["gso_max_segs"].to_string(),
+            segments,
+            "{}: the kernel kept its own gso_max_segs",
+            end.spec()
+        );
+    }
+}
+
+/// What one run of [`egress_across_a_deletion`] counted at the initiator's egress.
+struct Egress {
+    /// tracer's frames.
+    counted: u64,
+    /// The kernel's transmitted plus dropped packets.
+    kernel: u64,
+    dropped: u64,
+    /// Whether the kernel counts in tx_dropped what the noop qdisc drops (it does from 6.11).
+    noop_drops_counted: bool,
+}
+
+fn egress_across_a_deletion(tag: &str, segments_per_packet: Option<&str>) -> Egress {
     let lab = lab(tag);
     let (i, t) = (&lab.initiator, &lab.target);
+    if let Some(segments) = segments_per_packet {
+        remake_pair_with_gso_max_segs(&lab, segments);
+    }
     for end in [i, t] {
         check(end.exec("ethtool").args([
             "-K",
@@ -976,25 +1046,9 @@ fn egress_across_a_deletion(tag: &str, segments_per_packet: Option<&str>) -> (u6
             "gro",
             "off",
         ]));
-        if let Some(segments) = segments_per_packet {
-            check(Command::new("ip").args([
-                "-n",
-                &end.netns,
-                "link",
-                "set",
-                &end.interface,
-                "gso_max_segs",
-                segments,
-            ]));
-        }
     }
     // A neighbour entry that carrier loss does not flush: the data reaches the device.
-    let out = check(Command::new("ip").args(["-n", &t.netns, "-j", "link", "show", &t.interface]));
-    let links: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ip -j output");
-    let mac = links[0]["address"]
-        .as_str()
-        .expect("target's MAC")
-        .to_owned();
+    let mac = t.mac();
     check(Command::new("ip").args([
         "-n",
         &i.netns,
@@ -1046,6 +1100,17 @@ fn egress_across_a_deletion(tag: &str, segments_per_packet: Option<&str>) -> (u6
     check(Command::new("ip").args(["-n", &t.netns, "link", "set", &t.interface, "down"]));
     // linkwatch swaps the qdisc a moment later (up to a second when it is not urgent).
     std::thread::sleep(std::time::Duration::from_millis(1200));
+    // Five datagrams, each dropped at the noop qdisc: does the kernel count them?
+    let (_, before) = kernel_tx(i);
+    tracer_tests::in_netns(&i.netns, || {
+        let socket = std::net::UdpSocket::bind("10.0.0.1:0").expect("binding");
+        for _ in 0..5 {
+            let _ = socket.send_to(&[0u8; 8], "10.0.0.2:9");
+        }
+    })
+    .join()
+    .expect("sender thread");
+    let noop_drops_counted = kernel_tx(i).1 - before >= 5;
     stream.set_nonblocking(true).expect("non-blocking");
     let _ = stream.write(&[0u8; 65536]);
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -1068,31 +1133,48 @@ fn egress_across_a_deletion(tag: &str, segments_per_packet: Option<&str>) -> (u6
     let _ = flood.wait();
     drop((stream, listener));
     stop(monitor);
-    (
+    Egress {
         counted,
-        tx_packets + tx_dropped - base_packets - base_dropped,
-        tx_dropped - base_dropped,
-    )
+        kernel: tx_packets + tx_dropped - base_packets - base_dropped,
+        dropped: tx_dropped - base_dropped,
+        noop_drops_counted,
+    }
 }
 
 /// Issue 27's cause. tracer counts at tc egress the wire frames a packet stands for (a GSO
 /// packet's segments: the device splits it after tc); the kernel counts what the device sent
 /// in frames but a packet dropped whole (noop qdisc: no carrier, port going down) as one in
 /// tx_dropped. With TCP's GSO packets dropped, the two differ; with one segment per packet
-/// they are equal, drops included.
+/// they are equal, drops included. Before 6.11 the kernel does not count what the noop qdisc
+/// drops: there it gives less than tracer counts, and the test says so.
 #[test]
 fn egress_equals_the_kernel_across_a_deletion_with_one_frame_per_packet() {
-    let (counted, kernel, dropped) = egress_across_a_deletion("gso", None);
+    let gso = egress_across_a_deletion("gso", None);
     assert!(
-        counted > kernel,
-        "GSO packets dropped whole: tracer counted {counted} frames at egress, the kernel \
-         {kernel} transmitted or dropped ({dropped} dropped)"
+        gso.counted > gso.kernel,
+        "GSO packets dropped whole: tracer counted {} frames at egress, the kernel {} \
+         transmitted or dropped ({} dropped)",
+        gso.counted,
+        gso.kernel,
+        gso.dropped
     );
-    let (counted, kernel, dropped) = egress_across_a_deletion("one", Some("1"));
-    assert!(dropped > 0, "no drop on the way down: nothing was tested");
-    assert_eq!(
-        counted, kernel,
-        "one frame per packet: tracer's egress frames against the kernel's transmitted plus \
-         dropped ({dropped} dropped)"
+    let one = egress_across_a_deletion("one", Some("1"));
+    assert!(
+        one.dropped > 0,
+        "no drop on the way down: nothing was tested"
     );
+    let compared = format!(
+        "one frame per packet: tracer's {} egress frames against the kernel's {} transmitted \
+         plus dropped ({} dropped)",
+        one.counted, one.kernel, one.dropped
+    );
+    if one.noop_drops_counted {
+        assert_eq!(one.counted, one.kernel, "{compared}");
+    } else {
+        eprintln!(
+            "this kernel does not count the noop qdisc's drops in tx_dropped (before 6.11): \
+             the frames it dropped there are missing from its count; {compared}"
+        );
+        assert!(one.counted > one.kernel, "{compared}");
+    }
 }
