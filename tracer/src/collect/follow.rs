@@ -217,6 +217,12 @@ impl FollowedPort {
     /// Looks for the port and attaches where needed. Never fails: a port that is missing or
     /// cannot be attached is tried again at the next refresh.
     pub fn refresh(&mut self) -> Refreshed {
+        let refreshed = self.locate();
+        self.attach_located(refreshed)
+    }
+
+    /// The first half of a refresh: where the port is now, and its link.
+    fn locate(&mut self) -> Refreshed {
         let last = self.location.take();
         let found = last
             .clone()
@@ -241,15 +247,22 @@ impl FollowedPort {
         self.carrier_counts =
             link.and_then(|link| link.carrier_up_count.zip(link.carrier_down_count));
         log_move(&self.spec, last.as_ref(), found.as_ref());
-        let mut refreshed = Refreshed {
+        let refreshed = Refreshed {
             left: last.filter(|last| found.as_ref() != Some(last)),
             ..Refreshed::default()
         };
-        if let Some(location) = &found {
+        self.location = found;
+        refreshed
+    }
+
+    /// The second half of a refresh: loads the port's programs and attaches them where the
+    /// port was located, unless the probe there is still this port's.
+    fn attach_located(&mut self, mut refreshed: Refreshed) -> Refreshed {
+        if let Some(location) = self.location.clone() {
             // When the kernel cannot say, the probe is kept rather than churned.
-            let kept = self.namespace_of(location).map(|namespace| &namespace.file);
+            let kept = self.namespace_of(&location).map(|namespace| &namespace.file);
             let still_ours = self.probe.as_ref().is_some_and(|probe| {
-                runs_probe(probe, location, kept, &self.spec.interface) != Some(false)
+                runs_probe(probe, &location, kept, &self.spec.interface) != Some(false)
             });
             if !still_ours {
                 refreshed.replaced = self.probe.take();
@@ -260,11 +273,10 @@ impl FollowedPort {
                         netns::display_name(&location.netns)
                     );
                 }
-                self.attach(location);
+                self.attach(&location);
                 refreshed.attached = self.probe.is_some();
             }
         }
-        self.location = found;
         self.prepare();
         refreshed
     }
@@ -379,6 +391,37 @@ impl FollowedPort {
     pub fn carrier_counts(&self) -> Option<(u32, u32)> {
         self.carrier_counts
     }
+}
+
+/// Refreshes `ports` side by side: every port located, then every port's programs loaded and
+/// attached. A tcx attachment holds the RTNL lock through an RCU grace period, which a port's
+/// lookups would otherwise queue behind, one grace period each (the fourth of four ports was
+/// attached 60 ms after the others): with the lookups done first, the attachments follow one
+/// another, the programs of the ports still to attach loading meanwhile.
+pub fn refresh_all(ports: Vec<&mut FollowedPort>) -> Vec<Refreshed> {
+    fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+        handle
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+    std::thread::scope(|scope| {
+        let located: Vec<_> = ports
+            .into_iter()
+            .map(|port| {
+                scope.spawn(move || {
+                    let refreshed = port.locate();
+                    (port, refreshed)
+                })
+            })
+            .collect();
+        // Every port located before the first attachment starts.
+        let located: Vec<_> = located.into_iter().map(joined).collect();
+        let attaching: Vec<_> = located
+            .into_iter()
+            .map(|(port, refreshed)| scope.spawn(move || port.attach_located(refreshed)))
+            .collect();
+        attaching.into_iter().map(joined).collect()
+    })
 }
 
 fn log_move(spec: &PortSpec, before: Option<&Place>, now: Option<&Place>) {

@@ -13,7 +13,7 @@ use crate::{
         drops::{self, DropPrograms, RawDrop},
         ebpf_log_level,
         events::Changes,
-        follow::{Concern, FollowedPort},
+        follow::{self, Concern, FollowedPort},
         ports::{self, PortOptions},
         spdk_rules::SpdkRuleCounts,
     },
@@ -105,15 +105,12 @@ impl Monitor {
                 Some(directory),
             ));
         }
-        // The ports and the drop probe are attached side by side: a tcx attachment mostly waits
-        // for the kernel (an RCU grace period each, under the RTNL lock), time the loading of
-        // the other programs fills.
+        // The drop probe is attached beside the ports, whose attachments mostly wait for the
+        // kernel (an RCU grace period each, under the RTNL lock).
         let mut drops = std::thread::scope(|scope| {
             let drops =
                 scope.spawn(|| DropPrograms::attach_pinned(&log_level, Some(&drops_directory)));
-            for port in &mut followed {
-                scope.spawn(|| port.refresh());
-            }
+            follow::refresh_all(followed.iter_mut().collect());
             drops
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
@@ -149,9 +146,7 @@ impl Monitor {
     /// Finds the ports, attaching where needed, then forgets the drop sites that are not where
     /// a port is now.
     pub(super) fn refresh(&mut self) {
-        for port in &mut self.ports {
-            port.refresh();
-        }
+        follow::refresh_all(self.ports.iter_mut().collect());
         let places: Vec<PlaceKey> = self
             .ports
             .iter()

@@ -28,7 +28,7 @@ use crate::{
     collect::{
         drops::DropPrograms,
         events::Changes,
-        follow::{Concern, FollowedPort},
+        follow::{self, Concern, FollowedPort, Refreshed},
         ports::{PortOptions, PortPrograms},
     },
     lldp,
@@ -276,8 +276,10 @@ impl Watch {
         let events_before = self.timeline.seen();
         let totals_before: Vec<_> = self.ports.iter().map(|port| port.totals).collect();
         if full {
-            for index in 0..self.ports.len() {
-                self.follow(index);
+            let followers = self.ports.iter_mut().map(|port| &mut port.follower);
+            let refreshed = follow::refresh_all(followers.collect());
+            for (index, refreshed) in refreshed.into_iter().enumerate() {
+                self.follow(index, refreshed);
                 self.observe_link(index);
             }
             let places: Vec<PlaceKey> = self
@@ -343,12 +345,12 @@ impl Watch {
             .collect()
     }
 
-    pub(crate) fn follow(&mut self, index: usize) {
+    /// What port `index`'s refresh found, into its history and timeline.
+    pub(crate) fn follow(&mut self, index: usize, refreshed: Refreshed) {
         let now = self.seconds();
         let port = &mut self.ports[index];
         let interface = port.spec.interface.clone();
         let side = port.side;
-        let refreshed = port.follower.refresh();
         if let Some(old) = refreshed.replaced
             && let Ok(counters) = old.counters()
         {
