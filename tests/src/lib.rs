@@ -811,8 +811,10 @@ impl Drop for PinDir {
     }
 }
 
-/// A Prometheus server (Debian's `prometheus`) on 127.0.0.1, scraping `targets` every second,
-/// with its data in a directory of its own; killed and removed on drop.
+/// A Prometheus server (Debian's `prometheus`) on 127.0.0.1, scraping `targets` every second
+/// (a quarter of the measured slowness under emulation, where a monitor busy with a refresh
+/// outlasts a 1 s scrape timeout and its series go stale), with its data in a directory of its
+/// own; killed and removed on drop.
 pub struct Prometheus {
     child: Child,
     directory: PathBuf,
@@ -823,8 +825,12 @@ impl Prometheus {
     pub fn start(targets: &[&str]) -> Self {
         let directory = std::env::temp_dir().join(unique("prom"));
         std::fs::create_dir_all(&directory).expect("creating Prometheus's directory");
+        let interval = scaled(Duration::from_millis(250))
+            .max(Duration::from_secs(1))
+            .as_millis();
         let config = format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+            "global:\n  scrape_interval: {interval}ms\n  scrape_timeout: {interval}ms\n  \
+             evaluation_interval: {interval}ms\n\
              scrape_configs:\n  - job_name: tracer\n    static_configs:\n      - targets: [{}]\n",
             targets
                 .iter()
