@@ -260,7 +260,9 @@ impl FollowedPort {
     fn attach_located(&mut self, mut refreshed: Refreshed) -> Refreshed {
         if let Some(location) = self.location.clone() {
             // When the kernel cannot say, the probe is kept rather than churned.
-            let kept = self.namespace_of(&location).map(|namespace| &namespace.file);
+            let kept = self
+                .namespace_of(&location)
+                .map(|namespace| &namespace.file);
             let still_ours = self.probe.as_ref().is_some_and(|probe| {
                 runs_probe(probe, &location, kept, &self.spec.interface) != Some(false)
             });
