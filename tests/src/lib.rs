@@ -15,7 +15,10 @@ use std::{
 };
 
 use serde_json::Value;
-use tracer_topology::{Network, Topology};
+use tracer_topology::{
+    Network, Topology,
+    lab::{DEFAULT_INITIATOR_ADDRESS, DEFAULT_TARGET_ADDRESS},
+};
 
 pub const INITIATOR_IP: &str = "10.0.0.1";
 pub const TARGET_IP: &str = "10.0.0.2";
@@ -207,6 +210,40 @@ impl Lab {
     /// the bridge `nvmf_br` in the initiator's namespace.
     pub fn virt(tag: &str) -> Self {
         Self::build(tag, "cvl_0_1", "cvl_0_0", 4420, &["--virt"])
+    }
+
+    /// The lab's veth pair deleted and made again in the same namespaces (new devices, new
+    /// ifindexes), `options` given to `ip link add` for each end; each end's address, up.
+    pub fn remake_pair(&self, options: &[&str]) {
+        let (i, t) = (&self.initiator, &self.target);
+        check(Command::new("ip").args(["-n", &i.netns, "link", "del", &i.interface]));
+        check(
+            Command::new("ip")
+                .args(["link", "add", &i.interface, "netns", &i.netns])
+                .args(options)
+                .args([
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    &t.interface,
+                    "netns",
+                    &t.netns,
+                ])
+                .args(options),
+        );
+        for (end, address) in [(i, DEFAULT_INITIATOR_ADDRESS), (t, DEFAULT_TARGET_ADDRESS)] {
+            check(Command::new("ip").args([
+                "-n",
+                &end.netns,
+                "addr",
+                "add",
+                address,
+                "dev",
+                &end.interface,
+            ]));
+            check(Command::new("ip").args(["-n", &end.netns, "link", "set", &end.interface, "up"]));
+        }
     }
 
     fn build(tag: &str, initiator_if: &str, target_if: &str, port: u16, extra: &[&str]) -> Self {

@@ -493,28 +493,7 @@ fn drops_never_go_backwards_when_a_port_is_recreated() {
     scrape_until(&address, "3 netfilter drops", |e| dropped(e) == Some(3.0));
 
     // The pair deleted and created again in the same namespaces: new devices, new ifindexes.
-    check(i.exec("ip").args(["link", "del", &i.interface]));
-    check(Command::new("ip").args([
-        "link",
-        "add",
-        &i.interface,
-        "netns",
-        &i.netns,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &t.interface,
-        "netns",
-        &t.netns,
-    ]));
-    for (end, cidr) in [(i, "10.0.0.1/24"), (t, "10.0.0.2/24")] {
-        check(
-            end.exec("ip")
-                .args(["addr", "add", cidr, "dev", &end.interface]),
-        );
-        check(end.exec("ip").args(["link", "set", &end.interface, "up"]));
-    }
+    lab.remake_pair(&[]);
     // Several refreshes later (the old place is forgotten at the first), the series holds; it
     // may be missing only while the port is (between the delete and the add).
     let deadline = Instant::now() + Duration::from_secs(4);

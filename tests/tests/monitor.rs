@@ -11,7 +11,6 @@ use tracer_tests::{
     Lab, Namespaces, PinDir, Prometheus, TracerRun, assert_pings_crossed, check, count, http,
     output, ping_from, sample, scrape, scrape_until, tracer, unique,
 };
-use tracer_topology::lab::{DEFAULT_INITIATOR_ADDRESS, DEFAULT_TARGET_ADDRESS};
 
 /// A metrics address for one test: a port nobody holds now (other monitors, of other runs or
 /// users, may hold fixed ones).
@@ -979,42 +978,13 @@ fn frames(exposition: &str, role: &str, port: &str, direction: &str) -> u64 {
 /// down and deleted. Returns (frames the monitor counted at the initiator's egress, what the
 /// kernel counted as transmitted plus dropped there, and of that dropped) while the monitor
 /// was attached, read with the port down before it was deleted.
-/// The lab's veth pair made again, each end with at most `segments` segments per GSO packet,
-/// its address and up. Before 5.19 the kernel takes gso_max_segs only when a device is made
-/// (`ip link set` accepts it and changes nothing); read back, so a kernel that keeps its own
-/// value fails here and says so.
+/// The lab's veth pair made again, each end with at most `segments` segments per GSO packet.
+/// Before 5.19 the kernel takes gso_max_segs only when a device is made (`ip link set` accepts
+/// it and changes nothing); read back, so a kernel that keeps its own value fails here and
+/// says so.
 fn remake_pair_with_gso_max_segs(lab: &Lab, segments: &str) {
-    let (i, t) = (&lab.initiator, &lab.target);
-    check(Command::new("ip").args(["-n", &i.netns, "link", "del", &i.interface]));
-    check(Command::new("ip").args([
-        "link",
-        "add",
-        &i.interface,
-        "netns",
-        &i.netns,
-        "gso_max_segs",
-        segments,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &t.interface,
-        "netns",
-        &t.netns,
-        "gso_max_segs",
-        segments,
-    ]));
-    for (end, address) in [(i, DEFAULT_INITIATOR_ADDRESS), (t, DEFAULT_TARGET_ADDRESS)] {
-        check(Command::new("ip").args([
-            "-n",
-            &end.netns,
-            "addr",
-            "add",
-            address,
-            "dev",
-            &end.interface,
-        ]));
-        check(Command::new("ip").args(["-n", &end.netns, "link", "set", &end.interface, "up"]));
+    lab.remake_pair(&["gso_max_segs", segments]);
+    for end in [&lab.initiator, &lab.target] {
         let out = check(Command::new("ip").args([
             "-n",
             &end.netns,
