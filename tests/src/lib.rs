@@ -213,25 +213,24 @@ impl Lab {
     }
 
     /// The lab's veth pair deleted and made again in the same namespaces (new devices, new
-    /// ifindexes), `options` given to `ip link add` for each end; each end's address, up.
-    pub fn remake_pair(&self, options: &[&str]) {
+    /// ifindexes), each end with its address, up.
+    pub fn remake_pair(&self) {
         let (i, t) = (&self.initiator, &self.target);
         check(Command::new("ip").args(["-n", &i.netns, "link", "del", &i.interface]));
-        check(
-            Command::new("ip")
-                .args(["link", "add", &i.interface, "netns", &i.netns])
-                .args(options)
-                .args([
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    &t.interface,
-                    "netns",
-                    &t.netns,
-                ])
-                .args(options),
-        );
+        check(Command::new("ip").args([
+            "link",
+            "add",
+            &i.interface,
+            "netns",
+            &i.netns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &t.interface,
+            "netns",
+            &t.netns,
+        ]));
         for (end, address) in [(i, DEFAULT_INITIATOR_ADDRESS), (t, DEFAULT_TARGET_ADDRESS)] {
             check(Command::new("ip").args([
                 "-n",

@@ -493,7 +493,7 @@ fn drops_never_go_backwards_when_a_port_is_recreated() {
     scrape_until(&address, "3 netfilter drops", |e| dropped(e) == Some(3.0));
 
     // The pair deleted and created again in the same namespaces: new devices, new ifindexes.
-    lab.remake_pair(&[]);
+    lab.remake_pair();
     // Several refreshes later (the old place is forgotten at the first), the series holds; it
     // may be missing only while the port is (between the delete and the add).
     let deadline = Instant::now() + Duration::from_secs(4);

@@ -978,13 +978,19 @@ fn frames(exposition: &str, role: &str, port: &str, direction: &str) -> u64 {
 /// down and deleted. Returns (frames the monitor counted at the initiator's egress, what the
 /// kernel counted as transmitted plus dropped there, and of that dropped) while the monitor
 /// was attached, read with the port down before it was deleted.
-/// The lab's veth pair made again, each end with at most `segments` segments per GSO packet.
-/// Before 5.19 the kernel takes gso_max_segs only when a device is made (`ip link set` accepts
-/// it and changes nothing); read back, so a kernel that keeps its own value fails here and
-/// says so.
-fn remake_pair_with_gso_max_segs(lab: &Lab, segments: &str) {
-    lab.remake_pair(&["gso_max_segs", segments]);
+/// At most `segments` segments per GSO packet on each end of the lab's pair, read back: a
+/// kernel that keeps its own value fails here and says so.
+fn set_gso_max_segs(lab: &Lab, segments: &str) {
     for end in [&lab.initiator, &lab.target] {
+        check(Command::new("ip").args([
+            "-n",
+            &end.netns,
+            "link",
+            "set",
+            &end.interface,
+            "gso_max_segs",
+            segments,
+        ]));
         let out = check(Command::new("ip").args([
             "-n",
             &end.netns,
@@ -1019,7 +1025,7 @@ fn egress_across_a_deletion(tag: &str, segments_per_packet: Option<&str>) -> Egr
     let lab = lab(tag);
     let (i, t) = (&lab.initiator, &lab.target);
     if let Some(segments) = segments_per_packet {
-        remake_pair_with_gso_max_segs(&lab, segments);
+        set_gso_max_segs(&lab, segments);
     }
     for end in [i, t] {
         check(end.exec("ethtool").args([
