@@ -399,8 +399,13 @@ impl FollowedPort {
 /// attached. A tcx attachment holds the RTNL lock through an RCU grace period, which a port's
 /// lookups would otherwise queue behind, one grace period each (the fourth of four ports was
 /// attached 60 ms after the others): with the lookups done first, the attachments follow one
-/// another, the programs of the ports still to attach loading meanwhile.
+/// another, the programs of the ports still to attach loading meanwhile. Once every port has
+/// its probe, a refresh stays on the caller's thread (watch looks every few milliseconds while
+/// links churn).
 pub fn refresh_all(ports: Vec<&mut FollowedPort>) -> Vec<Refreshed> {
+    if ports.iter().all(|port| port.probe.is_some()) {
+        return ports.into_iter().map(FollowedPort::refresh).collect();
+    }
     fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
         handle
             .join()
