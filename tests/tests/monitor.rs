@@ -1151,22 +1151,24 @@ fn egress_equals_the_kernel_across_a_deletion_with_one_frame_per_packet() {
         gso.dropped
     );
     let one = egress_across_a_deletion("one", Some("1"));
-    assert!(
-        one.dropped > 0,
-        "no drop on the way down: nothing was tested"
-    );
     let compared = format!(
         "one frame per packet: tracer's {} egress frames against the kernel's {} transmitted \
          plus dropped ({} dropped)",
         one.counted, one.kernel, one.dropped
     );
     if one.noop_drops_counted {
+        assert!(
+            one.dropped > 0,
+            "no drop on the way down: nothing was tested"
+        );
         assert_eq!(one.counted, one.kernel, "{compared}");
     } else {
+        // The kernel shows no drop here: they are tracer's frames beyond its count, the five
+        // datagrams sent into the noop qdisc among them.
         eprintln!(
             "this kernel does not count the noop qdisc's drops in tx_dropped (before 6.11): \
              the frames it dropped there are missing from its count; {compared}"
         );
-        assert!(one.counted > one.kernel, "{compared}");
+        assert!(one.counted >= one.kernel + 5, "{compared}");
     }
 }
