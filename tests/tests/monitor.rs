@@ -973,11 +973,6 @@ fn frames(exposition: &str, role: &str, port: &str, direction: &str) -> u64 {
         .sum()
 }
 
-/// Issue 27 on a lab of its own: TCP data written while the initiator has no carrier (its
-/// qdisc is then noop, which drops everything), a ping flood running, then the port taken
-/// down and deleted. Returns (frames the monitor counted at the initiator's egress, what the
-/// kernel counted as transmitted plus dropped there, and of that dropped) while the monitor
-/// was attached, read with the port down before it was deleted.
 /// At most `segments` segments per GSO packet on each end of the lab's pair, read back: a
 /// kernel that keeps its own value fails here and says so.
 fn set_gso_max_segs(lab: &Lab, segments: &str) {
@@ -1021,6 +1016,10 @@ struct Egress {
     noop_drops_counted: bool,
 }
 
+/// Issue 27 on a lab of its own: TCP data written while the initiator has no carrier (its
+/// qdisc is then noop, which drops everything), a ping flood running, then the port taken
+/// down and deleted. What the monitor and the kernel counted at the initiator's egress while
+/// the monitor was attached, read with the port down before it was deleted.
 fn egress_across_a_deletion(tag: &str, segments_per_packet: Option<&str>) -> Egress {
     let lab = lab(tag);
     let (i, t) = (&lab.initiator, &lab.target);
