@@ -160,6 +160,15 @@ impl End {
         format!("{}/{}", self.netns, self.interface)
     }
 
+    /// `ip link set` on the port, `setting` following its name (`["mtu", "9000"]`).
+    pub fn set_link(&self, setting: &[&str]) {
+        check(
+            Command::new("ip")
+                .args(["-n", &self.netns, "link", "set", &self.interface])
+                .args(setting),
+        );
+    }
+
     /// The port's MAC address.
     pub fn mac(&self) -> String {
         mac_of(&self.netns, &self.interface)

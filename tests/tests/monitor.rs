@@ -977,15 +977,7 @@ fn frames(exposition: &str, role: &str, port: &str, direction: &str) -> u64 {
 /// kernel that keeps its own value fails here and says so.
 fn set_gso_max_segs(lab: &Lab, segments: &str) {
     for end in [&lab.initiator, &lab.target] {
-        check(Command::new("ip").args([
-            "-n",
-            &end.netns,
-            "link",
-            "set",
-            &end.interface,
-            "gso_max_segs",
-            segments,
-        ]));
+        end.set_link(&["gso_max_segs", segments]);
         let out = check(Command::new("ip").args([
             "-n",
             &end.netns,

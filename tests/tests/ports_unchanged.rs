@@ -31,15 +31,7 @@ fn both_offloads(lab: &Lab) -> [String; 2] {
 
 fn set_jumbo_mtu(lab: &Lab) {
     for end in [&lab.initiator, &lab.target] {
-        check(Command::new("ip").args([
-            "-n",
-            &end.netns,
-            "link",
-            "set",
-            &end.interface,
-            "mtu",
-            JUMBO_MTU,
-        ]));
+        end.set_link(&["mtu", JUMBO_MTU]);
     }
 }
 
