@@ -250,7 +250,7 @@ impl Lab {
                 "dev",
                 &end.interface,
             ]));
-            check(Command::new("ip").args(["-n", &end.netns, "link", "set", &end.interface, "up"]));
+            end.set_link(&["up"]);
         }
     }
 
