@@ -21,6 +21,12 @@ pub fn baseline_egress(_ctx: TcContext) -> i32 {
     TC_ACT_UNSPEC
 }
 
+/// The same on tcx ingress, where tracer counts by default.
+#[classifier]
+pub fn baseline_ingress_tc(_ctx: TcContext) -> i32 {
+    TC_ACT_UNSPEC
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

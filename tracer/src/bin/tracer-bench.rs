@@ -112,6 +112,11 @@ enum Hooks {
     XdpGeneric,
     /// The counting programs, with tcx on ingress instead of XDP
     TcIngress,
+    /// Empty programs on tcx ingress and egress: what tracer's default hooks alone cost
+    EmptyTc,
+    /// The counting programs capturing, as watch runs them (tcx ingress; nothing reads the
+    /// frames they keep): watch's kernel side without watch
+    Capturing,
 }
 
 fn main() -> ExitCode {
@@ -494,10 +499,14 @@ fn attach(initiator: &PortSpec, target: &PortSpec, runs: u32) -> anyhow::Result<
 fn attach_hooks(spec: &PortSpec, hooks: Hooks) -> anyhow::Result<Ebpf> {
     let log_level = ebpf_log_level(0);
     let mut ebpf = match hooks {
-        Hooks::Empty => loader(&log_level).load(BASELINE_OBJECT),
-        Hooks::XdpGeneric | Hooks::TcIngress => loader(&log_level)
+        Hooks::Empty | Hooks::EmptyTc => loader(&log_level).load(BASELINE_OBJECT),
+        Hooks::XdpGeneric | Hooks::TcIngress | Hooks::Capturing => loader(&log_level)
             .override_global("WATCHED_PORT", &WATCHED_PORT, true)
-            .override_global("CAPTURE", &0u8, false)
+            .override_global(
+                "CAPTURE",
+                &u8::from(matches!(hooks, Hooks::Capturing)),
+                false,
+            )
             .load(PORTS_OBJECT),
     }
     .context("loading the programs")?;
@@ -528,11 +537,15 @@ fn attach_hooks(spec: &PortSpec, hooks: Hooks) -> anyhow::Result<Ebpf> {
             attach_xdp(&mut ebpf, "baseline_ingress", XdpMode::Default)?;
             attach_tc(&mut ebpf, "baseline_egress", TcAttachType::Egress)?;
         }
+        Hooks::EmptyTc => {
+            attach_tc(&mut ebpf, "baseline_ingress_tc", TcAttachType::Ingress)?;
+            attach_tc(&mut ebpf, "baseline_egress", TcAttachType::Egress)?;
+        }
         Hooks::XdpGeneric => {
             attach_xdp(&mut ebpf, "tracer_ingress", XdpMode::Skb)?;
             attach_tc(&mut ebpf, "tracer_egress", TcAttachType::Egress)?;
         }
-        Hooks::TcIngress => {
+        Hooks::TcIngress | Hooks::Capturing => {
             attach_tc(&mut ebpf, "tracer_ingress_tc", TcAttachType::Ingress)?;
             attach_tc(&mut ebpf, "tracer_egress", TcAttachType::Egress)?;
         }

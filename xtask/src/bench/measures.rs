@@ -33,7 +33,7 @@ pub(super) const TRACER: usize = 1;
 pub(super) const TCPDUMP: usize = 2;
 pub(super) const WATCH: usize = 3;
 pub(super) const FIRST_ALTERNATIVE: usize = 4;
-pub(super) const WATCHERS: [Watcher; 7] = [
+pub(super) const WATCHERS: [Watcher; 9] = [
     Watcher::Nothing,
     Watcher::Tracer,
     Watcher::Tcpdump,
@@ -41,6 +41,9 @@ pub(super) const WATCHERS: [Watcher; 7] = [
     Watcher::Hooks("empty"),
     Watcher::Hooks("xdp-generic"),
     Watcher::Hooks("tc-ingress"),
+    // Where watch's cost lies: the hooks alone, and its kernel programs without it.
+    Watcher::Hooks("empty-tc"),
+    Watcher::Hooks("capturing"),
 ];
 
 impl Watcher {

@@ -119,13 +119,15 @@ impl CarrierReading {
         }
     }
 
-    /// Whether the port had no carrier from this look to `later`: none at either, on the same
-    /// device, and it never came up in between (as far as the kernel counts).
-    fn without_carrier_until(self, later: Self) -> bool {
+    /// Whether the port had no carrier from this look to the `later` one: none at either, on
+    /// the same device, and it never came up in between (as far as the kernel counts). The
+    /// later look is taken only when this one found no carrier: while traffic flows with
+    /// carrier, watch's looks read no link.
+    fn without_carrier_until(self, later: impl FnOnce() -> Option<Self>) -> bool {
         !self.carrier
-            && !later.carrier
-            && self.ifindex == later.ifindex
-            && self.up_count == later.up_count
+            && later().is_some_and(|later| {
+                !later.carrier && self.ifindex == later.ifindex && self.up_count == later.up_count
+            })
     }
 }
 
@@ -500,8 +502,8 @@ impl Watch {
             // look now still finds none, and carrier never came up since the look before.
             let without_carrier = sent > 0
                 && carrier_before.is_some_and(|before| {
-                    port.read_link()
-                        .is_some_and(|now| before.without_carrier_until(CarrierReading::of(&now)))
+                    before
+                        .without_carrier_until(|| port.read_link().as_ref().map(CarrierReading::of))
                 });
             if without_carrier {
                 let gap = port.carrier_gap.get_or_insert(CarrierGapSeen {
