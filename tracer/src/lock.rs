@@ -84,36 +84,47 @@ impl PortLocks {
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(&path)
                 .map_err(unusable)?;
-            let mut said = false;
-            loop {
-                // SAFETY: flock on a descriptor this function owns.
-                if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                    break;
-                }
-                let err = io::Error::last_os_error();
-                if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
-                    return Err(unusable(err));
-                }
-                if Instant::now() >= deadline {
-                    return Err(UsageError::Argument(format!(
-                        "another tracer diagnose or cable map has been using these ports for over {} s \
-                         (it holds {}): try again once it is done",
-                        wait.as_secs(),
-                        path.display()
-                    )));
-                }
-                if !said {
-                    info!(
-                        "another tracer diagnose or cable map uses these ports: waiting for it ({})",
-                        path.display()
-                    );
-                    said = true;
-                }
-                std::thread::sleep(POLL);
+            let locked = flock_until(&file, deadline, || {
+                info!(
+                    "another tracer diagnose or cable map uses these ports: waiting for it ({})",
+                    path.display()
+                );
+            })
+            .map_err(unusable)?;
+            if !locked {
+                return Err(UsageError::Argument(format!(
+                    "another tracer diagnose or cable map has been using these ports for over {} s \
+                     (it holds {}): try again once it is done",
+                    wait.as_secs(),
+                    path.display()
+                )));
             }
             files.push(file);
         }
         Ok(Self { _files: files })
+    }
+}
+
+/// Takes `file`'s exclusive flock, trying again until `deadline` while another open file holds
+/// it; `waiting` runs once, when the first try finds it held. `Ok(false)`: still held then.
+pub fn flock_until(file: &File, deadline: Instant, waiting: impl FnOnce()) -> io::Result<bool> {
+    let mut waiting = Some(waiting);
+    loop {
+        // SAFETY: flock on a descriptor the caller owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(err);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        if let Some(waiting) = waiting.take() {
+            waiting();
+        }
+        std::thread::sleep(POLL);
     }
 }
 

@@ -15,8 +15,9 @@ use std::{
     ffi::CString,
     fs::File,
     io,
-    os::{fd::AsRawFd, unix::ffi::OsStrExt as _},
+    os::unix::ffi::OsStrExt as _,
     path::{Path, PathBuf},
+    time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
@@ -27,6 +28,7 @@ use tracer_common::{DropKey, PACKET_COUNTER_ENTRIES};
 use crate::{
     collect::{drops, ports},
     error::UsageError,
+    lock,
     spec::PortSpec,
 };
 
@@ -134,22 +136,27 @@ pub struct PinLock {
     _directory: File,
 }
 
+/// How long a monitor or `--unpin` waits for the pin root's lock before naming another monitor.
+/// The lock of a monitor just killed can outlive its process by a moment: right after
+/// `kill -9` and `wait`, `--unpin` found it held in 1 of 5 runs here (systemd restarts a
+/// monitor that fast too).
+const PIN_LOCK_WAIT: Duration = Duration::from_secs(2);
+
 impl PinLock {
     pub fn acquire(root: &Path) -> anyhow::Result<Self> {
         let directory = File::open(root)
             .with_context(|| format!("opening the pin directory {}", root.display()))?;
-        // SAFETY: flock on a descriptor this function owns.
-        if unsafe { libc::flock(directory.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let err = io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                return Err(UsageError::Argument(format!(
-                    "another tracer monitor uses the counters pinned in {}: stop it first, or \
-                     give this one its own --pin-dir",
-                    root.display()
-                ))
-                .into());
-            }
-            return Err(err).with_context(|| format!("locking {}", root.display()));
+        let locked = lock::flock_until(&directory, Instant::now() + PIN_LOCK_WAIT, || {
+            log::debug!("the pin directory {} is locked: waiting", root.display());
+        })
+        .with_context(|| format!("locking {}", root.display()))?;
+        if !locked {
+            return Err(UsageError::Argument(format!(
+                "another tracer monitor uses the counters pinned in {}: stop it first, or \
+                 give this one its own --pin-dir",
+                root.display()
+            ))
+            .into());
         }
         Ok(Self {
             _directory: directory,
