@@ -138,8 +138,8 @@ pub struct PinLock {
 
 /// How long a monitor or `--unpin` waits for the pin root's lock before naming another monitor.
 /// The lock of a monitor just killed can outlive its process by a moment: right after
-/// `kill -9` and `wait`, `--unpin` found it held in 1 of 5 runs here (systemd restarts a
-/// monitor that fast too).
+/// `kill -9` and `wait`, `--unpin` found it held in 1 of 5 runs here, and a restart can follow
+/// a kill as fast.
 const PIN_LOCK_WAIT: Duration = Duration::from_secs(2);
 
 impl PinLock {

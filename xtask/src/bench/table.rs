@@ -9,7 +9,8 @@ pub(super) fn mark(met: bool) -> &'static str {
 }
 
 /// A ratio held to a floor, rounded down: 0.9698 reads 0.969, never 0.970 beside "MISSED".
-/// The nudge keeps a ratio that is its goal (0.97 is 969.999… thousandths) at the goal.
+/// The nudge keeps a ratio whose thousandths come out a hair under a whole number in floating
+/// point (1.005 × 1000 is 1004.999…) at that number.
 fn ratio_shown(ratio: f64) -> String {
     format!("{:.3}", (ratio * 1000.0 + 1e-6).floor() / 1000.0)
 }
