@@ -831,6 +831,15 @@ impl PinDir {
     pub fn arg(&self) -> String {
         self.path.display().to_string()
     }
+
+    /// `tracer monitor --unpin` on this directory.
+    pub fn unpin(&self) -> Command {
+        let mut command = tracer();
+        command
+            .args(["monitor", "--unpin", "--pin-dir"])
+            .arg(&self.path);
+        command
+    }
 }
 
 impl Default for PinDir {
@@ -842,11 +851,7 @@ impl Default for PinDir {
 impl Drop for PinDir {
     fn drop(&mut self) {
         // Never panic here: this may run while a failed test unwinds.
-        match tracer()
-            .args(["monitor", "--unpin", "--pin-dir"])
-            .arg(&self.path)
-            .output()
-        {
+        match self.unpin().output() {
             Ok(out) if out.status.success() => {}
             Ok(out) => eprintln!("unpin failed: {}", String::from_utf8_lossy(&out.stderr)),
             Err(err) => eprintln!("unpin could not run: {err}"),

@@ -571,11 +571,7 @@ fn unpin_removes_only_tracers_maps_on_bpffs() {
     let pins = PinDir::new();
     let in_the_way = pins.path.join("drops/DROP_COUNTERS");
     std::fs::create_dir_all(&in_the_way).unwrap();
-    let out = output(
-        tracer()
-            .args(["monitor", "--unpin", "--pin-dir"])
-            .arg(&pins.path),
-    );
+    let out = output(&mut pins.unpin());
     assert_usage_error(&out, "is a directory where tracer pins a map");
     assert!(in_the_way.is_dir());
     std::fs::remove_dir(&in_the_way).unwrap();

@@ -328,11 +328,7 @@ fn restart_keeps_counts_and_reset_starts_from_zero() {
     stop(monitor);
 
     // --unpin removes everything the monitor pinned.
-    let unpinned = check(
-        tracer()
-            .args(["monitor", "--unpin", "--pin-dir"])
-            .arg(&pins.path),
-    );
+    let unpinned = check(&mut pins.unpin());
     let listing = String::from_utf8_lossy(&unpinned.stdout);
     assert_eq!(listing.lines().count(), 4, "{listing}");
     assert!(!pins.path.exists(), "{} still exists", pins.path.display());
@@ -898,12 +894,12 @@ fn unusable_metrics_address_or_pin_directory_is_a_usage_error() {
     let _monitor = start(&monitor_args(&lab, &address, &pins), &[]);
     one_line_usage_error(&metrics_address(), &pin_dir, &[], "another tracer monitor");
     // --unpin is refused while a monitor uses the directory.
-    let out = output(tracer().args(["monitor", "--unpin", "--pin-dir", &pin_dir]));
+    let out = output(&mut pins.unpin());
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// A monitor killed outright is no longer "another monitor": `--unpin` (and so a restart, as
-/// systemd makes) right after its end takes the pin directory. Its lock could outlive the
+/// A monitor killed outright is no longer "another monitor": `--unpin` (and so a restart)
+/// right after its end takes the pin directory. Its lock could outlive the
 /// process by a moment, which refused 1 run in 5 before tracer waited for it.
 #[test]
 fn the_pins_of_a_monitor_just_killed_can_be_removed_at_once() {
@@ -913,7 +909,7 @@ fn the_pins_of_a_monitor_just_killed_can_be_removed_at_once() {
         let monitor = start(&monitor_args(&lab, &metrics_address(), &pins), &[]);
         let killed = monitor.stop_with(libc::SIGKILL);
         assert_eq!(killed.status.signal(), Some(libc::SIGKILL), "round {round}");
-        let out = output(tracer().args(["monitor", "--unpin", "--pin-dir", &pins.arg()]));
+        let out = output(&mut pins.unpin());
         assert!(
             out.status.success(),
             "round {round}: {}",
