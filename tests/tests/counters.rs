@@ -1,13 +1,16 @@
 //! `tracer counters` on the lab: exact counts on real veth pairs in real namespaces.
 
 use std::{
-    io::{Read as _, Write as _},
+    fs::{File, OpenOptions},
+    io::{IoSlice, Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream},
+    os::fd::AsRawFd as _,
     time::Duration,
 };
 
 use tracer_tests::{
-    INITIATOR_IP, Lab, TARGET_IP, assert_pings_crossed, check, count, drops, in_netns,
+    End, INITIATOR_IP, Lab, TARGET_IP, TracerRun, assert_pings_crossed, check, count, drops,
+    in_netns,
 };
 
 #[test]
@@ -181,4 +184,92 @@ fn unrelated_namespace_traffic_is_kept_apart() {
         elsewhere >= 100,
         "{elsewhere} noise drops counted: {report}"
     );
+}
+
+/// Headers that go on past an skb's linear part, as drivers that build skbs from pages leave
+/// them: a tap with IFF_NAPI_FRAGS keeps only a write's first buffer in the linear part. An ARP
+/// request written as [Ethernet header][ARP body] has nothing but its Ethernet header there,
+/// and tc must still count it by kind, like the ICMP echo request written the same way.
+#[test]
+fn headers_in_page_fragments_are_counted_by_kind() {
+    const ETHERNET_ARP: [u8; 14] = [
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 0x63, 0x08, 0x06,
+    ];
+    const ARP_REQUEST: [u8; 28] = [
+        0, 1, 0x08, 0, 6, 4, 0, 1, 0x02, 0, 0, 0, 0, 0x63, 10, 0, 0, 99, 0, 0, 0, 0, 0, 0, 10, 0,
+        0, 1,
+    ];
+    const ETHERNET_IPV4: [u8; 14] = [
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 0x63, 0x08, 0x00,
+    ];
+    // IPv4 (20 bytes, ICMP, 10.0.0.99 -> 10.0.0.1), then an echo request with 8 bytes of data;
+    // both checksums right, so that nothing but the kinds differs from a ping.
+    const ICMP_ECHO_REQUEST: [u8; 36] = [
+        0x45, 0, 0, 36, 0, 0, 0x40, 0, 64, 1, 0x26, 0x76, 10, 0, 0, 99, 10, 0, 0, 1, 8, 0, 0xf7,
+        0xfd, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    const FRAMES: u64 = 5;
+
+    let lab = Lab::up("frg");
+    let tap = End {
+        netns: lab.initiator.netns.clone(),
+        interface: "frag0".to_owned(),
+    };
+    // The tap lives in the namespace its file was opened in, as long as the file is open.
+    let device = in_netns(&tap.netns, || fragmenting_tap("frag0"))
+        .join()
+        .expect("tap thread");
+    tap.set_link(&["up"]);
+    let run = TracerRun::start(&[
+        "counters",
+        "--initiator",
+        &tap.spec(),
+        "--target",
+        &lab.target.spec(),
+        "--json",
+    ]);
+    for _ in 0..FRAMES {
+        write_in_two(&device, &ETHERNET_ARP, &ARP_REQUEST);
+        write_in_two(&device, &ETHERNET_IPV4, &ICMP_ECHO_REQUEST);
+    }
+    let report = run.finish();
+
+    assert_eq!(
+        count(&report, &tap, "ingress", "arp_request"),
+        FRAMES,
+        "{report}"
+    );
+    assert_eq!(
+        count(&report, &tap, "ingress", "icmp_echo_request"),
+        FRAMES,
+        "{report}"
+    );
+    assert_eq!(count(&report, &tap, "ingress", "other"), 0, "{report}");
+}
+
+/// A tap whose frames are received as page fragments (IFF_NAPI_FRAGS), made in this thread's
+/// namespace.
+fn fragmenting_tap(name: &str) -> File {
+    let device = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .expect("opening /dev/net/tun");
+    // struct ifreq: the name, then the flags as a short.
+    let mut request = [0u8; 40];
+    request[..name.len()].copy_from_slice(name.as_bytes());
+    let flags = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_NAPI | libc::IFF_NAPI_FRAGS;
+    request[16..18].copy_from_slice(&(flags as i16).to_ne_bytes());
+    // SAFETY: TUNSETIFF reads and writes one struct ifreq, which `request` is the size of.
+    let made = unsafe { libc::ioctl(device.as_raw_fd(), libc::TUNSETIFF, request.as_mut_ptr()) };
+    assert_eq!(made, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
+    device
+}
+
+/// One frame written as two buffers: the tap keeps the first in the skb's linear part.
+fn write_in_two(mut device: &File, head: &[u8], rest: &[u8]) {
+    let written = device
+        .write_vectored(&[IoSlice::new(head), IoSlice::new(rest)])
+        .expect("writing to the tap");
+    assert_eq!(written, head.len() + rest.len());
 }

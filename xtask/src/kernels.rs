@@ -944,6 +944,8 @@ mount --bind {modules} /lib/modules/{release}
 modprobe br_netfilter || echo "guest: no br_netfilter"
 # The failing-disk tests put a file system on a loop device; Debian builds loop as a module.
 modprobe loop || echo "guest: no loop"
+# A test writes frames through a tap (Debian builds tun as a module; loading it makes /dev/net/tun).
+modprobe tun || echo "guest: no tun"
 ip link set lo up
 # The programs started most, their libraries, tracer and the test binaries, copied up into the
 # overlay's memory once (opening a file to append copies it up and changes nothing in it): a
