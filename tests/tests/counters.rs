@@ -192,15 +192,9 @@ fn unrelated_namespace_traffic_is_kept_apart() {
 /// and tc must still count it by kind, like the ICMP echo request written the same way.
 #[test]
 fn headers_in_page_fragments_are_counted_by_kind() {
-    const ETHERNET_ARP: [u8; 14] = [
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 0x63, 0x08, 0x06,
-    ];
     const ARP_REQUEST: [u8; 28] = [
         0, 1, 0x08, 0, 6, 4, 0, 1, 0x02, 0, 0, 0, 0, 0x63, 10, 0, 0, 99, 0, 0, 0, 0, 0, 0, 10, 0,
         0, 1,
-    ];
-    const ETHERNET_IPV4: [u8; 14] = [
-        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 0x63, 0x08, 0x00,
     ];
     // IPv4 (20 bytes, ICMP, 10.0.0.99 -> 10.0.0.1), then an echo request with 8 bytes of data;
     // both checksums right, so that nothing but the kinds differs from a ping.
@@ -229,8 +223,8 @@ fn headers_in_page_fragments_are_counted_by_kind() {
         "--json",
     ]);
     for _ in 0..FRAMES {
-        write_in_two(&device, &ETHERNET_ARP, &ARP_REQUEST);
-        write_in_two(&device, &ETHERNET_IPV4, &ICMP_ECHO_REQUEST);
+        write_in_two(&device, &broadcast(libc::ETH_P_ARP), &ARP_REQUEST);
+        write_in_two(&device, &broadcast(libc::ETH_P_IP), &ICMP_ECHO_REQUEST);
     }
     let report = run.finish();
 
@@ -264,6 +258,14 @@ fn fragmenting_tap(name: &str) -> File {
     let made = unsafe { libc::ioctl(device.as_raw_fd(), libc::TUNSETIFF, request.as_mut_ptr()) };
     assert_eq!(made, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
     device
+}
+
+/// An Ethernet header to everyone, from 02:00:00:00:00:63.
+fn broadcast(ethertype: libc::c_int) -> [u8; 14] {
+    let mut header = [0xff; 14];
+    header[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x63]);
+    header[12..].copy_from_slice(&(ethertype as u16).to_be_bytes());
+    header
 }
 
 /// One frame written as two buffers: the tap keeps the first in the skb's linear part.
