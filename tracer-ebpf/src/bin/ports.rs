@@ -8,8 +8,9 @@
 //! connection (the bulk is only counted), tracer's own cable-map frames and LLDP.
 //!
 //! The bulk is what a storage test sends, so it touches no hash map: a connection direction
-//! is tracked from its SYN only while it is young (`YOUNG_FLOWS`), and a slot counter shared
-//! by a few flows (`YOUNG_SLOTS`, an array read) says when a segment's flow cannot be young.
+//! is tracked from its SYN only while it is young (`YOUNG_FLOWS`), a slot counter shared by a
+//! few flows (`YOUNG_SLOTS`, an array read) says when a segment's flow cannot be young, and
+//! once no connection is young (`YOUNG_FLOW_COUNT`) a segment reads not even its addresses.
 #![no_std]
 #![no_main]
 // The BPF target has atomic adds (BPF_XADD) but no compare-and-swap, so core's atomic types
@@ -66,6 +67,11 @@ static YOUNG_FLOWS: LruHashMap<FlowKey, u32> = LruHashMap::with_max_entries(4096
 static YOUNG_SLOTS: Array<u64> = Array::with_max_entries(YOUNG_SLOT_COUNT, 0);
 
 const YOUNG_SLOT_COUNT: u32 = 1024;
+
+/// All of `YOUNG_SLOTS`' flows, counted the same way: zero, the rule once every connection is
+/// past its first segments, spares a data segment its slot.
+#[map]
+static YOUNG_FLOW_COUNT: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Frames that could not be captured because the ring buffer was full.
 #[map]
@@ -139,6 +145,10 @@ fn worth_capturing<F: Frame>(frame: &F, classified: &Classified) -> bool {
     let Some(segment) = classified.tcp() else {
         return true;
     };
+    // The bulk's path: a data segment while no connection is young.
+    if !segment.opens() && !segment.ends() && !any_young_flow() {
+        return false;
+    }
     let Some(addresses) = frame.read::<u64>(0, IPV4_ADDRESSES_OFFSET) else {
         return false;
     };
@@ -251,13 +261,29 @@ fn young_flow_ends(flow: Flow) {
     }
 }
 
-/// Adds `delta` (wrapping: u64::MAX takes one away) to the flow's slot, atomically.
+/// Adds `delta` (wrapping: u64::MAX takes one away) to the flow's slot and to the count of all
+/// young flows, atomically.
 #[inline(always)]
 fn add_to_slot(flow: Flow, delta: u64) {
-    if let Some(slot) = YOUNG_SLOTS.get_ptr_mut(flow.slot()) {
+    add_atomically(YOUNG_SLOTS.get_ptr_mut(flow.slot()), delta);
+    add_atomically(YOUNG_FLOW_COUNT.get_ptr_mut(0), delta);
+}
+
+#[inline(always)]
+fn add_atomically(count: Option<*mut u64>, delta: u64) {
+    if let Some(count) = count {
         // SAFETY: an aligned u64 array value; every writer adds atomically (BPF_XADD).
-        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(slot, delta) };
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(count, delta) };
     }
+}
+
+/// Whether any connection direction may still be young.
+#[inline(always)]
+fn any_young_flow() -> bool {
+    // SAFETY: an array value; a stale read only costs or saves one lookup.
+    YOUNG_FLOW_COUNT
+        .get_ptr(0)
+        .is_some_and(|count| unsafe { *count } != 0)
 }
 
 /// Copies up to CAPTURE_SNAPLEN bytes of a frame with `copy(dst, len)` into the ring buffer.

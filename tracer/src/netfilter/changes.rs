@@ -6,6 +6,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     io,
+    os::fd::{AsFd as _, BorrowedFd},
 };
 
 use tracer_evidence::{Backend, RuleWindow};
@@ -179,6 +180,11 @@ pub struct RuleWatch {
 }
 
 impl RuleWatch {
+    /// The sockets nftables announces changes on, to wake on; they are only ever added to.
+    pub fn fds(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
+        self.sockets.values().map(|socket| socket.as_fd())
+    }
+
     /// Listens in `netns` from now on (once per namespace).
     pub fn listen(&mut self, netns: &str) {
         self.namespaces.insert(netns.to_owned());

@@ -215,7 +215,8 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
                     let tokens = ready.get_inner().ready();
                     // Only new input wakes again; what is left is read at the next look.
                     ready.clear_ready();
-                    let captured = tokens.iter().any(|token| *token != ANNOUNCEMENTS);
+                    // Frames captured or rules changed.
+                    let input = tokens.iter().any(|token| *token != ANNOUNCEMENTS);
                     let concern = if tokens.contains(&ANNOUNCEMENTS) {
                         let changes = events.get_mut().take();
                         log::trace!("announced: {changes:?}");
@@ -223,8 +224,8 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
                     } else {
                         Concern::None
                     };
-                    log::debug!("woken: {concern:?}, frames captured: {captured}");
-                    pace.woken(&mut watch, concern, captured);
+                    log::debug!("woken: {concern:?}, frames captured or rules changed: {input}");
+                    pace.woken(&mut watch, concern, input);
                 }
                 () = tokio::time::sleep_until(wake_at.into()) => {
                     if pace.full_look_overdue() {
@@ -243,7 +244,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
                     }
                 }
             }
-            if wakeups.captures_attached != watch.captures_attached {
+            if wakeups.outdated(&watch) {
                 wakeups = Wakeups::new(&watch, events.get_ref())?;
             }
         }

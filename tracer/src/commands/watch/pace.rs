@@ -1,6 +1,6 @@
 //! When watch looks next, and what wakes it: the kernel's announcements (links, neighbours,
-//! addresses, routes) and each port's capture ring buffer, with a slow look in full now and
-//! then in case an announcement was lost.
+//! addresses, routes, nftables rules) and each port's capture ring buffer, with a slow look in
+//! full now and then in case an announcement was lost.
 
 use std::{
     os::fd::AsFd as _,
@@ -28,8 +28,9 @@ pub(super) const MIN_GAP: Duration = Duration::from_millis(5);
 /// How long after the last change watch keeps looking every `TICK`.
 pub(super) const ACTIVE_LINGER: Duration = Duration::from_secs(1);
 /// How often counters and drops are read once nothing has changed for `ACTIVE_LINGER`. Links,
-/// neighbours, addresses and routes are announced by the kernel and captured frames wake
-/// watch at once, so this only bounds how late a drop or bulk data is seen after a quiet spell.
+/// neighbours, addresses, routes and nftables rules are announced by the kernel and captured
+/// frames wake watch at once, so this only bounds how late a drop or bulk data is seen after a
+/// quiet spell, or while only the port's data segments flow.
 pub(super) const IDLE_TICK: Duration = Duration::from_millis(500);
 /// How often links and neighbours are looked at although nothing was announced, in case an
 /// announcement was lost.
@@ -41,8 +42,10 @@ pub(super) const GROUPS: [Group; 4] = [
     Group::Ipv4Address,
     Group::Ipv4Route,
 ];
-/// The readiness token of the announcements; capture ring buffers follow.
+/// The readiness token of the announcements.
 pub(super) const ANNOUNCEMENTS: u64 = 0;
+/// The readiness token of nftables' rule changes; capture ring buffers follow.
+const RULE_CHANGES: u64 = 1;
 /// When watch looks next: every `TICK` while something happens, every `IDLE_TICK` once it is
 /// quiet, in full every `FULL_LOOK` at least, and `MOVE_SETTLE` after a port's device left
 /// its namespace.
@@ -123,9 +126,10 @@ impl Pace {
     }
 
     /// Input came: a port's link, neighbours, addresses or routes changed (`concern`), or
-    /// frames were captured. Looks in full at once, unless it looked less than `MIN_GAP` (for
-    /// announcements) or a `TICK` (for frames) ago: then the next look, that close, does.
-    pub(super) fn woken(&mut self, watch: &mut Watch, concern: Concern, captured: bool) {
+    /// frames were captured or rules changed (`input`). Looks in full at once, unless it looked
+    /// less than `MIN_GAP` (for announcements) or a `TICK` (for the rest) ago: then the next
+    /// look, that close, does.
+    pub(super) fn woken(&mut self, watch: &mut Watch, concern: Concern, input: bool) {
         let since = self.last_tick.elapsed();
         match concern {
             Concern::Now if since >= MIN_GAP => return self.look(watch, true, true),
@@ -133,7 +137,7 @@ impl Pace {
             Concern::Soon => self.settle(),
             Concern::None => {}
         }
-        if captured {
+        if input {
             if since >= TICK {
                 self.look(watch, true, true);
             } else {
@@ -147,8 +151,8 @@ impl Pace {
             .get_or_insert_with(|| Instant::now() + MOVE_SETTLE);
     }
 
-    /// Looks (in full or not); `woken`: by an announcement or a captured frame, which counts
-    /// as a change.
+    /// Looks (in full or not); `woken`: by an announcement, a captured frame or a rule change,
+    /// which counts as a change.
     pub(super) fn look(&mut self, watch: &mut Watch, full: bool, woken: bool) {
         let woken = woken || self.woken;
         let changed = watch.tick(full || self.woken);
@@ -165,11 +169,14 @@ impl Pace {
     }
 }
 
-/// What watch wakes on: the announcements, and each port's capture ring buffer.
+/// What watch wakes on: the announcements, nftables' rule changes, and each port's capture
+/// ring buffer.
 pub(super) struct Wakeups {
     pub(super) readiness: AsyncFd<Readiness>,
     /// `Watch::captures_attached` when made: a port attached again has a new ring buffer.
-    pub(super) captures_attached: u64,
+    captures_attached: u64,
+    /// The rule change sockets when made: a namespace the ports went to has its own.
+    rule_sockets: usize,
 }
 
 impl Wakeups {
@@ -178,7 +185,14 @@ impl Wakeups {
         readiness
             .add(events.as_fd(), ANNOUNCEMENTS)
             .context("waiting for announcements")?;
-        for (token, fd) in (ANNOUNCEMENTS + 1..).zip(watch.capture_fds()) {
+        let mut rule_sockets = 0;
+        for fd in watch.rules.fds() {
+            readiness
+                .add(fd, RULE_CHANGES)
+                .context("waiting for rule changes")?;
+            rule_sockets += 1;
+        }
+        for (token, fd) in (RULE_CHANGES + 1..).zip(watch.capture_fds()) {
             readiness
                 .add(fd, token)
                 .context("waiting for captured frames")?;
@@ -188,6 +202,14 @@ impl Wakeups {
                 .into_async()
                 .context("waiting for announcements and frames")?,
             captures_attached: watch.captures_attached,
+            rule_sockets,
         })
+    }
+
+    /// Whether what watch wakes on changed since these were made (a port attached again, a
+    /// namespace listened to): then they are made again.
+    pub(super) fn outdated(&self, watch: &Watch) -> bool {
+        self.captures_attached != watch.captures_attached
+            || self.rule_sockets != watch.rules.fds().count()
     }
 }
