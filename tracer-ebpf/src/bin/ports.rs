@@ -68,8 +68,9 @@ static YOUNG_SLOTS: Array<u64> = Array::with_max_entries(YOUNG_SLOT_COUNT, 0);
 
 const YOUNG_SLOT_COUNT: u32 = 1024;
 
-/// All of `YOUNG_SLOTS`' flows, counted the same way: zero, the rule once every connection is
-/// past its first segments, spares a data segment its slot.
+/// All of `YOUNG_SLOTS`' flows, counted the same way. Zero once every connection is past its
+/// first segments (the usual case): a data segment then reads neither its addresses nor its
+/// slot. A connection that never ends keeps it above zero, which costs what the slots cost.
 #[map]
 static YOUNG_FLOW_COUNT: Array<u64> = Array::with_max_entries(1, 0);
 
