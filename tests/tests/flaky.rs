@@ -5,7 +5,7 @@
 use std::{path::PathBuf, process::Command};
 
 use serde_json::Value;
-use tracer_tests::{Lab, Namespaces, WatchBundle, check, unique};
+use tracer_tests::{Lab, Namespaces, TARGET_IP, WatchBundle, check, unique};
 use tracer_topology::lab::{DEFAULT_BRIDGE, bridge_peer};
 
 const RUNS: usize = 5;
@@ -246,7 +246,7 @@ fn a_rule_that_came_and_went_during_bulk_data_is_placed() {
         // script's 8 s.
         let bulk = format!(
             "sh -c 'ip netns exec {t} iperf3 -s -1 -p {port} > /dev/null & sleep 0.3
-exec ip netns exec {i} iperf3 -c 10.0.0.2 -p {port} -t 7 -l 8192 > /dev/null'",
+exec ip netns exec {i} iperf3 -c {TARGET_IP} -p {port} -t 7 -l 8192 > /dev/null'",
             t = lab.target.netns,
             i = lab.initiator.netns,
             port = lab.port,
