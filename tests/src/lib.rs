@@ -305,6 +305,20 @@ impl Lab {
         ]
     }
 
+    /// A shell script that sends `seconds` of NVMe-sized TCP data (iperf3: a control and a
+    /// data connection) from the initiator to the target's port, and ends once it is sent.
+    pub fn bulk_data_script(&self, seconds: u32) -> String {
+        format!(
+            "ip netns exec {t} iperf3 -s -1 -p {port} > /dev/null &
+sleep 0.5
+ip netns exec {i} iperf3 -c {TARGET_IP} -p {port} -t {seconds} -l 8192 > /dev/null
+wait",
+            t = self.target.netns,
+            i = self.initiator.netns,
+            port = self.port,
+        )
+    }
+
     /// `tracer diagnose --json` on this lab, plus `extra` arguments: (exit code, report).
     pub fn diagnose(&self, extra: &[&str]) -> (i32, Value) {
         diagnose(&self.port_args(), extra)

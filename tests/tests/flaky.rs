@@ -5,7 +5,7 @@
 use std::{path::PathBuf, process::Command};
 
 use serde_json::Value;
-use tracer_tests::{Lab, Namespaces, TARGET_IP, WatchBundle, check, unique};
+use tracer_tests::{Lab, Namespaces, WatchBundle, check, unique};
 use tracer_topology::lab::{DEFAULT_BRIDGE, bridge_peer};
 
 const RUNS: usize = 5;
@@ -242,15 +242,9 @@ fn a_rule_that_came_and_went_during_bulk_data_is_placed() {
     for _ in 0..tracer_tests::repeats(RUNS) {
         let lab = Lab::up("fbulk");
         let times = Times::new();
-        // Data only, from before the rule to after it: iperf3 ends by itself within the
+        // Data only, from before the rule to after it: it ends by itself within the
         // script's 8 s.
-        let bulk = format!(
-            "sh -c 'ip netns exec {t} iperf3 -s -1 -p {port} > /dev/null & sleep 0.3
-exec ip netns exec {i} iperf3 -c {TARGET_IP} -p {port} -t 7 -l 8192 > /dev/null'",
-            t = lab.target.netns,
-            i = lab.initiator.netns,
-            port = lab.port,
-        );
+        let bulk = format!("sh -c '{}'", lab.bulk_data_script(7));
         // A rule for nothing the test sends: the data goes on, and nothing wakes watch but
         // the rule's announcement.
         let iptables = format!("ip netns exec {} iptables -w", lab.target.netns);

@@ -310,15 +310,7 @@ fn captured(capture: &Path, filter: &str) -> usize {
 /// `seconds` of NVMe-sized TCP data (iperf3: a control and a data connection) to the watched
 /// port, run by `tracer watch` with `watch_args`.
 fn flood_under_watch(lab: &Lab, seconds: u32, watch_args: &[&str]) -> WatchBundle {
-    let port = lab.port;
-    let script = format!(
-        "ip netns exec {t} iperf3 -s -1 -p {port} > /dev/null &
-sleep 0.5
-ip netns exec {i} iperf3 -c {TARGET_IP} -p {port} -t {seconds} -l 8192 > /dev/null
-wait",
-        t = lab.target.netns,
-        i = lab.initiator.netns,
-    );
+    let script = lab.bulk_data_script(seconds);
     let bundle = lab.watch(watch_args, &["sh", "-c", &script]);
     assert_eq!(bundle.code, 0, "{:#}", bundle.report);
     bundle

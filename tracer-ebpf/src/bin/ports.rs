@@ -250,7 +250,7 @@ fn young_flow_begins(flow: Flow) {
         .is_ok()
     {
         // Only the CPU whose insert succeeds counts it up.
-        add_to_slot(flow, 1);
+        count_young(flow, 1);
     }
 }
 
@@ -258,14 +258,14 @@ fn young_flow_begins(flow: Flow) {
 fn young_flow_ends(flow: Flow) {
     // Only the CPU whose delete succeeds counts it down.
     if YOUNG_FLOWS.remove(flow.key()).is_ok() {
-        add_to_slot(flow, u64::MAX);
+        count_young(flow, u64::MAX);
     }
 }
 
-/// Adds `delta` (wrapping: u64::MAX takes one away) to the flow's slot and to the count of all
-/// young flows, atomically.
+/// Counts a young flow in (`delta` 1) or out (u64::MAX, which wraps) of its slot and of the
+/// count of all young flows, atomically.
 #[inline(always)]
-fn add_to_slot(flow: Flow, delta: u64) {
+fn count_young(flow: Flow, delta: u64) {
     add_atomically(YOUNG_SLOTS.get_ptr_mut(flow.slot()), delta);
     add_atomically(YOUNG_FLOW_COUNT.get_ptr_mut(0), delta);
 }

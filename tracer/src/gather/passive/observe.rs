@@ -279,7 +279,7 @@ impl Watch {
     /// share of the CPU out of the test's throughput.
     pub(crate) fn tick(&mut self, full: bool) -> bool {
         let events_before = self.timeline.seen();
-        let kinds_before: usize = self.ports.iter().map(|port| port.seen.len()).sum();
+        let kinds_before = self.kinds_seen();
         if full {
             let followers = self.ports.iter_mut().map(|port| &mut port.follower);
             let refreshed = follow::refresh_all(followers.collect());
@@ -318,8 +318,12 @@ impl Watch {
             captured |= drained > 0;
         }
         // Other traffic (IPv6 housekeeping on fresh links, say) is counted, not hurried after.
-        let kinds_seen: usize = self.ports.iter().map(|port| port.seen.len()).sum();
-        captured || self.timeline.seen() != events_before || kinds_seen != kinds_before
+        captured || self.timeline.seen() != events_before || self.kinds_seen() != kinds_before
+    }
+
+    /// The (kind, direction) pairs of the test's frames seen so far, over all ports.
+    fn kinds_seen(&self) -> usize {
+        self.ports.iter().map(|port| port.seen.len()).sum()
     }
 
     /// Whether announced changes concern a port: its link, neighbours, addresses or routes.
