@@ -27,22 +27,25 @@ pub(super) enum Watcher {
 }
 
 /// Every throughput run of a round, in the order of the first round; the indices below name
-/// the first four, the alternatives follow.
+/// the first five, the alternatives follow.
 pub(super) const UNWATCHED: usize = 0;
 pub(super) const TRACER: usize = 1;
 pub(super) const TCPDUMP: usize = 2;
 pub(super) const WATCH: usize = 3;
-pub(super) const FIRST_ALTERNATIVE: usize = 4;
+/// Empty programs on tracer's tc hooks: what any tc observer costs, the floor under the
+/// monitor's and watch's ratios.
+pub(super) const EMPTY_TC: usize = 4;
+pub(super) const FIRST_ALTERNATIVE: usize = 5;
 pub(super) const WATCHERS: [Watcher; 9] = [
     Watcher::Nothing,
     Watcher::Tracer,
     Watcher::Tcpdump,
     Watcher::Watch,
+    Watcher::Hooks("empty-tc"),
     Watcher::Hooks("empty"),
     Watcher::Hooks("xdp-generic"),
     Watcher::Hooks("tc-ingress"),
-    // Where watch's cost lies: the hooks alone, and its kernel programs without it.
-    Watcher::Hooks("empty-tc"),
+    // Where watch's cost lies: its kernel programs without it.
     Watcher::Hooks("capturing"),
 ];
 
@@ -197,14 +200,16 @@ pub(super) enum FloodWatcher {
     Tracer,
     Tcpdump,
     Watch,
+    EmptyTc,
 }
 
-/// In the order of `WATCHERS`' first four: the same indices.
-pub(super) const FLOOD_WATCHERS: [FloodWatcher; 4] = [
+/// In the order of `WATCHERS`' first five: the same indices.
+pub(super) const FLOOD_WATCHERS: [FloodWatcher; 5] = [
     FloodWatcher::Nothing,
     FloodWatcher::Tracer,
     FloodWatcher::Tcpdump,
     FloodWatcher::Watch,
+    FloodWatcher::EmptyTc,
 ];
 
 /// Packets a second of one flood of small UDP packets from the initiator.
@@ -268,6 +273,7 @@ impl FloodWatcher {
             Self::Tracer => "tracer",
             Self::Tcpdump => "tcpdump",
             Self::Watch => "watch",
+            Self::EmptyTc => "empty_tc",
         }
     }
 
@@ -275,12 +281,8 @@ impl FloodWatcher {
         match self {
             Self::Nothing => udp_flood(Client::Alone),
             Self::Watch => udp_flood(Client::UnderWatch),
-            Self::Tracer => {
-                let (attached, _) = Attached::start(tracer_command())?;
-                let flood = udp_flood(Client::Alone)?;
-                attached.stop()?;
-                Ok(flood)
-            }
+            Self::Tracer => flood_beside(tracer_command()),
+            Self::EmptyTc => flood_beside(hold_command("empty-tc")),
             Self::Tcpdump => {
                 let initiator = tcpdump(INITIATOR_NS, INITIATOR_IF)?;
                 let target = tcpdump(TARGET_NS, TARGET_IF)?;
@@ -291,6 +293,14 @@ impl FloodWatcher {
             }
         }
     }
+}
+
+/// One flood with `command` attached from its ready file until the flood is over.
+fn flood_beside(command: Command) -> anyhow::Result<Flood> {
+    let (attached, _) = Attached::start(command)?;
+    let flood = udp_flood(Client::Alone)?;
+    attached.stop()?;
+    Ok(flood)
 }
 
 /// Rounds of one flood per watcher, the order rotating; per watcher, each round's flood.

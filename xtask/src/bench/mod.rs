@@ -56,7 +56,7 @@ const MONITOR_ARGS: [&str; 5] = [
 /// Runs of each timing; medians are reported, with min and max.
 const ATTACH_RUNS: usize = 7;
 const APPEAR_RUNS: usize = 7;
-const THROUGHPUT_ROUNDS: usize = 9;
+const THROUGHPUT_ROUNDS: usize = 15;
 const PPS_ROUNDS: usize = 15;
 const VERDICT_RUNS: usize = 3;
 const BIG_RULESET_RUNS: usize = 5;
@@ -109,7 +109,8 @@ const FAULTS: &[(&str, &str)] = &[
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Only {
     /// What watch costs: per packet, TCP throughput and the small-packet flood, beside
-    /// nothing, the monitor and tcpdump (no attach, memory, diagnose or alternative hooks)
+    /// nothing, the monitor, tcpdump and empty programs on the same hooks (no attach, memory,
+    /// diagnose or alternative hooks)
     Watch,
     /// Two pairs (four ports) attached and a churning watch's memory, short against long
     LongRun,
@@ -230,7 +231,7 @@ fn traffic(report: &mut Report, throughput: &Throughput, floods: &[Vec<Flood>]) 
             .map(|(with, without)| pps(with) / pps(without))
             .collect()
     };
-    for watcher in [TRACER, TCPDUMP, WATCH] {
+    for watcher in [TRACER, TCPDUMP, WATCH, EMPTY_TC] {
         let name = FLOOD_WATCHERS[watcher].name();
         let throughput_key = format!("throughput_ratio_{name}");
         let throughput_ratio = throughput.ratio(watcher);
@@ -244,8 +245,8 @@ fn traffic(report: &mut Report, throughput: &Throughput, floods: &[Vec<Flood>]) 
             let key = format!("pps_{what}_ratio_{name}");
             report.value(&key, json!(round3(pps_ratio(floods, watcher, pps))));
         }
-        // tcpdump is the reference, not held to a goal.
-        if watcher != TCPDUMP {
+        // tcpdump and the empty programs are references, not held to a goal.
+        if watcher != TCPDUMP && watcher != EMPTY_TC {
             report.goal(
                 &throughput_key,
                 GOAL_THROUGHPUT_RATIO,

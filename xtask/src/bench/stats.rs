@@ -19,15 +19,27 @@ pub(super) fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
-/// A repeated measurement's spread: what a shared machine does to it.
+/// A repeated measurement's spread: what a shared machine does to it. The mean's 95 %
+/// interval (normal approximation) says whether a goal near the value is missed by more than
+/// that noise.
 pub(super) fn spread(values: &[f64]) -> Value {
     let min = values.iter().copied().fold(f64::INFINITY, f64::min);
     let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let runs = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / runs;
+    let variance = values
+        .iter()
+        .map(|value| (value - mean).powi(2))
+        .sum::<f64>()
+        / (runs - 1.0);
+    let half_width = 1.96 * (variance / runs).sqrt();
     json!({
         "min": round3(min),
         "median": round3(median(values)),
         "max": round3(max),
         "runs": values.len(),
+        "mean": round3(mean),
+        "mean_95": [round3(mean - half_width), round3(mean + half_width)],
     })
 }
 

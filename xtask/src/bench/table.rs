@@ -152,6 +152,7 @@ pub(super) fn table(report: &Value, verdicts: &[Verdicts]) -> String {
         ("tracer", "monitor"),
         ("watch", "watch"),
         ("tcpdump", "tcpdump"),
+        ("empty_tc", "empty tc programs"),
     ] {
         let key = format!("throughput_ratio_{name}");
         measured(
