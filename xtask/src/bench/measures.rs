@@ -36,12 +36,14 @@ pub(super) const WATCH: usize = 3;
 /// monitor's and watch's ratios.
 pub(super) const EMPTY_TC: usize = 4;
 pub(super) const FIRST_ALTERNATIVE: usize = 5;
+/// `tracer-bench hold --hooks` for [`EMPTY_TC`], in the throughput runs and the floods alike.
+const EMPTY_TC_HOOKS: &str = "empty-tc";
 pub(super) const WATCHERS: [Watcher; 9] = [
     Watcher::Nothing,
     Watcher::Tracer,
     Watcher::Tcpdump,
     Watcher::Watch,
-    Watcher::Hooks("empty-tc"),
+    Watcher::Hooks(EMPTY_TC_HOOKS),
     Watcher::Hooks("empty"),
     Watcher::Hooks("xdp-generic"),
     Watcher::Hooks("tc-ingress"),
@@ -282,7 +284,7 @@ impl FloodWatcher {
             Self::Nothing => udp_flood(Client::Alone),
             Self::Watch => udp_flood(Client::UnderWatch),
             Self::Tracer => flood_beside(tracer_command()),
-            Self::EmptyTc => flood_beside(hold_command("empty-tc")),
+            Self::EmptyTc => flood_beside(hold_command(EMPTY_TC_HOOKS)),
             Self::Tcpdump => {
                 let initiator = tcpdump(INITIATOR_NS, INITIATOR_IF)?;
                 let target = tcpdump(TARGET_NS, TARGET_IF)?;

@@ -53,7 +53,7 @@ const MONITOR_ARGS: [&str; 5] = [
     "--reset",
 ];
 
-/// Runs of each timing; medians are reported, with min and max.
+/// Runs of each timing; medians are reported, with min and max and the mean's interval.
 const ATTACH_RUNS: usize = 7;
 const APPEAR_RUNS: usize = 7;
 const THROUGHPUT_ROUNDS: usize = 15;
