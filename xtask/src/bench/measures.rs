@@ -318,14 +318,22 @@ pub(super) fn measure_pps() -> anyhow::Result<Vec<Vec<Flood>>> {
     Ok(floods)
 }
 
+/// Each round's (watched ÷ unwatched) packets a second.
+pub(super) fn pps_ratios(
+    floods: &[Vec<Flood>],
+    watcher: usize,
+    pps: fn(&Flood) -> f64,
+) -> Vec<f64> {
+    floods[watcher]
+        .iter()
+        .zip(&floods[UNWATCHED])
+        .map(|(with, without)| pps(with) / pps(without))
+        .collect()
+}
+
 /// Median over rounds of (watched ÷ unwatched) packets a second.
 pub(super) fn pps_ratio(floods: &[Vec<Flood>], watcher: usize, pps: fn(&Flood) -> f64) -> f64 {
-    let ratios: Vec<f64> = floods[watcher]
-        .iter()
-        .zip(&floods[0])
-        .map(|(with, without)| pps(with) / pps(without))
-        .collect();
-    median(&ratios)
+    median(&pps_ratios(floods, watcher, pps))
 }
 
 /// The monitor's metrics, as text (HTTP/1.0, one request).

@@ -224,13 +224,6 @@ fn traffic(report: &mut Report, throughput: &Throughput, floods: &[Vec<Flood>]) 
     let at_port: fn(&Flood) -> f64 = |flood| flood.port_pps;
     let received: fn(&Flood) -> f64 = |flood| flood.received_pps;
     let sent: fn(&Flood) -> f64 = |flood| flood.sent_pps;
-    let ratios = |watcher: usize, pps: fn(&Flood) -> f64| -> Vec<f64> {
-        floods[watcher]
-            .iter()
-            .zip(&floods[UNWATCHED])
-            .map(|(with, without)| pps(with) / pps(without))
-            .collect()
-    };
     for watcher in [TRACER, TCPDUMP, WATCH, EMPTY_TC] {
         let name = FLOOD_WATCHERS[watcher].name();
         let throughput_key = format!("throughput_ratio_{name}");
@@ -240,7 +233,7 @@ fn traffic(report: &mut Report, throughput: &Throughput, floods: &[Vec<Flood>]) 
         let pps_key = format!("pps_ratio_{name}");
         let flood_ratio = pps_ratio(floods, watcher, at_port);
         report.value(&pps_key, json!(round3(flood_ratio)));
-        report.noise(&pps_key, spread(&ratios(watcher, at_port)));
+        report.noise(&pps_key, spread(&pps_ratios(floods, watcher, at_port)));
         for (what, pps) in [("received", received), ("sent", sent)] {
             let key = format!("pps_{what}_ratio_{name}");
             report.value(&key, json!(round3(pps_ratio(floods, watcher, pps))));
@@ -262,7 +255,7 @@ fn traffic(report: &mut Report, throughput: &Throughput, floods: &[Vec<Flood>]) 
     }
     report.noise(
         "pps_received_ratio_tracer",
-        spread(&ratios(TRACER, received)),
+        spread(&pps_ratios(floods, TRACER, received)),
     );
     let gbps: serde_json::Map<String, Value> = WATCHERS
         .iter()
