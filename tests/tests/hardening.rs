@@ -220,6 +220,10 @@ fn scrapes_answer_within_two_seconds_while_a_user_floods_idle_connections() {
         held > 128,
         "only {held} connections held: the flood did not happen"
     );
+    // 2 s natively. In a slowed guest the bound grows with the slowness but stays under the
+    // monitor's 5 s head deadline (tracer/src/http.rs), which a scrape kept waiting behind idle
+    // connections would run into.
+    let bound = tracer_tests::scaled(Duration::from_secs(2)).min(Duration::from_secs(4));
     for scrape in 1..=5 {
         let started = Instant::now();
         let response = http("GET", &address, "/metrics", &[]).unwrap_or_else(|err| {
@@ -230,10 +234,7 @@ fn scrapes_answer_within_two_seconds_while_a_user_floods_idle_connections() {
         });
         let took = started.elapsed();
         assert_eq!(response.status, 200, "scrape {scrape}");
-        assert!(
-            took < Duration::from_secs(2),
-            "scrape {scrape} took {took:?}"
-        );
+        assert!(took < bound, "scrape {scrape} took {took:?}");
         std::thread::sleep(Duration::from_millis(300));
     }
     assert!(
