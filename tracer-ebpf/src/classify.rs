@@ -8,15 +8,53 @@ use tracer_common::PacketKind;
 
 /// Bounds-checked read access to a frame.
 pub trait Frame {
-    /// Reads a `T` at `base + offset`. Only `base` may vary at run time: keeping the constant
-    /// part apart lets the verifier follow XDP packet pointers.
-    fn read<T: Copy>(&self, base: usize, offset: usize) -> Option<T>;
+    /// Picks fields of the `T` at `base + offset` with `pick`, or `None` past the frame's end.
+    /// Only `base` may vary at run time: keeping the constant part apart lets the verifier
+    /// follow XDP packet pointers. `pick` reads each field with its own load, where copying the
+    /// `T` out would first assemble it from loads the code generator splits. `T` is
+    /// [`Words`] or bytes, at an even offset: frames start 2-byte aligned (as the verifier
+    /// assumes: NET_IP_ALIGN is 2).
+    fn fields<T: Copy, R>(&self, base: usize, offset: usize, pick: impl Fn(&T) -> R) -> Option<R>;
+
+    /// The whole `T` at `base + offset`.
+    #[inline(always)]
+    fn read<T: Copy>(&self, base: usize, offset: usize) -> Option<T> {
+        self.fields(base, offset, |value: &T| *value)
+    }
+}
+
+/// `N` two-byte words of a frame: the BPF code generator reads a two-byte field aligned like
+/// this with one load, and one of a byte array byte by byte.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+pub struct Words<const N: usize>([u16; N]);
+
+impl<const N: usize> Words<N> {
+    /// The 16-bit field at an even `offset`, from network order.
+    #[inline(always)]
+    fn be16(&self, offset: usize) -> u16 {
+        u16::from_be(self.0[offset / 2])
+    }
+
+    /// The two bytes at an even `offset`, as on the wire.
+    #[inline(always)]
+    fn pair(&self, offset: usize) -> [u8; 2] {
+        self.0[offset / 2].to_ne_bytes()
+    }
+
+    /// The byte at `offset`.
+    #[inline(always)]
+    fn byte(&self, offset: usize) -> u8 {
+        self.pair(offset & !1)[offset % 2]
+    }
 }
 
 /// One classified frame: its kind, and for TCP to the watched port the handshake kind that is
 /// counted in addition and what the capture needs to pick segments.
 pub struct Classified {
     pub kind: PacketKind,
+    /// The frame's EtherType, 0 when it is too short to have one worth reading.
+    pub ethertype: u16,
     pub tcp_flags_kind: Option<PacketKind>,
     /// The segment when `kind` is `TcpPort`, zeros otherwise: written on every path, never
     /// left undefined. An undefined field (an `Option`'s payload) lets LLVM load its stack
@@ -62,26 +100,35 @@ impl TcpSegment {
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_ARP: u16 = 0x0806;
-const ARP_OPER_OFFSET: usize = 6;
+/// The Ethernet header and the start of an ARP or IPv4 header: all that is read before the
+/// transport header, in one read (one bounds check on the hot path). No ARP or IPv4 frame is
+/// shorter.
+type Head = Words<{ (ETH_HLEN + 10) / 2 }>;
+const ETHERTYPE_OFFSET: usize = 12;
+const ARP_OPER_OFFSET: usize = ETH_HLEN + 6;
 const ARPOP_REQUEST: u16 = 1;
 const ARPOP_REPLY: u16 = 2;
-const IPV4_FRAG_OFFSET: usize = 6;
-const IPV4_PROTO_OFFSET: usize = 9;
+const IPV4_VERSION_IHL_OFFSET: usize = ETH_HLEN;
+const IPV4_FRAG_OFFSET: usize = ETH_HLEN + 6;
+const IPV4_PROTO_OFFSET: usize = ETH_HLEN + 9;
 const IPV4_FRAG_OFFSET_MASK: u16 = 0x1fff;
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_TCP: u8 = 6;
 const ICMP_ECHOREPLY: u8 = 0;
 const ICMP_DEST_UNREACH: u8 = 3;
 const ICMP_ECHO: u8 = 8;
+/// The TCP header up to its flags byte: ports (0..4) and flags (13), in one read.
+type TcpHead = Words<7>;
 const TCP_FLAGS_OFFSET: usize = 13;
 const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
 const TCP_ACK: u8 = 0x10;
 
-const fn only(kind: PacketKind) -> Classified {
+const fn only(kind: PacketKind, ethertype: u16) -> Classified {
     Classified {
         kind,
+        ethertype,
         tcp_flags_kind: None,
         segment: TcpSegment {
             flags: 0,
@@ -90,50 +137,55 @@ const fn only(kind: PacketKind) -> Classified {
     }
 }
 
-#[inline(always)]
-fn read_be16<F: Frame>(frame: &F, base: usize, offset: usize) -> Option<u16> {
-    frame.read::<[u8; 2]>(base, offset).map(u16::from_be_bytes)
+/// What classification reads of [`Head`].
+struct HeadFields {
+    ethertype: u16,
+    arp_oper: u16,
+    version_ihl: u8,
+    fragment: u16,
+    protocol: u8,
 }
 
 #[inline(always)]
 pub fn classify<F: Frame>(frame: &F, watched_port: u16) -> Classified {
-    match read_be16(frame, 0, 12) {
-        Some(ETH_P_ARP) => classify_arp(frame),
-        Some(ETH_P_IP) => classify_ipv4(frame, watched_port),
-        _ => only(PacketKind::Other),
+    let Some(head) = frame.fields(0, 0, |head: &Head| HeadFields {
+        ethertype: head.be16(ETHERTYPE_OFFSET),
+        arp_oper: head.be16(ARP_OPER_OFFSET),
+        version_ihl: head.byte(IPV4_VERSION_IHL_OFFSET),
+        fragment: head.be16(IPV4_FRAG_OFFSET),
+        protocol: head.byte(IPV4_PROTO_OFFSET),
+    }) else {
+        return only(PacketKind::Other, 0);
+    };
+    match head.ethertype {
+        ETH_P_ARP => classify_arp(&head),
+        ETH_P_IP => classify_ipv4(frame, &head, watched_port),
+        ethertype => only(PacketKind::Other, ethertype),
     }
 }
 
 #[inline(always)]
-fn classify_arp<F: Frame>(frame: &F) -> Classified {
-    match read_be16(frame, ETH_HLEN, ARP_OPER_OFFSET) {
-        Some(ARPOP_REQUEST) => only(PacketKind::ArpRequest),
-        Some(ARPOP_REPLY) => only(PacketKind::ArpReply),
-        _ => only(PacketKind::Other),
-    }
+fn classify_arp(head: &HeadFields) -> Classified {
+    let kind = match head.arp_oper {
+        ARPOP_REQUEST => PacketKind::ArpRequest,
+        ARPOP_REPLY => PacketKind::ArpReply,
+        _ => PacketKind::Other,
+    };
+    only(kind, ETH_P_ARP)
 }
 
 #[inline(always)]
-fn classify_ipv4<F: Frame>(frame: &F, watched_port: u16) -> Classified {
-    let Some(version_ihl) = frame.read::<u8>(ETH_HLEN, 0) else {
-        return only(PacketKind::Other);
-    };
-    let header_len = usize::from(version_ihl & 0x0f) * 4;
-    if version_ihl >> 4 != 4 || header_len < 20 {
-        return only(PacketKind::Other);
-    }
-    let Some(frag) = read_be16(frame, ETH_HLEN, IPV4_FRAG_OFFSET) else {
-        return only(PacketKind::Other);
-    };
+fn classify_ipv4<F: Frame>(frame: &F, head: &HeadFields, watched_port: u16) -> Classified {
+    let header_len = usize::from(head.version_ihl & 0x0f) * 4;
     // Only the first fragment carries the transport header.
-    if frag & IPV4_FRAG_OFFSET_MASK != 0 {
-        return only(PacketKind::Other);
+    if head.version_ihl >> 4 != 4 || header_len < 20 || head.fragment & IPV4_FRAG_OFFSET_MASK != 0 {
+        return only(PacketKind::Other, ETH_P_IP);
     }
     let transport = ETH_HLEN + header_len;
-    match frame.read::<u8>(ETH_HLEN, IPV4_PROTO_OFFSET) {
-        Some(IPPROTO_ICMP) => classify_icmp(frame, transport),
-        Some(IPPROTO_TCP) => classify_tcp(frame, transport, watched_port),
-        _ => only(PacketKind::Other),
+    match head.protocol {
+        IPPROTO_ICMP => classify_icmp(frame, transport),
+        IPPROTO_TCP => classify_tcp(frame, transport, watched_port),
+        _ => only(PacketKind::Other, ETH_P_IP),
     }
 }
 
@@ -141,28 +193,34 @@ fn classify_ipv4<F: Frame>(frame: &F, watched_port: u16) -> Classified {
 fn classify_icmp<F: Frame>(frame: &F, transport: usize) -> Classified {
     // Type and code together: a one-byte read at a variable offset compiles to a bounds check
     // the verifier cannot use.
-    match frame
+    let kind = match frame
         .read::<[u8; 2]>(transport, 0)
         .map(|[icmp_type, _code]| icmp_type)
     {
-        Some(ICMP_ECHO) => only(PacketKind::IcmpEchoRequest),
-        Some(ICMP_ECHOREPLY) => only(PacketKind::IcmpEchoReply),
-        Some(ICMP_DEST_UNREACH) => only(PacketKind::IcmpUnreachable),
-        _ => only(PacketKind::Other),
-    }
+        Some(ICMP_ECHO) => PacketKind::IcmpEchoRequest,
+        Some(ICMP_ECHOREPLY) => PacketKind::IcmpEchoReply,
+        Some(ICMP_DEST_UNREACH) => PacketKind::IcmpUnreachable,
+        _ => PacketKind::Other,
+    };
+    only(kind, ETH_P_IP)
 }
 
 #[inline(always)]
 fn classify_tcp<F: Frame>(frame: &F, transport: usize, watched_port: u16) -> Classified {
-    let Some(ports) = frame.read::<[u8; 4]>(transport, 0) else {
-        return only(PacketKind::Other);
+    let Some((source, destination, segment)) = frame.fields(transport, 0, |tcp: &TcpHead| {
+        let ([a, b], [c, d]) = (tcp.pair(0), tcp.pair(2));
+        let segment = TcpSegment {
+            flags: tcp.byte(TCP_FLAGS_OFFSET),
+            ports: [a, b, c, d],
+        };
+        (tcp.be16(0), tcp.be16(2), segment)
+    }) else {
+        return only(PacketKind::Other, ETH_P_IP);
     };
-    let source = u16::from_be_bytes([ports[0], ports[1]]);
-    let destination = u16::from_be_bytes([ports[2], ports[3]]);
     if source != watched_port && destination != watched_port {
-        return only(PacketKind::Other);
+        return only(PacketKind::Other, ETH_P_IP);
     }
-    let flags = frame.read::<u8>(transport, TCP_FLAGS_OFFSET).unwrap_or(0);
+    let flags = segment.flags;
     let tcp_flags_kind = if flags & TCP_RST != 0 {
         Some(PacketKind::TcpRst)
     } else if flags & TCP_SYN != 0 && flags & TCP_ACK != 0 {
@@ -174,8 +232,9 @@ fn classify_tcp<F: Frame>(frame: &F, transport: usize, watched_port: u16) -> Cla
     };
     Classified {
         kind: PacketKind::TcpPort,
+        ethertype: ETH_P_IP,
         tcp_flags_kind,
-        segment: TcpSegment { flags, ports },
+        segment,
     }
 }
 

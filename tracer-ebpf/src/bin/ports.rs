@@ -86,13 +86,15 @@ struct LinearFrame {
 
 impl Frame for LinearFrame {
     #[inline(always)]
-    fn read<T: Copy>(&self, base: usize, offset: usize) -> Option<T> {
+    fn fields<T: Copy, R>(&self, base: usize, offset: usize, pick: impl Fn(&T) -> R) -> Option<R> {
+        const { assert!(align_of::<T>() <= 2) };
         let start = self.data + base;
         if !fits::<T>(start, offset, self.end) {
             return None;
         }
-        // SAFETY: bounds checked against data_end just above.
-        Some(unsafe { ((start + offset) as *const T).read_unaligned() })
+        // SAFETY: bounds checked against data_end just above; `T` is aligned as the frame
+        // (see `Frame::fields`).
+        Some(pick(unsafe { &*((start + offset) as *const T) }))
     }
 }
 
@@ -105,10 +107,11 @@ struct SkbFrame<'a> {
 
 impl Frame for SkbFrame<'_> {
     #[inline(always)]
-    fn read<T: Copy>(&self, base: usize, offset: usize) -> Option<T> {
-        self.linear
-            .read(base, offset)
-            .or_else(|| self.ctx.load(base + offset).ok())
+    fn fields<T: Copy, R>(&self, base: usize, offset: usize, pick: impl Fn(&T) -> R) -> Option<R> {
+        self.linear.fields(base, offset, &pick).or_else(|| {
+            let copy: T = self.ctx.load(base + offset).ok()?;
+            Some(pick(&copy))
+        })
     }
 }
 
@@ -138,10 +141,7 @@ fn count<F: Frame>(frame: &F, direction: Direction, frames: u64) -> Classified {
 fn worth_capturing<F: Frame>(frame: &F, classified: &Classified) -> bool {
     if classified.kind == PacketKind::Other {
         // Counted as other, but kept: tracer's cable frames and LLDP name who is at the far end.
-        return matches!(
-            frame.read::<[u8; 2]>(0, 12).map(u16::from_be_bytes),
-            Some(ETH_P_TRACER_CABLE | ETH_P_LLDP)
-        );
+        return matches!(classified.ethertype, ETH_P_TRACER_CABLE | ETH_P_LLDP);
     }
     let Some(segment) = classified.tcp() else {
         return true;
@@ -150,12 +150,12 @@ fn worth_capturing<F: Frame>(frame: &F, classified: &Classified) -> bool {
     if !segment.opens() && !segment.ends() && !any_young_flow() {
         return false;
     }
-    let Some(addresses) = frame.read::<u64>(0, IPV4_ADDRESSES_OFFSET) else {
+    let Some(addresses) = frame.read::<[u8; 8]>(0, IPV4_ADDRESSES_OFFSET) else {
         return false;
     };
     keep_segment(
         Flow {
-            addresses,
+            addresses: u64::from_ne_bytes(addresses),
             ports: u32::from_ne_bytes(segment.ports),
         },
         segment,
