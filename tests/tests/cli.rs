@@ -286,6 +286,33 @@ fn doctor_runs_without_root_and_sums_up() {
     assert!(last.starts_with("tracer can work here as root"), "{stdout}");
 }
 
+/// As root, doctor really attaches the drop probe. Wherever the kernel's BTF has drop reasons
+/// (5.17 on), the verifier must take the tp_btf program, whose reads of the skb are plain loads
+/// it checks against BTF: a refusal falls back to naming drops by location, and the reasons
+/// are lost.
+#[test]
+fn doctor_as_root_takes_the_drop_reasons_wherever_the_kernel_has_them() {
+    require_root();
+    let btf = std::fs::read("/sys/kernel/btf/vmlinux").expect("the kernel's BTF");
+    let reasons = btf
+        .windows(b"skb_drop_reason\0".len())
+        .any(|name| name == b"skb_drop_reason\0");
+    let out = output(tracer().args(["doctor", "--json"]));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
+        panic!("{err}: {}", String::from_utf8_lossy(&out.stderr));
+    });
+    let tp_btf = report["capabilities"]
+        .as_array()
+        .expect("capabilities")
+        .iter()
+        .find(|capability| capability["name"] == "tp_btf kfree_skb")
+        .expect("the tp_btf line");
+    assert_eq!(
+        tp_btf["present"], reasons,
+        "drop reasons in BTF: {reasons}; {report:#}"
+    );
+}
+
 /// Runs `tracer ARGS` under a pseudo-terminal (util-linux `script`), with `env` set; returns what
 /// it printed.
 fn on_a_terminal(env: &[(&str, &str)], args: &[&str]) -> String {
