@@ -53,7 +53,7 @@ impl<const N: usize> Words<N> {
 /// counted in addition and what the capture needs to pick segments.
 pub struct Classified {
     pub kind: PacketKind,
-    /// The frame's EtherType, 0 when it is too short to have one worth reading.
+    /// The frame's EtherType; 0 for a frame shorter than an ARP or IPv4 head.
     pub ethertype: u16,
     pub tcp_flags_kind: Option<PacketKind>,
     /// The segment when `kind` is `TcpPort`, zeros otherwise: written on every path, never
