@@ -227,13 +227,15 @@ fn traffic(report: &mut Report, throughput: &Throughput, floods: &[Vec<Flood>]) 
     for watcher in [TRACER, TCPDUMP, WATCH, EMPTY_TC] {
         let name = FLOOD_WATCHERS[watcher].name();
         let throughput_key = format!("throughput_ratio_{name}");
-        let throughput_ratio = throughput.ratio(watcher);
+        let throughput_ratios = throughput.ratios(watcher);
+        let throughput_ratio = median(&throughput_ratios);
         report.value(&throughput_key, json!(round2(throughput_ratio)));
-        report.noise(&throughput_key, spread(&throughput.ratios(watcher)));
+        report.noise(&throughput_key, spread(&throughput_ratios));
         let pps_key = format!("pps_ratio_{name}");
-        let flood_ratio = pps_ratio(floods, watcher, at_port);
+        let flood_ratios = pps_ratios(floods, watcher, at_port);
+        let flood_ratio = median(&flood_ratios);
         report.value(&pps_key, json!(round3(flood_ratio)));
-        report.noise(&pps_key, spread(&pps_ratios(floods, watcher, at_port)));
+        report.noise(&pps_key, spread(&flood_ratios));
         for (what, pps) in [("received", received), ("sent", sent)] {
             let key = format!("pps_{what}_ratio_{name}");
             report.value(&key, json!(round3(pps_ratio(floods, watcher, pps))));
