@@ -119,6 +119,32 @@ pub fn tc_programs(end: &End, ingress: bool) -> Vec<String> {
         .collect()
 }
 
+/// Shell lines that wait until tracer counts on `interface` in `netns` again, after a test moved
+/// it there: before tcx (6.6) a move takes the port's qdisc and tracer's filters with it, and
+/// tracer attaches anew when it next looks, which emulation and load put off past a script's
+/// next lines. Waiting also keeps the test's frames clear of that attachment: adding the clsact
+/// qdisc to an up port stops its transmit queue for a moment, and frames leaving then are
+/// dropped (QDISC_DROP). The script exits 99 when tracer never attaches. Nothing on tcx
+/// kernels, where the programs move with the port.
+pub fn until_counted_on(netns: &str, interface: &str) -> String {
+    if kernel_at_least(6, 6) {
+        return String::new();
+    }
+    let on =
+        |hook: &str| format!("tc -n {netns} filter show dev {interface} {hook} | grep -q tracer_");
+    format!(
+        "tries=0
+until {} && {}; do
+  tries=$((tries + 1))
+  [ $tries -lt 1200 ] || {{ echo 'tracer never attached to {interface} in {netns}' >&2; exit 99; }}
+  sleep 0.1
+done
+",
+        on("ingress"),
+        on("egress")
+    )
+}
+
 /// A name unique to this test process and call, short enough for namespace names.
 pub fn unique(tag: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
