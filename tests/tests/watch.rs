@@ -85,32 +85,6 @@ ip netns exec {target_ns} ping -c 1 -W 2 10.0.0.1
         )
     }
 
-    /// Shell lines that wait until tracer counts on the moved target port again: before tcx
-    /// (6.6) the move took the port's qdisc and tracer's filters with it, and tracer attaches
-    /// anew when it next looks, which emulation and load put off past a script's next lines.
-    /// Nothing on tcx kernels, where the programs move with the port.
-    fn until_counted_on_the_moved_target(&self) -> String {
-        if tracer_tests::kernel_at_least(6, 6) {
-            return String::new();
-        }
-        let Self {
-            target_ns, target, ..
-        } = self;
-        let on = |hook: &str| {
-            format!("tc -n {target_ns} filter show dev {target} {hook} | grep -q tracer_")
-        };
-        format!(
-            "tries=0
-until {} && {}; do
-  tries=$((tries + 1))
-  [ $tries -lt 1200 ] || {{ echo 'tracer never attached to {target} in {target_ns}' >&2; exit 99; }}
-  sleep 0.1
-done",
-            on("ingress"),
-            on("egress")
-        )
-    }
-
     /// Runs `tracer watch --always` around the script: (exit code, report.json).
     fn watch(&self, script: &str) -> (i32, Value) {
         self.watch_with(script, &[])
@@ -162,7 +136,10 @@ fn events(report: &Value, kind: &str) -> Vec<String> {
 #[test]
 fn healthy_setup_is_ok_and_follows_the_moved_port() {
     let host = SpdkHost::new("wok", true);
-    let (code, report) = host.watch(&host.script(&host.until_counted_on_the_moved_target()));
+    let (code, report) = host.watch(&host.script(&tracer_tests::until_counted_on(
+        &host.target_ns,
+        &host.target,
+    )));
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["verdict"]["class"], "ok", "{report:#}");
     assert_eq!(report["command"]["exit_code"], 0);
@@ -206,6 +183,51 @@ fn healthy_setup_is_ok_and_follows_the_moved_port() {
     assert!(snapshot.contains("10.0.0.2/24"), "{snapshot}");
     let markdown = std::fs::read_to_string(host.report.join("report.md")).unwrap();
     assert!(markdown.contains("signature: `tracer:ok:"), "{markdown}");
+}
+
+/// A port the command creates anew, up from its first moment, is attached while frames may
+/// already cross it: the report says its counts began late, and before tcx (6.6) that tracer
+/// added the clsact qdisc its programs need to an up port, which drops what leaves the port
+/// in that moment. A port attached while down is not named.
+#[test]
+fn a_port_created_up_during_the_run_is_named_as_attached_late() {
+    let host = SpdkHost::new("wla", true);
+    let SpdkHost {
+        host: netns,
+        initiator,
+        target,
+        ..
+    } = &host;
+    let script = format!(
+        "set -e
+ip -n {netns} link del {initiator}
+ip -n {netns} link add {initiator} up type veth peer name {target}
+"
+    );
+    let (code, report) = host.watch(&script);
+    assert_eq!(code, 0, "{report:#}");
+    let late = report["late_attachments"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no late attachments: {report:#}"));
+    assert_eq!(late.len(), 1, "{late:#?}");
+    assert_eq!(late[0]["side"], "initiator", "{late:#?}");
+    assert_eq!(
+        late[0]["qdisc_added"],
+        !tracer_tests::kernel_at_least(6, 6),
+        "{late:#?}"
+    );
+    let attached = events(&report, "attach");
+    assert!(
+        attached
+            .iter()
+            .any(|event| event.contains(initiator.as_str()) && event.contains("up already")),
+        "{attached:#?}"
+    );
+    let limitations = report["environment"]["limitations"].to_string();
+    assert!(
+        limitations.contains(&format!("frames that crossed {initiator} before")),
+        "{limitations}"
+    );
 }
 
 #[test]

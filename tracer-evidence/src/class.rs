@@ -82,7 +82,7 @@ pub const CLASSES: [ClassInfo; 9] = [
         name: "unknown",
         exit_code: 15,
         colour: "#546e7a",
-        meaning: "a drop no class fits: its kernel drop reason and place are named",
+        meaning: "a drop no class fits (its kernel drop reason and place named), or frames lost as tracer attached",
     },
     ClassInfo {
         class: VerdictClass::Mtu,

@@ -10,12 +10,12 @@
 use crate::{
     facts::{Evidence, Side},
     findings::{
-        Context, Unanswered, address_elsewhere, address_removed, arp_unanswered, cabled_elsewhere,
-        carrier_late, carrier_lost, duplicate_address, frames_lost, hop_broken, interface_down,
-        interface_missing, mtu_mismatch, namespace_missing, neighbour_mismatch, netfilter_drop,
-        no_carrier, no_route, nothing_observed, path_works, port_elsewhere, program_takes_probes,
-        reverse_path_filter, route_by_other_interface, rules_before_run, stale_bridge,
-        stale_neighbour, transient_rule, unanswered, unexplained_drop,
+        Context, Unanswered, address_elsewhere, address_removed, arp_unanswered, attached_late,
+        cabled_elsewhere, carrier_late, carrier_lost, duplicate_address, frames_lost, hop_broken,
+        interface_down, interface_missing, mtu_mismatch, namespace_missing, neighbour_mismatch,
+        netfilter_drop, no_carrier, no_route, nothing_observed, path_works, port_elsewhere,
+        program_takes_probes, reverse_path_filter, route_by_other_interface, rules_before_run,
+        stale_bridge, stale_neighbour, transient_rule, unanswered, unexplained_drop,
     },
     verdict::Verdict,
 };
@@ -41,6 +41,9 @@ const RULES: &[Rule] = &[
     stale_neighbour::recognise,
     netfilter_drop::recognise,
     program_takes_probes::recognise,
+    // tracer's own attachment dropped what it sent then: no count of the network's can say
+    // more of that moment.
+    attached_late::recognise,
     carrier_late::recognise,
     no_carrier::recognise,
     // A broken hop explains probes that never arrived, whichever way they left.

@@ -482,6 +482,10 @@ pub struct Evidence {
     /// command ran: left by an earlier run (watch only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules_before_run: Vec<NetfilterLocation>,
+    /// The ports tracer attached to while the command ran and they were already up (watch
+    /// only): their counts are not the whole run's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub late_attachments: Vec<LateAttachment>,
     pub environment: Environment,
 }
 
@@ -503,6 +507,7 @@ impl Evidence {
             cables: None,
             windows: Windows::default(),
             rules_before_run: Vec::new(),
+            late_attachments: Vec::new(),
             environment,
         }
     }
@@ -515,6 +520,37 @@ pub struct CarrierGap {
     pub frames: u64,
     /// Milliseconds from the first of them to carrier up; `None` if it never came.
     pub carrier_after_ms: Option<u64>,
+}
+
+/// tracer attached to a port while the command ran, the port up already (it appeared, or
+/// moved to another namespace before tcx): frames that crossed it before were not counted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LateAttachment {
+    pub side: Side,
+    /// Milliseconds after watch started.
+    pub at_ms: u64,
+    /// tracer added the clsact qdisc its programs need before tcx (Linux 6.6): the kernel
+    /// stops an up port's transmit queue while a qdisc is added, and drops the frames leaving
+    /// it then (`QDISC_DROP`).
+    pub qdisc_added: bool,
+}
+
+impl LateAttachment {
+    /// "frames that crossed cvl_0_0 before +1.2 s were not counted, and ...".
+    pub fn consequences(&self, interface: &str) -> String {
+        let mut words = format!(
+            "frames that crossed {interface} before {} were not counted",
+            crate::windows::at(self.at_ms)
+        );
+        if self.qdisc_added {
+            words.push_str(
+                ", and adding the clsact qdisc tracer needs before Linux 6.6 stopped its \
+                 transmit queue for a moment: the kernel dropped the frames leaving it then \
+                 (QDISC_DROP)",
+            );
+        }
+        words
+    }
 }
 
 /// Echo requests of one size with don't-fragment set, sent from one side.

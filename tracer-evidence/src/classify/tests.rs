@@ -6,7 +6,7 @@ use crate::{
     counters::DropCount,
     facts::{
         AttachedProgram, Backend, CarrierGap, DropEvidence, Environment, Exchange, ExchangeKind,
-        ExchangeOutcome, FoundBy, Hop, HopRole, Link, MtuProbe, NeighbourEvidence,
+        ExchangeOutcome, FoundBy, Hop, HopRole, LateAttachment, Link, MtuProbe, NeighbourEvidence,
         NetfilterEvidence, NetfilterLocation, PathEvidence, PortEvidence, RouteEvidence,
         RouteLookup, StalePeer, Sysctl,
     },
@@ -1140,6 +1140,57 @@ fn an_address_removed_in_the_loss_is_placed_and_one_removed_long_before_is_not_b
     assert_eq!(found.window.removed_ms, 2000);
     assert_eq!(verdict.class, VerdictClass::Neighbour);
     assert_eq!(verdict.side, Side::Target);
+}
+
+/// The 5.10 guest's flake: one echo request of two unanswered, sent as tracer attached again
+/// to the moved target, up already, and added its clsact qdisc; the target's counts began
+/// after the first request.
+fn lost_as_tracer_attached(qdisc_added: bool, loss_from_ms: u64) -> Evidence {
+    let mut evidence = healthy();
+    let icmp = probe_mut(&mut evidence, ExchangeKind::IcmpForward);
+    (icmp.outcome.sent, icmp.outcome.answered) = (2, 1);
+    (icmp.left_origin, icmp.reached_peer) = (2, 1);
+    (icmp.answer_left_peer, icmp.answer_reached_origin) = (1, 1);
+    evidence.windows.loss.push(crate::windows::LossWindow {
+        flow: "ICMP from 10.0.0.1 to 10.0.0.2".to_owned(),
+        side: Side::Initiator,
+        first_ms: loss_from_ms,
+        last_ms: 3100,
+        unanswered: 1,
+    });
+    evidence.late_attachments.push(LateAttachment {
+        side: Side::Target,
+        at_ms: 3200,
+        qdisc_added,
+    });
+    evidence
+}
+
+#[test]
+fn a_loss_in_the_moment_tracer_added_its_qdisc_to_an_up_port_is_tracers_own() {
+    let verdict = classify(&lost_as_tracer_attached(true, 3100));
+    let Finding::AttachedLate(found) = &verdict.finding else {
+        panic!("{verdict:?}");
+    };
+    assert_eq!(found.attachment.at_ms, 3200);
+    assert_eq!(verdict.class, VerdictClass::Unknown);
+    assert_eq!(verdict.side, Side::Target);
+    let summary = verdict.summary();
+    assert!(summary.contains("QDISC_DROP"), "{summary}");
+    assert!(summary.contains("no fault of the network"), "{summary}");
+}
+
+/// Without a qdisc added (tcx), or with a loss longer than the moment (ARP's retries), the
+/// attachment explains nothing: the counts decide as ever.
+#[test]
+fn a_late_attachment_does_not_explain_losses_it_cannot_have_caused() {
+    for (qdisc_added, loss_from_ms) in [(false, 3100), (true, 1100)] {
+        let verdict = classify(&lost_as_tracer_attached(qdisc_added, loss_from_ms));
+        assert!(
+            matches!(verdict.finding, Finding::FramesLost(_)),
+            "qdisc added {qdisc_added}, loss from {loss_from_ms}: {verdict:?}"
+        );
+    }
 }
 
 #[test]

@@ -108,6 +108,8 @@ finding_kinds! {
     AddressRemoved in address_removed,
     /// A neighbour entry kept a MAC the other port no longer had.
     StaleNeighbour in stale_neighbour,
+    /// The test's requests went unanswered as tracer added a qdisc to an up port.
+    AttachedLate in attached_late,
     /// More than one MAC answered ARP for one address.
     DuplicateAddress in duplicate_address,
     /// Probes failed and a port's subnet is also on another interface (a leftover, say).

@@ -147,6 +147,8 @@ pub struct PortPrograms {
     pub tc_attachment: TcAttachment,
     /// The clsact qdisc tracer added to the port, to remove again.
     created_clsact: bool,
+    /// The port was up when tracer attached: frames may have crossed it before.
+    pub attached_while_up: bool,
     /// Taken on drop, to detach inside the port's namespace.
     ebpf: Option<Ebpf>,
 }
@@ -187,8 +189,14 @@ impl PortPrograms {
             ingress_hook: IngressHook::Tc,
             tc_attachment,
             created_clsact: false,
+            attached_while_up: false,
             ebpf: Some(loaded.ebpf),
         };
+        probe.attached_while_up = RouteSocket::open()
+            .and_then(|socket| socket.link(&spec.interface))
+            .ok()
+            .flatten()
+            .is_some_and(|link| link.admin_up);
         if tc_attachment == TcAttachment::Clsact {
             probe.created_clsact = add_clsact(&spec.interface)
                 .with_context(|| format!("adding a clsact qdisc to {spec}"))?;
@@ -204,6 +212,13 @@ impl PortPrograms {
         }
         probe.attach_tc("tracer_egress", TcAttachType::Egress)?;
         Ok(probe)
+    }
+
+    /// tracer added the clsact qdisc to the port while it was up: the kernel stops an up
+    /// device's transmit queues while a qdisc is added, and drops the frames leaving it then
+    /// (QDISC_DROP).
+    pub fn qdisc_added_while_up(&self) -> bool {
+        self.created_clsact && self.attached_while_up
     }
 
     fn ebpf(&self) -> &Ebpf {

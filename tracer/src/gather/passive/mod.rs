@@ -159,6 +159,16 @@ pub(crate) fn evidence(
         .environment
         .limitations
         .extend(watch.rules.limitations.iter().cloned());
+    for port in ports {
+        for late in &port.late_attachments {
+            evidence.environment.limitations.push(format!(
+                "tracer attached to {} while the command ran, the port up already: {}",
+                port.name(),
+                late.consequences(port.name())
+            ));
+            evidence.late_attachments.push(late.clone());
+        }
+    }
     look_when_frames_lost(pair, &mut evidence, verbosity);
     evidence
 }

@@ -10,8 +10,8 @@ use std::{
 
 use tracer_common::PacketKind;
 use tracer_evidence::{
-    KindCounts, LinkPartner, NetfilterLocation, PortChange, Side, Timeline, TimelineEvent,
-    words::is_spdk_rule,
+    KindCounts, LateAttachment, LinkPartner, NetfilterLocation, PortChange, Side, Timeline,
+    TimelineEvent, words::is_spdk_rule,
 };
 
 /// The kinds of frames a test sends (everything tracer classifies but `other`).
@@ -171,6 +171,8 @@ pub(crate) struct WatchedPort {
     pub(crate) partner: Option<LinkPartner>,
     /// The carrier down count when watch first found the port: its growth is the run's.
     pub(crate) first_carrier_downs: Option<u32>,
+    /// Each time tracer attached to the port while the command ran and the port was up.
+    pub(crate) late_attachments: Vec<LateAttachment>,
 }
 
 impl WatchedPort {
@@ -208,6 +210,7 @@ impl WatchedPort {
             pair,
             partner: None,
             first_carrier_downs: None,
+            late_attachments: Vec::new(),
         }
     }
 
@@ -264,6 +267,8 @@ pub(crate) struct Watch {
     pub(crate) rules: RuleWatch,
     /// Rules with SPDK's comment in the first rulesets, read before the command started.
     pub(crate) rules_before_run: Vec<NetfilterLocation>,
+    /// When the command started, once it has.
+    pub(crate) command_started: Option<f64>,
 }
 
 impl Watch {
@@ -404,19 +409,28 @@ impl Watch {
             && let Some(probe) = port.follower.probe_mut()
         {
             let hook = probe.ingress_hook.name();
+            let late = (probe.attached_while_up && self.command_started.is_some()).then(|| {
+                LateAttachment {
+                    side,
+                    at_ms: (now * 1000.0) as u64,
+                    qdisc_added: probe.qdisc_added_while_up(),
+                }
+            });
             port.recorder.attach(probe.take_capture());
             self.captures_attached += 1;
-            self.timeline.push_on(
-                side,
-                now,
-                "attach",
-                format!(
-                    "{interface} found in {} (ifindex {}): counting ({hook} ingress, tc egress)",
-                    netns::display_name(&location.netns),
-                    location.ifindex
-                ),
-                None,
+            let mut message = format!(
+                "{interface} found in {} (ifindex {}): counting ({hook} ingress, tc egress)",
+                netns::display_name(&location.netns),
+                location.ifindex
             );
+            if let Some(late) = late {
+                message.push_str(&format!(
+                    "; it was up already: {}",
+                    late.consequences(&interface)
+                ));
+                port.late_attachments.push(late);
+            }
+            self.timeline.push_on(side, now, "attach", message, None);
         }
     }
 
