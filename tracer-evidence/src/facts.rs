@@ -527,7 +527,7 @@ pub struct CarrierGap {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LateAttachment {
     pub side: Side,
-    /// Milliseconds after watch started.
+    /// When attaching began, in milliseconds after watch started.
     pub at_ms: u64,
     /// tracer added the clsact qdisc its programs need before tcx (Linux 6.6): the kernel
     /// stops an up port's transmit queue while a qdisc is added, and drops the frames leaving

@@ -1142,9 +1142,9 @@ fn an_address_removed_in_the_loss_is_placed_and_one_removed_long_before_is_not_b
     assert_eq!(verdict.side, Side::Target);
 }
 
-/// The 5.10 guest's flake: one echo request of two unanswered, sent as tracer attached again
-/// to the moved target, up already, and added its clsact qdisc; the target's counts began
-/// after the first request.
+/// One echo request of two unanswered, sent as tracer attached again to the moved target, up
+/// already, and added its clsact qdisc; the target's counts began after the first request
+/// (what CI's 5.10 guest most likely met, where pair 2 of the virtual layout said cable).
 fn lost_as_tracer_attached(qdisc_added: bool, loss_from_ms: u64) -> Evidence {
     let mut evidence = healthy();
     let icmp = probe_mut(&mut evidence, ExchangeKind::IcmpForward);
@@ -1160,7 +1160,7 @@ fn lost_as_tracer_attached(qdisc_added: bool, loss_from_ms: u64) -> Evidence {
     });
     evidence.late_attachments.push(LateAttachment {
         side: Side::Target,
-        at_ms: 3200,
+        at_ms: 3050,
         qdisc_added,
     });
     evidence
@@ -1172,7 +1172,7 @@ fn a_loss_in_the_moment_tracer_added_its_qdisc_to_an_up_port_is_tracers_own() {
     let Finding::AttachedLate(found) = &verdict.finding else {
         panic!("{verdict:?}");
     };
-    assert_eq!(found.attachment.at_ms, 3200);
+    assert_eq!(found.attachment.at_ms, 3050);
     assert_eq!(verdict.class, VerdictClass::Unknown);
     assert_eq!(verdict.side, Side::Target);
     let summary = verdict.summary();

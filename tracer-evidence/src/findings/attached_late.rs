@@ -22,16 +22,20 @@ pub struct AttachedLate {
     pub loss: LossWindow,
 }
 
-/// Every loss of the run lies in the [`TIE_MS`] before an attachment that added a qdisc to an
-/// up port: the frames that moment drops are the ones sent while tracer attached. A loss
+/// How long before an attachment began a frame may be stamped and still be sent after it: the
+/// capture's clock and watch's are read apart.
+const CLOCKS_APART_MS: u64 = 50;
+
+/// Every loss of the run lies in the [`TIE_MS`] after an attachment that added a qdisc to an up
+/// port began: the frames that moment drops are the ones sent while tracer attached. A loss
 /// outside such a moment (ARP's retries a second apart, say) is the network's to explain.
 pub(crate) fn recognise(context: &Context) -> Option<Verdict> {
     let evidence = context.evidence;
     let grafted_during = |loss: &LossWindow| {
         evidence.late_attachments.iter().find(|attachment| {
             attachment.qdisc_added
-                && loss.last_ms <= attachment.at_ms
-                && attachment.at_ms <= loss.first_ms + TIE_MS
+                && attachment.at_ms <= loss.first_ms + CLOCKS_APART_MS
+                && loss.last_ms <= attachment.at_ms + TIE_MS
         })
     };
     let tied: Option<Vec<_>> = evidence
@@ -90,7 +94,7 @@ pub(crate) fn example() -> AttachedLate {
         port: super::example::target(),
         attachment: LateAttachment {
             side: Side::Target,
-            at_ms: 3200,
+            at_ms: 3050,
             qdisc_added: true,
         },
         loss: LossWindow {

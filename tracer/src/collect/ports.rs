@@ -4,7 +4,7 @@
 //! tc programs attach as tcx links from 6.6 on, and as filters of a `clsact` qdisc before that
 //! (tracer creates the qdisc when it is missing, and removes it again when it created it).
 
-use std::path::Path;
+use std::{path::Path, time::Instant};
 
 use anyhow::{Context as _, anyhow};
 use aya::{
@@ -149,6 +149,8 @@ pub struct PortPrograms {
     created_clsact: bool,
     /// The port was up when tracer attached: frames may have crossed it before.
     pub attached_while_up: bool,
+    /// When attaching began.
+    pub attached_at: Instant,
     /// Taken on drop, to detach inside the port's namespace.
     ebpf: Option<Ebpf>,
 }
@@ -182,6 +184,11 @@ impl PortPrograms {
         let ifindex = netns::ifindex(&spec.interface)
             .ok_or_else(|| UsageError::unknown_interface(&spec.interface, &spec.netns))?;
         let tc_attachment = TcAttachment::of_running_kernel();
+        let attached_while_up = RouteSocket::open()
+            .and_then(|socket| socket.link(&spec.interface))
+            .ok()
+            .flatten()
+            .is_some_and(|link| link.admin_up);
         let mut probe = Self {
             spec: spec.clone(),
             netns_inode,
@@ -189,14 +196,10 @@ impl PortPrograms {
             ingress_hook: IngressHook::Tc,
             tc_attachment,
             created_clsact: false,
-            attached_while_up: false,
+            attached_while_up,
+            attached_at: Instant::now(),
             ebpf: Some(loaded.ebpf),
         };
-        probe.attached_while_up = RouteSocket::open()
-            .and_then(|socket| socket.link(&spec.interface))
-            .ok()
-            .flatten()
-            .is_some_and(|link| link.admin_up);
         if tc_attachment == TcAttachment::Clsact {
             probe.created_clsact = add_clsact(&spec.interface)
                 .with_context(|| format!("adding a clsact qdisc to {spec}"))?;

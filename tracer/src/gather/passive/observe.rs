@@ -412,7 +412,10 @@ impl Watch {
             let late = (probe.attached_while_up && self.command_started.is_some()).then(|| {
                 LateAttachment {
                     side,
-                    at_ms: (now * 1000.0) as u64,
+                    at_ms: probe
+                        .attached_at
+                        .saturating_duration_since(self.started)
+                        .as_millis() as u64,
                     qdisc_added: probe.qdisc_added_while_up(),
                 }
             });
