@@ -299,8 +299,9 @@ fn monitor_counts_the_phy_pair() {
 
 /// watch, with no port flag, follows both targets of the layout out of their namespace and
 /// back, and writes one verdict per pair. The pings wait until tracer counts on both targets
-/// again (`until_counted_on`): a ping that raced tracer's new attachment before tcx was lost to
-/// it, and its pair said cable (the 5.10 guest, once in four whole-suite runs).
+/// again (`until_counted_on`): before tcx a ping that races tracer's new attachment can go
+/// uncounted at the target or be dropped as the qdisc is added, and in CI's 5.10 guest pair 2
+/// once said cable so (one whole-suite run in four).
 fn watch_follows_both_targets(layout: &'static str) {
     let lab = LayoutLab::up(layout);
     let pairs = spdk_pairs(layout);

@@ -41,8 +41,8 @@ const RULES: &[Rule] = &[
     stale_neighbour::recognise,
     netfilter_drop::recognise,
     program_takes_probes::recognise,
-    // tracer's own attachment dropped what it sent then: no count of the network's can say
-    // more of that moment.
+    // A loss in the moment tracer added a qdisc to an up port is tracer's own: no count of
+    // the network's says more of that moment.
     attached_late::recognise,
     carrier_late::recognise,
     no_carrier::recognise,

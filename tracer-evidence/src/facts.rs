@@ -545,7 +545,7 @@ impl LateAttachment {
         if self.qdisc_added {
             words.push_str(
                 ", and adding the clsact qdisc tracer needs before Linux 6.6 stopped its \
-                 transmit queue for a moment: the kernel dropped the frames leaving it then \
+                 transmit queue for a moment: the kernel drops what leaves it then \
                  (QDISC_DROP)",
             );
         }
