@@ -149,7 +149,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         captures_attached: 0,
         rules: Default::default(),
         rules_before_run: Vec::new(),
-        command_started: None,
+        command_started: false,
     };
     // Drops counted before the command starts are not the command's.
     watch.last_drops = watch
@@ -187,7 +187,7 @@ pub fn run(args: &WatchArgs, verbosity: u8) -> anyhow::Result<u8> {
         }
         let mut child = child::spawn(&args.command, Duration::from_secs(args.kill_after))?;
         let started = watch.seconds();
-        watch.command_started = Some(started);
+        watch.command_started = true;
         watch.timeline.push(
             started,
             "command",

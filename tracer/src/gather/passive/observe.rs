@@ -267,8 +267,8 @@ pub(crate) struct Watch {
     pub(crate) rules: RuleWatch,
     /// Rules with SPDK's comment in the first rulesets, read before the command started.
     pub(crate) rules_before_run: Vec<NetfilterLocation>,
-    /// When the command started, once it has.
-    pub(crate) command_started: Option<f64>,
+    /// The command has started: an attachment from then on is late.
+    pub(crate) command_started: bool,
 }
 
 impl Watch {
@@ -409,15 +409,13 @@ impl Watch {
             && let Some(probe) = port.follower.probe_mut()
         {
             let hook = probe.ingress_hook.name();
-            let late = (probe.attached_while_up && self.command_started.is_some()).then(|| {
-                LateAttachment {
-                    side,
-                    at_ms: probe
-                        .attached_at
-                        .saturating_duration_since(self.started)
-                        .as_millis() as u64,
-                    qdisc_added: probe.qdisc_added_while_up(),
-                }
+            let late = (probe.attached_while_up && self.command_started).then(|| LateAttachment {
+                side,
+                at_ms: probe
+                    .attached_at
+                    .saturating_duration_since(self.started)
+                    .as_millis() as u64,
+                qdisc_added: probe.qdisc_added_while_up(),
             });
             port.recorder.attach(probe.take_capture());
             self.captures_attached += 1;
