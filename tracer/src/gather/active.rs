@@ -4,7 +4,7 @@
 
 use std::{
     collections::HashMap,
-    net::{IpAddr, Ipv4Addr, SocketAddrV4},
+    net::{Ipv4Addr, SocketAddrV4},
     time::Duration,
 };
 
@@ -173,14 +173,48 @@ fn neighbour_entry(netns: &str, ifindex: u32, address: Ipv4Addr) -> Option<Neigh
         .find(|neighbour| neighbour.ifindex == ifindex && neighbour.address == address)
 }
 
-/// Removes a neighbour entry the probes created, so the table is left as it was found.
-fn forget_neighbour(netns: &str, interface: &str, address: IpAddr) {
-    let address = address.to_string();
-    if let Err(err) = tool::run(netns, "ip", &["neigh", "del", &address, "dev", interface]) {
-        log::warn!(
-            "could not remove the neighbour entry {address} the probes created on {interface}: {err}"
-        );
+/// How many times the created entries are looked for and removed; see [`forget_neighbours`].
+const FORGET_ROUNDS: usize = 3;
+
+/// One port's entry for its peer's address, absent before the probes: theirs if it is there.
+struct CreatedNeighbour<'port> {
+    netns: &'port str,
+    interface: &'port str,
+    ifindex: u32,
+    address: Ipv4Addr,
+}
+
+/// Removes the neighbour entries the probes created, so the tables are left as they were
+/// found. Removing one entry can be undone by the other end: its entry in DELAY sends a
+/// unicast ARP request when its timer fires (5 s after use), and that request creates a STALE
+/// entry again. Once both are gone nothing sends, so a second look finds what came back.
+fn forget_neighbours(created: &[CreatedNeighbour]) {
+    for _ in 0..FORGET_ROUNDS {
+        let present: Vec<&CreatedNeighbour> = created
+            .iter()
+            .filter(|entry| neighbour_entry(entry.netns, entry.ifindex, entry.address).is_some())
+            .collect();
+        if present.is_empty() {
+            return;
+        }
+        for entry in present {
+            let address = entry.address.to_string();
+            let removed = tool::run(
+                entry.netns,
+                "ip",
+                &["neigh", "del", &address, "dev", entry.interface],
+            );
+            if let Err(err) = removed {
+                log::warn!(
+                    "could not remove the neighbour entry {address} the probes created on {}: {err}",
+                    entry.interface
+                );
+            }
+        }
     }
+    log::warn!(
+        "neighbour entries the probes created came back {FORGET_ROUNDS} times; some may be left"
+    );
 }
 
 fn probe_path(
@@ -373,16 +407,28 @@ fn probe_path(
             &neighbours,
         ],
     );
-    for neighbour in &evidence.neighbours {
-        if neighbour.before.is_none() && neighbour.after.is_some() {
-            let interface = if neighbour.side == Side::Target {
-                &target.interface
-            } else {
-                &initiator.interface
-            };
-            forget_neighbour(&neighbour.netns, interface, neighbour.address);
-        }
-    }
+    let ends = [
+        (Side::Initiator, initiator, initiator_index, pair.target_ip),
+        (Side::Target, target, target_index, pair.initiator_ip),
+    ];
+    // An entry absent before is looked for even if the look after missed it: a late ARP
+    // request may still create it.
+    let created: Vec<CreatedNeighbour> = evidence
+        .neighbours
+        .iter()
+        .filter(|neighbour| neighbour.before.is_none())
+        .filter_map(|neighbour| {
+            let (_, port, ifindex, address) =
+                ends.iter().find(|(side, ..)| *side == neighbour.side)?;
+            Some(CreatedNeighbour {
+                netns: &port.netns,
+                interface: &port.interface,
+                ifindex: *ifindex,
+                address: *address,
+            })
+        })
+        .collect();
+    forget_neighbours(&created);
     // Carrier may have changed while probing; what it is now is what the verdict needs.
     refresh_link(&mut evidence.initiator);
     refresh_link(&mut evidence.target);
