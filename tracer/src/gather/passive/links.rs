@@ -5,7 +5,7 @@ use std::{collections::HashMap, net::Ipv4Addr};
 
 use tracer_evidence::{PortChange, reasons::NeighbourState};
 
-use super::observe::{Watch, WatchedPort};
+use super::observe::{LiveTimeline, Watch, WatchedPort};
 use crate::netlink::{Link, Neighbour, RouteSocket};
 
 impl Watch {
@@ -81,77 +81,89 @@ impl Watch {
                 );
             }
             let ifindex = link.ifindex;
-            let mut addresses: Vec<Ipv4Addr> = socket
-                .addresses()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|address| address.ifindex == ifindex)
-                .map(|address| address.address)
-                .collect();
-            addresses.sort();
-            if port
-                .address_history
-                .last()
-                .is_none_or(|(_, last)| *last != addresses)
-            {
-                port.address_history.push((now, addresses));
-                keep_recent(&mut port.address_history);
-            }
-            let entries: Vec<_> = socket
-                .neighbours()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|neighbour| neighbour.ifindex == ifindex)
-                .collect();
-            for entry in &entries {
-                if let Some(mac) = entry.mac {
-                    port.neighbour_macs.insert(entry.address, mac);
+            // A dump that failed says nothing of the table: the last look stands, else every
+            // entry would be counted as gone and then back.
+            if let Ok(all) = socket.addresses() {
+                let mut addresses: Vec<Ipv4Addr> = all
+                    .into_iter()
+                    .filter(|address| address.ifindex == ifindex)
+                    .map(|address| address.address)
+                    .collect();
+                addresses.sort();
+                if port
+                    .address_history
+                    .last()
+                    .is_none_or(|(_, last)| *last != addresses)
+                {
+                    port.address_history.push((now, addresses));
+                    keep_recent(&mut port.address_history);
                 }
             }
-            record_usable_macs(port, &entries, now);
-            let current: HashMap<Ipv4Addr, String> = entries
-                .into_iter()
-                .map(|neighbour| (neighbour.address, neighbour.state))
-                .collect();
-            let mut addresses: Vec<&Ipv4Addr> =
-                current.keys().chain(port.neighbours.keys()).collect();
-            addresses.sort();
-            addresses.dedup();
-            for address in addresses {
-                let (old, new) = (port.neighbours.get(address), current.get(address));
-                if old != new {
-                    let state = new.map_or("none", String::as_str);
-                    self.timeline.push_on(
-                        port.side,
-                        now,
-                        "neighbour",
-                        format!(
-                            "{address} on {}: {} -> {state}",
-                            port.spec.interface,
-                            old.map_or("none", String::as_str),
-                        ),
-                        Some(PortChange::Neighbour {
-                            address: *address,
-                            state: state.to_owned(),
-                        }),
-                    );
-                }
+            if let Ok(all) = socket.neighbours() {
+                let entries = all
+                    .into_iter()
+                    .filter(|neighbour| neighbour.ifindex == ifindex)
+                    .collect();
+                observe_neighbours(port, &mut self.timeline, entries, now);
             }
-            // The state each entry had when first seen ("none" if it appeared while watching).
-            let watched_before = port.link.is_some();
-            for (address, state) in &current {
-                port.first_neighbours.entry(*address).or_insert_with(|| {
-                    if watched_before {
-                        "none".to_owned()
-                    } else {
-                        state.clone()
-                    }
-                });
-            }
-            port.neighbours = current;
         }
         port.link = link;
     }
+}
+
+/// Compares the port's neighbour entries with the last look: each change is a timeline event,
+/// and each entry's MAC and first state are kept.
+fn observe_neighbours(
+    port: &mut WatchedPort,
+    timeline: &mut LiveTimeline,
+    entries: Vec<Neighbour>,
+    now: f64,
+) {
+    for entry in &entries {
+        if let Some(mac) = entry.mac {
+            port.neighbour_macs.insert(entry.address, mac);
+        }
+    }
+    record_usable_macs(port, &entries, now);
+    let current: HashMap<Ipv4Addr, String> = entries
+        .into_iter()
+        .map(|neighbour| (neighbour.address, neighbour.state))
+        .collect();
+    let mut addresses: Vec<&Ipv4Addr> = current.keys().chain(port.neighbours.keys()).collect();
+    addresses.sort();
+    addresses.dedup();
+    for address in addresses {
+        let (old, new) = (port.neighbours.get(address), current.get(address));
+        if old != new {
+            let state = new.map_or("none", String::as_str);
+            timeline.push_on(
+                port.side,
+                now,
+                "neighbour",
+                format!(
+                    "{address} on {}: {} -> {state}",
+                    port.spec.interface,
+                    old.map_or("none", String::as_str),
+                ),
+                Some(PortChange::Neighbour {
+                    address: *address,
+                    state: state.to_owned(),
+                }),
+            );
+        }
+    }
+    // The state each entry had when first seen ("none" if it appeared while watching).
+    let watched_before = port.link.is_some();
+    for (address, state) in &current {
+        port.first_neighbours.entry(*address).or_insert_with(|| {
+            if watched_before {
+                "none".to_owned()
+            } else {
+                state.clone()
+            }
+        });
+    }
+    port.neighbours = current;
 }
 
 /// Records each entry's MAC when it changes: the MAC frames go to, none while the entry is
