@@ -4,6 +4,7 @@
 
 use std::{
     collections::HashMap,
+    io,
     net::{Ipv4Addr, SocketAddrV4},
     time::Duration,
 };
@@ -164,20 +165,20 @@ fn skipped(kind: ExchangeKind, from: Side, why: &str) -> Exchange {
     }
 }
 
-fn neighbour_entry(netns: &str, ifindex: u32, address: Ipv4Addr) -> Option<Neighbour> {
-    RouteSocket::open_in(netns)
-        .ok()?
-        .neighbours()
-        .ok()?
+/// A port's entry for `address`: `Ok(None)` when the table has none, `Err` when it could not
+/// be read.
+fn neighbour_entry(netns: &str, ifindex: u32, address: Ipv4Addr) -> io::Result<Option<Neighbour>> {
+    Ok(RouteSocket::open_in(netns)?
+        .neighbours()?
         .into_iter()
-        .find(|neighbour| neighbour.ifindex == ifindex && neighbour.address == address)
+        .find(|neighbour| neighbour.ifindex == ifindex && neighbour.address == address))
 }
 
-/// How many times the created entries are looked for and removed; see [`forget_neighbours`].
+/// How many times the probes' entries are removed; see [`forget_neighbours`].
 const FORGET_ROUNDS: usize = 3;
 
 /// One port's entry for its peer's address, absent before the probes: theirs if it is there.
-struct CreatedNeighbour<'port> {
+struct NeighbourAbsentBefore<'port> {
     netns: &'port str,
     interface: &'port str,
     ifindex: u32,
@@ -187,14 +188,27 @@ struct CreatedNeighbour<'port> {
 /// Removes the neighbour entries the probes created, so the tables are left as they were
 /// found. Removing one entry can be undone by the other end: its entry in DELAY sends a
 /// unicast ARP request when its timer fires (5 s after use), and that request creates a STALE
-/// entry again. Once both are gone nothing sends, so a second look finds what came back.
-fn forget_neighbours(created: &[CreatedNeighbour]) {
-    for _ in 0..FORGET_ROUNDS {
-        let present: Vec<&CreatedNeighbour> = created
+/// entry again. Once both are gone nothing sends, so another look finds what came back.
+fn forget_neighbours(entries: &[NeighbourAbsentBefore]) {
+    for round in 0..=FORGET_ROUNDS {
+        let present: Vec<&NeighbourAbsentBefore> = entries
             .iter()
-            .filter(|entry| neighbour_entry(entry.netns, entry.ifindex, entry.address).is_some())
+            .filter(|entry| {
+                neighbour_entry(entry.netns, entry.ifindex, entry.address)
+                    .is_ok_and(|found| found.is_some())
+            })
             .collect();
         if present.is_empty() {
+            return;
+        }
+        if round == FORGET_ROUNDS {
+            for entry in present {
+                log::warn!(
+                    "the neighbour entry {} the probes created on {} came back {FORGET_ROUNDS} times and is left",
+                    entry.address,
+                    entry.interface
+                );
+            }
             return;
         }
         for entry in present {
@@ -212,9 +226,6 @@ fn forget_neighbours(created: &[CreatedNeighbour]) {
             }
         }
     }
-    log::warn!(
-        "neighbour entries the probes created came back {FORGET_ROUNDS} times; some may be left"
-    );
 }
 
 fn probe_path(
@@ -366,21 +377,30 @@ fn probe_path(
             })
         })
         .collect();
-    let [initiator_before, target_before] = neighbours_before;
+    // Only an entry seen absent before is the probes' to remove: a table that could not be
+    // read then may have held it.
+    let absent_before = neighbours_before
+        .each_ref()
+        .map(|before| matches!(before, Ok(None)));
+    let [initiator_before, target_before] = neighbours_before.map(|before| before.ok().flatten());
     let neighbours = Neighbours(vec![
         neighbour_seen(
             Side::Initiator,
             &initiator.netns,
             pair.target_ip,
             initiator_before,
-            neighbour_entry(&initiator.netns, initiator_index, pair.target_ip),
+            neighbour_entry(&initiator.netns, initiator_index, pair.target_ip)
+                .ok()
+                .flatten(),
         ),
         neighbour_seen(
             Side::Target,
             &target.netns,
             pair.initiator_ip,
             target_before,
-            neighbour_entry(&target.netns, target_index, pair.initiator_ip),
+            neighbour_entry(&target.netns, target_index, pair.initiator_ip)
+                .ok()
+                .flatten(),
         ),
     ]);
     collect(
@@ -407,28 +427,24 @@ fn probe_path(
             &neighbours,
         ],
     );
-    let ends = [
-        (Side::Initiator, initiator, initiator_index, pair.target_ip),
-        (Side::Target, target, target_index, pair.initiator_ip),
-    ];
     // An entry absent before is looked for even if the look after missed it: a late ARP
     // request may still create it.
-    let created: Vec<CreatedNeighbour> = evidence
-        .neighbours
+    let ends = [
+        (initiator, initiator_index, pair.target_ip),
+        (target, target_index, pair.initiator_ip),
+    ];
+    let absent: Vec<NeighbourAbsentBefore> = ends
         .iter()
-        .filter(|neighbour| neighbour.before.is_none())
-        .filter_map(|neighbour| {
-            let (_, port, ifindex, address) =
-                ends.iter().find(|(side, ..)| *side == neighbour.side)?;
-            Some(CreatedNeighbour {
-                netns: &port.netns,
-                interface: &port.interface,
-                ifindex: *ifindex,
-                address: *address,
-            })
+        .zip(absent_before)
+        .filter(|(_, absent)| *absent)
+        .map(|((port, ifindex, address), _)| NeighbourAbsentBefore {
+            netns: &port.netns,
+            interface: &port.interface,
+            ifindex: *ifindex,
+            address: *address,
         })
         .collect();
-    forget_neighbours(&created);
+    forget_neighbours(&absent);
     // Carrier may have changed while probing; what it is now is what the verdict needs.
     refresh_link(&mut evidence.initiator);
     refresh_link(&mut evidence.target);
