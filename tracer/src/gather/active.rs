@@ -247,12 +247,23 @@ fn probe_path(
     session.watch_also(hop_places.iter().map(|(place, _)| *place))?;
     attached()?;
     let (initiator, target) = (&pair.initiator, &pair.target);
-    let initiator_index = session.ports[0].ifindex;
-    let target_index = session.ports[1].ifindex;
-    let neighbours_before = [
-        neighbour_entry(&initiator.netns, initiator_index, pair.target_ip),
-        neighbour_entry(&target.netns, target_index, pair.initiator_ip),
+    // Each port with its index and the peer's address: the neighbour entry the probes make.
+    let ends = [
+        (
+            Side::Initiator,
+            initiator,
+            session.ports[0].ifindex,
+            pair.target_ip,
+        ),
+        (
+            Side::Target,
+            target,
+            session.ports[1].ifindex,
+            pair.initiator_ip,
+        ),
     ];
+    let neighbours_before =
+        ends.map(|(_, port, ifindex, address)| neighbour_entry(&port.netns, ifindex, address));
     let rulesets_before = rulesets(&initiator.netns, &target.netns);
 
     // Phase 1: ARP alone, so that the kernel's own resolution does not mix in.
@@ -382,27 +393,22 @@ fn probe_path(
     let absent_before = neighbours_before
         .each_ref()
         .map(|before| matches!(before, Ok(None)));
-    let [initiator_before, target_before] = neighbours_before.map(|before| before.ok().flatten());
-    let neighbours = Neighbours(vec![
-        neighbour_seen(
-            Side::Initiator,
-            &initiator.netns,
-            pair.target_ip,
-            initiator_before,
-            neighbour_entry(&initiator.netns, initiator_index, pair.target_ip)
-                .ok()
-                .flatten(),
-        ),
-        neighbour_seen(
-            Side::Target,
-            &target.netns,
-            pair.initiator_ip,
-            target_before,
-            neighbour_entry(&target.netns, target_index, pair.initiator_ip)
-                .ok()
-                .flatten(),
-        ),
-    ]);
+    let neighbours = Neighbours(
+        ends.iter()
+            .zip(neighbours_before)
+            .map(|(&(side, port, ifindex, address), before)| {
+                neighbour_seen(
+                    side,
+                    &port.netns,
+                    address,
+                    before.ok().flatten(),
+                    neighbour_entry(&port.netns, ifindex, address)
+                        .ok()
+                        .flatten(),
+                )
+            })
+            .collect(),
+    );
     collect(
         evidence,
         &[
@@ -429,19 +435,15 @@ fn probe_path(
     );
     // An entry absent before is looked for even if the look after missed it: a late ARP
     // request may still create it.
-    let ends = [
-        (initiator, initiator_index, pair.target_ip),
-        (target, target_index, pair.initiator_ip),
-    ];
     let absent: Vec<NeighbourAbsentBefore> = ends
         .iter()
         .zip(absent_before)
         .filter(|(_, absent)| *absent)
-        .map(|((port, ifindex, address), _)| NeighbourAbsentBefore {
+        .map(|(&(_, port, ifindex, address), _)| NeighbourAbsentBefore {
             netns: &port.netns,
             interface: &port.interface,
-            ifindex: *ifindex,
-            address: *address,
+            ifindex,
+            address,
         })
         .collect();
     forget_neighbours(&absent);
