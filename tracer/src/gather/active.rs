@@ -34,7 +34,6 @@ use crate::{
     place::PlaceKey,
     probes,
     session::Session,
-    tool,
 };
 
 const ARP_PROBES: u32 = 3;
@@ -168,7 +167,15 @@ fn skipped(kind: ExchangeKind, from: Side, why: &str) -> Exchange {
 /// A port's entry for `address`: `Ok(None)` when the table has none, `Err` when it could not
 /// be read.
 fn neighbour_entry(netns: &str, ifindex: u32, address: Ipv4Addr) -> io::Result<Option<Neighbour>> {
-    Ok(RouteSocket::open_in(netns)?
+    entry_in(&RouteSocket::open_in(netns)?, ifindex, address)
+}
+
+fn entry_in(
+    socket: &RouteSocket,
+    ifindex: u32,
+    address: Ipv4Addr,
+) -> io::Result<Option<Neighbour>> {
+    Ok(socket
         .neighbours()?
         .into_iter()
         .find(|neighbour| neighbour.ifindex == ifindex && neighbour.address == address))
@@ -185,45 +192,53 @@ struct NeighbourAbsentBefore<'port> {
     address: Ipv4Addr,
 }
 
+impl NeighbourAbsentBefore<'_> {
+    fn warn(&self, what: impl std::fmt::Display) {
+        log::warn!(
+            "the neighbour entry {} the probes created on {} {what}",
+            self.address,
+            self.interface
+        );
+    }
+}
+
 /// Removes the neighbour entries the probes created, so the tables are left as they were
 /// found. Removing one entry can be undone by the other end: its entry in DELAY sends a
 /// unicast ARP request when its timer fires (5 s after use), and that request creates a STALE
-/// entry again. Once both are gone nothing sends, so another look finds what came back.
+/// entry again. So the removals are repeated until a round finds none left to remove: once
+/// both are gone nothing sends.
 fn forget_neighbours(entries: &[NeighbourAbsentBefore]) {
-    for round in 0..=FORGET_ROUNDS {
-        let present: Vec<&NeighbourAbsentBefore> = entries
-            .iter()
-            .filter(|entry| {
-                neighbour_entry(entry.netns, entry.ifindex, entry.address)
-                    .is_ok_and(|found| found.is_some())
-            })
-            .collect();
-        if present.is_empty() {
+    let mut pending: Vec<(&NeighbourAbsentBefore, RouteSocket)> = entries
+        .iter()
+        .filter_map(|entry| match RouteSocket::open_in(entry.netns) {
+            Ok(socket) => Some((entry, socket)),
+            Err(err) => {
+                entry.warn(format_args!("could not be removed: {err}"));
+                None
+            }
+        })
+        .collect();
+    for _ in 0..FORGET_ROUNDS {
+        let mut removed = false;
+        pending.retain(|(entry, socket)| {
+            match socket.delete_neighbour(entry.ifindex, entry.address) {
+                Ok(was_there) => {
+                    removed |= was_there;
+                    true
+                }
+                Err(err) => {
+                    entry.warn(format_args!("could not be removed: {err}"));
+                    false
+                }
+            }
+        });
+        if !removed {
             return;
         }
-        if round == FORGET_ROUNDS {
-            for entry in present {
-                log::warn!(
-                    "the neighbour entry {} the probes created on {} came back {FORGET_ROUNDS} times and is left",
-                    entry.address,
-                    entry.interface
-                );
-            }
-            return;
-        }
-        for entry in present {
-            let address = entry.address.to_string();
-            let removed = tool::run(
-                entry.netns,
-                "ip",
-                &["neigh", "del", &address, "dev", entry.interface],
-            );
-            if let Err(err) = removed {
-                log::warn!(
-                    "could not remove the neighbour entry {address} the probes created on {}: {err}",
-                    entry.interface
-                );
-            }
+    }
+    for (entry, socket) in &pending {
+        if entry_in(socket, entry.ifindex, entry.address).is_ok_and(|found| found.is_some()) {
+            entry.warn(format_args!("came back {FORGET_ROUNDS} times and is left"));
         }
     }
 }

@@ -162,8 +162,9 @@ pub(super) fn describe_errno(errno: i32) -> String {
     }
 }
 
-/// Builds a request message; refuses every type but GET and the deletion of a clsact qdisc,
-/// so this client cannot change anything else.
+/// Builds a request message; refuses every type but GET and the two deletions tracer makes of
+/// what it added (a clsact qdisc, a neighbour entry its probes created), so this client cannot
+/// change anything else.
 pub(super) fn encode_request(
     message_type: u16,
     flags: u16,
@@ -173,7 +174,11 @@ pub(super) fn encode_request(
 ) -> io::Result<Vec<u8>> {
     let clsact_deletion =
         message_type == RTM_DELQDISC && attributes == [(TCA_KIND, b"clsact\0".as_slice())];
-    if !is_get_request(message_type) && !clsact_deletion {
+    // One IPv4 entry, named by its address: never a flush of a table.
+    let neighbour_deletion = message_type == libc::RTM_DELNEIGH
+        && header.first() == Some(&AF_INET)
+        && matches!(attributes, [(libc::NDA_DST, address)] if address.len() == 4);
+    if !is_get_request(message_type) && !clsact_deletion && !neighbour_deletion {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("netlink message type {message_type} is not a GET request"),

@@ -4,9 +4,9 @@
 //!
 //! A netlink socket stays bound to the namespace it was created in, so callers open a
 //! [`RouteSocket`] while inside a namespace (with [`crate::netns::NetnsGuard::enter`]) and may
-//! use it afterwards from anywhere. Only GET requests are encoded, and one change: deleting a
-//! `clsact` qdisc, which tracer does only for the one it created; anything else is refused
-//! before it reaches the kernel.
+//! use it afterwards from anywhere. Only GET requests are encoded, and two changes, each only
+//! of what tracer added: deleting the `clsact` qdisc it created, and deleting one IPv4
+//! neighbour entry its probes created; anything else is refused before it reaches the kernel.
 //!
 //! An [`EventSocket`] only listens: it joins rtnetlink's multicast groups (links, neighbours,
 //! IPv4 addresses and routes) and is told of every change in its namespace, so that tracer

@@ -163,6 +163,27 @@ impl RouteSocket {
         }
     }
 
+    /// Deletes `ifindex`'s IPv4 neighbour entry for `address`, like `ip neigh del`: `Ok(false)`
+    /// when there was none. Only for an entry tracer's own probes made.
+    pub fn delete_neighbour(&self, ifindex: u32, address: Ipv4Addr) -> io::Result<bool> {
+        let mut header = [0u8; NDMSG_LEN];
+        header[0] = AF_INET; // ndm_family
+        header[4..8].copy_from_slice(&ifindex.to_ne_bytes()); // ndm_ifindex
+        match self.exchange(
+            libc::RTM_DELNEIGH,
+            NLM_F_REQUEST | NLM_F_ACK,
+            &header,
+            &[(libc::NDA_DST, &address.octets())],
+            NLMSG_ERROR,
+        )? {
+            Answer::Messages { .. } => Ok(true),
+            Answer::KernelError {
+                errno: libc::ENOENT,
+            } => Ok(false),
+            Answer::KernelError { errno } => Err(io::Error::from_raw_os_error(errno)),
+        }
+    }
+
     /// Asks the kernel where a locally sent packet to `destination` would go, like
     /// `ip route get`. The kernel refusing (ENETUNREACH, EHOSTUNREACH, …) is an answer too:
     /// `Ok(RouteLookup::Unreachable)`.

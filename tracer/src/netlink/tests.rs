@@ -351,6 +351,85 @@ fn a_joined_socket_hears_of_new_links() {
     };
 }
 
+/// The one neighbour deletion tracer makes: one IPv4 entry by its address, never a flush.
+#[test]
+fn encodes_only_the_deletion_of_one_ipv4_neighbour() {
+    let mut header = [0u8; NDMSG_LEN];
+    header[0] = AF_INET;
+    let address = [10, 0, 0, 2];
+    let one_entry = [(libc::NDA_DST, address.as_slice())];
+    assert!(encode_request(libc::RTM_DELNEIGH, NLM_F_REQUEST, 1, &header, &one_entry).is_ok());
+    let mut ipv6 = header;
+    ipv6[0] = libc::AF_INET6 as u8;
+    for (header, attributes) in [
+        // Without an address the kernel would take it as a flush of the port's entries.
+        (header, &[][..]),
+        (ipv6, &one_entry[..]),
+        (header, &[(libc::NDA_DST, &[10, 0, 0][..])][..]),
+        (header, &[(libc::NDA_LLADDR, &[2, 0, 0, 0, 0, 1][..])][..]),
+    ] {
+        let err =
+            encode_request(libc::RTM_DELNEIGH, NLM_F_REQUEST, 1, &header, attributes).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+    let err =
+        encode_request(libc::RTM_NEWNEIGH, NLM_F_REQUEST, 1, &header, &one_entry).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+}
+
+/// An entry deleted through the socket is gone from the table; deleting it again says it was
+/// not there. Root only (a new namespace): skipped elsewhere.
+#[test]
+fn kernel_deletes_one_neighbour_entry() {
+    let Ok(()) = std::thread::spawn(|| -> io::Result<()> {
+        // SAFETY: unshare on this short-lived thread only; it ends with the closure.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let ip = |args: &[&str]| {
+            let status = std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(status.success(), "ip {args:?}");
+        };
+        ip(&[
+            "link", "add", "ndtest0", "type", "veth", "peer", "name", "ndtest1",
+        ]);
+        let kept = Ipv4Addr::new(10, 0, 0, 3);
+        let deleted = Ipv4Addr::new(10, 0, 0, 2);
+        for address in [kept, deleted] {
+            let address = address.to_string();
+            ip(&[
+                "neigh",
+                "add",
+                &address,
+                "lladdr",
+                "02:00:00:00:00:02",
+                "dev",
+                "ndtest0",
+            ]);
+        }
+        let socket = RouteSocket::open()?;
+        let ifindex = socket.link("ndtest0")?.expect("the veth just made").ifindex;
+        assert!(socket.delete_neighbour(ifindex, deleted)?);
+        let left: Vec<Ipv4Addr> = socket
+            .neighbours()?
+            .iter()
+            .filter(|entry| entry.ifindex == ifindex)
+            .map(|entry| entry.address)
+            .collect();
+        assert_eq!(left, [kept]);
+        assert!(!socket.delete_neighbour(ifindex, deleted)?);
+        Ok(())
+    })
+    .join()
+    .unwrap() else {
+        eprintln!("cannot make a network namespace (not root?): skipped");
+        return;
+    };
+}
+
 #[test]
 fn refuses_anything_but_get() {
     for message_type in [libc::RTM_NEWLINK, libc::RTM_DELROUTE, libc::RTM_SETLINK, 3] {
