@@ -176,6 +176,11 @@ fn classify_arp(head: &HeadFields) -> Classified {
 
 #[inline(always)]
 fn classify_ipv4<F: Frame>(frame: &F, head: &HeadFields, watched_port: u16) -> Classified {
+    // A protocol tracer does not look into (a UDP flood, say) is done before the header's
+    // other checks.
+    if head.protocol != IPPROTO_ICMP && head.protocol != IPPROTO_TCP {
+        return only(PacketKind::Other, ETH_P_IP);
+    }
     let header_len = usize::from(head.version_ihl & 0x0f) * 4;
     // Only the first fragment carries the transport header.
     if head.version_ihl >> 4 != 4 || header_len < 20 || head.fragment & IPV4_FRAG_OFFSET_MASK != 0 {

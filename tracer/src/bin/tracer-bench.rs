@@ -164,6 +164,8 @@ const TCP_SYN: u8 = 0x02;
 const TCP_PSH_ACK: u8 = 0x18;
 /// A full-sized segment on a 1500-byte MTU, as NVMe/TCP data and iperf3 send.
 const TCP_MSS_WITH_TIMESTAMPS: usize = 1448;
+/// The bench's flood sends 64-byte datagrams (`iperf3 -u -l 64`).
+const FLOOD_PAYLOAD_BYTES: usize = 64;
 
 fn ethernet(destination: [u8; 6], ethertype: u16) -> Vec<u8> {
     let mut frame = Vec::with_capacity(1514);
@@ -219,6 +221,19 @@ fn tcp(destination_port: u16, flags: u8, options_len: usize, payload_len: usize)
     frame
 }
 
+/// A UDP datagram with `payload_len` bytes of data, as the bench's flood sends them.
+fn udp(destination_port: u16, payload_len: usize) -> Vec<u8> {
+    let mut frame = ethernet(TARGET_MAC, 0x0800);
+    ipv4(&mut frame, 17, 8 + payload_len);
+    frame.extend_from_slice(&40_000u16.to_be_bytes());
+    frame.extend_from_slice(&destination_port.to_be_bytes());
+    let length = u16::try_from(8 + payload_len).unwrap_or(u16::MAX);
+    frame.extend_from_slice(&length.to_be_bytes());
+    frame.extend_from_slice(&[0, 0]);
+    frame.resize(frame.len() + payload_len, 0xab);
+    frame
+}
+
 fn frames() -> Vec<Frame> {
     vec![
         Frame {
@@ -246,6 +261,13 @@ fn frames() -> Vec<Frame> {
         Frame {
             name: "other_tcp",
             bytes: tcp(OTHER_PORT, TCP_PSH_ACK, 12, TCP_MSS_WITH_TIMESTAMPS),
+            kinds: &[PacketKind::Other],
+        },
+        // The bench's flood of small datagrams to the watched port: `other` from the IPv4
+        // header's protocol.
+        Frame {
+            name: "udp_flood",
+            bytes: udp(WATCHED_PORT, FLOOD_PAYLOAD_BYTES),
             kinds: &[PacketKind::Other],
         },
     ]
