@@ -170,6 +170,7 @@ fn neighbour_entry(netns: &str, ifindex: u32, address: Ipv4Addr) -> io::Result<O
     entry_in(&RouteSocket::open_in(netns)?, ifindex, address)
 }
 
+/// [`neighbour_entry`] through a socket already open in the port's namespace.
 fn entry_in(
     socket: &RouteSocket,
     ifindex: u32,
