@@ -4,7 +4,8 @@
 //!
 //! The previous layout is the first monitor's (tracer-common before the drop probe counted by
 //! location): `DROP_COUNTERS` keyed by (netns, ifindex, reason, protocol, padding), 16 bytes;
-//! `PACKET_COUNTERS` and `LOST_EVENTS` as today.
+//! `PACKET_COUNTERS` one counter an entry, at direction × 10 kinds + kind; `LOST_EVENTS` as
+//! today.
 
 use std::{
     os::unix::fs::MetadataExt as _,
@@ -164,9 +165,12 @@ fn an_upgraded_monitor_reads_the_previous_releases_counts_on() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The drop counters are in today's layout now.
+    // The drop and packet counters are in today's layout now: a row of 10 counters a direction.
     let info = MapInfo::from_pin(pins.path.join("drops/DROP_COUNTERS")).expect("the new pin");
     assert_eq!(info.key_size(), 24);
+    let info =
+        MapInfo::from_pin(target_pins(&lab, &pins).join("PACKET_COUNTERS")).expect("the new pin");
+    assert_eq!((info.value_size(), info.max_entries()), (80, 2));
 }
 
 #[test]
@@ -218,5 +222,22 @@ fn a_foreign_pin_is_named_and_kept_and_replaced_only_with_reset() {
     let replaced = MapInfo::from_pin(&pinned).expect("tracer's pin");
     assert_ne!(replaced.id(), foreign);
     assert_eq!(replaced.map_type().unwrap(), MapType::PerCpuArray);
-    assert_eq!(replaced.max_entries(), 20);
+    // A row of 10 counters per direction.
+    assert_eq!((replaced.value_size(), replaced.max_entries()), (80, 2));
+}
+
+#[test]
+fn unpin_removes_an_earlier_tracers_pins() {
+    let lab = lab("pun");
+    let pins = PinDir::new();
+    pin_previous_layout(&lab, &pins);
+    let previous = [
+        target_pins(&lab, &pins).join("PACKET_COUNTERS"),
+        pins.path.join("drops/DROP_COUNTERS"),
+    ];
+    let out = check(&mut pins.unpin());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for pin in &previous {
+        assert!(!pin.exists(), "{} is still pinned: {stdout}", pin.display());
+    }
 }

@@ -65,14 +65,10 @@ impl Direction {
     pub const COUNT: u32 = 2;
 }
 
-/// Index into a port's `PACKET_COUNTERS` per-CPU array.
-#[inline(always)]
-pub const fn counter_index(direction: Direction, kind: PacketKind) -> u32 {
-    direction as u32 * PacketKind::COUNT + kind as u32
-}
-
-/// Number of entries in a port's `PACKET_COUNTERS` array.
-pub const PACKET_COUNTER_ENTRIES: u32 = Direction::COUNT * PacketKind::COUNT;
+/// One direction's counters in a port's `PACKET_COUNTERS`, a per-CPU array indexed by
+/// `Direction`: frames by `PacketKind`, at the kind's discriminant. A program looks its row up
+/// once, before it classifies the frame, and keeps no other value across that lookup.
+pub type DirectionCounters = [u64; PacketKind::COUNT as usize];
 
 /// The EtherType of tracer's own cable-map frames: IEEE 802's first local experimental one.
 pub const ETH_P_TRACER_CABLE: u16 = 0x88b5;

@@ -2,7 +2,7 @@
 //!
 //! Every malformed or unexpected frame is classified as `Other`: the observer never fails.
 
-use core::mem::size_of;
+use core::{hint::cold_path, mem::size_of};
 
 use tracer_common::PacketKind;
 
@@ -49,13 +49,13 @@ impl<const N: usize> Words<N> {
     }
 }
 
-/// One classified frame: its kind, and for TCP to the watched port the handshake kind that is
-/// counted in addition and what the capture needs to pick segments.
+/// One classified frame: its kind, and for TCP to the watched port its segment, whose flags
+/// give the handshake kind counted in addition and which the capture picks segments by.
+#[derive(Clone, Copy)]
 pub struct Classified {
     pub kind: PacketKind,
     /// The frame's EtherType; 0 for a frame shorter than an ARP or IPv4 head.
     pub ethertype: u16,
-    pub tcp_flags_kind: Option<PacketKind>,
     /// The segment when `kind` is `TcpPort`, zeros otherwise: written on every path, never
     /// left undefined. An undefined field (an `Option`'s payload) lets LLVM load its stack
     /// slot on every path, and verifiers before 6.5 refuse a read of stack never written,
@@ -68,6 +68,21 @@ impl Classified {
     #[inline(always)]
     pub fn tcp(&self) -> Option<TcpSegment> {
         (self.kind == PacketKind::TcpPort).then_some(self.segment)
+    }
+
+    /// The handshake kind counted in addition to `TcpPort`, for a SYN, SYN-ACK or RST.
+    #[inline(always)]
+    pub fn handshake(&self) -> Option<PacketKind> {
+        let flags = self.tcp()?.flags;
+        if flags & TCP_RST != 0 {
+            Some(PacketKind::TcpRst)
+        } else if flags & TCP_SYN != 0 && flags & TCP_ACK != 0 {
+            Some(PacketKind::TcpSynAck)
+        } else if flags & TCP_SYN != 0 {
+            Some(PacketKind::TcpSyn)
+        } else {
+            None
+        }
     }
 }
 
@@ -129,7 +144,6 @@ const fn only(kind: PacketKind, ethertype: u16) -> Classified {
     Classified {
         kind,
         ethertype,
-        tcp_flags_kind: None,
         segment: TcpSegment {
             flags: 0,
             ports: [0; 4],
@@ -146,8 +160,10 @@ struct HeadFields {
     protocol: u8,
 }
 
+/// `watched_port` is only called for a TCP segment: the frames of other protocols read
+/// nothing more than their headers.
 #[inline(always)]
-pub fn classify<F: Frame>(frame: &F, watched_port: u16) -> Classified {
+pub fn classify<F: Frame>(frame: &F, watched_port: impl Fn() -> u16) -> Classified {
     let Some(head) = frame.fields(0, 0, |head: &Head| HeadFields {
         ethertype: head.be16(ETHERTYPE_OFFSET),
         arp_oper: head.be16(ARP_OPER_OFFSET),
@@ -155,10 +171,14 @@ pub fn classify<F: Frame>(frame: &F, watched_port: u16) -> Classified {
         fragment: head.be16(IPV4_FRAG_OFFSET),
         protocol: head.byte(IPV4_PROTO_OFFSET),
     }) else {
+        cold_path();
         return only(PacketKind::Other, 0);
     };
     match head.ethertype {
-        ETH_P_ARP => classify_arp(&head),
+        ETH_P_ARP => {
+            cold_path();
+            classify_arp(&head)
+        }
         ETH_P_IP => classify_ipv4(frame, &head, watched_port),
         ethertype => only(PacketKind::Other, ethertype),
     }
@@ -175,7 +195,11 @@ fn classify_arp(head: &HeadFields) -> Classified {
 }
 
 #[inline(always)]
-fn classify_ipv4<F: Frame>(frame: &F, head: &HeadFields, watched_port: u16) -> Classified {
+fn classify_ipv4<F: Frame>(
+    frame: &F,
+    head: &HeadFields,
+    watched_port: impl Fn() -> u16,
+) -> Classified {
     // A protocol tracer does not look into (a UDP flood, say) is done before the header's
     // other checks.
     if head.protocol != IPPROTO_ICMP && head.protocol != IPPROTO_TCP {
@@ -188,7 +212,10 @@ fn classify_ipv4<F: Frame>(frame: &F, head: &HeadFields, watched_port: u16) -> C
     }
     let transport = ETH_HLEN + header_len;
     match head.protocol {
-        IPPROTO_ICMP => classify_icmp(frame, transport),
+        IPPROTO_ICMP => {
+            cold_path();
+            classify_icmp(frame, transport)
+        }
         IPPROTO_TCP => classify_tcp(frame, transport, watched_port),
         _ => only(PacketKind::Other, ETH_P_IP),
     }
@@ -211,7 +238,11 @@ fn classify_icmp<F: Frame>(frame: &F, transport: usize) -> Classified {
 }
 
 #[inline(always)]
-fn classify_tcp<F: Frame>(frame: &F, transport: usize, watched_port: u16) -> Classified {
+fn classify_tcp<F: Frame>(
+    frame: &F,
+    transport: usize,
+    watched_port: impl Fn() -> u16,
+) -> Classified {
     let Some((source, destination, segment)) = frame.fields(transport, 0, |tcp: &TcpHead| {
         let ([a, b], [c, d]) = (tcp.pair(0), tcp.pair(2));
         let segment = TcpSegment {
@@ -222,23 +253,13 @@ fn classify_tcp<F: Frame>(frame: &F, transport: usize, watched_port: u16) -> Cla
     }) else {
         return only(PacketKind::Other, ETH_P_IP);
     };
+    let watched_port = watched_port();
     if source != watched_port && destination != watched_port {
         return only(PacketKind::Other, ETH_P_IP);
     }
-    let flags = segment.flags;
-    let tcp_flags_kind = if flags & TCP_RST != 0 {
-        Some(PacketKind::TcpRst)
-    } else if flags & TCP_SYN != 0 && flags & TCP_ACK != 0 {
-        Some(PacketKind::TcpSynAck)
-    } else if flags & TCP_SYN != 0 {
-        Some(PacketKind::TcpSyn)
-    } else {
-        None
-    };
     Classified {
         kind: PacketKind::TcpPort,
         ethertype: ETH_P_IP,
-        tcp_flags_kind,
         segment,
     }
 }

@@ -21,9 +21,12 @@ use std::{
 };
 
 use anyhow::Context as _;
-use aya::maps::{Map, MapData, MapInfo, MapType, PerCpuHashMap};
+use aya::{
+    maps::{Map, MapData, MapInfo, MapType, PerCpuArray, PerCpuHashMap, PerCpuValues},
+    util::nr_cpus,
+};
 use log::{info, warn};
-use tracer_common::{DropKey, PACKET_COUNTER_ENTRIES};
+use tracer_common::{Direction, DirectionCounters, DropKey, PacketKind};
 
 use crate::{
     collect::{drops, ports},
@@ -127,7 +130,7 @@ fn is_our_pin(path: &Path, name: &str) -> bool {
         .ok()
         .as_ref()
         .and_then(MapShape::of)
-        .is_some_and(|pinned| expected.accepts(&pinned))
+        .is_some_and(|pinned| expected.accepts(&pinned) || is_previous_layout(name, &pinned))
 }
 
 /// Held while a monitor uses a pin root: two monitors sharing counters would count every frame
@@ -229,8 +232,8 @@ fn expected_shape(name: &str) -> Option<MapShape> {
         "PACKET_COUNTERS" => MapShape {
             map_type: MapType::PerCpuArray,
             key_size: INDEX_SIZE,
-            value_size: COUNTER_SIZE,
-            max_entries: Some(PACKET_COUNTER_ENTRIES),
+            value_size: size_of::<DirectionCounters>() as u32,
+            max_entries: Some(Direction::COUNT),
         },
         // Its capacity may grow between versions without harm: not compared.
         "DROP_COUNTERS" => MapShape {
@@ -273,6 +276,48 @@ fn is_previous_drop_counters(name: &str, pinned: &MapShape) -> bool {
         && pinned.map_type == MapType::PerCpuHash
         && pinned.key_size == PREVIOUS_DROP_KEY_SIZE
         && pinned.value_size == COUNTER_SIZE
+}
+
+/// `PACKET_COUNTERS` as monitors before the row layout pinned it: one counter an entry, at
+/// direction × kinds + kind.
+const PREVIOUS_PACKET_COUNTER_ENTRIES: u32 = Direction::COUNT * PacketKind::COUNT;
+
+fn is_previous_packet_counters(name: &str, pinned: &MapShape) -> bool {
+    name == "PACKET_COUNTERS"
+        && pinned.map_type == MapType::PerCpuArray
+        && pinned.key_size == INDEX_SIZE
+        && pinned.value_size == COUNTER_SIZE
+        && pinned.max_entries == Some(PREVIOUS_PACKET_COUNTER_ENTRIES)
+}
+
+/// A map of `name` as an earlier tracer pinned it.
+fn is_previous_layout(name: &str, pinned: &MapShape) -> bool {
+    is_previous_drop_counters(name, pinned) || is_previous_packet_counters(name, pinned)
+}
+
+/// Replaces the [`PREVIOUS_PACKET_COUNTER_ENTRIES`] map pinned at `path` with one in today's
+/// layout that holds its counts (on the first CPU): the port's programs then reuse it.
+fn repin_previous_packet_counters(path: &Path) -> anyhow::Result<()> {
+    let previous = PerCpuArray::<_, u64>::try_from(Map::from_map_data(MapData::from_pin(path)?)?)?;
+    let mut rows = [DirectionCounters::default(); Direction::COUNT as usize];
+    for (direction, row) in rows.iter_mut().enumerate() {
+        for (kind, count) in row.iter_mut().enumerate() {
+            let index = direction as u32 * PacketKind::COUNT + kind as u32;
+            *count = previous.get(&index, 0)?.iter().sum();
+        }
+    }
+    let cpus = nr_cpus()
+        .map_err(|(_, err)| err)
+        .context("counting the CPUs")?;
+    let mut today = PerCpuArray::<MapData, DirectionCounters>::create(Direction::COUNT, 0)?;
+    for (index, row) in (0..).zip(rows) {
+        let mut per_cpu = vec![DirectionCounters::default(); cpus];
+        per_cpu[0] = row;
+        today.set(index, PerCpuValues::try_from(per_cpu)?, 0)?;
+    }
+    std::fs::remove_file(path).with_context(|| format!("removing the pin {}", path.display()))?;
+    today.pin(path)?;
+    Ok(())
 }
 
 /// Counts read from maps an earlier tracer pinned, in this tracer's keys: the maps that
@@ -333,6 +378,17 @@ pub fn prepare_directory(
         match (expected, pinned) {
             (Some(expected), Some(pinned)) if expected.accepts(&pinned) => continue,
             (None, Some(_)) => continue,
+            (_, Some(pinned)) if is_previous_packet_counters(name, &pinned) => {
+                repin_previous_packet_counters(&path).with_context(|| {
+                    format!("carrying the earlier tracer's {} over", path.display())
+                })?;
+                info!(
+                    "{} held an earlier tracer's packet counters ({pinned}): they carry over \
+                     into this tracer's layout",
+                    path.display()
+                );
+                continue;
+            }
             (_, Some(pinned)) if is_previous_drop_counters(name, &pinned) => {
                 carried.drops = read_previous_drops(&path)
                     .with_context(|| format!("reading the earlier tracer's {}", path.display()))?;
@@ -494,7 +550,7 @@ mod tests {
         assert!(drops.accepts(&bigger));
         let packets = expected_shape("PACKET_COUNTERS").unwrap();
         let older = MapShape {
-            max_entries: Some(PACKET_COUNTER_ENTRIES - 2),
+            max_entries: Some(Direction::COUNT - 1),
             ..packets
         };
         assert!(!packets.accepts(&older));

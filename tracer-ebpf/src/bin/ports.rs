@@ -20,6 +20,7 @@
 
 use core::{
     ffi::c_void,
+    hint::cold_path,
     intrinsics::{AtomicOrdering, atomic_xadd},
 };
 
@@ -35,8 +36,8 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use tracer_common::{
-    CAPTURE_SNAPLEN, CAPTURED_DATA_SEGMENTS, CapturedFrame, Direction, ETH_P_LLDP,
-    ETH_P_TRACER_CABLE, FlowKey, PACKET_COUNTER_ENTRIES, PacketKind, counter_index,
+    CAPTURE_SNAPLEN, CAPTURED_DATA_SEGMENTS, CapturedFrame, Direction, DirectionCounters,
+    ETH_P_LLDP, ETH_P_TRACER_CABLE, FlowKey, PacketKind,
 };
 use tracer_ebpf::classify::{Classified, Frame, IPV4_ADDRESSES_OFFSET, TcpSegment, classify, fits};
 
@@ -49,7 +50,8 @@ static WATCHED_PORT: Global<u16> = Global::new(4420);
 static CAPTURE: Global<u8> = Global::new(0);
 
 #[map]
-static PACKET_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(PACKET_COUNTER_ENTRIES, 0);
+static PACKET_COUNTERS: PerCpuArray<DirectionCounters> =
+    PerCpuArray::with_max_entries(Direction::COUNT, 0);
 
 #[map]
 static CAPTURED_FRAMES: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
@@ -109,6 +111,7 @@ impl Frame for SkbFrame<'_> {
     #[inline(always)]
     fn fields<T: Copy, R>(&self, base: usize, offset: usize, pick: impl Fn(&T) -> R) -> Option<R> {
         self.linear.fields(base, offset, &pick).or_else(|| {
+            cold_path();
             let copy: T = self.ctx.load(base + offset).ok()?;
             Some(pick(&copy))
         })
@@ -116,40 +119,69 @@ impl Frame for SkbFrame<'_> {
 }
 
 #[inline(always)]
-fn increment(direction: Direction, kind: PacketKind, frames: u64) {
-    if let Some(counter) = PACKET_COUNTERS.get_ptr_mut(counter_index(direction, kind)) {
-        // SAFETY: per-CPU slot, only this CPU writes it.
-        unsafe { *counter += frames };
+fn increment(counters: *mut DirectionCounters, kind: PacketKind, frames: u64) {
+    // SAFETY: a per-CPU map value, only this CPU writes it.
+    if let Some(counter) = unsafe { (*counters).get_mut(kind as usize) } {
+        *counter += frames;
     }
 }
 
-/// Counts a packet that stands for `frames` wire frames. Handshake flags are counted once: a
-/// segmentation offload never splits a SYN or a RST.
 #[inline(always)]
-fn count<F: Frame>(frame: &F, direction: Direction, frames: u64) -> Classified {
-    let classified = classify(frame, WATCHED_PORT.load());
-    increment(direction, classified.kind, frames);
-    if let Some(kind) = classified.tcp_flags_kind {
-        increment(direction, kind, 1);
-    }
-    classified
+fn classify_frame<F: Frame>(frame: &F) -> Classified {
+    classify(frame, || WATCHED_PORT.load())
 }
 
-/// Whether the capture keeps this frame: everything tracer classifies but data segments past
-/// the first few of their connection, which would crowd the history out of the ring.
+/// Counts a packet that stands for `frames()` wire frames, and hands it to `capture` when the
+/// capture may keep it. Handshake flags are counted once: a segmentation offload never splits
+/// a SYN or a RST.
 #[inline(always)]
-fn worth_capturing<F: Frame>(frame: &F, classified: &Classified) -> bool {
+fn count<F: Frame>(
+    frame: &F,
+    direction: Direction,
+    frames: impl FnOnce() -> u64,
+    capture: impl FnOnce(PacketKind, Option<TcpSegment>),
+) {
+    // Looked up first: to LLVM the lookup is a call, and each value that lived across it
+    // would take one of four registers or a stack slot.
+    let Some(counters) = PACKET_COUNTERS.get_ptr_mut(direction as u32) else {
+        return;
+    };
+    let classified = classify_frame(frame);
+    increment(counters, classified.kind, frames());
+    if let Some(kind) = classified.handshake() {
+        cold_path();
+        increment(counters, kind, 1);
+    }
+    if capture_may_keep(&classified) {
+        cold_path();
+        capture(classified.kind, classified.tcp());
+    }
+}
+
+/// Whether the capture may keep this frame, from what classification found alone: everything
+/// tracer classifies but data segments while no connection is young, the bulk that would
+/// crowd the history out of the ring. Cheap, and inline: every frame asks it.
+#[inline(always)]
+fn capture_may_keep(classified: &Classified) -> bool {
+    // What is in registers first: a frame of another protocol reads no memory at all.
     if classified.kind == PacketKind::Other {
         // Counted as other, but kept: tracer's cable frames and LLDP name who is at the far end.
-        return matches!(classified.ethertype, ETH_P_TRACER_CABLE | ETH_P_LLDP);
+        return matches!(classified.ethertype, ETH_P_TRACER_CABLE | ETH_P_LLDP)
+            && CAPTURE.load() != 0;
     }
-    let Some(segment) = classified.tcp() else {
+    CAPTURE.load() != 0
+        && classified
+            .tcp()
+            .is_none_or(|segment| segment.opens() || segment.ends() || any_young_flow())
+}
+
+/// Whether the capture keeps a frame it may keep: a data segment only among the first few of
+/// its connection.
+#[inline(always)]
+fn capture_keeps<F: Frame>(frame: &F, segment: Option<TcpSegment>) -> bool {
+    let Some(segment) = segment else {
         return true;
     };
-    // The bulk's path: a data segment while no connection is young.
-    if !segment.opens() && !segment.ends() && !any_young_flow() {
-        return false;
-    }
     let Some(addresses) = frame.read::<[u8; 8]>(0, IPV4_ADDRESSES_OFFSET) else {
         return false;
     };
@@ -287,19 +319,20 @@ fn any_young_flow() -> bool {
         .is_some_and(|count| unsafe { *count } != 0)
 }
 
-/// Copies up to CAPTURE_SNAPLEN bytes of a frame with `copy(dst, len)` into the ring buffer.
+/// Copies up to CAPTURE_SNAPLEN bytes of a frame the capture keeps with `copy(dst, len)` into
+/// the ring buffer.
 #[inline(always)]
 fn capture<F: Frame>(
     frame: &F,
     direction: Direction,
-    classified: &Classified,
+    kind: PacketKind,
+    segment: Option<TcpSegment>,
     frame_len: u32,
     copy: impl FnOnce(*mut u8, u32) -> bool,
 ) {
-    if CAPTURE.load() == 0 || !worth_capturing(frame, classified) {
+    if !capture_keeps(frame, segment) {
         return;
     }
-    let kind = classified.kind;
     let Some(mut entry) = CAPTURED_FRAMES.reserve::<CapturedFrame>(0) else {
         if let Some(lost) = CAPTURE_LOST.get_ptr_mut(0) {
             // SAFETY: per-CPU slot, only this CPU writes it.
@@ -356,17 +389,35 @@ pub fn tracer_ingress_single_buffer(ctx: XdpContext) -> u32 {
 
 #[inline(always)]
 fn xdp_ingress(ctx: &XdpContext) -> u32 {
-    let frame = LinearFrame {
+    count(
+        &linear_frame(ctx),
+        Direction::Ingress,
+        || 1,
+        |kind, segment| capture_xdp(ctx, kind, segment),
+    );
+    xdp_action::XDP_PASS
+}
+
+#[inline(always)]
+fn linear_frame(ctx: &XdpContext) -> LinearFrame {
+    LinearFrame {
         data: ctx.data(),
         end: ctx.data_end(),
-    };
-    let classified = count(&frame, Direction::Ingress, 1);
+    }
+}
+
+/// The capture's part, a function of its own (a BPF subprogram): the counting path, which
+/// every frame takes, stays short.
+#[inline(never)]
+fn capture_xdp(ctx: &XdpContext, kind: PacketKind, segment: Option<TcpSegment>) {
+    let frame = linear_frame(ctx);
     // The first buffer's length: enough for every header the capture keeps.
     let frame_len = (frame.end - frame.data) as u32;
     capture(
         &frame,
         Direction::Ingress,
-        &classified,
+        kind,
+        segment,
         frame_len,
         |dst, len| {
             let Some(len) = copy_len(len) else {
@@ -376,33 +427,59 @@ fn xdp_ingress(ctx: &XdpContext) -> u32 {
             unsafe { bpf_xdp_load_bytes(ctx.ctx, 0, dst.cast::<c_void>(), len) == 0 }
         },
     );
-    xdp_action::XDP_PASS
 }
 
 #[inline(always)]
 fn tc(ctx: &TcContext, direction: Direction) -> i32 {
-    let frame = SkbFrame {
+    count(
+        &skb_frame(ctx),
+        direction,
+        || {
+            // tc sees a GSO packet before the device splits it (egress) or after GRO merged
+            // it (ingress): count the wire frames it stands for, as XDP on the other end does.
+            // SAFETY: ctx.skb.skb is the program's valid __sk_buff context.
+            u64::from(unsafe { (*ctx.skb.skb).gso_segs }.max(1))
+        },
+        |kind, segment| capture_skb(ctx, direction, kind, segment),
+    );
+    // TC_ACT_UNSPEC is tcx's TCX_NEXT: the programs attached after ours still run (any other
+    // code, TC_ACT_PIPE included, ends the tcx chain).
+    TC_ACT_UNSPEC
+}
+
+#[inline(always)]
+fn skb_frame(ctx: &TcContext) -> SkbFrame<'_> {
+    SkbFrame {
         linear: LinearFrame {
             data: ctx.data(),
             end: ctx.data_end(),
         },
         ctx,
-    };
-    // tc sees a GSO packet before the device splits it (egress) or after GRO merged it
-    // (ingress): count the wire frames it stands for, as XDP on the other end does.
-    // SAFETY: ctx.skb.skb is the program's valid __sk_buff context.
-    let segments = unsafe { (*ctx.skb.skb).gso_segs };
-    let classified = count(&frame, direction, u64::from(segments.max(1)));
-    capture(&frame, direction, &classified, ctx.len(), |dst, len| {
-        let Some(len) = copy_len(len) else {
-            return false;
-        };
-        // SAFETY: dst has CAPTURE_SNAPLEN bytes; the helper checks the packet bounds.
-        unsafe { bpf_skb_load_bytes(ctx.skb.skb.cast(), 0, dst.cast::<c_void>(), len) == 0 }
-    });
-    // TC_ACT_UNSPEC is tcx's TCX_NEXT: the programs attached after ours still run (any other
-    // code, TC_ACT_PIPE included, ends the tcx chain).
-    TC_ACT_UNSPEC
+    }
+}
+
+/// As `capture_xdp`, for an skb.
+#[inline(never)]
+fn capture_skb(
+    ctx: &TcContext,
+    direction: Direction,
+    kind: PacketKind,
+    segment: Option<TcpSegment>,
+) {
+    capture(
+        &skb_frame(ctx),
+        direction,
+        kind,
+        segment,
+        ctx.len(),
+        |dst, len| {
+            let Some(len) = copy_len(len) else {
+                return false;
+            };
+            // SAFETY: dst has CAPTURE_SNAPLEN bytes; the helper checks the packet bounds.
+            unsafe { bpf_skb_load_bytes(ctx.skb.skb.cast(), 0, dst.cast::<c_void>(), len) == 0 }
+        },
+    );
 }
 
 #[classifier]

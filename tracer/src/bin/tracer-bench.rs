@@ -20,7 +20,6 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, TestRun, TestRunOptions,
-    maps::PerCpuArray,
     programs::{Program, ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode},
 };
 use clap::{Parser, Subcommand};
@@ -28,14 +27,14 @@ use serde_json::json;
 use tracer::{
     collect::{
         ebpf_log_level, loader,
-        ports::{IngressHook, LoadedPrograms, PortOptions, PortPrograms},
+        ports::{self, IngressHook, LoadedPrograms, PortOptions, PortPrograms},
     },
     netns::{self, NetnsGuard},
     preflight,
     session::Session,
     spec::PortSpec,
 };
-use tracer_common::{Direction, PacketKind, counter_index};
+use tracer_common::{Direction, PacketKind};
 
 static PORTS_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer-ports"));
 static BASELINE_OBJECT: &[u8] =
@@ -451,21 +450,15 @@ fn test_run(repeat: u32, rounds: u32) -> anyhow::Result<serde_json::Value> {
 /// Checks that the counting programs classified every frame as expected: a program that took
 /// a shortcut (a failed read, a wrong offset) would look cheaper than it is.
 fn check_counted(counting: &Ebpf, frames: &[Frame], runs_per_frame: u64) -> anyhow::Result<()> {
-    let map = counting
-        .map("PACKET_COUNTERS")
-        .ok_or_else(|| anyhow!("PACKET_COUNTERS map missing"))?;
-    let counters = PerCpuArray::<_, u64>::try_from(map)?;
     for direction in [Direction::Ingress, Direction::Egress] {
+        let counts = ports::packet_counts(counting, direction)?;
         for kind in PacketKind::ALL {
             let expected = frames
                 .iter()
                 .filter(|frame| frame.kinds.contains(&kind))
                 .count() as u64
                 * runs_per_frame;
-            let counted: u64 = counters
-                .get(&counter_index(direction, kind), 0)?
-                .iter()
-                .sum();
+            let counted = counts.get(kind);
             if counted != expected {
                 bail!(
                     "{direction:?} counted {counted} {} frames, expected {expected}: the measured path is not the real one",

@@ -18,7 +18,7 @@ use aya::{
 };
 use log::{debug, warn};
 use serde::{Deserialize, Serialize};
-use tracer_common::{Direction, PacketKind, counter_index};
+use tracer_common::{Direction, DirectionCounters, PacketKind};
 
 use crate::{
     collect::loader,
@@ -136,6 +136,20 @@ impl LoadedPrograms {
         }
         Ok(Self { ebpf })
     }
+}
+
+/// One direction's counts in the programs' `PACKET_COUNTERS`, summed over CPUs.
+pub fn packet_counts(ebpf: &Ebpf, direction: Direction) -> anyhow::Result<KindCounts> {
+    let map = ebpf
+        .map("PACKET_COUNTERS")
+        .ok_or_else(|| anyhow!("PACKET_COUNTERS map missing"))?;
+    let per_cpu =
+        PerCpuArray::<_, DirectionCounters>::try_from(map)?.get(&(direction as u32), 0)?;
+    let mut counts = KindCounts::default();
+    for kind in PacketKind::ALL {
+        counts.set(kind, per_cpu.iter().map(|row| row[kind as usize]).sum());
+    }
+    Ok(counts)
 }
 
 /// One port with its counting programs attached. Dropping it detaches them.
@@ -292,25 +306,13 @@ impl PortPrograms {
 
     /// The counts so far, summed over CPUs.
     pub fn counters(&self) -> anyhow::Result<InterfaceCounters> {
-        let map = self
-            .ebpf()
-            .map("PACKET_COUNTERS")
-            .ok_or_else(|| anyhow!("PACKET_COUNTERS map missing"))?;
-        let counters = PerCpuArray::<_, u64>::try_from(map)?;
-        let read = |direction| -> anyhow::Result<KindCounts> {
-            let mut counts = KindCounts::default();
-            for kind in PacketKind::ALL {
-                let per_cpu = counters.get(&counter_index(direction, kind), 0)?;
-                counts.set(kind, per_cpu.iter().sum());
-            }
-            Ok(counts)
-        };
+        let ebpf = self.ebpf();
         Ok(InterfaceCounters {
             netns: self.spec.netns.clone(),
             interface: self.spec.interface.clone(),
             ingress_hook: self.ingress_hook.name().to_owned(),
-            ingress: read(Direction::Ingress)?,
-            egress: read(Direction::Egress)?,
+            ingress: packet_counts(ebpf, Direction::Ingress)?,
+            egress: packet_counts(ebpf, Direction::Egress)?,
         })
     }
 
