@@ -2,7 +2,7 @@
 //!
 //! Every malformed or unexpected frame is classified as `Other`: the observer never fails.
 
-use core::{hint::cold_path, mem::size_of};
+use core::mem::size_of;
 
 use tracer_common::PacketKind;
 
@@ -51,7 +51,6 @@ impl<const N: usize> Words<N> {
 
 /// One classified frame: its kind, and for TCP to the watched port its segment, whose flags
 /// give the handshake kind counted in addition and which the capture picks segments by.
-#[derive(Clone, Copy)]
 pub struct Classified {
     pub kind: PacketKind,
     /// The frame's EtherType; 0 for a frame shorter than an ARP or IPv4 head.
@@ -171,14 +170,10 @@ pub fn classify<F: Frame>(frame: &F, watched_port: impl Fn() -> u16) -> Classifi
         fragment: head.be16(IPV4_FRAG_OFFSET),
         protocol: head.byte(IPV4_PROTO_OFFSET),
     }) else {
-        cold_path();
         return only(PacketKind::Other, 0);
     };
     match head.ethertype {
-        ETH_P_ARP => {
-            cold_path();
-            classify_arp(&head)
-        }
+        ETH_P_ARP => classify_arp(&head),
         ETH_P_IP => classify_ipv4(frame, &head, watched_port),
         ethertype => only(PacketKind::Other, ethertype),
     }
@@ -212,10 +207,7 @@ fn classify_ipv4<F: Frame>(
     }
     let transport = ETH_HLEN + header_len;
     match head.protocol {
-        IPPROTO_ICMP => {
-            cold_path();
-            classify_icmp(frame, transport)
-        }
+        IPPROTO_ICMP => classify_icmp(frame, transport),
         IPPROTO_TCP => classify_tcp(frame, transport, watched_port),
         _ => only(PacketKind::Other, ETH_P_IP),
     }

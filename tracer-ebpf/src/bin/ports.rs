@@ -20,7 +20,6 @@
 
 use core::{
     ffi::c_void,
-    hint::cold_path,
     intrinsics::{AtomicOrdering, atomic_xadd},
 };
 
@@ -111,7 +110,6 @@ impl Frame for SkbFrame<'_> {
     #[inline(always)]
     fn fields<T: Copy, R>(&self, base: usize, offset: usize, pick: impl Fn(&T) -> R) -> Option<R> {
         self.linear.fields(base, offset, &pick).or_else(|| {
-            cold_path();
             let copy: T = self.ctx.load(base + offset).ok()?;
             Some(pick(&copy))
         })
@@ -149,11 +147,9 @@ fn count<F: Frame>(
     let classified = classify_frame(frame);
     increment(counters, classified.kind, frames());
     if let Some(kind) = classified.handshake() {
-        cold_path();
         increment(counters, kind, 1);
     }
     if capture_may_keep(&classified) {
-        cold_path();
         capture(classified.kind, classified.tcp());
     }
 }

@@ -98,6 +98,11 @@ enum Command {
         /// Created once every program is attached
         #[arg(long, value_name = "PATH")]
         ready_file: PathBuf,
+        /// Have the kernel time every BPF program while held (BPF_ENABLE_STATS, undone when
+        /// this exits) and write what these programs ran to PATH at the end, as JSON: `runs`
+        /// and `run_time_ns`, summed over both ports
+        #[arg(long, value_name = "PATH")]
+        run_stats: Option<PathBuf>,
     },
 }
 
@@ -134,7 +139,14 @@ fn main() -> ExitCode {
                 target,
                 hooks,
                 ready_file,
-            } => hold(&initiator, &target, hooks, &ready_file),
+                run_stats,
+            } => hold(
+                &initiator,
+                &target,
+                hooks,
+                &ready_file,
+                run_stats.as_deref(),
+            ),
         });
     match result {
         Ok(report) => {
@@ -573,11 +585,17 @@ fn hold(
     target: &PortSpec,
     hooks: Hooks,
     ready_file: &Path,
+    run_stats: Option<&Path>,
 ) -> anyhow::Result<serde_json::Value> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    // The kernel times programs while any such descriptor is open.
+    let timing = run_stats
+        .map(|_| aya::sys::enable_stats(aya::sys::Stats::RunTime))
+        .transpose()
+        .context("enabling the kernel's BPF run statistics")?;
     let attached = [
         attach_hooks(initiator, hooks)?,
         attach_hooks(target, hooks)?,
@@ -595,6 +613,19 @@ fn hold(
         }
         anyhow::Ok(())
     })?;
+    if let Some(path) = run_stats {
+        let (runs, run_time) = attached
+            .iter()
+            .flat_map(|ebpf| ebpf.programs())
+            .filter_map(|(_, program)| program.info().ok())
+            .fold((0, Duration::ZERO), |(runs, time), info| {
+                (runs + info.run_count(), time + info.run_time())
+            });
+        let stats = json!({ "runs": runs, "run_time_ns": run_time.as_nanos() as u64 });
+        std::fs::write(path, stats.to_string())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     drop(attached);
+    drop(timing);
     Ok(json!({ "hooks": format!("{hooks:?}") }))
 }

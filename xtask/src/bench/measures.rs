@@ -336,6 +336,48 @@ pub(super) fn pps_ratio(floods: &[Vec<Flood>], watcher: usize, pps: fn(&Flood) -
     median(&pps_ratios(floods, watcher, pps))
 }
 
+/// The programs timed during the flood itself (`tracer-bench hold` hooks): empty ones on the
+/// tc hooks, the monitor's counting ones, and watch's, which capture too.
+pub(super) const IN_FLOOD_HOOKS: [&str; 3] = [EMPTY_TC_HOOKS, "tc-ingress", "capturing"];
+
+/// Rounds of one flood with every one of [`IN_FLOOD_HOOKS`] attached at once (tcx chains
+/// them, in an order rotating each round), the kernel timing each program: per hooks, each
+/// round's ns per run. A datagram runs them all, in the same state of the machine, so their
+/// differences are a few ns sharp where the floods' packet rates vary by a tenth. The clock
+/// reads around each run are in every figure alike.
+pub(super) fn measure_in_flood() -> anyhow::Result<Vec<Vec<f64>>> {
+    let stats_file = |hooks: &str| {
+        std::env::temp_dir().join(format!("tracer-bench-{}-{hooks}.stats", std::process::id()))
+    };
+    let mut ns_per_run = vec![Vec::new(); IN_FLOOD_HOOKS.len()];
+    let mut order: Vec<usize> = (0..IN_FLOOD_HOOKS.len()).collect();
+    for _ in 0..IN_FLOOD_ROUNDS {
+        let mut held = Vec::new();
+        for &index in &order {
+            let mut command = hold_command(IN_FLOOD_HOOKS[index]);
+            command
+                .arg("--run-stats")
+                .arg(stats_file(IN_FLOOD_HOOKS[index]));
+            held.push(Attached::start(command)?.0);
+        }
+        udp_flood(Client::Alone)?;
+        for attached in held {
+            attached.stop()?;
+        }
+        for (index, hooks) in IN_FLOOD_HOOKS.iter().enumerate() {
+            let path = stats_file(hooks);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let _ = std::fs::remove_file(&path);
+            let stats: Value = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            ns_per_run[index].push(number(&stats, "run_time_ns")? / number(&stats, "runs")?);
+        }
+        order.rotate_left(1);
+    }
+    Ok(ns_per_run)
+}
+
 /// The monitor's metrics, as text (HTTP/1.0, one request).
 pub(super) fn scrape(address: &str) -> anyhow::Result<String> {
     use std::io::{Read as _, Write as _};

@@ -58,6 +58,7 @@ const ATTACH_RUNS: usize = 7;
 const APPEAR_RUNS: usize = 7;
 const THROUGHPUT_ROUNDS: usize = 15;
 const PPS_ROUNDS: usize = 15;
+const IN_FLOOD_ROUNDS: usize = 8;
 const VERDICT_RUNS: usize = 3;
 const BIG_RULESET_RUNS: usize = 5;
 const WATCH_IDLE_RUNS: usize = 3;
@@ -168,10 +169,12 @@ pub fn run(json_path: Option<&Path>, rss_seconds: u64, only: Option<Only>) -> an
             let server = iperf3_server()?;
             let throughput = measure_throughput(FIRST_ALTERNATIVE)?;
             let floods = measure_pps()?;
+            let in_flood = measure_in_flood()?;
             drop(server);
             // The monitor's pins go, as after the whole bench.
             unpin()?;
             traffic(&mut report, &throughput, &floods);
+            programs_in_flood(&mut report, &in_flood);
             Vec::new()
         }
         Some(Only::LongRun) => {
@@ -311,6 +314,28 @@ fn traffic(report: &mut Report, throughput: &Throughput, floods: &[Vec<Flood>]) 
     report.value("iperf3_tcp_port", json!(PORT.parse::<u16>().unwrap_or(0)));
 }
 
+/// What the counting programs cost a datagram of the flood over empty ones on the same hooks,
+/// the monitor's and watch's: each round's difference, and the median ns per run of each.
+fn programs_in_flood(report: &mut Report, ns_per_run: &[Vec<f64>]) {
+    let medians: serde_json::Map<String, Value> = IN_FLOOD_HOOKS
+        .iter()
+        .zip(ns_per_run)
+        .map(|(hooks, runs)| (hooks.replace('-', "_"), json!(round2(median(runs)))))
+        .collect();
+    report.value("in_flood_ns_per_run", Value::Object(medians));
+    let empty = &ns_per_run[0];
+    for (name, runs) in [("counting", &ns_per_run[1]), ("capturing", &ns_per_run[2])] {
+        let added: Vec<f64> = runs
+            .iter()
+            .zip(empty)
+            .map(|(with, without)| with - without)
+            .collect();
+        let key = format!("in_flood_{name}_added_ns");
+        report.value(&key, json!(round2(median(&added))));
+        report.noise(&key, spread(&added));
+    }
+}
+
 /// Every measure that needs the lab but the per-packet ones: attach, memory, a port that
 /// appears, watch while idle, traffic, diagnose's verdicts.
 fn everything_on_the_lab(
@@ -330,6 +355,7 @@ fn everything_on_the_lab(
     let server = iperf3_server()?;
     let throughput = measure_throughput(WATCHERS.len())?;
     let floods = measure_pps()?;
+    let in_flood = measure_in_flood()?;
     let (rss, rss_peak) = measure_rss(rss_seconds)?;
     drop(server);
     unpin()?;
@@ -343,6 +369,7 @@ fn everything_on_the_lab(
     let appears_ms = median(&appears);
     let watch_idle_cpu = median(&watch_idle);
     traffic(report, &throughput, &floods);
+    programs_in_flood(report, &in_flood);
 
     let verdict_seconds: serde_json::Map<String, Value> = verdicts
         .iter()

@@ -171,6 +171,16 @@ pub(super) fn table(report: &Value, verdicts: &[Verdicts]) -> String {
             Some(&key),
         );
     }
+    for (name, shown) in [("counting", "monitor's"), ("capturing", "watch's")] {
+        let key = format!("in_flood_{name}_added_ns");
+        measured(
+            &key,
+            &format!("flood: ns a run added, {shown} programs"),
+            format!("{:.1}", value(&key)),
+            String::new(),
+            Some(&key),
+        );
+    }
     measured(
         "two_pairs_attach_ms",
         "two pairs (4 ports) attached, ms",
