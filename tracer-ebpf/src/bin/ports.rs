@@ -11,6 +11,11 @@
 //! is tracked from its SYN only while it is young (`YOUNG_FLOWS`), a slot counter shared by a
 //! few flows (`YOUNG_SLOTS`, an array read) says when a segment's flow cannot be young, and
 //! once no connection is young (`YOUNG_FLOW_COUNT`) a segment reads not even its addresses.
+//!
+//! Every frame pays one cache line of counters (cold in a flood, where it is most of what a
+//! program costs), so the rest is kept small: a program looks its direction's row up once,
+//! reads `WATCHED_PORT` only for TCP and `CAPTURE` only for a frame the capture may keep, and
+//! the capture is a subprogram of its own.
 #![no_std]
 #![no_main]
 // The BPF target has atomic adds (BPF_XADD) but no compare-and-swap, so core's atomic types
@@ -48,6 +53,7 @@ static WATCHED_PORT: Global<u16> = Global::new(4420);
 #[unsafe(no_mangle)]
 static CAPTURE: Global<u8> = Global::new(0);
 
+/// A row of counters per direction (see `DirectionCounters`).
 #[map]
 static PACKET_COUNTERS: PerCpuArray<DirectionCounters> =
     PerCpuArray::with_max_entries(Direction::COUNT, 0);
