@@ -130,11 +130,6 @@ fn increment(counters: *mut DirectionCounters, kind: PacketKind, frames: u64) {
     }
 }
 
-#[inline(always)]
-fn classify_frame<F: Frame>(frame: &F) -> Classified {
-    classify(frame, || WATCHED_PORT.load())
-}
-
 /// Counts a packet that stands for `frames()` wire frames, and hands it to `capture` when the
 /// capture may keep it. Handshake flags are counted once: a segmentation offload never splits
 /// a SYN or a RST.
@@ -150,7 +145,7 @@ fn count<F: Frame>(
     let Some(counters) = PACKET_COUNTERS.get_ptr_mut(direction as u32) else {
         return;
     };
-    let classified = classify_frame(frame);
+    let classified = classify(frame, || WATCHED_PORT.load());
     increment(counters, classified.kind, frames());
     if let Some(kind) = classified.handshake() {
         increment(counters, kind, 1);
