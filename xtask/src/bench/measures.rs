@@ -336,9 +336,14 @@ pub(super) fn pps_ratio(floods: &[Vec<Flood>], watcher: usize, pps: fn(&Flood) -
     median(&pps_ratios(floods, watcher, pps))
 }
 
-/// The programs timed during the flood itself (`tracer-bench hold` hooks): empty ones on the
-/// tc hooks, the monitor's counting ones, and watch's, which capture too.
-pub(super) const IN_FLOOD_HOOKS: [&str; 3] = [EMPTY_TC_HOOKS, "tc-ingress", "capturing"];
+/// The programs timed during the flood itself, as (name in the report, `tracer-bench hold`
+/// hooks): empty ones on the tc hooks, the monitor's counting ones, and watch's, which
+/// capture too. The empty ones come first: the others are reported over them.
+pub(super) const IN_FLOOD_HOOKS: [(&str, &str); 3] = [
+    ("empty_tc", EMPTY_TC_HOOKS),
+    ("counting", "tc-ingress"),
+    ("capturing", "capturing"),
+];
 
 /// Rounds of one flood with every one of [`IN_FLOOD_HOOKS`] attached at once (tcx chains
 /// them, in an order rotating each round), the kernel timing each program: per hooks, each
@@ -354,17 +359,16 @@ pub(super) fn measure_in_flood() -> anyhow::Result<Vec<Vec<f64>>> {
     for _ in 0..IN_FLOOD_ROUNDS {
         let mut held = Vec::new();
         for &index in &order {
-            let mut command = hold_command(IN_FLOOD_HOOKS[index]);
-            command
-                .arg("--run-stats")
-                .arg(stats_file(IN_FLOOD_HOOKS[index]));
+            let (_, hooks) = IN_FLOOD_HOOKS[index];
+            let mut command = hold_command(hooks);
+            command.arg("--run-stats").arg(stats_file(hooks));
             held.push(Attached::start(command)?.0);
         }
         udp_flood(Client::Alone)?;
         for attached in held {
             attached.stop()?;
         }
-        for (index, hooks) in IN_FLOOD_HOOKS.iter().enumerate() {
+        for (index, (_, hooks)) in IN_FLOOD_HOOKS.iter().enumerate() {
             let path = stats_file(hooks);
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading {}", path.display()))?;

@@ -320,11 +320,13 @@ fn programs_in_flood(report: &mut Report, ns_per_run: &[Vec<f64>]) {
     let medians: serde_json::Map<String, Value> = IN_FLOOD_HOOKS
         .iter()
         .zip(ns_per_run)
-        .map(|(hooks, runs)| (hooks.replace('-', "_"), json!(round2(median(runs)))))
+        .map(|((name, _), runs)| ((*name).to_owned(), json!(round2(median(runs)))))
         .collect();
     report.value("in_flood_ns_per_run", Value::Object(medians));
-    let empty = &ns_per_run[0];
-    for (name, runs) in [("counting", &ns_per_run[1]), ("capturing", &ns_per_run[2])] {
+    let (empty, counting) = ns_per_run
+        .split_first()
+        .expect("the empty programs come first");
+    for ((name, _), runs) in IN_FLOOD_HOOKS.iter().skip(1).zip(counting) {
         let added: Vec<f64> = runs
             .iter()
             .zip(empty)
