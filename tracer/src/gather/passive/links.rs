@@ -111,11 +111,11 @@ impl Watch {
 }
 
 /// The neighbour entries of the port at `ifindex`. A dump taken while the table grows can
-/// leave entries out without saying so: the kernel resumes a dump too big for one message by
-/// hash bucket, and a resize in between moves entries behind it (a table growing to 16,000
-/// entries lost up to 3,000 from a dump on 5.10, and up to 1,700 on 6.18). So when an entry
-/// the last look had is missing, the table is dumped again, and an entry either dump lists
-/// is there: one really gone is in neither.
+/// leave entries out without saying so (a dump too big for one message resumes where its
+/// last part ended, in a table that moved meanwhile: growing to 16,000 entries, a dump left
+/// out up to 3,000 on 5.10 and up to 1,700 on 6.18). So when an entry the last look had is
+/// missing, the table is dumped again, and an entry either dump lists is there: one really
+/// gone is in neither. Either dump failing fails the look, which then leaves the last one.
 fn port_neighbours(
     socket: &RouteSocket,
     ifindex: u32,
@@ -133,10 +133,7 @@ fn port_neighbours(
     if last.keys().all(|address| listed.contains(address)) {
         return Ok(first);
     }
-    Ok(match dump() {
-        Ok(second) => either_dump(first, second),
-        Err(_) => first,
-    })
+    Ok(either_dump(first, dump()?))
 }
 
 /// The entries of two dumps of one table: the second's, and those only the first lists.
