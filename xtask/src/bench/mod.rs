@@ -232,8 +232,8 @@ fn traffic(report: &mut Report, throughput: &Throughput, floods: &[Vec<Flood>]) 
         let throughput_key = format!("throughput_ratio_{name}");
         let throughput_ratios = throughput.ratios(watcher);
         let throughput_ratio = median(&throughput_ratios);
-        // Held to a goal: the exact median, which the goal is judged on and the table rounds
-        // down, so a ratio under its goal never reads as the goal.
+        // The exact median, as the flood's below: a goal is judged on it, and the table rounds
+        // it down, so a ratio under its goal never reads as the goal.
         report.value(&throughput_key, json!(throughput_ratio));
         report.noise(&throughput_key, spread(&throughput_ratios));
         let pps_key = format!("pps_ratio_{name}");
